@@ -1,0 +1,173 @@
+# llsmtp - build, test, fuzz, bench. GNU make.
+# make            static + shared library in build/
+# make test       cmocka suite (runs `make deps` itself when root and missing)
+# make test SANITIZE=1   the same under ASan + UBSan
+# make valgrind   the suite under valgrind --error-exitcode=1
+# make fuzz       libFuzzer targets in build/fuzz/ (clang)
+# make bench      engine benchmark (bench/engine.c)
+# make run        example server on 127.0.0.1:2525
+
+MAJOR := 0
+MINOR := 1
+PATCH := 0
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+CC ?= cc
+AR ?= ar
+CLANG ?= clang
+PKG_CONFIG ?= pkg-config
+BUILD ?= build
+
+WARN := -std=c99 -Wall -Wextra -Wpedantic -Wshadow -Wconversion \
+        -Wstrict-prototypes -Wmissing-prototypes -Wcast-qual -Werror
+OPT ?= -O2 -g
+CFLAGS ?=
+CPPFLAGS ?=
+LDFLAGS ?=
+
+ifeq ($(SANITIZE),1)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+BUILD := build/san
+endif
+
+LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c
+LIB_HDRS := include/llsmtp.h lib/internal.h
+LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
+PIC_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/pic/%.o)
+
+ALL_CFLAGS := $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Ilib $(CFLAGS)
+
+.PHONY: all static shared test check valgrind fuzz fuzz-run bench examples \
+        run deps clean amalgamation transcripts-corpus
+
+all: static shared examples
+
+static: $(BUILD)/libllsmtp.a
+shared: $(BUILD)/libllsmtp.so
+
+$(BUILD)/obj/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLLSMTP_BUILDING -c $< -o $@
+
+$(BUILD)/pic/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DLLSMTP_BUILDING -fPIC \
+	    -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/libllsmtp.a: $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/libllsmtp.so: $(PIC_OBJS)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libllsmtp.so.$(MAJOR) \
+	    $(LDFLAGS) -o $(BUILD)/libllsmtp.so.$(VERSION) $^
+	ln -sf libllsmtp.so.$(VERSION) $(BUILD)/libllsmtp.so.$(MAJOR)
+	ln -sf libllsmtp.so.$(VERSION) $@
+
+# ---- tests ---------------------------------------------------------------
+
+TEST_NAMES := test_reply test_path test_server test_transcripts test_data
+TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
+TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes $(OPT) $(SANFLAGS) -Iinclude \
+              -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
+TEST_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a \
+	    $(LDFLAGS) $(TEST_LIBS)
+
+# Installs what the tests need on Debian/Ubuntu (root, or through sudo).
+DEPS_PKGS := libcmocka-dev pkg-config clang valgrind python3 curl
+deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    $(DEPS_PKGS)
+
+# `make test` installs missing packages itself when it runs as root.
+check-deps:
+	@if ! $(PKG_CONFIG) --exists cmocka 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "cmocka missing: running make deps"; \
+	        $(MAKE) --no-print-directory deps || exit 1; \
+	    else \
+	        echo "cmocka is missing; run: sudo make deps"; exit 1; \
+	    fi; \
+	fi
+
+test check: check-deps
+	@$(MAKE) --no-print-directory test-build
+	@$(MAKE) --no-print-directory test-run
+
+test-build: $(TEST_BINS) examples
+
+test-run:
+	@fail=0; for t in $(TEST_BINS); do \
+	    echo "== $$t"; \
+	    (cd tests && ../$$t) || fail=1; \
+	done; \
+	if [ -f tests/integration.sh ]; then \
+	    echo "== tests/integration.sh"; \
+	    BUILD=$(BUILD) sh tests/integration.sh || fail=1; \
+	fi; \
+	exit $$fail
+
+VALGRIND := valgrind --error-exitcode=1 --leak-check=full -q
+valgrind: check-deps
+	@$(MAKE) --no-print-directory $(TEST_BINS)
+	@fail=0; for t in $(TEST_BINS); do \
+	    echo "== valgrind $$t"; \
+	    (cd tests && LLSMTP_QUICK=1 $(VALGRIND) ../$$t) || fail=1; \
+	done; exit $$fail
+
+# ---- examples --------------------------------------------------------------
+
+EX_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $(OPT) \
+            $(SANFLAGS) -Iinclude $(CFLAGS)
+EXAMPLES := $(BUILD)/examples/smtpd
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a $(LDFLAGS)
+
+run: $(BUILD)/examples/smtpd
+	$(BUILD)/examples/smtpd --listen 127.0.0.1:2525 \
+	    --local-domain localhost --local-domain example.test --spool ./spool
+
+# ---- fuzzing ---------------------------------------------------------------
+
+FUZZ_TARGETS := fuzz_server fuzz_path
+FUZZ_BINS := $(FUZZ_TARGETS:%=build/fuzz/%)
+FUZZ_FLAGS := -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
+              -Iinclude -Ilib
+FUZZTIME ?= 30
+
+fuzz: $(FUZZ_BINS)
+
+build/fuzz/%: fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@
+
+fuzz-run: fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	    echo "== $$t for $(FUZZTIME)s"; \
+	    mkdir -p build/fuzz/corpus-$$t; \
+	    build/fuzz/$$t -max_total_time=$(FUZZTIME) -dict=fuzz/smtp.dict \
+	        -print_final_stats=1 build/fuzz/corpus-$$t fuzz/corpus/$$t \
+	        || exit 1; \
+	done
+
+# ---- benchmarks --------------------------------------------------------------
+
+bench: $(BUILD)/bench/engine
+	$(BUILD)/bench/engine
+
+$(BUILD)/bench/engine: bench/engine.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -Iinclude $< \
+	    -o $@ $(BUILD)/libllsmtp.a
+
+clean:
+	rm -rf build

@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * llsmtp.h - the whole public API of llsmtp, an embeddable SMTP protocol
+ * library in pure C99. It is also the vendored header: the installed copy,
+ * the amalgamated copy and this file are the same, and every user writes
+ * #include <llsmtp.h>.
+ *
+ * llsmtp never opens a socket, reads a clock or touches a file. The host
+ * feeds bytes in, drains reply bytes out, and decides policy in callbacks.
+ */
+#ifndef LLSMTP_H
+#define LLSMTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- version ---------------------------------------------------------- */
+
+#define LLSMTP_VERSION_MAJOR 0
+#define LLSMTP_VERSION_MINOR 1
+#define LLSMTP_VERSION_PATCH 0
+#define LLSMTP_VERSION_STRING "0.1.0"
+#define LLSMTP_VERSION_NUM                                                   \
+    ((LLSMTP_VERSION_MAJOR << 16) | (LLSMTP_VERSION_MINOR << 8) |            \
+     LLSMTP_VERSION_PATCH)
+
+/* ---- export macro ----------------------------------------------------- */
+
+#if defined(LLSMTP_STATIC)
+#define LLSMTP_API static
+#elif defined(_WIN32) && defined(LLSMTP_BUILDING)
+#define LLSMTP_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(LLSMTP_SHARED)
+#define LLSMTP_API __declspec(dllimport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define LLSMTP_API __attribute__((visibility("default")))
+#else
+#define LLSMTP_API
+#endif
+
+/* Runtime version, LLSMTP_VERSION_NUM of the library actually linked. */
+LLSMTP_API unsigned long llsmtp_version(void);
+
+/* ---- errors and statuses ---------------------------------------------- */
+
+/* Non-negative values are statuses, negative values are errors.
+ * Enumerators are append-only: values never change. */
+#define LLSMTP_ERRNO_MAP(X)                                                  \
+    X(OK, 0, "success")                                                      \
+    X(PAUSED, 1, "paused: a callback deferred its decision")                 \
+    X(BLOCKED, 2, "blocked: drain the output queue first")                   \
+    X(CLOSE, 3, "flush the output, then close the connection")               \
+    X(E_INVAL, -1, "invalid argument")                                       \
+    X(E_STATE, -2, "call not valid in the current state")                    \
+    X(E_REENTRANT, -3, "called from inside a callback")                      \
+    X(E_CALLBACK, -4, "a callback reported failure")                         \
+    X(E_NOMEM, -5, "not enough memory")                                      \
+    X(E_BUFFER, -6, "output buffer too small")                               \
+    X(E_REPLY, -7, "invalid reply code or text")                             \
+    X(E_SYNTAX, -8, "syntax error")                                          \
+    X(E_RANGE, -9, "value out of range")
+
+enum llsmtp_error {
+#define LLSMTP_X_ENUM(name, value, text) LLSMTP_##name = value,
+    LLSMTP_ERRNO_MAP(LLSMTP_X_ENUM)
+#undef LLSMTP_X_ENUM
+    LLSMTP_ERROR_LAST_ = -10
+};
+
+/* A static description of any value above; never NULL. */
+LLSMTP_API const char *llsmtp_strerror(int err);
+/* The enumerator's name, e.g. "LLSMTP_E_STATE"; never NULL. */
+LLSMTP_API const char *llsmtp_errname(int err);
+
+/* ---- spans ------------------------------------------------------------ */
+
+/* A borrowed byte range; never NUL-terminated unless said otherwise. */
+typedef struct llsmtp_span {
+    const char *p;
+    size_t n;
+} llsmtp_span;
+
+/* ---- paths (RFC 5321 4.1.2), lib/path.c -------------------------------- */
+
+enum llsmtp_path_flag {
+    LLSMTP_PATH_NULL = 1u << 0,       /* the null reverse path <> */
+    LLSMTP_PATH_QUOTED = 1u << 1,     /* local part is a quoted-string */
+    LLSMTP_PATH_LITERAL = 1u << 2,    /* domain is an address literal */
+    LLSMTP_PATH_ROUTE = 1u << 3,      /* a source route was given (ignored) */
+    LLSMTP_PATH_UTF8 = 1u << 4,       /* contains UTF-8 (RFC 6531) */
+    LLSMTP_PATH_POSTMASTER = 1u << 5, /* <Postmaster> with no domain */
+    LLSMTP_PATH_IPV4 = 1u << 6,       /* literal is [a.b.c.d] */
+    LLSMTP_PATH_IPV6 = 1u << 7        /* literal is [IPv6:...] */
+};
+
+/* A parsed path. All spans point into the parsed text. */
+typedef struct llsmtp_path {
+    llsmtp_span mailbox; /* "local@domain" as written, without <> or route */
+    llsmtp_span local;   /* local part as written (quotes included) */
+    llsmtp_span domain;  /* domain, or address literal with its [ ] */
+    llsmtp_span route;   /* "@a,@b" as written, when LLSMTP_PATH_ROUTE */
+    unsigned flags;      /* enum llsmtp_path_flag */
+} llsmtp_path;
+
+/* Options for llsmtp_path_parse. */
+enum llsmtp_path_opt {
+    LLSMTP_PARSE_ALLOW_NULL = 1u << 0,       /* accept <> (reverse path) */
+    LLSMTP_PARSE_ALLOW_POSTMASTER = 1u << 1, /* accept <Postmaster> */
+    LLSMTP_PARSE_UTF8 = 1u << 2              /* RFC 6531 UTF-8 addresses */
+};
+
+/* Parses a Path or "<>" at the start of p[0..n): "<" [route ":"] mailbox
+ * ">". On success returns LLSMTP_OK, fills *out and sets *end to the
+ * offset just past ">". On failure returns LLSMTP_E_SYNTAX (or E_RANGE for
+ * a domain or label too long) and sets *end to the offset of the offending
+ * byte. Pure function; may be called anywhere. */
+LLSMTP_API int llsmtp_path_parse(const char *p, size_t n, unsigned opts,
+                                 llsmtp_path *out, size_t *end);
+
+/* Validates a whole Domain (RFC 5321 4.1.2 sub-domain rules, labels <= 63,
+ * total <= 255). Returns LLSMTP_OK or LLSMTP_E_SYNTAX / LLSMTP_E_RANGE. */
+LLSMTP_API int llsmtp_domain_check(const char *p, size_t n, unsigned opts);
+
+/* Parses dotted-quad IPv4 text (exactly, no leading/trailing bytes) into
+ * out[4]. Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_ipv4_parse(const char *p, size_t n, uint8_t out[4]);
+
+/* Parses RFC 4291 IPv6 text (with "::" and a trailing dotted quad) into
+ * out[16]. Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_ipv6_parse(const char *p, size_t n, uint8_t out[16]);
+
+/* ---- ESMTP parameters (RFC 5321 4.1.2 Mail-parameters) ----------------- */
+
+#define LLSMTP_PARAMS_MAX 16
+
+typedef struct llsmtp_param {
+    llsmtp_span key;   /* esmtp-keyword as written */
+    llsmtp_span value; /* esmtp-value, empty (p may be NULL) if no "=" */
+} llsmtp_param;
+
+typedef struct llsmtp_params {
+    size_t n;
+    llsmtp_param v[LLSMTP_PARAMS_MAX];
+} llsmtp_params;
+
+/* Parses "KEY[=VALUE] KEY[=VALUE] ..." (SP separated, the text after a
+ * path). Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad keyword or value, *end at
+ * the offending byte) or LLSMTP_E_RANGE (more than LLSMTP_PARAMS_MAX). */
+LLSMTP_API int llsmtp_params_parse(const char *p, size_t n, unsigned opts,
+                                   llsmtp_params *out, size_t *end);
+
+/* Finds a parameter by keyword, ASCII case-insensitively. Returns it or
+ * NULL. */
+LLSMTP_API const llsmtp_param *llsmtp_params_get(const llsmtp_params *ps,
+                                                 const char *key);
+
+/* ---- replies, lib/reply.c ----------------------------------------------- */
+
+/* Limits on host-supplied reply text (before folding). */
+#define LLSMTP_REPLY_TEXT_MAX 1024
+#define LLSMTP_REPLY_LINES_MAX 16
+
+/* A decision: reply code, enhanced status code (RFC 3463) and text.
+ * Deciding callbacks receive one pre-filled with the default (accept)
+ * reply; leave it to accept, or change it with llsmtp_reply_set(). The
+ * text is borrowed and copied out before the callback's caller returns. */
+typedef struct llsmtp_reply {
+    int code;             /* 200..599 */
+    char enhanced[12];    /* "5.1.1", or "" for none; NUL-terminated */
+    const char *text;     /* NULL: the library's text for this reply */
+    size_t text_len;
+    const char *id;       /* on_data_end: queue id shown in the 250 reply */
+    size_t id_len;
+    unsigned is_default_; /* private: 1 while still the library default */
+} llsmtp_reply;
+
+/* An accept-by-default reply for llsmtp_server_resume(). */
+#define LLSMTP_REPLY_INIT {0, {0}, NULL, 0, NULL, 0, 1}
+
+/* Sets code, enhanced code and NUL-terminated text (NULL for a generic
+ * text). enhanced may be NULL: a generic "X.0.0" of the right class is
+ * used. A "\n" in text starts a new reply line; other control bytes are
+ * replaced when the reply is written, so CR, LF and NUL never reach the
+ * wire. Returns LLSMTP_OK, or LLSMTP_E_REPLY (code outside 200..599,
+ * enhanced class not matching the code, text over LLSMTP_REPLY_TEXT_MAX or
+ * LLSMTP_REPLY_LINES_MAX lines) leaving *r unchanged. */
+LLSMTP_API int llsmtp_reply_set(llsmtp_reply *r, int code,
+                                const char *enhanced, const char *text);
+/* The same with a text span. */
+LLSMTP_API int llsmtp_reply_setn(llsmtp_reply *r, int code,
+                                 const char *enhanced, const char *text,
+                                 size_t text_len);
+/* Sets the queue id used in the default "250 2.6.0 <id> Queued mail for
+ * delivery" reply (on_data_end). Borrowed like the text. Returns
+ * LLSMTP_OK or LLSMTP_E_REPLY when longer than 64 bytes or not printable. */
+LLSMTP_API int llsmtp_reply_set_id(llsmtp_reply *r, const char *id,
+                                   size_t id_len);
+
+/* Formats a reply into buf: "code[-| ]enhanced text CRLF" lines, host text
+ * sanitised and folded at word boundaries so that no line exceeds 512
+ * octets (RFC 5321 4.5.3.1.5). with_enhanced says whether the enhanced
+ * code is printed. Returns the number of bytes written, or 0 when buf is
+ * too small or the reply is invalid. */
+LLSMTP_API size_t llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced,
+                                      char *buf, size_t buflen);
+
+/* ---- server session, lib/server.c --------------------------------------- */
+
+typedef struct llsmtp_server llsmtp_server;
+
+/* Callback return protocol: every callback returns one of these. */
+enum llsmtp_cb_result {
+    LLSMTP_CB_OK = 0,      /* proceed with the reply as it is now */
+    LLSMTP_CB_PENDING = 1, /* decision deferred: feed pauses until resume */
+    LLSMTP_CB_FAIL = -1    /* host failure: feed returns LLSMTP_E_CALLBACK */
+};
+
+/* Extensions advertised in EHLO (config.extensions). */
+enum llsmtp_ext {
+    LLSMTP_EXT_PIPELINING = 1u << 0,     /* RFC 2920 */
+    LLSMTP_EXT_SIZE = 1u << 1,           /* RFC 1870 */
+    LLSMTP_EXT_8BITMIME = 1u << 2,       /* RFC 6152 */
+    LLSMTP_EXT_ENHANCEDSTATUS = 1u << 3, /* RFC 2034 */
+    LLSMTP_EXT_VRFY = 1u << 4,           /* advertise VRFY */
+    LLSMTP_EXT_HELP = 1u << 5            /* advertise HELP */
+};
+#define LLSMTP_EXT_DEFAULT                                                   \
+    (LLSMTP_EXT_PIPELINING | LLSMTP_EXT_SIZE | LLSMTP_EXT_8BITMIME |         \
+     LLSMTP_EXT_ENHANCEDSTATUS | LLSMTP_EXT_VRFY | LLSMTP_EXT_HELP)
+
+/* What to do with a bare LF or bare CR inside DATA (as Postfix 3.9's
+ * smtpd_forbid_bare_newline). Under every setting only <CRLF>.<CRLF> ends
+ * the message. */
+enum llsmtp_bare_lf {
+    LLSMTP_BARE_LF_NORMALIZE = 0, /* default: a bare LF or CR line ending is
+                                     delivered as CRLF */
+    LLSMTP_BARE_LF_REJECT = 1,    /* drain to the real end, 550 5.5.2 */
+    LLSMTP_BARE_LF_PASS = 2       /* USE WITH CAUTION: bytes untouched; a
+                                     relay passing them on can be abused for
+                                     SMTP smuggling */
+};
+
+/* Option flags (config.flags). */
+enum llsmtp_cfg_flag {
+    /* Refuse early talkers and improper pipelining with 554 5.5.0 and
+     * close. The greeting counts as written when llsmtp_server_consume()
+     * has drained it; the host calls llsmtp_server_input_drained() when
+     * everything it read so far has been fed. */
+    LLSMTP_CFG_SYNC_CHECK = 1u << 0,
+    /* Reply 502 instead of 500 to unknown commands. */
+    LLSMTP_CFG_502_UNKNOWN = 1u << 1
+};
+
+/* Why a message was abandoned (on_data_abort). */
+enum llsmtp_abort {
+    LLSMTP_ABORT_SIZE = 1,      /* over config.max_size: 552 at the end */
+    LLSMTP_ABORT_BARE_LF = 2,   /* bare LF/CR under REJECT: 550 at the end */
+    LLSMTP_ABORT_CLOSED = 3     /* connection ended (eof, timeout) mid-data */
+};
+
+/* Which decision a paused session awaits (llsmtp_server_pending). */
+enum llsmtp_pending {
+    LLSMTP_PENDING_NONE = 0,
+    LLSMTP_PENDING_CONNECT,
+    LLSMTP_PENDING_HELO,
+    LLSMTP_PENDING_MAIL,
+    LLSMTP_PENDING_RCPT,
+    LLSMTP_PENDING_DATA_START,
+    LLSMTP_PENDING_DATA,     /* on_data asked for backpressure */
+    LLSMTP_PENDING_DATA_END,
+    LLSMTP_PENDING_RSET,
+    LLSMTP_PENDING_VRFY,
+    LLSMTP_PENDING_EXPN,
+    LLSMTP_PENDING_HELP,
+    LLSMTP_PENDING_TURN,
+    LLSMTP_PENDING_QUIT
+};
+
+/* The RFC 5321 4.5.3.2 timer that applies now (llsmtp_server_timeout). */
+enum llsmtp_timeout {
+    LLSMTP_TIMEOUT_NONE = 0,       /* closed, or waiting on the host */
+    LLSMTP_TIMEOUT_GREETING,       /* before the greeting is decided */
+    LLSMTP_TIMEOUT_IDLE,           /* awaiting HELO/EHLO or any command */
+    LLSMTP_TIMEOUT_MAIL,           /* awaiting MAIL after HELO/EHLO */
+    LLSMTP_TIMEOUT_RCPT,           /* inside a transaction: RCPT or DATA */
+    LLSMTP_TIMEOUT_DATA_INIT,      /* 354 sent, no data yet */
+    LLSMTP_TIMEOUT_DATA_BLOCK,     /* receiving message data */
+    LLSMTP_TIMEOUT_FINAL_DOT       /* end of data seen; host deciding */
+};
+
+/* Callback table. Every member may be NULL: "accept with the default
+ * reply", except on_vrfy (252), on_expn (502) and on_turn (502) whose
+ * safe defaults refuse. Spans are valid only during the call. Calling
+ * feed/resume/reset/eof from inside a callback returns LLSMTP_E_REENTRANT.
+ * Deciding callbacks may return LLSMTP_CB_PENDING; the host later calls
+ * llsmtp_server_resume(). */
+typedef struct llsmtp_callbacks {
+    /* Greeting. Default "220 <hostname> ESMTP <banner>". A 421 closes at
+     * once; a 554 makes the session answer 503 until QUIT (RFC 5321 3.1). */
+    int (*on_connect)(llsmtp_server *s, llsmtp_reply *r);
+    /* HELO/EHLO. domain: the argument as given. */
+    int (*on_helo)(llsmtp_server *s, llsmtp_span domain, int is_ehlo,
+                   llsmtp_reply *r);
+    /* MAIL FROM. SIZE and BODY are already validated; other parameters
+     * were approved by on_param. */
+    int (*on_mail_from)(llsmtp_server *s, const llsmtp_path *from,
+                        const llsmtp_params *params, llsmtp_reply *r);
+    /* RCPT TO. */
+    int (*on_rcpt)(llsmtp_server *s, const llsmtp_path *to,
+                   const llsmtp_params *params, llsmtp_reply *r);
+    /* A MAIL/RCPT parameter the library does not know. r arrives as
+     * "555 5.5.4 Unsupported parameter"; set a 2xx code to accept it.
+     * is_rcpt: 0 for MAIL, 1 for RCPT. Must not return PENDING. */
+    int (*on_param)(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
+                    llsmtp_reply *r);
+    /* DATA accepted by the library (354 by default). */
+    int (*on_data_start)(llsmtp_server *s, llsmtp_reply *r);
+    /* A piece of the message: dot-unstuffed, CRLF preserved, terminator
+     * removed. May point into the fed buffer or to static data. PENDING
+     * pauses after this piece (backpressure); resume with NULL. */
+    int (*on_data)(llsmtp_server *s, const char *p, size_t n);
+    /* End of message. Default "250 2.6.0 <id> Queued mail for delivery". */
+    int (*on_data_end)(llsmtp_server *s, llsmtp_reply *r);
+    /* The message was abandoned (enum llsmtp_abort); no on_data_end will
+     * follow. Drop what was stored. The return value is honoured (FAIL). */
+    int (*on_data_abort)(llsmtp_server *s, int why);
+    /* RSET, and implicit resets (HELO/EHLO again). Default 250. */
+    int (*on_rset)(llsmtp_server *s, llsmtp_reply *r);
+    /* VRFY/EXPN/HELP argument as given (may be empty). */
+    int (*on_vrfy)(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r);
+    int (*on_expn)(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r);
+    int (*on_help)(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r);
+    /* TURN (RFC 821). Refused by default: it hands mail to an
+     * unauthenticated peer. */
+    int (*on_turn)(llsmtp_server *s, llsmtp_reply *r);
+    /* QUIT. Default 221; the session then returns LLSMTP_CLOSE. */
+    int (*on_quit)(llsmtp_server *s, llsmtp_reply *r);
+} llsmtp_callbacks;
+
+/* Session configuration: borrowed read-only by every session, must
+ * outlive them. Fill with llsmtp_config_init(), then change fields. */
+typedef struct llsmtp_config {
+    const char *hostname;     /* NUL-terminated; greeting, EHLO, 221, 421 */
+    const char *banner;       /* text after "ESMTP" in the greeting */
+    unsigned extensions;      /* enum llsmtp_ext, LLSMTP_EXT_DEFAULT */
+    unsigned flags;           /* enum llsmtp_cfg_flag, 0 */
+    int bare_lf;              /* enum llsmtp_bare_lf, NORMALIZE */
+    size_t max_line;          /* command line incl. CRLF, 512 (>= 512) */
+    size_t max_rcpt;          /* recipients per transaction, 1000 (>= 100) */
+    uint64_t max_size;        /* message size limit, 0 = none */
+    unsigned max_errors;      /* bad commands before 421, 20 */
+    size_t output_size;       /* output queue bytes, 4096 (raised as needed) */
+    const llsmtp_callbacks *callbacks; /* may be NULL */
+} llsmtp_config;
+
+/* Fills *cfg with the defaults above (hostname "localhost"). */
+LLSMTP_API void llsmtp_config_init(llsmtp_config *cfg);
+
+/* Bytes of memory a session with this configuration needs, or 0 if the
+ * configuration is invalid. */
+LLSMTP_API size_t llsmtp_server_size(const llsmtp_config *cfg);
+
+/* Places a session in mem (memlen >= llsmtp_server_size(cfg), aligned for
+ * any object, as malloc returns). cfg is borrowed. Returns the session or
+ * NULL on a bad argument. No callback is called. */
+LLSMTP_API llsmtp_server *llsmtp_server_init(void *mem, size_t memlen,
+                                             const llsmtp_config *cfg,
+                                             void *user);
+
+/* Starts the dialogue: calls on_connect and queues the greeting. Returns
+ * LLSMTP_OK, LLSMTP_PAUSED (on_connect deferred), LLSMTP_CLOSE (a 421
+ * greeting) or an error. */
+LLSMTP_API int llsmtp_server_start(llsmtp_server *s);
+
+/* Feeds bytes read from the client. Always sets *used. Returns
+ * LLSMTP_OK (all consumed), LLSMTP_PAUSED (a callback deferred; the
+ * bytes from buf + *used must be fed again after llsmtp_server_resume),
+ * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used),
+ * LLSMTP_CLOSE (flush the output, then close), or a negative error
+ * (LLSMTP_E_CALLBACK is sticky). A client's protocol error is a reply in
+ * the output, not an error. Any split of the same bytes gives the same
+ * callbacks and output. */
+LLSMTP_API int llsmtp_server_feed(llsmtp_server *s, const char *buf,
+                                  size_t len, size_t *used);
+
+/* The client closed its side. Mid-data, on_data_abort(CLOSED) is called.
+ * Returns LLSMTP_CLOSE (or an error). */
+LLSMTP_API int llsmtp_server_eof(llsmtp_server *s);
+
+/* Delivers a deferred decision: NULL or a LLSMTP_REPLY_INIT reply accepts
+ * with the default. Returns the status feed would have returned for the
+ * bytes already consumed (LLSMTP_OK, LLSMTP_CLOSE, LLSMTP_PAUSED when the
+ * continuation deferred again), LLSMTP_E_STATE when nothing is pending, or
+ * LLSMTP_E_REPLY for an invalid reply (nothing changes). */
+LLSMTP_API int llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *r);
+
+/* Which decision a paused session awaits (enum llsmtp_pending). */
+LLSMTP_API int llsmtp_server_pending(const llsmtp_server *s);
+
+/* The bytes waiting to be written; *len may be 0. The pointer is valid
+ * until the next call on the session. */
+LLSMTP_API const char *llsmtp_server_output(const llsmtp_server *s,
+                                            size_t *len);
+/* n bytes of the output were written. */
+LLSMTP_API void llsmtp_server_consume(llsmtp_server *s, size_t n);
+
+/* For LLSMTP_CFG_SYNC_CHECK: everything read from the socket so far has
+ * been fed (the host's input buffer ran dry). */
+LLSMTP_API void llsmtp_server_input_drained(llsmtp_server *s);
+
+/* Which RFC 5321 4.5.3.2 timer applies now (enum llsmtp_timeout); when
+ * seconds is not NULL it receives the RFC's recommended minimum. */
+LLSMTP_API int llsmtp_server_timeout(const llsmtp_server *s,
+                                     unsigned *seconds);
+/* The host's timer fired: queues "421 4.4.2 <hostname> Error: timeout
+ * exceeded", aborts any message, returns LLSMTP_CLOSE. */
+LLSMTP_API int llsmtp_server_timeout_expired(llsmtp_server *s);
+
+/* Forgets everything but cfg and user, as if just initialised. */
+LLSMTP_API int llsmtp_server_reset(llsmtp_server *s);
+
+/* The user pointer given to llsmtp_server_init. */
+LLSMTP_API void *llsmtp_server_user(const llsmtp_server *s);
+/* The configuration the session borrows. */
+LLSMTP_API const llsmtp_config *llsmtp_server_config(const llsmtp_server *s);
+/* Name of the callback that failed ("on_rcpt"), or NULL. */
+LLSMTP_API const char *llsmtp_server_failed_cb(const llsmtp_server *s);
+/* Whether the client said EHLO (1), HELO (0) or nothing yet (-1). */
+LLSMTP_API int llsmtp_server_helo_kind(const llsmtp_server *s);
+/* Recipients accepted in the current transaction. */
+LLSMTP_API size_t llsmtp_server_rcpt_count(const llsmtp_server *s);
+/* Message bytes delivered so far in the current DATA. */
+LLSMTP_API uint64_t llsmtp_server_data_size(const llsmtp_server *s);
+/* BODY= declared at MAIL: 0 none, 7 for 7BIT, 8 for 8BITMIME. */
+LLSMTP_API int llsmtp_server_body_type(const llsmtp_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LLSMTP_H */

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * internal.h - what the modules share and the public header does not say:
+ * ASCII helpers (no locale ever touches protocol bytes), the internal
+ * symbol convention (llsmtp__name, static in the amalgamation) and the
+ * reply writer the session uses. Never installed.
+ */
+#ifndef LLSMTP_INTERNAL_H
+#define LLSMTP_INTERNAL_H
+
+#include "llsmtp.h"
+
+#include <string.h>
+
+#ifdef LLSMTP_AMALGAMATION
+#define LLSMTP_INTERNAL static
+#else
+#define LLSMTP_INTERNAL
+#endif
+
+/* ---- ASCII, locale-free --------------------------------------------- */
+
+static inline int llsmtp__is_alpha(unsigned char c)
+{
+    return (unsigned char)((c | 0x20) - 'a') < 26;
+}
+static inline int llsmtp__is_digit(unsigned char c)
+{
+    return (unsigned char)(c - '0') < 10;
+}
+static inline int llsmtp__is_alnum(unsigned char c)
+{
+    return llsmtp__is_alpha(c) || llsmtp__is_digit(c);
+}
+static inline int llsmtp__is_xdigit(unsigned char c)
+{
+    return llsmtp__is_digit(c) || (unsigned char)((c | 0x20) - 'a') < 6;
+}
+static inline unsigned char llsmtp__lower(unsigned char c)
+{
+    return (unsigned char)((unsigned char)(c - 'A') < 26 ? c | 0x20 : c);
+}
+/* Compares n bytes of a with the lower-case ASCII literal b. */
+static inline int llsmtp__ieq(const char *a, const char *b, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (llsmtp__lower((unsigned char)a[i]) != (unsigned char)b[i])
+            return 0;
+    return 1;
+}
+/* RFC 5322 atext (RFC 5321 4.1.2 Atom). */
+static inline int llsmtp__is_atext(unsigned char c)
+{
+    if (llsmtp__is_alnum(c))
+        return 1;
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '/': case '=': case '?': case '^': case '_':
+    case '`': case '{': case '|': case '}': case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Length of the valid UTF-8 sequence starting at p[0] (RFC 3629: no
+ * overlongs, no surrogates, <= U+10FFFF), or 0 if invalid/truncated. */
+LLSMTP_INTERNAL size_t llsmtp__utf8_len(const unsigned char *p, size_t n);
+
+/* ---- replies ---------------------------------------------------------- */
+
+/* The library's own text for a code, used when a host gives none. */
+LLSMTP_INTERNAL const char *llsmtp__reply_generic_text(int code);
+
+/* Writes a reply into out[0..cap): code, enhanced (NULL or "" for none),
+ * the concatenation of parts as text, sanitised and folded. Returns bytes
+ * written, or 0 when it does not fit. */
+LLSMTP_INTERNAL size_t llsmtp__reply_write(char *out, size_t cap, int code,
+                                           const char *enhanced,
+                                           const llsmtp_span *parts,
+                                           size_t nparts);
+
+/* Validates an enhanced status code against a reply code. */
+LLSMTP_INTERNAL int llsmtp__enhanced_check(int code, const char *e, size_t n);
+
+#endif /* LLSMTP_INTERNAL_H */

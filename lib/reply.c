@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * reply.c - SMTP replies: validation of codes and RFC 3463 enhanced codes,
+ * and the one writer that turns (code, enhanced, text) into wire lines.
+ * Invariant: whatever text a host gives, no CR, LF or NUL reaches the wire
+ * inside a reply line, and no line exceeds 512 octets (RFC 5321
+ * 4.5.3.1.5); "\n" in host text starts a new line of a multiline reply.
+ */
+#include "internal.h"
+
+/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
+#define RPL_LINE_MAX 512
+
+const char *
+llsmtp__reply_generic_text(int code)
+{
+    switch (code) {
+    case 211: return "System status";
+    case 214: return "Help message";
+    case 220: return "Service ready";
+    case 221: return "Service closing transmission channel";
+    case 250: return "OK";
+    case 251: return "User not local; will forward";
+    case 252: return "Cannot verify user, but will accept message";
+    case 354: return "Start mail input; end with <CRLF>.<CRLF>";
+    case 421: return "Service not available, closing transmission channel";
+    case 450: return "Requested mail action not taken: mailbox unavailable";
+    case 451: return "Requested action aborted: local error in processing";
+    case 452: return "Requested action not taken: insufficient storage";
+    case 454: return "Temporary authentication failure";
+    case 500: return "Syntax error, command unrecognized";
+    case 501: return "Syntax error in parameters or arguments";
+    case 502: return "Command not implemented";
+    case 503: return "Bad sequence of commands";
+    case 504: return "Command parameter not implemented";
+    case 550: return "Requested action not taken: mailbox unavailable";
+    case 551: return "User not local";
+    case 552: return "Requested mail action aborted: exceeded storage "
+                     "allocation";
+    case 553: return "Requested action not taken: mailbox name not allowed";
+    case 554: return "Transaction failed";
+    case 555: return "MAIL FROM/RCPT TO parameters not recognized or not "
+                     "implemented";
+    default:
+        break;
+    }
+    switch (code / 100) {
+    case 2: return "OK";
+    case 3: return "Continue";
+    case 4: return "Temporary failure, try again later";
+    default: return "Permanent failure";
+    }
+}
+
+/* RFC 3463 2: class "." subject "." detail; subject and detail are 1-3
+ * digits without leading zeros; class matches the reply's first digit and
+ * 3xx replies carry none. */
+static int
+rpl_num(const char *e, size_t n, size_t *i)
+{
+    size_t start = *i;
+    while (*i < n && llsmtp__is_digit((unsigned char)e[*i]))
+        (*i)++;
+    if (*i == start || *i - start > 3)
+        return 0;
+    if (*i - start > 1 && e[start] == '0')
+        return 0;
+    return 1;
+}
+
+int
+llsmtp__enhanced_check(int code, const char *e, size_t n)
+{
+    size_t i = 1;
+    if (n == 0)
+        return 1;
+    if (code / 100 == 3 || code / 100 == 1)
+        return 0;
+    if (n < 5 || e[0] != (char)('0' + code / 100) || e[1] != '.')
+        return 0;
+    i = 2;
+    if (!rpl_num(e, n, &i) || i >= n || e[i] != '.')
+        return 0;
+    i++;
+    if (!rpl_num(e, n, &i) || i != n)
+        return 0;
+    return 1;
+}
+
+int
+llsmtp_reply_setn(llsmtp_reply *r, int code, const char *enhanced,
+                  const char *text, size_t text_len)
+{
+    size_t elen, i, lines = 1;
+    if (r == NULL || code < 200 || code > 599)
+        return LLSMTP_E_REPLY;
+    if (text == NULL)
+        text_len = 0;
+    if (text_len > LLSMTP_REPLY_TEXT_MAX)
+        return LLSMTP_E_REPLY;
+    for (i = 0; i + 1 < text_len; i++)
+        if (text[i] == '\n')
+            lines++;
+    if (lines > LLSMTP_REPLY_LINES_MAX)
+        return LLSMTP_E_REPLY;
+    if (enhanced != NULL) {
+        elen = strlen(enhanced);
+        if (elen >= sizeof r->enhanced ||
+            !llsmtp__enhanced_check(code, enhanced, elen))
+            return LLSMTP_E_REPLY;
+        memcpy(r->enhanced, enhanced, elen + 1);
+    } else if (code / 100 == 3) {
+        r->enhanced[0] = '\0';
+    } else {
+        r->enhanced[0] = (char)('0' + code / 100);
+        memcpy(r->enhanced + 1, ".0.0", 5);
+    }
+    r->code = code;
+    r->text = text;
+    r->text_len = text_len;
+    r->is_default_ = 0;
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_reply_set(llsmtp_reply *r, int code, const char *enhanced,
+                 const char *text)
+{
+    return llsmtp_reply_setn(r, code, enhanced, text,
+                             text != NULL ? strlen(text) : 0);
+}
+
+int
+llsmtp_reply_set_id(llsmtp_reply *r, const char *id, size_t id_len)
+{
+    size_t i;
+    if (r == NULL || (id == NULL && id_len != 0) || id_len > 64)
+        return LLSMTP_E_REPLY;
+    for (i = 0; i < id_len; i++)
+        if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f)
+            return LLSMTP_E_REPLY;
+    r->id = id;
+    r->id_len = id_len;
+    return LLSMTP_OK;
+}
+
+/* Writer state: out[0..o) written; the current line's text starts at
+ * text0 and its last space (a fold point) is at sp (0 = none). */
+typedef struct rpl_writer {
+    char *out;
+    size_t cap, o, text0, sp, last_line, prefix, width;
+    int code;
+    const char *enh;
+    size_t elen;
+    int overflow;
+} rpl_writer;
+
+static void
+rpl_begin_line(rpl_writer *w)
+{
+    if (w->o + w->prefix > w->cap) {
+        w->overflow = 1;
+        return;
+    }
+    w->last_line = w->o;
+    w->out[w->o++] = (char)('0' + w->code / 100);
+    w->out[w->o++] = (char)('0' + w->code / 10 % 10);
+    w->out[w->o++] = (char)('0' + w->code % 10);
+    w->out[w->o++] = '-';
+    if (w->elen) {
+        memcpy(w->out + w->o, w->enh, w->elen);
+        w->o += w->elen;
+        w->out[w->o++] = ' ';
+    }
+    w->text0 = w->o;
+    w->sp = 0;
+}
+
+static void
+rpl_end_line(rpl_writer *w)
+{
+    if (w->o + 2 > w->cap) {
+        w->overflow = 1;
+        return;
+    }
+    w->out[w->o++] = '\r';
+    w->out[w->o++] = '\n';
+}
+
+static void
+rpl_put(rpl_writer *w, char c)
+{
+    if (w->overflow)
+        return;
+    if (w->o - w->text0 >= w->width) {
+        if (w->sp != 0) {
+            /* Fold at the last space: the space becomes CRLF + prefix. */
+            size_t tail = w->o - (w->sp + 1);
+            size_t grow = 2 + w->prefix - 1;
+            size_t at = w->sp;
+            if (w->o + grow > w->cap) {
+                w->overflow = 1;
+                return;
+            }
+            memmove(w->out + at + 1 + grow, w->out + at + 1, tail);
+            w->o = at;
+            rpl_end_line(w);
+            rpl_begin_line(w);
+            w->o += tail;
+        } else {
+            rpl_end_line(w);
+            rpl_begin_line(w);
+        }
+        if (w->overflow)
+            return;
+    }
+    if (w->o + 1 > w->cap) {
+        w->overflow = 1;
+        return;
+    }
+    if (c == ' ')
+        w->sp = w->o;
+    w->out[w->o++] = c;
+}
+
+size_t
+llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
+                    const llsmtp_span *parts, size_t nparts)
+{
+    rpl_writer w;
+    size_t i, j;
+    int pend_cr = 0, pend_nl = 0;
+
+    if (code < 200 || code > 599)
+        return 0;
+    memset(&w, 0, sizeof w);
+    w.out = out;
+    w.cap = cap;
+    w.code = code;
+    w.enh = enhanced;
+    w.elen = enhanced != NULL ? strlen(enhanced) : 0;
+    w.prefix = 4 + (w.elen ? w.elen + 1 : 0);
+    w.width = RPL_LINE_MAX - 2 - w.prefix;
+    rpl_begin_line(&w);
+    for (i = 0; i < nparts && !w.overflow; i++) {
+        for (j = 0; j < parts[i].n; j++) {
+            unsigned char c = (unsigned char)parts[i].p[j];
+            if (pend_cr && c != '\n')
+                rpl_put(&w, ' ');
+            pend_cr = 0;
+            if (c == '\r') {
+                pend_cr = 1;
+                continue;
+            }
+            if (c == '\n') {
+                pend_nl = 1;
+                continue;
+            }
+            if (pend_nl) {
+                pend_nl = 0;
+                rpl_end_line(&w);
+                rpl_begin_line(&w);
+            }
+            if (c == '\t')
+                c = ' ';
+            else if (c < 0x20 || c >= 0x7f)
+                c = '?';
+            rpl_put(&w, (char)c);
+        }
+    }
+    if (pend_cr)
+        rpl_put(&w, ' ');
+    /* A line must not end in a space we added; trim host trailing space
+     * only when the line would otherwise be just the prefix. */
+    rpl_end_line(&w);
+    if (w.overflow)
+        return 0;
+    out[w.last_line + 3] = ' ';
+    return w.o;
+}
+
+size_t
+llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
+                    size_t buflen)
+{
+    llsmtp_span parts[3];
+    size_t np = 0;
+    const char *enh;
+    if (r == NULL || buf == NULL || r->code < 200 || r->code > 599)
+        return 0;
+    enh = with_enhanced && r->enhanced[0] ? r->enhanced : NULL;
+    if (enh != NULL &&
+        !llsmtp__enhanced_check(r->code, enh, strlen(enh)))
+        return 0;
+    if (r->id_len) {
+        parts[np].p = r->id;
+        parts[np++].n = r->id_len;
+        parts[np].p = " ";
+        parts[np++].n = 1;
+    }
+    if (r->text != NULL && !r->is_default_) {
+        parts[np].p = r->text;
+        parts[np++].n = r->text_len;
+    } else {
+        parts[np].p = llsmtp__reply_generic_text(r->code);
+        parts[np].n = strlen(parts[np].p);
+        np++;
+    }
+    return llsmtp__reply_write(buf, buflen, r->code, enh, parts, np);
+}

@@ -1,0 +1,1610 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * server.c - the server session: a sans-IO SMTP state machine (RFC 5321,
+ * 2920, 1870, 6152, 2034). Bytes come in through llsmtp_server_feed(),
+ * replies leave through a bounded output queue, decisions are made by the
+ * host's callbacks and may be deferred. Invariants: any split of the same
+ * input gives the same callbacks and output; complete command lines are
+ * parsed in place and only a partial line is copied; DATA is delivered as
+ * zero-copy spans and only <CRLF>.<CRLF> ends it; memory is what the host
+ * gave to llsmtp_server_init(), nothing more.
+ */
+#include "internal.h"
+
+#if defined(__SSE2__) && defined(__GNUC__) && !defined(LLSMTP_NO_SIMD)
+#include <emmintrin.h>
+#define SESS_SSE2 1
+#endif
+
+/* Session phases. */
+enum {
+    PH_NEW = 0,   /* initialised, llsmtp_server_start not called */
+    PH_CMD,       /* reading command lines */
+    PH_DATA,      /* reading message data after 354 */
+    PH_REFUSED,   /* 554 greeting: 503 to all but QUIT (RFC 5321 3.1) */
+    PH_CLOSED     /* a 221/421 was queued: nothing more */
+};
+
+/* DATA scanner states (RFC 5321 4.5.2 transparency, 4.1.1.4 end). */
+enum {
+    D_BOL = 0, /* line start after a real CRLF: "." may begin the end */
+    D_BOLX,    /* line start after a normalised bare CR/LF: never the end */
+    D_MID,     /* inside a line */
+    D_CR,      /* a CR seen, not yet delivered: CRLF or bare CR? */
+    D_DOT,     /* "." at D_BOL, dropped: stuffing or the end? */
+    D_DOTX,    /* "." at D_BOLX */
+    D_DOTCR,   /* "." CR at D_BOL: LF ends the message */
+    D_DOTCRX   /* "." CR at D_BOLX: LF ends only that line */
+};
+
+/* Helo state. */
+enum { HELO_NONE = 0, HELO_HELO = 1, HELO_EHLO = 2 };
+
+struct llsmtp_server {
+    const llsmtp_config *cfg;
+    const llsmtp_callbacks *cb;
+    void *user;
+    const char *failed_cb;
+    char *line;           /* line buffer, cfg->max_line bytes */
+    char *out;            /* output queue */
+    size_t line_cap, line_len;
+    size_t out_cap, out_start, out_end;
+    size_t reserve;       /* free output needed before a command is read */
+    size_t greet_left;    /* greeting bytes not yet consumed (sync check) */
+    size_t rcpt_count, rcpt_tried;
+    size_t pend_arg_len;  /* deferred decision's argument, kept in line[] */
+    uint64_t decl_size, pend_size, msg_size;
+    unsigned errors;
+    unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
+    unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
+    unsigned char discarding, sync_wait;
+};
+
+static const llsmtp_callbacks sess_no_callbacks;
+
+#define SESS_ALIGN(n) (((n) + 15u) & ~(size_t)15u)
+
+/* ---- configuration and memory ----------------------------------------- */
+
+void
+llsmtp_config_init(llsmtp_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->hostname = "localhost";
+    cfg->banner = "llsmtp";
+    cfg->extensions = LLSMTP_EXT_DEFAULT;
+    cfg->bare_lf = LLSMTP_BARE_LF_NORMALIZE;
+    cfg->max_line = 512;
+    cfg->max_rcpt = 1000;
+    cfg->max_size = 0;
+    cfg->max_errors = 20;
+    cfg->output_size = 4096;
+}
+
+static int
+sess_cfg_ok(const llsmtp_config *cfg)
+{
+    size_t hl;
+    if (cfg == NULL || cfg->hostname == NULL)
+        return 0;
+    hl = strlen(cfg->hostname);
+    if (hl == 0 || hl > 255)
+        return 0;
+    if (cfg->banner != NULL && strlen(cfg->banner) > 255)
+        return 0;
+    if (cfg->max_line < 512 || cfg->max_line > (size_t)1 << 20)
+        return 0;
+    if (cfg->max_rcpt < 100)
+        return 0;
+    if (cfg->bare_lf < 0 || cfg->bare_lf > LLSMTP_BARE_LF_PASS)
+        return 0;
+    return 1;
+}
+
+/* The largest reply one command can produce: an echoed line (EHLO
+ * argument, a path) folded, plus hostname, extensions or host text. */
+static size_t
+sess_reserve(const llsmtp_config *cfg)
+{
+    return cfg->max_line + cfg->max_line / 32 + 2048;
+}
+
+static size_t
+sess_out_cap(const llsmtp_config *cfg)
+{
+    size_t r = sess_reserve(cfg) + 512;
+    return cfg->output_size > r ? cfg->output_size : r;
+}
+
+size_t
+llsmtp_server_size(const llsmtp_config *cfg)
+{
+    if (!sess_cfg_ok(cfg))
+        return 0;
+    return SESS_ALIGN(sizeof(llsmtp_server)) + SESS_ALIGN(cfg->max_line) +
+           sess_out_cap(cfg);
+}
+
+static void
+sess_clear(llsmtp_server *s)
+{
+    const llsmtp_config *cfg = s->cfg;
+    void *user = s->user;
+    char *base = (char *)s;
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->user = user;
+    s->cb = cfg->callbacks != NULL ? cfg->callbacks : &sess_no_callbacks;
+    s->line = base + SESS_ALIGN(sizeof(llsmtp_server));
+    s->line_cap = cfg->max_line;
+    s->out = s->line + SESS_ALIGN(cfg->max_line);
+    s->out_cap = sess_out_cap(cfg);
+    s->reserve = sess_reserve(cfg);
+    s->phase = PH_NEW;
+}
+
+llsmtp_server *
+llsmtp_server_init(void *mem, size_t memlen, const llsmtp_config *cfg,
+                   void *user)
+{
+    llsmtp_server *s = (llsmtp_server *)mem;
+    size_t need = llsmtp_server_size(cfg);
+    if (mem == NULL || need == 0 || memlen < need)
+        return NULL;
+    s->cfg = cfg;
+    s->user = user;
+    sess_clear(s);
+    return s;
+}
+
+int
+llsmtp_server_reset(llsmtp_server *s)
+{
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
+    sess_clear(s);
+    return LLSMTP_OK;
+}
+
+/* ---- output queue ------------------------------------------------------ */
+
+static size_t
+sess_out_free(const llsmtp_server *s)
+{
+    return s->out_cap - (s->out_end - s->out_start);
+}
+
+/* Makes the free space contiguous at the end of the queue. */
+static char *
+sess_out_tail(llsmtp_server *s, size_t *avail)
+{
+    if (s->out_start > 0) {
+        size_t used = s->out_end - s->out_start;
+        memmove(s->out, s->out + s->out_start, used);
+        s->out_start = 0;
+        s->out_end = used;
+    }
+    *avail = s->out_cap - s->out_end;
+    return s->out + s->out_end;
+}
+
+static int sess_fail(llsmtp_server *s, const char *cb, int err);
+
+/* Queues one reply. enh is printed only when ENHANCEDSTATUSCODES is on. */
+static int
+sess_put(llsmtp_server *s, int code, const char *enh,
+         const llsmtp_span *parts, size_t np)
+{
+    size_t avail, w;
+    char *tail = sess_out_tail(s, &avail);
+    if (!(s->cfg->extensions & LLSMTP_EXT_ENHANCEDSTATUS) ||
+        (enh != NULL && enh[0] == '\0'))
+        enh = NULL;
+    w = llsmtp__reply_write(tail, avail, code, enh, parts, np);
+    if (w == 0)
+        return sess_fail(s, NULL, LLSMTP_E_BUFFER);
+    s->out_end += w;
+    return LLSMTP_OK;
+}
+
+/* Queues a reply whose text is one C string. */
+static int
+sess_say(llsmtp_server *s, int code, const char *enh, const char *text)
+{
+    llsmtp_span sp;
+    sp.p = text;
+    sp.n = strlen(text);
+    return sess_put(s, code, enh, &sp, 1);
+}
+
+/* Queues "code enh <hostname> text" (221, 421). */
+static int
+sess_say_host(llsmtp_server *s, int code, const char *enh, const char *text)
+{
+    llsmtp_span sp[3];
+    sp[0].p = s->cfg->hostname;
+    sp[0].n = strlen(s->cfg->hostname);
+    sp[1].p = " ";
+    sp[1].n = 1;
+    sp[2].p = text;
+    sp[2].n = strlen(text);
+    return sess_put(s, code, enh, sp, 3);
+}
+
+const char *
+llsmtp_server_output(const llsmtp_server *s, size_t *len)
+{
+    if (s == NULL) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    if (len != NULL)
+        *len = s->out_end - s->out_start;
+    return s->out + s->out_start;
+}
+
+void
+llsmtp_server_consume(llsmtp_server *s, size_t n)
+{
+    size_t have;
+    if (s == NULL)
+        return;
+    have = s->out_end - s->out_start;
+    if (n > have)
+        n = have;
+    s->out_start += n;
+    if (s->out_start == s->out_end)
+        s->out_start = s->out_end = 0;
+    s->greet_left = s->greet_left > n ? s->greet_left - n : 0;
+}
+
+void
+llsmtp_server_input_drained(llsmtp_server *s)
+{
+    if (s != NULL)
+        s->sync_wait = 0;
+}
+
+/* ---- failures and callbacks ---------------------------------------------- */
+
+static int
+sess_fail(llsmtp_server *s, const char *cb, int err)
+{
+    s->failed = 1;
+    s->failed_cb = cb;
+    return err;
+}
+
+const char *
+llsmtp_server_failed_cb(const llsmtp_server *s)
+{
+    return s != NULL ? s->failed_cb : NULL;
+}
+
+static void
+sess_default_reply(llsmtp_reply *r, int code, const char *enh)
+{
+    size_t n = strlen(enh);
+    r->code = code;
+    memcpy(r->enhanced, enh, n + 1);
+    r->text = NULL;
+    r->text_len = 0;
+    r->id = NULL;
+    r->id_len = 0;
+    r->is_default_ = 1;
+}
+
+/* Checks a reply a callback left us. */
+static int
+sess_reply_ok(const llsmtp_reply *r)
+{
+    if (r->code < 200 || r->code > 599)
+        return 0;
+    if (!llsmtp__enhanced_check(r->code, r->enhanced, strlen(r->enhanced)))
+        return 0;
+    if (r->text_len > LLSMTP_REPLY_TEXT_MAX || r->id_len > 64 ||
+        (r->text == NULL && r->text_len) || (r->id == NULL && r->id_len))
+        return 0;
+    return 1;
+}
+
+static void
+sess_tx_reset(llsmtp_server *s)
+{
+    s->in_mail = 0;
+    s->rcpt_count = 0;
+    s->rcpt_tried = 0;
+    s->decl_size = 0;
+    s->body = 0;
+}
+
+/* Counts a client error; at the limit queues 421 and closes. */
+static int
+sess_error(llsmtp_server *s)
+{
+    s->errors++;
+    if (s->cfg->max_errors && s->errors >= s->cfg->max_errors) {
+        int rc = sess_say_host(s, 421, "4.7.0",
+                               "Too many errors, closing connection");
+        if (rc < 0)
+            return rc;
+        s->phase = PH_CLOSED;
+        return LLSMTP_CLOSE;
+    }
+    return LLSMTP_OK;
+}
+
+/* Queues a library-generated error reply and counts it. */
+static int
+sess_err(llsmtp_server *s, int code, const char *enh, const char *text)
+{
+    int rc = sess_say(s, code, enh, text);
+    if (rc < 0)
+        return rc;
+    return sess_error(s);
+}
+
+static const char *const sess_cb_names[] = {
+    "none",        "on_connect", "on_helo",  "on_mail_from",
+    "on_rcpt",     "on_data_start", "on_data", "on_data_end",
+    "on_rset",     "on_vrfy",    "on_expn",  "on_help",
+    "on_turn",     "on_quit"};
+
+static void
+sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
+{
+    size_t i = cap;
+    do {
+        buf[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && i > 0);
+    out->p = buf + i;
+    out->n = cap - i;
+}
+
+/* Writes the library's default reply for a decision kind. */
+static int
+sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
+                 llsmtp_span arg)
+{
+    llsmtp_span sp[16];
+    size_t np = 0;
+    char num[24];
+    const char *enh = r->enhanced;
+    unsigned ext = s->cfg->extensions;
+
+#define SP(str) (sp[np].p = (str), sp[np].n = strlen(sp[np].p), np++)
+    switch (kind) {
+    case LLSMTP_PENDING_CONNECT:
+        SP(s->cfg->hostname);
+        SP(" ESMTP");
+        if (s->cfg->banner != NULL && s->cfg->banner[0]) {
+            SP(" ");
+            SP(s->cfg->banner);
+        }
+        enh = NULL;
+        break;
+    case LLSMTP_PENDING_HELO:
+        SP(s->cfg->hostname);
+        SP(" Hello ");
+        sp[np++] = arg;
+        if (s->pend_ehlo) {
+            if (ext & LLSMTP_EXT_PIPELINING)
+                SP("\nPIPELINING");
+            if (ext & LLSMTP_EXT_SIZE) {
+                SP("\nSIZE");
+                if (s->cfg->max_size) {
+                    SP(" ");
+                    sess_u64(num, sizeof num, s->cfg->max_size, &sp[np++]);
+                }
+            }
+            if (ext & LLSMTP_EXT_VRFY)
+                SP("\nVRFY");
+            if (ext & LLSMTP_EXT_HELP)
+                SP("\nHELP");
+            if (ext & LLSMTP_EXT_ENHANCEDSTATUS)
+                SP("\nENHANCEDSTATUSCODES");
+            if (ext & LLSMTP_EXT_8BITMIME)
+                SP("\n8BITMIME");
+        }
+        enh = NULL;
+        break;
+    case LLSMTP_PENDING_MAIL:
+        SP("Sender <");
+        sp[np++] = arg;
+        SP("> OK");
+        break;
+    case LLSMTP_PENDING_RCPT:
+        SP("Recipient <");
+        sp[np++] = arg;
+        SP("> OK");
+        break;
+    case LLSMTP_PENDING_DATA_START:
+        SP("Start mail input; end with <CRLF>.<CRLF>");
+        enh = NULL;
+        break;
+    case LLSMTP_PENDING_DATA_END:
+        if (r->id_len) {
+            sp[np].p = r->id;
+            sp[np++].n = r->id_len;
+            SP(" ");
+        }
+        SP("Queued mail for delivery");
+        break;
+    case LLSMTP_PENDING_RSET:
+        SP("Flushed");
+        break;
+    case LLSMTP_PENDING_VRFY:
+        SP("Cannot VRFY user, but will accept message and attempt "
+           "delivery");
+        break;
+    case LLSMTP_PENDING_EXPN:
+        SP("EXPN not available");
+        break;
+    case LLSMTP_PENDING_HELP:
+        SP("Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; "
+           "see RFC 5321");
+        break;
+    case LLSMTP_PENDING_TURN:
+        SP("TURN not available");
+        break;
+    case LLSMTP_PENDING_QUIT:
+        SP(s->cfg->hostname);
+        SP(" Service closing transmission channel");
+        break;
+    default:
+        SP(llsmtp__reply_generic_text(r->code));
+        break;
+    }
+#undef SP
+    return sess_put(s, r->code, enh, sp, np);
+}
+
+/* Applies a decision: queues its reply and changes state. */
+static int
+sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
+           llsmtp_span arg)
+{
+    int rc, cls = r->code / 100;
+    if (r->is_default_) {
+        rc = sess_put_default(s, kind, r, arg);
+    } else {
+        llsmtp_span sp[3];
+        size_t np = 0;
+        const char *enh = r->enhanced;
+        if (r->id_len) {
+            sp[np].p = r->id;
+            sp[np++].n = r->id_len;
+            sp[np].p = " ";
+            sp[np++].n = 1;
+        }
+        if (r->text != NULL) {
+            sp[np].p = r->text;
+            sp[np++].n = r->text_len;
+        } else {
+            sp[np].p = llsmtp__reply_generic_text(r->code);
+            sp[np].n = strlen(sp[np].p);
+            np++;
+        }
+        rc = sess_put(s, r->code, enh, sp, np);
+    }
+    if (rc < 0)
+        return rc;
+    switch (kind) {
+    case LLSMTP_PENDING_CONNECT:
+        if (cls == 2)
+            s->phase = PH_CMD;
+        else if (r->code != 421)
+            s->phase = PH_REFUSED;
+        s->greet_left = s->out_end - s->out_start;
+        break;
+    case LLSMTP_PENDING_HELO:
+        sess_tx_reset(s);
+        s->helo = cls == 2 ? (s->pend_ehlo ? HELO_EHLO : HELO_HELO)
+                           : HELO_NONE;
+        break;
+    case LLSMTP_PENDING_MAIL:
+        if (cls == 2) {
+            s->in_mail = 1;
+            s->decl_size = s->pend_size;
+            s->body = s->pend_body;
+        }
+        break;
+    case LLSMTP_PENDING_RCPT:
+        s->rcpt_tried++;
+        if (cls == 2)
+            s->rcpt_count++;
+        break;
+    case LLSMTP_PENDING_DATA_START:
+        if (cls == 3) {
+            s->phase = PH_DATA;
+            s->dstate = D_BOL;
+            s->dabort = 0;
+            s->dbare_cr = 0;
+            s->msg_size = 0;
+        }
+        break;
+    case LLSMTP_PENDING_DATA_END:
+        sess_tx_reset(s);
+        s->phase = PH_CMD;
+        break;
+    case LLSMTP_PENDING_RSET:
+        sess_tx_reset(s);
+        break;
+    case LLSMTP_PENDING_QUIT:
+        s->phase = PH_CLOSED;
+        break;
+    default:
+        break;
+    }
+    if (r->code == 421)
+        s->phase = PH_CLOSED;
+    return s->phase == PH_CLOSED ? LLSMTP_CLOSE : LLSMTP_OK;
+}
+
+static void sess_kind_default(int kind, llsmtp_reply *r);
+
+/* A 354 belongs to DATA only; DATA cannot be answered with 2xx. */
+static int
+sess_code_fits(int kind, int code)
+{
+    if (kind == LLSMTP_PENDING_DATA_START)
+        return code / 100 != 2;
+    return code / 100 != 3;
+}
+
+/* A host that edited r->code directly, without llsmtp_reply_set(), gets a
+ * generic text and enhanced code instead of the default's. */
+static void
+sess_normalize(int kind, llsmtp_reply *r)
+{
+    llsmtp_reply d;
+    if (!r->is_default_)
+        return;
+    sess_kind_default(kind, &d);
+    if (d.code == r->code)
+        return;
+    r->is_default_ = 0;
+    if (r->code >= 200 && r->code <= 599 &&
+        !llsmtp__enhanced_check(r->code, r->enhanced, strlen(r->enhanced))) {
+        if (r->code / 100 == 3) {
+            r->enhanced[0] = '\0';
+        } else {
+            r->enhanced[0] = (char)('0' + r->code / 100);
+            memcpy(r->enhanced + 1, ".0.0", 5);
+        }
+    }
+}
+
+/* Handles a deciding callback's return: apply, defer or fail. */
+static int
+sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
+             llsmtp_span arg)
+{
+    if (cbrc == LLSMTP_CB_PENDING) {
+        /* Keep what the default reply needs; the line is consumed and the
+         * line buffer is free until resume (feed consumes nothing). */
+        if (arg.n > s->line_cap)
+            arg.n = s->line_cap;
+        if (arg.n)
+            memmove(s->line, arg.p, arg.n);
+        s->pend_arg_len = arg.n;
+        s->pending = (unsigned char)kind;
+        return LLSMTP_PAUSED;
+    }
+    if (cbrc != LLSMTP_CB_OK)
+        return sess_fail(s, sess_cb_names[kind], LLSMTP_E_CALLBACK);
+    sess_normalize(kind, r);
+    if (!sess_reply_ok(r) || !sess_code_fits(kind, r->code))
+        return sess_fail(s, sess_cb_names[kind], LLSMTP_E_CALLBACK);
+    return sess_apply(s, kind, r, arg);
+}
+
+/* Calls a deciding callback with the re-entrancy guard set. */
+#define SESS_CALL(s, rcvar, expr)                                            \
+    do {                                                                     \
+        (s)->in_cb = 1;                                                      \
+        rcvar = (expr);                                                      \
+        (s)->in_cb = 0;                                                      \
+    } while (0)
+
+/* ---- start, resume, queries ---------------------------------------------- */
+
+int
+llsmtp_server_start(llsmtp_server *s)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
+    if (s->phase != PH_NEW || s->pending)
+        return LLSMTP_E_STATE;
+    sess_default_reply(&r, 220, "");
+    if (s->cb->on_connect != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_connect(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_CONNECT, cbrc, &r, none);
+}
+
+static void
+sess_kind_default(int kind, llsmtp_reply *r)
+{
+    switch (kind) {
+    case LLSMTP_PENDING_CONNECT: sess_default_reply(r, 220, ""); break;
+    case LLSMTP_PENDING_MAIL: sess_default_reply(r, 250, "2.1.0"); break;
+    case LLSMTP_PENDING_RCPT: sess_default_reply(r, 250, "2.1.5"); break;
+    case LLSMTP_PENDING_DATA_START: sess_default_reply(r, 354, ""); break;
+    case LLSMTP_PENDING_DATA_END: sess_default_reply(r, 250, "2.6.0"); break;
+    case LLSMTP_PENDING_VRFY: sess_default_reply(r, 252, "2.5.2"); break;
+    case LLSMTP_PENDING_EXPN: sess_default_reply(r, 502, "5.5.1"); break;
+    case LLSMTP_PENDING_HELP: sess_default_reply(r, 214, "2.0.0"); break;
+    case LLSMTP_PENDING_TURN: sess_default_reply(r, 502, "5.5.1"); break;
+    case LLSMTP_PENDING_QUIT: sess_default_reply(r, 221, "2.0.0"); break;
+    case LLSMTP_PENDING_HELO: sess_default_reply(r, 250, ""); break;
+    default: sess_default_reply(r, 250, "2.0.0"); break;
+    }
+}
+
+int
+llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
+{
+    llsmtp_reply r;
+    llsmtp_span arg;
+    int kind;
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
+    if (s->failed)
+        return LLSMTP_E_CALLBACK;
+    if (!s->pending)
+        return LLSMTP_E_STATE;
+    kind = s->pending;
+    if (kind == LLSMTP_PENDING_DATA) {
+        s->pending = 0;
+        return LLSMTP_OK;
+    }
+    sess_kind_default(kind, &r);
+    if (decision != NULL && decision->code != 0) {
+        r = *decision;
+        sess_normalize(kind, &r);
+        if (!sess_reply_ok(&r) || !sess_code_fits(kind, r.code))
+            return LLSMTP_E_REPLY;
+    } else if (decision != NULL) {
+        r.id = decision->id;
+        r.id_len = decision->id_len;
+    }
+    /* The line that deferred found s->reserve free and nothing has been
+     * queued since, so the reply fits. */
+    s->pending = 0;
+    arg.p = s->line;
+    arg.n = s->pend_arg_len;
+    s->pend_arg_len = 0;
+    return sess_apply(s, kind, &r, arg);
+}
+
+int
+llsmtp_server_pending(const llsmtp_server *s)
+{
+    return s != NULL ? s->pending : LLSMTP_PENDING_NONE;
+}
+
+void *
+llsmtp_server_user(const llsmtp_server *s)
+{
+    return s != NULL ? s->user : NULL;
+}
+
+const llsmtp_config *
+llsmtp_server_config(const llsmtp_server *s)
+{
+    return s != NULL ? s->cfg : NULL;
+}
+
+int
+llsmtp_server_helo_kind(const llsmtp_server *s)
+{
+    if (s == NULL || s->helo == HELO_NONE)
+        return -1;
+    return s->helo == HELO_EHLO;
+}
+
+size_t
+llsmtp_server_rcpt_count(const llsmtp_server *s)
+{
+    return s != NULL ? s->rcpt_count : 0;
+}
+
+uint64_t
+llsmtp_server_data_size(const llsmtp_server *s)
+{
+    return s != NULL ? s->msg_size : 0;
+}
+
+int
+llsmtp_server_body_type(const llsmtp_server *s)
+{
+    return s != NULL ? s->body : 0;
+}
+
+int
+llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
+{
+    int t;
+    unsigned sec = 300; /* RFC 5321 4.5.3.2.7: at least 5 minutes */
+    if (s == NULL || s->phase == PH_CLOSED || s->failed) {
+        t = LLSMTP_TIMEOUT_NONE;
+        sec = 0;
+    } else if (s->pending == LLSMTP_PENDING_DATA_END) {
+        t = LLSMTP_TIMEOUT_FINAL_DOT;
+        sec = 600; /* 4.5.3.2.6: the client waits 10 minutes */
+    } else if (s->pending) {
+        t = LLSMTP_TIMEOUT_NONE;
+        sec = 0;
+    } else if (s->phase == PH_NEW) {
+        t = LLSMTP_TIMEOUT_GREETING;
+    } else if (s->phase == PH_DATA) {
+        /* 4.5.3.2.5: the client's data block timer is 3 minutes; a server
+         * waits longer, as the final-dot wait is 10 minutes. */
+        t = s->msg_size == 0 && s->dstate == D_BOL
+                ? LLSMTP_TIMEOUT_DATA_INIT
+                : LLSMTP_TIMEOUT_DATA_BLOCK;
+        sec = 600;
+    } else if (s->helo == HELO_NONE) {
+        t = LLSMTP_TIMEOUT_IDLE;
+    } else if (!s->in_mail) {
+        t = LLSMTP_TIMEOUT_MAIL;
+    } else {
+        t = LLSMTP_TIMEOUT_RCPT;
+    }
+    if (seconds != NULL)
+        *seconds = sec;
+    return t;
+}
+
+/* Tells the host to drop a message that will not be completed. */
+static int
+sess_abort(llsmtp_server *s, int why)
+{
+    int cbrc = LLSMTP_CB_OK;
+    if (s->dabort)
+        return LLSMTP_OK;
+    s->dabort = (unsigned char)why;
+    if (s->cb->on_data_abort != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_data_abort(s, why));
+    if (cbrc != LLSMTP_CB_OK)
+        return sess_fail(s, "on_data_abort", LLSMTP_E_CALLBACK);
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_server_timeout_expired(llsmtp_server *s)
+{
+    int rc;
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
+    if (s->phase == PH_CLOSED)
+        return LLSMTP_CLOSE;
+    if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+        return rc;
+    if (sess_out_free(s) >= s->reserve / 2 && !s->failed)
+        (void)sess_say_host(s, 421, "4.4.2", "Error: timeout exceeded");
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+int
+llsmtp_server_eof(llsmtp_server *s)
+{
+    int rc;
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
+    if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+        return rc;
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+enum {
+    CMD_UNKNOWN = 0, CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA,
+    CMD_RSET, CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_TURN,
+    CMD_HTTP
+};
+
+static int
+sess_verb(const char *v, size_t n)
+{
+    static const struct {
+        char name[8];
+        int cmd;
+    } verbs[] = {
+        {"helo", CMD_HELO}, {"ehlo", CMD_EHLO}, {"mail", CMD_MAIL},
+        {"rcpt", CMD_RCPT}, {"data", CMD_DATA}, {"rset", CMD_RSET},
+        {"noop", CMD_NOOP}, {"quit", CMD_QUIT}, {"vrfy", CMD_VRFY},
+        {"expn", CMD_EXPN}, {"help", CMD_HELP}, {"turn", CMD_TURN},
+        /* Cross-protocol attacks: an HTTP request sent to port 25. */
+        {"get", CMD_HTTP}, {"post", CMD_HTTP}, {"head", CMD_HTTP},
+        {"put", CMD_HTTP}, {"connect", CMD_HTTP}, {"options", CMD_HTTP},
+        {"delete", CMD_HTTP}, {"patch", CMD_HTTP}, {"trace", CMD_HTTP}};
+    size_t i;
+    for (i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        if (strlen(verbs[i].name) == n && llsmtp__ieq(v, verbs[i].name, n))
+            return verbs[i].cmd;
+    return CMD_UNKNOWN;
+}
+
+static llsmtp_span
+sess_trim(const char *p, size_t n)
+{
+    llsmtp_span sp;
+    while (n && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    sp.p = p;
+    sp.n = n;
+    return sp;
+}
+
+static int
+sess_has_ctl(llsmtp_span a)
+{
+    size_t i;
+    for (i = 0; i < a.n; i++) {
+        unsigned char c = (unsigned char)a.p[i];
+        if (c < 0x20 || c == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+static int
+sess_cmd_helo(llsmtp_server *s, int is_ehlo, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    int cbrc = LLSMTP_CB_OK;
+    if (arg.n == 0 || sess_has_ctl(arg))
+        return sess_err(s, 501, "5.5.4",
+                        is_ehlo ? "Syntax: EHLO hostname"
+                                : "Syntax: HELO hostname");
+    s->pend_ehlo = (unsigned char)is_ehlo;
+    sess_default_reply(&r, 250, "");
+    if (s->cb->on_helo != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_helo(s, arg, is_ehlo, &r));
+    return sess_decided(s, LLSMTP_PENDING_HELO, cbrc, &r, arg);
+}
+
+/* Runs on_param for a parameter the library does not know. When it is
+ * refused queues the reply and sets *done; returns OK, CLOSE or <0. */
+static int
+sess_unknown_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
+                   int *done)
+{
+    llsmtp_reply r;
+    llsmtp_span sp[2];
+    int cbrc = LLSMTP_CB_OK;
+    *done = 0;
+    sess_default_reply(&r, 555, "5.5.4");
+    if (s->cb->on_param != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_param(s, is_rcpt, p, &r));
+    if (cbrc != LLSMTP_CB_OK || !sess_reply_ok(&r) || r.code / 100 == 3)
+        return sess_fail(s, "on_param", LLSMTP_E_CALLBACK);
+    if (r.code / 100 == 2)
+        return LLSMTP_OK;
+    *done = 1;
+    if (r.is_default_ && r.code == 555) {
+        sp[0].p = "Unsupported parameter ";
+        sp[0].n = strlen(sp[0].p);
+        sp[1] = p->key;
+        return sess_put(s, r.code, r.enhanced, sp, 2);
+    }
+    r.is_default_ = 0;
+    return sess_apply(s, LLSMTP_PENDING_NONE, &r, p->key);
+}
+
+/* Checks for duplicate keywords (RFC 1870 and friends: one each). */
+static int
+sess_params_dup(const llsmtp_params *ps)
+{
+    size_t i, j;
+    for (i = 0; i < ps->n; i++)
+        for (j = i + 1; j < ps->n; j++) {
+            size_t k, n = ps->v[i].key.n;
+            if (ps->v[j].key.n != n)
+                continue;
+            for (k = 0; k < n; k++)
+                if (llsmtp__lower((unsigned char)ps->v[i].key.p[k]) !=
+                    llsmtp__lower((unsigned char)ps->v[j].key.p[k]))
+                    break;
+            if (k == n)
+                return 1;
+        }
+    return 0;
+}
+
+static int
+sess_key_is(const llsmtp_param *p, const char *lower)
+{
+    size_t n = strlen(lower);
+    return p->key.n == n && llsmtp__ieq(p->key.p, lower, n);
+}
+
+/* Parses "FROM:" / "TO:", the path and the parameters. On a client
+ * error queues the reply and sets *done; returns OK, CLOSE or <0. */
+static int
+sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
+                    llsmtp_path *path, llsmtp_params *params, int *done)
+{
+    const char *kw = is_rcpt ? "to:" : "from:";
+    size_t kwn = strlen(kw), end = 0, i;
+    unsigned opts = is_rcpt ? LLSMTP_PARSE_ALLOW_POSTMASTER
+                            : LLSMTP_PARSE_ALLOW_NULL;
+    int rc;
+
+    *done = 1;
+    if (arg.n < kwn || !llsmtp__ieq(arg.p, kw, kwn))
+        return sess_err(s, 501, "5.5.4",
+                        is_rcpt ? "Syntax: RCPT TO:<address>"
+                                : "Syntax: MAIL FROM:<address>");
+    i = kwn;
+    /* Tolerate spaces after the colon, as most servers do. */
+    while (i < arg.n && arg.p[i] == ' ')
+        i++;
+    rc = llsmtp_path_parse(arg.p + i, arg.n - i, opts, path, &end);
+    if (rc == LLSMTP_OK && i + end < arg.n && arg.p[i + end] != ' ')
+        rc = LLSMTP_E_SYNTAX;
+    if (rc != LLSMTP_OK)
+        return sess_err(s, 501, is_rcpt ? "5.1.3" : "5.1.7",
+                        is_rcpt ? "Bad recipient address syntax"
+                                : "Bad sender address syntax");
+    i += end;
+    rc = llsmtp_params_parse(arg.p + i, arg.n - i, 0, params, &end);
+    if (rc != LLSMTP_OK || sess_params_dup(params))
+        return sess_err(s, 501, "5.5.4",
+                        rc == LLSMTP_E_RANGE ? "Too many parameters"
+                                             : "Bad parameter syntax");
+    *done = 0;
+    return LLSMTP_OK;
+}
+
+static int
+sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_path path;
+    llsmtp_params params;
+    llsmtp_reply r;
+    size_t i;
+    int rc, done, cbrc = LLSMTP_CB_OK;
+    unsigned ext = s->cfg->extensions;
+
+    if (s->helo == HELO_NONE)
+        return sess_err(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+    if (s->in_mail)
+        return sess_err(s, 503, "5.5.1", "Error: nested MAIL command");
+    rc = sess_parse_path_cmd(s, arg, 0, &path, &params, &done);
+    if (done || rc != LLSMTP_OK)
+        return rc;
+    s->pend_size = 0;
+    s->pend_body = 0;
+    for (i = 0; i < params.n; i++) {
+        const llsmtp_param *p = &params.v[i];
+        if ((ext & LLSMTP_EXT_SIZE) && sess_key_is(p, "size")) {
+            /* RFC 1870 6: size-value ::= 1*20DIGIT */
+            uint64_t v = 0;
+            size_t k;
+            int big = 0;
+            if (p->value.n == 0 || p->value.n > 20)
+                return sess_err(s, 501, "5.5.4", "Bad SIZE value");
+            for (k = 0; k < p->value.n; k++) {
+                unsigned d = (unsigned)(unsigned char)p->value.p[k] - '0';
+                if (d > 9)
+                    return sess_err(s, 501, "5.5.4", "Bad SIZE value");
+                if (v > (UINT64_MAX - d) / 10)
+                    big = 1;
+                else
+                    v = v * 10 + d;
+            }
+            if (big || (s->cfg->max_size && v > s->cfg->max_size)) {
+                return sess_say(s, 552, "5.3.4",
+                                "Message size exceeds fixed maximum message "
+                                "size");
+            }
+            s->pend_size = v;
+        } else if ((ext & LLSMTP_EXT_8BITMIME) && sess_key_is(p, "body")) {
+            /* RFC 6152 */
+            if (p->value.n == 4 && llsmtp__ieq(p->value.p, "7bit", 4))
+                s->pend_body = 7;
+            else if (p->value.n == 8 &&
+                     llsmtp__ieq(p->value.p, "8bitmime", 8))
+                s->pend_body = 8;
+            else
+                return sess_err(s, 501, "5.5.4", "Bad BODY value");
+        } else {
+            rc = sess_unknown_param(s, 0, p, &done);
+            if (done || rc != LLSMTP_OK)
+                return rc;
+        }
+    }
+    sess_default_reply(&r, 250, "2.1.0");
+    if (s->cb->on_mail_from != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_mail_from(s, &path, &params, &r));
+    return sess_decided(s, LLSMTP_PENDING_MAIL, cbrc, &r, path.mailbox);
+}
+
+static int
+sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_path path;
+    llsmtp_params params;
+    llsmtp_reply r;
+    size_t i;
+    int rc, done, cbrc = LLSMTP_CB_OK;
+
+    if (!s->in_mail)
+        return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
+    rc = sess_parse_path_cmd(s, arg, 1, &path, &params, &done);
+    if (done || rc != LLSMTP_OK)
+        return rc;
+    if (s->rcpt_count >= s->cfg->max_rcpt) {
+        /* RFC 5321 4.5.3.1.10: 452 lets the client retry the rest. */
+        s->rcpt_tried++;
+        return sess_err(s, 452, "4.5.3", "Too many recipients");
+    }
+    for (i = 0; i < params.n; i++) {
+        rc = sess_unknown_param(s, 1, &params.v[i], &done);
+        if (done || rc != LLSMTP_OK)
+            return rc;
+    }
+    sess_default_reply(&r, 250, "2.1.5");
+    if (s->cb->on_rcpt != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_rcpt(s, &path, &params, &r));
+    return sess_decided(s, LLSMTP_PENDING_RCPT, cbrc, &r, path.mailbox);
+}
+
+static int
+sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    if (arg.n)
+        return sess_err(s, 501, "5.5.4", "Syntax: DATA");
+    if (!s->in_mail)
+        return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
+    if (s->rcpt_count == 0) {
+        /* RFC 5321 3.3: 554 when every RCPT failed, 503 when none came. */
+        if (s->rcpt_tried)
+            return sess_err(s, 554, "5.5.1", "Error: no valid recipients");
+        return sess_err(s, 503, "5.5.1", "Error: need RCPT command");
+    }
+    sess_default_reply(&r, 354, "");
+    if (s->cb->on_data_start != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_DATA_START, cbrc, &r, none);
+}
+
+/* Commands whose only argument is free text handed to the host. */
+static int
+sess_cmd_simple(llsmtp_server *s, int kind, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    const llsmtp_callbacks *cb = s->cb;
+    sess_kind_default(kind, &r);
+    switch (kind) {
+    case LLSMTP_PENDING_RSET:
+        if (cb->on_rset != NULL)
+            SESS_CALL(s, cbrc, cb->on_rset(s, &r));
+        break;
+    case LLSMTP_PENDING_VRFY:
+        if (cb->on_vrfy != NULL)
+            SESS_CALL(s, cbrc, cb->on_vrfy(s, arg, &r));
+        break;
+    case LLSMTP_PENDING_EXPN:
+        if (cb->on_expn != NULL)
+            SESS_CALL(s, cbrc, cb->on_expn(s, arg, &r));
+        break;
+    case LLSMTP_PENDING_HELP:
+        if (cb->on_help != NULL)
+            SESS_CALL(s, cbrc, cb->on_help(s, arg, &r));
+        break;
+    case LLSMTP_PENDING_TURN:
+        if (cb->on_turn != NULL)
+            SESS_CALL(s, cbrc, cb->on_turn(s, &r));
+        break;
+    case LLSMTP_PENDING_QUIT:
+        if (cb->on_quit != NULL)
+            SESS_CALL(s, cbrc, cb->on_quit(s, &r));
+        break;
+    default:
+        break;
+    }
+    return sess_decided(s, kind, cbrc, &r, none);
+}
+
+/* RFC 2920 3.1: these must be last in a pipelined group. */
+static int
+sess_ends_group(int cmd)
+{
+    return cmd == CMD_EHLO || cmd == CMD_HELO || cmd == CMD_DATA ||
+           cmd == CMD_VRFY || cmd == CMD_EXPN || cmd == CMD_TURN ||
+           cmd == CMD_QUIT || cmd == CMD_NOOP;
+}
+
+/* One complete command line, terminator included. */
+static int
+sess_line(llsmtp_server *s, const char *line, size_t n)
+{
+    size_t len = n, v;
+    llsmtp_span arg;
+    int cmd;
+
+    if (s->discarding || n > s->line_cap) {
+        s->discarding = 0;
+        return sess_err(s, 500, "5.5.2", "Error: line too long");
+    }
+    len--; /* the LF */
+    if (len && line[len - 1] == '\r') {
+        len--;
+    } else if (s->cfg->bare_lf == LLSMTP_BARE_LF_REJECT) {
+        return sess_err(s, 500, "5.5.2", "Error: bare <LF> received");
+    }
+    for (v = 0; v < len && line[v] != ' '; v++)
+        ;
+    if (len == 0)
+        return sess_err(s, 500, "5.5.2", "Error: bad syntax");
+    cmd = sess_verb(line, v);
+    arg = sess_trim(line + v, len - v);
+
+    if (cmd == CMD_HTTP) {
+        int rc = sess_say_host(s, 421, "4.7.0",
+                               "HTTP command not accepted, closing "
+                               "connection");
+        if (rc < 0)
+            return rc;
+        s->phase = PH_CLOSED;
+        return LLSMTP_CLOSE;
+    }
+    if (s->cfg->flags & LLSMTP_CFG_SYNC_CHECK) {
+        /* Without PIPELINING in force every command ends a group. */
+        int piped = s->helo == HELO_EHLO &&
+                    (s->cfg->extensions & LLSMTP_EXT_PIPELINING);
+        if (!piped || sess_ends_group(cmd))
+            s->sync_wait = 1;
+    }
+    if (s->phase == PH_REFUSED && cmd != CMD_QUIT)
+        return sess_err(s, 503, "5.5.1",
+                        "Bad sequence of commands: no service here");
+    switch (cmd) {
+    case CMD_HELO:
+        return sess_cmd_helo(s, 0, arg);
+    case CMD_EHLO:
+        return sess_cmd_helo(s, 1, arg);
+    case CMD_MAIL:
+        return sess_cmd_mail(s, arg);
+    case CMD_RCPT:
+        return sess_cmd_rcpt(s, arg);
+    case CMD_DATA:
+        return sess_cmd_data(s, arg);
+    case CMD_RSET:
+        if (arg.n)
+            return sess_err(s, 501, "5.5.4", "Syntax: RSET");
+        return sess_cmd_simple(s, LLSMTP_PENDING_RSET, arg);
+    case CMD_NOOP:
+        /* RFC 5321 4.1.1.9: a parameter, if any, is ignored. */
+        return sess_say(s, 250, "2.0.0", "OK");
+    case CMD_QUIT:
+        if (arg.n)
+            return sess_err(s, 501, "5.5.4", "Syntax: QUIT");
+        return sess_cmd_simple(s, LLSMTP_PENDING_QUIT, arg);
+    case CMD_VRFY:
+        if (arg.n == 0)
+            return sess_err(s, 501, "5.5.4", "Syntax: VRFY address");
+        return sess_cmd_simple(s, LLSMTP_PENDING_VRFY, arg);
+    case CMD_EXPN:
+        if (arg.n == 0)
+            return sess_err(s, 501, "5.5.4", "Syntax: EXPN list");
+        return sess_cmd_simple(s, LLSMTP_PENDING_EXPN, arg);
+    case CMD_HELP:
+        return sess_cmd_simple(s, LLSMTP_PENDING_HELP, arg);
+    case CMD_TURN:
+        return sess_cmd_simple(s, LLSMTP_PENDING_TURN, arg);
+    default:
+        if (s->cfg->flags & LLSMTP_CFG_502_UNKNOWN)
+            return sess_err(s, 502, "5.5.1", "Error: command not recognized");
+        return sess_err(s, 500, "5.5.1", "Error: command not recognized");
+    }
+}
+
+/* ---- DATA ---------------------------------------------------------------- */
+
+/* First CR or LF in [p, end), or end. */
+LLSMTP_INTERNAL const char *llsmtp__scan_crlf_scalar(const char *p,
+                                                     const char *end);
+LLSMTP_INTERNAL const char *llsmtp__scan_crlf(const char *p, const char *end);
+
+const char *
+llsmtp__scan_crlf_scalar(const char *p, const char *end)
+{
+    const char *cr = (const char *)memchr(p, '\r', (size_t)(end - p));
+    const char *lf = (const char *)memchr(
+        p, '\n', (size_t)((cr != NULL ? cr : end) - p));
+    return lf != NULL ? lf : (cr != NULL ? cr : end);
+}
+
+const char *
+llsmtp__scan_crlf(const char *p, const char *end)
+{
+#ifdef SESS_SSE2
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+    while (end - p >= 32) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+        unsigned ma = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(a, cr), _mm_cmpeq_epi8(a, lf)));
+        unsigned mb = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(b, cr), _mm_cmpeq_epi8(b, lf)));
+        unsigned m = ma | mb << 16;
+        if (m)
+            return p + __builtin_ctz(m);
+        p += 32;
+    }
+    while (p < end && *p != '\r' && *p != '\n')
+        p++;
+    return p;
+#else
+    return llsmtp__scan_crlf_scalar(p, end);
+#endif
+}
+
+/* Delivers a piece of the message (or counts it when abandoned). */
+static int
+sess_emit(llsmtp_server *s, const char *p, size_t n)
+{
+    int cbrc = LLSMTP_CB_OK;
+    if (n == 0 || s->dabort)
+        return LLSMTP_OK;
+    if (s->cfg->max_size && s->msg_size + n > s->cfg->max_size) {
+        s->msg_size += n;
+        return sess_abort(s, LLSMTP_ABORT_SIZE);
+    }
+    s->msg_size += n;
+    if (s->cb->on_data != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_data(s, p, n));
+    if (cbrc == LLSMTP_CB_PENDING) {
+        s->pending = LLSMTP_PENDING_DATA;
+        return LLSMTP_PAUSED;
+    }
+    if (cbrc != LLSMTP_CB_OK)
+        return sess_fail(s, "on_data", LLSMTP_E_CALLBACK);
+    return LLSMTP_OK;
+}
+
+/* A bare CR or LF was seen under the REJECT policy. */
+static int
+sess_bare(llsmtp_server *s, int is_cr)
+{
+    if (s->cfg->bare_lf != LLSMTP_BARE_LF_REJECT || s->dabort)
+        return LLSMTP_OK;
+    s->dbare_cr = (unsigned char)is_cr;
+    return sess_abort(s, LLSMTP_ABORT_BARE_LF);
+}
+
+/* End of data: the final reply (RFC 5321 4.1.1.4). */
+static int
+sess_data_end(llsmtp_server *s)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK, rc;
+    if (s->dabort) {
+        if (s->dabort == LLSMTP_ABORT_SIZE)
+            rc = sess_say(s, 552, "5.3.4",
+                          "Message size exceeds fixed maximum message size");
+        else
+            rc = sess_say(s, 550, "5.5.2",
+                          s->dbare_cr ? "Message contains bare CR"
+                                      : "Message contains bare LF");
+        if (rc < 0)
+            return rc;
+        sess_tx_reset(s);
+        s->phase = PH_CMD;
+        return LLSMTP_OK;
+    }
+    sess_default_reply(&r, 250, "2.6.0");
+    if (s->cb->on_data_end != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_data_end(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_DATA_END, cbrc, &r, none);
+}
+
+/* Scans message data. Sets *used; returns like feed. Each step first
+ * flushes the pending run (stopping before the step if the host pauses),
+ * then changes state, then may emit one static piece. */
+static int
+sess_data(llsmtp_server *s, const char *buf, size_t n, size_t *used)
+{
+    const char *p = buf, *end = buf + n, *run = buf;
+    int st = s->dstate, rc = LLSMTP_OK, cr_in_run = 0;
+    int policy = s->cfg->bare_lf;
+
+#define FLUSH_TO(x)                                                          \
+    do {                                                                     \
+        rc = sess_emit(s, run, (size_t)((x) - run));                         \
+        run = (x);                                                           \
+        if (rc != LLSMTP_OK)                                                 \
+            goto out;                                                        \
+    } while (0)
+#define EMIT_STATIC(str)                                                     \
+    do {                                                                     \
+        rc = sess_emit(s, str, sizeof(str) - 1);                             \
+        if (rc != LLSMTP_OK)                                                 \
+            goto out;                                                        \
+    } while (0)
+#define CHECK(x)                                                             \
+    do {                                                                     \
+        rc = (x);                                                            \
+        if (rc != LLSMTP_OK)                                                 \
+            goto out;                                                        \
+    } while (0)
+
+    while (p < end) {
+        switch (st) {
+        case D_MID: {
+            const char *q = llsmtp__scan_crlf(p, end);
+            if (q == end) {
+                p = end;
+                break;
+            }
+            if (*q == '\r') {
+                p = q + 1;
+                st = D_CR;
+                cr_in_run = 1;
+                break;
+            }
+            /* A bare LF inside a line. */
+            if (policy == LLSMTP_BARE_LF_PASS) {
+                p = q + 1;
+                break;
+            }
+            p = q;
+            FLUSH_TO(q);
+            p = q + 1;
+            run = p;
+            st = D_BOLX;
+            CHECK(sess_bare(s, 0));
+            EMIT_STATIC("\r\n");
+            break;
+        }
+        case D_CR:
+            if (*p == '\n') {
+                if (!cr_in_run) {
+                    p++;
+                    run = p;
+                    st = D_BOL;
+                    EMIT_STATIC("\r\n");
+                } else {
+                    p++;
+                    st = D_BOL;
+                    cr_in_run = 0;
+                }
+                break;
+            }
+            /* A bare CR. */
+            if (policy == LLSMTP_BARE_LF_PASS) {
+                st = D_MID;
+                if (!cr_in_run) {
+                    run = p;
+                    EMIT_STATIC("\r");
+                }
+                cr_in_run = 0;
+                break;
+            }
+            if (cr_in_run) {
+                /* Deliver the line up to the CR; stop before it if the
+                 * host pauses, so the CR is handled again later. */
+                rc = sess_emit(s, run, (size_t)(p - 1 - run));
+                run = p;
+                cr_in_run = 0;
+                if (rc != LLSMTP_OK)
+                    goto out_cr; /* CR consumed, still undecided */
+            }
+            run = p;
+            st = D_BOLX;
+            CHECK(sess_bare(s, 1));
+            EMIT_STATIC("\r\n");
+            break;
+        case D_BOL:
+        case D_BOLX:
+            if (*p == '.') {
+                FLUSH_TO(p);
+                p++;
+                run = p;
+                st = st == D_BOL ? D_DOT : D_DOTX;
+                break;
+            }
+            st = D_MID;
+            break;
+        case D_DOT:
+        case D_DOTX:
+            if (*p == '\r') {
+                p++;
+                run = p;
+                st = st == D_DOT ? D_DOTCR : D_DOTCRX;
+                break;
+            }
+            if (*p == '\n' && policy != LLSMTP_BARE_LF_PASS) {
+                /* "." ended by a bare LF: content, never the end. */
+                p++;
+                run = p;
+                st = D_BOLX;
+                CHECK(sess_bare(s, 0));
+                EMIT_STATIC(".\r\n");
+                break;
+            }
+            /* RFC 5321 4.5.2: a leading "." before other characters is
+             * deleted; the rest of the line follows. */
+            st = D_MID;
+            break;
+        case D_DOTCR:
+        case D_DOTCRX:
+            if (*p == '\n') {
+                if (st == D_DOTCR) {
+                    /* <CRLF>.<CRLF>: the end of the message. */
+                    if (sess_out_free(s) < s->reserve) {
+                        rc = LLSMTP_BLOCKED;
+                        goto out;
+                    }
+                    p++;
+                    run = p;
+                    s->dstate = D_BOL;
+                    *used = (size_t)(p - buf);
+                    return sess_data_end(s);
+                }
+                p++;
+                run = p;
+                st = D_BOL;
+                EMIT_STATIC(".\r\n");
+                break;
+            }
+            /* "." followed by a bare CR. */
+            if (policy == LLSMTP_BARE_LF_PASS) {
+                run = p;
+                st = D_MID;
+                EMIT_STATIC("\r");
+                break;
+            }
+            run = p;
+            st = D_BOLX;
+            CHECK(sess_bare(s, 1));
+            EMIT_STATIC(".\r\n");
+            break;
+        default:
+            st = D_MID;
+            break;
+        }
+    }
+    /* End of input: deliver the run, keeping back an undecided CR. */
+    if (st == D_CR && cr_in_run) {
+        rc = sess_emit(s, run, (size_t)(p - 1 - run));
+    } else {
+        rc = sess_emit(s, run, (size_t)(p - run));
+    }
+    run = p;
+    goto out;
+out_cr:
+    st = D_CR;
+out:
+#undef FLUSH_TO
+#undef EMIT_STATIC
+#undef CHECK
+    s->dstate = (unsigned char)st;
+    *used = (size_t)(p - buf);
+    (void)run;
+    return rc;
+}
+
+/* ---- feed ---------------------------------------------------------------- */
+
+int
+llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
+                   size_t *used)
+{
+    size_t i = 0;
+    int rc = LLSMTP_OK;
+
+    if (used == NULL)
+        return LLSMTP_E_INVAL;
+    *used = 0;
+    if (s == NULL || (buf == NULL && len != 0))
+        return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
+    if (s->failed)
+        return LLSMTP_E_CALLBACK;
+    if (s->phase == PH_CLOSED)
+        return LLSMTP_CLOSE;
+    if (s->pending)
+        return LLSMTP_PAUSED;
+    if (s->phase == PH_NEW)
+        return LLSMTP_E_STATE;
+
+    while (i < len) {
+        const char *lf;
+        size_t k;
+        if (s->phase == PH_DATA && !s->sync_wait) {
+            rc = sess_data(s, buf + i, len - i, &k);
+            i += k;
+            if (rc != LLSMTP_OK)
+                break;
+            continue;
+        }
+        if (s->phase == PH_CLOSED) {
+            rc = LLSMTP_CLOSE;
+            break;
+        }
+        if ((s->cfg->flags & LLSMTP_CFG_SYNC_CHECK) &&
+            (s->greet_left || s->sync_wait)) {
+            /* Early talker or improper pipelining (RFC 2920 3.1). */
+            rc = sess_say(s, 554, "5.5.0", "SMTP protocol synchronization");
+            if (rc < 0)
+                break;
+            s->phase = PH_CLOSED;
+            rc = LLSMTP_CLOSE;
+            break;
+        }
+        if (sess_out_free(s) < s->reserve) {
+            rc = LLSMTP_BLOCKED;
+            break;
+        }
+        lf = (const char *)memchr(buf + i, '\n', len - i);
+        if (lf == NULL) {
+            /* A partial line: keep it (or drop it once too long). */
+            k = len - i;
+            if (!s->discarding && s->line_len + k < s->line_cap) {
+                memcpy(s->line + s->line_len, buf + i, k);
+                s->line_len += k;
+            } else {
+                s->discarding = 1;
+                s->line_len = 0;
+            }
+            i = len;
+            break;
+        }
+        k = (size_t)(lf - (buf + i)) + 1;
+        if (s->line_len || s->discarding) {
+            if (!s->discarding && s->line_len + k <= s->line_cap) {
+                memcpy(s->line + s->line_len, buf + i, k);
+                s->line_len += k;
+            } else {
+                s->discarding = 1;
+            }
+            i += k;
+            k = s->line_len;
+            s->line_len = 0;
+            rc = sess_line(s, s->line, s->discarding ? s->line_cap + 1 : k);
+        } else {
+            i += k;
+            rc = sess_line(s, buf + i - k, k);
+        }
+        if (rc != LLSMTP_OK)
+            break;
+    }
+    *used = i;
+    return rc;
+}
