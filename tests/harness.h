@@ -26,7 +26,7 @@ typedef struct th_rule {
     int pause;       /* on_data: return PENDING each time */
     int code;        /* 0: keep the default reply */
     char enh[12];
-    char text[512];
+    char text[1100];
     char id[65];
 } th_rule;
 
@@ -43,7 +43,7 @@ typedef struct th_host {
     size_t nrules;
     int have_resume;        /* a deferral is waiting for the driver */
     llsmtp_reply resume;    /* ... with this decision */
-    char resume_text[512];
+    char resume_text[1100];
     char resume_id[65];
     int data_pauses;        /* on_data PENDING count */
 } th_host;
@@ -101,7 +101,7 @@ static void
 th_event(th_host *h, const char *kind, const char *arg, size_t argn)
 {
     th_buf_add(&h->events, kind, strlen(kind));
-    if (arg != NULL) {
+    if (arg != NULL && argn > 0) {
         th_buf_add(&h->events, " ", 1);
         th_escape(&h->events, arg, argn);
     }

@@ -276,7 +276,7 @@ tr_load(tr_case *tc, const char *path)
                 tr_option(tc, body);
                 break;
             case 'H': {
-                char spec[1024];
+                char spec[2048];
                 snprintf(spec, sizeof spec, "%s", body);
                 tr_rule(tc, spec);
                 break;
