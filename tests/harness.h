@@ -67,6 +67,12 @@ th_buf_add(th_buf *b, const char *p, size_t n)
 }
 
 static void
+th_buf_adds(th_buf *b, const char *str)
+{
+    th_buf_add(b, str, strlen(str));
+}
+
+static void
 th_buf_free(th_buf *b)
 {
     free(b->p);

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * test_reply.c - reply validation (codes, RFC 3463 enhanced codes, text
+ * limits) and the writer: sanitising, multiline, folding at 512 octets.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static void
+test_reply_set_validation(void **state)
+{
+    llsmtp_reply r = LLSMTP_REPLY_INIT;
+    char big[LLSMTP_REPLY_TEXT_MAX + 2];
+    (void)state;
+    assert_int_equal(llsmtp_reply_set(&r, 550, "5.1.1", "No such user"),
+                     LLSMTP_OK);
+    assert_int_equal(r.code, 550);
+    assert_string_equal(r.enhanced, "5.1.1");
+    assert_int_equal(llsmtp_reply_set(&r, 199, NULL, "x"), LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 600, NULL, "x"), LLSMTP_E_REPLY);
+    assert_int_equal(r.code, 550); /* unchanged on error */
+    assert_int_equal(llsmtp_reply_set(&r, 550, "4.1.1", "x"), LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 550, "5.01.1", "x"),
+                     LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 550, "5.1000.1", "x"),
+                     LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 550, "5.1", "x"), LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 550, "5.1.1x", "x"),
+                     LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 354, "3.0.0", "x"), LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 354, NULL, "go"), LLSMTP_OK);
+    assert_string_equal(r.enhanced, "");
+    assert_int_equal(llsmtp_reply_set(&r, 451, NULL, NULL), LLSMTP_OK);
+    assert_string_equal(r.enhanced, "4.0.0");
+    assert_int_equal(llsmtp_reply_set(&r, 250, "2.999.999", "ok"), LLSMTP_OK);
+    memset(big, 'x', sizeof big);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(llsmtp_reply_set(&r, 550, NULL, big), LLSMTP_E_REPLY);
+    assert_int_equal(
+        llsmtp_reply_set(&r, 550, NULL,
+                         "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17"),
+        LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set_id(&r, "ABC", 3), LLSMTP_OK);
+    assert_int_equal(llsmtp_reply_set_id(&r, "A C", 3), LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set_id(&r, "A\r\n", 3), LLSMTP_E_REPLY);
+}
+
+static size_t
+fmt(const llsmtp_reply *r, int enh, char *buf, size_t n)
+{
+    size_t w = llsmtp_reply_format(r, enh, buf, n - 1);
+    buf[w] = '\0';
+    return w;
+}
+
+static void
+test_format(void **state)
+{
+    llsmtp_reply r = LLSMTP_REPLY_INIT;
+    char buf[4096];
+    (void)state;
+    llsmtp_reply_set(&r, 550, "5.7.1", "Relaying denied");
+    fmt(&r, 1, buf, sizeof buf);
+    assert_string_equal(buf, "550 5.7.1 Relaying denied\r\n");
+    fmt(&r, 0, buf, sizeof buf);
+    assert_string_equal(buf, "550 Relaying denied\r\n");
+    llsmtp_reply_set(&r, 250, NULL, "line1\nline2\r\nline3\n");
+    fmt(&r, 1, buf, sizeof buf);
+    assert_string_equal(buf, "250-2.0.0 line1\r\n250-2.0.0 line2\r\n"
+                             "250 2.0.0 line3\r\n");
+    /* injection attempts: CR alone, NUL, other controls */
+    llsmtp_reply_setn(&r, 550, NULL, "a\rb\0c\x1b" "d\te", 9);
+    fmt(&r, 0, buf, sizeof buf);
+    assert_string_equal(buf, "550 a b?c?d e\r\n");
+    llsmtp_reply_setn(&r, 550, NULL, "x\r\n250 fake", 11);
+    fmt(&r, 0, buf, sizeof buf);
+    assert_string_equal(buf, "550-x\r\n550 250 fake\r\n");
+    /* generic text when none is given */
+    llsmtp_reply_set(&r, 421, "4.3.2", NULL);
+    fmt(&r, 1, buf, sizeof buf);
+    assert_string_equal(buf, "421 4.3.2 Service not available, closing "
+                             "transmission channel\r\n");
+    /* too small a buffer writes nothing */
+    assert_int_equal(llsmtp_reply_format(&r, 1, buf, 10), 0);
+}
+
+static void
+test_folding(void **state)
+{
+    llsmtp_reply r = LLSMTP_REPLY_INIT;
+    char text[1002], buf[4096];
+    size_t i, w, line = 0, lines = 0;
+    (void)state;
+    /* no spaces: hard breaks; 500 text octets fit one line with
+     * "550-5.7.1 " and CRLF, so 1001 octets take three lines */
+    memset(text, 'q', 1001);
+    text[1001] = '\0';
+    llsmtp_reply_set(&r, 550, "5.7.1", text);
+    w = fmt(&r, 1, buf, sizeof buf);
+    for (i = 0; i < w; i++) {
+        line++;
+        if (buf[i] == '\n') {
+            assert_true(line <= 512); /* RFC 5321 4.5.3.1.5 */
+            line = 0;
+            lines++;
+        }
+    }
+    assert_int_equal(lines, 3);
+    assert_memory_equal(buf, "550-5.7.1 qqq", 13);
+    assert_non_null(strstr(buf, "\r\n550 5.7.1 q"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reply_set_validation),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_folding),
+    };
+    return cmocka_run_group_tests_name("reply", tests, NULL, NULL);
+}

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * test_server.c - the server session's API contract: memory and
+ * configuration checks, feed/used/pause/blocked semantics, resume rules,
+ * re-entrancy guard, sticky failure, the synchronization check, timeouts
+ * and accessors. Dialogue behaviour lives in the transcripts.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static llsmtp_config
+cfg_default(const llsmtp_callbacks *cb)
+{
+    llsmtp_config cfg;
+    llsmtp_config_init(&cfg);
+    cfg.hostname = "mx.example.test";
+    cfg.callbacks = cb;
+    return cfg;
+}
+
+static int
+feed_str(llsmtp_server *s, const char *str, size_t *used)
+{
+    return llsmtp_server_feed(s, str, strlen(str), used);
+}
+
+static void
+test_config_validation(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    char mem[64];
+    (void)state;
+    assert_true(llsmtp_server_size(&cfg) > 0);
+    assert_null(llsmtp_server_size(NULL) ? (void *)1 : NULL);
+    cfg.max_line = 511;
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+    cfg = cfg_default(NULL);
+    cfg.max_rcpt = 99; /* RFC 5321 4.5.3.1.8: at least 100 */
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+    cfg = cfg_default(NULL);
+    cfg.hostname = NULL;
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+    cfg = cfg_default(NULL);
+    cfg.bare_lf = 7;
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+    cfg = cfg_default(NULL);
+    assert_null(llsmtp_server_init(mem, sizeof mem, &cfg, NULL));
+    assert_null(llsmtp_server_init(NULL, 100000, &cfg, NULL));
+}
+
+static void
+test_memory_size(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    size_t sz = llsmtp_server_size(&cfg);
+    (void)state;
+    /* state + 512-byte line buffer + output queue */
+    print_message("session size with defaults: %zu bytes\n", sz);
+    assert_true(sz < 8192);
+    cfg.max_line = 4096;
+    assert_true(llsmtp_server_size(&cfg) > sz);
+}
+
+static void
+test_feed_before_start_and_args(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    th_host h;
+    llsmtp_server *s;
+    size_t used = 99;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_E_STATE);
+    assert_int_equal(used, 0);
+    assert_int_equal(llsmtp_server_feed(s, "x", 1, NULL), LLSMTP_E_INVAL);
+    assert_int_equal(llsmtp_server_feed(s, NULL, 1, &used), LLSMTP_E_INVAL);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_E_STATE);
+    assert_int_equal(llsmtp_server_feed(s, NULL, 0, &used), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_E_STATE);
+    free(s);
+}
+
+/* A deferred RCPT: feed stops exactly after that line, consumes nothing
+ * while paused, and the default reply keeps the address. */
+static void
+test_pause_position(void **state)
+{
+    static const char in[] = "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\n"
+                             "RCPT TO:<deferred@x.test>\r\nRCPT TO:<n@x.test>"
+                             "\r\nQUIT\r\n";
+    th_host h;
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    llsmtp_server *s;
+    size_t used = 0, off, olen;
+    const char *out, *rcpt_end;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    snprintf(h.rules[0].kind, sizeof h.rules[0].kind, "rcpt");
+    snprintf(h.rules[0].match, sizeof h.rules[0].match, "deferred@");
+    h.rules[0].defer = 1;
+    h.nrules = 1;
+    s = th_session(&cfg, &h);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_feed(s, in, sizeof in - 1, &used),
+                     LLSMTP_PAUSED);
+    rcpt_end = strstr(in, "RCPT TO:<n@");
+    assert_int_equal(used, (size_t)(rcpt_end - in));
+    assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_RCPT);
+    assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_NONE);
+    off = used;
+    /* paused: nothing consumed, repeatedly */
+    assert_int_equal(llsmtp_server_feed(s, in + off, sizeof in - 1 - off,
+                                        &used),
+                     LLSMTP_PAUSED);
+    assert_int_equal(used, 0);
+    /* an invalid decision is refused and changes nothing */
+    {
+        llsmtp_reply bad = LLSMTP_REPLY_INIT;
+        bad.code = 700;
+        assert_int_equal(llsmtp_server_resume(s, &bad), LLSMTP_E_REPLY);
+        assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_RCPT);
+    }
+    assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_NONE);
+    assert_int_equal(llsmtp_server_feed(s, in + off, sizeof in - 1 - off,
+                                        &used),
+                     LLSMTP_CLOSE);
+    assert_int_equal(off + used, sizeof in - 1);
+    out = llsmtp_server_output(s, &olen);
+    assert_non_null(strstr(out, "250 2.1.5 Recipient <deferred@x.test> OK"
+                                "\r\n250 2.1.5 Recipient <n@x.test> OK\r\n"));
+    free(s);
+    th_host_free(&h);
+}
+
+/* Output backpressure: feed returns BLOCKED at a line boundary and goes
+ * on after the host drains. */
+static void
+test_blocked(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    th_host h;
+    llsmtp_server *s;
+    th_buf in = {0};
+    size_t used = 0, off = 0, olen, total = 0;
+    int i, rc, blocked = 0;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    for (i = 0; i < 1000; i++)
+        th_buf_adds(&in, "NOOP\r\n");
+    for (;;) {
+        rc = llsmtp_server_feed(s, in.p + off, in.n - off, &used);
+        off += used;
+        if (rc == LLSMTP_BLOCKED) {
+            blocked++;
+            assert_int_equal(off % 6, 0); /* stops at a line boundary */
+            llsmtp_server_output(s, &olen);
+            total += olen;
+            llsmtp_server_consume(s, olen);
+            continue;
+        }
+        assert_int_equal(rc, LLSMTP_OK);
+        break;
+    }
+    assert_int_equal(off, in.n);
+    assert_true(blocked > 0);
+    llsmtp_server_output(s, &olen);
+    total += olen;
+    /* greeting + 1000 x "250 2.0.0 OK\r\n" */
+    assert_int_equal(total, strlen("220 mx.example.test ESMTP llsmtp\r\n") +
+                                1000 * 14);
+    free(s);
+    th_buf_free(&in);
+}
+
+/* Calling into the session from a callback is refused. */
+static int reentrant_rc[4];
+static int
+reentrant_on_helo(llsmtp_server *s, llsmtp_span d, int e, llsmtp_reply *r)
+{
+    size_t used;
+    (void)d;
+    (void)e;
+    (void)r;
+    reentrant_rc[0] = llsmtp_server_feed(s, "NOOP\r\n", 6, &used);
+    reentrant_rc[1] = llsmtp_server_resume(s, NULL);
+    reentrant_rc[2] = llsmtp_server_reset(s);
+    reentrant_rc[3] = llsmtp_server_eof(s);
+    return LLSMTP_CB_OK;
+}
+
+static void
+test_reentrancy_guard(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t used;
+    int i;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_helo = reentrant_on_helo;
+    cfg = cfg_default(&cb);
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "HELO x\r\n", &used), LLSMTP_OK);
+    for (i = 0; i < 4; i++)
+        assert_int_equal(reentrant_rc[i], LLSMTP_E_REENTRANT);
+    free(s);
+}
+
+static int
+fail_on_data(llsmtp_server *s, const char *p, size_t n)
+{
+    (void)s;
+    (void)p;
+    (void)n;
+    return LLSMTP_CB_FAIL;
+}
+
+static void
+test_sticky_failure(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t used;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_data = fail_on_data;
+    cfg = cfg_default(&cb);
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                                 "\r\nDATA\r\nhello\r\n",
+                              &used),
+                     LLSMTP_E_CALLBACK);
+    assert_string_equal(llsmtp_server_failed_cb(s), "on_data");
+    assert_int_equal(feed_str(s, "more\r\n", &used), LLSMTP_E_CALLBACK);
+    assert_int_equal(used, 0);
+    assert_int_equal(llsmtp_server_reset(s), LLSMTP_OK);
+    assert_null(llsmtp_server_failed_cb(s));
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    free(s);
+}
+
+/* A callback that writes a bad reply straight into the struct fails. */
+static int
+bad_reply_on_mail(llsmtp_server *s, const llsmtp_path *p,
+                  const llsmtp_params *ps, llsmtp_reply *r)
+{
+    (void)s;
+    (void)p;
+    (void)ps;
+    r->code = 354; /* not a MAIL reply */
+    return LLSMTP_CB_OK;
+}
+
+static int
+direct_code_on_rcpt(llsmtp_server *s, const llsmtp_path *p,
+                    const llsmtp_params *ps, llsmtp_reply *r)
+{
+    (void)s;
+    (void)p;
+    (void)ps;
+    r->code = 550; /* edited without llsmtp_reply_set: generic text */
+    return LLSMTP_CB_OK;
+}
+
+static void
+test_reply_struct_edits(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t used, olen;
+    const char *out;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_rcpt = direct_code_on_rcpt;
+    cfg = cfg_default(&cb);
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                                 "\r\n",
+                              &used),
+                     LLSMTP_OK);
+    out = llsmtp_server_output(s, &olen);
+    assert_non_null(strstr(out, "\r\n550 5.0.0 Requested action not taken: "
+                                "mailbox unavailable\r\n"));
+    free(s);
+
+    cb.on_rcpt = NULL;
+    cb.on_mail_from = bad_reply_on_mail;
+    cfg = cfg_default(&cb);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\n", &used),
+                     LLSMTP_E_CALLBACK);
+    assert_string_equal(llsmtp_server_failed_cb(s), "on_mail_from");
+    free(s);
+}
+
+/* RFC 2920 3.1 and early talkers, with LLSMTP_CFG_SYNC_CHECK. */
+static void
+test_sync_check(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    th_host h;
+    llsmtp_server *s;
+    size_t used, olen;
+    const char *out;
+    (void)state;
+    cfg.flags |= LLSMTP_CFG_SYNC_CHECK;
+    memset(&h, 0, sizeof h);
+
+    /* early talker: data before the greeting was written */
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_CLOSE);
+    out = llsmtp_server_output(s, &olen);
+    assert_non_null(strstr(out, "554 5.5.0 SMTP protocol synchronization"));
+    free(s);
+
+    /* a well-behaved client */
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    llsmtp_server_output(s, &olen);
+    llsmtp_server_consume(s, olen);
+    assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_OK);
+    llsmtp_server_input_drained(s);
+    /* PIPELINING in force: MAIL and RCPT may share a read */
+    assert_int_equal(feed_str(s, "MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\nDATA\r\n",
+                              &used),
+                     LLSMTP_OK);
+    llsmtp_server_input_drained(s);
+    /* but nothing may follow DATA in the same read */
+    llsmtp_server_output(s, &olen);
+    llsmtp_server_consume(s, olen);
+    assert_int_equal(feed_str(s, "x\r\n.\r\n", &used), LLSMTP_OK);
+    llsmtp_server_input_drained(s);
+    assert_int_equal(feed_str(s, "NOOP\r\nNOOP\r\n", &used), LLSMTP_CLOSE);
+    out = llsmtp_server_output(s, &olen);
+    assert_non_null(strstr(out, "250 2.0.0 OK\r\n554 5.5.0"));
+    free(s);
+
+    /* HELO: no pipelining at all */
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    llsmtp_server_output(s, &olen);
+    llsmtp_server_consume(s, olen);
+    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\n", &used),
+                     LLSMTP_CLOSE);
+    free(s);
+}
+
+static void
+test_timeouts(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    th_host h;
+    llsmtp_server *s;
+    size_t used;
+    unsigned sec = 0;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    assert_int_equal(llsmtp_server_timeout(s, &sec), LLSMTP_TIMEOUT_GREETING);
+    llsmtp_server_start(s);
+    assert_int_equal(llsmtp_server_timeout(s, &sec), LLSMTP_TIMEOUT_IDLE);
+    assert_true(sec >= 300); /* RFC 5321 4.5.3.2.7 */
+    feed_str(s, "HELO x\r\n", &used);
+    assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_MAIL);
+    feed_str(s, "MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n", &used);
+    assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_RCPT);
+    feed_str(s, "DATA\r\n", &used);
+    assert_int_equal(llsmtp_server_timeout(s, NULL),
+                     LLSMTP_TIMEOUT_DATA_INIT);
+    feed_str(s, "abc", &used);
+    assert_int_equal(llsmtp_server_timeout(s, &sec),
+                     LLSMTP_TIMEOUT_DATA_BLOCK);
+    assert_true(sec >= 180);
+    assert_int_equal(llsmtp_server_timeout_expired(s), LLSMTP_CLOSE);
+    assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_NONE);
+    assert_int_equal(feed_str(s, "x", &used), LLSMTP_CLOSE);
+    free(s);
+}
+
+static void
+test_accessors(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    th_host h;
+    llsmtp_server *s;
+    size_t used;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    assert_ptr_equal(llsmtp_server_user(s), &h);
+    assert_ptr_equal(llsmtp_server_config(s), &cfg);
+    llsmtp_server_start(s);
+    assert_int_equal(llsmtp_server_helo_kind(s), -1);
+    feed_str(s, "EHLO x\r\nMAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<a@b.c>\r\n"
+                "RCPT TO:<d@b.c>\r\n",
+             &used);
+    assert_int_equal(llsmtp_server_helo_kind(s), 1);
+    assert_int_equal(llsmtp_server_body_type(s), 8);
+    assert_int_equal(llsmtp_server_rcpt_count(s), 2);
+    feed_str(s, "RSET\r\n", &used);
+    assert_int_equal(llsmtp_server_rcpt_count(s), 0);
+    free(s);
+}
+
+static void
+test_strerror(void **state)
+{
+    (void)state;
+    assert_string_equal(llsmtp_errname(LLSMTP_E_STATE), "LLSMTP_E_STATE");
+    assert_string_equal(llsmtp_errname(LLSMTP_PAUSED), "LLSMTP_PAUSED");
+    assert_string_equal(llsmtp_strerror(LLSMTP_E_REENTRANT),
+                        "called from inside a callback");
+    assert_non_null(llsmtp_strerror(-12345));
+    assert_string_equal(llsmtp_errname(-12345), "LLSMTP_E_UNKNOWN");
+    assert_int_equal(llsmtp_version(), LLSMTP_VERSION_NUM);
+}
+
+/* Two sessions share one configuration and do not disturb each other. */
+static void
+test_two_sessions_share_config(void **state)
+{
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    th_host h1, h2;
+    llsmtp_server *a, *b;
+    size_t used;
+    (void)state;
+    memset(&h1, 0, sizeof h1);
+    memset(&h2, 0, sizeof h2);
+    a = th_session(&cfg, &h1);
+    b = th_session(&cfg, &h2);
+    llsmtp_server_start(a);
+    llsmtp_server_start(b);
+    feed_str(a, "HELO one\r\nMAIL FROM:<", &used);
+    feed_str(b, "HELO two\r\n", &used);
+    feed_str(a, "x@y.z>\r\n", &used);
+    th_drain(a, &h1);
+    th_drain(b, &h2);
+    assert_non_null(strstr(h1.out.p, "Sender <x@y.z> OK"));
+    assert_null(strstr(h2.out.p, "Sender"));
+    assert_string_equal(h1.events.p, "connect\nhelo one\nmail <x@y.z>\n");
+    assert_string_equal(h2.events.p, "connect\nhelo two\n");
+    free(a);
+    free(b);
+    th_host_free(&h1);
+    th_host_free(&h2);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_memory_size),
+        cmocka_unit_test(test_feed_before_start_and_args),
+        cmocka_unit_test(test_pause_position),
+        cmocka_unit_test(test_blocked),
+        cmocka_unit_test(test_reentrancy_guard),
+        cmocka_unit_test(test_sticky_failure),
+        cmocka_unit_test(test_reply_struct_edits),
+        cmocka_unit_test(test_sync_check),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_two_sessions_share_config),
+    };
+    return cmocka_run_group_tests_name("server", tests, NULL, NULL);
+}
