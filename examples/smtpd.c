@@ -1,0 +1,935 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * smtpd.c - a real SMTP server on llsmtp: one poll() event loop,
+ * non-blocking sockets, a durable spool (each message written under
+ * DIR/tmp, fsync'ed and renamed into DIR before "250 ... Queued" is
+ * sent), local domains, RFC 5321 timeouts, graceful shutdown. POSIX C.
+ * The library does the protocol; this file does sockets, files, policy.
+ */
+#include <llsmtp.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LISTEN 8
+#define MAX_DOMAINS 64
+#define READ_BUF 65536
+
+typedef struct options {
+    const char *listen[MAX_LISTEN];
+    int nlisten;
+    const char *hostname;
+    const char *local_domains[MAX_DOMAINS];
+    int nlocal;
+    const char *spool;
+    int discard, no_fsync, verbose;
+    unsigned long long max_size;
+    size_t max_rcpt;
+    int max_clients;
+    int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
+} options;
+
+typedef struct conn {
+    int fd;
+    llsmtp_server *s;
+    char peer[64];
+    char helo[256];
+    int is_ehlo;
+    char *sender;       /* reverse path of the transaction */
+    char **rcpts;       /* forward paths */
+    size_t nrcpt, rcpt_cap;
+    char *params;       /* MAIL parameters as text */
+    FILE *msg;          /* DIR/tmp/<id>.eml while receiving */
+    char id[40];
+    char *pending;      /* input not yet consumed (BLOCKED) */
+    size_t pending_len;
+    time_t deadline;
+    int closing;        /* flush output, then close */
+} conn;
+
+static options opt;
+static llsmtp_config cfg;
+static conn **conns;
+static size_t nconns, conns_cap;
+static volatile sig_atomic_t stop_flag;
+static unsigned long id_counter;
+
+static void
+logf_(const char *fmt, ...)
+{
+    va_list ap;
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s smtpd[%ld]: ", ts, (long)getpid());
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void
+usage(FILE *f)
+{
+    fputs(
+        "usage: smtpd [options]\n"
+        "  --listen ADDR:PORT     default 127.0.0.1:2525; repeatable; IPv6 as "
+        "[::1]:2525\n"
+        "  --hostname NAME        name in the greeting, EHLO and Received\n"
+        "  --local-domain D       repeatable: mail for D is accepted and "
+        "stored\n"
+        "  --spool DIR            default ./spool\n"
+        "  --discard              accept and drop messages (benchmarks); no "
+        "disk writes\n"
+        "  --max-size BYTES       message size limit (default 10485760)\n"
+        "  --max-rcpt N           recipients per message (default 1000)\n"
+        "  --max-clients N        concurrent sessions (default 1000)\n"
+        "  --timeout SECONDS      idle/command timeout (default: RFC 5321, "
+        "5 min; 10 min in DATA)\n"
+        "  --no-fsync             skip fsync (benchmarks only; UNSAFE: "
+        "acknowledged mail may be lost)\n"
+        "  --verbose              one log line per command and reply\n"
+        "  --help                 this text\n",
+        f);
+}
+
+static void
+die_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "smtpd: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+static unsigned long long
+parse_num(const char *name, const char *v)
+{
+    char *end;
+    unsigned long long n;
+    errno = 0;
+    if (v == NULL || *v < '0' || *v > '9')
+        die_usage("bad value for %s", name);
+    n = strtoull(v, &end, 10);
+    if (errno || *end)
+        die_usage("bad value for %s", name);
+    return n;
+}
+
+static void
+parse_args(int argc, char **argv)
+{
+    int i;
+    static char host[256];
+    memset(&opt, 0, sizeof opt);
+    opt.spool = "./spool";
+    opt.max_size = 10485760;
+    opt.max_rcpt = 1000;
+    opt.max_clients = 1000;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDV()                                                              \
+    do {                                                                     \
+        if (v == NULL)                                                       \
+            die_usage("%s needs a value", a);                                \
+        i++;                                                                 \
+    } while (0)
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--listen") == 0) {
+            NEEDV();
+            if (opt.nlisten == MAX_LISTEN)
+                die_usage("too many %s", a);
+            opt.listen[opt.nlisten++] = v;
+        } else if (strcmp(a, "--hostname") == 0) {
+            NEEDV();
+            opt.hostname = v;
+        } else if (strcmp(a, "--local-domain") == 0) {
+            NEEDV();
+            if (opt.nlocal == MAX_DOMAINS)
+                die_usage("too many %s", a);
+            if (llsmtp_domain_check(v, strlen(v), 0) != LLSMTP_OK)
+                die_usage("bad domain for --local-domain: %s", v);
+            opt.local_domains[opt.nlocal++] = v;
+        } else if (strcmp(a, "--spool") == 0) {
+            NEEDV();
+            opt.spool = v;
+        } else if (strcmp(a, "--discard") == 0) {
+            opt.discard = 1;
+        } else if (strcmp(a, "--no-fsync") == 0) {
+            opt.no_fsync = 1;
+        } else if (strcmp(a, "--verbose") == 0) {
+            opt.verbose = 1;
+        } else if (strcmp(a, "--max-size") == 0) {
+            NEEDV();
+            opt.max_size = parse_num(a, v);
+        } else if (strcmp(a, "--max-rcpt") == 0) {
+            NEEDV();
+            opt.max_rcpt = (size_t)parse_num(a, v);
+            if (opt.max_rcpt < 100)
+                die_usage("%s must be at least 100 (RFC 5321 4.5.3.1.8)", a);
+        } else if (strcmp(a, "--max-clients") == 0) {
+            NEEDV();
+            opt.max_clients = (int)parse_num(a, v);
+            if (opt.max_clients < 1)
+                die_usage("bad value for %s", a);
+        } else if (strcmp(a, "--timeout") == 0) {
+            NEEDV();
+            opt.timeout = (int)parse_num(a, v);
+            if (opt.timeout < 1)
+                die_usage("bad value for %s", a);
+        } else {
+            die_usage("unknown option %s (see --help)", a);
+        }
+#undef NEEDV
+    }
+    if (opt.nlisten == 0)
+        opt.listen[opt.nlisten++] = "127.0.0.1:2525";
+    if (opt.hostname == NULL) {
+        if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+            strcpy(host, "localhost");
+        opt.hostname = host;
+    }
+}
+
+/* ---- listening ------------------------------------------------------ */
+
+static int
+open_listener(const char *spec)
+{
+    char host[128];
+    const char *colon, *port;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int fd, one = 1;
+    long p;
+    char *end;
+    memset(&ss, 0, sizeof ss);
+    if (spec[0] == '[') {
+        const char *rb = strchr(spec, ']');
+        if (rb == NULL || rb[1] != ':' || (size_t)(rb - spec - 1) >= sizeof host)
+            die_usage("bad --listen %s", spec);
+        memcpy(host, spec + 1, (size_t)(rb - spec - 1));
+        host[rb - spec - 1] = '\0';
+        port = rb + 2;
+    } else {
+        colon = strrchr(spec, ':');
+        if (colon == NULL || (size_t)(colon - spec) >= sizeof host)
+            die_usage("bad --listen %s", spec);
+        memcpy(host, spec, (size_t)(colon - spec));
+        host[colon - spec] = '\0';
+        port = colon + 1;
+    }
+    p = strtol(port, &end, 10);
+    if (*port == '\0' || *end || p < 0 || p > 65535)
+        die_usage("bad port in --listen %s", spec);
+    if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)p);
+        sl = sizeof *sin;
+    } else if (inet_pton(AF_INET6, host,
+                         &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)p);
+        sl = sizeof *sin6;
+    } else {
+        die_usage("bad address in --listen %s (give an IP address)", spec);
+        return -1;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        perror("smtpd: socket");
+        exit(1);
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 511) != 0) {
+        fprintf(stderr, "smtpd: cannot listen on %s: %s\n", spec,
+                strerror(errno));
+        exit(1);
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
+}
+
+/* ---- spool ------------------------------------------------------------ */
+
+static void
+new_id(char *buf, size_t n)
+{
+    /* Unique across restarts: time, pid and a counter. */
+    snprintf(buf, n, "%08lX%06lX%04lX", (unsigned long)time(NULL),
+             (unsigned long)getpid() & 0xffffff, id_counter++ & 0xffff);
+}
+
+static int
+sync_dir(const char *dir)
+{
+    int fd, rc = 0;
+    if (opt.no_fsync)
+        return 0;
+    fd = open(dir, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    if (fsync(fd) != 0)
+        rc = -1;
+    close(fd);
+    return rc;
+}
+
+static void
+tmp_path(char *buf, size_t n, const conn *c, const char *ext)
+{
+    snprintf(buf, n, "%s/tmp/%s.%s", opt.spool, c->id, ext);
+}
+
+static void
+final_path(char *buf, size_t n, const conn *c, const char *ext)
+{
+    snprintf(buf, n, "%s/%s.%s", opt.spool, c->id, ext);
+}
+
+static void
+drop_message(conn *c)
+{
+    char path[4096];
+    if (c->msg != NULL) {
+        fclose(c->msg);
+        c->msg = NULL;
+        tmp_path(path, sizeof path, c, "eml");
+        unlink(path);
+    }
+}
+
+static void
+free_tx(conn *c)
+{
+    size_t i;
+    drop_message(c);
+    free(c->sender);
+    c->sender = NULL;
+    free(c->params);
+    c->params = NULL;
+    for (i = 0; i < c->nrcpt; i++)
+        free(c->rcpts[i]);
+    c->nrcpt = 0;
+}
+
+static char *
+dupspan(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s == NULL)
+        return NULL;
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* ---- callbacks ---------------------------------------------------------- */
+
+#define CONN(s) ((conn *)llsmtp_server_user(s))
+
+static int
+on_helo(llsmtp_server *s, llsmtp_span d, int is_ehlo, llsmtp_reply *r)
+{
+    conn *c = CONN(s);
+    (void)r;
+    snprintf(c->helo, sizeof c->helo, "%.*s", (int)d.n, d.p);
+    c->is_ehlo = is_ehlo;
+    free_tx(c);
+    logf_("session=%d helo=%s", c->fd, c->helo);
+    return LLSMTP_CB_OK;
+}
+
+static int
+on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
+        llsmtp_reply *r)
+{
+    conn *c = CONN(s);
+    size_t i, len = 0;
+    (void)r;
+    free_tx(c);
+    c->sender = dupspan(from->mailbox.p, from->mailbox.n);
+    for (i = 0; i < ps->n; i++)
+        len += ps->v[i].key.n + ps->v[i].value.n + 2;
+    c->params = malloc(len + 1);
+    if (c->sender == NULL || c->params == NULL)
+        return LLSMTP_CB_FAIL;
+    c->params[0] = '\0';
+    for (i = 0; i < ps->n; i++) {
+        size_t o = strlen(c->params);
+        snprintf(c->params + o, len + 1 - o, "%s%.*s%s%.*s", o ? " " : "",
+                 (int)ps->v[i].key.n, ps->v[i].key.p,
+                 ps->v[i].value.p ? "=" : "", (int)ps->v[i].value.n,
+                 ps->v[i].value.p ? ps->v[i].value.p : "");
+    }
+    logf_("session=%d mail=<%s>", c->fd, c->sender);
+    return LLSMTP_CB_OK;
+}
+
+static int
+domain_is_local(const char *p, size_t n)
+{
+    int i;
+    for (i = 0; i < opt.nlocal; i++) {
+        const char *d = opt.local_domains[i];
+        size_t k, dl = strlen(d);
+        if (dl != n)
+            continue;
+        for (k = 0; k < n; k++) {
+            unsigned char a = (unsigned char)p[k], b = (unsigned char)d[k];
+            if (a >= 'A' && a <= 'Z')
+                a = (unsigned char)(a | 0x20);
+            if (b >= 'A' && b <= 'Z')
+                b = (unsigned char)(b | 0x20);
+            if (a != b)
+                break;
+        }
+        if (k == n)
+            return 1;
+    }
+    return 0;
+}
+
+static int
+on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
+        llsmtp_reply *r)
+{
+    conn *c = CONN(s);
+    static char text[600];
+    (void)ps;
+    if (!(to->flags & LLSMTP_PATH_POSTMASTER) &&
+        ((to->flags & LLSMTP_PATH_LITERAL) ||
+         !domain_is_local(to->domain.p, to->domain.n))) {
+        snprintf(text, sizeof text, "Unable to relay for <%.*s>",
+                 (int)to->mailbox.n, to->mailbox.p);
+        llsmtp_reply_set(r, 550, "5.7.1", text);
+        logf_("session=%d rcpt=<%.*s> refused=relay", c->fd,
+              (int)to->mailbox.n, to->mailbox.p);
+        return LLSMTP_CB_OK;
+    }
+    if (c->nrcpt == c->rcpt_cap) {
+        size_t cap = c->rcpt_cap ? c->rcpt_cap * 2 : 4;
+        char **v = realloc(c->rcpts, cap * sizeof *v);
+        if (v == NULL)
+            return LLSMTP_CB_FAIL;
+        c->rcpts = v;
+        c->rcpt_cap = cap;
+    }
+    c->rcpts[c->nrcpt] = dupspan(to->mailbox.p, to->mailbox.n);
+    if (c->rcpts[c->nrcpt] == NULL)
+        return LLSMTP_CB_FAIL;
+    c->nrcpt++;
+    logf_("session=%d rcpt=<%.*s> accepted", c->fd, (int)to->mailbox.n,
+          to->mailbox.p);
+    return LLSMTP_CB_OK;
+}
+
+static void
+rfc5322_date(char *buf, size_t n)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+static int
+on_data_start(llsmtp_server *s, llsmtp_reply *r)
+{
+    conn *c = CONN(s);
+    char path[4096], date[64];
+    new_id(c->id, sizeof c->id);
+    if (opt.discard)
+        return LLSMTP_CB_OK;
+    tmp_path(path, sizeof path, c, "eml");
+    c->msg = fopen(path, "wb");
+    if (c->msg == NULL) {
+        logf_("session=%d cannot create %s: %s", c->fd, path,
+              strerror(errno));
+        llsmtp_reply_set(r, 451, "4.3.0", "Local error: cannot queue");
+        return LLSMTP_CB_OK;
+    }
+    setvbuf(c->msg, NULL, _IOFBF, 65536);
+    rfc5322_date(date, sizeof date);
+    /* RFC 5321 4.4: trace information. */
+    fprintf(c->msg, "Return-Path: <%s>\r\n", c->sender ? c->sender : "");
+    fprintf(c->msg,
+            "Received: from %s (%s)\r\n\tby %s with %s id %s",
+            c->helo, c->peer, opt.hostname, c->is_ehlo ? "ESMTP" : "SMTP",
+            c->id);
+    if (c->nrcpt == 1)
+        fprintf(c->msg, "\r\n\tfor <%s>", c->rcpts[0]);
+    fprintf(c->msg, "; %s\r\n", date);
+    return LLSMTP_CB_OK;
+}
+
+static int
+on_data(llsmtp_server *s, const char *p, size_t n)
+{
+    conn *c = CONN(s);
+    if (c->msg != NULL && fwrite(p, 1, n, c->msg) != n) {
+        logf_("session=%d write failed: %s", c->fd, strerror(errno));
+        drop_message(c);
+        c->id[0] = '\0';
+    }
+    return LLSMTP_CB_OK;
+}
+
+static int
+write_envelope(conn *c, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    size_t i;
+    int ok;
+    if (f == NULL)
+        return -1;
+    fprintf(f, "version 1\nid %s\nreceived %ld\nclient %s\nhelo %s\n"
+               "protocol %s\nfrom <%s>\n",
+            c->id, (long)time(NULL), c->peer, c->helo,
+            c->is_ehlo ? "ESMTP" : "SMTP", c->sender ? c->sender : "");
+    if (c->params && c->params[0])
+        fprintf(f, "mail-params %s\n", c->params);
+    for (i = 0; i < c->nrcpt; i++)
+        fprintf(f, "rcpt <%s>\n", c->rcpts[i]);
+    ok = fflush(f) == 0 && (opt.no_fsync || fsync(fileno(f)) == 0);
+    ok = fclose(f) == 0 && ok;
+    return ok ? 0 : -1;
+}
+
+static int
+on_data_end(llsmtp_server *s, llsmtp_reply *r)
+{
+    conn *c = CONN(s);
+    char te[4096], tv[4096], fe[4096], fv[4096], dir[4096];
+    int ok;
+    if (opt.discard) {
+        llsmtp_reply_set_id(r, c->id, strlen(c->id));
+        logf_("session=%d queued=%s discarded", c->fd, c->id);
+        free_tx(c);
+        return LLSMTP_CB_OK;
+    }
+    if (c->msg == NULL) {
+        llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
+        free_tx(c);
+        return LLSMTP_CB_OK;
+    }
+    tmp_path(tv, sizeof tv, c, "eml");
+    tmp_path(te, sizeof te, c, "env");
+    final_path(fv, sizeof fv, c, "eml");
+    final_path(fe, sizeof fe, c, "env");
+    ok = fflush(c->msg) == 0 && (opt.no_fsync || fsync(fileno(c->msg)) == 0);
+    ok = fclose(c->msg) == 0 && ok;
+    c->msg = NULL;
+    /* The envelope goes in first: an .eml in DIR always has its .env. */
+    if (ok)
+        ok = write_envelope(c, te) == 0 && rename(te, fe) == 0 &&
+             rename(tv, fv) == 0;
+    snprintf(dir, sizeof dir, "%s", opt.spool);
+    if (ok)
+        ok = sync_dir(dir) == 0;
+    if (!ok) {
+        logf_("session=%d queue write failed: %s", c->fd, strerror(errno));
+        unlink(tv);
+        unlink(te);
+        unlink(fe);
+        llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
+        free_tx(c);
+        return LLSMTP_CB_OK;
+    }
+    llsmtp_reply_set_id(r, c->id, strlen(c->id));
+    logf_("session=%d queued=%s from=<%s> nrcpt=%zu", c->fd, c->id,
+          c->sender ? c->sender : "", c->nrcpt);
+    free_tx(c);
+    return LLSMTP_CB_OK;
+}
+
+static int
+on_data_abort(llsmtp_server *s, int why)
+{
+    conn *c = CONN(s);
+    logf_("session=%d message dropped (%s)", c->fd,
+          why == LLSMTP_ABORT_SIZE      ? "too big"
+          : why == LLSMTP_ABORT_BARE_LF ? "bare LF"
+                                        : "connection lost");
+    drop_message(c);
+    return LLSMTP_CB_OK;
+}
+
+static int
+on_rset(llsmtp_server *s, llsmtp_reply *r)
+{
+    (void)r;
+    free_tx(CONN(s));
+    return LLSMTP_CB_OK;
+}
+
+static const llsmtp_callbacks callbacks = {
+    .on_helo = on_helo,
+    .on_mail_from = on_mail,
+    .on_rcpt = on_rcpt,
+    .on_data_start = on_data_start,
+    .on_data = on_data,
+    .on_data_end = on_data_end,
+    .on_data_abort = on_data_abort,
+    .on_rset = on_rset,
+};
+
+/* ---- connections -------------------------------------------------------- */
+
+static void
+arm_timer(conn *c)
+{
+    unsigned sec = 0;
+    llsmtp_server_timeout(c->s, &sec);
+    if (opt.timeout)
+        sec = (unsigned)opt.timeout;
+    c->deadline = sec ? time(NULL) + (time_t)sec : 0;
+}
+
+static void
+conn_free(conn *c)
+{
+    if (c->s != NULL && c->msg != NULL)
+        llsmtp_server_eof(c->s);
+    free_tx(c);
+    free(c->rcpts);
+    free(c->pending);
+    close(c->fd);
+    free(c->s);
+    logf_("session=%d close", c->fd);
+    free(c);
+}
+
+/* Writes what the session has queued. Returns -1 when the peer is gone. */
+static int
+flush_out(conn *c)
+{
+    size_t n;
+    const char *o = llsmtp_server_output(c->s, &n);
+    while (n > 0) {
+        ssize_t w = send(c->fd, o, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (opt.verbose)
+            logf_("session=%d S: %.*s", c->fd,
+                  (int)((size_t)w > 2 ? (size_t)w - 2 : (size_t)w), o);
+        llsmtp_server_consume(c->s, (size_t)w);
+        o = llsmtp_server_output(c->s, &n);
+    }
+    return 0;
+}
+
+/* Feeds bytes; keeps what the session could not take yet. */
+static int
+feed(conn *c, const char *buf, size_t len)
+{
+    while (len > 0) {
+        size_t used = 0;
+        int rc = llsmtp_server_feed(c->s, buf, len, &used);
+        buf += used;
+        len -= used;
+        if (rc == LLSMTP_BLOCKED) {
+            size_t n;
+            char *p;
+            if (flush_out(c) < 0)
+                return -1;
+            llsmtp_server_output(c->s, &n);
+            if (n == 0)
+                continue; /* all written: go on */
+            /* The peer is not reading its replies: keep the rest. */
+            p = malloc(len);
+            if (p == NULL)
+                return -1;
+            memcpy(p, buf, len);
+            free(c->pending);
+            c->pending = p;
+            c->pending_len = len;
+            return 0;
+        }
+        if (rc == LLSMTP_CLOSE) {
+            c->closing = 1;
+            return 0;
+        }
+        if (rc < 0) {
+            logf_("session=%d library error %s (%s)", c->fd,
+                  llsmtp_errname(rc),
+                  llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
+                                                : "-");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+accept_clients(int lfd)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept(lfd, (struct sockaddr *)&ss, &sl), one = 1;
+        conn *c;
+        size_t sz;
+        if (fd < 0)
+            return;
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if ((int)nconns >= opt.max_clients || stop_flag) {
+            char msg[300];
+            int n = snprintf(msg, sizeof msg,
+                             "421 4.7.0 %s Too many connections, try again "
+                             "later\r\n",
+                             opt.hostname);
+            if (send(fd, msg, (size_t)n, MSG_NOSIGNAL) < 0) {
+                /* nothing more to do for this peer */
+            }
+            close(fd);
+            continue;
+        }
+        c = calloc(1, sizeof *c);
+        sz = llsmtp_server_size(&cfg);
+        if (c == NULL || (c->s = malloc(sz)) == NULL) {
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
+                      c->peer, sizeof c->peer);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+                      c->peer, sizeof c->peer);
+        else
+            snprintf(c->peer, sizeof c->peer, "unknown");
+        llsmtp_server_init(c->s, sz, &cfg, c);
+        if (llsmtp_server_start(c->s) == LLSMTP_CLOSE)
+            c->closing = 1;
+        arm_timer(c);
+        if (nconns == conns_cap) {
+            size_t cap = conns_cap ? conns_cap * 2 : 64;
+            conn **v = realloc(conns, cap * sizeof *v);
+            if (v == NULL) {
+                conn_free(c);
+                continue;
+            }
+            conns = v;
+            conns_cap = cap;
+        }
+        conns[nconns++] = c;
+        logf_("session=%d connect from %s", fd, c->peer);
+        flush_out(c);
+    }
+}
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void
+raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    int lfds[MAX_LISTEN], i;
+    struct pollfd *pfds = NULL;
+    size_t pcap = 0;
+    static char rbuf[READ_BUF];
+    time_t stop_at = 0;
+    struct sigaction sa;
+
+    parse_args(argc, argv);
+    llsmtp_config_init(&cfg);
+    cfg.hostname = opt.hostname;
+    cfg.banner = "llsmtp " LLSMTP_VERSION_STRING;
+    cfg.max_size = opt.max_size;
+    cfg.max_rcpt = opt.max_rcpt;
+    cfg.callbacks = &callbacks;
+    if (llsmtp_server_size(&cfg) == 0)
+        die_usage("invalid configuration (hostname %s?)", opt.hostname);
+    if (!opt.discard) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s/tmp", opt.spool);
+        if ((mkdir(opt.spool, 0750) != 0 && errno != EEXIST) ||
+            (mkdir(tmp, 0750) != 0 && errno != EEXIST)) {
+            fprintf(stderr, "smtpd: cannot create spool %s: %s\n", opt.spool,
+                    strerror(errno));
+            return 1;
+        }
+    }
+    raise_nofile();
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    for (i = 0; i < opt.nlisten; i++) {
+        lfds[i] = open_listener(opt.listen[i]);
+        logf_("listening on %s as %s", opt.listen[i], opt.hostname);
+    }
+
+    for (;;) {
+        size_t k, np = 0;
+        time_t now = time(NULL), next = 0;
+        int timeout_ms;
+        if (stop_flag && stop_at == 0) {
+            logf_("stopping: %zu sessions left", nconns);
+            stop_at = now + 10; /* grace period */
+            for (i = 0; i < opt.nlisten; i++)
+                close(lfds[i]);
+        }
+        if (stop_flag && (nconns == 0 || now >= stop_at)) {
+            for (k = 0; k < nconns; k++) {
+                llsmtp_server_timeout_expired(conns[k]->s);
+                flush_out(conns[k]);
+                conn_free(conns[k]);
+            }
+            logf_("stopped");
+            return 0;
+        }
+        if (pcap < nconns + MAX_LISTEN) {
+            pcap = (nconns + MAX_LISTEN) * 2;
+            pfds = realloc(pfds, pcap * sizeof *pfds);
+            if (pfds == NULL)
+                return 1;
+        }
+        if (!stop_flag)
+            for (i = 0; i < opt.nlisten; i++) {
+                pfds[np].fd = lfds[i];
+                pfds[np].events = POLLIN;
+                np++;
+            }
+        for (k = 0; k < nconns; k++) {
+            conn *c = conns[k];
+            size_t out;
+            llsmtp_server_output(c->s, &out);
+            pfds[np].fd = c->fd;
+            pfds[np].events = 0;
+            if (!c->closing && c->pending == NULL &&
+                llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE)
+                pfds[np].events |= POLLIN;
+            if (out > 0)
+                pfds[np].events |= POLLOUT;
+            np++;
+            if (c->deadline && (next == 0 || c->deadline < next))
+                next = c->deadline;
+        }
+        timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
+        if (stop_flag)
+            timeout_ms = 1000;
+        if (poll(pfds, (nfds_t)np, timeout_ms) < 0 && errno != EINTR) {
+            perror("smtpd: poll");
+            return 1;
+        }
+        now = time(NULL);
+        k = 0;
+        if (!stop_flag)
+            for (i = 0; i < opt.nlisten; i++, k++)
+                if (pfds[k].revents & POLLIN)
+                    accept_clients(lfds[i]);
+        {
+            size_t ci, base = k, nc = nconns;
+            for (ci = 0; ci < nc; ci++) {
+                conn *c = conns[ci];
+                short re = pfds[base + ci].revents;
+                int dead = 0;
+                if (re & (POLLERR | POLLNVAL))
+                    dead = 1;
+                if (!dead && (re & POLLOUT) && flush_out(c) < 0)
+                    dead = 1;
+                if (!dead && c->pending != NULL) {
+                    size_t out;
+                    llsmtp_server_output(c->s, &out);
+                    if (out == 0) {
+                        char *p = c->pending;
+                        size_t n = c->pending_len;
+                        c->pending = NULL;
+                        c->pending_len = 0;
+                        if (feed(c, p, n) < 0)
+                            dead = 1;
+                        free(p);
+                    }
+                }
+                if (!dead && (re & (POLLIN | POLLHUP)) && !c->closing &&
+                    c->pending == NULL) {
+                    ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+                    if (r > 0) {
+                        if (opt.verbose)
+                            logf_("session=%d C: %zd bytes", c->fd, r);
+                        if (feed(c, rbuf, (size_t)r) < 0)
+                            dead = 1;
+                        arm_timer(c);
+                    } else if (r == 0 ||
+                               (errno != EAGAIN && errno != EINTR)) {
+                        llsmtp_server_eof(c->s);
+                        dead = 1;
+                    }
+                }
+                if (!dead && c->deadline && now >= c->deadline) {
+                    logf_("session=%d timeout", c->fd);
+                    llsmtp_server_timeout_expired(c->s);
+                    c->closing = 1;
+                }
+                if (!dead && flush_out(c) < 0)
+                    dead = 1;
+                if (!dead && c->closing) {
+                    size_t out;
+                    llsmtp_server_output(c->s, &out);
+                    if (out == 0)
+                        dead = 1;
+                }
+                if (dead) {
+                    conn_free(c);
+                    conns[ci] = NULL;
+                }
+            }
+            /* compact */
+            for (ci = 0, k = 0; ci < nc; ci++)
+                if (conns[ci] != NULL)
+                    conns[k++] = conns[ci];
+            for (ci = nc; ci < nconns; ci++) /* accepted meanwhile */
+                conns[k++] = conns[ci];
+            nconns = k;
+        }
+    }
+}

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * fuzz_server.c - libFuzzer target for the server session. The first 8
+ * bytes choose the configuration (bare-LF policy, extensions, limits,
+ * sync check, output size) and seed the choice of chunk sizes and of
+ * every callback verdict (accept, reject with text taken from the input,
+ * defer then resume, rarely fail). Invariants checked: the output is only
+ * well-formed reply lines (3-digit code 2xx-5xx, matching codes inside a
+ * multiline reply, no bare CR/LF/NUL, <= 512 octets); no callback runs
+ * after the session said CLOSE; feed never consumes more than given.
+ */
+#include <llsmtp.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct fz {
+    const uint8_t *data;
+    size_t size;
+    uint64_t rng;
+    int closed;
+    int have_defer;
+    int line_code; /* code of the multiline reply in progress, or 0 */
+    size_t line_len;
+    int in_line;
+    int cr;
+    char head[4];
+} fz;
+
+static uint64_t
+fz_rand(fz *f)
+{
+    f->rng ^= f->rng << 13;
+    f->rng ^= f->rng >> 7;
+    f->rng ^= f->rng << 17;
+    return f->rng;
+}
+
+static void
+fz_check(fz *f, const char *p, size_t n)
+{
+    size_t i;
+    /* A streaming checker: output may be drained in any pieces. */
+    char *head = f->head;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (f->cr) {
+            if (c != '\n')
+                abort(); /* bare CR in a reply */
+            f->cr = 0;
+            f->in_line = 0;
+            f->line_len = 0;
+            continue;
+        }
+        if (c == '\r') {
+            if (f->line_len < 4)
+                abort(); /* reply line shorter than "ddd " */
+            f->cr = 1;
+            continue;
+        }
+        if (c == '\n' || c == '\0')
+            abort();
+        if (f->line_len < 4)
+            head[f->line_len] = (char)c;
+        f->line_len++;
+        if (f->line_len > 510)
+            abort(); /* RFC 5321 4.5.3.1.5 */
+        if (f->line_len == 4) {
+            int code;
+            if (head[0] < '2' || head[0] > '5' || head[1] < '0' ||
+                head[1] > '9' || head[2] < '0' || head[2] > '9')
+                abort();
+            if (head[3] != ' ' && head[3] != '-')
+                abort();
+            code = (head[0] - '0') * 100 + (head[1] - '0') * 10 + head[2] - '0';
+            if (f->line_code && f->line_code != code)
+                abort(); /* multiline codes must match */
+            f->line_code = head[3] == '-' ? code : 0;
+        }
+    }
+}
+
+static void
+fz_drain(llsmtp_server *s, fz *f)
+{
+    size_t n;
+    const char *o = llsmtp_server_output(s, &n);
+    /* drain partly at times, to exercise the queue */
+    if (n > 1 && (fz_rand(f) & 3) == 0)
+        n = n / 2;
+    fz_check(f, o, n);
+    llsmtp_server_consume(s, n);
+}
+
+#define F(s) ((fz *)llsmtp_server_user(s))
+
+static int
+fz_decide(llsmtp_server *s, llsmtp_reply *r)
+{
+    fz *f = F(s);
+    uint64_t x = fz_rand(f);
+    static const int codes[] = {250, 251, 421, 450, 451, 452, 500, 550,
+                                552, 553, 554, 555, 354, 199, 600};
+    if (f->closed)
+        abort(); /* no callback after close */
+    switch (x % 8) {
+    case 0:
+    case 1: {
+        /* reject with hostile text from the input */
+        size_t off = f->size ? (size_t)(x >> 8) % f->size : 0;
+        size_t len = f->size - off;
+        int code = codes[(x >> 40) % (sizeof codes / sizeof codes[0])];
+        if (len > 300)
+            len = (size_t)(x >> 20) % 300;
+        llsmtp_reply_setn(r, code, NULL, (const char *)f->data + off, len);
+        if ((x >> 50) & 1)
+            llsmtp_reply_set_id(r, "ID1", 3);
+        return LLSMTP_CB_OK;
+    }
+    case 2:
+        f->have_defer = 1;
+        return LLSMTP_CB_PENDING;
+    case 3:
+        if ((x >> 32) % 64 == 0)
+            return LLSMTP_CB_FAIL;
+        return LLSMTP_CB_OK;
+    default:
+        return LLSMTP_CB_OK;
+    }
+}
+
+static int
+fz_connect(llsmtp_server *s, llsmtp_reply *r)
+{
+    return (fz_rand(F(s)) & 7) == 0 ? fz_decide(s, r) : LLSMTP_CB_OK;
+}
+static int
+fz_helo(llsmtp_server *s, llsmtp_span d, int e, llsmtp_reply *r)
+{
+    (void)d;
+    (void)e;
+    return fz_decide(s, r);
+}
+static int
+fz_path(llsmtp_server *s, const llsmtp_path *p, const llsmtp_params *ps,
+        llsmtp_reply *r)
+{
+    if (p->mailbox.n && p->mailbox.p == NULL)
+        abort();
+    if (ps->n > LLSMTP_PARAMS_MAX)
+        abort();
+    return fz_decide(s, r);
+}
+static int
+fz_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
+         llsmtp_reply *r)
+{
+    (void)is_rcpt;
+    (void)p;
+    if (F(s)->closed)
+        abort();
+    if (fz_rand(F(s)) & 1)
+        llsmtp_reply_set(r, 250, NULL, NULL);
+    return LLSMTP_CB_OK;
+}
+static int
+fz_simple(llsmtp_server *s, llsmtp_reply *r)
+{
+    return fz_decide(s, r);
+}
+static int
+fz_arg(llsmtp_server *s, llsmtp_span a, llsmtp_reply *r)
+{
+    (void)a;
+    return fz_decide(s, r);
+}
+static int
+fz_data(llsmtp_server *s, const char *p, size_t n)
+{
+    fz *f = F(s);
+    volatile char sink = 0;
+    size_t i;
+    if (f->closed)
+        abort();
+    for (i = 0; i < n; i++) /* the span must be readable */
+        sink ^= p[i];
+    (void)sink;
+    if ((fz_rand(f) & 15) == 0) {
+        f->have_defer = 1;
+        return LLSMTP_CB_PENDING;
+    }
+    return LLSMTP_CB_OK;
+}
+static int
+fz_abort(llsmtp_server *s, int why)
+{
+    (void)why;
+    if (F(s)->closed)
+        abort();
+    return LLSMTP_CB_OK;
+}
+
+static const llsmtp_callbacks fz_cb = {
+    fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,
+    fz_simple,  fz_data,   fz_simple, fz_abort,  fz_simple,
+    fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple};
+
+static int
+fz_resume(llsmtp_server *s, fz *f)
+{
+    llsmtp_reply r = LLSMTP_REPLY_INIT;
+    uint64_t x = fz_rand(f);
+    int rc;
+    if (!f->have_defer)
+        abort(); /* paused without a deferral */
+    f->have_defer = 0;
+    if (llsmtp_server_pending(s) != LLSMTP_PENDING_DATA && (x & 3) == 0)
+        llsmtp_reply_set(&r, (x & 4) ? 550 : 451, NULL, "no\r\nway");
+    rc = llsmtp_server_resume(s, &r);
+    if (rc == LLSMTP_E_REPLY) /* e.g. 550 for a DATA that wants 354 */
+        rc = llsmtp_server_resume(s, NULL);
+    return rc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    llsmtp_config cfg;
+    fz f;
+    llsmtp_server *s;
+    size_t sz, off = 0;
+    int rc;
+    if (size < 8)
+        return 0;
+    memset(&f, 0, sizeof f);
+    llsmtp_config_init(&cfg);
+    cfg.hostname = "fuzz.example";
+    cfg.callbacks = &fz_cb;
+    cfg.bare_lf = data[0] % 3;
+    cfg.extensions = data[1] & 0x3f;
+    cfg.flags = data[2] & 3;
+    cfg.max_size = data[3] & 1 ? (uint64_t)data[3] * 4 : 0;
+    cfg.max_rcpt = 100;
+    cfg.max_errors = data[4] & 31;
+    cfg.output_size = (size_t)(data[5] & 7) * 1024;
+    cfg.max_line = 512 + (size_t)(data[6] & 3) * 300;
+    f.rng = 0x9E3779B97F4A7C15ULL ^ data[7];
+    f.data = data + 8;
+    f.size = size - 8;
+    sz = llsmtp_server_size(&cfg);
+    s = (llsmtp_server *)malloc(sz);
+    if (s == NULL || llsmtp_server_init(s, sz, &cfg, &f) != s)
+        abort();
+    rc = llsmtp_server_start(s);
+    while (rc == LLSMTP_PAUSED)
+        rc = fz_resume(s, &f);
+    if (rc == LLSMTP_CLOSE)
+        f.closed = 1;
+    while (!f.closed && rc >= 0 && off < f.size) {
+        size_t len = f.size - off, used = 99;
+        if (fz_rand(&f) & 1)
+            len = 1 + (size_t)(fz_rand(&f) % (len < 64 ? len : 64));
+        rc = llsmtp_server_feed(s, (const char *)f.data + off, len, &used);
+        if (used > len)
+            abort();
+        off += used;
+        if ((fz_rand(&f) & 7) == 0) {
+            size_t u2;
+            if (llsmtp_server_feed(s, NULL, 0, &u2) < LLSMTP_E_CALLBACK ||
+                u2 != 0)
+                abort();
+        }
+        while (rc == LLSMTP_PAUSED)
+            rc = fz_resume(s, &f);
+        if (rc == LLSMTP_CLOSE)
+            f.closed = 1;
+        if (rc == LLSMTP_BLOCKED || (fz_rand(&f) & 3) == 0)
+            fz_drain(s, &f);
+        if (rc == LLSMTP_BLOCKED)
+            rc = LLSMTP_OK;
+    }
+    if (!f.closed && rc >= 0) {
+        if (data[2] & 4)
+            llsmtp_server_timeout_expired(s);
+        else
+            llsmtp_server_eof(s);
+        f.closed = 1;
+    }
+    /* drain everything left */
+    for (;;) {
+        size_t n;
+        llsmtp_server_output(s, &n);
+        if (n == 0)
+            break;
+        fz_drain(s, &f);
+    }
+    if (rc >= 0 && (f.cr || f.line_len))
+        abort(); /* output must end on a line boundary */
+    free(s);
+    return 0;
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+# Regenerates fuzz/corpus/ seeds from tests/transcripts (client bytes only)
+# and a few hand-written paths. Run from the repository root:
+#   python3 fuzz/make_seeds.py
+import os, re, glob, hashlib
+
+def unescape(t):
+    out = bytearray(); i = 0
+    while i < len(t):
+        m = re.match(r'\{\{(\\.|.)\*(\d+)\}\}', t[i:])
+        if m:
+            c = m.group(1)
+            c = {'\\r': '\r', '\\n': '\n', '\\t': '\t'}.get(c, c[-1])
+            out += c.encode('latin-1') * min(int(m.group(2)), 2000); i += m.end(); continue
+        c = t[i]
+        if c == '\\' and i + 1 < len(t):
+            e = t[i + 1]; i += 2
+            if e == 'x':
+                out.append(int(t[i:i + 2], 16)); i += 2
+            else:
+                out += {'r': b'\r', 'n': b'\n', 't': b'\t', '0': b'\0'}.get(e, e.encode('latin-1'))
+            continue
+        out += c.encode('latin-1'); i += 1
+    return bytes(out)
+
+os.makedirs('fuzz/corpus/fuzz_server', exist_ok=True)
+os.makedirs('fuzz/corpus/fuzz_path', exist_ok=True)
+for path in sorted(glob.glob('tests/transcripts/*.txt')):
+    data = bytearray()
+    for line in open(path, encoding='latin-1'):
+        line = line.rstrip('\r\n')
+        if line.startswith('C:') or line.startswith('R:'):
+            body = line[2:]
+            if body.startswith(' '): body = body[1:]
+            data += unescape(body)
+            if line.startswith('C:'): data += b'\r\n'
+    name = os.path.basename(path)[:-4]
+    for policy in range(3):
+        # config bytes: policy, all extensions, no flags, no size, ...
+        head = bytes([policy, 0x3f, 0, 0, 20, 4, 0, 7])
+        with open('fuzz/corpus/fuzz_server/%s-%d' % (name, policy), 'wb') as f:
+            f.write(head + bytes(data))
+paths = [b'<a@example.org>', b'<>', b'<"john doe"@x.y>', b'<a@[192.0.2.1]>',
+         b'<a@[IPv6:2001:db8::1]>', b'<@r1.x,@r2.y:a@b.c> SIZE=10 BODY=8BITMIME',
+         b'<Postmaster>', b'<j\xc3\xb6rg@b\xc3\xbccher.example>', b'<a@[tag:x]>',
+         b'192.0.2.1', b'::ffff:10.0.0.1', b'2001:db8::1', b'example.org']
+for i, p in enumerate(paths):
+    for opts in (0, 7):
+        with open('fuzz/corpus/fuzz_path/seed-%02d-%d' % (i, opts), 'wb') as f:
+            f.write(bytes([opts]) + p)
+print('seeds written')
