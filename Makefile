@@ -68,6 +68,8 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 TEST_NAMES := test_reply test_path test_server test_transcripts test_data
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
+FUZZ_TARGETS := fuzz_server fuzz_path
+REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 TEST_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
@@ -78,7 +80,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
 	    $(LDFLAGS) $(TEST_LIBS)
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
-DEPS_PKGS := libcmocka-dev pkg-config clang valgrind python3 curl
+DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
@@ -87,12 +89,16 @@ deps:
 
 # `make test` installs missing packages itself when it runs as root.
 check-deps:
-	@if ! $(PKG_CONFIG) --exists cmocka 2>/dev/null; then \
+	@missing=; \
+	$(PKG_CONFIG) --exists cmocka 2>/dev/null || missing="$$missing cmocka"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        echo "cmocka missing: running make deps"; \
+	        echo "missing:$$missing; running make deps"; \
 	        $(MAKE) --no-print-directory deps || exit 1; \
 	    else \
-	        echo "cmocka is missing; run: sudo make deps"; exit 1; \
+	        echo "missing:$$missing; run: sudo make deps"; exit 1; \
 	    fi; \
 	fi
 
@@ -100,32 +106,41 @@ test check: check-deps
 	@$(MAKE) --no-print-directory test-build
 	@$(MAKE) --no-print-directory test-run
 
-test-build: $(TEST_BINS) examples
+test-build: $(TEST_BINS) $(REPLAY_BINS) examples
 
+# Unit and transcript tests, the fuzz corpora replayed as plain tests,
+# then the integration tests against the real example server.
 test-run:
 	@fail=0; for t in $(TEST_BINS); do \
 	    echo "== $$t"; \
 	    (cd tests && ../$$t) || fail=1; \
 	done; \
-	if [ -f tests/integration.sh ]; then \
-	    echo "== tests/integration.sh"; \
-	    BUILD=$(BUILD) sh tests/integration.sh || fail=1; \
-	fi; \
+	for t in $(FUZZ_TARGETS); do \
+	    echo "== replay fuzz/corpus/$$t"; \
+	    $(BUILD)/tests/replay_$$t fuzz/corpus/$$t/* || fail=1; \
+	done; \
+	echo "== tests/integration.py"; \
+	python3 tests/integration.py $(BUILD)/examples/smtpd || fail=1; \
 	exit $$fail
+
+$(BUILD)/tests/replay_%: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< fuzz/replay_main.c -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS)
 
 VALGRIND := valgrind --error-exitcode=1 --leak-check=full -q
 valgrind: check-deps
 	@$(MAKE) --no-print-directory $(TEST_BINS)
 	@fail=0; for t in $(TEST_BINS); do \
 	    echo "== valgrind $$t"; \
-	    (cd tests && LLSMTP_QUICK=1 $(VALGRIND) ../$$t) || fail=1; \
+	    (cd tests && $(VALGRIND) ../$$t) || fail=1; \
 	done; exit $$fail
 
 # ---- examples --------------------------------------------------------------
 
 EX_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $(OPT) \
             $(SANFLAGS) -Iinclude $(CFLAGS)
-EXAMPLES := $(BUILD)/examples/smtpd
+EXAMPLES := $(BUILD)/examples/smtpd $(BUILD)/examples/hello
 examples: $(EXAMPLES)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libllsmtp.a
@@ -138,7 +153,6 @@ run: $(BUILD)/examples/smtpd
 
 # ---- fuzzing ---------------------------------------------------------------
 
-FUZZ_TARGETS := fuzz_server fuzz_path
 FUZZ_BINS := $(FUZZ_TARGETS:%=build/fuzz/%)
 FUZZ_FLAGS := -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined \
               -Iinclude -Ilib

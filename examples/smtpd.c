@@ -809,7 +809,7 @@ main(int argc, char **argv)
     }
 
     for (;;) {
-        size_t k, np = 0;
+        size_t k, np = 0, npolled;
         time_t now = time(NULL), next = 0;
         int timeout_ms;
         if (stop_flag && stop_at == 0) {
@@ -854,6 +854,7 @@ main(int argc, char **argv)
             if (c->deadline && (next == 0 || c->deadline < next))
                 next = c->deadline;
         }
+        npolled = nconns; /* sessions accepted below were not polled */
         timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
         if (stop_flag)
             timeout_ms = 1000;
@@ -868,7 +869,7 @@ main(int argc, char **argv)
                 if (pfds[k].revents & POLLIN)
                     accept_clients(lfds[i]);
         {
-            size_t ci, base = k, nc = nconns;
+            size_t ci, base = k, nc = npolled;
             for (ci = 0; ci < nc; ci++) {
                 conn *c = conns[ci];
                 short re = pfds[base + ci].revents;

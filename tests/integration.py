@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+#
+# integration.py - drives build/examples/smtpd as real clients do: Python's
+# smtplib, raw sockets (the classic telnet walk-through, pipelining, abuse),
+# and curl when it is installed. Each case starts its own server on a free
+# 127.0.0.1 port with a fresh spool and stops it by PID.
+# Usage: python3 tests/integration.py [path/to/smtpd]
+import os, shutil, signal, smtplib, socket, subprocess, sys, tempfile, time
+from email.message import EmailMessage
+
+SMTPD = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd'
+RESULTS = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Server:
+    def __init__(self, *extra):
+        self.dir = tempfile.mkdtemp(prefix='llsmtp-it-')
+        self.spool = os.path.join(self.dir, 'spool')
+        self.port = free_port()
+        self.log = open(os.path.join(self.dir, 'smtpd.log'), 'w')
+        self.proc = subprocess.Popen(
+            [SMTPD, '--listen', '127.0.0.1:%d' % self.port, '--hostname', 'mx.example.test',
+             '--local-domain', 'example.test', '--spool', self.spool] + list(extra),
+            stderr=self.log)
+        for _ in range(200):
+            try:
+                socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError('smtpd did not start')
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        if os.environ.get('LLSMTP_IT_VERBOSE'):
+            sys.stdout.write(open(self.log.name).read())
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def messages(self):
+        if not os.path.isdir(self.spool):
+            return []
+        return sorted(f for f in os.listdir(self.spool) if f.endswith('.eml'))
+
+    def body(self, name):
+        """The message as received: the .eml minus our two trace fields."""
+        data = open(os.path.join(self.spool, name), 'rb').read()
+        assert data.startswith(b'Return-Path: <'), data[:40]
+        rest = data.split(b'\r\n', 1)[1]
+        assert rest.startswith(b'Received: from '), rest[:40]
+        # Received: spans lines folded with a leading TAB
+        lines = rest.split(b'\r\n')
+        i = 1
+        while lines[i].startswith(b'\t'):
+            i += 1
+        return b'\r\n'.join(lines[i:])
+
+    def envelope(self, name):
+        return open(os.path.join(self.spool, name[:-4] + '.env')).read()
+
+
+def raw(port):
+    s = socket.create_connection(('127.0.0.1', port), timeout=10)
+    f = s.makefile('rb')
+    return s, f
+
+
+def reply(f):
+    """Reads one whole (multiline) reply; returns (code, [lines])."""
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            raise EOFError('connection closed')
+        assert line.endswith(b'\r\n'), line
+        lines.append(line[:-2].decode('latin-1'))
+        if line[3:4] == b' ':
+            return int(line[:3]), lines
+
+
+def case(fn):
+    name = fn.__name__
+    try:
+        fn()
+        RESULTS.append((name, None))
+        print('ok   %s' % name)
+    except Exception as e:  # report and go on
+        import traceback
+        RESULTS.append((name, e))
+        print('FAIL %s: %r' % (name, e))
+        traceback.print_exc()
+    return fn
+
+
+@case
+def smtplib_send_message_several_recipients():
+    srv = Server()
+    try:
+        m = EmailMessage()
+        m['From'] = 'alice@example.org'
+        m['To'] = 'bob@example.test, carol@example.test'
+        m['Subject'] = 'integration'
+        m.set_content('Hello.\n.A line with a leading dot\n..two dots\n.\nend\n')
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            refused = c.send_message(m, to_addrs=['bob@example.test', 'carol@example.test'])
+            assert refused == {}
+        msgs = srv.messages()
+        assert len(msgs) == 1, msgs
+        want = m.as_bytes(policy=m.policy.clone(linesep='\r\n'))
+        got = srv.body(msgs[0])
+        assert got == want, (got[-80:], want[-80:])
+        env = srv.envelope(msgs[0])
+        assert 'from <alice@example.org>' in env and 'rcpt <bob@example.test>' in env \
+            and 'rcpt <carol@example.test>' in env, env
+    finally:
+        srv.stop()
+
+
+@case
+def relay_refused_for_outside_recipient():
+    srv = Server()
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('client.example.org')
+            c.mail('alice@example.org')
+            code, msg = c.rcpt('mallory@outside.test')
+            assert code == 550 and msg == b'5.7.1 Unable to relay for <mallory@outside.test>', (code, msg)
+            code, msg = c.rcpt('bob@example.test')
+            assert code == 250, (code, msg)
+    finally:
+        srv.stop()
+
+
+@case
+def ten_megabyte_message_intact():
+    srv = Server('--max-size', '20000000')
+    try:
+        body = b''.join(b'%07d ' % i + b'x' * 70 + b'\r\n' for i in range(130000))
+        data = b'Subject: big\r\n\r\n' + body
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.sendmail('a@example.org', ['b@example.test'], data)
+        msgs = srv.messages()
+        assert len(msgs) == 1
+        assert srv.body(msgs[0]) == data
+    finally:
+        srv.stop()
+
+
+@case
+def telnet_walkthrough_pipelined_and_plain():
+    srv = Server()
+    try:
+        s, f = raw(srv.port)
+        code, lines = reply(f)
+        assert code == 220 and lines[0].startswith('220 mx.example.test ESMTP'), lines
+        s.sendall(b'EHLO client.example.org\r\n')
+        code, lines = reply(f)
+        assert code == 250 and 'PIPELINING' in lines[1], lines
+        s.sendall(b'MAIL FROM:<alice@example.org>\r\n')
+        assert reply(f) == (250, ['250 2.1.0 Sender <alice@example.org> OK'])
+        s.sendall(b'RCPT TO:<outside@elsewhere.test>\r\n')
+        assert reply(f) == (550, ['550 5.7.1 Unable to relay for <outside@elsewhere.test>'])
+        s.sendall(b'RCPT TO:<bob@example.test>\r\n')
+        assert reply(f)[0] == 250
+        s.sendall(b'DATA\r\n')
+        assert reply(f)[0] == 354
+        s.sendall(b'Subject: walk\r\n\r\nhi\r\n.\r\n')
+        code, lines = reply(f)
+        assert code == 250 and 'Queued mail for delivery' in lines[0], lines
+        # the whole next transaction in one write (RFC 2920)
+        s.sendall(b'MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+        assert [reply(f)[0] for _ in range(3)] == [250, 250, 354]
+        s.sendall(b'second\r\n.\r\nQUIT\r\n')
+        assert reply(f)[0] == 250
+        assert reply(f) == (221, ['221 2.0.0 mx.example.test Service closing transmission channel'])
+        assert f.read() == b''
+        f.close(); s.close()
+        assert len(srv.messages()) == 2
+    finally:
+        srv.stop()
+
+
+@case
+def bad_input_and_server_keeps_serving():
+    srv = Server()
+    try:
+        other, of = raw(srv.port)
+        reply(of)
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\n')
+        reply(f)
+        s.sendall(b'NOOP ' + b'A' * 100000 + b'\r\n')
+        assert reply(f) == (500, ['500 5.5.2 Error: line too long'])
+        s.sendall(b'MAIL FROM:<a\0b@example.org>\r\n')
+        assert reply(f)[0] == 501
+        s.sendall(b'\0\0\0\r\n')
+        assert reply(f)[0] == 500
+        # another client is still served
+        other.sendall(b'NOOP\r\n')
+        assert reply(of)[0] == 250
+        # syntax errors until the limit: 421 and close
+        s.sendall(b'BOGUS\r\n' * 50)
+        codes = []
+        try:
+            while True:
+                codes.append(reply(f)[0])
+        except EOFError:
+            pass
+        assert codes[-1] == 421 and all(c == 500 for c in codes[:-1]), codes
+        assert len(codes) <= 20, codes
+        f.close(); s.close()
+        other.sendall(b'QUIT\r\n')
+        assert reply(of)[0] == 221
+        of.close(); other.close()
+    finally:
+        srv.stop()
+
+
+@case
+def disconnect_mid_data_leaves_no_message():
+    srv = Server()
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'HELO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+        for _ in range(4):
+            reply(f)
+        s.sendall(b'Subject: cut\r\n\r\n' + b'partial ' * 10000)
+        time.sleep(0.2)
+        s.shutdown(socket.SHUT_RDWR)  # close() waits for the makefile too
+        s.close()
+        time.sleep(0.3)
+        assert srv.messages() == []
+        left = os.listdir(os.path.join(srv.spool, "tmp"))
+        assert left == [], (left, open(srv.log.name).read())
+    finally:
+        srv.stop()
+
+
+@case
+def size_limits():
+    srv = Server('--max-size', '1000')
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\n')
+        code, lines = reply(f)
+        assert '250-SIZE 1000' in lines, lines
+        s.sendall(b'MAIL FROM:<a@example.org> SIZE=2000\r\n')
+        assert reply(f) == (552, ['552 5.3.4 Message size exceeds fixed maximum message size'])
+        s.sendall(b'MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+        assert [reply(f)[0] for _ in range(3)] == [250, 250, 354]
+        s.sendall(b'x' * 3000 + b'\r\n.\r\n')
+        assert reply(f)[0] == 552
+        f.close(); s.close()
+        time.sleep(0.1)
+        assert srv.messages() == []
+    finally:
+        srv.stop()
+
+
+@case
+def smtp_smuggling_is_not_an_end_of_data():
+    srv = Server()
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+        for _ in range(4):
+            reply(f)
+        s.sendall(b'Subject: s\r\n\r\nA\n.\nMAIL FROM:<evil@example.org>\r\n'
+                  b'RCPT TO:<b@example.test>\r\nDATA\r\nforged\r\n.\r\nQUIT\r\n')
+        assert reply(f)[0] == 250
+        assert reply(f)[0] == 221
+        f.close(); s.close()
+        msgs = srv.messages()
+        assert len(msgs) == 1, msgs
+        body = srv.body(msgs[0])
+        assert b'\n' not in body.replace(b'\r\n', b''), body
+        assert b'MAIL FROM:<evil@example.org>' in body
+    finally:
+        srv.stop()
+
+
+@case
+def http_request_is_refused():
+    srv = Server()
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        code, lines = reply(f)
+        assert code == 421, lines
+        assert f.read() == b''
+        f.close(); s.close()
+    finally:
+        srv.stop()
+
+
+@case
+def curl_upload():
+    if shutil.which('curl') is None:
+        raise RuntimeError('curl is not installed (make deps installs it)')
+    srv = Server()
+    try:
+        path = os.path.join(srv.dir, 'msg.txt')
+        data = b'From: a@example.org\r\nTo: b@example.test\r\nSubject: curl\r\n\r\n' \
+               b'.dot line\r\nbody\r\n'
+        open(path, 'wb').write(data)
+        subprocess.run(['curl', '-sS', 'smtp://127.0.0.1:%d' % srv.port,
+                        '--mail-from', 'a@example.org', '--mail-rcpt', 'b@example.test',
+                        '--upload-file', path], check=True, timeout=30)
+        msgs = srv.messages()
+        assert len(msgs) == 1 and srv.body(msgs[0]) == data, msgs
+    finally:
+        srv.stop()
+
+
+@case
+def discard_mode_writes_nothing():
+    srv = Server('--discard')
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.sendmail('a@example.org', ['b@example.test'], b'Subject: x\r\n\r\ny\r\n')
+        assert srv.messages() == []
+    finally:
+        srv.stop()
+
+
+@case
+def bad_command_line_exits_2():
+    r = subprocess.run([SMTPD, '--no-such-option'], capture_output=True)
+    assert r.returncode == 2 and b'unknown option' in r.stderr, r
+    r = subprocess.run([SMTPD, '--max-rcpt', 'ten'], capture_output=True)
+    assert r.returncode == 2, r
+    r = subprocess.run([SMTPD, '--help'], capture_output=True)
+    assert r.returncode == 0 and b'--listen ADDR:PORT' in r.stdout, r
+
+
+@case
+def readme_hello_example():
+    hello = os.path.join(os.path.dirname(SMTPD), 'hello')
+    r = subprocess.run([hello], input=b'HELO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n'
+                       b'DATA\r\nhi\r\n..dot\r\n.\r\nQUIT\r\n', capture_output=True, timeout=10)
+    assert r.stdout.endswith(b'250 2.6.0 Queued mail for delivery\r\n'
+                             b'221 2.0.0 mx.example.test Service closing transmission channel\r\n'), r.stdout
+    assert r.stderr == b'hi\r\n.dot\r\n', r.stderr
+
+
+failed = sum(1 for _, e in RESULTS if e is not None)
+print('%d passed, %d failed' % (len(RESULTS) - failed, failed))
+sys.exit(1 if failed else 0)
