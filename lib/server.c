@@ -664,6 +664,8 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
         return LLSMTP_E_REENTRANT;
     if (s->failed)
         return LLSMTP_E_CALLBACK;
+    if (s->phase == PH_CLOSED)
+        return LLSMTP_CLOSE;
     if (!s->pending)
         return LLSMTP_E_STATE;
     kind = s->pending;
@@ -796,6 +798,7 @@ llsmtp_server_timeout_expired(llsmtp_server *s)
         return LLSMTP_CLOSE;
     if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
+    s->pending = 0; /* a late decision has no one to go to */
     if (sess_out_free(s) >= s->reserve / 2 && !s->failed)
         (void)sess_say_host(s, 421, "4.4.2", "Error: timeout exceeded");
     s->phase = PH_CLOSED;
@@ -812,6 +815,7 @@ llsmtp_server_eof(llsmtp_server *s)
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
+    s->pending = 0;
     s->phase = PH_CLOSED;
     return LLSMTP_CLOSE;
 }

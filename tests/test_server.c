@@ -402,6 +402,40 @@ test_timeouts(void **state)
     free(s);
 }
 
+/* The client vanishes while the host decides: the late decision must not
+ * bring the session back. */
+static void
+test_resume_after_eof(void **state)
+{
+    th_host h;
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    llsmtp_server *s;
+    size_t used, olen;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    snprintf(h.rules[0].kind, sizeof h.rules[0].kind, "data_end");
+    snprintf(h.rules[0].match, sizeof h.rules[0].match, "*");
+    h.rules[0].defer = 1;
+    h.nrules = 1;
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                                 "\r\nDATA\r\nhi\r\n.\r\n",
+                              &used),
+                     LLSMTP_PAUSED);
+    llsmtp_server_output(s, &olen);
+    llsmtp_server_consume(s, olen);
+    assert_int_equal(llsmtp_server_eof(s), LLSMTP_CLOSE);
+    assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_NONE);
+    assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_CLOSE);
+    assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_CLOSE);
+    llsmtp_server_output(s, &olen);
+    assert_int_equal(olen, 0); /* no 250 for a message already dropped */
+    assert_non_null(strstr(h.events.p, "data_end hi\\r\\n\nabort closed\n"));
+    free(s);
+    th_host_free(&h);
+}
+
 static void
 test_accessors(void **state)
 {
@@ -484,6 +518,7 @@ main(void)
         cmocka_unit_test(test_reply_struct_edits),
         cmocka_unit_test(test_sync_check),
         cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_resume_after_eof),
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
