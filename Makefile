@@ -31,7 +31,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 BUILD := build/san
 endif
 
-LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c
+LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c
 LIB_HDRS := include/llsmtp.h lib/internal.h
 LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
 PIC_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/pic/%.o)
@@ -66,7 +66,7 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 # ---- tests ---------------------------------------------------------------
 
-TEST_NAMES := test_reply test_path test_server test_transcripts test_data
+TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
 FUZZ_TARGETS := fuzz_server fuzz_path
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)

@@ -438,6 +438,155 @@ LLSMTP_API uint64_t llsmtp_server_data_size(const llsmtp_server *s);
 /* BODY= declared at MAIL: 0 none, 7 for 7BIT, 8 for 8BITMIME. */
 LLSMTP_API int llsmtp_server_body_type(const llsmtp_server *s);
 
+
+/* ---- IP addresses, MX selection (lib/mx.c) ------------------------------ */
+
+/* An IPv4 or IPv6 address in network byte order. */
+typedef struct llsmtp_ip {
+    uint8_t family; /* 4 or 6; 0 = none */
+    uint8_t addr[16];
+} llsmtp_ip;
+
+/* Formats an address as text ("192.0.2.1", "2001:db8::1", RFC 5952
+ * compressed) into buf. Returns the length (NUL not counted), or 0 when
+ * buf is too small (48 bytes always suffice) or ip is not 4 or 6. */
+LLSMTP_API size_t llsmtp_ip_format(const llsmtp_ip *ip, char *buf,
+                                   size_t buflen);
+
+/* Parses IPv4 or IPv6 text (no brackets) into *ip. LLSMTP_OK or
+ * LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_ip_parse(const char *p, size_t n, llsmtp_ip *ip);
+
+#define LLSMTP_NAME_MAX 253   /* a domain name in text, RFC 1035 2.3.4 */
+#define LLSMTP_MX_ADDRS_MAX 8 /* addresses kept per mail exchanger */
+
+/* One mail exchanger (RFC 5321 5.1). host is lower-case text without a
+ * trailing dot, NUL-terminated; "" is the root "." of a null MX. */
+typedef struct llsmtp_mx {
+    uint16_t pref;
+    char host[LLSMTP_NAME_MAX + 1];
+    size_t naddrs;
+    llsmtp_ip addrs[LLSMTP_MX_ADDRS_MAX];
+} llsmtp_mx;
+
+/* What llsmtp_mx_order() concluded. */
+enum llsmtp_mx_result {
+    LLSMTP_MX_OK = 0,       /* v[0..*n) are the targets, in delivery order */
+    LLSMTP_MX_IMPLICIT = 1, /* no MX records: the domain itself, pref 0 */
+    LLSMTP_MX_NULL = 2,     /* RFC 7505 null MX: the domain takes no mail */
+    LLSMTP_MX_LOOP = 3,     /* this host is the best MX: mail would loop */
+    LLSMTP_MX_BAD = 4       /* a "." record mixed with others (RFC 7505 3) */
+};
+
+/* How this host knows itself, and the randomness for equal preferences. */
+typedef struct llsmtp_mx_opts {
+    const char *const *local_names; /* NUL-terminated names, or NULL */
+    size_t nlocal_names;
+    const llsmtp_ip *local_addrs; /* or NULL */
+    size_t nlocal_addrs;
+    uint64_t seed; /* shuffles records of equal preference; any value */
+} llsmtp_mx_opts;
+
+/* Orders the *n MX records in v (capacity cap) for delivery to domain
+ * (RFC 5321 5.1): duplicate hosts merged (lowest preference, addresses
+ * joined), ascending preference, equal preferences in an order drawn from
+ * opts->seed, this host and every record not better than it removed. With
+ * no records, v[0] becomes the domain itself (needs cap >= 1). Updates *n.
+ * Returns an enum llsmtp_mx_result, or LLSMTP_E_INVAL. opts may be NULL.
+ * Pure function: no I/O, no allocation. */
+LLSMTP_API int llsmtp_mx_order(const char *domain, size_t domain_len,
+                               llsmtp_mx *v, size_t *n, size_t cap,
+                               const llsmtp_mx_opts *opts);
+
+/* The reply a relay gives a recipient whose domain got this result:
+ * NULL: 556 5.1.10 (RFC 7505 4.2), LOOP: 554 5.4.6, BAD: 451 4.4.4.
+ * Returns LLSMTP_OK, or LLSMTP_E_INVAL for OK/IMPLICIT. */
+LLSMTP_API int llsmtp_mx_reply(int result, llsmtp_reply *r);
+
+/* A relay host as MTAs write it: "host", "host:port" (look up MX for
+ * host), "[host]", "[host]:port", "[192.0.2.1]", "[2001:db8::1]:587" or
+ * "[IPv6:2001:db8::1]" (connect to exactly this, no MX lookup). */
+typedef struct llsmtp_relayhost {
+    char host[LLSMTP_NAME_MAX + 1]; /* name or address text, no brackets */
+    uint16_t port;                  /* 0: not given (use 25) */
+    int no_mx;                      /* bracketed: skip the MX lookup */
+    llsmtp_ip ip;                   /* family 0 unless host is an address */
+} llsmtp_relayhost;
+
+/* Parses a relay host. Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad host, a
+ * missing "]", an unbracketed IPv6 address) or LLSMTP_E_RANGE (port not
+ * in 1..65535); *err_at (may be NULL) gets the offending offset. */
+LLSMTP_API int llsmtp_relayhost_parse(const char *p, size_t n,
+                                      llsmtp_relayhost *out, size_t *err_at);
+
+/* ---- DNS wire format (lib/dns.c), RFC 1035 ----------------------------- */
+
+enum llsmtp_dns_type {
+    LLSMTP_DNS_A = 1,
+    LLSMTP_DNS_CNAME = 5,
+    LLSMTP_DNS_MX = 15,
+    LLSMTP_DNS_AAAA = 28
+};
+
+/* What a response says (llsmtp_dns_parse). */
+enum llsmtp_dns_status {
+    LLSMTP_DNS_NOERROR = 0,   /* records (possibly none: NODATA) */
+    LLSMTP_DNS_NXDOMAIN = 1,  /* RCODE 3: no such domain */
+    LLSMTP_DNS_SERVFAIL = 2,  /* RCODE 2: try later */
+    LLSMTP_DNS_TRUNCATED = 3, /* TC set: ask again over TCP */
+    LLSMTP_DNS_MISMATCH = 4,  /* not the answer to our query (id, question):
+                                 ignore it and keep waiting (anti-spoofing) */
+    LLSMTP_DNS_REFUSED = 5    /* any other RCODE (REFUSED, FORMERR, ...) */
+};
+
+/* A resource record from the answer or additional section. Names are
+ * lower-case text without the trailing dot. */
+typedef struct llsmtp_dns_rr {
+    uint16_t type;     /* enum llsmtp_dns_type (others are skipped) */
+    uint16_t pref;     /* MX preference */
+    uint32_t ttl;
+    int in_answer;     /* 1: answer section, 0: additional (glue) */
+    char owner[LLSMTP_NAME_MAX + 1];
+    char target[LLSMTP_NAME_MAX + 1]; /* MX exchange or CNAME target */
+    llsmtp_ip ip;                     /* A / AAAA */
+} llsmtp_dns_rr;
+
+/* Writes a recursive (RD) query for name/qtype with the given id into
+ * buf. tcp: prefix the 2-byte length (RFC 1035 4.2.2). *len gets the
+ * size. Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad name), LLSMTP_E_BUFFER. */
+LLSMTP_API int llsmtp_dns_query(uint16_t id, const char *name, size_t name_len,
+                                uint16_t qtype, int tcp, uint8_t *buf,
+                                size_t cap, size_t *len);
+
+/* Parses a response to the query (id, name, qtype); tcp: the packet has
+ * the 2-byte length prefix. Compressed names are followed with loop and
+ * bounds checks (every pointer must point backwards; names <= 255 octets,
+ * labels <= 63). A, AAAA, MX and CNAME records of the answer and
+ * additional sections go to rrs[0..cap); *nrr gets how many were stored
+ * and *total (may be NULL) how many there were. Returns an enum
+ * llsmtp_dns_status, or LLSMTP_E_SYNTAX for a malformed packet. Never
+ * reads outside pkt[0..len). */
+LLSMTP_API int llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp,
+                                uint16_t id, const char *name,
+                                size_t name_len, uint16_t qtype,
+                                llsmtp_dns_rr *rrs, size_t cap, size_t *nrr,
+                                size_t *total);
+
+/* From parsed records, the MX set of name: follows a CNAME chain from
+ * name (at most 8 links), takes its MX records and attaches A/AAAA
+ * addresses found for each exchange (glue). *n gets the count (at most
+ * cap). Returns LLSMTP_OK or LLSMTP_E_RANGE (CNAME chain too long or
+ * looping). */
+LLSMTP_API int llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr,
+                             const char *name, size_t name_len,
+                             llsmtp_mx *v, size_t cap, size_t *n);
+
+/* Adds the A/AAAA addresses owned by host (or by a CNAME chain from it)
+ * in rrs to mx->addrs (duplicates skipped, at most LLSMTP_MX_ADDRS_MAX).
+ * Returns the number of addresses added. */
+LLSMTP_API size_t llsmtp_dns_addrs(const llsmtp_dns_rr *rrs, size_t nrr,
+                                   llsmtp_mx *mx);
+
 #ifdef __cplusplus
 }
 #endif
