@@ -68,7 +68,7 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
-FUZZ_TARGETS := fuzz_server fuzz_path
+FUZZ_TARGETS := fuzz_server fuzz_path fuzz_dns fuzz_mx
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -80,7 +80,8 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
 	    $(LDFLAGS) $(TEST_LIBS)
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
-DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl
+DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
+             dnsmasq-base
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
@@ -93,6 +94,8 @@ check-deps:
 	$(PKG_CONFIG) --exists cmocka 2>/dev/null || missing="$$missing cmocka"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || \
+	    missing="$$missing dnsmasq"; \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	        echo "missing:$$missing; running make deps"; \
@@ -140,7 +143,7 @@ valgrind: check-deps
 
 EX_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $(OPT) \
             $(SANFLAGS) -Iinclude $(CFLAGS)
-EXAMPLES := $(BUILD)/examples/smtpd $(BUILD)/examples/hello
+EXAMPLES := $(BUILD)/examples/smtpd $(BUILD)/examples/hello $(BUILD)/examples/mxlookup
 examples: $(EXAMPLES)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libllsmtp.a

@@ -49,3 +49,21 @@ for i, p in enumerate(paths):
         with open('fuzz/corpus/fuzz_path/seed-%02d-%d' % (i, opts), 'wb') as f:
             f.write(bytes([opts]) + p)
 print('seeds written')
+
+# DNS: the dnsmasq answer for company.test MX, with and without TCP framing
+cap = bytes.fromhex(
+    "12348580000100020000000307636f6d70616e79047465737400000f0001c00c000f"
+    "00010000000000140014036d783207636f6d70616e79047465737400c00c000f00010"
+    "00000000014000a036d783107636f6d70616e79047465737400c02c00010001000000"
+    "000004c0000202c02c001c000100000000001020010db800000000000000000000000"
+    "2c04c00010001000000000004c0000201")
+os.makedirs('fuzz/corpus/fuzz_dns', exist_ok=True)
+open('fuzz/corpus/fuzz_dns/dnsmasq-mx', 'wb').write(bytes([0]) + cap)
+open('fuzz/corpus/fuzz_dns/dnsmasq-mx-tcp', 'wb').write(bytes([0x80]) + len(cap).to_bytes(2, 'big') + cap)
+nx = bytes.fromhex("123481830001000000000000") + b"\x07company\x04test\x00\x00\x0f\x00\x01"
+open('fuzz/corpus/fuzz_dns/nxdomain', 'wb').write(bytes([0]) + nx)
+os.makedirs('fuzz/corpus/fuzz_mx', exist_ok=True)
+for i, rh in enumerate([b'mail.example.com:587', b'[192.0.2.1]', b'[IPv6:2001:db8::1]:25', b'smarthost']):
+    recs = bytes([1, 10, 0, 1, 10, 1, 0, 20, 4, 1, 5, 3, 0, 30, 5, 0])
+    open('fuzz/corpus/fuzz_mx/seed-%d' % i, 'wb').write(rh + b'\0' + recs)
+print('dns/mx seeds written')

@@ -362,6 +362,97 @@ def readme_hello_example():
     assert r.stderr == b'hi\r\n.dot\r\n', r.stderr
 
 
+def free_udp_port():
+    for _ in range(50):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(('127.0.0.1', 0))
+        port = u.getsockname()[1]
+        t = socket.socket()
+        try:
+            t.bind(('127.0.0.1', port))  # dnsmasq wants TCP on it too
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError('no free port')
+
+
+@case
+def mxlookup_against_dnsmasq():
+    dnsmasq = shutil.which('dnsmasq') or '/usr/sbin/dnsmasq'
+    if not os.path.exists(dnsmasq):
+        raise RuntimeError('dnsmasq is not installed (make deps installs it)')
+    mxlookup = os.path.join(os.path.dirname(SMTPD), 'mxlookup')
+    port = free_udp_port()
+    d = subprocess.Popen([dnsmasq, '--no-daemon', '--port=%d' % port, '--listen-address=127.0.0.1',
+                          '--bind-interfaces', '--no-resolv', '--no-hosts', '--local=/test/',
+                          '--conf-file=/dev/null',
+                          '--mx-host=company.test,mx1.company.test,10',
+                          '--mx-host=company.test,mx2.company.test,20',
+                          '--host-record=mx1.company.test,192.0.2.1',
+                          '--host-record=mx2.company.test,192.0.2.2,2001:db8::2',
+                          '--mx-host=equal.test,a.equal.test,10', '--mx-host=equal.test,b.equal.test,10',
+                          '--mx-host=equal.test,c.equal.test,10',
+                          '--mx-host=nullmx.test,.,0',
+                          '--host-record=implicit.test,192.0.2.50',
+                          '--mx-host=loop.test,me.test,10', '--mx-host=loop.test,backup.test,20',
+                          '--cname=alias.test,company.test'],
+                         stderr=subprocess.DEVNULL)
+    try:
+        def run(*args):
+            return subprocess.run([mxlookup, '--server', '127.0.0.1:%d' % port] + list(args),
+                                  capture_output=True, timeout=30)
+        for _ in range(100):
+            r = run('company.test')
+            if r.returncode != 1:
+                break
+            time.sleep(0.05)
+        assert r.returncode == 0, r
+        out = r.stdout.decode()
+        assert 'company.test    MX preference = 10, mail exchanger = mx1.company.test' in out, out
+        assert 'company.test    MX preference = 20, mail exchanger = mx2.company.test' in out, out
+        assert 'mx1.company.test        internet address = 192.0.2.1' in out, out
+        assert out.endswith('delivery order:\n'
+                            '  1. mx1.company.test (preference 10) 192.0.2.1\n'
+                            '  2. mx2.company.test (preference 20) 192.0.2.2, 2001:db8::2\n') or \
+            out.endswith('delivery order:\n'
+                         '  1. mx1.company.test (preference 10) 192.0.2.1\n'
+                         '  2. mx2.company.test (preference 20) 2001:db8::2, 192.0.2.2\n'), out
+        t = run('--tcp', 'company.test')
+        assert t.returncode == 0 and '  1. mx1.company.test (preference 10) 192.0.2.1\n' in t.stdout.decode(), t
+        # equal preferences: order depends on the seed only
+        orders = set()
+        for seed in range(30):
+            o = run('--seed', str(seed), 'equal.test')
+            assert o.returncode == 0, o
+            again = run('--seed', str(seed), 'equal.test')
+            first = o.stdout.decode().split('delivery order:\n')[1]
+            assert first == again.stdout.decode().split('delivery order:\n')[1]
+            orders.add(first.splitlines()[0])
+        assert len(orders) == 3, orders
+        r = run('nullmx.test')
+        assert r.returncode == 2 and b'accepts no mail' in r.stderr, r
+        r = run('nosuch.test')
+        assert r.returncode == 3 and b'no such domain' in r.stderr, r
+        r = run('--local', 'me.test', 'loop.test')
+        assert r.returncode == 4 and b'loop back' in r.stderr, r
+        r = run('--local', 'backup.test', 'loop.test')
+        assert r.returncode == 0 and r.stdout.decode().endswith('  1. me.test (preference 10) (no address)\n'), r
+        r = run('implicit.test')
+        assert r.returncode == 0 and '  1. implicit.test (preference 0) 192.0.2.50' in r.stdout.decode(), r
+        r = run('alias.test')
+        assert r.returncode == 0 and 'mx1.company.test (preference 10)' in r.stdout.decode(), r
+    finally:
+        d.terminate()
+        d.wait(timeout=10)
+    # nothing listening: an error, reported on one line
+    r = subprocess.run([mxlookup, '--server', '127.0.0.1:%d' % free_udp_port(), 'company.test'],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count(b'\n') == 1, r
+
+
 failed = sum(1 for _, e in RESULTS if e is not None)
 print('%d passed, %d failed' % (len(RESULTS) - failed, failed))
 sys.exit(1 if failed else 0)
