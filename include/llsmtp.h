@@ -202,9 +202,10 @@ LLSMTP_API int llsmtp_reply_set_id(llsmtp_reply *r, const char *id,
 
 /* Formats a reply into buf: "code[-| ]enhanced text CRLF" lines, host text
  * sanitised and folded at word boundaries so that no line exceeds 512
- * octets (RFC 5321 4.5.3.1.5). with_enhanced says whether the enhanced
- * code is printed. Returns the number of bytes written, or 0 when buf is
- * too small or the reply is invalid. */
+ * octets (RFC 5321 4.5.3.1.5), then a NUL. with_enhanced says whether the
+ * enhanced code is printed. Returns the length written (without the NUL),
+ * or 0 (and an empty string when buflen > 0) when buf is too small or the
+ * reply is invalid. */
 LLSMTP_API size_t llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced,
                                       char *buf, size_t buflen);
 

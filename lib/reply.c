@@ -286,7 +286,9 @@ llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
     llsmtp_span parts[3];
     size_t np = 0;
     const char *enh;
-    if (r == NULL || buf == NULL || r->code < 200 || r->code > 599)
+    size_t w;
+    if (r == NULL || buf == NULL || buflen == 0 || r->code < 200 ||
+        r->code > 599)
         return 0;
     enh = with_enhanced && r->enhanced[0] ? r->enhanced : NULL;
     if (enh != NULL &&
@@ -306,5 +308,7 @@ llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
         parts[np].n = strlen(parts[np].p);
         np++;
     }
-    return llsmtp__reply_write(buf, buflen, r->code, enh, parts, np);
+    w = llsmtp__reply_write(buf, buflen - 1, r->code, enh, parts, np);
+    buf[w] = '\0';
+    return w;
 }

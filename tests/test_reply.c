@@ -54,9 +54,8 @@ test_reply_set_validation(void **state)
 static size_t
 fmt(const llsmtp_reply *r, int enh, char *buf, size_t n)
 {
-    size_t w = llsmtp_reply_format(r, enh, buf, n - 1);
-    buf[w] = '\0';
-    return w;
+    memset(buf, 'X', n); /* the NUL must come from the library */
+    return llsmtp_reply_format(r, enh, buf, n);
 }
 
 static void
@@ -86,8 +85,12 @@ test_format(void **state)
     fmt(&r, 1, buf, sizeof buf);
     assert_string_equal(buf, "421 4.3.2 Service not available, closing "
                              "transmission channel\r\n");
-    /* too small a buffer writes nothing */
+    /* too small a buffer writes nothing but the NUL */
     assert_int_equal(llsmtp_reply_format(&r, 1, buf, 10), 0);
+    assert_string_equal(buf, "");
+    /* exactly enough room: the text and its NUL */
+    assert_int_equal(llsmtp_reply_format(&r, 1, buf, 64), 63);
+    assert_int_equal(llsmtp_reply_format(&r, 1, buf, 63), 0);
 }
 
 static void
