@@ -92,24 +92,6 @@ dns_name(const uint8_t *pkt, size_t len, size_t off, size_t *next, char *out,
     return LLSMTP_OK;
 }
 
-/* Compares text names case-insensitively, ignoring one trailing dot. */
-static int
-dns_name_eq(const char *a, size_t an, const char *b, size_t bn)
-{
-    size_t i;
-    if (an && a[an - 1] == '.')
-        an--;
-    if (bn && b[bn - 1] == '.')
-        bn--;
-    if (an != bn)
-        return 0;
-    for (i = 0; i < an; i++)
-        if (llsmtp__lower((unsigned char)a[i]) !=
-            llsmtp__lower((unsigned char)b[i]))
-            return 0;
-    return 1;
-}
-
 int
 llsmtp_dns_query(uint16_t id, const char *name, size_t name_len,
                  uint16_t qtype, int tcp, uint8_t *buf, size_t cap,
@@ -196,7 +178,7 @@ llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp, uint16_t id,
         return LLSMTP_E_SYNTAX;
     if (off + 4 > len)
         return LLSMTP_E_SYNTAX;
-    if (!dns_name_eq(qn, strlen(qn), name, name_len) ||
+    if (!llsmtp__name_eq(qn, strlen(qn), name, name_len) ||
         dns_u16(pkt + off) != qtype || dns_u16(pkt + off + 2) != DNS_CLASS_IN)
         return LLSMTP_DNS_MISMATCH;
     off += 4;
@@ -297,7 +279,7 @@ dns_follow(const llsmtp_dns_rr *rrs, size_t nrr, const char *name,
     for (hops = 0;; hops++) {
         for (i = 0; i < nrr; i++)
             if (rrs[i].type == LLSMTP_DNS_CNAME &&
-                dns_name_eq(rrs[i].owner, strlen(rrs[i].owner), buf,
+                llsmtp__name_eq(rrs[i].owner, strlen(rrs[i].owner), buf,
                             strlen(buf)))
                 break;
         if (i == nrr)
@@ -320,7 +302,7 @@ llsmtp_dns_addrs(const llsmtp_dns_rr *rrs, size_t nrr, llsmtp_mx *mx)
         size_t k;
         const llsmtp_dns_rr *r = &rrs[i];
         if ((r->type != LLSMTP_DNS_A && r->type != LLSMTP_DNS_AAAA) ||
-            !dns_name_eq(r->owner, strlen(r->owner), owner, strlen(owner)))
+            !llsmtp__name_eq(r->owner, strlen(r->owner), owner, strlen(owner)))
             continue;
         for (k = 0; k < mx->naddrs; k++)
             if (mx->addrs[k].family == r->ip.family &&
@@ -352,7 +334,7 @@ llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr, const char *name,
         const llsmtp_dns_rr *r = &rrs[i];
         llsmtp_mx *m;
         if (r->type != LLSMTP_DNS_MX || !r->in_answer ||
-            !dns_name_eq(r->owner, strlen(r->owner), owner, strlen(owner)))
+            !llsmtp__name_eq(r->owner, strlen(r->owner), owner, strlen(owner)))
             continue;
         m = &v[(*n)++];
         memset(m, 0, sizeof *m);

@@ -49,6 +49,29 @@ static inline int llsmtp__ieq(const char *a, const char *b, size_t n)
             return 0;
     return 1;
 }
+/* ASCII case-insensitive equality of two spans. */
+static inline int
+llsmtp__iequal(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t i;
+    if (an != bn)
+        return 0;
+    for (i = 0; i < an; i++)
+        if (llsmtp__lower((unsigned char)a[i]) !=
+            llsmtp__lower((unsigned char)b[i]))
+            return 0;
+    return 1;
+}
+/* Domain names are equal ignoring case and one trailing dot. */
+static inline int
+llsmtp__name_eq(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an && a[an - 1] == '.')
+        an--;
+    if (bn && b[bn - 1] == '.')
+        bn--;
+    return llsmtp__iequal(a, an, b, bn);
+}
 /* RFC 5322 atext (RFC 5321 4.1.2 Atom). */
 static inline int llsmtp__is_atext(unsigned char c)
 {

@@ -125,21 +125,6 @@ mx_trim(const char *p, size_t n)
 }
 
 static int
-mx_name_eq(const char *a, size_t an, const char *b, size_t bn)
-{
-    size_t i;
-    an = mx_trim(a, an);
-    bn = mx_trim(b, bn);
-    if (an != bn)
-        return 0;
-    for (i = 0; i < an; i++)
-        if (llsmtp__lower((unsigned char)a[i]) !=
-            llsmtp__lower((unsigned char)b[i]))
-            return 0;
-    return 1;
-}
-
-static int
 mx_is_root(const llsmtp_mx *m)
 {
     return m->host[0] == '\0' || (m->host[0] == '.' && m->host[1] == '\0');
@@ -161,7 +146,7 @@ mx_is_local(const llsmtp_mx *m, const llsmtp_mx_opts *o)
         return 0;
     for (i = 0; i < o->nlocal_names; i++)
         if (o->local_names[i] != NULL &&
-            mx_name_eq(m->host, strlen(m->host), o->local_names[i],
+            llsmtp__name_eq(m->host, strlen(m->host), o->local_names[i],
                        strlen(o->local_names[i])))
             return 1;
     for (i = 0; i < m->naddrs && i < LLSMTP_MX_ADDRS_MAX; i++)
@@ -237,7 +222,7 @@ llsmtp_mx_order(const char *domain, size_t domain_len, llsmtp_mx *v,
     /* Merge duplicate exchanges: lowest preference, addresses joined. */
     for (i = 0; i < cnt; i++) {
         for (j = 0; j < i; j++) {
-            if (mx_name_eq(v[i].host, strlen(v[i].host), v[j].host,
+            if (llsmtp__name_eq(v[i].host, strlen(v[i].host), v[j].host,
                            strlen(v[j].host))) {
                 size_t k;
                 if (v[i].pref < v[j].pref)

@@ -243,6 +243,21 @@ path_literal(const char *p, size_t n, size_t *i, unsigned *flags)
     return LLSMTP_OK;
 }
 
+/* One UTF-8 character at p[*j] when RFC 6531 is in force: advances *j and
+ * flags the path, or reports the offset of a bad sequence. */
+static int
+path_utf8(const char *p, size_t n, size_t *j, size_t *err, unsigned *flags)
+{
+    size_t l = llsmtp__utf8_len((const unsigned char *)p + *j, n - *j);
+    if (l == 0) {
+        *err = *j;
+        return LLSMTP_E_SYNTAX;
+    }
+    *flags |= LLSMTP_PATH_UTF8;
+    *j += l;
+    return LLSMTP_OK;
+}
+
 /* Local-part = Dot-string / Quoted-string */
 static int
 path_local(const char *p, size_t n, size_t *i, unsigned opts,
@@ -263,14 +278,8 @@ path_local(const char *p, size_t n, size_t *i, unsigned opts,
             } else if (c >= 32 && c <= 126) {
                 j++;
             } else if (c >= 0x80 && (opts & LLSMTP_PARSE_UTF8)) {
-                size_t l = llsmtp__utf8_len((const unsigned char *)p + j,
-                                            n - j);
-                if (l == 0) {
-                    *i = j;
+                if (path_utf8(p, n, &j, i, flags) != LLSMTP_OK)
                     return LLSMTP_E_SYNTAX;
-                }
-                *flags |= LLSMTP_PATH_UTF8;
-                j += l;
             } else {
                 *i = j;
                 return LLSMTP_E_SYNTAX;
@@ -291,14 +300,8 @@ path_local(const char *p, size_t n, size_t *i, unsigned opts,
             if (llsmtp__is_atext(c)) {
                 j++;
             } else if (c >= 0x80 && (opts & LLSMTP_PARSE_UTF8)) {
-                size_t l = llsmtp__utf8_len((const unsigned char *)p + j,
-                                            n - j);
-                if (l == 0) {
-                    *i = j;
+                if (path_utf8(p, n, &j, i, flags) != LLSMTP_OK)
                     return LLSMTP_E_SYNTAX;
-                }
-                *flags |= LLSMTP_PATH_UTF8;
-                j += l;
             } else {
                 break;
             }
@@ -505,17 +508,8 @@ llsmtp_params_get(const llsmtp_params *ps, const char *key)
     if (ps == NULL || key == NULL)
         return NULL;
     klen = strlen(key);
-    for (i = 0; i < ps->n; i++) {
-        const llsmtp_param *pp = &ps->v[i];
-        size_t k;
-        if (pp->key.n != klen)
-            continue;
-        for (k = 0; k < klen; k++)
-            if (llsmtp__lower((unsigned char)pp->key.p[k]) !=
-                llsmtp__lower((unsigned char)key[k]))
-                break;
-        if (k == klen)
-            return pp;
-    }
+    for (i = 0; i < ps->n; i++)
+        if (llsmtp__iequal(ps->v[i].key.p, ps->v[i].key.n, key, klen))
+            return &ps->v[i];
     return NULL;
 }

@@ -927,17 +927,10 @@ sess_params_dup(const llsmtp_params *ps)
 {
     size_t i, j;
     for (i = 0; i < ps->n; i++)
-        for (j = i + 1; j < ps->n; j++) {
-            size_t k, n = ps->v[i].key.n;
-            if (ps->v[j].key.n != n)
-                continue;
-            for (k = 0; k < n; k++)
-                if (llsmtp__lower((unsigned char)ps->v[i].key.p[k]) !=
-                    llsmtp__lower((unsigned char)ps->v[j].key.p[k]))
-                    break;
-            if (k == n)
+        for (j = i + 1; j < ps->n; j++)
+            if (llsmtp__iequal(ps->v[i].key.p, ps->v[i].key.n,
+                               ps->v[j].key.p, ps->v[j].key.n))
                 return 1;
-        }
     return 0;
 }
 
