@@ -820,7 +820,7 @@ main(int argc, char **argv)
         }
         if (stop_flag && (nconns == 0 || now >= stop_at)) {
             for (k = 0; k < nconns; k++) {
-                llsmtp_server_timeout_expired(conns[k]->s);
+                llsmtp_server_shutdown(conns[k]->s, NULL);
                 flush_out(conns[k]);
                 conn_free(conns[k]);
             }

@@ -285,6 +285,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!f.closed && rc >= 0) {
         if (data[2] & 4)
             llsmtp_server_timeout_expired(s);
+        else if (data[2] & 8)
+            llsmtp_server_shutdown(s, NULL);
         else
             llsmtp_server_eof(s);
         f.closed = 1;

@@ -421,6 +421,13 @@ LLSMTP_API int llsmtp_server_timeout(const llsmtp_server *s,
  * exceeded", aborts any message, returns LLSMTP_CLOSE. */
 LLSMTP_API int llsmtp_server_timeout_expired(llsmtp_server *s);
 
+/* The host ends the session itself (shutting down, a policy decision):
+ * queues r, or "421 4.3.2 <hostname> Service shutting down" when r is
+ * NULL, abandons any message in progress (on_data_abort(CLOSED)) and any
+ * pending decision, and returns LLSMTP_CLOSE. r must be a 4xx or 5xx
+ * reply (LLSMTP_E_REPLY otherwise). */
+LLSMTP_API int llsmtp_server_shutdown(llsmtp_server *s, const llsmtp_reply *r);
+
 /* Forgets everything but cfg and user, as if just initialised. */
 LLSMTP_API int llsmtp_server_reset(llsmtp_server *s);
 

@@ -786,12 +786,12 @@ sess_abort(llsmtp_server *s, int why)
     return LLSMTP_OK;
 }
 
-int
-llsmtp_server_timeout_expired(llsmtp_server *s)
+/* Ends the session from the host's side with a final reply. */
+static int
+sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
+                const char *text)
 {
     int rc;
-    if (s == NULL)
-        return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_CLOSED)
@@ -799,10 +799,42 @@ llsmtp_server_timeout_expired(llsmtp_server *s)
     if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
-    if (sess_out_free(s) >= s->reserve / 2 && !s->failed)
-        (void)sess_say_host(s, 421, "4.4.2", "Error: timeout exceeded");
+    /* The queue may be full of replies the client never read; then the
+     * connection just closes. */
+    if (sess_out_free(s) >= s->reserve / 2 && !s->failed) {
+        if (r != NULL) {
+            llsmtp_span none = {NULL, 0};
+            (void)sess_apply(s, LLSMTP_PENDING_NONE, r, none);
+        } else {
+            (void)sess_say_host(s, 421, enh, text);
+        }
+    }
     s->phase = PH_CLOSED;
     return LLSMTP_CLOSE;
+}
+
+int
+llsmtp_server_timeout_expired(llsmtp_server *s)
+{
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    return sess_close_with(s, NULL, "4.4.2", "Error: timeout exceeded");
+}
+
+int
+llsmtp_server_shutdown(llsmtp_server *s, const llsmtp_reply *r)
+{
+    llsmtp_reply copy;
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    if (r != NULL) {
+        copy = *r;
+        copy.is_default_ = 0;
+        if (!sess_reply_ok(&copy) || copy.code < 400)
+            return LLSMTP_E_REPLY;
+        r = &copy;
+    }
+    return sess_close_with(s, r, "4.3.2", "Service shutting down");
 }
 
 int

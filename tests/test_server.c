@@ -437,6 +437,45 @@ test_resume_after_eof(void **state)
 }
 
 static void
+test_shutdown(void **state)
+{
+    th_host h;
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    llsmtp_server *s;
+    llsmtp_reply r = LLSMTP_REPLY_INIT;
+    size_t used;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\nDATA\r\npart",
+             &used);
+    th_drain(s, &h);
+    llsmtp_reply_set(&r, 250, NULL, "fine");
+    assert_int_equal(llsmtp_server_shutdown(s, &r), LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_server_shutdown(s, NULL), LLSMTP_CLOSE);
+    th_drain(s, &h);
+    assert_non_null(strstr(h.out.p, "\r\n421 4.3.2 mx.example.test Service "
+                                    "shutting down\r\n"));
+    assert_non_null(strstr(h.events.p, "data_start\nabort closed\n"));
+    assert_int_equal(feed_str(s, "x\r\n", &used), LLSMTP_CLOSE);
+    free(s);
+    th_host_free(&h);
+
+    /* with the host's own reply */
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    llsmtp_reply_set(&r, 554, "5.7.1", "Your address is now blocked");
+    assert_int_equal(llsmtp_server_shutdown(s, &r), LLSMTP_CLOSE);
+    th_drain(s, &h);
+    assert_non_null(strstr(h.out.p, "\r\n554 5.7.1 Your address is now "
+                                    "blocked\r\n"));
+    free(s);
+    th_host_free(&h);
+}
+
+static void
 test_accessors(void **state)
 {
     llsmtp_config cfg = cfg_default(NULL);
@@ -519,6 +558,7 @@ main(void)
         cmocka_unit_test(test_sync_check),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_resume_after_eof),
+        cmocka_unit_test(test_shutdown),
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
