@@ -857,20 +857,26 @@ llsmtp_server_eof(llsmtp_server *s)
 enum {
     CMD_UNKNOWN = 0, CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA,
     CMD_RSET, CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_TURN,
-    CMD_HTTP
+    CMD_HTTP, CMD_NOTIMPL
 };
 
 static int
 sess_verb(const char *v, size_t n)
 {
     static const struct {
-        char name[8];
+        char name[12];
         int cmd;
     } verbs[] = {
         {"helo", CMD_HELO}, {"ehlo", CMD_EHLO}, {"mail", CMD_MAIL},
         {"rcpt", CMD_RCPT}, {"data", CMD_DATA}, {"rset", CMD_RSET},
         {"noop", CMD_NOOP}, {"quit", CMD_QUIT}, {"vrfy", CMD_VRFY},
         {"expn", CMD_EXPN}, {"help", CMD_HELP}, {"turn", CMD_TURN},
+        /* Known SMTP commands this session does not offer (RFC 5321
+         * 4.2.4: 502, not 500). */
+        {"starttls", CMD_NOTIMPL}, {"auth", CMD_NOTIMPL},
+        {"bdat", CMD_NOTIMPL}, {"etrn", CMD_NOTIMPL}, {"atrn", CMD_NOTIMPL},
+        {"send", CMD_NOTIMPL}, {"soml", CMD_NOTIMPL}, {"saml", CMD_NOTIMPL},
+        {"verb", CMD_NOTIMPL}, {"lhlo", CMD_NOTIMPL},
         /* Cross-protocol attacks: an HTTP request sent to port 25. */
         {"get", CMD_HTTP}, {"post", CMD_HTTP}, {"head", CMD_HTTP},
         {"put", CMD_HTTP}, {"connect", CMD_HTTP}, {"options", CMD_HTTP},
@@ -1254,6 +1260,8 @@ sess_line(llsmtp_server *s, const char *line, size_t n)
         return sess_cmd_simple(s, LLSMTP_PENDING_HELP, arg);
     case CMD_TURN:
         return sess_cmd_simple(s, LLSMTP_PENDING_TURN, arg);
+    case CMD_NOTIMPL:
+        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
     default:
         if (s->cfg->flags & LLSMTP_CFG_502_UNKNOWN)
             return sess_err(s, 502, "5.5.1", "Error: command not recognized");
