@@ -31,7 +31,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 BUILD := build/san
 endif
 
-LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c
+LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c lib/relay.c
 LIB_HDRS := include/llsmtp.h lib/internal.h
 LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
 PIC_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/pic/%.o)
@@ -66,9 +66,9 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 # ---- tests ---------------------------------------------------------------
 
-TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns
+TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
-FUZZ_TARGETS := fuzz_server fuzz_path fuzz_dns fuzz_mx
+FUZZ_TARGETS := fuzz_server fuzz_path fuzz_dns fuzz_mx fuzz_relay
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -119,8 +119,9 @@ test-run:
 	    (cd tests && ../$$t) || fail=1; \
 	done; \
 	for t in $(FUZZ_TARGETS); do \
-	    echo "== replay fuzz/corpus/$$t"; \
-	    $(BUILD)/tests/replay_$$t fuzz/corpus/$$t/* || fail=1; \
+	    echo "== replay fuzz/corpus/$$t and fuzz/regressions/$$t"; \
+	    $(BUILD)/tests/replay_$$t fuzz/corpus/$$t/* \
+	        $$(ls -d fuzz/regressions/$$t/* 2>/dev/null) || fail=1; \
 	done; \
 	echo "== tests/integration.py"; \
 	python3 tests/integration.py $(BUILD)/examples/smtpd || fail=1; \

@@ -67,3 +67,14 @@ for i, rh in enumerate([b'mail.example.com:587', b'[192.0.2.1]', b'[IPv6:2001:db
     recs = bytes([1, 10, 0, 1, 10, 1, 0, 20, 4, 1, 5, 3, 0, 30, 5, 0])
     open('fuzz/corpus/fuzz_mx/seed-%d' % i, 'wb').write(rh + b'\0' + recs)
 print('dns/mx seeds written')
+
+os.makedirs('fuzz/corpus/fuzz_relay', exist_ok=True)
+for i, (net, rcpt) in enumerate([(b'192.168.0.0/16', b'<user@company.test>'),
+                                 (b'10.0.0.0/8', b'<user%outside.test@company.test>'),
+                                 (b'::ffff:10.0.0.0/104', b'<"a@b"@company.test>'),
+                                 (b'2001:db8::/32', b'<@company.test:u@outside.test>'),
+                                 (b'0.0.0.0/0', b'<u@[192.0.2.25]>'),
+                                 (b'bad', b'<u@x.hosted.test>')]):
+    for flags in (0, 1, 4):
+        open('fuzz/corpus/fuzz_relay/seed-%d-%d' % (i, flags), 'wb').write(bytes([flags]) + net + b'\0' + rcpt)
+print('relay seeds written')

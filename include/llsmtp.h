@@ -62,13 +62,14 @@ LLSMTP_API unsigned long llsmtp_version(void);
     X(E_BUFFER, -6, "output buffer too small")                               \
     X(E_REPLY, -7, "invalid reply code or text")                             \
     X(E_SYNTAX, -8, "syntax error")                                          \
-    X(E_RANGE, -9, "value out of range")
+    X(E_RANGE, -9, "value out of range")                                     \
+    X(E_HOSTBITS, -10, "address has bits set beyond its prefix length")
 
 enum llsmtp_error {
 #define LLSMTP_X_ENUM(name, value, text) LLSMTP_##name = value,
     LLSMTP_ERRNO_MAP(LLSMTP_X_ENUM)
 #undef LLSMTP_X_ENUM
-    LLSMTP_ERROR_LAST_ = -10
+    LLSMTP_ERROR_LAST_ = -11
 };
 
 /* A static description of any value above; never NULL. */
@@ -83,6 +84,24 @@ typedef struct llsmtp_span {
     const char *p;
     size_t n;
 } llsmtp_span;
+
+/* ---- IP addresses (lib/mx.c) -------------------------------------------- */
+
+/* An IPv4 or IPv6 address in network byte order. */
+typedef struct llsmtp_ip {
+    uint8_t family; /* 4 or 6; 0 = none */
+    uint8_t addr[16];
+} llsmtp_ip;
+
+/* Formats an address as text ("192.0.2.1", "2001:db8::1", RFC 5952
+ * compressed) into buf. Returns the length (NUL not counted), or 0 when
+ * buf is too small (48 bytes always suffice) or ip is not 4 or 6. */
+LLSMTP_API size_t llsmtp_ip_format(const llsmtp_ip *ip, char *buf,
+                                   size_t buflen);
+
+/* Parses IPv4 or IPv6 text (no brackets) into *ip. LLSMTP_OK or
+ * LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_ip_parse(const char *p, size_t n, llsmtp_ip *ip);
 
 /* ---- paths (RFC 5321 4.1.2), lib/path.c -------------------------------- */
 
@@ -344,6 +363,8 @@ typedef struct llsmtp_callbacks {
 
 /* Session configuration: borrowed read-only by every session, must
  * outlive them. Fill with llsmtp_config_init(), then change fields. */
+struct llsmtp_relay_policy;
+
 typedef struct llsmtp_config {
     const char *hostname;     /* NUL-terminated; greeting, EHLO, 221, 421 */
     const char *banner;       /* text after "ESMTP" in the greeting */
@@ -356,6 +377,11 @@ typedef struct llsmtp_config {
     unsigned max_errors;      /* bad commands before 421, 20 */
     size_t output_size;       /* output queue bytes, 4096 (raised as needed) */
     const llsmtp_callbacks *callbacks; /* may be NULL */
+    /* Relay policy applied at RCPT before on_rcpt (NULL: none, every
+     * recipient goes to on_rcpt). A DENIED recipient is refused with the
+     * policy's reply and on_rcpt is not called: no open relay. */
+    const struct llsmtp_relay_policy *relay;
+    unsigned max_rcpt_rejects; /* refused RCPTs before 421, 100 (0: none) */
 } llsmtp_config;
 
 /* Fills *cfg with the defaults above (hostname "localhost"). */
@@ -402,6 +428,16 @@ LLSMTP_API int llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *r);
 /* Which decision a paused session awaits (enum llsmtp_pending). */
 LLSMTP_API int llsmtp_server_pending(const llsmtp_server *s);
 
+/* The client's address, for the relay policy (call before feeding). ip
+ * is copied; NULL forgets it. */
+LLSMTP_API void llsmtp_server_set_client(llsmtp_server *s,
+                                         const llsmtp_ip *ip);
+/* The client authenticated by other means (AUTH does this itself). */
+LLSMTP_API void llsmtp_server_set_authenticated(llsmtp_server *s, int yes);
+/* During on_rcpt: the relay policy's verdict for this recipient (enum
+ * llsmtp_relay_verdict: LOCAL or ALLOWED), or -1 without a policy. */
+LLSMTP_API int llsmtp_server_rcpt_verdict(const llsmtp_server *s);
+
 /* The bytes waiting to be written; *len may be 0. The pointer is valid
  * until the next call on the session. */
 LLSMTP_API const char *llsmtp_server_output(const llsmtp_server *s,
@@ -447,23 +483,7 @@ LLSMTP_API uint64_t llsmtp_server_data_size(const llsmtp_server *s);
 LLSMTP_API int llsmtp_server_body_type(const llsmtp_server *s);
 
 
-/* ---- IP addresses, MX selection (lib/mx.c) ------------------------------ */
-
-/* An IPv4 or IPv6 address in network byte order. */
-typedef struct llsmtp_ip {
-    uint8_t family; /* 4 or 6; 0 = none */
-    uint8_t addr[16];
-} llsmtp_ip;
-
-/* Formats an address as text ("192.0.2.1", "2001:db8::1", RFC 5952
- * compressed) into buf. Returns the length (NUL not counted), or 0 when
- * buf is too small (48 bytes always suffice) or ip is not 4 or 6. */
-LLSMTP_API size_t llsmtp_ip_format(const llsmtp_ip *ip, char *buf,
-                                   size_t buflen);
-
-/* Parses IPv4 or IPv6 text (no brackets) into *ip. LLSMTP_OK or
- * LLSMTP_E_SYNTAX. */
-LLSMTP_API int llsmtp_ip_parse(const char *p, size_t n, llsmtp_ip *ip);
+/* ---- MX selection (lib/mx.c) -------------------------------------------- */
 
 #define LLSMTP_NAME_MAX 253   /* a domain name in text, RFC 1035 2.3.4 */
 #define LLSMTP_MX_ADDRS_MAX 8 /* addresses kept per mail exchanger */
@@ -526,6 +546,67 @@ typedef struct llsmtp_relayhost {
  * in 1..65535); *err_at (may be NULL) gets the offending offset. */
 LLSMTP_API int llsmtp_relayhost_parse(const char *p, size_t n,
                                       llsmtp_relayhost *out, size_t *err_at);
+
+
+/* ---- relay policy (lib/relay.c) ----------------------------------------- */
+
+/* A network: an address and a prefix length. IPv4-mapped IPv6 networks
+ * (::ffff:a.b.c.d/96..128) are kept as IPv4. */
+typedef struct llsmtp_cidr {
+    llsmtp_ip ip;
+    uint8_t bits;
+} llsmtp_cidr;
+
+/* Parses "192.168.0.0/16", "10.1.2.3" (a /32), "2001:db8::/32",
+ * "::ffff:10.0.0.0/104". Returns LLSMTP_OK, LLSMTP_E_SYNTAX (not an
+ * address), LLSMTP_E_RANGE (prefix too long) or LLSMTP_E_HOSTBITS
+ * ("10.1.2.3/8": did you mean 10.0.0.0/8?). */
+LLSMTP_API int llsmtp_cidr_parse(const char *p, size_t n, llsmtp_cidr *out);
+
+/* Whether ip lies in net (IPv4-mapped addresses count as IPv4). */
+LLSMTP_API int llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip);
+
+/* Who may send mail where. Everything is borrowed (arrays and strings
+ * must outlive the policy); nothing is allocated. Domain entries match
+ * exactly, ASCII case-insensitively, ignoring one trailing dot; an entry
+ * written ".company.test" matches every subdomain, not company.test. */
+typedef struct llsmtp_relay_policy {
+    const char *const *local_domains; /* mail for these is delivered here */
+    size_t nlocal;
+    const char *const *relay_domains; /* accepted and forwarded */
+    size_t nrelay;
+    const llsmtp_cidr *networks; /* clients here may relay anywhere */
+    size_t nnetworks;
+    const llsmtp_ip *own_addrs; /* user@[addr] is local for these */
+    size_t nown;
+    int auth_may_relay;    /* authenticated clients relay anywhere (1) */
+    int trusted_may_relay; /* clients in networks relay anywhere (1) */
+    int deny_code;         /* reply for DENIED: 550 */
+    const char *deny_enhanced; /* "5.7.1" */
+    const char *deny_text;     /* NULL: "Unable to relay for <rcpt>" */
+} llsmtp_relay_policy;
+
+/* Fills *p: no domains, no networks, both *_may_relay on, 550 5.7.1. */
+LLSMTP_API void llsmtp_relay_policy_init(llsmtp_relay_policy *p);
+
+/* llsmtp_relay_check() verdicts. */
+enum llsmtp_relay_verdict {
+    LLSMTP_RELAY_LOCAL = 0,   /* the final domain is ours: deliver here */
+    LLSMTP_RELAY_ALLOWED = 1, /* relay domain, trusted or authenticated */
+    LLSMTP_RELAY_DENIED = 2   /* refuse: 550 5.7.1 Unable to relay */
+};
+
+/* Judges a recipient (a path from llsmtp_path_parse) for a client (ip
+ * may be NULL when unknown; authenticated: AUTH succeeded). The real
+ * final domain is judged: a source route is ignored (RFC 5321 App. C),
+ * and from untrusted, unauthenticated clients the classic relay tricks
+ * are refused even when the right-most domain is local: "%" hacks, "!"
+ * bang paths, quoted local parts holding "@", "%" or "!", and address
+ * literals that are not one of own_addrs. Returns an enum
+ * llsmtp_relay_verdict, or LLSMTP_E_INVAL. Pure function. */
+LLSMTP_API int llsmtp_relay_check(const llsmtp_relay_policy *p,
+                                  const llsmtp_ip *ip, int authenticated,
+                                  const llsmtp_path *rcpt);
 
 /* ---- DNS wire format (lib/dns.c), RFC 1035 ----------------------------- */
 

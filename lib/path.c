@@ -61,7 +61,9 @@ llsmtp_ipv4_parse(const char *p, size_t n, uint8_t out[4])
         while (i < n && llsmtp__is_digit((unsigned char)p[i]) &&
                i - start < 3)
             v = v * 10 + (unsigned)(p[i++] - '0');
-        if (i == start || v > 255)
+        /* RFC 5321 Snum allows "010", but other software reads it as
+         * octal 8: refuse the ambiguity rather than guess. */
+        if (i == start || v > 255 || (i - start > 1 && p[start] == '0'))
             return LLSMTP_E_SYNTAX;
         out[k] = (uint8_t)v;
     }

@@ -54,7 +54,10 @@ struct llsmtp_server {
     size_t rcpt_count, rcpt_tried;
     size_t pend_arg_len;  /* deferred decision's argument, kept in line[] */
     uint64_t decl_size, pend_size, msg_size;
-    unsigned errors;
+    unsigned errors, rcpt_rejects;
+    llsmtp_ip client;     /* for the relay policy; family 0 = unknown */
+    signed char rcpt_verdict;
+    unsigned char authenticated;
     unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
     unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
     unsigned char discarding, sync_wait;
@@ -81,6 +84,7 @@ llsmtp_config_init(llsmtp_config *cfg)
     cfg->max_size = 0;
     cfg->max_errors = 20;
     cfg->output_size = 4096;
+    cfg->max_rcpt_rejects = 100;
 }
 
 static int
@@ -465,6 +469,25 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
     return sess_put(s, r->code, enh, sp, np);
 }
 
+/* A recipient was refused for good: at the limit (a dictionary attack or
+ * a relay prober) queue 421 and close. */
+static int
+sess_rcpt_refused(llsmtp_server *s)
+{
+    s->rcpt_rejects++;
+    if (s->cfg->max_rcpt_rejects &&
+        s->rcpt_rejects >= s->cfg->max_rcpt_rejects) {
+        int rc = sess_say_host(s, 421, "4.7.0",
+                               "Too many rejected recipients, closing "
+                               "connection");
+        if (rc < 0)
+            return rc;
+        s->phase = PH_CLOSED;
+        return LLSMTP_CLOSE;
+    }
+    return LLSMTP_OK;
+}
+
 /* Applies a decision: queues its reply and changes state. */
 static int
 sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
@@ -519,6 +542,8 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         s->rcpt_tried++;
         if (cls == 2)
             s->rcpt_count++;
+        else if (cls == 5 && (rc = sess_rcpt_refused(s)) != LLSMTP_OK)
+            return rc;
         break;
     case LLSMTP_PENDING_DATA_START:
         if (cls == 3) {
@@ -696,6 +721,30 @@ int
 llsmtp_server_pending(const llsmtp_server *s)
 {
     return s != NULL ? s->pending : LLSMTP_PENDING_NONE;
+}
+
+void
+llsmtp_server_set_client(llsmtp_server *s, const llsmtp_ip *ip)
+{
+    if (s == NULL)
+        return;
+    if (ip != NULL && (ip->family == 4 || ip->family == 6))
+        s->client = *ip;
+    else
+        memset(&s->client, 0, sizeof s->client);
+}
+
+void
+llsmtp_server_set_authenticated(llsmtp_server *s, int yes)
+{
+    if (s != NULL)
+        s->authenticated = yes != 0;
+}
+
+int
+llsmtp_server_rcpt_verdict(const llsmtp_server *s)
+{
+    return s != NULL ? s->rcpt_verdict : -1;
 }
 
 void *
@@ -1081,6 +1130,37 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
     return sess_decided(s, LLSMTP_PENDING_MAIL, cbrc, &r, path.mailbox);
 }
 
+/* The relay policy refused a recipient: its reply, and on_rcpt is not
+ * asked (no open relay, whatever the host's callback would say). */
+static int
+sess_relay_denied(llsmtp_server *s, const llsmtp_path *path)
+{
+    const llsmtp_relay_policy *p = s->cfg->relay;
+    llsmtp_span sp[3];
+    int code = p->deny_code, rc;
+    const char *enh = p->deny_enhanced;
+    size_t np = 0;
+    if (code < 400 || code > 599)
+        code = 550;
+    if (enh == NULL || !llsmtp__enhanced_check(code, enh, strlen(enh)))
+        enh = code / 100 == 4 ? "4.7.1" : "5.7.1";
+    if (p->deny_text != NULL) {
+        sp[np].p = p->deny_text;
+        sp[np++].n = strlen(p->deny_text);
+    } else {
+        sp[np].p = "Unable to relay for <";
+        sp[np++].n = 21;
+        sp[np++] = path->mailbox;
+        sp[np].p = ">";
+        sp[np++].n = 1;
+    }
+    rc = sess_put(s, code, enh, sp, np);
+    if (rc < 0)
+        return rc;
+    s->rcpt_tried++;
+    return code / 100 == 5 ? sess_rcpt_refused(s) : LLSMTP_OK;
+}
+
 static int
 sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
 {
@@ -1104,6 +1184,15 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
         rc = sess_unknown_param(s, 1, &params.v[i], &done);
         if (done || rc != LLSMTP_OK)
             return rc;
+    }
+    s->rcpt_verdict = -1;
+    if (s->cfg->relay != NULL) {
+        int v = llsmtp_relay_check(s->cfg->relay,
+                                   s->client.family ? &s->client : NULL,
+                                   s->authenticated, &path);
+        if (v == LLSMTP_RELAY_DENIED)
+            return sess_relay_denied(s, &path);
+        s->rcpt_verdict = (signed char)v;
     }
     sess_default_reply(&r, 250, "2.1.5");
     if (s->cb->on_rcpt != NULL)

@@ -179,6 +179,10 @@ test_ip_text(void **state)
     assert_int_equal(llsmtp_ipv4_parse("1.2.3.4.", 8, a4), LLSMTP_E_SYNTAX);
     assert_int_equal(llsmtp_ipv4_parse("1..3.4", 6, a4), LLSMTP_E_SYNTAX);
     assert_int_equal(llsmtp_ipv4_parse("1234.1.1.1", 10, a4), LLSMTP_E_SYNTAX);
+    /* leading zeros: octal to some parsers, so refused */
+    assert_int_equal(llsmtp_ipv4_parse("192.0.2.010", 11, a4),
+                     LLSMTP_E_SYNTAX);
+    assert_int_equal(llsmtp_ipv4_parse("0.0.0.0", 7, a4), LLSMTP_OK);
     assert_int_equal(llsmtp_ipv6_parse("2001:db8::1", 11, a6), LLSMTP_OK);
     assert_memory_equal(a6, v6_1, 16);
     assert_int_equal(llsmtp_ipv6_parse("::ffff:10.1.2.3", 15, a6), LLSMTP_OK);

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * relay.c - who may send mail where: local domains, relay domains, trusted
+ * networks (CIDR), authenticated clients. Never an open relay: recipients
+ * from untrusted, unauthenticated clients are judged by where the mail
+ * would really go, and the classic routing tricks ("%" hack, "!" paths,
+ * quoted "@", address literals) are refused even behind a local domain
+ * (RFC 5321 3.6, 7.1, Appendix C; RFC 2505 2). Pure functions.
+ */
+#include "internal.h"
+
+static const uint8_t relay_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                         0xff, 0xff};
+
+/* IPv4-mapped IPv6 becomes IPv4, so both spellings match each other. */
+static llsmtp_ip
+relay_norm(const llsmtp_ip *ip)
+{
+    llsmtp_ip o = *ip;
+    if (ip->family == 6 && memcmp(ip->addr, relay_mapped, 12) == 0) {
+        memset(&o, 0, sizeof o);
+        o.family = 4;
+        memcpy(o.addr, ip->addr + 12, 4);
+    }
+    return o;
+}
+
+int
+llsmtp_cidr_parse(const char *p, size_t n, llsmtp_cidr *out)
+{
+    const char *slash;
+    size_t alen;
+    unsigned bits, maxbits, i;
+    llsmtp_ip ip;
+    if (p == NULL || out == NULL)
+        return LLSMTP_E_INVAL;
+    memset(out, 0, sizeof *out);
+    slash = (const char *)memchr(p, '/', n);
+    alen = slash != NULL ? (size_t)(slash - p) : n;
+    if (llsmtp_ip_parse(p, alen, &ip) != LLSMTP_OK)
+        return LLSMTP_E_SYNTAX;
+    maxbits = ip.family == 4 ? 32 : 128;
+    bits = maxbits;
+    if (slash != NULL) {
+        size_t k = alen + 1;
+        if (k >= n || n - k > 3)
+            return k >= n ? LLSMTP_E_SYNTAX : LLSMTP_E_RANGE;
+        bits = 0;
+        for (; k < n; k++) {
+            if (!llsmtp__is_digit((unsigned char)p[k]))
+                return LLSMTP_E_SYNTAX;
+            bits = bits * 10 + (unsigned)(p[k] - '0');
+        }
+        if (bits > maxbits)
+            return LLSMTP_E_RANGE;
+    }
+    /* Host bits beyond the prefix: a typo worth an error, as Postfix
+     * says for mynetworks. */
+    for (i = bits; i < maxbits; i++)
+        if (ip.addr[i / 8] & (0x80u >> (i % 8)))
+            return LLSMTP_E_HOSTBITS;
+    if (ip.family == 6 && bits >= 96 &&
+        memcmp(ip.addr, relay_mapped, 12) == 0) {
+        ip = relay_norm(&ip);
+        bits -= 96;
+    }
+    out->ip = ip;
+    out->bits = (uint8_t)bits;
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip)
+{
+    llsmtp_ip a;
+    unsigned i, full, rest;
+    if (net == NULL || ip == NULL)
+        return 0;
+    a = relay_norm(ip);
+    if (a.family != net->ip.family || a.family == 0)
+        return 0;
+    full = net->bits / 8u;
+    rest = net->bits % 8u;
+    for (i = 0; i < full; i++)
+        if (a.addr[i] != net->ip.addr[i])
+            return 0;
+    if (rest) {
+        unsigned mask = (0xFFu << (8 - rest)) & 0xFFu;
+        if ((a.addr[full] & mask) != (net->ip.addr[full] & mask))
+            return 0;
+    }
+    return 1;
+}
+
+void
+llsmtp_relay_policy_init(llsmtp_relay_policy *p)
+{
+    if (p == NULL)
+        return;
+    memset(p, 0, sizeof *p);
+    p->auth_may_relay = 1;
+    p->trusted_may_relay = 1;
+    p->deny_code = 550;
+    p->deny_enhanced = "5.7.1";
+}
+
+/* Does domain d match an entry: exactly, or as a subdomain of ".x"? */
+static int
+relay_domain_in(const char *d, size_t dn, const char *const *list,
+                size_t nlist)
+{
+    size_t i;
+    for (i = 0; i < nlist; i++) {
+        const char *e = list[i];
+        size_t en;
+        if (e == NULL)
+            continue;
+        en = strlen(e);
+        if (en && e[en - 1] == '.')
+            en--;
+        if (en > 1 && e[0] == '.') {
+            /* ".company.test": any x.company.test, never company.test */
+            if (dn > en && d[dn - en] == '.' &&
+                llsmtp__iequal(d + dn - en + 1, en - 1, e + 1, en - 1))
+                return 1;
+        } else if (llsmtp__name_eq(d, dn, e, en)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Routing inside the local part: "%" hack, "!" bang path, and in a
+ * quoted local part also "@". */
+static int
+relay_local_routes(const llsmtp_path *r)
+{
+    size_t i;
+    for (i = 0; i < r->local.n; i++) {
+        char c = r->local.p[i];
+        if (c == '%' || c == '!')
+            return 1;
+        if (c == '@' && (r->flags & LLSMTP_PATH_QUOTED))
+            return 1;
+    }
+    return 0;
+}
+
+/* user@[addr]: local only when addr is one of this server's. */
+static int
+relay_literal_is_own(const llsmtp_relay_policy *p, const llsmtp_path *r)
+{
+    llsmtp_ip ip;
+    size_t i, skip = (r->flags & LLSMTP_PATH_IPV6) ? 6 : 1;
+    if (!(r->flags & (LLSMTP_PATH_IPV4 | LLSMTP_PATH_IPV6)) ||
+        r->domain.n < skip + 1)
+        return 0;
+    if (llsmtp_ip_parse(r->domain.p + skip, r->domain.n - skip - 1, &ip) !=
+        LLSMTP_OK)
+        return 0;
+    ip = relay_norm(&ip);
+    for (i = 0; i < p->nown; i++) {
+        llsmtp_ip own = relay_norm(&p->own_addrs[i]);
+        if (own.family == ip.family &&
+            memcmp(own.addr, ip.addr, ip.family == 4 ? 4 : 16) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int
+llsmtp_relay_check(const llsmtp_relay_policy *p, const llsmtp_ip *ip,
+                   int authenticated, const llsmtp_path *rcpt)
+{
+    int trusted = 0, local, tricks;
+    size_t i;
+    if (p == NULL || rcpt == NULL)
+        return LLSMTP_E_INVAL;
+    if (rcpt->flags & LLSMTP_PATH_NULL)
+        return LLSMTP_RELAY_DENIED;
+    if (rcpt->flags & LLSMTP_PATH_POSTMASTER)
+        return LLSMTP_RELAY_LOCAL; /* RFC 5321 4.1.1.3 */
+    if (ip != NULL && p->trusted_may_relay)
+        for (i = 0; i < p->nnetworks && !trusted; i++)
+            trusted = llsmtp_cidr_match(&p->networks[i], ip);
+    if (authenticated && p->auth_may_relay)
+        trusted = 1;
+    /* The route (if any) is ignored: rcpt->domain is the final mailbox's
+     * domain, which is where the mail would go. */
+    if (rcpt->flags & LLSMTP_PATH_LITERAL)
+        local = relay_literal_is_own(p, rcpt);
+    else
+        local = relay_domain_in(rcpt->domain.p, rcpt->domain.n,
+                                p->local_domains, p->nlocal);
+    tricks = relay_local_routes(rcpt);
+    if (trusted)
+        return local && !tricks ? LLSMTP_RELAY_LOCAL : LLSMTP_RELAY_ALLOWED;
+    if (tricks)
+        return LLSMTP_RELAY_DENIED;
+    if (local)
+        return LLSMTP_RELAY_LOCAL;
+    if (!(rcpt->flags & LLSMTP_PATH_LITERAL) &&
+        relay_domain_in(rcpt->domain.p, rcpt->domain.n, p->relay_domains,
+                        p->nrelay))
+        return LLSMTP_RELAY_ALLOWED;
+    return LLSMTP_RELAY_DENIED;
+}
