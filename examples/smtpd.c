@@ -36,6 +36,10 @@ typedef struct options {
     const char *hostname;
     const char *local_domains[MAX_DOMAINS];
     int nlocal;
+    const char *relay_domains[MAX_DOMAINS];
+    int nrelay;
+    llsmtp_cidr relay_nets[MAX_DOMAINS];
+    int nnets;
     const char *spool;
     int discard, no_fsync, verbose;
     unsigned long long max_size;
@@ -52,6 +56,7 @@ typedef struct conn {
     int is_ehlo;
     char *sender;       /* reverse path of the transaction */
     char **rcpts;       /* forward paths */
+    char *relay;        /* per recipient: 1 relayed, 0 local */
     size_t nrcpt, rcpt_cap;
     char *params;       /* MAIL parameters as text */
     FILE *msg;          /* DIR/tmp/<id>.eml while receiving */
@@ -64,6 +69,7 @@ typedef struct conn {
 
 static options opt;
 static llsmtp_config cfg;
+static llsmtp_relay_policy policy;
 static conn **conns;
 static size_t nconns, conns_cap;
 static volatile sig_atomic_t stop_flag;
@@ -95,6 +101,12 @@ usage(FILE *f)
         "  --hostname NAME        name in the greeting, EHLO and Received\n"
         "  --local-domain D       repeatable: mail for D is accepted and "
         "stored\n"
+        "                         (default: the hostname and localhost)\n"
+        "  --relay-domain D       repeatable: mail for D is accepted and "
+        "queued for onward delivery\n"
+        "                         (.D: every subdomain of D)\n"
+        "  --relay-net CIDR       repeatable: clients from here may relay "
+        "anywhere\n"
         "  --spool DIR            default ./spool\n"
         "  --discard              accept and drop messages (benchmarks); no "
         "disk writes\n"
@@ -170,6 +182,27 @@ parse_args(int argc, char **argv)
             if (llsmtp_domain_check(v, strlen(v), 0) != LLSMTP_OK)
                 die_usage("bad domain for --local-domain: %s", v);
             opt.local_domains[opt.nlocal++] = v;
+        } else if (strcmp(a, "--relay-domain") == 0) {
+            NEEDV();
+            if (opt.nrelay == MAX_DOMAINS)
+                die_usage("too many %s", a);
+            if (llsmtp_domain_check(v[0] == '.' ? v + 1 : v,
+                                    strlen(v) - (v[0] == '.'), 0) !=
+                LLSMTP_OK)
+                die_usage("bad domain for --relay-domain: %s", v);
+            opt.relay_domains[opt.nrelay++] = v;
+        } else if (strcmp(a, "--relay-net") == 0) {
+            int rc;
+            NEEDV();
+            if (opt.nnets == MAX_DOMAINS)
+                die_usage("too many %s", a);
+            rc = llsmtp_cidr_parse(v, strlen(v), &opt.relay_nets[opt.nnets]);
+            if (rc != LLSMTP_OK) {
+                fprintf(stderr, "smtpd: bad --relay-net %s: %s\n", v,
+                        llsmtp_strerror(rc));
+                exit(2);
+            }
+            opt.nnets++;
         } else if (strcmp(a, "--spool") == 0) {
             NEEDV();
             opt.spool = v;
@@ -208,6 +241,11 @@ parse_args(int argc, char **argv)
         if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
             strcpy(host, "localhost");
         opt.hostname = host;
+    }
+    if (opt.nlocal == 0) {
+        /* like Postfix's mydestination: this host's own names */
+        opt.local_domains[opt.nlocal++] = opt.hostname;
+        opt.local_domains[opt.nlocal++] = "localhost";
     }
 }
 
@@ -391,60 +429,35 @@ on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
 }
 
 static int
-domain_is_local(const char *p, size_t n)
-{
-    int i;
-    for (i = 0; i < opt.nlocal; i++) {
-        const char *d = opt.local_domains[i];
-        size_t k, dl = strlen(d);
-        if (dl != n)
-            continue;
-        for (k = 0; k < n; k++) {
-            unsigned char a = (unsigned char)p[k], b = (unsigned char)d[k];
-            if (a >= 'A' && a <= 'Z')
-                a = (unsigned char)(a | 0x20);
-            if (b >= 'A' && b <= 'Z')
-                b = (unsigned char)(b | 0x20);
-            if (a != b)
-                break;
-        }
-        if (k == n)
-            return 1;
-    }
-    return 0;
-}
-
-static int
 on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    static char text[600];
+    /* The library's relay policy already refused recipients we may not
+     * take (and then this callback is not called). */
+    int relay = llsmtp_server_rcpt_verdict(s) == LLSMTP_RELAY_ALLOWED;
     (void)ps;
-    if (!(to->flags & LLSMTP_PATH_POSTMASTER) &&
-        ((to->flags & LLSMTP_PATH_LITERAL) ||
-         !domain_is_local(to->domain.p, to->domain.n))) {
-        snprintf(text, sizeof text, "Unable to relay for <%.*s>",
-                 (int)to->mailbox.n, to->mailbox.p);
-        llsmtp_reply_set(r, 550, "5.7.1", text);
-        logf_("session=%d rcpt=<%.*s> refused=relay", c->fd,
-              (int)to->mailbox.n, to->mailbox.p);
-        return LLSMTP_CB_OK;
-    }
+    (void)r;
     if (c->nrcpt == c->rcpt_cap) {
         size_t cap = c->rcpt_cap ? c->rcpt_cap * 2 : 4;
         char **v = realloc(c->rcpts, cap * sizeof *v);
+        char *rl;
         if (v == NULL)
             return LLSMTP_CB_FAIL;
         c->rcpts = v;
+        rl = realloc(c->relay, cap);
+        if (rl == NULL)
+            return LLSMTP_CB_FAIL;
+        c->relay = rl;
         c->rcpt_cap = cap;
     }
     c->rcpts[c->nrcpt] = dupspan(to->mailbox.p, to->mailbox.n);
     if (c->rcpts[c->nrcpt] == NULL)
         return LLSMTP_CB_FAIL;
+    c->relay[c->nrcpt] = (char)relay;
     c->nrcpt++;
-    logf_("session=%d rcpt=<%.*s> accepted", c->fd, (int)to->mailbox.n,
-          to->mailbox.p);
+    logf_("session=%d rcpt=<%.*s> accepted=%s", c->fd, (int)to->mailbox.n,
+          to->mailbox.p, relay ? "relay" : "local");
     return LLSMTP_CB_OK;
 }
 
@@ -514,7 +527,8 @@ write_envelope(conn *c, const char *path)
     if (c->params && c->params[0])
         fprintf(f, "mail-params %s\n", c->params);
     for (i = 0; i < c->nrcpt; i++)
-        fprintf(f, "rcpt <%s>\n", c->rcpts[i]);
+        fprintf(f, "rcpt <%s> %s\n", c->rcpts[i],
+                c->relay[i] ? "relay" : "local");
     ok = fflush(f) == 0 && (opt.no_fsync || fsync(fileno(f)) == 0);
     ok = fclose(f) == 0 && ok;
     return ok ? 0 : -1;
@@ -617,6 +631,7 @@ conn_free(conn *c)
         llsmtp_server_eof(c->s);
     free_tx(c);
     free(c->rcpts);
+    free(c->relay);
     free(c->pending);
     close(c->fd);
     free(c->s);
@@ -732,6 +747,11 @@ accept_clients(int lfd)
         else
             snprintf(c->peer, sizeof c->peer, "unknown");
         llsmtp_server_init(c->s, sz, &cfg, c);
+        {
+            llsmtp_ip ip;
+            if (llsmtp_ip_parse(c->peer, strlen(c->peer), &ip) == LLSMTP_OK)
+                llsmtp_server_set_client(c->s, &ip);
+        }
         if (llsmtp_server_start(c->s) == LLSMTP_CLOSE)
             c->closing = 1;
         arm_timer(c);
@@ -785,6 +805,14 @@ main(int argc, char **argv)
     cfg.max_size = opt.max_size;
     cfg.max_rcpt = opt.max_rcpt;
     cfg.callbacks = &callbacks;
+    llsmtp_relay_policy_init(&policy);
+    policy.local_domains = opt.local_domains;
+    policy.nlocal = (size_t)opt.nlocal;
+    policy.relay_domains = opt.relay_domains;
+    policy.nrelay = (size_t)opt.nrelay;
+    policy.networks = opt.relay_nets;
+    policy.nnetworks = (size_t)opt.nnets;
+    cfg.relay = &policy;
     if (llsmtp_server_size(&cfg) == 0)
         die_usage("invalid configuration (hostname %s?)", opt.hostname);
     if (!opt.discard) {

@@ -146,6 +146,37 @@ def relay_refused_for_outside_recipient():
 
 
 @case
+def relay_domains_and_networks():
+    srv = Server('--relay-domain', 'partner.test', '--relay-domain', '.hosted.test')
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('client.example.org')
+            c.mail('a@example.org')
+            assert c.rcpt('x@partner.test')[0] == 250
+            assert c.rcpt('x@mx.hosted.test')[0] == 250
+            assert c.rcpt('x@hosted.test')[0] == 550
+            assert c.rcpt('user%outside.test@example.test')[0] == 550
+            assert c.rcpt('"user@outside.test"@example.test')[0] == 550
+            assert c.docmd('RCPT TO:<@example.test:user@outside.test>')[0] == 550
+            assert c.rcpt('bob@example.test')[0] == 250
+            code, _ = c.data(b'Subject: r\r\n\r\nx\r\n')
+            assert code == 250
+        env = srv.envelope(srv.messages()[0])
+        assert 'rcpt <x@partner.test> relay' in env and 'rcpt <bob@example.test> local' in env, env
+    finally:
+        srv.stop()
+    # a trusted network relays anywhere
+    srv = Server('--relay-net', '127.0.0.0/8')
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            assert c.sendmail('a@example.org', ['x@anywhere.test'], b'Subject: r\r\n\r\nx\r\n') == {}
+    finally:
+        srv.stop()
+    r = subprocess.run([SMTPD, '--relay-net', '10.1.2.3/8'], capture_output=True)
+    assert r.returncode == 2 and b'bits set beyond its prefix' in r.stderr, r
+
+
+@case
 def ten_megabyte_message_intact():
     srv = Server('--max-size', '20000000')
     try:
