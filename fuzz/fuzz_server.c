@@ -201,10 +201,35 @@ fz_abort(llsmtp_server *s, int why)
     return LLSMTP_CB_OK;
 }
 
+static int
+fz_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
+{
+    fz *f = F(s);
+    uint64_t x = fz_rand(f);
+    if (c->user.n == 0 || c->password.n == 0)
+        abort(); /* the library never hands out empty credentials */
+    if ((x & 3) == 0)
+        llsmtp_reply_set(r, 235, "2.7.0", NULL);
+    return (x & 12) == 0 ? (f->have_defer = 1, LLSMTP_CB_PENDING)
+                         : fz_decide(s, r);
+}
+
+static int
+fz_auth_step(llsmtp_server *s, const llsmtp_auth_step *st, llsmtp_reply *r)
+{
+    fz *f = F(s);
+    uint64_t x = fz_rand(f);
+    if (st->step < 3 && (x & 1))
+        return llsmtp_reply_challenge(r, f->data, f->size < 40 ? f->size : 40),
+               LLSMTP_CB_OK;
+    return fz_decide(s, r);
+}
+
 static const llsmtp_callbacks fz_cb = {
     fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,
     fz_simple,  fz_data,   fz_simple, fz_abort,  fz_simple,
-    fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple};
+    fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple,
+    fz_auth,    fz_auth_step, fz_simple};
 
 static int
 fz_resume(llsmtp_server *s, fz *f)
@@ -240,8 +265,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.hostname = "fuzz.example";
     cfg.callbacks = &fz_cb;
     cfg.bare_lf = data[0] % 3;
-    cfg.extensions = data[1] & 0x3f;
-    cfg.flags = data[2] & 3;
+    cfg.extensions = data[1];
+    cfg.auth_mechanisms = data[1] & 0x40 ? "PLAIN LOGIN CRAM-MD5" : "LOGIN";
+    cfg.max_auth_line = 512 + (size_t)(data[6] >> 4) * 100;
+    cfg.flags = data[2] & 0x3f;
     cfg.max_size = data[3] & 1 ? (uint64_t)data[3] * 4 : 0;
     cfg.max_rcpt = 100;
     cfg.max_errors = data[4] & 31;
@@ -259,6 +286,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = fz_resume(s, &f);
     if (rc == LLSMTP_CLOSE)
         f.closed = 1;
+    if (data[2] & 0x40)
+        llsmtp_server_tls_started(s); /* implicit TLS */
     while (!f.closed && rc >= 0 && off < f.size) {
         size_t len = f.size - off, used = 99;
         if (fz_rand(&f) & 1)
@@ -267,6 +296,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (used > len)
             abort();
         off += used;
+        if (rc == LLSMTP_TLS) {
+            /* the handshake: sometimes it completes */
+            if (!(fz_rand(&f) & 1) && llsmtp_server_tls_started(s) != LLSMTP_OK)
+                abort();
+            rc = LLSMTP_OK;
+        }
         if ((fz_rand(&f) & 7) == 0) {
             size_t u2;
             if (llsmtp_server_feed(s, NULL, 0, &u2) < LLSMTP_E_CALLBACK ||
@@ -275,6 +310,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         while (rc == LLSMTP_PAUSED)
             rc = fz_resume(s, &f);
+        if (rc == LLSMTP_TLS)
+            rc = LLSMTP_OK;
         if (rc == LLSMTP_CLOSE)
             f.closed = 1;
         if (rc == LLSMTP_BLOCKED || (fz_rand(&f) & 3) == 0)

@@ -36,8 +36,10 @@ for path in sorted(glob.glob('tests/transcripts/*.txt')):
             if line.startswith('C:'): data += b'\r\n'
     name = os.path.basename(path)[:-4]
     for policy in range(3):
-        # config bytes: policy, all extensions, no flags, no size, ...
-        head = bytes([policy, 0x3f, 0, 0, 20, 4, 0, 7])
+        # config bytes: policy, extensions, flags, size, errors, output,
+        # line, rng; AUTH/STARTTLS dialogues get AUTH (cleartext) and TLS
+        tls = name.startswith(('auth', 'starttls', 'require'))
+        head = bytes([policy, 0xff if tls else 0x3f, 0x04 if tls else 0, 0, 20, 4, 0, 7])
         with open('fuzz/corpus/fuzz_server/%s-%d' % (name, policy), 'wb') as f:
             f.write(head + bytes(data))
 paths = [b'<a@example.org>', b'<>', b'<"john doe"@x.y>', b'<a@[192.0.2.1]>',
@@ -78,3 +80,11 @@ for i, (net, rcpt) in enumerate([(b'192.168.0.0/16', b'<user@company.test>'),
     for flags in (0, 1, 4):
         open('fuzz/corpus/fuzz_relay/seed-%d-%d' % (i, flags), 'wb').write(bytes([flags]) + net + b'\0' + rcpt)
 print('relay seeds written')
+
+os.makedirs('fuzz/corpus/fuzz_base64', exist_ok=True)
+for i, t in enumerate([b'', b'Zm9vYmFy', b'Zg==', b'Zm8=', b'AGFsaWNlAHNlY3JldA==', b'Zh==', b'\x00\xff\x10']):
+    open('fuzz/corpus/fuzz_base64/seed-%d' % i, 'wb').write(t)
+os.makedirs('fuzz/corpus/fuzz_sasl', exist_ok=True)
+for i, t in enumerate([b'\0alice\0secret', b'admin\0alice\0secret', b'\0\0', b'joe+2Bx@example.org', b'+41+42', b'a=b']):
+    open('fuzz/corpus/fuzz_sasl/seed-%d' % i, 'wb').write(t)
+print('base64/sasl seeds written')

@@ -54,6 +54,7 @@ LLSMTP_API unsigned long llsmtp_version(void);
     X(PAUSED, 1, "paused: a callback deferred its decision")                 \
     X(BLOCKED, 2, "blocked: drain the output queue first")                   \
     X(CLOSE, 3, "flush the output, then close the connection")               \
+    X(TLS, 4, "flush the output, then start the TLS handshake")              \
     X(E_INVAL, -1, "invalid argument")                                       \
     X(E_STATE, -2, "call not valid in the current state")                    \
     X(E_REENTRANT, -3, "called from inside a callback")                      \
@@ -172,6 +173,13 @@ typedef struct llsmtp_params {
 LLSMTP_API int llsmtp_params_parse(const char *p, size_t n, unsigned opts,
                                    llsmtp_params *out, size_t *end);
 
+/* Decodes RFC 3461 xtext ("+2B" for "+"; printable ASCII otherwise, no
+ * "=" or raw "+"). out may be NULL (and cap 0) to validate only. Returns
+ * LLSMTP_OK, LLSMTP_E_SYNTAX or LLSMTP_E_BUFFER; *outlen (may be NULL)
+ * gets the decoded length. */
+LLSMTP_API int llsmtp_xtext_decode(const char *p, size_t n, char *out,
+                                   size_t cap, size_t *outlen);
+
 /* Finds a parameter by keyword, ASCII case-insensitively. Returns it or
  * NULL. */
 LLSMTP_API const llsmtp_param *llsmtp_params_get(const llsmtp_params *ps,
@@ -201,8 +209,8 @@ typedef struct llsmtp_reply {
 #define LLSMTP_REPLY_INIT {0, {0}, NULL, 0, NULL, 0, 1}
 
 /* Sets code, enhanced code and NUL-terminated text (NULL for a generic
- * text). enhanced may be NULL: a generic "X.0.0" of the right class is
- * used. A "\n" in text starts a new reply line; other control bytes are
+ * text). enhanced may be NULL: the code's usual one (235 2.7.0, 535 5.7.8,
+ * 454 4.7.0, ...) or else "X.0.0" of the right class is used. A "\n" in text starts a new reply line; other control bytes are
  * replaced when the reply is written, so CR, LF and NUL never reach the
  * wire. Returns LLSMTP_OK, or LLSMTP_E_REPLY (code outside 200..599,
  * enhanced class not matching the code, text over LLSMTP_REPLY_TEXT_MAX or
@@ -213,6 +221,12 @@ LLSMTP_API int llsmtp_reply_set(llsmtp_reply *r, int code,
 LLSMTP_API int llsmtp_reply_setn(llsmtp_reply *r, int code,
                                  const char *enhanced, const char *text,
                                  size_t text_len);
+/* on_auth_step: continue the exchange with a challenge (raw bytes, at
+ * most 765; the library sends "334 <base64>"). Borrowed like the text.
+ * Returns LLSMTP_OK or LLSMTP_E_REPLY when too long. */
+LLSMTP_API int llsmtp_reply_challenge(llsmtp_reply *r, const void *data,
+                                      size_t n);
+
 /* Sets the queue id used in the default "250 2.6.0 <id> Queued mail for
  * delivery" reply (on_data_end). Borrowed like the text. Returns
  * LLSMTP_OK or LLSMTP_E_REPLY when longer than 64 bytes or not printable. */
@@ -227,6 +241,54 @@ LLSMTP_API int llsmtp_reply_set_id(llsmtp_reply *r, const char *id,
  * reply is invalid. */
 LLSMTP_API size_t llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced,
                                       char *buf, size_t buflen);
+
+/* ---- Base64 (lib/base64.c), RFC 4648 ------------------------------------ */
+
+/* Encoded length of n bytes (with padding). */
+LLSMTP_API size_t llsmtp_b64_encoded_len(size_t n);
+/* Largest decoded length of n Base64 characters. */
+LLSMTP_API size_t llsmtp_b64_decoded_max(size_t n);
+
+/* Encodes n bytes into out (cap >= llsmtp_b64_encoded_len(n)); no NUL is
+ * written. Returns LLSMTP_OK or LLSMTP_E_BUFFER. */
+LLSMTP_API int llsmtp_b64_encode(const void *in, size_t n, char *out,
+                                 size_t cap, size_t *outlen);
+/* Decodes strictly: length a multiple of 4, '=' only as the padding the
+ * length needs, unused bits zero, nothing outside the alphabet (no
+ * whitespace). out may equal in. Returns LLSMTP_OK, LLSMTP_E_SYNTAX or
+ * LLSMTP_E_BUFFER. */
+LLSMTP_API int llsmtp_b64_decode(const char *in, size_t n, void *out,
+                                 size_t cap, size_t *outlen);
+
+/* ---- SASL (lib/sasl.c) --------------------------------------------------- */
+
+/* Credentials from AUTH PLAIN or AUTH LOGIN, handed to on_auth. The spans
+ * point into session memory that is wiped when on_auth returns. */
+typedef struct llsmtp_auth {
+    llsmtp_span mechanism; /* "PLAIN" or "LOGIN" */
+    llsmtp_span authzid;   /* PLAIN authorization identity; may be empty */
+    llsmtp_span user;      /* authentication identity, never empty */
+    llsmtp_span password;  /* never empty */
+} llsmtp_auth;
+
+/* One step of another SASL mechanism (CRAM-MD5, XOAUTH2, SCRAM, ...),
+ * handed to on_auth_step. data is the decoded client response. */
+typedef struct llsmtp_auth_step {
+    llsmtp_span mechanism; /* as the client wrote it */
+    llsmtp_span data;      /* decoded; empty at step 0 without one */
+    unsigned step;         /* 0: the AUTH command itself */
+    int has_data;          /* step 0: whether an initial response came */
+} llsmtp_auth_step;
+
+/* Splits a decoded PLAIN message (RFC 4616: authzid NUL authcid NUL
+ * passwd). Returns LLSMTP_OK or LLSMTP_E_SYNTAX (not two NULs, an empty
+ * user or password, CR or LF inside). */
+LLSMTP_API int llsmtp_sasl_plain_parse(const char *p, size_t n,
+                                       llsmtp_auth *out);
+
+/* The AUTH LOGIN prompts: Base64 of "Username:" and "Password:". */
+LLSMTP_API extern const char llsmtp_sasl_login_user_prompt[];
+LLSMTP_API extern const char llsmtp_sasl_login_pass_prompt[];
 
 /* ---- server session, lib/server.c --------------------------------------- */
 
@@ -246,7 +308,9 @@ enum llsmtp_ext {
     LLSMTP_EXT_8BITMIME = 1u << 2,       /* RFC 6152 */
     LLSMTP_EXT_ENHANCEDSTATUS = 1u << 3, /* RFC 2034 */
     LLSMTP_EXT_VRFY = 1u << 4,           /* advertise VRFY */
-    LLSMTP_EXT_HELP = 1u << 5            /* advertise HELP */
+    LLSMTP_EXT_HELP = 1u << 5,           /* advertise HELP */
+    LLSMTP_EXT_AUTH = 1u << 6,           /* RFC 4954 (cfg.auth_mechanisms) */
+    LLSMTP_EXT_STARTTLS = 1u << 7        /* RFC 3207: the host can do TLS */
 };
 #define LLSMTP_EXT_DEFAULT                                                   \
     (LLSMTP_EXT_PIPELINING | LLSMTP_EXT_SIZE | LLSMTP_EXT_8BITMIME |         \
@@ -272,7 +336,17 @@ enum llsmtp_cfg_flag {
      * everything it read so far has been fed. */
     LLSMTP_CFG_SYNC_CHECK = 1u << 0,
     /* Reply 502 instead of 500 to unknown commands. */
-    LLSMTP_CFG_502_UNKNOWN = 1u << 1
+    LLSMTP_CFG_502_UNKNOWN = 1u << 1,
+    /* USE WITH CAUTION: offer AUTH without TLS (loopback, tests, trusted
+     * links); PLAIN and LOGIN then cross the wire in the clear. */
+    LLSMTP_CFG_AUTH_CLEARTEXT = 1u << 2,
+    /* Also send "AUTH=PLAIN LOGIN", which old Outlook/Exchange look for. */
+    LLSMTP_CFG_AUTH_LEGACY = 1u << 3,
+    /* MAIL before AUTH: 530 5.7.0 Authentication required (submission). */
+    LLSMTP_CFG_REQUIRE_AUTH = 1u << 4,
+    /* MAIL before STARTTLS: 530 5.7.0 Must issue a STARTTLS command
+     * first. */
+    LLSMTP_CFG_REQUIRE_TLS = 1u << 5
 };
 
 /* Why a message was abandoned (on_data_abort). */
@@ -297,7 +371,9 @@ enum llsmtp_pending {
     LLSMTP_PENDING_EXPN,
     LLSMTP_PENDING_HELP,
     LLSMTP_PENDING_TURN,
-    LLSMTP_PENDING_QUIT
+    LLSMTP_PENDING_QUIT,
+    LLSMTP_PENDING_AUTH,     /* on_auth or on_auth_step */
+    LLSMTP_PENDING_STARTTLS
 };
 
 /* The RFC 5321 4.5.3.2 timer that applies now (llsmtp_server_timeout). */
@@ -359,6 +435,18 @@ typedef struct llsmtp_callbacks {
     int (*on_turn)(llsmtp_server *s, llsmtp_reply *r);
     /* QUIT. Default 221; the session then returns LLSMTP_CLOSE. */
     int (*on_quit)(llsmtp_server *s, llsmtp_reply *r);
+    /* AUTH PLAIN / LOGIN. r arrives as "535 5.7.8 Authentication
+     * credentials invalid" (a missing callback refuses everyone); set 235
+     * to accept, 454 for a temporary failure. The credentials are wiped
+     * from session memory when this returns. */
+    int (*on_auth)(llsmtp_server *s, const llsmtp_auth *cred,
+                   llsmtp_reply *r);
+    /* Any other mechanism in cfg.auth_mechanisms: answer each step with
+     * llsmtp_reply_challenge() to continue, or 235 / 535 / 454 to end. */
+    int (*on_auth_step)(llsmtp_server *s, const llsmtp_auth_step *st,
+                        llsmtp_reply *r);
+    /* STARTTLS. Default "220 2.0.0 Ready to start TLS"; 454 refuses. */
+    int (*on_starttls)(llsmtp_server *s, llsmtp_reply *r);
 } llsmtp_callbacks;
 
 /* Session configuration: borrowed read-only by every session, must
@@ -382,6 +470,12 @@ typedef struct llsmtp_config {
      * policy's reply and on_rcpt is not called: no open relay. */
     const struct llsmtp_relay_policy *relay;
     unsigned max_rcpt_rejects; /* refused RCPTs before 421, 100 (0: none) */
+    /* AUTH (LLSMTP_EXT_AUTH): mechanisms offered, space separated,
+     * "PLAIN LOGIN"; others need on_auth_step. */
+    const char *auth_mechanisms;
+    unsigned max_auth_failures; /* failed AUTH before 421, 3 */
+    size_t max_auth_line; /* AUTH lines, 12288 (RFC 4954 4); the line
+                             buffer grows to this when AUTH is on */
 } llsmtp_config;
 
 /* Fills *cfg with the defaults above (hostname "localhost"). */
@@ -434,6 +528,18 @@ LLSMTP_API void llsmtp_server_set_client(llsmtp_server *s,
                                          const llsmtp_ip *ip);
 /* The client authenticated by other means (AUTH does this itself). */
 LLSMTP_API void llsmtp_server_set_authenticated(llsmtp_server *s, int yes);
+/* Whether the client has authenticated. */
+LLSMTP_API int llsmtp_server_authenticated(const llsmtp_server *s);
+
+/* TLS is now active: after LLSMTP_TLS (STARTTLS accepted, 220 written,
+ * handshake done) the session forgets HELO/EHLO, AUTH and the transaction
+ * as RFC 3207 4.2 requires and waits for a new EHLO; before
+ * llsmtp_server_start it marks implicit TLS (port 465). Returns LLSMTP_OK
+ * or LLSMTP_E_STATE. While a handshake is awaited, feed discards every
+ * byte (CVE-2011-0411) and returns LLSMTP_TLS. */
+LLSMTP_API int llsmtp_server_tls_started(llsmtp_server *s);
+/* Whether TLS is active. */
+LLSMTP_API int llsmtp_server_tls_active(const llsmtp_server *s);
 /* During on_rcpt: the relay policy's verdict for this recipient (enum
  * llsmtp_relay_verdict: LOCAL or ALLOWED), or -1 without a policy. */
 LLSMTP_API int llsmtp_server_rcpt_verdict(const llsmtp_server *s);

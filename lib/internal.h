@@ -91,6 +91,9 @@ static inline int llsmtp__is_atext(unsigned char c)
  * overlongs, no surrogates, <= U+10FFFF), or 0 if invalid/truncated. */
 LLSMTP_INTERNAL size_t llsmtp__utf8_len(const unsigned char *p, size_t n);
 
+/* A SASL user name or password: non-empty, no NUL, CR or LF. */
+LLSMTP_INTERNAL int llsmtp__sasl_name_ok(const char *p, size_t n);
+
 /* ---- replies ---------------------------------------------------------- */
 
 /* The library's own text for a code, used when a host gives none. */

@@ -515,3 +515,40 @@ llsmtp_params_get(const llsmtp_params *ps, const char *key)
             return &ps->v[i];
     return NULL;
 }
+
+/* RFC 3461 4: xtext = *( xchar / hexchar ), xchar = "!".."~" except "+"
+ * and "=", hexchar = "+" 2 upper-case HEXDIG. */
+int
+llsmtp_xtext_decode(const char *p, size_t n, char *out, size_t cap,
+                    size_t *outlen)
+{
+    size_t i, o = 0;
+    if ((p == NULL && n) || (out == NULL && cap))
+        return LLSMTP_E_INVAL;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '+') {
+            unsigned char h1, h2;
+            if (n - i < 3)
+                return LLSMTP_E_SYNTAX;
+            h1 = (unsigned char)p[i + 1];
+            h2 = (unsigned char)p[i + 2];
+            if (!((llsmtp__is_digit(h1) || (h1 >= 'A' && h1 <= 'F')) &&
+                  (llsmtp__is_digit(h2) || (h2 >= 'A' && h2 <= 'F'))))
+                return LLSMTP_E_SYNTAX;
+            c = (unsigned char)(path_hexval(h1) << 4 | path_hexval(h2));
+            i += 2;
+        } else if (c < 33 || c > 126 || c == '=') {
+            return LLSMTP_E_SYNTAX;
+        }
+        if (out != NULL) {
+            if (o >= cap)
+                return LLSMTP_E_BUFFER;
+            out[o] = (char)c;
+        }
+        o++;
+    }
+    if (outlen != NULL)
+        *outlen = o;
+    return LLSMTP_OK;
+}

@@ -19,6 +19,7 @@ llsmtp__reply_generic_text(int code)
     case 214: return "Help message";
     case 220: return "Service ready";
     case 221: return "Service closing transmission channel";
+    case 235: return "Authentication successful";
     case 250: return "OK";
     case 251: return "User not local; will forward";
     case 252: return "Cannot verify user, but will accept message";
@@ -28,6 +29,11 @@ llsmtp__reply_generic_text(int code)
     case 451: return "Requested action aborted: local error in processing";
     case 452: return "Requested action not taken: insufficient storage";
     case 454: return "Temporary authentication failure";
+    case 530: return "Authentication required";
+    case 534: return "Authentication mechanism is too weak";
+    case 535: return "Authentication credentials invalid";
+    case 538: return "Encryption required for requested authentication "
+                     "mechanism";
     case 500: return "Syntax error, command unrecognized";
     case 501: return "Syntax error in parameters or arguments";
     case 502: return "Command not implemented";
@@ -49,6 +55,30 @@ llsmtp__reply_generic_text(int code)
     case 3: return "Continue";
     case 4: return "Temporary failure, try again later";
     default: return "Permanent failure";
+    }
+}
+
+/* The enhanced code a reply code implies when the host gives none (RFC
+ * 4954 6 for AUTH, RFC 3463 otherwise). */
+static const char *
+rpl_generic_enhanced(int code)
+{
+    switch (code) {
+    case 235: return "2.7.0";
+    case 432: return "4.7.12";
+    case 454: return "4.7.0";
+    case 530: return "5.7.0";
+    case 534: return "5.7.9";
+    case 535: return "5.7.8";
+    case 538: return "5.7.11";
+    case 552: return "5.3.4";
+    case 555: return "5.5.4";
+    case 500: return "5.5.2";
+    case 501: return "5.5.4";
+    case 502: return "5.5.1";
+    case 503: return "5.5.1";
+    case 504: return "5.5.4";
+    default: return NULL;
     }
 }
 
@@ -111,6 +141,9 @@ llsmtp_reply_setn(llsmtp_reply *r, int code, const char *enhanced,
         memcpy(r->enhanced, enhanced, elen + 1);
     } else if (code / 100 == 3) {
         r->enhanced[0] = '\0';
+    } else if (rpl_generic_enhanced(code) != NULL) {
+        memcpy(r->enhanced, rpl_generic_enhanced(code),
+               strlen(rpl_generic_enhanced(code)) + 1);
     } else {
         r->enhanced[0] = (char)('0' + code / 100);
         memcpy(r->enhanced + 1, ".0.0", 5);
@@ -128,6 +161,22 @@ llsmtp_reply_set(llsmtp_reply *r, int code, const char *enhanced,
 {
     return llsmtp_reply_setn(r, code, enhanced, text,
                              text != NULL ? strlen(text) : 0);
+}
+
+int
+llsmtp_reply_challenge(llsmtp_reply *r, const void *data, size_t n)
+{
+    /* 765 raw octets are 1020 Base64 characters: one 334 line */
+    if (r == NULL || (data == NULL && n) || n > 765)
+        return LLSMTP_E_REPLY;
+    r->code = 334;
+    r->enhanced[0] = '\0';
+    r->text = (const char *)data;
+    r->text_len = n;
+    r->id = NULL;
+    r->id_len = 0;
+    r->is_default_ = 0;
+    return LLSMTP_OK;
 }
 
 int

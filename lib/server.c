@@ -22,8 +22,22 @@ enum {
     PH_CMD,       /* reading command lines */
     PH_DATA,      /* reading message data after 354 */
     PH_REFUSED,   /* 554 greeting: 503 to all but QUIT (RFC 5321 3.1) */
+    PH_TLS_WAIT,  /* 220 to STARTTLS queued: input discarded until
+                     llsmtp_server_tls_started (CVE-2011-0411) */
     PH_CLOSED     /* a 221/421 was queued: nothing more */
 };
+
+/* AUTH exchange states (RFC 4954 4): what the next line answers. */
+enum {
+    AUTH_NONE = 0,
+    AUTH_PLAIN_WAIT, /* "334 " sent for PLAIN without initial response */
+    AUTH_LOGIN_USER, /* "334 VXNlcm5hbWU6" sent */
+    AUTH_LOGIN_PASS, /* "334 UGFzc3dvcmQ6" sent */
+    AUTH_STEP        /* a host challenge sent (on_auth_step) */
+};
+
+#define SESS_AUTH_USER_MAX 256 /* AUTH LOGIN user name kept between lines */
+#define SESS_MECH_MAX 20       /* RFC 4422 3.1: SASL names are 1-20 chars */
 
 /* DATA scanner states (RFC 5321 4.5.2 transparency, 4.1.1.4 end). */
 enum {
@@ -57,7 +71,11 @@ struct llsmtp_server {
     unsigned errors, rcpt_rejects;
     llsmtp_ip client;     /* for the relay policy; family 0 = unknown */
     signed char rcpt_verdict;
-    unsigned char authenticated;
+    unsigned char authenticated, tls_active, auth_state, auth_is_step;
+    unsigned auth_failures, auth_step;
+    char *auth_user;      /* SESS_AUTH_USER_MAX bytes when AUTH is on */
+    size_t auth_user_len;
+    char auth_mech[SESS_MECH_MAX + 1];
     unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
     unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
     unsigned char discarding, sync_wait;
@@ -85,6 +103,9 @@ llsmtp_config_init(llsmtp_config *cfg)
     cfg->max_errors = 20;
     cfg->output_size = 4096;
     cfg->max_rcpt_rejects = 100;
+    cfg->auth_mechanisms = "PLAIN LOGIN";
+    cfg->max_auth_failures = 3;
+    cfg->max_auth_line = 12288; /* RFC 4954 4 */
 }
 
 static int
@@ -104,7 +125,27 @@ sess_cfg_ok(const llsmtp_config *cfg)
         return 0;
     if (cfg->bare_lf < 0 || cfg->bare_lf > LLSMTP_BARE_LF_PASS)
         return 0;
+    if ((cfg->extensions & LLSMTP_EXT_AUTH) &&
+        (cfg->max_auth_line < 512 || cfg->max_auth_line > (size_t)1 << 20 ||
+         cfg->auth_mechanisms == NULL))
+        return 0;
     return 1;
+}
+
+/* The line buffer: command lines, and AUTH lines when AUTH is on. */
+static size_t
+sess_line_cap(const llsmtp_config *cfg)
+{
+    if ((cfg->extensions & LLSMTP_EXT_AUTH) &&
+        cfg->max_auth_line > cfg->max_line)
+        return cfg->max_auth_line;
+    return cfg->max_line;
+}
+
+static size_t
+sess_auth_area(const llsmtp_config *cfg)
+{
+    return (cfg->extensions & LLSMTP_EXT_AUTH) ? SESS_AUTH_USER_MAX : 0;
 }
 
 /* The largest reply one command can produce: an echoed line (EHLO
@@ -127,8 +168,9 @@ llsmtp_server_size(const llsmtp_config *cfg)
 {
     if (!sess_cfg_ok(cfg))
         return 0;
-    return SESS_ALIGN(sizeof(llsmtp_server)) + SESS_ALIGN(cfg->max_line) +
-           sess_out_cap(cfg);
+    return SESS_ALIGN(sizeof(llsmtp_server)) +
+           SESS_ALIGN(sess_line_cap(cfg)) + SESS_ALIGN(sess_out_cap(cfg)) +
+           sess_auth_area(cfg);
 }
 
 static void
@@ -142,9 +184,12 @@ sess_clear(llsmtp_server *s)
     s->user = user;
     s->cb = cfg->callbacks != NULL ? cfg->callbacks : &sess_no_callbacks;
     s->line = base + SESS_ALIGN(sizeof(llsmtp_server));
-    s->line_cap = cfg->max_line;
-    s->out = s->line + SESS_ALIGN(cfg->max_line);
+    s->line_cap = sess_line_cap(cfg);
+    s->out = s->line + SESS_ALIGN(s->line_cap);
     s->out_cap = sess_out_cap(cfg);
+    s->auth_user = sess_auth_area(cfg)
+                       ? s->out + SESS_ALIGN(s->out_cap)
+                       : NULL;
     s->reserve = sess_reserve(cfg);
     s->phase = PH_NEW;
 }
@@ -357,7 +402,7 @@ static const char *const sess_cb_names[] = {
     "none",        "on_connect", "on_helo",  "on_mail_from",
     "on_rcpt",     "on_data_start", "on_data", "on_data_end",
     "on_rset",     "on_vrfy",    "on_expn",  "on_help",
-    "on_turn",     "on_quit"};
+    "on_turn",     "on_quit",    "on_auth",  "on_starttls"};
 
 static void
 sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
@@ -371,12 +416,103 @@ sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
     out->n = cap - i;
 }
 
+/* ---- AUTH helpers ------------------------------------------------------ */
+
+/* RFC 4954 4 and 538: PLAIN/LOGIN only over TLS unless the host allows
+ * cleartext. */
+static int
+sess_auth_offered(const llsmtp_server *s)
+{
+    return (s->cfg->extensions & LLSMTP_EXT_AUTH) &&
+           (s->tls_active || (s->cfg->flags & LLSMTP_CFG_AUTH_CLEARTEXT));
+}
+
+/* Mechanisms llsmtp handles itself; others need on_auth_step. */
+static int
+sess_mech_builtin(const char *p, size_t n)
+{
+    return llsmtp__iequal(p, n, "PLAIN", 5) || llsmtp__iequal(p, n, "LOGIN", 5);
+}
+
+/* Calls fn for each offered mechanism token of cfg->auth_mechanisms. */
+static size_t
+sess_mech_next(const llsmtp_server *s, size_t pos, llsmtp_span *tok)
+{
+    const char *m = s->cfg->auth_mechanisms;
+    size_t n = strlen(m), i;
+    for (;;) {
+        while (pos < n && m[pos] == ' ')
+            pos++;
+        if (pos >= n)
+            return 0;
+        i = pos;
+        while (i < n && m[i] != ' ')
+            i++;
+        tok->p = m + pos;
+        tok->n = i - pos;
+        if (tok->n <= SESS_MECH_MAX &&
+            (sess_mech_builtin(tok->p, tok->n) || s->cb->on_auth_step != NULL))
+            return i;
+        pos = i;
+    }
+}
+
+static int
+sess_mech_offered(const llsmtp_server *s, const char *p, size_t n)
+{
+    llsmtp_span tok;
+    size_t pos = 0;
+    while ((pos = sess_mech_next(s, pos, &tok)) != 0)
+        if (llsmtp__iequal(tok.p, tok.n, p, n))
+            return 1;
+    return 0;
+}
+
+/* Appends "\nAUTH MECH MECH" to the EHLO parts (at most 8 tokens). */
+static size_t
+sess_auth_list(const llsmtp_server *s, llsmtp_span *sp, size_t np,
+               const char *head)
+{
+    llsmtp_span tok;
+    size_t pos = 0, k = 0;
+    sp[np].p = head;
+    sp[np++].n = strlen(head);
+    while ((pos = sess_mech_next(s, pos, &tok)) != 0 && k < 8) {
+        if (k++ > 0 || head[strlen(head) - 1] != '=') {
+            sp[np].p = " ";
+            sp[np++].n = 1;
+        }
+        sp[np++] = tok;
+    }
+    return np;
+}
+
+/* Credentials never outlive the decision (a volatile write the compiler
+ * cannot drop). */
+static void
+sess_wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = (volatile unsigned char *)p;
+    while (n--)
+        *v++ = 0;
+}
+
+static void
+sess_auth_wipe(llsmtp_server *s)
+{
+    sess_wipe(s->line, s->line_cap);
+    if (s->auth_user != NULL)
+        sess_wipe(s->auth_user, SESS_AUTH_USER_MAX);
+    s->auth_user_len = 0;
+    s->line_len = 0;
+}
+
 /* Writes the library's default reply for a decision kind. */
 static int
 sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
                  llsmtp_span arg)
 {
-    llsmtp_span sp[16];
+    llsmtp_span sp[48];
     size_t np = 0;
     char num[24];
     const char *enh = r->enhanced;
@@ -411,6 +547,13 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
                 SP("\nVRFY");
             if (ext & LLSMTP_EXT_HELP)
                 SP("\nHELP");
+            if ((ext & LLSMTP_EXT_STARTTLS) && !s->tls_active)
+                SP("\nSTARTTLS");
+            if (sess_auth_offered(s)) {
+                np = sess_auth_list(s, sp, np, "\nAUTH");
+                if (s->cfg->flags & LLSMTP_CFG_AUTH_LEGACY)
+                    np = sess_auth_list(s, sp, np, "\nAUTH=");
+            }
             if (ext & LLSMTP_EXT_ENHANCEDSTATUS)
                 SP("\nENHANCEDSTATUSCODES");
             if (ext & LLSMTP_EXT_8BITMIME)
@@ -461,6 +604,13 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         SP(s->cfg->hostname);
         SP(" Service closing transmission channel");
         break;
+    case LLSMTP_PENDING_AUTH:
+        SP(r->code == 235 ? "Authentication successful"
+                          : "Authentication credentials invalid");
+        break;
+    case LLSMTP_PENDING_STARTTLS:
+        SP("Ready to start TLS");
+        break;
     default:
         SP(llsmtp__reply_generic_text(r->code));
         break;
@@ -488,12 +638,33 @@ sess_rcpt_refused(llsmtp_server *s)
     return LLSMTP_OK;
 }
 
+/* "334 <base64>" on one line, never folded (RFC 4954 4: a SASL
+ * continuation is a single line). */
+static int
+sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
+{
+    size_t avail, w;
+    char *tail = sess_out_tail(s, &avail);
+    if (llsmtp_b64_encoded_len(n) + 6 > avail)
+        return sess_fail(s, NULL, LLSMTP_E_BUFFER);
+    memcpy(tail, "334 ", 4);
+    if (llsmtp_b64_encode(data, n, tail + 4, avail - 6, &w) != LLSMTP_OK)
+        return sess_fail(s, NULL, LLSMTP_E_BUFFER);
+    tail[4 + w] = '\r';
+    tail[5 + w] = '\n';
+    s->out_end += w + 6;
+    s->auth_state = AUTH_STEP;
+    return LLSMTP_OK;
+}
+
 /* Applies a decision: queues its reply and changes state. */
 static int
 sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
            llsmtp_span arg)
 {
     int rc, cls = r->code / 100;
+    if (kind == LLSMTP_PENDING_AUTH && r->code == 334)
+        return sess_put_challenge(s, r->text, r->text_len);
     if (r->is_default_) {
         rc = sess_put_default(s, kind, r, arg);
     } else {
@@ -564,22 +735,51 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     case LLSMTP_PENDING_QUIT:
         s->phase = PH_CLOSED;
         break;
+    case LLSMTP_PENDING_AUTH:
+        s->auth_state = AUTH_NONE;
+        if (r->code == 235) {
+            s->authenticated = 1;
+        } else if (cls == 5 && r->code != 501) {
+            s->auth_failures++;
+            if (s->cfg->max_auth_failures &&
+                s->auth_failures >= s->cfg->max_auth_failures) {
+                rc = sess_say_host(s, 421, "4.7.0",
+                                   "Too many failed authentication "
+                                   "attempts, closing connection");
+                if (rc < 0)
+                    return rc;
+                s->phase = PH_CLOSED;
+            }
+        }
+        break;
+    case LLSMTP_PENDING_STARTTLS:
+        if (cls == 2) {
+            s->phase = PH_TLS_WAIT;
+            s->line_len = 0;
+            s->discarding = 0;
+        }
+        break;
     default:
         break;
     }
     if (r->code == 421)
         s->phase = PH_CLOSED;
+    if (s->phase == PH_TLS_WAIT)
+        return LLSMTP_TLS;
     return s->phase == PH_CLOSED ? LLSMTP_CLOSE : LLSMTP_OK;
 }
 
 static void sess_kind_default(int kind, llsmtp_reply *r);
 
-/* A 354 belongs to DATA only; DATA cannot be answered with 2xx. */
+/* A 354 belongs to DATA only; DATA cannot be answered with 2xx; 334
+ * continues only a host-driven SASL exchange. */
 static int
-sess_code_fits(int kind, int code)
+sess_code_fits(const llsmtp_server *s, int kind, int code)
 {
     if (kind == LLSMTP_PENDING_DATA_START)
         return code / 100 != 2;
+    if (kind == LLSMTP_PENDING_AUTH && code == 334)
+        return s->auth_is_step;
     return code / 100 != 3;
 }
 
@@ -594,6 +794,10 @@ sess_normalize(int kind, llsmtp_reply *r)
     sess_kind_default(kind, &d);
     if (d.code == r->code)
         return;
+    if (kind == LLSMTP_PENDING_AUTH && r->code == 235) {
+        memcpy(r->enhanced, "2.7.0", 6); /* the default success reply */
+        return;
+    }
     r->is_default_ = 0;
     if (r->code >= 200 && r->code <= 599 &&
         !llsmtp__enhanced_check(r->code, r->enhanced, strlen(r->enhanced))) {
@@ -604,6 +808,14 @@ sess_normalize(int kind, llsmtp_reply *r)
             memcpy(r->enhanced + 1, ".0.0", 5);
         }
     }
+}
+
+static const char *
+sess_cb_name(const llsmtp_server *s, int kind)
+{
+    if (kind == LLSMTP_PENDING_AUTH && s->auth_is_step)
+        return "on_auth_step";
+    return sess_cb_names[kind];
 }
 
 /* Handles a deciding callback's return: apply, defer or fail. */
@@ -623,10 +835,10 @@ sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
         return LLSMTP_PAUSED;
     }
     if (cbrc != LLSMTP_CB_OK)
-        return sess_fail(s, sess_cb_names[kind], LLSMTP_E_CALLBACK);
+        return sess_fail(s, sess_cb_name(s, kind), LLSMTP_E_CALLBACK);
     sess_normalize(kind, r);
-    if (!sess_reply_ok(r) || !sess_code_fits(kind, r->code))
-        return sess_fail(s, sess_cb_names[kind], LLSMTP_E_CALLBACK);
+    if (!sess_reply_ok(r) || !sess_code_fits(s, kind, r->code))
+        return sess_fail(s, sess_cb_name(s, kind), LLSMTP_E_CALLBACK);
     return sess_apply(s, kind, r, arg);
 }
 
@@ -673,6 +885,9 @@ sess_kind_default(int kind, llsmtp_reply *r)
     case LLSMTP_PENDING_TURN: sess_default_reply(r, 502, "5.5.1"); break;
     case LLSMTP_PENDING_QUIT: sess_default_reply(r, 221, "2.0.0"); break;
     case LLSMTP_PENDING_HELO: sess_default_reply(r, 250, ""); break;
+    /* AUTH is refused unless the host says yes (RFC 4954 6: 535 5.7.8) */
+    case LLSMTP_PENDING_AUTH: sess_default_reply(r, 535, "5.7.8"); break;
+    case LLSMTP_PENDING_STARTTLS: sess_default_reply(r, 220, "2.0.0"); break;
     default: sess_default_reply(r, 250, "2.0.0"); break;
     }
 }
@@ -702,7 +917,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     if (decision != NULL && decision->code != 0) {
         r = *decision;
         sess_normalize(kind, &r);
-        if (!sess_reply_ok(&r) || !sess_code_fits(kind, r.code))
+        if (!sess_reply_ok(&r) || !sess_code_fits(s, kind, r.code))
             return LLSMTP_E_REPLY;
     } else if (decision != NULL) {
         r.id = decision->id;
@@ -790,8 +1005,9 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
 {
     int t;
     unsigned sec = 300; /* RFC 5321 4.5.3.2.7: at least 5 minutes */
-    if (s == NULL || s->phase == PH_CLOSED || s->failed) {
-        t = LLSMTP_TIMEOUT_NONE;
+    if (s == NULL || s->phase == PH_CLOSED || s->phase == PH_TLS_WAIT ||
+        s->failed) {
+        t = LLSMTP_TIMEOUT_NONE; /* closed, or the host's handshake */
         sec = 0;
     } else if (s->pending == LLSMTP_PENDING_DATA_END) {
         t = LLSMTP_TIMEOUT_FINAL_DOT;
@@ -848,6 +1064,8 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
     if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
+    if (s->auth_user != NULL)
+        sess_auth_wipe(s);
     /* The queue may be full of replies the client never read; then the
      * connection just closes. */
     if (sess_out_free(s) >= s->reserve / 2 && !s->failed) {
@@ -896,6 +1114,8 @@ llsmtp_server_eof(llsmtp_server *s)
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
+    if (s->auth_user != NULL)
+        sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
     s->pending = 0;
     s->phase = PH_CLOSED;
     return LLSMTP_CLOSE;
@@ -906,7 +1126,7 @@ llsmtp_server_eof(llsmtp_server *s)
 enum {
     CMD_UNKNOWN = 0, CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA,
     CMD_RSET, CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_TURN,
-    CMD_HTTP, CMD_NOTIMPL
+    CMD_HTTP, CMD_NOTIMPL, CMD_AUTH, CMD_STARTTLS
 };
 
 static int
@@ -922,7 +1142,7 @@ sess_verb(const char *v, size_t n)
         {"expn", CMD_EXPN}, {"help", CMD_HELP}, {"turn", CMD_TURN},
         /* Known SMTP commands this session does not offer (RFC 5321
          * 4.2.4: 502, not 500). */
-        {"starttls", CMD_NOTIMPL}, {"auth", CMD_NOTIMPL},
+        {"starttls", CMD_STARTTLS}, {"auth", CMD_AUTH},
         {"bdat", CMD_NOTIMPL}, {"etrn", CMD_NOTIMPL}, {"atrn", CMD_NOTIMPL},
         {"send", CMD_NOTIMPL}, {"soml", CMD_NOTIMPL}, {"saml", CMD_NOTIMPL},
         {"verb", CMD_NOTIMPL}, {"lhlo", CMD_NOTIMPL},
@@ -1078,6 +1298,11 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
 
     if (s->helo == HELO_NONE)
         return sess_err(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+    if ((s->cfg->flags & LLSMTP_CFG_REQUIRE_TLS) && !s->tls_active)
+        return sess_say(s, 530, "5.7.0",
+                        "Must issue a STARTTLS command first");
+    if ((s->cfg->flags & LLSMTP_CFG_REQUIRE_AUTH) && !s->authenticated)
+        return sess_say(s, 530, "5.7.0", "Authentication required");
     if (s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: nested MAIL command");
     rc = sess_parse_path_cmd(s, arg, 0, &path, &params, &done);
@@ -1109,6 +1334,13 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
                                 "size");
             }
             s->pend_size = v;
+        } else if ((ext & LLSMTP_EXT_AUTH) && sess_key_is(p, "auth")) {
+            /* RFC 4954 5: AUTH=<> or AUTH=xtext; the host decides */
+            if (!(p->value.n == 2 && p->value.p[0] == '<' &&
+                  p->value.p[1] == '>') &&
+                llsmtp_xtext_decode(p->value.p, p->value.n, NULL, 0, NULL) !=
+                    LLSMTP_OK)
+                return sess_err(s, 501, "5.5.4", "Bad AUTH value");
         } else if ((ext & LLSMTP_EXT_8BITMIME) && sess_key_is(p, "body")) {
             /* RFC 6152 */
             if (p->value.n == 4 && llsmtp__ieq(p->value.p, "7bit", 4))
@@ -1262,39 +1494,311 @@ sess_cmd_simple(llsmtp_server *s, int kind, llsmtp_span arg)
     return sess_decided(s, kind, cbrc, &r, none);
 }
 
+/* ---- AUTH (RFC 4954) and STARTTLS (RFC 3207) --------------------------- */
+
+static int sess_auth_login_user(llsmtp_server *s, llsmtp_span data);
+
+/* Decodes a client response into the line buffer (in place when it is
+ * already there). "=" is an empty response. Returns 0 or -1. */
+static int
+sess_auth_decode(llsmtp_server *s, llsmtp_span in, llsmtp_span *out)
+{
+    size_t n = 0;
+    if (in.n == 1 && in.p[0] == '=') {
+        out->p = s->line;
+        out->n = 0;
+        return 0;
+    }
+    if (llsmtp_b64_decode(in.p, in.n, s->line, s->line_cap, &n) !=
+        LLSMTP_OK)
+        return -1;
+    out->p = s->line;
+    out->n = n;
+    return 0;
+}
+
+/* Ends an exchange with a library error reply (not a failed attempt). */
+static int
+sess_auth_abort(llsmtp_server *s, int code, const char *enh,
+                const char *text)
+{
+    s->auth_state = AUTH_NONE;
+    sess_auth_wipe(s);
+    return sess_err(s, code, enh, text);
+}
+
+static int
+sess_auth_prompt(llsmtp_server *s, int state, const char *b64)
+{
+    llsmtp_span sp;
+    s->auth_state = (unsigned char)state;
+    sp.p = b64;
+    sp.n = strlen(b64);
+    return sess_put(s, 334, NULL, &sp, 1);
+}
+
+/* Hands PLAIN/LOGIN credentials to on_auth; wipes them afterwards. */
+static int
+sess_auth_decide(llsmtp_server *s, const llsmtp_auth *cred)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK, rc;
+    s->auth_is_step = 0;
+    sess_kind_default(LLSMTP_PENDING_AUTH, &r);
+    if (s->cb->on_auth != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_auth(s, cred, &r));
+    sess_auth_wipe(s);
+    rc = sess_decided(s, LLSMTP_PENDING_AUTH, cbrc, &r, none);
+    return rc;
+}
+
+static int
+sess_auth_plain(llsmtp_server *s, llsmtp_span data)
+{
+    llsmtp_auth cred;
+    if (llsmtp_sasl_plain_parse(data.p, data.n, &cred) != LLSMTP_OK)
+        return sess_auth_abort(s, 501, "5.5.2", "Invalid AUTH PLAIN data");
+    return sess_auth_decide(s, &cred);
+}
+
+/* One step of a host-driven mechanism. */
+static int
+sess_auth_hoststep(llsmtp_server *s, llsmtp_span data, int has_data)
+{
+    llsmtp_auth_step st;
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    s->auth_is_step = 1;
+    st.mechanism.p = s->auth_mech;
+    st.mechanism.n = strlen(s->auth_mech);
+    st.data = data;
+    st.step = s->auth_step++;
+    st.has_data = has_data;
+    sess_kind_default(LLSMTP_PENDING_AUTH, &r);
+    SESS_CALL(s, cbrc, s->cb->on_auth_step(s, &st, &r));
+    sess_auth_wipe(s);
+    return sess_decided(s, LLSMTP_PENDING_AUTH, cbrc, &r, none);
+}
+
+static int
+sess_cmd_auth(llsmtp_server *s, llsmtp_span arg)
+{
+    size_t m = 0;
+    llsmtp_span mech, ir, data = {NULL, 0};
+    int has_ir, is_plain, is_login;
+    if (!(s->cfg->extensions & LLSMTP_EXT_AUTH))
+        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
+    if (s->helo != HELO_EHLO)
+        return sess_err(s, 503, "5.5.1", "Error: send EHLO first");
+    if (s->authenticated)
+        return sess_err(s, 503, "5.5.1", "Error: already authenticated");
+    if (s->in_mail)
+        return sess_err(s, 503, "5.5.1",
+                        "Error: MAIL transaction in progress");
+    if (!sess_auth_offered(s))
+        return sess_say(s, 538, "5.7.11",
+                        "Encryption required for requested authentication "
+                        "mechanism");
+    while (m < arg.n && arg.p[m] != ' ')
+        m++;
+    mech.p = arg.p;
+    mech.n = m;
+    ir = sess_trim(arg.p + m, arg.n - m);
+    has_ir = ir.n > 0;
+    if (mech.n == 0)
+        return sess_err(s, 501, "5.5.4",
+                        "Syntax: AUTH mechanism [initial-response]");
+    if (!sess_mech_offered(s, mech.p, mech.n))
+        return sess_err(s, 504, "5.5.4", "Unrecognized authentication type");
+    /* Decide before decoding: the response is decoded into the line
+     * buffer, which may be where this line (and the name) still is. */
+    is_plain = llsmtp__iequal(mech.p, mech.n, "PLAIN", 5);
+    is_login = llsmtp__iequal(mech.p, mech.n, "LOGIN", 5);
+    memcpy(s->auth_mech, mech.p, mech.n);
+    s->auth_mech[mech.n] = '\0';
+    if (has_ir && sess_auth_decode(s, ir, &data) != 0)
+        return sess_auth_abort(s, 501, "5.5.2", "Cannot decode response");
+    if (is_plain) {
+        if (!has_ir)
+            return sess_auth_prompt(s, AUTH_PLAIN_WAIT, "");
+        return sess_auth_plain(s, data);
+    }
+    if (is_login) {
+        if (!has_ir)
+            return sess_auth_prompt(s, AUTH_LOGIN_USER,
+                                    llsmtp_sasl_login_user_prompt);
+        /* an initial response is the user name */
+        return sess_auth_login_user(s, data);
+    }
+    s->auth_step = 0;
+    return sess_auth_hoststep(s, data, has_ir);
+}
+
+static int
+sess_auth_login_user(llsmtp_server *s, llsmtp_span data)
+{
+    if (data.n == 0 || data.n > SESS_AUTH_USER_MAX ||
+        !llsmtp__sasl_name_ok(data.p, data.n))
+        return sess_auth_abort(s, 501, "5.5.2", "Invalid user name");
+    memcpy(s->auth_user, data.p, data.n);
+    s->auth_user_len = data.n;
+    sess_wipe(s->line, s->line_cap);
+    return sess_auth_prompt(s, AUTH_LOGIN_PASS,
+                            llsmtp_sasl_login_pass_prompt);
+}
+
+/* A line answering a 334 (RFC 4954 4). */
+static int
+sess_auth_line(llsmtp_server *s, const char *line, size_t len)
+{
+    llsmtp_span in, data;
+    in.p = line;
+    in.n = len;
+    if (len == 1 && line[0] == '*')
+        return sess_auth_abort(s, 501, "5.0.0", "Authentication cancelled");
+    if (len == 0) {
+        data.p = s->line;
+        data.n = 0;
+    } else if (sess_auth_decode(s, in, &data) != 0) {
+        return sess_auth_abort(s, 501, "5.5.2", "Cannot decode response");
+    }
+    switch (s->auth_state) {
+    case AUTH_PLAIN_WAIT:
+        s->auth_state = AUTH_NONE;
+        return sess_auth_plain(s, data);
+    case AUTH_LOGIN_USER:
+        return sess_auth_login_user(s, data);
+    case AUTH_LOGIN_PASS: {
+        llsmtp_auth cred;
+        s->auth_state = AUTH_NONE;
+        if (data.n == 0 || !llsmtp__sasl_name_ok(data.p, data.n))
+            return sess_auth_abort(s, 501, "5.5.2", "Invalid password");
+        memset(&cred, 0, sizeof cred);
+        cred.mechanism.p = "LOGIN";
+        cred.mechanism.n = 5;
+        cred.authzid.p = "";
+        cred.user.p = s->auth_user;
+        cred.user.n = s->auth_user_len;
+        cred.password = data;
+        return sess_auth_decide(s, &cred);
+    }
+    default:
+        s->auth_state = AUTH_NONE;
+        return sess_auth_hoststep(s, data, 1);
+    }
+}
+
+static int
+sess_cmd_starttls(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    if (!(s->cfg->extensions & LLSMTP_EXT_STARTTLS))
+        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
+    if (arg.n)
+        return sess_err(s, 501, "5.5.4", "Syntax: STARTTLS");
+    if (s->tls_active)
+        return sess_err(s, 503, "5.5.1", "Error: TLS already active");
+    if (s->in_mail)
+        return sess_err(s, 503, "5.5.1",
+                        "Error: MAIL transaction in progress");
+    sess_kind_default(LLSMTP_PENDING_STARTTLS, &r);
+    if (s->cb->on_starttls != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_starttls(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_STARTTLS, cbrc, &r, none);
+}
+
+int
+llsmtp_server_tls_started(llsmtp_server *s)
+{
+    if (s == NULL)
+        return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
+    if (s->phase == PH_NEW && !s->pending) {
+        s->tls_active = 1; /* implicit TLS, before the greeting */
+        return LLSMTP_OK;
+    }
+    if (s->phase != PH_TLS_WAIT)
+        return LLSMTP_E_STATE;
+    /* RFC 3207 4.2: forget everything learnt in the clear */
+    s->tls_active = 1;
+    s->phase = PH_CMD;
+    s->helo = HELO_NONE;
+    s->authenticated = 0;
+    s->auth_state = AUTH_NONE;
+    s->line_len = 0;
+    s->discarding = 0;
+    s->sync_wait = 0;
+    sess_tx_reset(s);
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_server_tls_active(const llsmtp_server *s)
+{
+    return s != NULL && s->tls_active;
+}
+
+int
+llsmtp_server_authenticated(const llsmtp_server *s)
+{
+    return s != NULL && s->authenticated;
+}
+
 /* RFC 2920 3.1: these must be last in a pipelined group. */
 static int
 sess_ends_group(int cmd)
 {
     return cmd == CMD_EHLO || cmd == CMD_HELO || cmd == CMD_DATA ||
            cmd == CMD_VRFY || cmd == CMD_EXPN || cmd == CMD_TURN ||
-           cmd == CMD_QUIT || cmd == CMD_NOOP;
+           cmd == CMD_QUIT || cmd == CMD_NOOP ||
+           cmd == CMD_STARTTLS || cmd == CMD_AUTH; /* RFC 3207 4.2 */
 }
 
 /* One complete command line, terminator included. */
 static int
-sess_line(llsmtp_server *s, const char *line, size_t n)
+sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
 {
     size_t len = n, v;
     llsmtp_span arg;
     int cmd;
 
-    if (s->discarding || n > s->line_cap) {
+    if (truncated || n > s->line_cap) {
+        /* Only the first bytes of a truncated line are kept: enough to
+         * tell an AUTH line (RFC 4954 4: 500 5.5.6). */
         s->discarding = 0;
+        if ((s->cfg->extensions & LLSMTP_EXT_AUTH) &&
+            (s->auth_state != AUTH_NONE ||
+             (n >= 5 && llsmtp__ieq(line, "auth ", 5))))
+            return sess_auth_abort(s, 500, "5.5.6",
+                                   "Authentication exchange line is too "
+                                   "long");
         return sess_err(s, 500, "5.5.2", "Error: line too long");
     }
     len--; /* the LF */
     if (len && line[len - 1] == '\r') {
         len--;
     } else if (s->cfg->bare_lf == LLSMTP_BARE_LF_REJECT) {
+        if (s->auth_state != AUTH_NONE)
+            return sess_auth_abort(s, 500, "5.5.2",
+                                   "Error: bare <LF> received");
         return sess_err(s, 500, "5.5.2", "Error: bare <LF> received");
     }
+    if (s->auth_state != AUTH_NONE)
+        return sess_auth_line(s, line, len);
     for (v = 0; v < len && line[v] != ' '; v++)
         ;
     if (len == 0)
         return sess_err(s, 500, "5.5.2", "Error: bad syntax");
     cmd = sess_verb(line, v);
     arg = sess_trim(line + v, len - v);
+    /* Only AUTH lines may be longer than a command line. */
+    if (n > s->cfg->max_line && cmd != CMD_AUTH)
+        return sess_err(s, 500, "5.5.2", "Error: line too long");
 
     if (cmd == CMD_HTTP) {
         int rc = sess_say_host(s, 421, "4.7.0",
@@ -1351,6 +1855,10 @@ sess_line(llsmtp_server *s, const char *line, size_t n)
         return sess_cmd_simple(s, LLSMTP_PENDING_TURN, arg);
     case CMD_NOTIMPL:
         return sess_err(s, 502, "5.5.1", "Error: command not implemented");
+    case CMD_AUTH:
+        return sess_cmd_auth(s, arg);
+    case CMD_STARTTLS:
+        return sess_cmd_starttls(s, arg);
     default:
         if (s->cfg->flags & LLSMTP_CFG_502_UNKNOWN)
             return sess_err(s, 502, "5.5.1", "Error: command not recognized");
@@ -1647,6 +2155,24 @@ out:
 
 /* ---- feed ---------------------------------------------------------------- */
 
+/* A line overflowed the buffer: keep its first bytes (to tell what it
+ * was) and drop the rest until its LF. */
+#define SESS_PREFIX 8
+static void
+sess_keep_prefix(llsmtp_server *s, const char *p, size_t k)
+{
+    if (!s->discarding && s->line_len < SESS_PREFIX) {
+        size_t take = SESS_PREFIX - s->line_len;
+        if (take > k)
+            take = k;
+        memcpy(s->line + s->line_len, p, take);
+        s->line_len += take;
+    }
+    if (s->line_len > SESS_PREFIX)
+        s->line_len = SESS_PREFIX;
+    s->discarding = 1;
+}
+
 int
 llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
                    size_t *used)
@@ -1669,6 +2195,11 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         return LLSMTP_PAUSED;
     if (s->phase == PH_NEW)
         return LLSMTP_E_STATE;
+    if (s->phase == PH_TLS_WAIT) {
+        /* CVE-2011-0411: nothing sent before the handshake counts */
+        *used = len;
+        return LLSMTP_TLS;
+    }
 
     while (i < len) {
         const char *lf;
@@ -1706,27 +2237,32 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
                 memcpy(s->line + s->line_len, buf + i, k);
                 s->line_len += k;
             } else {
-                s->discarding = 1;
-                s->line_len = 0;
+                sess_keep_prefix(s, buf + i, k);
             }
             i = len;
             break;
         }
         k = (size_t)(lf - (buf + i)) + 1;
         if (s->line_len || s->discarding) {
+            int truncated = 0;
             if (!s->discarding && s->line_len + k <= s->line_cap) {
                 memcpy(s->line + s->line_len, buf + i, k);
                 s->line_len += k;
             } else {
-                s->discarding = 1;
+                sess_keep_prefix(s, buf + i, k);
+                truncated = 1;
             }
             i += k;
             k = s->line_len;
             s->line_len = 0;
-            rc = sess_line(s, s->line, s->discarding ? s->line_cap + 1 : k);
+            rc = sess_line(s, s->line, k, truncated);
         } else {
             i += k;
-            rc = sess_line(s, buf + i - k, k);
+            rc = sess_line(s, buf + i - k, k, 0);
+        }
+        if (rc == LLSMTP_TLS) {
+            i = len; /* CVE-2011-0411: the rest of this read is dropped */
+            break;
         }
         if (rc != LLSMTP_OK)
             break;

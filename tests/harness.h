@@ -175,6 +175,10 @@ th_decide(th_host *h, const char *kind, const char *arg, size_t argn,
 
 #define TH_HOST(s) ((th_host *)llsmtp_server_user(s))
 
+/* Feeds a string literal (its length counted by the compiler). */
+#define TH_FEED(s, lit, used)                                                \
+    llsmtp_server_feed((s), (lit), sizeof(lit) - 1, (used))
+
 static int
 th_on_connect(llsmtp_server *s, llsmtp_reply *r)
 {
@@ -325,11 +329,66 @@ th_on_quit(llsmtp_server *s, llsmtp_reply *r)
     return th_decide(TH_HOST(s), "quit", "", 0, r);
 }
 
+static int
+th_on_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
+{
+    th_host *h = TH_HOST(s);
+    th_buf line = {0};
+    int rc;
+    th_buf_add(&line, c->mechanism.p, c->mechanism.n);
+    th_buf_adds(&line, " authzid=");
+    th_buf_add(&line, c->authzid.p, c->authzid.n);
+    th_buf_adds(&line, " user=");
+    th_buf_add(&line, c->user.p, c->user.n);
+    th_buf_adds(&line, " pass=");
+    th_buf_add(&line, c->password.p, c->password.n);
+    th_event(h, "auth", line.p, line.n);
+    th_buf_free(&line);
+    rc = th_decide(h, "auth", c->user.p, c->user.n, r);
+    return rc;
+}
+
+static int
+th_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st,
+                llsmtp_reply *r)
+{
+    th_host *h = TH_HOST(s);
+    th_buf line = {0};
+    char num[32];
+    const th_rule *rule;
+    th_buf_add(&line, st->mechanism.p, st->mechanism.n);
+    snprintf(num, sizeof num, " step=%u%s", st->step,
+             st->has_data ? "" : " (none)");
+    th_buf_adds(&line, num);
+    if (st->data.n) {
+        th_buf_adds(&line, " ");
+        th_buf_add(&line, st->data.p, st->data.n);
+    }
+    th_event(h, "auth_step", line.p, line.n);
+    th_buf_free(&line);
+    /* rule text "challenge:XYZ" sends XYZ as a challenge */
+    rule = th_find(h, "auth_step", st->data.p, st->data.n);
+    if (rule != NULL && strncmp(rule->text, "challenge:", 10) == 0 &&
+        !rule->defer) {
+        llsmtp_reply_challenge(r, rule->text + 10, strlen(rule->text + 10));
+        return LLSMTP_CB_OK;
+    }
+    return th_decide(h, "auth_step", st->data.p, st->data.n, r);
+}
+
+static int
+th_on_starttls(llsmtp_server *s, llsmtp_reply *r)
+{
+    th_event(TH_HOST(s), "starttls", NULL, 0);
+    return th_decide(TH_HOST(s), "starttls", "", 0, r);
+}
+
 static const llsmtp_callbacks th_callbacks = {
     th_on_connect,   th_on_helo, th_on_mail,       th_on_rcpt,
     th_on_param,     th_on_data_start, th_on_data, th_on_data_end,
     th_on_data_abort, th_on_rset, th_on_vrfy,      th_on_expn,
-    th_on_help,      th_on_turn, th_on_quit};
+    th_on_help,      th_on_turn, th_on_quit,       th_on_auth,
+    th_on_auth_step, th_on_starttls};
 
 /* Drains the session's output into h->out. */
 static void
@@ -356,13 +415,16 @@ th_resume(llsmtp_server *s, th_host *h)
 }
 
 /* Feeds in[0..n) cut at the given chunk sizes (NULL: whole), handling
- * PAUSED, BLOCKED and CLOSE as a host would. eof: call
- * llsmtp_server_eof after the input. Returns the last status. */
+ * PAUSED, BLOCKED and CLOSE as a host would. tls[0..ntls) are offsets
+ * where the client finished a TLS handshake: chunks never cross them and
+ * llsmtp_server_tls_started is called there. eof: call llsmtp_server_eof
+ * after the input. Returns the last status. */
 static int
-th_run(llsmtp_server *s, th_host *h, const char *in, size_t n,
-       const size_t *cuts, size_t ncuts, int eof)
+th_run_tls(llsmtp_server *s, th_host *h, const char *in, size_t n,
+           const size_t *cuts, size_t ncuts, int eof, const size_t *tls,
+           size_t ntls)
 {
-    size_t off = 0, c = 0;
+    size_t off = 0, c = 0, t = 0;
     int rc = llsmtp_server_start(s);
     while (rc == LLSMTP_PAUSED)
         rc = th_resume(s, h);
@@ -371,38 +433,58 @@ th_run(llsmtp_server *s, th_host *h, const char *in, size_t n,
         th_drain(s, h);
         return rc;
     }
-    while (rc != LLSMTP_CLOSE && off < n) {
-        size_t len = n - off, used = 0;
-        if (cuts != NULL && c < ncuts && cuts[c] < len)
-            len = cuts[c];
-        c++;
-        while (len > 0) {
-            rc = llsmtp_server_feed(s, in + off, len, &used);
-            off += used;
-            len -= used;
-            if (rc == LLSMTP_PAUSED) {
-                do
-                    rc = th_resume(s, h);
-                while (rc == LLSMTP_PAUSED);
+    for (;;) {
+        size_t seg_end = t < ntls ? tls[t] : n;
+        while (rc != LLSMTP_CLOSE && off < seg_end) {
+            size_t len = seg_end - off, used = 0;
+            if (cuts != NULL && c < ncuts && cuts[c] < len)
+                len = cuts[c];
+            c++;
+            while (len > 0) {
+                rc = llsmtp_server_feed(s, in + off, len, &used);
+                off += used;
+                len -= used;
+                if (rc == LLSMTP_PAUSED) {
+                    do
+                        rc = th_resume(s, h);
+                    while (rc == LLSMTP_PAUSED);
+                }
+                if (rc == LLSMTP_BLOCKED) {
+                    th_drain(s, h);
+                    continue;
+                }
+                if (rc < 0) {
+                    th_event(h, "error", llsmtp_errname(rc),
+                             strlen(llsmtp_errname(rc)));
+                    th_drain(s, h);
+                    return rc;
+                }
+                if (rc == LLSMTP_CLOSE)
+                    break;
             }
-            if (rc == LLSMTP_BLOCKED) {
-                th_drain(s, h);
-                continue;
-            }
-            if (rc < 0) {
-                th_event(h, "error", llsmtp_errname(rc),
-                         strlen(llsmtp_errname(rc)));
-                th_drain(s, h);
-                return rc;
-            }
-            if (rc == LLSMTP_CLOSE)
-                break;
+        }
+        if (t >= ntls || rc == LLSMTP_CLOSE)
+            break;
+        /* the client read the 220 and did the handshake */
+        off = seg_end;
+        t++;
+        {
+            int trc = llsmtp_server_tls_started(s);
+            th_event(h, "tls", trc == LLSMTP_OK ? NULL : llsmtp_errname(trc),
+                     trc == LLSMTP_OK ? 0 : strlen(llsmtp_errname(trc)));
         }
     }
     if (rc != LLSMTP_CLOSE && eof)
         rc = llsmtp_server_eof(s);
     th_drain(s, h);
     return rc;
+}
+
+static int
+th_run(llsmtp_server *s, th_host *h, const char *in, size_t n,
+       const size_t *cuts, size_t ncuts, int eof)
+{
+    return th_run_tls(s, h, in, n, cuts, ncuts, eof, NULL, 0);
 }
 
 /* A session in malloc'd memory with the recording callbacks. */

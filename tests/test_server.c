@@ -79,7 +79,7 @@ test_feed_before_start_and_args(void **state)
     s = th_session(&cfg, &h);
     assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_E_STATE);
     assert_int_equal(used, 0);
-    assert_int_equal(llsmtp_server_feed(s, "x", 1, NULL), LLSMTP_E_INVAL);
+    assert_int_equal(TH_FEED(s, "x", NULL), LLSMTP_E_INVAL);
     assert_int_equal(llsmtp_server_feed(s, NULL, 1, &used), LLSMTP_E_INVAL);
     assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
     assert_int_equal(llsmtp_server_start(s), LLSMTP_E_STATE);
@@ -192,7 +192,7 @@ reentrant_on_helo(llsmtp_server *s, llsmtp_span d, int e, llsmtp_reply *r)
     (void)d;
     (void)e;
     (void)r;
-    reentrant_rc[0] = llsmtp_server_feed(s, "NOOP\r\n", 6, &used);
+    reentrant_rc[0] = TH_FEED(s, "NOOP\r\n", &used);
     reentrant_rc[1] = llsmtp_server_resume(s, NULL);
     reentrant_rc[2] = llsmtp_server_reset(s);
     reentrant_rc[3] = llsmtp_server_eof(s);

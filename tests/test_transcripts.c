@@ -24,6 +24,9 @@ typedef struct tr_case {
     size_t nrules;
     th_buf input, expect_out, expect_ev;
     int eof, timeout;
+    size_t tls[8];
+    size_t ntls;
+    char mechs[256];
 } tr_case;
 
 /* Expands {{c*N}} (N copies of the byte c; c may be an escape). */
@@ -171,7 +174,9 @@ tr_ext(const char *v)
                  {"8BITMIME", LLSMTP_EXT_8BITMIME},
                  {"ENHANCEDSTATUSCODES", LLSMTP_EXT_ENHANCEDSTATUS},
                  {"VRFY", LLSMTP_EXT_VRFY},
-                 {"HELP", LLSMTP_EXT_HELP}};
+                 {"HELP", LLSMTP_EXT_HELP},
+                 {"AUTH", LLSMTP_EXT_AUTH},
+                 {"STARTTLS", LLSMTP_EXT_STARTTLS}};
     char buf[256], *tok, *save = NULL;
     snprintf(buf, sizeof buf, "%s", v);
     if (strcmp(buf, "none") == 0)
@@ -180,6 +185,8 @@ tr_ext(const char *v)
          tok = strtok_r(NULL, ",", &save)) {
         size_t i;
         int minus = tok[0] == '-';
+        if (tok[0] == '+')
+            tok++;
         for (i = 0; i < sizeof names / sizeof names[0]; i++)
             if (strcmp(tok + minus, names[i].name) == 0) {
                 if (minus)
@@ -225,6 +232,21 @@ tr_option(tr_case *tc, const char *kv)
     } else if (strcmp(key, "flags") == 0) {
         if (strstr(v, "502"))
             tc->cfg.flags |= LLSMTP_CFG_502_UNKNOWN;
+        if (strstr(v, "cleartext"))
+            tc->cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT;
+        if (strstr(v, "legacy"))
+            tc->cfg.flags |= LLSMTP_CFG_AUTH_LEGACY;
+        if (strstr(v, "require_auth"))
+            tc->cfg.flags |= LLSMTP_CFG_REQUIRE_AUTH;
+        if (strstr(v, "require_tls"))
+            tc->cfg.flags |= LLSMTP_CFG_REQUIRE_TLS;
+    } else if (strcmp(key, "auth_mechanisms") == 0) {
+        snprintf(tc->mechs, sizeof tc->mechs, "%s", v);
+        tc->cfg.auth_mechanisms = tc->mechs;
+    } else if (strcmp(key, "max_auth_failures") == 0) {
+        tc->cfg.max_auth_failures = (unsigned)strtoul(v, NULL, 10);
+    } else if (strcmp(key, "max_auth_line") == 0) {
+        tc->cfg.max_auth_line = (size_t)strtoull(v, NULL, 10);
     } else
         fail_msg("unknown option %s", key);
 }
@@ -281,6 +303,11 @@ tr_load(tr_case *tc, const char *path)
                 tr_rule(tc, spec);
                 break;
             }
+            case 'T':
+                /* the client finished a TLS handshake here */
+                assert_true(tc->ntls < 8);
+                tc->tls[tc->ntls++] = tc->input.n;
+                break;
             case 'X':
                 if (strcmp(body, "eof") == 0)
                     tc->eof = 1;
@@ -330,7 +357,8 @@ tr_run_mode(const tr_case *tc, const char *mode, const size_t *cuts,
     memcpy(h.rules, tc->rules, sizeof h.rules);
     h.nrules = tc->nrules;
     s = th_session(&tc->cfg, &h);
-    th_run(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof);
+    th_run_tls(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof,
+               tc->tls, tc->ntls);
     if (tc->timeout) {
         llsmtp_server_timeout_expired(s);
         th_drain(s, &h);
