@@ -175,6 +175,17 @@ th_decide(th_host *h, const char *kind, const char *arg, size_t argn,
 
 #define TH_HOST(s) ((th_host *)llsmtp_server_user(s))
 
+/* Whether needle occurs in p[0..n) (output spans are not strings). */
+static int
+th_contains(const char *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle), i;
+    for (i = 0; i + k <= n; i++)
+        if (memcmp(p + i, needle, k) == 0)
+            return 1;
+    return 0;
+}
+
 /* Feeds a string literal (its length counted by the compiler). */
 #define TH_FEED(s, lit, used)                                                \
     llsmtp_server_feed((s), (lit), sizeof(lit) - 1, (used))
@@ -492,7 +503,7 @@ static llsmtp_server *
 th_session(const llsmtp_config *cfg, th_host *h)
 {
     size_t sz = llsmtp_server_size(cfg);
-    void *mem = malloc(sz);
+    void *mem = calloc(1, sz); /* zeroed: tests scan session memory */
     llsmtp_server *s;
     if (mem == NULL)
         abort();

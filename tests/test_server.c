@@ -135,7 +135,7 @@ test_pause_position(void **state)
                      LLSMTP_CLOSE);
     assert_int_equal(off + used, sizeof in - 1);
     out = llsmtp_server_output(s, &olen);
-    assert_non_null(strstr(out, "250 2.1.5 Recipient <deferred@x.test> OK"
+    assert_true(th_contains(out, olen, "250 2.1.5 Recipient <deferred@x.test> OK"
                                 "\r\n250 2.1.5 Recipient <n@x.test> OK\r\n"));
     free(s);
     th_host_free(&h);
@@ -302,7 +302,7 @@ test_reply_struct_edits(void **state)
                               &used),
                      LLSMTP_OK);
     out = llsmtp_server_output(s, &olen);
-    assert_non_null(strstr(out, "\r\n550 5.0.0 Requested action not taken: "
+    assert_true(th_contains(out, olen, "\r\n550 5.0.0 Requested action not taken: "
                                 "mailbox unavailable\r\n"));
     free(s);
 
@@ -335,7 +335,7 @@ test_sync_check(void **state)
     llsmtp_server_start(s);
     assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_CLOSE);
     out = llsmtp_server_output(s, &olen);
-    assert_non_null(strstr(out, "554 5.5.0 SMTP protocol synchronization"));
+    assert_true(th_contains(out, olen, "554 5.5.0 SMTP protocol synchronization"));
     free(s);
 
     /* a well-behaved client */
@@ -357,7 +357,7 @@ test_sync_check(void **state)
     llsmtp_server_input_drained(s);
     assert_int_equal(feed_str(s, "NOOP\r\nNOOP\r\n", &used), LLSMTP_CLOSE);
     out = llsmtp_server_output(s, &olen);
-    assert_non_null(strstr(out, "250 2.0.0 OK\r\n554 5.5.0"));
+    assert_true(th_contains(out, olen, "250 2.0.0 OK\r\n554 5.5.0"));
     free(s);
 
     /* HELO: no pipelining at all */
