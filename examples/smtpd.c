@@ -41,7 +41,9 @@ typedef struct options {
     llsmtp_cidr relay_nets[MAX_DOMAINS];
     int nnets;
     const char *spool;
-    int discard, no_fsync, verbose;
+    int discard, no_fsync, verbose, insecure_auth;
+    char **users; /* "name:password" */
+    size_t nusers;
     unsigned long long max_size;
     size_t max_rcpt;
     int max_clients;
@@ -54,6 +56,7 @@ typedef struct conn {
     char peer[64];
     char helo[256];
     int is_ehlo;
+    char auth_user[256]; /* who authenticated, or "" */
     char *sender;       /* reverse path of the transaction */
     char **rcpts;       /* forward paths */
     char *relay;        /* per recipient: 1 relayed, 0 local */
@@ -107,6 +110,11 @@ usage(FILE *f)
         "                         (.D: every subdomain of D)\n"
         "  --relay-net CIDR       repeatable: clients from here may relay "
         "anywhere\n"
+        "  --user NAME:PASSWORD   repeatable: accept AUTH PLAIN/LOGIN for "
+        "this user\n"
+        "  --users FILE           NAME:PASSWORD lines ('#' comments)\n"
+        "  --insecure-auth        offer AUTH without TLS (loopback and "
+        "tests only)\n"
         "  --spool DIR            default ./spool\n"
         "  --discard              accept and drop messages (benchmarks); no "
         "disk writes\n"
@@ -129,6 +137,42 @@ die_usage(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fputc('\n', stderr);
     exit(2);
+}
+
+static void
+add_user(const char *spec, const char *where)
+{
+    char **v;
+    const char *colon = strchr(spec, ':');
+    if (colon == NULL || colon == spec || colon[1] == '\0')
+        die_usage("bad user %s (want NAME:PASSWORD)", where);
+    v = realloc(opt.users, (opt.nusers + 1) * sizeof *v);
+    if (v == NULL || (v[opt.nusers] = strdup(spec)) == NULL) {
+        perror("smtpd");
+        exit(1);
+    }
+    opt.users = v;
+    opt.nusers++;
+}
+
+static void
+read_users(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    if (f == NULL) {
+        fprintf(stderr, "smtpd: cannot read --users %s: %s\n", path,
+                strerror(errno));
+        exit(2);
+    }
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        line[n] = '\0';
+        if (n == 0 || line[0] == '#')
+            continue;
+        add_user(line, path);
+    }
+    fclose(f);
 }
 
 static unsigned long long
@@ -203,6 +247,14 @@ parse_args(int argc, char **argv)
                 exit(2);
             }
             opt.nnets++;
+        } else if (strcmp(a, "--user") == 0) {
+            NEEDV();
+            add_user(v, "given to --user");
+        } else if (strcmp(a, "--users") == 0) {
+            NEEDV();
+            read_users(v);
+        } else if (strcmp(a, "--insecure-auth") == 0) {
+            opt.insecure_auth = 1;
         } else if (strcmp(a, "--spool") == 0) {
             NEEDV();
             opt.spool = v;
@@ -470,6 +522,16 @@ rfc5322_date(char *buf, size_t n)
     strftime(buf, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
+/* RFC 3848: ESMTP, ESMTPA (authenticated), ESMTPS (TLS), ESMTPSA. */
+static const char *
+protocol(const conn *c)
+{
+    int tls = llsmtp_server_tls_active(c->s), auth = c->auth_user[0] != 0;
+    if (!c->is_ehlo)
+        return "SMTP";
+    return tls ? (auth ? "ESMTPSA" : "ESMTPS") : (auth ? "ESMTPA" : "ESMTP");
+}
+
 static int
 on_data_start(llsmtp_server *s, llsmtp_reply *r)
 {
@@ -492,8 +554,7 @@ on_data_start(llsmtp_server *s, llsmtp_reply *r)
     fprintf(c->msg, "Return-Path: <%s>\r\n", c->sender ? c->sender : "");
     fprintf(c->msg,
             "Received: from %s (%s)\r\n\tby %s with %s id %s",
-            c->helo, c->peer, opt.hostname, c->is_ehlo ? "ESMTP" : "SMTP",
-            c->id);
+            c->helo, c->peer, opt.hostname, protocol(c), c->id);
     if (c->nrcpt == 1)
         fprintf(c->msg, "\r\n\tfor <%s>", c->rcpts[0]);
     fprintf(c->msg, "; %s\r\n", date);
@@ -522,8 +583,10 @@ write_envelope(conn *c, const char *path)
         return -1;
     fprintf(f, "version 1\nid %s\nreceived %ld\nclient %s\nhelo %s\n"
                "protocol %s\nfrom <%s>\n",
-            c->id, (long)time(NULL), c->peer, c->helo,
-            c->is_ehlo ? "ESMTP" : "SMTP", c->sender ? c->sender : "");
+            c->id, (long)time(NULL), c->peer, c->helo, protocol(c),
+            c->sender ? c->sender : "");
+    if (c->auth_user[0])
+        fprintf(f, "auth %s\n", c->auth_user);
     if (c->params && c->params[0])
         fprintf(f, "mail-params %s\n", c->params);
     for (i = 0; i < c->nrcpt; i++)
@@ -601,7 +664,44 @@ on_rset(llsmtp_server *s, llsmtp_reply *r)
     return LLSMTP_CB_OK;
 }
 
+/* Compares without an early exit, so timing says nothing about where a
+ * guess went wrong. */
+static int
+same(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t i;
+    unsigned char d = (unsigned char)(an != bn);
+    for (i = 0; i < an && i < bn; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+static int
+on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
+{
+    conn *c = CONN(s);
+    size_t i;
+    for (i = 0; i < opt.nusers; i++) {
+        const char *u = opt.users[i], *colon = strchr(u, ':');
+        size_t un = (size_t)(colon - u);
+        if (same(u, un, cred->user.p, cred->user.n) &&
+            same(colon + 1, strlen(colon + 1), cred->password.p,
+                 cred->password.n) &&
+            (cred->authzid.n == 0 ||
+             same(cred->authzid.p, cred->authzid.n, u, un))) {
+            snprintf(c->auth_user, sizeof c->auth_user, "%.*s", (int)un, u);
+            llsmtp_reply_set(r, 235, "2.7.0", NULL);
+            logf_("session=%d auth=%s", c->fd, c->auth_user);
+            return LLSMTP_CB_OK;
+        }
+    }
+    logf_("session=%d auth failed user=%.*s", c->fd, (int)cred->user.n,
+          cred->user.p);
+    return LLSMTP_CB_OK; /* the default reply refuses: 535 5.7.8 */
+}
+
 static const llsmtp_callbacks callbacks = {
+    .on_auth = on_auth,
     .on_helo = on_helo,
     .on_mail_from = on_mail,
     .on_rcpt = on_rcpt,
@@ -813,6 +913,11 @@ main(int argc, char **argv)
     policy.networks = opt.relay_nets;
     policy.nnetworks = (size_t)opt.nnets;
     cfg.relay = &policy;
+    if (opt.nusers > 0) {
+        cfg.extensions |= LLSMTP_EXT_AUTH;
+        if (opt.insecure_auth)
+            cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT;
+    }
     if (llsmtp_server_size(&cfg) == 0)
         die_usage("invalid configuration (hostname %s?)", opt.hostname);
     if (!opt.discard) {

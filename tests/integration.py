@@ -177,6 +177,50 @@ def relay_domains_and_networks():
 
 
 @case
+def auth_plain_and_login_with_smtplib():
+    srv = Server('--user', 'alice:s3cret pass', '--insecure-auth')
+    try:
+        for mech in ('PLAIN', 'LOGIN'):
+            with smtplib.SMTP('127.0.0.1', srv.port) as c:
+                c.ehlo('client.example.org')
+                assert 'auth' in c.esmtp_features, c.esmtp_features
+                try:
+                    c.login('alice', 'wrong')
+                    raise AssertionError('wrong password accepted')
+                except smtplib.SMTPAuthenticationError as e:
+                    assert e.smtp_code == 535, e
+                c.user, c.password = 'alice', 's3cret pass'
+                # PLAIN with an initial response, LOGIN without one
+                code, msg = c.auth(mech, getattr(c, 'auth_' + mech.lower()),
+                                   initial_response_ok=(mech == 'PLAIN'))
+                assert code == 235, (code, msg)
+                # authenticated: may relay anywhere
+                assert c.sendmail('alice@example.test', ['x@elsewhere.test'],
+                                  b'Subject: a\r\n\r\nx\r\n') == {}
+        msgs = srv.messages()
+        assert len(msgs) == 2, msgs
+        env = srv.envelope(msgs[0])
+        assert 'auth alice' in env and 'protocol ESMTPA' in env and 'rcpt <x@elsewhere.test> relay' in env, env
+        eml = open(os.path.join(srv.spool, msgs[0]), 'rb').read()
+        assert b'with ESMTPA id' in eml, eml[:300]
+    finally:
+        srv.stop()
+    # without --insecure-auth, AUTH waits for TLS
+    srv = Server('--user', 'alice:pw')
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\n')
+        code, lines = reply(f)
+        assert not any('AUTH' in l for l in lines), lines
+        s.sendall(b'AUTH PLAIN AGFsaWNlAHB3\r\n')
+        assert reply(f) == (538, ['538 5.7.11 Encryption required for requested authentication mechanism'])
+        f.close(); s.close()
+    finally:
+        srv.stop()
+
+
+@case
 def ten_megabyte_message_intact():
     srv = Server('--max-size', '20000000')
     try:
