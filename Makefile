@@ -81,12 +81,15 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
-             dnsmasq-base
+             dnsmasq-base libssl-dev openssl swaks msmtp
+# Postfix comes only for smtp-source: "No configuration", never started.
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
+	echo "postfix postfix/main_mailer_type select No configuration" | \
+	    $$SUDO debconf-set-selections && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    $(DEPS_PKGS)
+	    $(DEPS_PKGS) postfix
 
 # `make test` installs missing packages itself when it runs as root.
 check-deps:
@@ -96,6 +99,11 @@ check-deps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || \
 	    missing="$$missing dnsmasq"; \
+	for t in openssl swaks msmtp; do \
+	    command -v $$t >/dev/null || missing="$$missing $$t"; \
+	done; \
+	[ -x /usr/sbin/smtp-source ] || missing="$$missing smtp-source"; \
+	$(PKG_CONFIG) --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	        echo "missing:$$missing; running make deps"; \
@@ -146,6 +154,16 @@ EX_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $(OPT) \
             $(SANFLAGS) -Iinclude $(CFLAGS)
 EXAMPLES := $(BUILD)/examples/smtpd $(BUILD)/examples/hello $(BUILD)/examples/mxlookup
 examples: $(EXAMPLES)
+
+# smtpd speaks STARTTLS when OpenSSL's headers are there (libssl-dev).
+TLS_CFLAGS = $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && \
+                 echo -DHAVE_OPENSSL $$($(PKG_CONFIG) --cflags openssl))
+TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
+
+$(BUILD)/examples/smtpd: examples/smtpd.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) $< -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(if $(TLS_CFLAGS),$(TLS_LIBS))
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)

@@ -26,6 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef HAVE_OPENSSL
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
 #define MAX_LISTEN 8
 #define MAX_DOMAINS 64
 #define READ_BUF 65536
@@ -41,6 +46,7 @@ typedef struct options {
     llsmtp_cidr relay_nets[MAX_DOMAINS];
     int nnets;
     const char *spool;
+    const char *tls_cert, *tls_key;
     int discard, no_fsync, verbose, insecure_auth;
     char **users; /* "name:password" */
     size_t nusers;
@@ -68,7 +74,15 @@ typedef struct conn {
     size_t pending_len;
     time_t deadline;
     int closing;        /* flush output, then close */
+    int tls;            /* TLS_NONE .. TLS_ON */
+    short ssl_want;     /* poll events the TLS layer waits for */
+#ifdef HAVE_OPENSSL
+    SSL *ssl;
+#endif
 } conn;
+
+/* STARTTLS progress of a connection. */
+enum { TLS_NONE = 0, TLS_FLUSH, TLS_HANDSHAKE, TLS_ON };
 
 static options opt;
 static llsmtp_config cfg;
@@ -76,6 +90,9 @@ static llsmtp_relay_policy policy;
 static conn **conns;
 static size_t nconns, conns_cap;
 static volatile sig_atomic_t stop_flag;
+#ifdef HAVE_OPENSSL
+static SSL_CTX *tls_ctx;
+#endif
 static unsigned long id_counter;
 
 static void
@@ -115,6 +132,8 @@ usage(FILE *f)
         "  --users FILE           NAME:PASSWORD lines ('#' comments)\n"
         "  --insecure-auth        offer AUTH without TLS (loopback and "
         "tests only)\n"
+        "  --tls-cert F --tls-key F   offer STARTTLS with this certificate "
+        "chain and key (PEM)\n"
         "  --spool DIR            default ./spool\n"
         "  --discard              accept and drop messages (benchmarks); no "
         "disk writes\n"
@@ -255,6 +274,12 @@ parse_args(int argc, char **argv)
             read_users(v);
         } else if (strcmp(a, "--insecure-auth") == 0) {
             opt.insecure_auth = 1;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            NEEDV();
+            opt.tls_cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            NEEDV();
+            opt.tls_key = v;
         } else if (strcmp(a, "--spool") == 0) {
             NEEDV();
             opt.spool = v;
@@ -287,6 +312,13 @@ parse_args(int argc, char **argv)
         }
 #undef NEEDV
     }
+    if ((opt.tls_cert == NULL) != (opt.tls_key == NULL))
+        die_usage("--tls-cert and --tls-key go together%s", "");
+#ifndef HAVE_OPENSSL
+    if (opt.tls_cert != NULL)
+        die_usage("built without OpenSSL: %s is not available "
+                  "(install libssl-dev and rebuild)", "--tls-cert");
+#endif
     if (opt.nlisten == 0)
         opt.listen[opt.nlisten++] = "127.0.0.1:2525";
     if (opt.hostname == NULL) {
@@ -733,10 +765,73 @@ conn_free(conn *c)
     free(c->rcpts);
     free(c->relay);
     free(c->pending);
+#ifdef HAVE_OPENSSL
+    if (c->ssl != NULL)
+        SSL_free(c->ssl);
+#endif
     close(c->fd);
     free(c->s);
     logf_("session=%d close", c->fd);
     free(c);
+}
+
+#define IO_AGAIN (-2)
+
+#ifdef HAVE_OPENSSL
+/* Maps an SSL result to bytes, 0 (closed), -1 (error) or IO_AGAIN with
+ * the poll events the TLS layer needs next. */
+static ssize_t
+tls_result(conn *c, int r)
+{
+    if (r > 0) {
+        c->ssl_want = 0;
+        return r;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        c->ssl_want = POLLIN;
+        return IO_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        c->ssl_want = POLLOUT;
+        return IO_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        return -1;
+    }
+}
+#endif
+
+/* recv() or SSL_read(): bytes, 0 at EOF, -1 on error, IO_AGAIN. */
+static ssize_t
+conn_recv(conn *c, char *buf, size_t n)
+{
+    ssize_t r;
+#ifdef HAVE_OPENSSL
+    if (c->tls == TLS_ON)
+        return tls_result(c, SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX
+                                                                 : (int)n));
+#endif
+    r = recv(c->fd, buf, n, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return IO_AGAIN;
+    return r;
+}
+
+/* send() or SSL_write(): bytes, -1 on error, IO_AGAIN. */
+static ssize_t
+conn_send(conn *c, const char *buf, size_t n)
+{
+    ssize_t w;
+#ifdef HAVE_OPENSSL
+    if (c->tls == TLS_ON)
+        return tls_result(c, SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX
+                                                                  : (int)n));
+#endif
+    w = send(c->fd, buf, n, MSG_NOSIGNAL);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return IO_AGAIN;
+    return w;
 }
 
 /* Writes what the session has queued. Returns -1 when the peer is gone. */
@@ -745,15 +840,14 @@ flush_out(conn *c)
 {
     size_t n;
     const char *o = llsmtp_server_output(c->s, &n);
+    if (c->tls == TLS_HANDSHAKE)
+        return 0;
     while (n > 0) {
-        ssize_t w = send(c->fd, o, n, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            if (errno == EINTR)
-                continue;
+        ssize_t w = conn_send(c, o, n);
+        if (w == IO_AGAIN)
+            return 0;
+        if (w < 0)
             return -1;
-        }
         if (opt.verbose)
             logf_("session=%d S: %.*s", c->fd,
                   (int)((size_t)w > 2 ? (size_t)w - 2 : (size_t)w), o);
@@ -794,6 +888,12 @@ feed(conn *c, const char *buf, size_t len)
             c->closing = 1;
             return 0;
         }
+        if (rc == LLSMTP_TLS) {
+            /* 220 queued; the session dropped the rest of this read
+             * (CVE-2011-0411). Flush it, then handshake. */
+            c->tls = TLS_FLUSH;
+            return 0;
+        }
         if (rc < 0) {
             logf_("session=%d library error %s (%s)", c->fd,
                   llsmtp_errname(rc),
@@ -803,6 +903,47 @@ feed(conn *c, const char *buf, size_t len)
         }
     }
     return 0;
+}
+
+/* Advances STARTTLS: once the 220 is written, the handshake; once done,
+ * the session starts afresh. Returns -1 when the connection is lost. */
+static int
+tls_step(conn *c)
+{
+#ifdef HAVE_OPENSSL
+    size_t out;
+    int r;
+    if (c->tls == TLS_FLUSH) {
+        llsmtp_server_output(c->s, &out);
+        if (out > 0)
+            return 0;
+        c->ssl = SSL_new(tls_ctx);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+            return -1;
+        SSL_set_accept_state(c->ssl);
+        c->tls = TLS_HANDSHAKE;
+    }
+    if (c->tls != TLS_HANDSHAKE)
+        return 0;
+    r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->tls = TLS_ON;
+        c->ssl_want = 0;
+        if (llsmtp_server_tls_started(c->s) != LLSMTP_OK)
+            return -1;
+        logf_("session=%d tls=%s cipher=%s", c->fd, SSL_get_version(c->ssl),
+              SSL_get_cipher_name(c->ssl));
+        arm_timer(c);
+        return 0;
+    }
+    if (tls_result(c, r) == IO_AGAIN)
+        return 0;
+    logf_("session=%d tls handshake failed", c->fd);
+    return -1;
+#else
+    (void)c;
+    return -1;
+#endif
 }
 
 static void
@@ -913,6 +1054,25 @@ main(int argc, char **argv)
     policy.networks = opt.relay_nets;
     policy.nnetworks = (size_t)opt.nnets;
     cfg.relay = &policy;
+#ifdef HAVE_OPENSSL
+    if (opt.tls_cert != NULL) {
+        tls_ctx = SSL_CTX_new(TLS_server_method());
+        if (tls_ctx == NULL ||
+            !SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION) ||
+            SSL_CTX_use_certificate_chain_file(tls_ctx, opt.tls_cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(tls_ctx, opt.tls_key,
+                                        SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(tls_ctx) != 1) {
+            fprintf(stderr, "smtpd: cannot use --tls-cert %s / --tls-key %s: ",
+                    opt.tls_cert, opt.tls_key);
+            ERR_print_errors_fp(stderr);
+            return 2;
+        }
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        cfg.extensions |= LLSMTP_EXT_STARTTLS;
+    }
+#endif
     if (opt.nusers > 0) {
         cfg.extensions |= LLSMTP_EXT_AUTH;
         if (opt.insecure_auth)
@@ -943,6 +1103,7 @@ main(int argc, char **argv)
 
     for (;;) {
         size_t k, np = 0, npolled;
+        int more = 0;
         time_t now = time(NULL), next = 0;
         int timeout_ms;
         if (stop_flag && stop_at == 0) {
@@ -977,12 +1138,21 @@ main(int argc, char **argv)
             size_t out;
             llsmtp_server_output(c->s, &out);
             pfds[np].fd = c->fd;
-            pfds[np].events = 0;
-            if (!c->closing && c->pending == NULL &&
-                llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE)
-                pfds[np].events |= POLLIN;
-            if (out > 0)
-                pfds[np].events |= POLLOUT;
+            pfds[np].events = c->ssl_want;
+            if (c->tls == TLS_HANDSHAKE) {
+                /* only what the handshake asks for */
+            } else {
+                if (!c->closing && c->pending == NULL &&
+                    c->tls != TLS_FLUSH &&
+                    llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE)
+                    pfds[np].events |= POLLIN;
+                if (out > 0)
+                    pfds[np].events |= POLLOUT;
+            }
+#ifdef HAVE_OPENSSL
+            if (c->tls == TLS_ON && SSL_pending(c->ssl) > 0)
+                more = 1; /* decrypted bytes poll cannot see */
+#endif
             np++;
             if (c->deadline && (next == 0 || c->deadline < next))
                 next = c->deadline;
@@ -991,6 +1161,8 @@ main(int argc, char **argv)
         timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
         if (stop_flag)
             timeout_ms = 1000;
+        if (more)
+            timeout_ms = 0;
         if (poll(pfds, (nfds_t)np, timeout_ms) < 0 && errno != EINTR) {
             perror("smtpd: poll");
             return 1;
@@ -1009,6 +1181,22 @@ main(int argc, char **argv)
                 int dead = 0;
                 if (re & (POLLERR | POLLNVAL))
                     dead = 1;
+#ifdef HAVE_OPENSSL
+                if (!dead && c->tls == TLS_ON && SSL_pending(c->ssl) > 0)
+                    re |= POLLIN;
+#endif
+                if (!dead && (c->tls == TLS_FLUSH || c->tls == TLS_HANDSHAKE)) {
+                    if ((re & POLLOUT) && flush_out(c) < 0)
+                        dead = 1;
+                    if (!dead && tls_step(c) < 0)
+                        dead = 1;
+                    if (!dead && c->tls != TLS_ON) {
+                        if (c->deadline && now >= c->deadline)
+                            dead = 1; /* a handshake that never ends */
+                        goto next_conn;
+                    }
+                    re &= (short)~POLLIN; /* nothing read yet in TLS */
+                }
                 if (!dead && (re & POLLOUT) && flush_out(c) < 0)
                     dead = 1;
                 if (!dead && c->pending != NULL) {
@@ -1026,15 +1214,17 @@ main(int argc, char **argv)
                 }
                 if (!dead && (re & (POLLIN | POLLHUP)) && !c->closing &&
                     c->pending == NULL) {
-                    ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+                    ssize_t r = conn_recv(c, rbuf, sizeof rbuf);
                     if (r > 0) {
                         if (opt.verbose)
                             logf_("session=%d C: %zd bytes", c->fd, r);
                         if (feed(c, rbuf, (size_t)r) < 0)
                             dead = 1;
                         arm_timer(c);
-                    } else if (r == 0 ||
-                               (errno != EAGAIN && errno != EINTR)) {
+                        if (!dead && c->tls == TLS_FLUSH && flush_out(c) == 0 &&
+                            tls_step(c) < 0)
+                            dead = 1;
+                    } else if (r != IO_AGAIN) {
                         llsmtp_server_eof(c->s);
                         dead = 1;
                     }
@@ -1052,6 +1242,7 @@ main(int argc, char **argv)
                     if (out == 0)
                         dead = 1;
                 }
+            next_conn:
                 if (dead) {
                     conn_free(c);
                     conns[ci] = NULL;

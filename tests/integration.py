@@ -6,7 +6,7 @@
 # and curl when it is installed. Each case starts its own server on a free
 # 127.0.0.1 port with a fresh spool and stops it by PID.
 # Usage: python3 tests/integration.py [path/to/smtpd]
-import os, shutil, signal, smtplib, socket, subprocess, sys, tempfile, time
+import os, resource, shutil, signal, smtplib, socket, ssl, subprocess, sys, tempfile, threading, time
 from email.message import EmailMessage
 
 SMTPD = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd'
@@ -526,6 +526,225 @@ def mxlookup_against_dnsmasq():
     r = subprocess.run([mxlookup, '--server', '127.0.0.1:%d' % free_udp_port(), 'company.test'],
                        capture_output=True, timeout=60)
     assert r.returncode == 1 and r.stderr.count(b'\n') == 1, r
+
+
+def need(tool):
+    path = shutil.which(tool) or ('/usr/sbin/' + tool if os.path.exists('/usr/sbin/' + tool) else None)
+    if path is None:
+        raise RuntimeError('%s is not installed (make deps installs it)' % tool)
+    return path
+
+
+def make_cert(d):
+    need('openssl')
+    key, cert = os.path.join(d, 'key.pem'), os.path.join(d, 'cert.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key,
+                    '-out', cert, '-days', '1', '-subj', '/CN=mx.example.test'],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def tls_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@case
+def starttls_with_smtplib_then_auth():
+    d = tempfile.mkdtemp(prefix='llsmtp-tls-')
+    cert, key = make_cert(d)
+    srv = Server('--tls-cert', cert, '--tls-key', key, '--user', 'alice:pw')
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('client.example.org')
+            assert c.has_extn('starttls') and not c.has_extn('auth'), c.esmtp_features
+            code, _ = c.starttls(context=tls_context())
+            assert code == 220
+            c.ehlo('client.example.org')
+            assert not c.has_extn('starttls') and c.has_extn('auth'), c.esmtp_features
+            c.login('alice', 'pw')
+            data = b'Subject: tls\r\n\r\n.dot\r\nover TLS\r\n'
+            assert c.sendmail('alice@example.test', ['x@far.test'], data) == {}
+        msgs = srv.messages()
+        assert len(msgs) == 1 and srv.body(msgs[0]) == data
+        eml = open(os.path.join(srv.spool, msgs[0]), 'rb').read()
+        assert b'with ESMTPSA id' in eml
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def starttls_command_injection_is_dropped():
+    d = tempfile.mkdtemp(prefix='llsmtp-tls-')
+    cert, key = make_cert(d)
+    srv = Server('--tls-cert', cert, '--tls-key', key)
+    try:
+        s = socket.create_connection(('127.0.0.1', srv.port), timeout=10)
+        buf = b''
+        def line():
+            nonlocal buf
+            while b'\r\n' not in buf:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise EOFError
+                buf += chunk
+            l, buf = buf.split(b'\r\n', 1)
+            return l
+        assert line().startswith(b'220 ')
+        s.sendall(b'EHLO x\r\n')
+        while not line().startswith(b'250 '):
+            pass
+        # CVE-2011-0411: plaintext commands right behind STARTTLS
+        s.sendall(b'STARTTLS\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<b@example.test>\r\n')
+        assert line() == b'220 2.0.0 Ready to start TLS'
+        assert buf == b''
+        t = tls_context().wrap_socket(s)
+        tf = t.makefile('rb')
+        t.sendall(b'EHLO x\r\nRCPT TO:<b@example.test>\r\n')
+        code, lines = reply(tf)
+        assert code == 250
+        assert reply(tf) == (503, ['503 5.5.1 Error: need MAIL command'])
+        tf.close(); t.close()
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def swaks_plain_and_tls():
+    swaks = need('swaks')
+    d = tempfile.mkdtemp(prefix='llsmtp-tls-')
+    cert, key = make_cert(d)
+    srv = Server('--tls-cert', cert, '--tls-key', key, '--user', 'bob:secret')
+    try:
+        r = subprocess.run([swaks, '--server', '127.0.0.1:%d' % srv.port, '--from', 'a@example.org',
+                            '--to', 'b@example.test', '--body', 'from swaks', '--pipeline'],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stdout[-500:]
+        r = subprocess.run([swaks, '--server', '127.0.0.1:%d' % srv.port, '--tls', '--auth', 'LOGIN',
+                            '--auth-user', 'bob', '--auth-password', 'secret', '--from', 'bob@example.test',
+                            '--to', 'x@far.test', '--body', 'relayed over tls'],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stdout[-800:]
+        bodies = [srv.body(m) for m in srv.messages()]
+        assert len(bodies) == 2 and any(b'from swaks' in b for b in bodies) and \
+            any(b'relayed over tls' in b for b in bodies), bodies
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def msmtp_delivers():
+    msmtp = need('msmtp')
+    srv = Server()
+    try:
+        data = b'From: a@example.org\r\nTo: b@example.test\r\nSubject: msmtp\r\n\r\n..two\r\nline\r\n'
+        r = subprocess.run([msmtp, '--host=127.0.0.1', '--port=%d' % srv.port, '--auth=off', '--tls=off',
+                            '--from=a@example.org', 'b@example.test'], input=data.replace(b'\r\n', b'\n'),
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r
+        msgs = srv.messages()
+        # msmtp adds Date: and Message-ID: in front; the rest is ours
+        assert len(msgs) == 1 and srv.body(msgs[0]).endswith(data), srv.body(msgs[0])
+    finally:
+        srv.stop()
+
+
+@case
+def postfix_smtp_source_20_sessions_2000_messages():
+    source = need('smtp-source')
+    srv = Server()
+    try:
+        r = subprocess.run([source, '-c', '-s', '20', '-m', '2000', '-f', 'a@example.org',
+                            '-t', 'b@example.test', '127.0.0.1:%d' % srv.port],
+                           capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-500:]
+        assert len(srv.messages()) == 2000, len(srv.messages())
+        assert os.listdir(os.path.join(srv.spool, 'tmp')) == []
+    finally:
+        srv.stop()
+
+
+@case
+def thousand_concurrent_sessions():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 4096)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    srv = Server('--max-clients', '1100')
+    socks = []
+    try:
+        for _ in range(1000):
+            socks.append(socket.create_connection(('127.0.0.1', srv.port), timeout=30))
+        for s in socks:
+            f = s.makefile('rb')
+            assert f.readline().startswith(b'220 '), 'no greeting'
+            f.close()
+        for s in socks:
+            s.sendall(b'QUIT\r\n')
+        for s in socks:
+            f = s.makefile('rb')
+            assert f.readline().startswith(b'221 ')
+            f.close()
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+
+
+@case
+def kill_9_never_loses_an_acknowledged_message():
+    srv = Server()
+    acked, lock = [], threading.Lock()
+    stop = threading.Event()
+
+    def sender(n):
+        i = 0
+        while not stop.is_set():
+            try:
+                with smtplib.SMTP('127.0.0.1', srv.port, timeout=10) as c:
+                    while not stop.is_set():
+                        mid = 'm%d-%d' % (n, i)
+                        body = ('Message-ID: <%s@test>\r\n\r\n' % mid + ('line %s\r\n' % mid) * 300 +
+                                'END %s\r\n' % mid)
+                        c.sendmail('a@example.org', ['b@example.test'], body)
+                        with lock:
+                            acked.append(mid)
+                        i += 1
+            except Exception:
+                return
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    try:
+        msgs = srv.messages()
+        assert len(acked) > 20, len(acked)
+        stored = {}
+        for m in msgs:
+            body = srv.body(m)
+            mid = body.split(b'Message-ID: <', 1)[1].split(b'@', 1)[0].decode()
+            # every .eml in DIR is complete
+            assert body.endswith(('END %s\r\n' % mid).encode()), m
+            assert os.path.exists(os.path.join(srv.spool, m[:-4] + '.env')), m
+            stored[mid] = True
+        lost = [m for m in acked if m not in stored]
+        assert not lost, 'acknowledged but lost: %r' % lost[:5]
+    finally:
+        try:
+            srv.log.close()
+        except Exception:
+            pass
+        shutil.rmtree(srv.dir, ignore_errors=True)
 
 
 failed = sum(1 for _, e in RESULTS if e is not None)
