@@ -619,6 +619,11 @@ write_envelope(conn *c, const char *path)
             c->sender ? c->sender : "");
     if (c->auth_user[0])
         fprintf(f, "auth %s\n", c->auth_user);
+#ifdef HAVE_OPENSSL
+    if (c->tls == TLS_ON)
+        fprintf(f, "tls %s %s\n", SSL_get_version(c->ssl),
+                SSL_get_cipher_name(c->ssl));
+#endif
     if (c->params && c->params[0])
         fprintf(f, "mail-params %s\n", c->params);
     for (i = 0; i < c->nrcpt; i++)
@@ -732,7 +737,16 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
     return LLSMTP_CB_OK; /* the default reply refuses: 535 5.7.8 */
 }
 
+static int
+on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
+{
+    logf_("session=%d rcpt=<%.*s> refused=relay client=%s", CONN(s)->fd,
+          (int)to->mailbox.n, to->mailbox.p, CONN(s)->peer);
+    return LLSMTP_CB_OK;
+}
+
 static const llsmtp_callbacks callbacks = {
+    .on_relay_denied = on_relay_denied,
     .on_auth = on_auth,
     .on_helo = on_helo,
     .on_mail_from = on_mail,

@@ -229,7 +229,7 @@ static const llsmtp_callbacks fz_cb = {
     fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,
     fz_simple,  fz_data,   fz_simple, fz_abort,  fz_simple,
     fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple,
-    fz_auth,    fz_auth_step, fz_simple};
+    fz_auth,    fz_auth_step, fz_simple, NULL};
 
 static int
 fz_resume(llsmtp_server *s, fz *f)

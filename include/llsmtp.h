@@ -447,6 +447,10 @@ typedef struct llsmtp_callbacks {
                         llsmtp_reply *r);
     /* STARTTLS. Default "220 2.0.0 Ready to start TLS"; 454 refuses. */
     int (*on_starttls)(llsmtp_server *s, llsmtp_reply *r);
+    /* Notification: the relay policy refused this recipient (for logs and
+     * for fail2ban-style defences); the refusal itself is not the host's
+     * to change. Return LLSMTP_CB_OK (or FAIL). */
+    int (*on_relay_denied)(llsmtp_server *s, const llsmtp_path *to);
 } llsmtp_callbacks;
 
 /* Session configuration: borrowed read-only by every session, must

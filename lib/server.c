@@ -1390,6 +1390,12 @@ sess_relay_denied(llsmtp_server *s, const llsmtp_path *path)
     if (rc < 0)
         return rc;
     s->rcpt_tried++;
+    if (s->cb->on_relay_denied != NULL) {
+        int cbrc;
+        SESS_CALL(s, cbrc, s->cb->on_relay_denied(s, path));
+        if (cbrc != LLSMTP_CB_OK)
+            return sess_fail(s, "on_relay_denied", LLSMTP_E_CALLBACK);
+    }
     return code / 100 == 5 ? sess_rcpt_refused(s) : LLSMTP_OK;
 }
 

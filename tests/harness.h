@@ -394,12 +394,19 @@ th_on_starttls(llsmtp_server *s, llsmtp_reply *r)
     return th_decide(TH_HOST(s), "starttls", "", 0, r);
 }
 
+static int
+th_on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
+{
+    th_event(TH_HOST(s), "relay_denied", to->mailbox.p, to->mailbox.n);
+    return LLSMTP_CB_OK;
+}
+
 static const llsmtp_callbacks th_callbacks = {
     th_on_connect,   th_on_helo, th_on_mail,       th_on_rcpt,
     th_on_param,     th_on_data_start, th_on_data, th_on_data_end,
     th_on_data_abort, th_on_rset, th_on_vrfy,      th_on_expn,
     th_on_help,      th_on_turn, th_on_quit,       th_on_auth,
-    th_on_auth_step, th_on_starttls};
+    th_on_auth_step, th_on_starttls, th_on_relay_denied};
 
 /* Drains the session's output into h->out. */
 static void

@@ -163,6 +163,10 @@ def relay_domains_and_networks():
             assert code == 250
         env = srv.envelope(srv.messages()[0])
         assert 'rcpt <x@partner.test> relay' in env and 'rcpt <bob@example.test> local' in env, env
+        # operators see relay probes in the log
+        srv.log.flush()
+        log = open(srv.log.name).read()
+        assert 'rcpt=<user%outside.test@example.test> refused=relay client=127.0.0.1' in log, log
     finally:
         srv.stop()
     # a trusted network relays anywhere
@@ -407,6 +411,23 @@ def curl_upload():
 
 
 @case
+def idle_timeout_and_clean_stop():
+    srv = Server('--timeout', '1')
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        t0 = time.time()
+        assert reply(f) == (421, ['421 4.4.2 mx.example.test Error: timeout exceeded'])
+        assert time.time() - t0 < 10
+        assert f.read() == b''
+        f.close(); s.close()
+    finally:
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=15) == 0  # SIGTERM with no sessions: exit 0
+        srv.stop()
+
+
+@case
 def discard_mode_writes_nothing():
     srv = Server('--discard')
     try:
@@ -571,6 +592,8 @@ def starttls_with_smtplib_then_auth():
         assert len(msgs) == 1 and srv.body(msgs[0]) == data
         eml = open(os.path.join(srv.spool, msgs[0]), 'rb').read()
         assert b'with ESMTPSA id' in eml
+        env = srv.envelope(msgs[0])
+        assert 'tls TLSv1.' in env and 'auth alice' in env, env
     finally:
         srv.stop()
         shutil.rmtree(d, ignore_errors=True)

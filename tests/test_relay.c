@@ -260,7 +260,15 @@ test_relay_table(void **state)
 }
 
 /* The same table through a session: the RCPT reply says the verdict. */
-static int verdict_seen;
+static int verdict_seen, denied_seen;
+static int
+count_on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
+{
+    (void)s;
+    (void)to;
+    denied_seen++;
+    return LLSMTP_CB_OK;
+}
 static int
 verdict_on_rcpt(llsmtp_server *s, const llsmtp_path *to,
                 const llsmtp_params *ps, llsmtp_reply *r)
@@ -285,6 +293,7 @@ test_relay_table_in_session(void **state)
     make_policy(&p, nets, own);
     memset(&cb, 0, sizeof cb);
     cb.on_rcpt = verdict_on_rcpt;
+    cb.on_relay_denied = count_on_relay_denied;
     llsmtp_config_init(&cfg);
     cfg.hostname = "mx.company.test";
     cfg.callbacks = &cb;
@@ -309,7 +318,9 @@ test_relay_table_in_session(void **state)
         th_buf_adds(&in, c->rcpt);
         th_buf_adds(&in, "\r\n");
         verdict_seen = -2;
+        denied_seen = 0;
         assert_int_equal(llsmtp_server_feed(s, in.p, in.n, &used), LLSMTP_OK);
+        assert_int_equal(denied_seen, c->want == 'D');
         th_drain(s, &h);
         switch (c->want) {
         case 'L':
