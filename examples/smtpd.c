@@ -1132,6 +1132,14 @@ main(int argc, char **argv)
                 flush_out(conns[k]);
                 conn_free(conns[k]);
             }
+            free(conns);
+            free(pfds);
+            for (k = 0; k < opt.nusers; k++)
+                free(opt.users[k]);
+            free(opt.users);
+#ifdef HAVE_OPENSSL
+            SSL_CTX_free(tls_ctx);
+#endif
             logf_("stopped");
             return 0;
         }
