@@ -33,13 +33,32 @@ endif
 
 LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c lib/relay.c lib/base64.c lib/sasl.c
 LIB_HDRS := include/llsmtp.h lib/internal.h
-LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
-PIC_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/pic/%.o)
 
 ALL_CFLAGS := $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Ilib $(CFLAGS)
 
-.PHONY: all static shared test check valgrind fuzz fuzz-run bench examples \
-        run deps clean amalgamation transcripts-corpus
+# AMALG=1: the library is the vendored pair, compiled as one file.
+ifeq ($(AMALG),1)
+LIB_OBJS := $(BUILD)/obj/llsmtp.o
+PIC_OBJS := $(BUILD)/pic/llsmtp.o
+AMALG_DIR := build/amalgamation
+$(AMALG_DIR)/llsmtp.c: $(LIB_SRCS) $(LIB_HDRS) tools/amalgamate.sh
+	sh tools/amalgamate.sh $(AMALG_DIR)
+$(BUILD)/obj/llsmtp.o: $(AMALG_DIR)/llsmtp.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(OPT) $(SANFLAGS) -I$(AMALG_DIR) $(CFLAGS) \
+	    -DLLSMTP_TEST_INTERNALS -c $< -o $@
+$(BUILD)/pic/llsmtp.o: $(AMALG_DIR)/llsmtp.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(OPT) $(SANFLAGS) -I$(AMALG_DIR) $(CFLAGS) \
+	    -DLLSMTP_BUILDING -fPIC -fvisibility=hidden -c $< -o $@
+else
+LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
+PIC_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/pic/%.o)
+endif
+
+.PHONY: all static shared test check valgrind fuzz fuzz-run fuzz-smoke \
+        fuzz-regress bench examples run deps clean amalgamation \
+        test-amalgamation install uninstall check-symbols check-switches
 
 all: static shared examples
 
@@ -186,6 +205,16 @@ build/fuzz/%: fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FUZZ_FLAGS) $< $(LIB_SRCS) -o $@
 
+# Each target for FUZZTIME seconds over its seeds (CI: 30).
+fuzz-smoke: fuzz-run
+
+# The corpora and every crash ever found, replayed without libFuzzer.
+fuzz-regress: $(REPLAY_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    $(BUILD)/tests/replay_$$t fuzz/corpus/$$t/* \
+	        $$(ls -d fuzz/regressions/$$t/* 2>/dev/null) || exit 1; \
+	done
+
 fuzz-run: fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	    echo "== $$t for $(FUZZTIME)s"; \
@@ -204,6 +233,76 @@ $(BUILD)/bench/engine: bench/engine.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
 	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -O2 -g -Iinclude $< \
 	    -o $@ $(BUILD)/libllsmtp.a
+
+# ---- vendoring, installation -------------------------------------------------
+
+amalgamation:
+	sh tools/amalgamate.sh build/amalgamation
+
+# The whole suite and the examples against the vendored pair.
+test-amalgamation: amalgamation
+	@for cc in gcc clang; do \
+	    $$cc -std=c99 -Wall -Wextra -Wpedantic -Werror \
+	        -c build/amalgamation/llsmtp.c -o build/amalgamation/$$cc.o \
+	        || exit 1; \
+	done
+	@for cxx in g++ clang++; do \
+	    $$cxx -x c++ -std=c++11 -Wall -Wextra -Werror \
+	        -c build/amalgamation/llsmtp.c -o build/amalgamation/$$cxx.o \
+	        || exit 1; \
+	done
+	@printf '#define LLSMTP_STATIC 1\n#include "llsmtp.c"\nint main(void) { return llsmtp_version() == LLSMTP_VERSION_NUM ? 0 : 1; }\n' \
+	    > build/amalgamation/one_tu.c
+	$(CC) -std=c99 -Wall -Wextra -Wno-unused-function -Werror \
+	    -Ibuild/amalgamation build/amalgamation/one_tu.c \
+	    -o build/amalgamation/one_tu && build/amalgamation/one_tu
+	@echo "amalgamation compiles as C99 and C++11 with gcc and clang, and as one static translation unit"
+	$(MAKE) --no-print-directory test AMALG=1 BUILD=build/amalg
+
+# Each feature switch documented at the top of llsmtp.h compiles.
+check-switches: amalgamation
+	@for sw in LLSMTP_NO_DNS LLSMTP_NO_RELAY LLSMTP_NO_MX "LLSMTP_NO_DNS -DLLSMTP_NO_RELAY -DLLSMTP_NO_MX"; do \
+	    $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -D$$sw \
+	        -c build/amalgamation/llsmtp.c -o build/amalgamation/sw.o \
+	        || exit 1; \
+	    for m in $(LIB_SRCS); do \
+	        $(CC) $(WARN) -Iinclude -Ilib -D$$sw -c $$m -o build/sw.o \
+	            || exit 1; \
+	    done; \
+	    echo "-D$$sw: ok"; \
+	done
+
+# Only llsmtp_ names leave the shared library.
+check-symbols: shared
+	@bad=$$(nm -D --defined-only $(BUILD)/libllsmtp.so | \
+	    awk '{print $$NF}' | grep -v '^llsmtp_' || true); \
+	if [ -n "$$bad" ]; then echo "exported: $$bad"; exit 1; fi; \
+	echo "exported symbols: $$(nm -D --defined-only $(BUILD)/libllsmtp.so | wc -l), all llsmtp_*"
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+install: static shared
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/llsmtp.h $(DESTDIR)$(INCLUDEDIR)/llsmtp.h
+	install -m 644 $(BUILD)/libllsmtp.a $(DESTDIR)$(LIBDIR)/libllsmtp.a
+	install -m 755 $(BUILD)/libllsmtp.so.$(VERSION) \
+	    $(DESTDIR)$(LIBDIR)/libllsmtp.so.$(VERSION)
+	ln -sf libllsmtp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libllsmtp.so.$(MAJOR)
+	ln -sf libllsmtp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libllsmtp.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    pkg-config/llsmtp.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/llsmtp.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/llsmtp.h $(DESTDIR)$(LIBDIR)/libllsmtp.a \
+	    $(DESTDIR)$(LIBDIR)/libllsmtp.so.$(VERSION) \
+	    $(DESTDIR)$(LIBDIR)/libllsmtp.so.$(MAJOR) \
+	    $(DESTDIR)$(LIBDIR)/libllsmtp.so $(DESTDIR)$(PKGCONFIGDIR)/llsmtp.pc
 
 clean:
 	rm -rf build

@@ -7,6 +7,16 @@
  *
  * llsmtp never opens a socket, reads a clock or touches a file. The host
  * feeds bytes in, drains reply bytes out, and decides policy in callbacks.
+ *
+ * Build switches (define them when compiling the library, e.g. llsmtp.c,
+ * and in code using this header): none changes a public type's layout.
+ *   LLSMTP_NO_DNS    leave out lib/dns.c (DNS wire format)
+ *   LLSMTP_NO_MX     leave out MX ordering and relay-host parsing (IP text
+ *                    stays: the relay policy uses it)
+ *   LLSMTP_NO_RELAY  leave out the relay policy; a configuration that
+ *                    names one is then refused (never an open relay)
+ *   LLSMTP_STATIC    every public function becomes static, for hosts that
+ *                    #include "llsmtp.c" into one translation unit
  */
 #ifndef LLSMTP_H
 #define LLSMTP_H
@@ -32,6 +42,7 @@ extern "C" {
 
 #if defined(LLSMTP_STATIC)
 #define LLSMTP_API static
+#define LLSMTP_API_DATA static
 #elif defined(_WIN32) && defined(LLSMTP_BUILDING)
 #define LLSMTP_API __declspec(dllexport)
 #elif defined(_WIN32) && defined(LLSMTP_SHARED)
@@ -40,6 +51,9 @@ extern "C" {
 #define LLSMTP_API __attribute__((visibility("default")))
 #else
 #define LLSMTP_API
+#endif
+#ifndef LLSMTP_API_DATA
+#define LLSMTP_API_DATA LLSMTP_API extern
 #endif
 
 /* Runtime version, LLSMTP_VERSION_NUM of the library actually linked. */
@@ -287,8 +301,8 @@ LLSMTP_API int llsmtp_sasl_plain_parse(const char *p, size_t n,
                                        llsmtp_auth *out);
 
 /* The AUTH LOGIN prompts: Base64 of "Username:" and "Password:". */
-LLSMTP_API extern const char llsmtp_sasl_login_user_prompt[];
-LLSMTP_API extern const char llsmtp_sasl_login_pass_prompt[];
+LLSMTP_API_DATA const char llsmtp_sasl_login_user_prompt[13];
+LLSMTP_API_DATA const char llsmtp_sasl_login_pass_prompt[13];
 
 /* ---- server session, lib/server.c --------------------------------------- */
 
@@ -625,6 +639,7 @@ typedef struct llsmtp_mx_opts {
     uint64_t seed; /* shuffles records of equal preference; any value */
 } llsmtp_mx_opts;
 
+#ifndef LLSMTP_NO_MX
 /* Orders the *n MX records in v (capacity cap) for delivery to domain
  * (RFC 5321 5.1): duplicate hosts merged (lowest preference, addresses
  * joined), ascending preference, equal preferences in an order drawn from
@@ -656,6 +671,7 @@ typedef struct llsmtp_relayhost {
  * in 1..65535); *err_at (may be NULL) gets the offending offset. */
 LLSMTP_API int llsmtp_relayhost_parse(const char *p, size_t n,
                                       llsmtp_relayhost *out, size_t *err_at);
+#endif /* LLSMTP_NO_MX */
 
 
 /* ---- relay policy (lib/relay.c) ----------------------------------------- */
@@ -667,6 +683,7 @@ typedef struct llsmtp_cidr {
     uint8_t bits;
 } llsmtp_cidr;
 
+#ifndef LLSMTP_NO_RELAY
 /* Parses "192.168.0.0/16", "10.1.2.3" (a /32), "2001:db8::/32",
  * "::ffff:10.0.0.0/104". Returns LLSMTP_OK, LLSMTP_E_SYNTAX (not an
  * address), LLSMTP_E_RANGE (prefix too long) or LLSMTP_E_HOSTBITS
@@ -675,6 +692,7 @@ LLSMTP_API int llsmtp_cidr_parse(const char *p, size_t n, llsmtp_cidr *out);
 
 /* Whether ip lies in net (IPv4-mapped addresses count as IPv4). */
 LLSMTP_API int llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip);
+#endif
 
 /* Who may send mail where. Everything is borrowed (arrays and strings
  * must outlive the policy); nothing is allocated. Domain entries match
@@ -696,6 +714,7 @@ typedef struct llsmtp_relay_policy {
     const char *deny_text;     /* NULL: "Unable to relay for <rcpt>" */
 } llsmtp_relay_policy;
 
+#ifndef LLSMTP_NO_RELAY
 /* Fills *p: no domains, no networks, both *_may_relay on, 550 5.7.1. */
 LLSMTP_API void llsmtp_relay_policy_init(llsmtp_relay_policy *p);
 
@@ -717,6 +736,7 @@ enum llsmtp_relay_verdict {
 LLSMTP_API int llsmtp_relay_check(const llsmtp_relay_policy *p,
                                   const llsmtp_ip *ip, int authenticated,
                                   const llsmtp_path *rcpt);
+#endif /* LLSMTP_NO_RELAY */
 
 /* ---- DNS wire format (lib/dns.c), RFC 1035 ----------------------------- */
 
@@ -750,6 +770,7 @@ typedef struct llsmtp_dns_rr {
     llsmtp_ip ip;                     /* A / AAAA */
 } llsmtp_dns_rr;
 
+#ifndef LLSMTP_NO_DNS
 /* Writes a recursive (RD) query for name/qtype with the given id into
  * buf. tcp: prefix the 2-byte length (RFC 1035 4.2.2). *len gets the
  * size. Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad name), LLSMTP_E_BUFFER. */
@@ -785,6 +806,7 @@ LLSMTP_API int llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr,
  * Returns the number of addresses added. */
 LLSMTP_API size_t llsmtp_dns_addrs(const llsmtp_dns_rr *rrs, size_t nrr,
                                    llsmtp_mx *mx);
+#endif /* LLSMTP_NO_DNS */
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#ifndef LLSMTP_NO_DNS
 #define DNS_HDR 12
 #define DNS_CLASS_IN 1
 #define DNS_WIRE_NAME_MAX 255 /* RFC 1035 2.3.4 */
@@ -344,3 +345,6 @@ llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr, const char *name,
     }
     return LLSMTP_OK;
 }
+#else
+typedef int llsmtp__llsmtp_no_dns_left_out; /* ISO C: no empty file */
+#endif /* LLSMTP_NO_DNS */

@@ -12,10 +12,19 @@
 
 #include <string.h>
 
-#ifdef LLSMTP_AMALGAMATION
+/* In the amalgamation internal symbols are static (nothing leaks into the
+ * host's namespace), unless the test suite asks to see them. */
+#if defined(LLSMTP_AMALGAMATION) && !defined(LLSMTP_TEST_INTERNALS)
 #define LLSMTP_INTERNAL static
 #else
 #define LLSMTP_INTERNAL
+#endif
+
+/* Public data definitions: static in a single-file LLSMTP_STATIC build. */
+#ifdef LLSMTP_STATIC
+#define LLSMTP_DATA_DEF static
+#else
+#define LLSMTP_DATA_DEF
 #endif
 
 /* ---- ASCII, locale-free --------------------------------------------- */

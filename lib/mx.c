@@ -115,6 +115,7 @@ llsmtp_ip_format(const llsmtp_ip *ip, char *buf, size_t buflen)
     return n;
 }
 
+#ifndef LLSMTP_NO_MX
 /* ---- names --------------------------------------------------------------- */
 
 /* Length of a name without one trailing dot. */
@@ -408,3 +409,4 @@ llsmtp_relayhost_parse(const char *p, size_t n, llsmtp_relayhost *out,
     out->host[hn] = '\0';
     return LLSMTP_OK;
 }
+#endif /* LLSMTP_NO_MX */

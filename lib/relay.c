@@ -9,6 +9,7 @@
  */
 #include "internal.h"
 
+#ifndef LLSMTP_NO_RELAY
 static const uint8_t relay_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                          0xff, 0xff};
 
@@ -205,3 +206,6 @@ llsmtp_relay_check(const llsmtp_relay_policy *p, const llsmtp_ip *ip,
         return LLSMTP_RELAY_ALLOWED;
     return LLSMTP_RELAY_DENIED;
 }
+#else
+typedef int llsmtp__llsmtp_no_relay_left_out; /* ISO C: no empty file */
+#endif /* LLSMTP_NO_RELAY */

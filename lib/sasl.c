@@ -8,8 +8,10 @@
  */
 #include "internal.h"
 
-const char llsmtp_sasl_login_user_prompt[] = "VXNlcm5hbWU6"; /* Username: */
-const char llsmtp_sasl_login_pass_prompt[] = "UGFzc3dvcmQ6"; /* Password: */
+LLSMTP_DATA_DEF const char llsmtp_sasl_login_user_prompt[13] =
+    "VXNlcm5hbWU6"; /* Username: */
+LLSMTP_DATA_DEF const char llsmtp_sasl_login_pass_prompt[13] =
+    "UGFzc3dvcmQ6"; /* Password: */
 
 static int
 sasl_clean(const char *p, size_t n)

@@ -81,7 +81,11 @@ struct llsmtp_server {
     unsigned char discarding, sync_wait;
 };
 
+#ifdef __cplusplus /* vendored into C++: a const needs an initializer */
+static const llsmtp_callbacks sess_no_callbacks = {};
+#else
 static const llsmtp_callbacks sess_no_callbacks;
+#endif
 
 #define SESS_ALIGN(n) (((n) + 15u) & ~(size_t)15u)
 
@@ -129,6 +133,10 @@ sess_cfg_ok(const llsmtp_config *cfg)
         (cfg->max_auth_line < 512 || cfg->max_auth_line > (size_t)1 << 20 ||
          cfg->auth_mechanisms == NULL))
         return 0;
+#ifdef LLSMTP_NO_RELAY
+    if (cfg->relay != NULL)
+        return 0; /* compiled out: refuse rather than relay for anyone */
+#endif
     return 1;
 }
 
@@ -935,7 +943,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
 int
 llsmtp_server_pending(const llsmtp_server *s)
 {
-    return s != NULL ? s->pending : LLSMTP_PENDING_NONE;
+    return s != NULL ? (int)s->pending : (int)LLSMTP_PENDING_NONE;
 }
 
 void
@@ -1362,6 +1370,7 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
     return sess_decided(s, LLSMTP_PENDING_MAIL, cbrc, &r, path.mailbox);
 }
 
+#ifndef LLSMTP_NO_RELAY
 /* The relay policy refused a recipient: its reply, and on_rcpt is not
  * asked (no open relay, whatever the host's callback would say). */
 static int
@@ -1396,8 +1405,11 @@ sess_relay_denied(llsmtp_server *s, const llsmtp_path *path)
         if (cbrc != LLSMTP_CB_OK)
             return sess_fail(s, "on_relay_denied", LLSMTP_E_CALLBACK);
     }
-    return code / 100 == 5 ? sess_rcpt_refused(s) : LLSMTP_OK;
+    if (code / 100 == 5)
+        return sess_rcpt_refused(s);
+    return LLSMTP_OK;
 }
+#endif
 
 static int
 sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
@@ -1424,6 +1436,7 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
             return rc;
     }
     s->rcpt_verdict = -1;
+#ifndef LLSMTP_NO_RELAY
     if (s->cfg->relay != NULL) {
         int v = llsmtp_relay_check(s->cfg->relay,
                                    s->client.family ? &s->client : NULL,
@@ -1432,6 +1445,7 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
             return sess_relay_denied(s, &path);
         s->rcpt_verdict = (signed char)v;
     }
+#endif
     sess_default_reply(&r, 250, "2.1.5");
     if (s->cb->on_rcpt != NULL)
         SESS_CALL(s, cbrc, s->cb->on_rcpt(s, &path, &params, &r));
@@ -1905,9 +1919,7 @@ llsmtp__scan_crlf(const char *p, const char *end)
             return p + __builtin_ctz(m);
         p += 32;
     }
-    while (p < end && *p != '\r' && *p != '\n')
-        p++;
-    return p;
+    return llsmtp__scan_crlf_scalar(p, end); /* the last < 32 bytes */
 #else
     return llsmtp__scan_crlf_scalar(p, end);
 #endif
