@@ -58,7 +58,8 @@ endif
 
 .PHONY: all static shared test check valgrind fuzz fuzz-run fuzz-smoke \
         fuzz-regress bench examples run deps clean amalgamation \
-        test-amalgamation install uninstall check-symbols check-switches
+        test-amalgamation install uninstall check-symbols check-switches \
+        lint coverage check-builds test-install
 
 all: static shared examples
 
@@ -100,7 +101,8 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
-             dnsmasq-base libssl-dev openssl swaks msmtp
+             dnsmasq-base libssl-dev openssl swaks msmtp gcc-multilib gcovr \
+             cppcheck clang-tidy
 # Postfix comes only for smtp-source: "No configuration", never started.
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -272,6 +274,10 @@ check-switches: amalgamation
 	    echo "-D$$sw: ok"; \
 	done
 
+# Install into a temporary DESTDIR and build against it with pkg-config.
+test-install:
+	sh tests/install.sh
+
 # Only llsmtp_ names leave the shared library.
 check-symbols: shared
 	@bad=$$(nm -D --defined-only $(BUILD)/libllsmtp.so | \
@@ -303,6 +309,34 @@ uninstall:
 	    $(DESTDIR)$(LIBDIR)/libllsmtp.so.$(VERSION) \
 	    $(DESTDIR)$(LIBDIR)/libllsmtp.so.$(MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/libllsmtp.so $(DESTDIR)$(PKGCONFIGDIR)/llsmtp.pc
+
+# ---- quality gates -------------------------------------------------------
+
+# clang-tidy (.clang-tidy) and cppcheck (cppcheck.cfg.txt): zero findings.
+lint:
+	clang-tidy --quiet $(LIB_SRCS) -- -Iinclude -Ilib -std=c99
+	cppcheck --quiet --error-exitcode=1 --std=c99 --inline-suppr \
+	    --enable=warning,style,performance,portability \
+	    --suppressions-list=cppcheck.cfg.txt -Iinclude -Ilib lib/
+	@echo "lint: no findings"
+
+# Other builds that must stay warning-free: 32-bit (when gcc-multilib is
+# there) and -O3 -flto (the test suite runs on the LTO build).
+check-builds:
+	$(MAKE) --no-print-directory static BUILD=build/m32 CFLAGS=-m32
+	$(MAKE) --no-print-directory test BUILD=build/lto OPT="-O3 -flto" \
+	    LDFLAGS="-flto" AR=gcc-ar
+
+# Line and branch coverage of lib/ by the whole suite (gcovr).
+coverage:
+	$(MAKE) --no-print-directory test-build BUILD=build/cov \
+	    OPT="-O0 -g --coverage" LDFLAGS="--coverage"
+	@for t in $(TEST_NAMES); do (cd tests && ../build/cov/tests/$$t >/dev/null 2>&1) || exit 1; done
+	@for t in $(FUZZ_TARGETS); do build/cov/tests/replay_$$t fuzz/corpus/$$t/* >/dev/null || exit 1; done
+	@gcovr --root . --filter lib/ --txt build/cov/lines.txt build/cov/obj
+	@gcovr --root . --filter lib/ --branches --txt build/cov/branches.txt build/cov/obj
+	@tail -n 14 build/cov/lines.txt
+	@tail -n 2 build/cov/branches.txt | sed 's/^TOTAL/TOTAL (branches)/'
 
 clean:
 	rm -rf build

@@ -47,7 +47,11 @@ llsmtp_b64_encode(const void *in, size_t n, char *out, size_t cap,
     size_t i, o = 0;
     if ((in == NULL && n) || outlen == NULL || (out == NULL && cap))
         return LLSMTP_E_INVAL;
-    if (n > (SIZE_MAX - 2) / 4 * 3 || cap < llsmtp_b64_encoded_len(n))
+    *outlen = 0;
+    if (n == 0)
+        return LLSMTP_OK;
+    if (out == NULL || n > (SIZE_MAX - 2) / 4 * 3 ||
+        cap < llsmtp_b64_encoded_len(n))
         return LLSMTP_E_BUFFER;
     for (i = 0; i + 2 < n; i += 3) {
         unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
@@ -62,7 +66,10 @@ llsmtp_b64_encode(const void *in, size_t n, char *out, size_t cap,
             v |= (unsigned)p[i + 1] << 8;
         out[o++] = b64_alphabet[v >> 18];
         out[o++] = b64_alphabet[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
+        if (i + 1 < n)
+            out[o++] = b64_alphabet[(v >> 6) & 63];
+        else
+            out[o++] = '=';
         out[o++] = '=';
     }
     *outlen = o;
@@ -82,7 +89,9 @@ llsmtp_b64_decode(const char *in, size_t n, void *out, size_t cap,
         return LLSMTP_E_SYNTAX;
     if (n >= 1 && in[n - 1] == '=')
         pad = n >= 2 && in[n - 2] == '=' ? 2 : 1;
-    if (cap < n / 4 * 3 - pad)
+    if (n == 0)
+        return LLSMTP_OK;
+    if (q == NULL || cap < n / 4 * 3 - pad)
         return LLSMTP_E_BUFFER;
     for (i = 0; i < n; i += 4) {
         unsigned a = b64_value((unsigned char)in[i]);

@@ -68,15 +68,16 @@ llsmtp_ip_format(const llsmtp_ip *ip, char *buf, size_t buflen)
         /* RFC 5952: lower case, no leading zeros, the longest run of two
          * or more zero groups (the first of equals) as "::" */
         unsigned g[8];
-        int i, best = -1, bestlen = 0, run = 0;
+        int best = -1, bestlen = 0, run = 0, i;
         static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                            0xff, 0xff};
         if (memcmp(ip->addr, mapped, 12) == 0) {
-            memcpy(tmp, "::ffff:", 7);
+            memcpy(tmp, "::ffff:", 8); /* with its NUL */
             n = 7 + mx_put_v4(tmp + 7, ip->addr + 12);
         } else {
             for (i = 0; i < 8; i++)
-                g[i] = (unsigned)ip->addr[2 * i] << 8 | ip->addr[2 * i + 1];
+                g[i] = (unsigned)ip->addr[(size_t)i * 2] << 8 |
+                       ip->addr[(size_t)i * 2 + 1];
             for (i = 0; i < 8; i++) {
                 run = g[i] == 0 ? run + 1 : 0;
                 if (run > bestlen) {

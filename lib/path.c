@@ -103,7 +103,6 @@ llsmtp_ipv6_parse(const char *p, size_t n, uint8_t out[16])
                 return LLSMTP_E_SYNTAX;
             g[ng++] = (uint16_t)(v4[0] << 8 | v4[1]);
             g[ng++] = (uint16_t)(v4[2] << 8 | v4[3]);
-            i = n;
             break;
         }
         if (j == i || j - i > 4)
@@ -130,7 +129,7 @@ llsmtp_ipv6_parse(const char *p, size_t n, uint8_t out[16])
         return LLSMTP_E_SYNTAX;
     memset(out, 0, 16);
     for (k = 0; k < ng; k++) {
-        int pos = (dc >= 0 && k >= dc) ? 8 - (ng - k) : k;
+        size_t pos = (size_t)((dc >= 0 && k >= dc) ? 8 - (ng - k) : k);
         out[2 * pos] = (uint8_t)(g[k] >> 8);
         out[2 * pos + 1] = (uint8_t)(g[k] & 0xff);
     }

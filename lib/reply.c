@@ -72,12 +72,9 @@ rpl_generic_enhanced(int code)
     case 535: return "5.7.8";
     case 538: return "5.7.11";
     case 552: return "5.3.4";
-    case 555: return "5.5.4";
     case 500: return "5.5.2";
-    case 501: return "5.5.4";
-    case 502: return "5.5.1";
-    case 503: return "5.5.1";
-    case 504: return "5.5.4";
+    case 501: case 504: case 555: return "5.5.4";
+    case 502: case 503: return "5.5.1";
     default: return NULL;
     }
 }

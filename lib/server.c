@@ -655,7 +655,7 @@ sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     char *tail = sess_out_tail(s, &avail);
     if (llsmtp_b64_encoded_len(n) + 6 > avail)
         return sess_fail(s, NULL, LLSMTP_E_BUFFER);
-    memcpy(tail, "334 ", 4);
+    memcpy(tail, "334 ", 4); /* NOLINT(bugprone-not-null-terminated-result): wire bytes, not a string */
     if (llsmtp_b64_encode(data, n, tail + 4, avail - 6, &w) != LLSMTP_OK)
         return sess_fail(s, NULL, LLSMTP_E_BUFFER);
     tail[4 + w] = '\r';
@@ -854,7 +854,7 @@ sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
 #define SESS_CALL(s, rcvar, expr)                                            \
     do {                                                                     \
         (s)->in_cb = 1;                                                      \
-        rcvar = (expr);                                                      \
+        (rcvar) = (expr);                                                    \
         (s)->in_cb = 0;                                                      \
     } while (0)
 
@@ -1013,14 +1013,13 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
 {
     int t;
     unsigned sec = 300; /* RFC 5321 4.5.3.2.7: at least 5 minutes */
-    if (s == NULL || s->phase == PH_CLOSED || s->phase == PH_TLS_WAIT ||
-        s->failed) {
-        t = LLSMTP_TIMEOUT_NONE; /* closed, or the host's handshake */
-        sec = 0;
-    } else if (s->pending == LLSMTP_PENDING_DATA_END) {
+    if (s != NULL && s->pending == LLSMTP_PENDING_DATA_END && !s->failed &&
+        s->phase != PH_CLOSED) {
         t = LLSMTP_TIMEOUT_FINAL_DOT;
         sec = 600; /* 4.5.3.2.6: the client waits 10 minutes */
-    } else if (s->pending) {
+    } else if (s == NULL || s->phase == PH_CLOSED ||
+               s->phase == PH_TLS_WAIT || s->failed || s->pending) {
+        /* closed, the host's handshake, or the host deciding */
         t = LLSMTP_TIMEOUT_NONE;
         sec = 0;
     } else if (s->phase == PH_NEW) {
@@ -2123,7 +2122,6 @@ sess_data(llsmtp_server *s, const char *buf, size_t n, size_t *used)
                         goto out;
                     }
                     p++;
-                    run = p;
                     s->dstate = D_BOL;
                     *used = (size_t)(p - buf);
                     return sess_data_end(s);

@@ -119,10 +119,35 @@ test_folding(void **state)
     assert_non_null(strstr(buf, "\r\n550 5.7.1 q"));
 }
 
+/* Every code has a text and a well-formed line; 3xx carry no enhanced
+ * code, others the class or the code's usual one. */
+static void
+test_every_code(void **state)
+{
+    int code;
+    (void)state;
+    for (code = 200; code <= 599; code++) {
+        llsmtp_reply r = LLSMTP_REPLY_INIT;
+        char buf[600];
+        size_t n;
+        assert_int_equal(llsmtp_reply_set(&r, code, NULL, NULL), LLSMTP_OK);
+        n = llsmtp_reply_format(&r, 1, buf, sizeof buf);
+        assert_true(n > 6 && buf[3] == ' ' && buf[n - 2] == '\r' &&
+                    buf[n - 1] == '\n');
+        assert_int_equal(buf[0] - '0', code / 100);
+        if (code / 100 == 3)
+            assert_int_equal(r.enhanced[0], '\0');
+        else
+            assert_int_equal(r.enhanced[0] - '0', code / 100);
+        assert_true(n - 2 > 4 + strlen(r.enhanced) + 1); /* some text */
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_code),
         cmocka_unit_test(test_reply_set_validation),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_folding),
