@@ -229,7 +229,7 @@ static const llsmtp_callbacks fz_cb = {
     fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,
     fz_simple,  fz_data,   fz_simple, fz_abort,  fz_simple,
     fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple,
-    fz_auth,    fz_auth_step, fz_simple, NULL};
+    fz_auth,    fz_auth_step, fz_simple, NULL,      fz_arg};
 
 static int
 fz_resume(llsmtp_server *s, fz *f)
@@ -265,7 +265,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.hostname = "fuzz.example";
     cfg.callbacks = &fz_cb;
     cfg.bare_lf = data[0] % 3;
-    cfg.extensions = data[1];
+    cfg.extensions = data[1] | ((unsigned)(data[6] & 0xf8) << 5);
     cfg.auth_mechanisms = data[1] & 0x40 ? "PLAIN LOGIN CRAM-MD5" : "LOGIN";
     cfg.max_auth_line = 512 + (size_t)(data[6] >> 4) * 100;
     cfg.flags = data[2] & 0x3f;

@@ -194,6 +194,27 @@ LLSMTP_API int llsmtp_params_parse(const char *p, size_t n, unsigned opts,
 LLSMTP_API int llsmtp_xtext_decode(const char *p, size_t n, char *out,
                                    size_t cap, size_t *outlen);
 
+/* DSN (RFC 3461) NOTIFY= flags. */
+enum llsmtp_notify {
+    LLSMTP_NOTIFY_NEVER = 1u << 0,
+    LLSMTP_NOTIFY_SUCCESS = 1u << 1,
+    LLSMTP_NOTIFY_FAILURE = 1u << 2,
+    LLSMTP_NOTIFY_DELAY = 1u << 3
+};
+
+/* Parses a NOTIFY value: "NEVER" alone, or a comma list of SUCCESS,
+ * FAILURE, DELAY (each at most once), case-insensitive. Returns LLSMTP_OK
+ * with *flags, or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_dsn_notify_parse(const char *p, size_t n,
+                                       unsigned *flags);
+
+/* Splits an ORCPT value "addr-type;xtext" (RFC 3461 4.2): addr-type is an
+ * atom ("rfc822", "utf-8"), the rest valid xtext (decode it with
+ * llsmtp_xtext_decode). Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_dsn_orcpt_parse(const char *p, size_t n,
+                                      llsmtp_span *addr_type,
+                                      llsmtp_span *xtext);
+
 /* Finds a parameter by keyword, ASCII case-insensitively. Returns it or
  * NULL. */
 LLSMTP_API const llsmtp_param *llsmtp_params_get(const llsmtp_params *ps,
@@ -324,7 +345,12 @@ enum llsmtp_ext {
     LLSMTP_EXT_VRFY = 1u << 4,           /* advertise VRFY */
     LLSMTP_EXT_HELP = 1u << 5,           /* advertise HELP */
     LLSMTP_EXT_AUTH = 1u << 6,           /* RFC 4954 (cfg.auth_mechanisms) */
-    LLSMTP_EXT_STARTTLS = 1u << 7        /* RFC 3207: the host can do TLS */
+    LLSMTP_EXT_STARTTLS = 1u << 7,       /* RFC 3207: the host can do TLS */
+    LLSMTP_EXT_CHUNKING = 1u << 8,       /* RFC 3030 BDAT */
+    LLSMTP_EXT_BINARYMIME = 1u << 9,     /* RFC 3030 BODY=BINARYMIME */
+    LLSMTP_EXT_DSN = 1u << 10,           /* RFC 3461 RET ENVID NOTIFY ORCPT */
+    LLSMTP_EXT_SMTPUTF8 = 1u << 11,      /* RFC 6531 */
+    LLSMTP_EXT_ETRN = 1u << 12           /* RFC 1985 */
 };
 #define LLSMTP_EXT_DEFAULT                                                   \
     (LLSMTP_EXT_PIPELINING | LLSMTP_EXT_SIZE | LLSMTP_EXT_8BITMIME |         \
@@ -387,7 +413,8 @@ enum llsmtp_pending {
     LLSMTP_PENDING_TURN,
     LLSMTP_PENDING_QUIT,
     LLSMTP_PENDING_AUTH,     /* on_auth or on_auth_step */
-    LLSMTP_PENDING_STARTTLS
+    LLSMTP_PENDING_STARTTLS,
+    LLSMTP_PENDING_ETRN
 };
 
 /* The RFC 5321 4.5.3.2 timer that applies now (llsmtp_server_timeout). */
@@ -465,6 +492,10 @@ typedef struct llsmtp_callbacks {
      * for fail2ban-style defences); the refusal itself is not the host's
      * to change. Return LLSMTP_CB_OK (or FAIL). */
     int (*on_relay_denied)(llsmtp_server *s, const llsmtp_path *to);
+    /* ETRN (RFC 1985): arg is "domain", "@domain" or "#queue". Default
+     * "250 2.0.0 Queuing for node <arg> started"; refuse with 458 (unable
+     * to queue) or 459 (node not allowed). */
+    int (*on_etrn)(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r);
 } llsmtp_callbacks;
 
 /* Session configuration: borrowed read-only by every session, must
@@ -603,8 +634,11 @@ LLSMTP_API int llsmtp_server_helo_kind(const llsmtp_server *s);
 LLSMTP_API size_t llsmtp_server_rcpt_count(const llsmtp_server *s);
 /* Message bytes delivered so far in the current DATA. */
 LLSMTP_API uint64_t llsmtp_server_data_size(const llsmtp_server *s);
-/* BODY= declared at MAIL: 0 none, 7 for 7BIT, 8 for 8BITMIME. */
+/* BODY= declared at MAIL: 0 none, 7 for 7BIT, 8 for 8BITMIME, 9 for
+ * BINARYMIME. */
 LLSMTP_API int llsmtp_server_body_type(const llsmtp_server *s);
+/* Whether the transaction declared SMTPUTF8 (RFC 6531) at MAIL. */
+LLSMTP_API int llsmtp_server_smtputf8(const llsmtp_server *s);
 
 
 /* ---- MX selection (lib/mx.c) -------------------------------------------- */

@@ -551,3 +551,64 @@ llsmtp_xtext_decode(const char *p, size_t n, char *out, size_t cap,
         *outlen = o;
     return LLSMTP_OK;
 }
+
+int
+llsmtp_dsn_notify_parse(const char *p, size_t n, unsigned *flags)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } words[] = {{"never", LLSMTP_NOTIFY_NEVER},
+                 {"success", LLSMTP_NOTIFY_SUCCESS},
+                 {"failure", LLSMTP_NOTIFY_FAILURE},
+                 {"delay", LLSMTP_NOTIFY_DELAY}};
+    size_t i = 0, k;
+    unsigned f = 0;
+    if (p == NULL || flags == NULL)
+        return LLSMTP_E_INVAL;
+    for (;;) {
+        size_t start = i;
+        unsigned bit = 0;
+        while (i < n && p[i] != ',')
+            i++;
+        for (k = 0; k < sizeof words / sizeof words[0]; k++)
+            if (llsmtp__iequal(p + start, i - start, words[k].name,
+                               strlen(words[k].name)))
+                bit = words[k].bit;
+        if (bit == 0 || (f & bit))
+            return LLSMTP_E_SYNTAX;
+        f |= bit;
+        if (i >= n)
+            break;
+        i++; /* the comma */
+    }
+    /* RFC 3461 4.1: NEVER must appear alone */
+    if ((f & LLSMTP_NOTIFY_NEVER) && f != LLSMTP_NOTIFY_NEVER)
+        return LLSMTP_E_SYNTAX;
+    *flags = f;
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_dsn_orcpt_parse(const char *p, size_t n, llsmtp_span *addr_type,
+                       llsmtp_span *xtext)
+{
+    size_t i = 0;
+    if (p == NULL || addr_type == NULL || xtext == NULL)
+        return LLSMTP_E_INVAL;
+    while (i < n && p[i] != ';') {
+        if (!llsmtp__is_atext((unsigned char)p[i]))
+            return LLSMTP_E_SYNTAX;
+        i++;
+    }
+    if (i == 0 || i >= n - 1)
+        return LLSMTP_E_SYNTAX;
+    if (llsmtp_xtext_decode(p + i + 1, n - i - 1, NULL, 0, NULL) !=
+        LLSMTP_OK)
+        return LLSMTP_E_SYNTAX;
+    addr_type->p = p;
+    addr_type->n = i;
+    xtext->p = p + i + 1;
+    xtext->n = n - i - 1;
+    return LLSMTP_OK;
+}

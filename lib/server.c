@@ -22,6 +22,7 @@ enum {
     PH_CMD,       /* reading command lines */
     PH_DATA,      /* reading message data after 354 */
     PH_REFUSED,   /* 554 greeting: 503 to all but QUIT (RFC 5321 3.1) */
+    PH_BDAT,      /* reading a BDAT chunk (RFC 3030), byte-exact */
     PH_TLS_WAIT,  /* 220 to STARTTLS queued: input discarded until
                      llsmtp_server_tls_started (CVE-2011-0411) */
     PH_CLOSED     /* a 221/421 was queued: nothing more */
@@ -76,6 +77,9 @@ struct llsmtp_server {
     char *auth_user;      /* SESS_AUTH_USER_MAX bytes when AUTH is on */
     size_t auth_user_len;
     char auth_mech[SESS_MECH_MAX + 1];
+    uint64_t bdat_left;   /* octets of the current chunk still to come */
+    uint64_t bdat_size;   /* size of the current chunk */
+    unsigned char bdat_last, bdat_tx, bdat_discard, smtputf8, pend_utf8;
     unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
     unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
     unsigned char discarding, sync_wait;
@@ -378,6 +382,8 @@ sess_tx_reset(llsmtp_server *s)
     s->rcpt_tried = 0;
     s->decl_size = 0;
     s->body = 0;
+    s->bdat_tx = 0;
+    s->smtputf8 = 0;
 }
 
 /* Counts a client error; at the limit queues 421 and closes. */
@@ -410,7 +416,8 @@ static const char *const sess_cb_names[] = {
     "none",        "on_connect", "on_helo",  "on_mail_from",
     "on_rcpt",     "on_data_start", "on_data", "on_data_end",
     "on_rset",     "on_vrfy",    "on_expn",  "on_help",
-    "on_turn",     "on_quit",    "on_auth",  "on_starttls"};
+    "on_turn",     "on_quit",    "on_auth",  "on_starttls",
+    "on_etrn"};
 
 static void
 sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
@@ -555,6 +562,8 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
                 SP("\nVRFY");
             if (ext & LLSMTP_EXT_HELP)
                 SP("\nHELP");
+            if (ext & LLSMTP_EXT_ETRN)
+                SP("\nETRN");
             if ((ext & LLSMTP_EXT_STARTTLS) && !s->tls_active)
                 SP("\nSTARTTLS");
             if (sess_auth_offered(s)) {
@@ -566,6 +575,14 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
                 SP("\nENHANCEDSTATUSCODES");
             if (ext & LLSMTP_EXT_8BITMIME)
                 SP("\n8BITMIME");
+            if ((ext & LLSMTP_EXT_BINARYMIME) && (ext & LLSMTP_EXT_CHUNKING))
+                SP("\nBINARYMIME");
+            if (ext & LLSMTP_EXT_CHUNKING)
+                SP("\nCHUNKING");
+            if (ext & LLSMTP_EXT_DSN)
+                SP("\nDSN");
+            if (ext & LLSMTP_EXT_SMTPUTF8)
+                SP("\nSMTPUTF8");
         }
         enh = NULL;
         break;
@@ -618,6 +635,11 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     case LLSMTP_PENDING_STARTTLS:
         SP("Ready to start TLS");
+        break;
+    case LLSMTP_PENDING_ETRN:
+        SP("Queuing for node ");
+        sp[np++] = arg;
+        SP(" started");
         break;
     default:
         SP(llsmtp__reply_generic_text(r->code));
@@ -673,7 +695,10 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     int rc, cls = r->code / 100;
     if (kind == LLSMTP_PENDING_AUTH && r->code == 334)
         return sess_put_challenge(s, r->text, r->text_len);
-    if (r->is_default_) {
+    if (kind == LLSMTP_PENDING_DATA_START && cls == 3 &&
+        (s->bdat_size || s->bdat_last || s->bdat_left)) {
+        rc = LLSMTP_OK; /* BDAT answers after its chunk, not with 354 */
+    } else if (r->is_default_) {
         rc = sess_put_default(s, kind, r, arg);
     } else {
         llsmtp_span sp[3];
@@ -715,6 +740,7 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
             s->in_mail = 1;
             s->decl_size = s->pend_size;
             s->body = s->pend_body;
+            s->smtputf8 = s->pend_utf8;
         }
         break;
     case LLSMTP_PENDING_RCPT:
@@ -726,11 +752,21 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     case LLSMTP_PENDING_DATA_START:
         if (cls == 3) {
-            s->phase = PH_DATA;
             s->dstate = D_BOL;
             s->dabort = 0;
             s->dbare_cr = 0;
             s->msg_size = 0;
+            if (s->bdat_size || s->bdat_last || s->bdat_left) {
+                s->bdat_tx = 1; /* the first chunk of a BDAT message */
+                s->phase = PH_BDAT;
+            } else {
+                s->phase = PH_DATA;
+            }
+        } else if (s->bdat_left || s->bdat_last || s->bdat_size) {
+            /* refused, but the chunk is on its way: read and drop it */
+            sess_tx_reset(s);
+            s->bdat_discard = 1;
+            s->phase = PH_BDAT;
         }
         break;
     case LLSMTP_PENDING_DATA_END:
@@ -778,6 +814,7 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
 }
 
 static void sess_kind_default(int kind, llsmtp_reply *r);
+static int sess_bdat_end(llsmtp_server *s);
 
 /* A 354 belongs to DATA only; DATA cannot be answered with 2xx; 334
  * continues only a host-driven SASL exchange. */
@@ -896,6 +933,7 @@ sess_kind_default(int kind, llsmtp_reply *r)
     /* AUTH is refused unless the host says yes (RFC 4954 6: 535 5.7.8) */
     case LLSMTP_PENDING_AUTH: sess_default_reply(r, 535, "5.7.8"); break;
     case LLSMTP_PENDING_STARTTLS: sess_default_reply(r, 220, "2.0.0"); break;
+    case LLSMTP_PENDING_ETRN: sess_default_reply(r, 250, "2.0.0"); break;
     default: sess_default_reply(r, 250, "2.0.0"); break;
     }
 }
@@ -937,7 +975,12 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     arg.p = s->line;
     arg.n = s->pend_arg_len;
     s->pend_arg_len = 0;
-    return sess_apply(s, kind, &r, arg);
+    {
+        int rc = sess_apply(s, kind, &r, arg);
+        if (rc == LLSMTP_OK && s->phase == PH_BDAT && s->bdat_left == 0)
+            rc = sess_bdat_end(s); /* "BDAT 0 LAST" after a deferral */
+        return rc;
+    }
 }
 
 int
@@ -1009,6 +1052,12 @@ llsmtp_server_body_type(const llsmtp_server *s)
 }
 
 int
+llsmtp_server_smtputf8(const llsmtp_server *s)
+{
+    return s != NULL && s->smtputf8;
+}
+
+int
 llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
 {
     int t;
@@ -1024,7 +1073,7 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
         sec = 0;
     } else if (s->phase == PH_NEW) {
         t = LLSMTP_TIMEOUT_GREETING;
-    } else if (s->phase == PH_DATA) {
+    } else if (s->phase == PH_DATA || s->phase == PH_BDAT) {
         /* 4.5.3.2.5: the client's data block timer is 3 minutes; a server
          * waits longer, as the final-dot wait is 10 minutes. */
         t = s->msg_size == 0 && s->dstate == D_BOL
@@ -1068,7 +1117,9 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
+         (s->bdat_tx && s->in_mail)) &&
+        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
     if (s->auth_user != NULL)
@@ -1119,7 +1170,9 @@ llsmtp_server_eof(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if (s->phase == PH_DATA && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
+         (s->bdat_tx && s->in_mail)) &&
+        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     if (s->auth_user != NULL)
         sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
@@ -1133,7 +1186,7 @@ llsmtp_server_eof(llsmtp_server *s)
 enum {
     CMD_UNKNOWN = 0, CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA,
     CMD_RSET, CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_TURN,
-    CMD_HTTP, CMD_NOTIMPL, CMD_AUTH, CMD_STARTTLS
+    CMD_HTTP, CMD_NOTIMPL, CMD_AUTH, CMD_STARTTLS, CMD_BDAT, CMD_ETRN
 };
 
 static int
@@ -1150,7 +1203,7 @@ sess_verb(const char *v, size_t n)
         /* Known SMTP commands this session does not offer (RFC 5321
          * 4.2.4: 502, not 500). */
         {"starttls", CMD_STARTTLS}, {"auth", CMD_AUTH},
-        {"bdat", CMD_NOTIMPL}, {"etrn", CMD_NOTIMPL}, {"atrn", CMD_NOTIMPL},
+        {"bdat", CMD_BDAT}, {"etrn", CMD_ETRN}, {"atrn", CMD_NOTIMPL},
         {"send", CMD_NOTIMPL}, {"soml", CMD_NOTIMPL}, {"saml", CMD_NOTIMPL},
         {"verb", CMD_NOTIMPL}, {"lhlo", CMD_NOTIMPL},
         /* Cross-protocol attacks: an HTTP request sent to port 25. */
@@ -1267,6 +1320,9 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
                             : LLSMTP_PARSE_ALLOW_NULL;
     int rc;
 
+    if (s->cfg->extensions & LLSMTP_EXT_SMTPUTF8)
+        opts |= LLSMTP_PARSE_UTF8; /* RFC 6531; checked against the
+                                      transaction by the caller */
     *done = 1;
     if (arg.n < kwn || !llsmtp__ieq(arg.p, kw, kwn))
         return sess_err(s, 501, "5.5.4",
@@ -1284,7 +1340,8 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
                         is_rcpt ? "Bad recipient address syntax"
                                 : "Bad sender address syntax");
     i += end;
-    rc = llsmtp_params_parse(arg.p + i, arg.n - i, 0, params, &end);
+    rc = llsmtp_params_parse(arg.p + i, arg.n - i, opts & LLSMTP_PARSE_UTF8,
+                             params, &end);
     if (rc != LLSMTP_OK || sess_params_dup(params))
         return sess_err(s, 501, "5.5.4",
                         rc == LLSMTP_E_RANGE ? "Too many parameters"
@@ -1317,6 +1374,7 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
         return rc;
     s->pend_size = 0;
     s->pend_body = 0;
+    s->pend_utf8 = 0;
     for (i = 0; i < params.n; i++) {
         const llsmtp_param *p = &params.v[i];
         if ((ext & LLSMTP_EXT_SIZE) && sess_key_is(p, "size")) {
@@ -1348,21 +1406,44 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
                 llsmtp_xtext_decode(p->value.p, p->value.n, NULL, 0, NULL) !=
                     LLSMTP_OK)
                 return sess_err(s, 501, "5.5.4", "Bad AUTH value");
-        } else if ((ext & LLSMTP_EXT_8BITMIME) && sess_key_is(p, "body")) {
-            /* RFC 6152 */
+        } else if ((ext & (LLSMTP_EXT_8BITMIME | LLSMTP_EXT_BINARYMIME)) &&
+                   sess_key_is(p, "body")) {
+            /* RFC 6152, RFC 3030 3 */
             if (p->value.n == 4 && llsmtp__ieq(p->value.p, "7bit", 4))
                 s->pend_body = 7;
-            else if (p->value.n == 8 &&
+            else if ((ext & LLSMTP_EXT_8BITMIME) && p->value.n == 8 &&
                      llsmtp__ieq(p->value.p, "8bitmime", 8))
                 s->pend_body = 8;
+            else if ((ext & LLSMTP_EXT_BINARYMIME) &&
+                     (ext & LLSMTP_EXT_CHUNKING) && p->value.n == 10 &&
+                     llsmtp__ieq(p->value.p, "binarymime", 10))
+                s->pend_body = 9;
             else
                 return sess_err(s, 501, "5.5.4", "Bad BODY value");
+        } else if ((ext & LLSMTP_EXT_SMTPUTF8) && sess_key_is(p, "smtputf8")) {
+            if (p->value.p != NULL) /* RFC 6531 3.4: no value */
+                return sess_err(s, 501, "5.5.4", "SMTPUTF8 takes no value");
+            s->pend_utf8 = 1;
+        } else if ((ext & LLSMTP_EXT_DSN) && sess_key_is(p, "ret")) {
+            /* RFC 3461 4.3 */
+            if (!(p->value.n == 4 && llsmtp__ieq(p->value.p, "full", 4)) &&
+                !(p->value.n == 4 && llsmtp__ieq(p->value.p, "hdrs", 4)))
+                return sess_err(s, 501, "5.5.4", "Bad RET value");
+        } else if ((ext & LLSMTP_EXT_DSN) && sess_key_is(p, "envid")) {
+            /* RFC 3461 4.4: xtext, at most 100 characters */
+            if (p->value.n == 0 || p->value.n > 100 ||
+                llsmtp_xtext_decode(p->value.p, p->value.n, NULL, 0, NULL) !=
+                    LLSMTP_OK)
+                return sess_err(s, 501, "5.5.4", "Bad ENVID value");
         } else {
             rc = sess_unknown_param(s, 0, p, &done);
             if (done || rc != LLSMTP_OK)
                 return rc;
         }
     }
+    if ((path.flags & LLSMTP_PATH_UTF8) && !s->pend_utf8)
+        return sess_say(s, 553, "5.6.7",
+                        "Non-ASCII address requires the SMTPUTF8 parameter");
     sess_default_reply(&r, 250, "2.1.0");
     if (s->cb->on_mail_from != NULL)
         SESS_CALL(s, cbrc, s->cb->on_mail_from(s, &path, &params, &r));
@@ -1429,8 +1510,26 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
         s->rcpt_tried++;
         return sess_err(s, 452, "4.5.3", "Too many recipients");
     }
+    if ((path.flags & LLSMTP_PATH_UTF8) && !s->smtputf8)
+        return sess_say(s, 553, "5.6.7",
+                        "Non-ASCII address requires the SMTPUTF8 parameter");
     for (i = 0; i < params.n; i++) {
-        rc = sess_unknown_param(s, 1, &params.v[i], &done);
+        const llsmtp_param *p = &params.v[i];
+        if ((s->cfg->extensions & LLSMTP_EXT_DSN) && sess_key_is(p, "notify")) {
+            unsigned fl;
+            if (llsmtp_dsn_notify_parse(p->value.p != NULL ? p->value.p : "",
+                                        p->value.n, &fl) != LLSMTP_OK)
+                return sess_err(s, 501, "5.5.4", "Bad NOTIFY value");
+            continue;
+        }
+        if ((s->cfg->extensions & LLSMTP_EXT_DSN) && sess_key_is(p, "orcpt")) {
+            llsmtp_span at, xt;
+            if (llsmtp_dsn_orcpt_parse(p->value.p != NULL ? p->value.p : "",
+                                       p->value.n, &at, &xt) != LLSMTP_OK)
+                return sess_err(s, 501, "5.5.4", "Bad ORCPT value");
+            continue;
+        }
+        rc = sess_unknown_param(s, 1, p, &done);
         if (done || rc != LLSMTP_OK)
             return rc;
     }
@@ -1461,6 +1560,11 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
         return sess_err(s, 501, "5.5.4", "Syntax: DATA");
     if (!s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
+    /* RFC 3030 3: DATA and BDAT do not mix; BINARYMIME needs BDAT */
+    if (s->bdat_tx)
+        return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
+    if (s->body == 9)
+        return sess_err(s, 503, "5.5.1", "Error: BINARYMIME requires BDAT");
     if (s->rcpt_count == 0) {
         /* RFC 5321 3.3: 554 when every RCPT failed, 503 when none came. */
         if (s->rcpt_tried)
@@ -1512,6 +1616,9 @@ sess_cmd_simple(llsmtp_server *s, int kind, llsmtp_span arg)
     }
     return sess_decided(s, kind, cbrc, &r, none);
 }
+
+static int sess_data_end(llsmtp_server *s);
+static int sess_emit(llsmtp_server *s, const char *p, size_t n);
 
 /* ---- AUTH (RFC 4954) and STARTTLS (RFC 3207) --------------------------- */
 
@@ -1768,6 +1875,140 @@ llsmtp_server_authenticated(const llsmtp_server *s)
     return s != NULL && s->authenticated;
 }
 
+/* ---- BDAT (RFC 3030) and ETRN (RFC 1985) ------------------------------- */
+
+/* A chunk was read completely: its reply. */
+static int
+sess_bdat_end(llsmtp_server *s)
+{
+    llsmtp_span sp[2];
+    char num[24];
+    int rc;
+    s->phase = PH_CMD;
+    if (s->bdat_discard) {
+        /* refused at the BDAT line; the reply went out then */
+        s->bdat_discard = 0;
+        s->bdat_size = 0;
+        s->bdat_last = 0;
+        return LLSMTP_OK;
+    }
+    if (s->bdat_last) {
+        s->bdat_last = 0;
+        s->bdat_size = 0;
+        return sess_data_end(s); /* the message decision (RFC 3030 2) */
+    }
+    if (s->dabort) {
+        /* over the size limit: the transaction is over; later chunks are
+         * read and refused with 503 */
+        rc = sess_say(s, 552, "5.3.4",
+                      "Message size exceeds fixed maximum message size");
+        sess_tx_reset(s);
+        s->bdat_size = 0;
+        return rc;
+    }
+    sess_u64(num, sizeof num, s->bdat_size, &sp[0]);
+    sp[1].p = " octets received";
+    sp[1].n = 16;
+    s->bdat_size = 0;
+    return sess_put(s, 250, "2.0.0", sp, 2);
+}
+
+static int
+sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
+{
+    uint64_t size = 0;
+    size_t i = 0;
+    int last = 0, rc, cbrc = LLSMTP_CB_OK;
+    llsmtp_span rest;
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    const char *err = NULL, *err_enh = "5.5.1";
+    int err_code = 503;
+
+    if (!(s->cfg->extensions & LLSMTP_EXT_CHUNKING))
+        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
+    while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i]) && i < 20) {
+        size = size * 10 + (uint64_t)(arg.p[i] - '0');
+        i++;
+    }
+    rest = sess_trim(arg.p + i, arg.n - i);
+    if (i == 0 || (i < arg.n && arg.p[i] != ' ') ||
+        (rest.n && !llsmtp__iequal(rest.p, rest.n, "LAST", 4)))
+        /* RFC 3030 2: without a size nobody knows where the chunk ends;
+         * what follows is read as commands */
+        return sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    last = rest.n != 0;
+    s->bdat_size = size;
+    s->bdat_left = size;
+    s->bdat_last = (unsigned char)last;
+    s->bdat_discard = 0;
+    if (!s->in_mail)
+        err = "Error: need MAIL command";
+    else if (s->rcpt_count == 0 && s->rcpt_tried) {
+        err_code = 554;
+        err = "Error: no valid recipients";
+    } else if (s->rcpt_count == 0)
+        err = "Error: need RCPT command";
+    if (err != NULL) {
+        /* the chunk is still read (and dropped) to stay in sync */
+        s->bdat_discard = 1;
+        s->phase = PH_BDAT;
+        rc = sess_err(s, err_code, err_enh, err);
+        if (rc != LLSMTP_OK)
+            return rc;
+        return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
+    }
+    if (!s->bdat_tx) {
+        /* the first chunk: the host opens the message */
+        sess_default_reply(&r, 354, "");
+        if (s->cb->on_data_start != NULL)
+            SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
+        rc = sess_decided(s, LLSMTP_PENDING_DATA_START, cbrc, &r, none);
+        if (rc != LLSMTP_OK)
+            return rc;
+    } else {
+        s->phase = PH_BDAT;
+    }
+    if (s->phase == PH_BDAT && s->bdat_left == 0)
+        return sess_bdat_end(s);
+    return LLSMTP_OK;
+}
+
+static int
+sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    int cbrc = LLSMTP_CB_OK;
+    size_t k;
+    if (!(s->cfg->extensions & LLSMTP_EXT_ETRN))
+        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
+    if (s->helo == HELO_NONE)
+        return sess_err(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+    if (s->in_mail)
+        return sess_err(s, 503, "5.5.1",
+                        "Error: MAIL transaction in progress");
+    /* RFC 1985: "domain", "@domain" (and subdomains), "#queue" */
+    if (arg.n > 1 && arg.p[0] == '#') {
+        for (k = 1; k < arg.n; k++)
+            if ((unsigned char)arg.p[k] <= 0x20 ||
+                (unsigned char)arg.p[k] >= 0x7f)
+                break;
+        if (k < arg.n)
+            arg.n = 0;
+    } else if (arg.n == 0 ||
+               llsmtp_domain_check(arg.p + (arg.p[0] == '@'),
+                                   arg.n - (arg.p[0] == '@'), 0) !=
+                   LLSMTP_OK) {
+        arg.n = 0;
+    }
+    if (arg.n == 0)
+        return sess_err(s, 501, "5.5.4", "Syntax: ETRN domain");
+    sess_kind_default(LLSMTP_PENDING_ETRN, &r);
+    if (s->cb->on_etrn != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_etrn(s, arg, &r));
+    return sess_decided(s, LLSMTP_PENDING_ETRN, cbrc, &r, arg);
+}
+
 /* RFC 2920 3.1: these must be last in a pipelined group. */
 static int
 sess_ends_group(int cmd)
@@ -1876,6 +2117,10 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
         return sess_err(s, 502, "5.5.1", "Error: command not implemented");
     case CMD_AUTH:
         return sess_cmd_auth(s, arg);
+    case CMD_BDAT:
+        return sess_cmd_bdat(s, arg);
+    case CMD_ETRN:
+        return sess_cmd_etrn(s, arg);
     case CMD_STARTTLS:
         return sess_cmd_starttls(s, arg);
     default:
@@ -2226,6 +2471,34 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             if (rc != LLSMTP_OK)
                 break;
             continue;
+        }
+        if (s->phase == PH_BDAT) {
+            /* RFC 3030: exactly bdat_left octets, byte-exact */
+            k = len - i;
+            if ((uint64_t)k > s->bdat_left)
+                k = (size_t)s->bdat_left;
+            if ((uint64_t)k == s->bdat_left && sess_out_free(s) < s->reserve) {
+                /* the chunk would end with no room for its reply: keep its
+                 * last byte for after the host drains */
+                if (k <= 1) {
+                    rc = LLSMTP_BLOCKED;
+                    break;
+                }
+                k--;
+            }
+            s->bdat_left -= k;
+            i += k;
+            if (!s->bdat_discard) {
+                rc = sess_emit(s, buf + i - k, k);
+                if (rc != LLSMTP_OK)
+                    break; /* paused after this piece, or failed */
+            }
+            if (s->bdat_left == 0) {
+                rc = sess_bdat_end(s);
+                if (rc != LLSMTP_OK)
+                    break;
+            }
+            continue; /* the rest of the chunk comes in later feeds */
         }
         if (s->phase == PH_CLOSED) {
             rc = LLSMTP_CLOSE;

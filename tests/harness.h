@@ -401,12 +401,19 @@ th_on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
     return LLSMTP_CB_OK;
 }
 
+static int
+th_on_etrn(llsmtp_server *s, llsmtp_span a, llsmtp_reply *r)
+{
+    th_event(TH_HOST(s), "etrn", a.p, a.n);
+    return th_decide(TH_HOST(s), "etrn", a.p, a.n, r);
+}
+
 static const llsmtp_callbacks th_callbacks = {
     th_on_connect,   th_on_helo, th_on_mail,       th_on_rcpt,
     th_on_param,     th_on_data_start, th_on_data, th_on_data_end,
     th_on_data_abort, th_on_rset, th_on_vrfy,      th_on_expn,
     th_on_help,      th_on_turn, th_on_quit,       th_on_auth,
-    th_on_auth_step, th_on_starttls, th_on_relay_denied};
+    th_on_auth_step, th_on_starttls, th_on_relay_denied, th_on_etrn};
 
 /* Drains the session's output into h->out. */
 static void

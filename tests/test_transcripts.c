@@ -176,7 +176,12 @@ tr_ext(const char *v)
                  {"VRFY", LLSMTP_EXT_VRFY},
                  {"HELP", LLSMTP_EXT_HELP},
                  {"AUTH", LLSMTP_EXT_AUTH},
-                 {"STARTTLS", LLSMTP_EXT_STARTTLS}};
+                 {"STARTTLS", LLSMTP_EXT_STARTTLS},
+                 {"CHUNKING", LLSMTP_EXT_CHUNKING},
+                 {"BINARYMIME", LLSMTP_EXT_BINARYMIME},
+                 {"DSN", LLSMTP_EXT_DSN},
+                 {"SMTPUTF8", LLSMTP_EXT_SMTPUTF8},
+                 {"ETRN", LLSMTP_EXT_ETRN}};
     char buf[256], *tok, *save = NULL;
     snprintf(buf, sizeof buf, "%s", v);
     if (strcmp(buf, "none") == 0)
