@@ -39,7 +39,9 @@ for path in sorted(glob.glob('tests/transcripts/*.txt')):
         # config bytes: policy, extensions, flags, size, errors, output,
         # line, rng; AUTH/STARTTLS dialogues get AUTH (cleartext) and TLS
         tls = name.startswith(('auth', 'starttls', 'require'))
-        head = bytes([policy, 0xff if tls else 0x3f, 0x04 if tls else 0, 0, 20, 4, 0, 7])
+        esmtp = name.startswith(('bdat', 'binarymime', 'etrn', 'smtputf8', 'dsn'))
+        head = bytes([policy, 0xff if tls else 0x3f, 0x04 if tls else 0, 0, 20, 4,
+                      0xf8 if esmtp else 0, 7])
         with open('fuzz/corpus/fuzz_server/%s-%d' % (name, policy), 'wb') as f:
             f.write(head + bytes(data))
 paths = [b'<a@example.org>', b'<>', b'<"john doe"@x.y>', b'<a@[192.0.2.1]>',
