@@ -48,6 +48,7 @@ typedef struct options {
     const char *spool;
     const char *tls_cert, *tls_key;
     int discard, no_fsync, verbose, insecure_auth;
+    unsigned no_ext; /* extensions switched off with --no-... */
     char **users; /* "name:password" */
     size_t nusers;
     unsigned long long max_size;
@@ -66,6 +67,7 @@ typedef struct conn {
     char *sender;       /* reverse path of the transaction */
     char **rcpts;       /* forward paths */
     char *relay;        /* per recipient: 1 relayed, 0 local */
+    char **rcpt_params; /* per recipient: its ESMTP parameters */
     size_t nrcpt, rcpt_cap;
     char *params;       /* MAIL parameters as text */
     FILE *msg;          /* DIR/tmp/<id>.eml while receiving */
@@ -134,6 +136,9 @@ usage(FILE *f)
         "tests only)\n"
         "  --tls-cert F --tls-key F   offer STARTTLS with this certificate "
         "chain and key (PEM)\n"
+        "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
+        "                         switch off an extension (all on by "
+        "default)\n"
         "  --spool DIR            default ./spool\n"
         "  --discard              accept and drop messages (benchmarks); no "
         "disk writes\n"
@@ -274,6 +279,16 @@ parse_args(int argc, char **argv)
             read_users(v);
         } else if (strcmp(a, "--insecure-auth") == 0) {
             opt.insecure_auth = 1;
+        } else if (strcmp(a, "--no-chunking") == 0) {
+            opt.no_ext |= LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME;
+        } else if (strcmp(a, "--no-binarymime") == 0) {
+            opt.no_ext |= LLSMTP_EXT_BINARYMIME;
+        } else if (strcmp(a, "--no-dsn") == 0) {
+            opt.no_ext |= LLSMTP_EXT_DSN;
+        } else if (strcmp(a, "--no-smtputf8") == 0) {
+            opt.no_ext |= LLSMTP_EXT_SMTPUTF8;
+        } else if (strcmp(a, "--no-etrn") == 0) {
+            opt.no_ext |= LLSMTP_EXT_ETRN;
         } else if (strcmp(a, "--tls-cert") == 0) {
             NEEDV();
             opt.tls_cert = v;
@@ -454,8 +469,10 @@ free_tx(conn *c)
     c->sender = NULL;
     free(c->params);
     c->params = NULL;
-    for (i = 0; i < c->nrcpt; i++)
+    for (i = 0; i < c->nrcpt; i++) {
         free(c->rcpts[i]);
+        free(c->rcpt_params[i]);
+    }
     c->nrcpt = 0;
 }
 
@@ -486,28 +503,39 @@ on_helo(llsmtp_server *s, llsmtp_span d, int is_ehlo, llsmtp_reply *r)
     return LLSMTP_CB_OK;
 }
 
+/* "KEY=VALUE KEY" as given, for the envelope file. */
+static char *
+params_text(const llsmtp_params *ps)
+{
+    size_t i, len = 0;
+    char *t;
+    for (i = 0; i < ps->n; i++)
+        len += ps->v[i].key.n + ps->v[i].value.n + 2;
+    t = malloc(len + 1);
+    if (t == NULL)
+        return NULL;
+    t[0] = '\0';
+    for (i = 0; i < ps->n; i++) {
+        size_t o = strlen(t);
+        snprintf(t + o, len + 1 - o, "%s%.*s%s%.*s", o ? " " : "",
+                 (int)ps->v[i].key.n, ps->v[i].key.p,
+                 ps->v[i].value.p ? "=" : "", (int)ps->v[i].value.n,
+                 ps->v[i].value.p ? ps->v[i].value.p : "");
+    }
+    return t;
+}
+
 static int
 on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    size_t i, len = 0;
     (void)r;
     free_tx(c);
     c->sender = dupspan(from->mailbox.p, from->mailbox.n);
-    for (i = 0; i < ps->n; i++)
-        len += ps->v[i].key.n + ps->v[i].value.n + 2;
-    c->params = malloc(len + 1);
+    c->params = params_text(ps);
     if (c->sender == NULL || c->params == NULL)
         return LLSMTP_CB_FAIL;
-    c->params[0] = '\0';
-    for (i = 0; i < ps->n; i++) {
-        size_t o = strlen(c->params);
-        snprintf(c->params + o, len + 1 - o, "%s%.*s%s%.*s", o ? " " : "",
-                 (int)ps->v[i].key.n, ps->v[i].key.p,
-                 ps->v[i].value.p ? "=" : "", (int)ps->v[i].value.n,
-                 ps->v[i].value.p ? ps->v[i].value.p : "");
-    }
     logf_("session=%d mail=<%s>", c->fd, c->sender);
     return LLSMTP_CB_OK;
 }
@@ -520,7 +548,6 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     /* The library's relay policy already refused recipients we may not
      * take (and then this callback is not called). */
     int relay = llsmtp_server_rcpt_verdict(s) == LLSMTP_RELAY_ALLOWED;
-    (void)ps;
     (void)r;
     if (c->nrcpt == c->rcpt_cap) {
         size_t cap = c->rcpt_cap ? c->rcpt_cap * 2 : 4;
@@ -533,11 +560,19 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         if (rl == NULL)
             return LLSMTP_CB_FAIL;
         c->relay = rl;
+        v = realloc(c->rcpt_params, cap * sizeof *v);
+        if (v == NULL)
+            return LLSMTP_CB_FAIL;
+        c->rcpt_params = v;
         c->rcpt_cap = cap;
     }
     c->rcpts[c->nrcpt] = dupspan(to->mailbox.p, to->mailbox.n);
-    if (c->rcpts[c->nrcpt] == NULL)
+    c->rcpt_params[c->nrcpt] = params_text(ps);
+    if (c->rcpts[c->nrcpt] == NULL || c->rcpt_params[c->nrcpt] == NULL) {
+        free(c->rcpts[c->nrcpt]);
+        free(c->rcpt_params[c->nrcpt]);
         return LLSMTP_CB_FAIL;
+    }
     c->relay[c->nrcpt] = (char)relay;
     c->nrcpt++;
     logf_("session=%d rcpt=<%.*s> accepted=%s", c->fd, (int)to->mailbox.n,
@@ -626,9 +661,18 @@ write_envelope(conn *c, const char *path)
 #endif
     if (c->params && c->params[0])
         fprintf(f, "mail-params %s\n", c->params);
+    {
+        int body = llsmtp_server_body_type(c->s);
+        if (body)
+            fprintf(f, "body %s\n",
+                    body == 7 ? "7BIT" : body == 8 ? "8BITMIME" : "BINARYMIME");
+        if (llsmtp_server_smtputf8(c->s))
+            fprintf(f, "smtputf8 yes\n");
+    }
     for (i = 0; i < c->nrcpt; i++)
-        fprintf(f, "rcpt <%s> %s\n", c->rcpts[i],
-                c->relay[i] ? "relay" : "local");
+        fprintf(f, "rcpt <%s> %s%s%s\n", c->rcpts[i],
+                c->relay[i] ? "relay" : "local",
+                c->rcpt_params[i][0] ? " " : "", c->rcpt_params[i]);
     ok = fflush(f) == 0 && (opt.no_fsync || fsync(fileno(f)) == 0);
     ok = fclose(f) == 0 && ok;
     return ok ? 0 : -1;
@@ -745,7 +789,22 @@ on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
     return LLSMTP_CB_OK;
 }
 
+/* ETRN: this server delivers nothing onward yet (issue 9), so it says so
+ * rather than pretend to start a queue run. */
+static int
+on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
+{
+    static char text[300];
+    snprintf(text, sizeof text,
+             "Unable to queue messages for node %.*s: no onward delivery here",
+             (int)arg.n, arg.p);
+    llsmtp_reply_set(r, 458, "4.3.0", text);
+    logf_("session=%d etrn=%.*s", CONN(s)->fd, (int)arg.n, arg.p);
+    return LLSMTP_CB_OK;
+}
+
 static const llsmtp_callbacks callbacks = {
+    .on_etrn = on_etrn,
     .on_relay_denied = on_relay_denied,
     .on_auth = on_auth,
     .on_helo = on_helo,
@@ -777,6 +836,7 @@ conn_free(conn *c)
         llsmtp_server_eof(c->s);
     free_tx(c);
     free(c->rcpts);
+    free(c->rcpt_params);
     free(c->relay);
     free(c->pending);
 #ifdef HAVE_OPENSSL
@@ -1068,6 +1128,11 @@ main(int argc, char **argv)
     policy.networks = opt.relay_nets;
     policy.nnetworks = (size_t)opt.nnets;
     cfg.relay = &policy;
+    /* RFC 3030, 3461, 6531, 1985: on unless switched off */
+    cfg.extensions |= (LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME |
+                       LLSMTP_EXT_DSN | LLSMTP_EXT_SMTPUTF8 |
+                       LLSMTP_EXT_ETRN) &
+                      ~opt.no_ext;
 #ifdef HAVE_OPENSSL
     if (opt.tls_cert != NULL) {
         tls_ctx = SSL_CTX_new(TLS_server_method());

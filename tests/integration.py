@@ -552,6 +552,69 @@ def mxlookup_against_dnsmasq():
     assert r.returncode == 1 and r.stderr.count(b'\n') == 1, r
 
 
+@case
+def bdat_binarymime_through_a_socket():
+    srv = Server()
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\n')
+        code, lines = reply(f)
+        for ext in ('CHUNKING', 'BINARYMIME', 'DSN', 'SMTPUTF8', 'ETRN'):
+            assert any(l[4:] == ext for l in lines), (ext, lines)
+        body = bytes(range(256)) * 40 + b'\r\n.\r\n\n.\n'
+        a, b = body[:7000], body[7000:]
+        # the whole transaction pipelined, binary chunks with NUL, bare LF
+        # and a fake end-of-data inside
+        s.sendall(b'MAIL FROM:<a@example.org> BODY=BINARYMIME RET=HDRS ENVID=id+2B1\r\n'
+                  b'RCPT TO:<b@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.test\r\n'
+                  + b'BDAT %d\r\n' % len(a) + a + b'BDAT %d LAST\r\n' % len(b) + b)
+        assert [reply(f)[0] for _ in range(2)] == [250, 250]
+        assert reply(f) == (250, ['250 2.0.0 %d octets received' % len(a)])
+        code, lines = reply(f)
+        assert code == 250 and 'Queued mail for delivery' in lines[0], lines
+        s.sendall(b'ETRN example.test\r\n')
+        assert reply(f)[0] == 458
+        s.sendall(b'QUIT\r\n')
+        assert reply(f)[0] == 221
+        f.close(); s.close()
+        m = srv.messages()
+        assert len(m) == 1 and srv.body(m[0]) == body
+        env = srv.envelope(m[0])
+        assert 'body BINARYMIME' in env and 'mail-params BODY=BINARYMIME RET=HDRS ENVID=id+2B1' in env, env
+        assert 'rcpt <b@example.test> local NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.test' in env, env
+    finally:
+        srv.stop()
+    srv = Server('--no-chunking')
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\n')
+        code, lines = reply(f)
+        assert not any('CHUNKING' in l or 'BINARYMIME' in l for l in lines), lines
+        s.sendall(b'BDAT 0 LAST\r\n')
+        assert reply(f)[0] == 502
+        f.close(); s.close()
+    finally:
+        srv.stop()
+
+
+@case
+def smtputf8_with_smtplib():
+    srv = Server()
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('client.example.org')
+            assert c.has_extn('smtputf8')
+            refused = c.sendmail('j\u00f6rg@example.org', ['\u7528\u6237@example.test'],
+                                 'Subject: utf8\r\n\r\nh\u00e9llo\r\n'.encode(), mail_options=['SMTPUTF8'])
+            assert refused == {}, refused
+        env = srv.envelope(srv.messages()[0])
+        assert 'smtputf8 yes' in env and 'rcpt <\u7528\u6237@example.test>' in env, env
+    finally:
+        srv.stop()
+
+
 def need(tool):
     path = shutil.which(tool) or ('/usr/sbin/' + tool if os.path.exists('/usr/sbin/' + tool) else None)
     if path is None:
