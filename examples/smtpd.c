@@ -47,7 +47,7 @@ typedef struct options {
     int nnets;
     const char *spool;
     const char *tls_cert, *tls_key;
-    int discard, no_fsync, verbose, insecure_auth;
+    int discard, no_fsync, verbose, insecure_auth, proxy;
     unsigned no_ext; /* extensions switched off with --no-... */
     char **users; /* "name:password" */
     size_t nusers;
@@ -136,6 +136,8 @@ usage(FILE *f)
         "tests only)\n"
         "  --tls-cert F --tls-key F   offer STARTTLS with this certificate "
         "chain and key (PEM)\n"
+        "  --proxy-protocol       expect a PROXY v1/v2 header (behind "
+        "HAProxy or a TCP load balancer)\n"
         "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
         "                         switch off an extension (all on by "
         "default)\n"
@@ -279,6 +281,8 @@ parse_args(int argc, char **argv)
             read_users(v);
         } else if (strcmp(a, "--insecure-auth") == 0) {
             opt.insecure_auth = 1;
+        } else if (strcmp(a, "--proxy-protocol") == 0) {
+            opt.proxy = 1;
         } else if (strcmp(a, "--no-chunking") == 0) {
             opt.no_ext |= LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME;
         } else if (strcmp(a, "--no-binarymime") == 0) {
@@ -803,7 +807,26 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
     return LLSMTP_CB_OK;
 }
 
+/* Behind a load balancer the PROXY header names the real client. */
+static int
+on_connect(llsmtp_server *s, llsmtp_reply *r)
+{
+    conn *c = CONN(s);
+    llsmtp_ip ip;
+    uint16_t port;
+    (void)r;
+    if (opt.proxy) {
+        if (llsmtp_server_client(s, &ip, &port))
+            llsmtp_ip_format(&ip, c->peer, sizeof c->peer);
+        else
+            snprintf(c->peer, sizeof c->peer, "unknown");
+        logf_("session=%d proxy client %s", c->fd, c->peer);
+    }
+    return LLSMTP_CB_OK;
+}
+
 static const llsmtp_callbacks callbacks = {
+    .on_connect = on_connect,
     .on_etrn = on_etrn,
     .on_relay_denied = on_relay_denied,
     .on_auth = on_auth,
@@ -1128,6 +1151,8 @@ main(int argc, char **argv)
     policy.networks = opt.relay_nets;
     policy.nnetworks = (size_t)opt.nnets;
     cfg.relay = &policy;
+    if (opt.proxy)
+        cfg.flags |= LLSMTP_CFG_PROXY;
     /* RFC 3030, 3461, 6531, 1985: on unless switched off */
     cfg.extensions |= (LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME |
                        LLSMTP_EXT_DSN | LLSMTP_EXT_SMTPUTF8 |

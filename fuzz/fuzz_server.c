@@ -268,7 +268,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.extensions = data[1] | ((unsigned)(data[6] & 0xf8) << 5);
     cfg.auth_mechanisms = data[1] & 0x40 ? "PLAIN LOGIN CRAM-MD5" : "LOGIN";
     cfg.max_auth_line = 512 + (size_t)(data[6] >> 4) * 100;
-    cfg.flags = data[2] & 0x3f;
+    cfg.flags = data[2] & 0x7f; /* includes LLSMTP_CFG_PROXY */
     cfg.max_size = data[3] & 1 ? (uint64_t)data[3] * 4 : 0;
     cfg.max_rcpt = 100;
     cfg.max_errors = data[4] & 31;

@@ -40,7 +40,9 @@ for path in sorted(glob.glob('tests/transcripts/*.txt')):
         # line, rng; AUTH/STARTTLS dialogues get AUTH (cleartext) and TLS
         tls = name.startswith(('auth', 'starttls', 'require'))
         esmtp = name.startswith(('bdat', 'binarymime', 'etrn', 'smtputf8', 'dsn'))
-        head = bytes([policy, 0xff if tls else 0x3f, 0x04 if tls else 0, 0, 20, 4,
+        proxy = name.startswith('proxy')
+        head = bytes([policy, 0xff if tls else 0x3f,
+                      (0x04 if tls else 0) | (0x40 if proxy else 0), 0, 20, 4,
                       0xf8 if esmtp else 0, 7])
         with open('fuzz/corpus/fuzz_server/%s-%d' % (name, policy), 'wb') as f:
             f.write(head + bytes(data))

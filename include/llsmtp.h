@@ -386,7 +386,12 @@ enum llsmtp_cfg_flag {
     LLSMTP_CFG_REQUIRE_AUTH = 1u << 4,
     /* MAIL before STARTTLS: 530 5.7.0 Must issue a STARTTLS command
      * first. */
-    LLSMTP_CFG_REQUIRE_TLS = 1u << 5
+    LLSMTP_CFG_REQUIRE_TLS = 1u << 5,
+    /* Behind a load balancer: the connection starts with a PROXY protocol
+     * header (HAProxy's v1 text or v2 binary form) carrying the real
+     * client address, read before the greeting. A missing or malformed
+     * header closes the connection with no reply. */
+    LLSMTP_CFG_PROXY = 1u << 6
 };
 
 /* Why a message was abandoned (on_data_abort). */
@@ -577,6 +582,11 @@ LLSMTP_API void llsmtp_server_set_client(llsmtp_server *s,
                                          const llsmtp_ip *ip);
 /* The client authenticated by other means (AUTH does this itself). */
 LLSMTP_API void llsmtp_server_set_authenticated(llsmtp_server *s, int yes);
+/* The client address and port as the PROXY header gave them (or as set
+ * with llsmtp_server_set_client; port 0 then). Returns 1 when known. */
+LLSMTP_API int llsmtp_server_client(const llsmtp_server *s, llsmtp_ip *ip,
+                                    uint16_t *port);
+
 /* Whether the client has authenticated. */
 LLSMTP_API int llsmtp_server_authenticated(const llsmtp_server *s);
 

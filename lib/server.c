@@ -23,6 +23,7 @@ enum {
     PH_DATA,      /* reading message data after 354 */
     PH_REFUSED,   /* 554 greeting: 503 to all but QUIT (RFC 5321 3.1) */
     PH_BDAT,      /* reading a BDAT chunk (RFC 3030), byte-exact */
+    PH_PROXY,     /* reading a PROXY protocol header, before greeting */
     PH_TLS_WAIT,  /* 220 to STARTTLS queued: input discarded until
                      llsmtp_server_tls_started (CVE-2011-0411) */
     PH_CLOSED     /* a 221/421 was queued: nothing more */
@@ -77,6 +78,8 @@ struct llsmtp_server {
     char *auth_user;      /* SESS_AUTH_USER_MAX bytes when AUTH is on */
     size_t auth_user_len;
     char auth_mech[SESS_MECH_MAX + 1];
+    uint16_t client_port;
+    uint16_t proxy_skip;  /* v2 header bytes past the addresses, skipped */
     uint64_t bdat_left;   /* octets of the current chunk still to come */
     uint64_t bdat_size;   /* size of the current chunk */
     unsigned char bdat_last, bdat_tx, bdat_discard, smtputf8, pend_utf8;
@@ -897,22 +900,36 @@ sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
 
 /* ---- start, resume, queries ---------------------------------------------- */
 
-int
-llsmtp_server_start(llsmtp_server *s)
+/* on_connect and the greeting. */
+static int
+sess_greet(llsmtp_server *s)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
+    s->phase = PH_NEW;
+    sess_default_reply(&r, 220, "");
+    if (s->cb->on_connect != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_connect(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_CONNECT, cbrc, &r, none);
+}
+
+int
+llsmtp_server_start(llsmtp_server *s)
+{
     if (s == NULL)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
     if (s->phase != PH_NEW || s->pending)
         return LLSMTP_E_STATE;
-    sess_default_reply(&r, 220, "");
-    if (s->cb->on_connect != NULL)
-        SESS_CALL(s, cbrc, s->cb->on_connect(s, &r));
-    return sess_decided(s, LLSMTP_PENDING_CONNECT, cbrc, &r, none);
+    if (s->cfg->flags & LLSMTP_CFG_PROXY) {
+        /* the greeting waits for the real client address */
+        s->phase = PH_PROXY;
+        s->line_len = 0;
+        return LLSMTP_OK;
+    }
+    return sess_greet(s);
 }
 
 static void
@@ -1008,6 +1025,18 @@ llsmtp_server_set_authenticated(llsmtp_server *s, int yes)
 }
 
 int
+llsmtp_server_client(const llsmtp_server *s, llsmtp_ip *ip, uint16_t *port)
+{
+    if (s == NULL || s->client.family == 0)
+        return 0;
+    if (ip != NULL)
+        *ip = s->client;
+    if (port != NULL)
+        *port = s->client_port;
+    return 1;
+}
+
+int
 llsmtp_server_rcpt_verdict(const llsmtp_server *s)
 {
     return s != NULL ? s->rcpt_verdict : -1;
@@ -1071,7 +1100,7 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
         /* closed, the host's handshake, or the host deciding */
         t = LLSMTP_TIMEOUT_NONE;
         sec = 0;
-    } else if (s->phase == PH_NEW) {
+    } else if (s->phase == PH_NEW || s->phase == PH_PROXY) {
         t = LLSMTP_TIMEOUT_GREETING;
     } else if (s->phase == PH_DATA || s->phase == PH_BDAT) {
         /* 4.5.3.2.5: the client's data block timer is 3 minutes; a server
@@ -2414,6 +2443,196 @@ out:
     return rc;
 }
 
+/* ---- PROXY protocol (HAProxy proxy-protocol.txt v1 and v2) ------------ */
+
+#define PROXY_V1_MAX 107 /* the longest v1 line, CRLF included */
+#define PROXY_V2_HDR 16
+#define PROXY_V2_ADDR 216 /* the largest address block (AF_UNIX) */
+
+static const char proxy_v2_sig[12] = {'\r', '\n', '\r', '\n', '\0', '\r',
+                                      '\n', 'Q',  'U',  'I',  'T', '\n'};
+
+/* A decimal port, 0..65535, no leading zeros (as the spec writes them). */
+static int
+proxy_port(const char *p, size_t n, uint16_t *out)
+{
+    size_t i;
+    unsigned v = 0;
+    if (n == 0 || n > 5 || (n > 1 && p[0] == '0'))
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (!llsmtp__is_digit((unsigned char)p[i]))
+            return 0;
+        v = v * 10 + (unsigned)(p[i] - '0');
+    }
+    if (v > 65535)
+        return 0;
+    *out = (uint16_t)v;
+    return 1;
+}
+
+/* "PROXY TCP4 <src> <dst> <sport> <dport>" or "PROXY UNKNOWN ...";
+ * line excludes the CRLF. */
+static int
+proxy_v1(llsmtp_server *s, const char *line, size_t n)
+{
+    llsmtp_span f[6];
+    size_t nf = 0, i = 0, k;
+    llsmtp_ip src, dst;
+    uint16_t sport, dport;
+    while (i <= n && nf < 6) {
+        k = i;
+        while (k < n && line[k] != ' ')
+            k++;
+        f[nf].p = line + i;
+        f[nf++].n = k - i;
+        i = k + 1;
+        if (k >= n)
+            break;
+    }
+    if (nf < 2 || f[0].n != 5 || memcmp(f[0].p, "PROXY", 5) != 0)
+        return 0;
+    if (f[1].n == 7 && memcmp(f[1].p, "UNKNOWN", 7) == 0) {
+        /* a health check, or a protocol it cannot name: the socket's
+         * address is the balancer's, never to be trusted as the client */
+        memset(&s->client, 0, sizeof s->client);
+        s->client_port = 0;
+        return 1;
+    }
+    if (nf != 6 || i <= n || f[1].n != 4 ||
+        (memcmp(f[1].p, "TCP4", 4) != 0 && memcmp(f[1].p, "TCP6", 4) != 0))
+        return 0;
+    if (llsmtp_ip_parse(f[2].p, f[2].n, &src) != LLSMTP_OK ||
+        llsmtp_ip_parse(f[3].p, f[3].n, &dst) != LLSMTP_OK ||
+        src.family != (f[1].p[3] == '4' ? 4 : 6) || dst.family != src.family ||
+        !proxy_port(f[4].p, f[4].n, &sport) ||
+        !proxy_port(f[5].p, f[5].n, &dport))
+        return 0;
+    s->client = src;
+    s->client_port = sport;
+    return 1;
+}
+
+/* The fixed part and the address block of a v2 header are in s->line. */
+static int
+proxy_v2(llsmtp_server *s, const unsigned char *h, size_t len)
+{
+    unsigned cmd = h[12] & 0x0F, fam = h[13];
+    const unsigned char *a = h + PROXY_V2_HDR;
+    if ((h[12] & 0xF0) != 0x20 || cmd > 1)
+        return 0;
+    /* LOCAL (the proxy's own health check) and UNSPEC carry no client:
+     * forget the balancer's address rather than trust it */
+    memset(&s->client, 0, sizeof s->client);
+    s->client_port = 0;
+    if (cmd == 0)
+        return 1;
+    switch (fam) {
+    case 0x00: /* UNSPEC */
+        return 1;
+    case 0x11: /* TCP over IPv4 */
+        if (len < 12)
+            return 0;
+        memset(&s->client, 0, sizeof s->client);
+        s->client.family = 4;
+        memcpy(s->client.addr, a, 4);
+        s->client_port = (uint16_t)(a[8] << 8 | a[9]);
+        return 1;
+    case 0x21: /* TCP over IPv6 */
+        if (len < 36)
+            return 0;
+        s->client.family = 6;
+        memcpy(s->client.addr, a, 16);
+        s->client_port = (uint16_t)(a[32] << 8 | a[33]);
+        return 1;
+    default:
+        return 0; /* UDP or UNIX: not an SMTP client */
+    }
+}
+
+/* Reads the PROXY header; then the greeting. Sets *used. */
+static int
+sess_proxy(llsmtp_server *s, const char *buf, size_t n, size_t *used)
+{
+    size_t i = 0;
+    int ok = -1; /* -1: need more, 0: bad, 1: done */
+    while (i < n && ok < 0) {
+        if (s->proxy_skip) {
+            size_t k = n - i < s->proxy_skip ? n - i : s->proxy_skip;
+            s->proxy_skip = (uint16_t)(s->proxy_skip - k);
+            i += k;
+            if (s->proxy_skip == 0)
+                ok = 1;
+            continue;
+        }
+        if (s->line_len == 0 && buf[i] != 'P' && buf[i] != '\r') {
+            ok = 0;
+            break;
+        }
+        if (s->line_len ? s->line[0] == 'P' : buf[i] == 'P') {
+            /* v1: one line */
+            const char *lf = (const char *)memchr(buf + i, '\n', n - i);
+            size_t k = lf != NULL ? (size_t)(lf - (buf + i)) + 1 : n - i;
+            if (s->line_len + k > PROXY_V1_MAX) {
+                ok = 0;
+                break;
+            }
+            memcpy(s->line + s->line_len, buf + i, k);
+            s->line_len += k;
+            i += k;
+            if (lf != NULL) {
+                size_t L = s->line_len;
+                ok = L >= 2 && s->line[L - 2] == '\r' &&
+                     proxy_v1(s, s->line, L - 2);
+            }
+        } else {
+            /* v2: 16 fixed bytes, then the address block */
+            size_t want = PROXY_V2_HDR, k;
+            if (s->line_len >= PROXY_V2_HDR) {
+                size_t alen = (size_t)((unsigned char)s->line[14] << 8 |
+                                       (unsigned char)s->line[15]);
+                want += alen < PROXY_V2_ADDR ? alen : PROXY_V2_ADDR;
+            }
+            k = want - s->line_len < n - i ? want - s->line_len : n - i;
+            memcpy(s->line + s->line_len, buf + i, k);
+            s->line_len += k;
+            i += k;
+            if (s->line_len >= 12 &&
+                memcmp(s->line, proxy_v2_sig, 12) != 0) {
+                ok = 0;
+                break;
+            }
+            if (s->line_len < PROXY_V2_HDR)
+                continue;
+            {
+                size_t alen = (size_t)((unsigned char)s->line[14] << 8 |
+                                       (unsigned char)s->line[15]);
+                size_t have = alen < PROXY_V2_ADDR ? alen : PROXY_V2_ADDR;
+                if (s->line_len < PROXY_V2_HDR + have)
+                    continue;
+                if (!proxy_v2(s, (const unsigned char *)s->line, alen)) {
+                    ok = 0;
+                    break;
+                }
+                s->proxy_skip = (uint16_t)(alen - have); /* TLVs */
+                if (s->proxy_skip == 0)
+                    ok = 1;
+            }
+        }
+    }
+    *used = i;
+    if (ok == 0) {
+        /* not a PROXY header: close without a word (not SMTP yet) */
+        s->line_len = 0;
+        s->phase = PH_CLOSED;
+        return LLSMTP_CLOSE;
+    }
+    if (ok < 0)
+        return LLSMTP_OK; /* more header to come */
+    s->line_len = 0;
+    return sess_greet(s);
+}
+
 /* ---- feed ---------------------------------------------------------------- */
 
 /* A line overflowed the buffer: keep its first bytes (to tell what it
@@ -2465,6 +2684,13 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
     while (i < len) {
         const char *lf;
         size_t k;
+        if (s->phase == PH_PROXY) {
+            rc = sess_proxy(s, buf + i, len - i, &k);
+            i += k;
+            if (rc != LLSMTP_OK)
+                break;
+            continue;
+        }
         if (s->phase == PH_DATA && !s->sync_wait) {
             rc = sess_data(s, buf + i, len - i, &k);
             i += k;

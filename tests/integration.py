@@ -615,6 +615,40 @@ def smtputf8_with_smtplib():
         srv.stop()
 
 
+@case
+def proxy_protocol_behind_a_balancer():
+    srv = Server('--proxy-protocol', '--relay-net', '10.0.0.0/8')
+    try:
+        # v1: a client in the trusted network, as the balancer says
+        s, f = raw(srv.port)
+        s.sendall(b'PROXY TCP4 10.9.8.7 192.0.2.25 40000 25\r\n')
+        assert reply(f)[0] == 220
+        s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<far@outside.test>\r\nDATA\r\n')
+        assert [reply(f)[0] for _ in range(4)] == [250, 250, 250, 354]
+        s.sendall(b'Subject: p\r\n\r\nx\r\n.\r\nQUIT\r\n')
+        assert reply(f)[0] == 250
+        f.close(); s.close()
+        # v2 with an outside client: no relaying
+        s, f = raw(srv.port)
+        s.sendall(b'\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c' + bytes([203, 0, 113, 9, 192, 0, 2, 25]) +
+                  (40001).to_bytes(2, 'big') + (25).to_bytes(2, 'big'))
+        assert reply(f)[0] == 220
+        s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<far@outside.test>\r\n')
+        assert [reply(f)[0] for _ in range(3)] == [250, 250, 550]
+        f.close(); s.close()
+        # no header: closed without a greeting
+        s, f = raw(srv.port)
+        s.sendall(b'EHLO x\r\n')
+        assert f.read() == b''
+        f.close(); s.close()
+        env = srv.envelope(srv.messages()[0])
+        assert 'client 10.9.8.7' in env, env
+        log = open(srv.log.name).read()
+        assert 'proxy client 203.0.113.9' in log, log
+    finally:
+        srv.stop()
+
+
 def need(tool):
     path = shutil.which(tool) or ('/usr/sbin/' + tool if os.path.exists('/usr/sbin/' + tool) else None)
     if path is None:

@@ -394,6 +394,62 @@ test_rejected_recipient_limit(void **state)
     th_host_free(&h);
 }
 
+/* Behind a load balancer the relay policy judges the address from the
+ * PROXY header, not the balancer's. */
+static void
+test_proxy_address_drives_relay(void **state)
+{
+    static const char *const local[] = {"company.test"};
+    llsmtp_relay_policy p;
+    llsmtp_cidr net;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    llsmtp_ip ip;
+    uint16_t port = 0;
+    size_t used;
+    char text[32];
+    (void)state;
+    llsmtp_relay_policy_init(&p);
+    p.local_domains = local;
+    p.nlocal = 1;
+    assert_int_equal(llsmtp_cidr_parse("10.0.0.0/8", 10, &net), LLSMTP_OK);
+    p.networks = &net;
+    p.nnetworks = 1;
+    llsmtp_config_init(&cfg);
+    cfg.hostname = "mx.company.test";
+    cfg.relay = &p;
+    cfg.flags |= LLSMTP_CFG_PROXY;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_GREETING);
+    assert_int_equal(TH_FEED(s, "PROXY TCP4 10.1.2.3 192.0.2.25 40000 25\r\n"
+                                "EHLO x\r\nMAIL FROM:<a@b.test>\r\n"
+                                "RCPT TO:<far@outside.test>\r\n",
+                             &used),
+                     LLSMTP_OK);
+    assert_int_equal(llsmtp_server_client(s, &ip, &port), 1);
+    llsmtp_ip_format(&ip, text, sizeof text);
+    assert_string_equal(text, "10.1.2.3");
+    assert_int_equal(port, 40000);
+    th_drain(s, &h);
+    assert_non_null(strstr(h.out.p, "250 2.1.5 Recipient <far@outside.test> OK"));
+    free(s);
+    th_host_free(&h);
+    /* the same client without PROXY mode is just unknown: denied */
+    cfg.flags &= ~(unsigned)LLSMTP_CFG_PROXY;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    TH_FEED(s, "EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<far@outside.test>\r\n",
+            &used);
+    th_drain(s, &h);
+    assert_non_null(strstr(h.out.p, "550 5.7.1 Unable to relay"));
+    free(s);
+    th_host_free(&h);
+}
+
 int
 main(void)
 {
@@ -403,6 +459,7 @@ main(void)
         cmocka_unit_test(test_relay_table),
         cmocka_unit_test(test_relay_table_in_session),
         cmocka_unit_test(test_rejected_recipient_limit),
+        cmocka_unit_test(test_proxy_address_drives_relay),
     };
     return cmocka_run_group_tests_name("relay", tests, NULL, NULL);
 }
