@@ -47,7 +47,7 @@ typedef struct options {
     int nnets;
     const char *spool;
     const char *tls_cert, *tls_key;
-    int discard, no_fsync, verbose, insecure_auth, proxy;
+    int discard, no_fsync, verbose, insecure_auth, proxy, lmtp;
     unsigned no_ext; /* extensions switched off with --no-... */
     char **users; /* "name:password" */
     size_t nusers;
@@ -136,6 +136,8 @@ usage(FILE *f)
         "tests only)\n"
         "  --tls-cert F --tls-key F   offer STARTTLS with this certificate "
         "chain and key (PEM)\n"
+        "  --lmtp                 speak LMTP (RFC 2033): LHLO, a reply per "
+        "recipient\n"
         "  --proxy-protocol       expect a PROXY v1/v2 header (behind "
         "HAProxy or a TCP load balancer)\n"
         "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
@@ -281,6 +283,8 @@ parse_args(int argc, char **argv)
             read_users(v);
         } else if (strcmp(a, "--insecure-auth") == 0) {
             opt.insecure_auth = 1;
+        } else if (strcmp(a, "--lmtp") == 0) {
+            opt.lmtp = 1;
         } else if (strcmp(a, "--proxy-protocol") == 0) {
             opt.proxy = 1;
         } else if (strcmp(a, "--no-chunking") == 0) {
@@ -598,6 +602,8 @@ static const char *
 protocol(const conn *c)
 {
     int tls = llsmtp_server_tls_active(c->s), auth = c->auth_user[0] != 0;
+    if (opt.lmtp)
+        return tls ? (auth ? "LMTPSA" : "LMTPS") : (auth ? "LMTPA" : "LMTP");
     if (!c->is_ehlo)
         return "SMTP";
     return tls ? (auth ? "ESMTPSA" : "ESMTPS") : (auth ? "ESMTPA" : "ESMTP");
@@ -958,7 +964,7 @@ flush_out(conn *c)
 static int
 feed(conn *c, const char *buf, size_t len)
 {
-    while (len > 0) {
+    for (;;) {
         size_t used = 0;
         int rc = llsmtp_server_feed(c->s, buf, len, &used);
         buf += used;
@@ -971,8 +977,9 @@ feed(conn *c, const char *buf, size_t len)
             llsmtp_server_output(c->s, &n);
             if (n == 0)
                 continue; /* all written: go on */
-            /* The peer is not reading its replies: keep the rest. */
-            p = malloc(len);
+            /* The peer is not reading its replies: keep the rest (maybe
+             * nothing, the session still has replies to make). */
+            p = malloc(len + 1);
             if (p == NULL)
                 return -1;
             memcpy(p, buf, len);
@@ -998,8 +1005,9 @@ feed(conn *c, const char *buf, size_t len)
                                                 : "-");
             return -1;
         }
+        if (len == 0)
+            return 0;
     }
-    return 0;
 }
 
 /* Advances STARTTLS: once the 220 is written, the handshake; once done,
@@ -1153,6 +1161,8 @@ main(int argc, char **argv)
     cfg.relay = &policy;
     if (opt.proxy)
         cfg.flags |= LLSMTP_CFG_PROXY;
+    if (opt.lmtp)
+        cfg.flags |= LLSMTP_CFG_LMTP;
     /* RFC 3030, 3461, 6531, 1985: on unless switched off */
     cfg.extensions |= (LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME |
                        LLSMTP_EXT_DSN | LLSMTP_EXT_SMTPUTF8 |

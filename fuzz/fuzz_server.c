@@ -225,11 +225,23 @@ fz_auth_step(llsmtp_server *s, const llsmtp_auth_step *st, llsmtp_reply *r)
     return fz_decide(s, r);
 }
 
+static int
+fz_lmtp(llsmtp_server *s, size_t index, llsmtp_reply *r)
+{
+    (void)index;
+    if (F(s)->closed)
+        abort();
+    if (fz_rand(F(s)) & 1)
+        llsmtp_reply_set(r, 552, "5.2.2", "Mailbox full");
+    return LLSMTP_CB_OK;
+}
+
 static const llsmtp_callbacks fz_cb = {
     fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,
     fz_simple,  fz_data,   fz_simple, fz_abort,  fz_simple,
     fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple,
-    fz_auth,    fz_auth_step, fz_simple, NULL,      fz_arg};
+    fz_auth,    fz_auth_step, fz_simple, NULL,      fz_arg,
+    fz_lmtp};
 
 static int
 fz_resume(llsmtp_server *s, fz *f)
@@ -268,7 +280,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.extensions = data[1] | ((unsigned)(data[6] & 0xf8) << 5);
     cfg.auth_mechanisms = data[1] & 0x40 ? "PLAIN LOGIN CRAM-MD5" : "LOGIN";
     cfg.max_auth_line = 512 + (size_t)(data[6] >> 4) * 100;
-    cfg.flags = data[2] & 0x7f; /* includes LLSMTP_CFG_PROXY */
+    cfg.flags = data[2]; /* includes LLSMTP_CFG_PROXY, LLSMTP_CFG_LMTP */
     cfg.max_size = data[3] & 1 ? (uint64_t)data[3] * 4 : 0;
     cfg.max_rcpt = 100;
     cfg.max_errors = data[4] & 31;
@@ -316,8 +328,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             f.closed = 1;
         if (rc == LLSMTP_BLOCKED || (fz_rand(&f) & 3) == 0)
             fz_drain(s, &f);
-        if (rc == LLSMTP_BLOCKED)
-            rc = LLSMTP_OK;
+        if (rc == LLSMTP_BLOCKED) {
+            /* drained; the session may want a zero-byte feed to go on */
+            size_t u0;
+            rc = llsmtp_server_feed(s, NULL, 0, &u0);
+            while (rc == LLSMTP_PAUSED)
+                rc = fz_resume(s, &f);
+            if (rc == LLSMTP_BLOCKED || rc == LLSMTP_TLS)
+                rc = LLSMTP_OK;
+            if (rc == LLSMTP_CLOSE)
+                f.closed = 1;
+        }
     }
     if (!f.closed && rc >= 0) {
         if (data[2] & 4)

@@ -41,9 +41,11 @@ for path in sorted(glob.glob('tests/transcripts/*.txt')):
         tls = name.startswith(('auth', 'starttls', 'require'))
         esmtp = name.startswith(('bdat', 'binarymime', 'etrn', 'smtputf8', 'dsn'))
         proxy = name.startswith('proxy')
+        lmtp = name.startswith('lmtp')
         head = bytes([policy, 0xff if tls else 0x3f,
-                      (0x04 if tls else 0) | (0x40 if proxy else 0), 0, 20, 4,
-                      0xf8 if esmtp else 0, 7])
+                      (0x04 if tls else 0) | (0x40 if proxy else 0) |
+                      (0x80 if lmtp else 0), 0, 20, 4,
+                      0xf8 if esmtp or lmtp else 0, 7])
         with open('fuzz/corpus/fuzz_server/%s-%d' % (name, policy), 'wb') as f:
             f.write(head + bytes(data))
 paths = [b'<a@example.org>', b'<>', b'<"john doe"@x.y>', b'<a@[192.0.2.1]>',

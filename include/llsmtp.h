@@ -391,7 +391,11 @@ enum llsmtp_cfg_flag {
      * header (HAProxy's v1 text or v2 binary form) carrying the real
      * client address, read before the greeting. A missing or malformed
      * header closes the connection with no reply. */
-    LLSMTP_CFG_PROXY = 1u << 6
+    LLSMTP_CFG_PROXY = 1u << 6,
+    /* LMTP (RFC 2033): LHLO instead of HELO/EHLO (which are refused), and
+     * after the message one reply per accepted recipient, in RCPT order
+     * (on_lmtp_rcpt). */
+    LLSMTP_CFG_LMTP = 1u << 7
 };
 
 /* Why a message was abandoned (on_data_abort). */
@@ -501,6 +505,11 @@ typedef struct llsmtp_callbacks {
      * "250 2.0.0 Queuing for node <arg> started"; refuse with 458 (unable
      * to queue) or 459 (node not allowed). */
     int (*on_etrn)(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r);
+    /* LMTP: after on_data_end accepted the message, once per accepted
+     * recipient (index 0.. in RCPT order); r arrives as on_data_end's
+     * reply. Change it to fail one recipient (e.g. 552 5.2.2 mailbox
+     * full). Must not return PENDING. */
+    int (*on_lmtp_rcpt)(llsmtp_server *s, size_t index, llsmtp_reply *r);
 } llsmtp_callbacks;
 
 /* Session configuration: borrowed read-only by every session, must
@@ -554,7 +563,8 @@ LLSMTP_API int llsmtp_server_start(llsmtp_server *s);
 /* Feeds bytes read from the client. Always sets *used. Returns
  * LLSMTP_OK (all consumed), LLSMTP_PAUSED (a callback deferred; the
  * bytes from buf + *used must be fed again after llsmtp_server_resume),
- * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used),
+ * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used,
+ * even when that is zero bytes: LMTP replies may still be waiting),
  * LLSMTP_CLOSE (flush the output, then close), or a negative error
  * (LLSMTP_E_CALLBACK is sticky). A client's protocol error is a reply in
  * the output, not an error. Any split of the same bytes gives the same

@@ -79,6 +79,11 @@ struct llsmtp_server {
     size_t auth_user_len;
     char auth_mech[SESS_MECH_MAX + 1];
     uint16_t client_port;
+    size_t lmtp_next;     /* LMTP: next recipient to reply for */
+    size_t lmtp_text_len, lmtp_id_len; /* saved decision, in line[] */
+    int lmtp_code;
+    char lmtp_enh[12];
+    unsigned char lmtp_active, lmtp_default;
     uint16_t proxy_skip;  /* v2 header bytes past the addresses, skipped */
     uint64_t bdat_left;   /* octets of the current chunk still to come */
     uint64_t bdat_size;   /* size of the current chunk */
@@ -95,6 +100,15 @@ static const llsmtp_callbacks sess_no_callbacks;
 #endif
 
 #define SESS_ALIGN(n) (((n) + 15u) & ~(size_t)15u)
+
+/* Calls a deciding callback with the re-entrancy guard set. */
+#define SESS_CALL(s, rcvar, expr)                                            \
+    do {                                                                     \
+        (s)->in_cb = 1;                                                      \
+        (rcvar) = (expr);                                                    \
+        (s)->in_cb = 0;                                                      \
+    } while (0)
+
 
 /* ---- configuration and memory ----------------------------------------- */
 
@@ -422,6 +436,8 @@ static const char *const sess_cb_names[] = {
     "on_turn",     "on_quit",    "on_auth",  "on_starttls",
     "on_etrn"};
 
+static int sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r);
+
 static void
 sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
 {
@@ -540,7 +556,7 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
     switch (kind) {
     case LLSMTP_PENDING_CONNECT:
         SP(s->cfg->hostname);
-        SP(" ESMTP");
+        SP((s->cfg->flags & LLSMTP_CFG_LMTP) ? " LMTP" : " ESMTP");
         if (s->cfg->banner != NULL && s->cfg->banner[0]) {
             SP(" ");
             SP(s->cfg->banner);
@@ -691,23 +707,19 @@ sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
 }
 
 /* Applies a decision: queues its reply and changes state. */
+/* Writes a decision's reply: the library's default, or the host's. */
 static int
-sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
-           llsmtp_span arg)
+sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
+               llsmtp_span arg)
 {
-    int rc, cls = r->code / 100;
-    if (kind == LLSMTP_PENDING_AUTH && r->code == 334)
-        return sess_put_challenge(s, r->text, r->text_len);
-    if (kind == LLSMTP_PENDING_DATA_START && cls == 3 &&
-        (s->bdat_size || s->bdat_last || s->bdat_left)) {
-        rc = LLSMTP_OK; /* BDAT answers after its chunk, not with 354 */
-    } else if (r->is_default_) {
+    int rc;
+    if (r->is_default_) {
         rc = sess_put_default(s, kind, r, arg);
     } else {
         llsmtp_span sp[3];
         size_t np = 0;
         const char *enh = r->enhanced;
-        if (r->id_len) {
+        if (r->id_len && r->code / 100 == 2) { /* a queue id means success */
             sp[np].p = r->id;
             sp[np++].n = r->id_len;
             sp[np].p = " ";
@@ -723,6 +735,23 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         }
         rc = sess_put(s, r->code, enh, sp, np);
     }
+    return rc;
+}
+
+static int
+sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
+           llsmtp_span arg)
+{
+    int rc, cls = r->code / 100;
+    if (kind == LLSMTP_PENDING_AUTH && r->code == 334)
+        return sess_put_challenge(s, r->text, r->text_len);
+    if (kind == LLSMTP_PENDING_DATA_END && (s->cfg->flags & LLSMTP_CFG_LMTP))
+        return sess_lmtp_start(s, r); /* RFC 2033 4.2: a reply each */
+    if (kind == LLSMTP_PENDING_DATA_START && cls == 3 &&
+        (s->bdat_size || s->bdat_last || s->bdat_left))
+        rc = LLSMTP_OK; /* BDAT answers after its chunk, not with 354 */
+    else
+        rc = sess_put_reply(s, kind, r, arg);
     if (rc < 0)
         return rc;
     switch (kind) {
@@ -858,6 +887,71 @@ sess_normalize(int kind, llsmtp_reply *r)
     }
 }
 
+/* ---- LMTP (RFC 2033) ---------------------------------------------------- */
+
+/* Replies for the accepted recipients, from lmtp_next on; stops with
+ * LLSMTP_BLOCKED when the output queue is full (the next feed goes on). */
+static int
+sess_lmtp_emit(llsmtp_server *s)
+{
+    while (s->lmtp_next < s->rcpt_count) {
+        llsmtp_reply r;
+        llsmtp_span none = {NULL, 0};
+        int rc, cbrc = LLSMTP_CB_OK;
+        if (sess_out_free(s) < s->reserve)
+            return LLSMTP_BLOCKED;
+        memset(&r, 0, sizeof r);
+        r.code = s->lmtp_code;
+        memcpy(r.enhanced, s->lmtp_enh, sizeof r.enhanced);
+        r.is_default_ = s->lmtp_default;
+        r.id = s->lmtp_id_len ? s->line : NULL;
+        r.id_len = s->lmtp_id_len;
+        r.text = s->lmtp_text_len ? s->line + s->lmtp_id_len : NULL;
+        r.text_len = s->lmtp_text_len;
+        if (s->lmtp_code / 100 == 2 && s->cb->on_lmtp_rcpt != NULL) {
+            SESS_CALL(s, cbrc, s->cb->on_lmtp_rcpt(s, s->lmtp_next, &r));
+            if (cbrc != LLSMTP_CB_OK)
+                return sess_fail(s, "on_lmtp_rcpt", LLSMTP_E_CALLBACK);
+            sess_normalize(LLSMTP_PENDING_DATA_END, &r);
+            if (!sess_reply_ok(&r) || r.code / 100 == 3)
+                return sess_fail(s, "on_lmtp_rcpt", LLSMTP_E_CALLBACK);
+        }
+        rc = sess_put_reply(s, LLSMTP_PENDING_DATA_END, &r, none);
+        if (rc < 0)
+            return rc;
+        s->lmtp_next++;
+    }
+    s->lmtp_active = 0;
+    sess_tx_reset(s);
+    s->phase = PH_CMD;
+    return LLSMTP_OK;
+}
+
+/* Keeps the message decision (its text and id copied into the free line
+ * buffer) and starts the per-recipient replies. */
+static int
+sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
+{
+    s->lmtp_code = r->code;
+    memcpy(s->lmtp_enh, r->enhanced, sizeof s->lmtp_enh);
+    s->lmtp_default = (unsigned char)r->is_default_;
+    s->lmtp_id_len = 0;
+    s->lmtp_text_len = 0;
+    if (r->id_len && r->id_len <= s->line_cap) {
+        memcpy(s->line, r->id, r->id_len);
+        s->lmtp_id_len = r->id_len;
+    }
+    if (!r->is_default_ && r->text != NULL &&
+        s->lmtp_id_len + r->text_len <= s->line_cap) {
+        memmove(s->line + s->lmtp_id_len, r->text, r->text_len);
+        s->lmtp_text_len = r->text_len;
+    }
+    /* text too long to keep: the generic text of the code is used */
+    s->lmtp_next = 0;
+    s->lmtp_active = 1;
+    return sess_lmtp_emit(s);
+}
+
 static const char *
 sess_cb_name(const llsmtp_server *s, int kind)
 {
@@ -890,13 +984,6 @@ sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
     return sess_apply(s, kind, r, arg);
 }
 
-/* Calls a deciding callback with the re-entrancy guard set. */
-#define SESS_CALL(s, rcvar, expr)                                            \
-    do {                                                                     \
-        (s)->in_cb = 1;                                                      \
-        (rcvar) = (expr);                                                    \
-        (s)->in_cb = 0;                                                      \
-    } while (0)
 
 /* ---- start, resume, queries ---------------------------------------------- */
 
@@ -950,8 +1037,7 @@ sess_kind_default(int kind, llsmtp_reply *r)
     /* AUTH is refused unless the host says yes (RFC 4954 6: 535 5.7.8) */
     case LLSMTP_PENDING_AUTH: sess_default_reply(r, 535, "5.7.8"); break;
     case LLSMTP_PENDING_STARTTLS: sess_default_reply(r, 220, "2.0.0"); break;
-    case LLSMTP_PENDING_ETRN: sess_default_reply(r, 250, "2.0.0"); break;
-    default: sess_default_reply(r, 250, "2.0.0"); break;
+    default: sess_default_reply(r, 250, "2.0.0"); break; /* RSET, ETRN */
     }
 }
 
@@ -1215,7 +1301,8 @@ llsmtp_server_eof(llsmtp_server *s)
 enum {
     CMD_UNKNOWN = 0, CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA,
     CMD_RSET, CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_TURN,
-    CMD_HTTP, CMD_NOTIMPL, CMD_AUTH, CMD_STARTTLS, CMD_BDAT, CMD_ETRN
+    CMD_HTTP, CMD_NOTIMPL, CMD_AUTH, CMD_STARTTLS, CMD_BDAT, CMD_ETRN,
+    CMD_LHLO
 };
 
 static int
@@ -1234,7 +1321,7 @@ sess_verb(const char *v, size_t n)
         {"starttls", CMD_STARTTLS}, {"auth", CMD_AUTH},
         {"bdat", CMD_BDAT}, {"etrn", CMD_ETRN}, {"atrn", CMD_NOTIMPL},
         {"send", CMD_NOTIMPL}, {"soml", CMD_NOTIMPL}, {"saml", CMD_NOTIMPL},
-        {"verb", CMD_NOTIMPL}, {"lhlo", CMD_NOTIMPL},
+        {"verb", CMD_NOTIMPL}, {"lhlo", CMD_LHLO},
         /* Cross-protocol attacks: an HTTP request sent to port 25. */
         {"get", CMD_HTTP}, {"post", CMD_HTTP}, {"head", CMD_HTTP},
         {"put", CMD_HTTP}, {"connect", CMD_HTTP}, {"options", CMD_HTTP},
@@ -2042,7 +2129,8 @@ sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
 static int
 sess_ends_group(int cmd)
 {
-    return cmd == CMD_EHLO || cmd == CMD_HELO || cmd == CMD_DATA ||
+    return cmd == CMD_EHLO || cmd == CMD_HELO || cmd == CMD_LHLO ||
+           cmd == CMD_DATA ||
            cmd == CMD_VRFY || cmd == CMD_EXPN || cmd == CMD_TURN ||
            cmd == CMD_QUIT || cmd == CMD_NOOP ||
            cmd == CMD_STARTTLS || cmd == CMD_AUTH; /* RFC 3207 4.2 */
@@ -2108,11 +2196,19 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     if (s->phase == PH_REFUSED && cmd != CMD_QUIT)
         return sess_err(s, 503, "5.5.1",
                         "Bad sequence of commands: no service here");
+    if ((s->cfg->flags & LLSMTP_CFG_LMTP) &&
+        (cmd == CMD_HELO || cmd == CMD_EHLO))
+        return sess_err(s, 500, "5.5.1", "Error: this is LMTP, use LHLO");
     switch (cmd) {
     case CMD_HELO:
         return sess_cmd_helo(s, 0, arg);
     case CMD_EHLO:
         return sess_cmd_helo(s, 1, arg);
+    case CMD_LHLO:
+        if (!(s->cfg->flags & LLSMTP_CFG_LMTP))
+            return sess_err(s, 502, "5.5.1",
+                            "Error: command not implemented");
+        return sess_cmd_helo(s, 1, arg); /* RFC 2033 4.1: EHLO's rules */
     case CMD_MAIL:
         return sess_cmd_mail(s, arg);
     case CMD_RCPT:
@@ -2239,6 +2335,19 @@ sess_data_end(llsmtp_server *s)
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK, rc;
     if (s->dabort) {
+        if (s->cfg->flags & LLSMTP_CFG_LMTP) {
+            /* every recipient hears the same refusal (RFC 2033 4.2) */
+            llsmtp_reply e = LLSMTP_REPLY_INIT;
+            if (s->dabort == LLSMTP_ABORT_SIZE)
+                llsmtp_reply_set(&e, 552, "5.3.4",
+                                 "Message size exceeds fixed maximum "
+                                 "message size");
+            else
+                llsmtp_reply_set(&e, 550, "5.5.2",
+                                 s->dbare_cr ? "Message contains bare CR"
+                                             : "Message contains bare LF");
+            return sess_lmtp_start(s, &e);
+        }
         if (s->dabort == LLSMTP_ABORT_SIZE)
             rc = sess_say(s, 552, "5.3.4",
                           "Message size exceeds fixed maximum message size");
@@ -2680,6 +2789,8 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         *used = len;
         return LLSMTP_TLS;
     }
+    if (s->lmtp_active && (rc = sess_lmtp_emit(s)) != LLSMTP_OK)
+        return rc; /* LMTP replies still waiting for room */
 
     while (i < len) {
         const char *lf;

@@ -402,6 +402,15 @@ th_on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
 }
 
 static int
+th_on_lmtp_rcpt(llsmtp_server *s, size_t index, llsmtp_reply *r)
+{
+    char num[24];
+    int n = snprintf(num, sizeof num, "%zu", index);
+    th_event(TH_HOST(s), "lmtp_rcpt", num, (size_t)n);
+    return th_decide(TH_HOST(s), "lmtp_rcpt", num, (size_t)n, r);
+}
+
+static int
 th_on_etrn(llsmtp_server *s, llsmtp_span a, llsmtp_reply *r)
 {
     th_event(TH_HOST(s), "etrn", a.p, a.n);
@@ -413,7 +422,8 @@ static const llsmtp_callbacks th_callbacks = {
     th_on_param,     th_on_data_start, th_on_data, th_on_data_end,
     th_on_data_abort, th_on_rset, th_on_vrfy,      th_on_expn,
     th_on_help,      th_on_turn, th_on_quit,       th_on_auth,
-    th_on_auth_step, th_on_starttls, th_on_relay_denied, th_on_etrn};
+    th_on_auth_step, th_on_starttls, th_on_relay_denied, th_on_etrn,
+    th_on_lmtp_rcpt};
 
 /* Drains the session's output into h->out. */
 static void
@@ -465,7 +475,7 @@ th_run_tls(llsmtp_server *s, th_host *h, const char *in, size_t n,
             if (cuts != NULL && c < ncuts && cuts[c] < len)
                 len = cuts[c];
             c++;
-            while (len > 0) {
+            for (;;) {
                 rc = llsmtp_server_feed(s, in + off, len, &used);
                 off += used;
                 len -= used;
@@ -475,6 +485,7 @@ th_run_tls(llsmtp_server *s, th_host *h, const char *in, size_t n,
                     while (rc == LLSMTP_PAUSED);
                 }
                 if (rc == LLSMTP_BLOCKED) {
+                    /* drain, then feed again, even zero bytes */
                     th_drain(s, h);
                     continue;
                 }
@@ -484,7 +495,7 @@ th_run_tls(llsmtp_server *s, th_host *h, const char *in, size_t n,
                     th_drain(s, h);
                     return rc;
                 }
-                if (rc == LLSMTP_CLOSE)
+                if (rc == LLSMTP_CLOSE || len == 0)
                     break;
             }
         }

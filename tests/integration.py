@@ -649,6 +649,26 @@ def proxy_protocol_behind_a_balancer():
         srv.stop()
 
 
+@case
+def lmtp_with_smtplib():
+    srv = Server('--lmtp')
+    try:
+        c = smtplib.LMTP('127.0.0.1', srv.port)
+        try:
+            code, _ = c.ehlo()  # smtplib's LMTP sends LHLO
+            assert code == 250
+            refused = c.sendmail('a@example.org', ['b@example.test', 'c@example.test', 'x@far.test'],
+                                 b'Subject: lmtp\r\n\r\nper recipient\r\n')
+            # the outside recipient was refused at RCPT; the others delivered
+            assert list(refused) == ['x@far.test'], refused
+        finally:
+            c.quit()
+        m = srv.messages()
+        assert len(m) == 1 and b'with LMTP id' in open(os.path.join(srv.spool, m[0]), 'rb').read()
+    finally:
+        srv.stop()
+
+
 def need(tool):
     path = shutil.which(tool) or ('/usr/sbin/' + tool if os.path.exists('/usr/sbin/' + tool) else None)
     if path is None:

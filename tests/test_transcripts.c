@@ -247,6 +247,8 @@ tr_option(tr_case *tc, const char *kv)
             tc->cfg.flags |= LLSMTP_CFG_REQUIRE_TLS;
         if (strstr(v, "proxy"))
             tc->cfg.flags |= LLSMTP_CFG_PROXY;
+        if (strstr(v, "lmtp"))
+            tc->cfg.flags |= LLSMTP_CFG_LMTP;
     } else if (strcmp(key, "auth_mechanisms") == 0) {
         snprintf(tc->mechs, sizeof tc->mechs, "%s", v);
         tc->cfg.auth_mechanisms = tc->mechs;
