@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -77,6 +78,7 @@ typedef struct conn {
     time_t deadline;
     int closing;        /* flush output, then close */
     int tls;            /* TLS_NONE .. TLS_ON */
+    int in_auth;        /* a 334 was the last reply: secrets follow */
     short ssl_want;     /* poll events the TLS layer waits for */
 #ifdef HAVE_OPENSSL
     SSL *ssl;
@@ -951,13 +953,55 @@ flush_out(conn *c)
             return 0;
         if (w < 0)
             return -1;
-        if (opt.verbose)
-            logf_("session=%d S: %.*s", c->fd,
-                  (int)((size_t)w > 2 ? (size_t)w - 2 : (size_t)w), o);
+        if (opt.verbose) {
+            /* one log line per reply line */
+            size_t i = 0, ww = (size_t)w;
+            while (i < ww) {
+                const char *lf = memchr(o + i, '\n', ww - i);
+                size_t n = lf ? (size_t)(lf - (o + i)) : ww - i;
+                logf_("session=%d S: %.*s", c->fd,
+                      (int)(n && o[i + n - 1] == '\r' ? n - 1 : n), o + i);
+                i += n + 1;
+            }
+        }
+        /* the line after a "334" challenge is a SASL secret, not a command */
+        c->in_auth = (size_t)w >= 4 && memcmp(o, "334 ", 4) == 0;
         llsmtp_server_consume(c->s, (size_t)w);
         o = llsmtp_server_output(c->s, &n);
     }
     return 0;
+}
+
+/* --verbose: one line per command. Message data is not logged (the
+ * session says when it is reading data), nor are AUTH secrets. */
+static void
+log_commands(conn *c, const char *buf, size_t len)
+{
+    int t = llsmtp_server_timeout(c->s, NULL);
+    size_t i = 0;
+    if (t == LLSMTP_TIMEOUT_DATA_INIT || t == LLSMTP_TIMEOUT_DATA_BLOCK ||
+        c->in_auth)
+        return;
+    while (i < len) {
+        const char *lf = memchr(buf + i, '\n', len - i);
+        size_t n = lf ? (size_t)(lf - (buf + i)) : len - i;
+        size_t shown = n && buf[i + n - 1] == '\r' ? n - 1 : n;
+        if (shown >= 5 && strncasecmp(buf + i, "AUTH ", 5) == 0) {
+            const char *sp = memchr(buf + i + 5, ' ', shown - 5);
+            logf_("session=%d C: %.*s%s", c->fd,
+                  (int)(sp ? (size_t)(sp - (buf + i)) : shown), buf + i,
+                  sp ? " ***" : "");
+        } else {
+            logf_("session=%d C: %.*s", c->fd,
+                  (int)(shown > 200 ? 200 : shown), buf + i);
+        }
+        i += n + 1;
+        /* what follows DATA, BDAT or an AUTH prompt is not a command */
+        if (shown >= 4 && (strncasecmp(buf + i - n - 1, "DATA", 4) == 0 ||
+                           strncasecmp(buf + i - n - 1, "BDAT", 4) == 0 ||
+                           strncasecmp(buf + i - n - 1, "AUTH", 4) == 0))
+            break;
+    }
 }
 
 /* Feeds bytes; keeps what the session could not take yet. */
@@ -1339,7 +1383,7 @@ main(int argc, char **argv)
                     ssize_t r = conn_recv(c, rbuf, sizeof rbuf);
                     if (r > 0) {
                         if (opt.verbose)
-                            logf_("session=%d C: %zd bytes", c->fd, r);
+                            log_commands(c, rbuf, (size_t)r);
                         if (feed(c, rbuf, (size_t)r) < 0)
                             dead = 1;
                         arm_timer(c);

@@ -669,6 +669,49 @@ def lmtp_with_smtplib():
         srv.stop()
 
 
+@case
+def command_line_contract_details():
+    # IPv6 listener
+    port = free_port()
+    d = tempfile.mkdtemp(prefix='llsmtp-it-')
+    users = os.path.join(d, 'users')
+    open(users, 'w').write('# users\ncarol:c4r0l\n\ndave:d4ve\n')
+    p = subprocess.Popen([SMTPD, '--listen', '[::1]:%d' % port, '--hostname', 'mx.example.test',
+                          '--spool', os.path.join(d, 'spool'), '--users', users, '--insecure-auth',
+                          '--max-clients', '1', '--verbose'], stderr=open(os.path.join(d, 'log'), 'w'))
+    try:
+        for _ in range(200):
+            try:
+                s = socket.create_connection(('::1', port), timeout=5)
+                break
+            except OSError:
+                time.sleep(0.02)
+        f = s.makefile('rb')
+        assert reply(f)[0] == 220
+        # --max-clients 1: the second client is turned away with 421
+        s2 = socket.create_connection(('::1', port), timeout=5)
+        f2 = s2.makefile('rb')
+        code, lines = reply(f2)
+        assert code == 421 and 'Too many connections' in lines[0], lines
+        f2.close(); s2.close()
+        # --users FILE
+        s.sendall(b'EHLO x\r\nAUTH PLAIN ' + __import__('base64').b64encode(b'\0dave\0d4ve') + b'\r\n')
+        assert reply(f)[0] == 250 and reply(f)[0] == 235
+        s.sendall(b'MAIL FROM:<dave@example.org>\r\nQUIT\r\n')
+        assert reply(f)[0] == 250 and reply(f)[0] == 221
+        f.close(); s.close()
+        time.sleep(0.2)
+        log = open(os.path.join(d, 'log')).read()
+        # --verbose: a line per command and per reply; no secrets
+        assert 'C: EHLO x' in log and 'C: MAIL FROM:<dave@example.org>' in log and 'C: AUTH PLAIN ***' in log, log
+        assert 'S: 235 2.7.0 Authentication successful' in log, log
+        assert 'ZDR2ZQ' not in log and 'd4ve' not in log, log
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=15) == 0
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def need(tool):
     path = shutil.which(tool) or ('/usr/sbin/' + tool if os.path.exists('/usr/sbin/' + tool) else None)
     if path is None:
