@@ -31,7 +31,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 BUILD := build/san
 endif
 
-LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c lib/relay.c lib/base64.c lib/sasl.c
+LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c lib/relay.c lib/base64.c lib/sasl.c lib/client.c
 LIB_HDRS := include/llsmtp.h lib/internal.h
 
 ALL_CFLAGS := $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Ilib $(CFLAGS)
@@ -86,9 +86,9 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 # ---- tests ---------------------------------------------------------------
 
-TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay test_auth
+TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
-FUZZ_TARGETS := fuzz_server fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl
+FUZZ_TARGETS := fuzz_server fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)

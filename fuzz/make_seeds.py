@@ -94,3 +94,9 @@ os.makedirs('fuzz/corpus/fuzz_sasl', exist_ok=True)
 for i, t in enumerate([b'\0alice\0secret', b'admin\0alice\0secret', b'\0\0', b'joe+2Bx@example.org', b'+41+42', b'a=b']):
     open('fuzz/corpus/fuzz_sasl/seed-%d' % i, 'wb').write(t)
 print('base64/sasl seeds written')
+
+os.makedirs('fuzz/corpus/fuzz_client', exist_ok=True)
+for i, t in enumerate([b'\x05220 mx ESMTP\r\n', b'\x03250-mx\r\n250-PIPELINING\r\n250 SIZE 10\r\n',
+                       b'\x01250-a\r\n251 b\r\n', b'\x07.\r\n..x\n.\r.', b'\x02' + b'x' * 600 + b'\r\n']):
+    open('fuzz/corpus/fuzz_client/seed-%d' % i, 'wb').write(t)
+print('client seeds written')

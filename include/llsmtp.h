@@ -792,6 +792,88 @@ LLSMTP_API int llsmtp_relay_check(const llsmtp_relay_policy *p,
                                   const llsmtp_path *rcpt);
 #endif /* LLSMTP_NO_RELAY */
 
+
+/* ---- client building blocks (lib/client.c) ------------------------------ */
+
+#define LLSMTP_REPLY_LINE_MAX 512 /* RFC 5321 4.5.3.1.5, CRLF included */
+
+/* One line of a server reply. text excludes "ddd-"/"ddd " and the CRLF;
+ * it is valid until the next call on the parser. */
+typedef struct llsmtp_reply_line {
+    int code;         /* 200..599 */
+    int last;         /* 1 on the final line of the reply ("ddd ") */
+    unsigned index;   /* 0 for the first line of the reply */
+    llsmtp_span text;
+} llsmtp_reply_line;
+
+/* An incremental, strict, bounded reply parser. Its fields are private;
+ * it lives in caller memory (about 530 bytes). */
+typedef struct llsmtp_reply_parser {
+    char buf_[LLSMTP_REPLY_LINE_MAX];
+    size_t len_;
+    unsigned lines_, max_lines_;
+    int code_, failed_;
+} llsmtp_reply_parser;
+
+/* Prepares a parser; a reply longer than max_lines lines (0: 100) is an
+ * error, so a hostile server cannot make the client buffer without end
+ * (the OpenSMTPD CVE-2020-8794 class). */
+LLSMTP_API void llsmtp_reply_parser_init(llsmtp_reply_parser *p,
+                                         unsigned max_lines);
+
+/* Reads server bytes. Returns 1 with *line filled when a line is complete
+ * (*used says how far), LLSMTP_OK when all bytes were taken and no line is
+ * complete yet, or LLSMTP_E_SYNTAX (sticky) for anything that is not a
+ * reply: a code outside 200..599, a separator other than SP or "-", a
+ * continuation code that differs, a line over 512 octets, a bare LF, too
+ * many lines. Any split of the input gives the same lines. */
+LLSMTP_API int llsmtp_reply_parser_feed(llsmtp_reply_parser *p,
+                                        const char *buf, size_t len,
+                                        size_t *used,
+                                        llsmtp_reply_line *line);
+
+/* AUTH mechanisms a server offers (llsmtp_ehlo_keyword). */
+enum llsmtp_mech {
+    LLSMTP_MECH_PLAIN = 1u << 0,
+    LLSMTP_MECH_LOGIN = 1u << 1,
+    LLSMTP_MECH_CRAM_MD5 = 1u << 2,
+    LLSMTP_MECH_OTHER = 1u << 3
+};
+
+/* What an EHLO reply offers. */
+typedef struct llsmtp_ehlo_info {
+    unsigned extensions; /* enum llsmtp_ext bits */
+    unsigned mechanisms; /* enum llsmtp_mech bits */
+    uint64_t max_size;   /* SIZE value; 0 when none was given */
+} llsmtp_ehlo_info;
+
+/* Adds one EHLO keyword line (a reply line after the first) to *info:
+ * PIPELINING, SIZE [n], 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS, AUTH and
+ * AUTH= mechanisms, CHUNKING, BINARYMIME, DSN, SMTPUTF8, ETRN, VRFY, HELP;
+ * case-insensitive; unknown keywords are ignored. */
+LLSMTP_API void llsmtp_ehlo_keyword(llsmtp_ehlo_info *info, llsmtp_span text);
+
+/* Streaming encoder for an outgoing message body (RFC 5321 4.5.2): a
+ * leading "." is doubled and every line ending (CRLF, bare LF, bare CR)
+ * becomes CRLF, so nothing a host sends can end the message early or
+ * smuggle a bare LF to the next hop. Its fields are private. */
+typedef struct llsmtp_dot_encoder {
+    unsigned char bol_, cr_;
+} llsmtp_dot_encoder;
+
+LLSMTP_API void llsmtp_dot_init(llsmtp_dot_encoder *e);
+/* Output bytes n input bytes can need at most. */
+LLSMTP_API size_t llsmtp_dot_encoded_max(size_t n);
+/* Encodes all of in[0..n) into out (cap >= llsmtp_dot_encoded_max(n)).
+ * Returns the bytes written, or 0 with nothing consumed when cap is too
+ * small (check n == 0 separately). */
+LLSMTP_API size_t llsmtp_dot_encode(llsmtp_dot_encoder *e, const char *in,
+                                    size_t n, char *out, size_t cap);
+/* Ends the body: CRLF if the last line is open, then ".\r\n" (at most 5
+ * bytes). Returns the bytes written, 0 when cap is too small. */
+LLSMTP_API size_t llsmtp_dot_finish(llsmtp_dot_encoder *e, char *out,
+                                    size_t cap);
+
 /* ---- DNS wire format (lib/dns.c), RFC 1035 ----------------------------- */
 
 enum llsmtp_dns_type {

@@ -13,7 +13,7 @@ mkdir -p "$out"
 version=$(sed -n 's/^#define LLSMTP_VERSION_STRING "\(.*\)"$/\1/p' include/llsmtp.h)
 # Fixed order: helpers first, the session last (it uses the others).
 modules="lib/errors.c lib/reply.c lib/path.c lib/base64.c lib/sasl.c
-lib/mx.c lib/dns.c lib/relay.c lib/server.c"
+lib/mx.c lib/dns.c lib/relay.c lib/server.c lib/client.c"
 
 cp include/llsmtp.h "$out/llsmtp.h"
 {
