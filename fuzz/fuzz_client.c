@@ -5,7 +5,8 @@
  * input is split, never a line over 512 octets; the body encoder, fed the
  * input as a message body in fuzzer-chosen pieces, must make a server
  * session deliver exactly the CRLF-normalised body and end the message
- * exactly where the encoder ended it.
+ * exactly where the encoder ended it. The client session, fed the input
+ * as server replies, must never crash, stall or overflow its output.
  */
 #include <llsmtp.h>
 
@@ -78,6 +79,70 @@ on_data(llsmtp_server *s, const char *p, size_t n)
     return LLSMTP_CB_OK;
 }
 
+/* The input as everything a server says to a client that acts on every
+ * event; the session must always make progress and stay bounded. */
+static void
+session(const uint8_t *d, size_t n, size_t step)
+{
+    static const llsmtp_span to[2] = {{"a@b.c", 5}, {"d@e.f", 5}};
+    static const llsmtp_span prm[2] = {{"NOTIFY=NEVER", 12}, {"", 0}};
+    llsmtp_client c;
+    llsmtp_client_cfg cfg;
+    llsmtp_client_msg m;
+    size_t off = 0, msgs = 0;
+    char enc[64];
+    memset(&cfg, 0, sizeof cfg);
+    cfg.helo.p = "fuzz";
+    cfg.helo.n = 4;
+    cfg.flags = step % 2 ? LLSMTP_CLI_STARTTLS : LLSMTP_CLI_LMTP;
+    if (step % 3 == 0) {
+        cfg.user.p = cfg.password.p = "u";
+        cfg.user.n = cfg.password.n = 1;
+        cfg.flags |= LLSMTP_CLI_AUTH_CLEARTEXT;
+    }
+    memset(&m, 0, sizeof m);
+    m.to = to;
+    m.nto = 2;
+    m.rcpt_params = prm;
+    m.size = 100;
+    m.flags = LLSMTP_MSG_8BIT;
+    if (llsmtp_client_init(&c, &cfg) != LLSMTP_OK)
+        abort();
+    for (;;) {
+        size_t len = n - off < step ? n - off : step, used, w;
+        llsmtp_client_event ev;
+        llsmtp_span out;
+        int rc = llsmtp_client_feed(&c, (const char *)d + off, len, &used,
+                                    &ev);
+        if (used > len || (rc != 1 && rc != LLSMTP_OK) ||
+            (rc == LLSMTP_OK && used != len))
+            abort();
+        off += used;
+        out = llsmtp_client_output(&c);
+        if (out.n > LLSMTP_CLIENT_OUT)
+            abort();
+        llsmtp_client_consume(&c, out.n);
+        if (rc == 1) {
+            if (ev.type == LLSMTP_CEV_READY) {
+                if (msgs++ < 3)
+                    llsmtp_client_mail(&c, &m);
+                else
+                    llsmtp_client_quit(&c);
+            } else if (ev.type == LLSMTP_CEV_TLS) {
+                llsmtp_client_tls_started(&c);
+            } else if (ev.type == LLSMTP_CEV_BODY) {
+                if (llsmtp_client_body(&c, ".x\n", 3, enc, sizeof enc, &w) !=
+                        LLSMTP_OK ||
+                    llsmtp_client_body_end(&c) != LLSMTP_OK)
+                    abort();
+            }
+            continue;
+        }
+        if (off >= n)
+            break;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -98,6 +163,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     parse(data, size, step, &b);
     if (a.n != b.n || (a.n && memcmp(a.p, b.p, a.n) != 0))
         abort(); /* split-invariant */
+
+    session(data, size, step);
 
     /* the body encoder against the server */
     enc = (char *)malloc(sizeof head + llsmtp_dot_encoded_max(size) + 8);

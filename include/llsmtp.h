@@ -874,6 +874,149 @@ LLSMTP_API size_t llsmtp_dot_encode(llsmtp_dot_encoder *e, const char *in,
 LLSMTP_API size_t llsmtp_dot_finish(llsmtp_dot_encoder *e, char *out,
                                     size_t cap);
 
+/* ---- the client session (lib/client.c) --------------------------------
+ *
+ * The sending side, sans-IO: the host writes llsmtp_client_output() to the
+ * server, feeds what the server answers, and acts on events. Sequence:
+ * init, then feed the greeting; on READY call llsmtp_client_mail() or
+ * llsmtp_client_quit(); on BODY stream the body with llsmtp_client_body()
+ * and end it with llsmtp_client_body_end(); a MESSAGE event (then READY
+ * again) gives the result. After any call, call feed (even with no bytes)
+ * until it returns 0, so queued events are not missed. */
+
+#define LLSMTP_CLIENT_OUT 2048     /* command output queue, octets */
+#define LLSMTP_CLIENT_RCPT_MAX 1000 /* recipients per message */
+
+enum llsmtp_client_flag {
+    LLSMTP_CLI_STARTTLS = 1u << 0,        /* use STARTTLS when offered */
+    LLSMTP_CLI_REQUIRE_TLS = 1u << 1,     /* never go on in cleartext */
+    LLSMTP_CLI_LMTP = 1u << 2,            /* RFC 2033: LHLO, per-rcpt results */
+    LLSMTP_CLI_AUTH_CLEARTEXT = 1u << 3,  /* allow AUTH without TLS */
+    LLSMTP_CLI_NO_PIPELINING = 1u << 4    /* one command at a time */
+};
+
+typedef struct llsmtp_client_cfg {
+    llsmtp_span helo;     /* our name for EHLO/HELO/LHLO */
+    unsigned flags;       /* enum llsmtp_client_flag */
+    llsmtp_span user;     /* AUTH PLAIN/LOGIN when not empty (<= 255) */
+    llsmtp_span password; /* (<= 255); both copied at init */
+    unsigned max_reply_lines; /* 0: 100 */
+} llsmtp_client_cfg;
+
+enum llsmtp_client_event_type {
+    LLSMTP_CEV_READY = 1, /* ready for llsmtp_client_mail or _quit */
+    LLSMTP_CEV_TLS,       /* write the output, do the TLS handshake, then
+                             call llsmtp_client_tls_started */
+    LLSMTP_CEV_RCPT,      /* one RCPT reply (rcpt = its index); only when
+                             MAIL was accepted */
+    LLSMTP_CEV_BODY,      /* 354: stream the body now */
+    LLSMTP_CEV_MESSAGE,   /* the result for every accepted recipient
+                             (rcpt = -1), or in LMTP for one (rcpt = index);
+                             when MAIL failed, for all recipients */
+    LLSMTP_CEV_FAIL,      /* the session cannot go on: write the output,
+                             then close */
+    LLSMTP_CEV_CLOSED     /* QUIT was answered: close */
+};
+
+typedef struct llsmtp_client_event {
+    int type;         /* enum llsmtp_client_event_type */
+    int code;         /* the reply code, or the one chosen for a local
+                         refusal; 0 for a protocol error */
+    int local;        /* 1 when decided here, without a server reply */
+    long rcpt;        /* recipient index, or -1 */
+    llsmtp_span text; /* first reply line after the code, or the local
+                         reason; valid until the next call */
+} llsmtp_client_event;
+
+enum llsmtp_msg_flag {
+    LLSMTP_MSG_8BIT = 1u << 0,    /* the body has octets over 127 */
+    LLSMTP_MSG_SMTPUTF8 = 1u << 1 /* the envelope or headers need UTF-8 */
+};
+
+/* One message. It and everything it points to must stay valid until its
+ * MESSAGE event (the last one, in LMTP). */
+typedef struct llsmtp_client_msg {
+    llsmtp_span from;            /* mailbox without <>; empty: null path */
+    const llsmtp_span *to;       /* mailboxes without <> */
+    size_t nto;                  /* 1..LLSMTP_CLIENT_RCPT_MAX */
+    uint64_t size;               /* body octets for SIZE=, 0 when unknown */
+    unsigned flags;              /* enum llsmtp_msg_flag */
+    llsmtp_span mail_params;     /* DSN "RET=HDRS ENVID=..." sent only
+                                    when the server offers DSN */
+    const llsmtp_span *rcpt_params; /* per recipient "NOTIFY=... ORCPT=...",
+                                       likewise; may be NULL */
+} llsmtp_client_msg;
+
+/* The session lives in caller memory; its fields are private. */
+typedef struct llsmtp_client {
+    llsmtp_reply_parser rp_;
+    llsmtp_ehlo_info caps_;
+    llsmtp_dot_encoder enc_;
+    const llsmtp_client_msg *msg_;
+    char out_[LLSMTP_CLIENT_OUT];
+    size_t out_off_, out_len_;
+    char helo_[256], user_[256], pass_[256];
+    unsigned char helo_n_, user_n_, pass_n_;
+    unsigned flags_;
+    char text_[LLSMTP_REPLY_LINE_MAX];
+    size_t text_n_;
+    llsmtp_client_event ev_[2];
+    unsigned nev_;
+    char mail_text_[LLSMTP_REPLY_LINE_MAX];
+    size_t mail_text_n_;
+    int state_, tls_, tls_tried_, authed_, esmtp_, dirty_, mail_ok_,
+        mail_code_;
+    size_t first_, sent_, got_, nok_, lmtp_left_, lmtp_next_;
+    unsigned char ok_[(LLSMTP_CLIENT_RCPT_MAX + 7) / 8];
+} llsmtp_client;
+
+/* Prepares a session; the greeting is the first thing to feed. Returns
+ * LLSMTP_OK, or LLSMTP_E_INVAL (helo empty or over 255 octets, a
+ * credential over 255, any CR, LF or NUL). */
+LLSMTP_API int llsmtp_client_init(llsmtp_client *c,
+                                  const llsmtp_client_cfg *cfg);
+/* Reads server bytes. Returns 1 with *ev filled (*used says how far it
+ * read; feed the rest again), LLSMTP_OK when all was read and nothing
+ * happened. Never fails on server input: a malformed reply is a FAIL
+ * event with code 0. LLSMTP_E_INVAL for bad arguments. */
+LLSMTP_API int llsmtp_client_feed(llsmtp_client *c, const char *buf,
+                                  size_t len, size_t *used,
+                                  llsmtp_client_event *ev);
+/* Bytes to write to the server, and how many were written. */
+LLSMTP_API llsmtp_span llsmtp_client_output(const llsmtp_client *c);
+LLSMTP_API void llsmtp_client_consume(llsmtp_client *c, size_t n);
+/* Starts a message (after READY). Sends MAIL, the RCPTs and DATA, in one
+ * write when the server offers PIPELINING (RFC 2920). A message the
+ * server cannot take as it is - over its SIZE, 8-bit without 8BITMIME,
+ * SMTPUTF8 not offered - gets a local MESSAGE event and nothing is sent.
+ * Returns LLSMTP_OK, LLSMTP_E_STATE (not READY), LLSMTP_E_RANGE (no
+ * recipients or too many) or LLSMTP_E_SYNTAX (a path or parameter with a
+ * control character, "<" or ">", or too long). */
+LLSMTP_API int llsmtp_client_mail(llsmtp_client *c,
+                                  const llsmtp_client_msg *m);
+/* Encodes body bytes (after BODY) into out: dot-stuffed, every line
+ * ending CRLF (llsmtp_dot_encode; cap >= llsmtp_dot_encoded_max(n)); the
+ * host writes them after the pending output. Returns LLSMTP_OK,
+ * LLSMTP_E_BUFFER, LLSMTP_E_STATE, or LLSMTP_E_SYNTAX for an octet over
+ * 127 in a message not declared LLSMTP_MSG_8BIT (the session then fails:
+ * close the connection, the server never sees an end of data). */
+LLSMTP_API int llsmtp_client_body(llsmtp_client *c, const char *in,
+                                  size_t n, char *out, size_t cap,
+                                  size_t *outlen);
+/* Ends the body: queues the last CRLF if needed and ".". */
+LLSMTP_API int llsmtp_client_body_end(llsmtp_client *c);
+/* Sends QUIT (after READY). */
+LLSMTP_API int llsmtp_client_quit(llsmtp_client *c);
+/* The TLS handshake succeeded: EHLO is sent again (RFC 3207 4.2: all
+ * knowledge from before TLS is discarded). */
+LLSMTP_API int llsmtp_client_tls_started(llsmtp_client *c);
+/* What the server offers (after READY). */
+LLSMTP_API const llsmtp_ehlo_info *llsmtp_client_caps(const llsmtp_client *c);
+/* Seconds the current wait may last (RFC 5321 4.5.3.2): 300 for the
+ * greeting, EHLO, MAIL and RCPT, 120 for DATA, 180 per body write, 600
+ * after the final dot; 0 when nothing is awaited. */
+LLSMTP_API unsigned llsmtp_client_timeout(const llsmtp_client *c);
+
 /* ---- DNS wire format (lib/dns.c), RFC 1035 ----------------------------- */
 
 enum llsmtp_dns_type {

@@ -5,8 +5,10 @@
  * lines are at most 512 octets and replies a configured number of lines),
  * the EHLO keyword reader, and the body encoder that dot-stuffs and turns
  * every line ending into CRLF so a message can neither end early nor carry
- * a bare LF to the next hop. The client session state machine will sit on
- * these (issue 9).
+ * a bare LF to the next hop; and the client session on top of them:
+ * greeting, EHLO with HELO fallback, STARTTLS, AUTH PLAIN/LOGIN,
+ * PIPELINING, SIZE, 8BITMIME, SMTPUTF8, DSN pass-through, per-recipient
+ * results, LMTP, several messages per connection, QUIT.
  */
 #include "internal.h"
 
@@ -240,4 +242,746 @@ llsmtp_dot_finish(llsmtp_dot_encoder *e, char *out, size_t cap)
     out[o++] = '\n';
     llsmtp_dot_init(e);
     return o;
+}
+
+/* ---- the client session (RFC 5321 3.3, 4.5.3.2; RFC 2920, 3207, 4954,
+ * 1870, 6152, 6531, 3461, 2033) ------------------------------------------ */
+
+enum {
+    CS_GREET, CS_EHLO, CS_HELO, CS_STARTTLS, CS_TLS_WAIT, CS_AUTH,
+    CS_LOGIN_USER, CS_LOGIN_PASS, CS_READY, CS_TXN, CS_BODY, CS_DOT,
+    CS_QUIT, CS_DEAD
+};
+
+/* Positions in a transaction's command sequence: 0 RSET (only after a
+ * transaction left open), 1 MAIL, 2..nto+1 RCPT, nto+2 DATA. */
+#define CP_RSET 0u
+#define CP_MAIL 1u
+#define CP_DATA(m) ((m)->nto + 2)
+
+static int
+cli_clean(const char *p, size_t n, int angle)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch < 0x20 || ch == 0x7f || (angle && (ch == '<' || ch == '>')))
+            return 0;
+    }
+    return 1;
+}
+
+static void
+cli_event(llsmtp_client *c, int type, int code, int local, long rcpt,
+          const char *text, size_t n)
+{
+    llsmtp_client_event *e;
+    if (c->nev_ >= 2)
+        return; /* cannot happen: at most two per step */
+    e = &c->ev_[c->nev_++];
+    e->type = type;
+    e->code = code;
+    e->local = local;
+    e->rcpt = rcpt;
+    if (text != NULL) { /* a local reason */
+        e->text.p = text;
+        e->text.n = n;
+    } else {
+        e->text.p = c->text_;
+        e->text.n = c->text_n_;
+    }
+}
+
+/* Queues one command line made of up to four pieces; 0 when no room. */
+static int
+cli_cmd(llsmtp_client *c, const char *a, size_t an, const char *b,
+        size_t bn, const char *d, size_t dn)
+{
+    size_t need = an + bn + dn + 2;
+    if (c->out_off_ > 0 && c->out_len_ + need > LLSMTP_CLIENT_OUT) {
+        memmove(c->out_, c->out_ + c->out_off_, c->out_len_ - c->out_off_);
+        c->out_len_ -= c->out_off_;
+        c->out_off_ = 0;
+    }
+    if (c->out_len_ + need > LLSMTP_CLIENT_OUT)
+        return 0;
+    memcpy(c->out_ + c->out_len_, a, an);
+    c->out_len_ += an;
+    if (bn)
+        memcpy(c->out_ + c->out_len_, b, bn);
+    c->out_len_ += bn;
+    if (dn)
+        memcpy(c->out_ + c->out_len_, d, dn);
+    c->out_len_ += dn;
+    memcpy(c->out_ + c->out_len_, "\r\n", 2);
+    c->out_len_ += 2;
+    return 1;
+}
+
+#define CLI_LIT(s) (s), sizeof(s) - 1
+
+static void
+cli_fail_local(llsmtp_client *c, int code, const char *why, int quit)
+{
+    cli_event(c, LLSMTP_CEV_FAIL, code, 1, -1, why, strlen(why));
+    if (quit)
+        cli_cmd(c, CLI_LIT("QUIT"), NULL, 0, NULL, 0);
+    c->state_ = CS_DEAD;
+}
+
+/* The server refused something that ends the session. */
+static void
+cli_fail_reply(llsmtp_client *c, int code)
+{
+    cli_event(c, LLSMTP_CEV_FAIL, code, 0, -1, NULL, 0);
+    /* RFC 5321 3.8: after 421 the server closes; otherwise say goodbye */
+    if (code != 421)
+        cli_cmd(c, CLI_LIT("QUIT"), NULL, 0, NULL, 0);
+    c->state_ = CS_DEAD;
+}
+
+static void
+cli_hello(llsmtp_client *c, int helo)
+{
+    const char *verb = c->flags_ & LLSMTP_CLI_LMTP ? "LHLO "
+                       : helo                      ? "HELO "
+                                                   : "EHLO ";
+    memset(&c->caps_, 0, sizeof c->caps_);
+    cli_cmd(c, verb, 5, c->helo_, c->helo_n_, NULL, 0);
+    c->state_ = helo ? CS_HELO : CS_EHLO;
+}
+
+static void
+cli_ready(llsmtp_client *c)
+{
+    c->state_ = CS_READY;
+    c->msg_ = NULL;
+    cli_event(c, LLSMTP_CEV_READY, 0, 1, -1, "", 0);
+}
+
+/* After a greeting: STARTTLS, then AUTH, then ready (RFC 3207, 4954). */
+static void
+cli_next(llsmtp_client *c)
+{
+    unsigned want_tls = c->flags_ & (LLSMTP_CLI_STARTTLS | LLSMTP_CLI_REQUIRE_TLS);
+    if (!c->tls_ && want_tls && !c->tls_tried_ &&
+        (c->caps_.extensions & LLSMTP_EXT_STARTTLS)) {
+        c->tls_tried_ = 1;
+        cli_cmd(c, CLI_LIT("STARTTLS"), NULL, 0, NULL, 0);
+        c->state_ = CS_STARTTLS;
+        return;
+    }
+    if (!c->tls_ && (c->flags_ & LLSMTP_CLI_REQUIRE_TLS)) {
+        cli_fail_local(c, 530, "5.7.10 TLS required but not available", 1);
+        return;
+    }
+    if (c->user_n_ > 0 && !c->authed_) {
+        char raw[2 + 255 + 255], b64[700];
+        size_t rn = 0, bn = 0;
+        if (!c->tls_ && !(c->flags_ & LLSMTP_CLI_AUTH_CLEARTEXT)) {
+            cli_fail_local(c, 530, "5.7.0 will not send credentials in "
+                                   "cleartext", 1);
+            return;
+        }
+        if (c->caps_.mechanisms & LLSMTP_MECH_PLAIN) {
+            /* RFC 4616: [authzid] NUL authcid NUL passwd, as the initial
+             * response (RFC 4954 4) */
+            raw[rn++] = '\0';
+            memcpy(raw + rn, c->user_, c->user_n_);
+            rn += c->user_n_;
+            raw[rn++] = '\0';
+            memcpy(raw + rn, c->pass_, c->pass_n_);
+            rn += c->pass_n_;
+            llsmtp_b64_encode(raw, rn, b64, sizeof b64, &bn);
+            cli_cmd(c, CLI_LIT("AUTH PLAIN "), b64, bn, NULL, 0);
+            llsmtp__wipe(raw, sizeof raw);
+            llsmtp__wipe(b64, sizeof b64);
+            c->state_ = CS_AUTH;
+            return;
+        }
+        if (c->caps_.mechanisms & LLSMTP_MECH_LOGIN) {
+            cli_cmd(c, CLI_LIT("AUTH LOGIN"), NULL, 0, NULL, 0);
+            c->state_ = CS_LOGIN_USER;
+            return;
+        }
+        cli_fail_local(c, 530, "5.7.4 the server offers no AUTH PLAIN or "
+                               "LOGIN", 1);
+        return;
+    }
+    cli_ready(c);
+}
+
+static void
+cli_b64_line(llsmtp_client *c, const char *p, size_t n)
+{
+    char b64[400];
+    size_t bn = 0;
+    llsmtp_b64_encode(p, n, b64, sizeof b64, &bn);
+    cli_cmd(c, b64, bn, NULL, 0, NULL, 0);
+    llsmtp__wipe(b64, sizeof b64);
+}
+
+static int
+cli_is_bit(const llsmtp_client *c, size_t i)
+{
+    return (c->ok_[i / 8] >> (i % 8)) & 1;
+}
+
+/* Appends k bytes to a command being built. */
+static void
+cli_app(char *line, size_t *n, const char *src, size_t k)
+{
+    if (k)
+        memcpy(line + *n, src, k);
+    *n += k;
+}
+
+/* Queues as much of the transaction as may go now: everything that fits
+ * with PIPELINING, otherwise the next command once all before it are
+ * answered. */
+static void
+cli_pump(llsmtp_client *c)
+{
+    const llsmtp_client_msg *m = c->msg_;
+    int pipe = (c->caps_.extensions & LLSMTP_EXT_PIPELINING) &&
+               !(c->flags_ & LLSMTP_CLI_NO_PIPELINING);
+    while (c->state_ == CS_TXN && c->sent_ <= CP_DATA(m)) {
+        size_t pos = c->sent_;
+        if (!pipe && c->got_ < pos)
+            return;
+        if (pos == CP_RSET) {
+            if (!cli_cmd(c, CLI_LIT("RSET"), NULL, 0, NULL, 0))
+                return;
+        } else if (pos == CP_MAIL) {
+            char line[LLSMTP_CLIENT_OUT / 2];
+            size_t n = 0;
+            cli_app(line, &n, CLI_LIT("MAIL FROM:<"));
+            cli_app(line, &n, m->from.p, m->from.n);
+            line[n++] = '>';
+            if (m->size && (c->caps_.extensions & LLSMTP_EXT_SIZE)) {
+                char d[20];
+                size_t k = 0;
+                uint64_t v = m->size;
+                cli_app(line, &n, CLI_LIT(" SIZE="));
+                while (v > 0) {
+                    d[k++] = (char)('0' + v % 10);
+                    v /= 10;
+                }
+                while (k > 0)
+                    line[n++] = d[--k];
+            }
+            if ((m->flags & LLSMTP_MSG_8BIT) &&
+                (c->caps_.extensions & LLSMTP_EXT_8BITMIME)) {
+                cli_app(line, &n, CLI_LIT(" BODY=8BITMIME"));
+            }
+            if (m->flags & LLSMTP_MSG_SMTPUTF8) {
+                cli_app(line, &n, CLI_LIT(" SMTPUTF8"));
+            }
+            if (m->mail_params.n && (c->caps_.extensions & LLSMTP_EXT_DSN)) {
+                line[n++] = ' ';
+                cli_app(line, &n, m->mail_params.p, m->mail_params.n);
+            }
+            if (!cli_cmd(c, line, n, NULL, 0, NULL, 0))
+                return;
+        } else if (pos < CP_DATA(m)) {
+            size_t i = pos - 2, n = 0;
+            char line[LLSMTP_CLIENT_OUT / 2];
+            cli_app(line, &n, CLI_LIT("RCPT TO:<"));
+            cli_app(line, &n, m->to[i].p, m->to[i].n);
+            line[n++] = '>';
+            if (m->rcpt_params != NULL && m->rcpt_params[i].n &&
+                (c->caps_.extensions & LLSMTP_EXT_DSN)) {
+                line[n++] = ' ';
+                cli_app(line, &n, m->rcpt_params[i].p, m->rcpt_params[i].n);
+            }
+            if (!cli_cmd(c, line, n, NULL, 0, NULL, 0))
+                return;
+        } else {
+            /* DATA only when a recipient may be accepted: without
+             * PIPELINING all answers are in, with it it ends the group */
+            if (!pipe && c->nok_ == 0)
+                return;
+            if (!cli_cmd(c, CLI_LIT("DATA"), NULL, 0, NULL, 0))
+                return;
+        }
+        c->sent_++;
+    }
+}
+
+/* The transaction is over: its result, then ready for the next one. */
+static void
+cli_done(llsmtp_client *c, int code, int local, const char *why)
+{
+    cli_event(c, LLSMTP_CEV_MESSAGE, code, local, -1, why,
+              why ? strlen(why) : 0);
+    cli_ready(c);
+}
+
+/* One whole reply in a transaction, in command order. */
+static void
+cli_txn_reply(llsmtp_client *c, int code)
+{
+    const llsmtp_client_msg *m = c->msg_;
+    size_t pos = c->got_++;
+    int pipe_all = c->sent_ > CP_DATA(m); /* DATA was sent */
+    if (pos == CP_RSET) {
+        if (code / 100 == 2)
+            c->dirty_ = 0;
+    } else if (pos == CP_MAIL) {
+        c->mail_ok_ = code / 100 == 2;
+        if (!c->mail_ok_) {
+            c->dirty_ = 0; /* no transaction was opened */
+            if (!pipe_all) {
+                cli_done(c, code, 0, NULL);
+                return;
+            }
+            /* PIPELINING: the rest is answered too; keep this reply */
+            c->mail_code_ = code;
+            memcpy(c->mail_text_, c->text_, c->text_n_);
+            c->mail_text_n_ = c->text_n_;
+        } else {
+            c->dirty_ = 1;
+        }
+    } else if (pos < CP_DATA(m)) {
+        size_t i = pos - 2;
+        if (c->mail_ok_) {
+            if (code / 100 == 2) {
+                c->ok_[i / 8] |= (unsigned char)(1u << (i % 8));
+                c->nok_++;
+            }
+            cli_event(c, LLSMTP_CEV_RCPT, code, 0, (long)i, NULL, 0);
+        }
+        if (pos + 1 == CP_DATA(m) && !pipe_all) {
+            /* no PIPELINING: all answered; DATA or give up */
+            if (c->nok_ == 0) {
+                cli_done(c, 554, 1, "5.5.0 no recipient was accepted");
+                return;
+            }
+        }
+    } else { /* DATA */
+        if (!c->mail_ok_) {
+            /* the MAIL refusal is the result for everyone */
+            memcpy(c->text_, c->mail_text_, c->mail_text_n_);
+            c->text_n_ = c->mail_text_n_;
+            cli_done(c, c->mail_code_, 0, NULL);
+            return;
+        }
+        if (code == 354) {
+            if (c->nok_ == 0) {
+                /* RFC 2920 3.1: DATA accepted with no recipient: end it
+                 * at once with an empty message */
+                cli_cmd(c, CLI_LIT("."), NULL, 0, NULL, 0);
+                c->state_ = CS_DOT;
+                c->lmtp_left_ = 1;
+                c->nok_ = (size_t)-1; /* marks the throwaway message */
+                return;
+            }
+            llsmtp_dot_init(&c->enc_);
+            c->state_ = CS_BODY;
+            cli_event(c, LLSMTP_CEV_BODY, code, 0, -1, NULL, 0);
+            return;
+        }
+        if (c->nok_ == 0) {
+            cli_done(c, 554, 1, "5.5.0 no recipient was accepted");
+            return;
+        }
+        cli_done(c, code, 0, NULL);
+        return;
+    }
+    cli_pump(c);
+}
+
+/* The reply(ies) after the final dot: one, or one per accepted recipient
+ * in LMTP (RFC 2033 4.2). */
+static void
+cli_dot_reply(llsmtp_client *c, int code)
+{
+    if (c->nok_ == (size_t)-1) { /* the empty message of RFC 2920 3.1 */
+        c->dirty_ = code / 100 != 2;
+        cli_done(c, 554, 1, "5.5.0 no recipient was accepted");
+        return;
+    }
+    c->dirty_ = 0;
+    if (c->flags_ & LLSMTP_CLI_LMTP) {
+        size_t i = c->lmtp_next_;
+        while (i < c->msg_->nto && !cli_is_bit(c, i))
+            i++;
+        c->lmtp_next_ = i + 1;
+        if (--c->lmtp_left_ > 0) {
+            cli_event(c, LLSMTP_CEV_MESSAGE, code, 0, (long)i, NULL, 0);
+            return;
+        }
+        cli_event(c, LLSMTP_CEV_MESSAGE, code, 0, (long)i, NULL, 0);
+        cli_ready(c);
+        return;
+    }
+    cli_done(c, code, 0, NULL);
+}
+
+/* One complete reply. */
+static void
+cli_reply(llsmtp_client *c, int code)
+{
+    int ok = code / 100 == 2;
+    if (code == 421 && c->state_ != CS_QUIT) {
+        cli_fail_reply(c, code); /* RFC 5321 3.8: service closing */
+        return;
+    }
+    switch (c->state_) {
+    case CS_GREET:
+        if (code == 220)
+            cli_hello(c, 0);
+        else
+            cli_fail_reply(c, code); /* RFC 5321 3.1: 554, then QUIT */
+        break;
+    case CS_EHLO:
+        if (ok) {
+            c->esmtp_ = 1;
+            cli_next(c);
+        } else if (code / 100 == 5 && !(c->flags_ & LLSMTP_CLI_LMTP)) {
+            cli_hello(c, 1); /* RFC 5321 3.2: fall back to HELO */
+        } else {
+            cli_fail_reply(c, code);
+        }
+        break;
+    case CS_HELO:
+        if (ok) {
+            c->esmtp_ = 0;
+            memset(&c->caps_, 0, sizeof c->caps_);
+            cli_next(c);
+        } else {
+            cli_fail_reply(c, code);
+        }
+        break;
+    case CS_STARTTLS:
+        if (code == 220) {
+            c->state_ = CS_TLS_WAIT;
+            cli_event(c, LLSMTP_CEV_TLS, code, 0, -1, NULL, 0);
+        } else if (c->flags_ & LLSMTP_CLI_REQUIRE_TLS) {
+            cli_fail_reply(c, code);
+        } else {
+            cli_next(c); /* RFC 3207 4.1: carry on without TLS */
+        }
+        break;
+    case CS_AUTH:
+        if (code == 235) {
+            c->authed_ = 1;
+            cli_next(c);
+        } else if (code == 334) {
+            cli_cmd(c, CLI_LIT("*"), NULL, 0, NULL, 0); /* RFC 4954 4 */
+            c->state_ = CS_AUTH;
+            c->authed_ = -1;
+        } else {
+            cli_fail_reply(c, code);
+        }
+        break;
+    case CS_LOGIN_USER:
+    case CS_LOGIN_PASS:
+        if (code != 334) {
+            cli_fail_reply(c, code);
+        } else if (c->state_ == CS_LOGIN_USER) {
+            cli_b64_line(c, c->user_, c->user_n_);
+            c->state_ = CS_LOGIN_PASS;
+        } else {
+            cli_b64_line(c, c->pass_, c->pass_n_);
+            c->state_ = CS_AUTH;
+        }
+        break;
+    case CS_TXN:
+        cli_txn_reply(c, code);
+        break;
+    case CS_DOT:
+        cli_dot_reply(c, code);
+        break;
+    case CS_QUIT:
+        c->state_ = CS_DEAD;
+        cli_event(c, LLSMTP_CEV_CLOSED, code, 0, -1, NULL, 0);
+        break;
+    default: /* READY, BODY, TLS_WAIT: nothing was asked */
+        cli_fail_local(c, 0, "unexpected reply from the server", 0);
+        break;
+    }
+}
+
+int
+llsmtp_client_init(llsmtp_client *c, const llsmtp_client_cfg *cfg)
+{
+    if (c == NULL || cfg == NULL || cfg->helo.n == 0 || cfg->helo.n > 255 ||
+        cfg->helo.p == NULL || cfg->user.n > 255 ||
+        cfg->password.n > 255 || (cfg->user.n && cfg->user.p == NULL) ||
+        (cfg->password.n && cfg->password.p == NULL) ||
+        (cfg->user.n == 0) != (cfg->password.n == 0) ||
+        !cli_clean(cfg->helo.p, cfg->helo.n, 0) ||
+        memchr(cfg->user.p ? cfg->user.p : "", '\0', cfg->user.n) ||
+        memchr(cfg->password.p ? cfg->password.p : "", '\0',
+               cfg->password.n))
+        return LLSMTP_E_INVAL;
+    memset(c, 0, sizeof *c);
+    llsmtp_reply_parser_init(&c->rp_, cfg->max_reply_lines);
+    memcpy(c->helo_, cfg->helo.p, cfg->helo.n);
+    c->helo_n_ = (unsigned char)cfg->helo.n;
+    if (cfg->user.n) {
+        memcpy(c->user_, cfg->user.p, cfg->user.n);
+        memcpy(c->pass_, cfg->password.p, cfg->password.n);
+    }
+    c->user_n_ = (unsigned char)cfg->user.n;
+    c->pass_n_ = (unsigned char)cfg->password.n;
+    c->flags_ = cfg->flags;
+    c->state_ = CS_GREET;
+    return LLSMTP_OK;
+}
+
+static int
+cli_pop(llsmtp_client *c, llsmtp_client_event *ev)
+{
+    *ev = c->ev_[0];
+    c->ev_[0] = c->ev_[1];
+    c->nev_--;
+    return 1;
+}
+
+int
+llsmtp_client_feed(llsmtp_client *c, const char *buf, size_t len,
+                   size_t *used, llsmtp_client_event *ev)
+{
+    if (used == NULL)
+        return LLSMTP_E_INVAL;
+    *used = 0;
+    if (c == NULL || ev == NULL || (buf == NULL && len))
+        return LLSMTP_E_INVAL;
+    if (c->nev_ > 0)
+        return cli_pop(c, ev);
+    while (*used < len && c->state_ != CS_DEAD) {
+        llsmtp_reply_line l;
+        size_t u;
+        int rc;
+        if (c->state_ == CS_TLS_WAIT) {
+            /* bytes after "220" to STARTTLS and before the handshake
+             * were injected (the client side of CVE-2011-0411) */
+            *used = len;
+            cli_fail_local(c, 0, "data after the STARTTLS reply", 0);
+            break;
+        }
+        rc = llsmtp_reply_parser_feed(&c->rp_, buf + *used, len - *used, &u,
+                                      &l);
+        *used += u;
+        if (rc == LLSMTP_OK)
+            break;
+        if (rc != 1) {
+            *used = len;
+            cli_fail_local(c, 0, "malformed reply from the server", 0);
+            break;
+        }
+        if (l.index == 0) {
+            size_t n = l.text.n < sizeof c->text_ ? l.text.n
+                                                   : sizeof c->text_;
+            memcpy(c->text_, l.text.p, n);
+            c->text_n_ = n;
+        } else if (c->state_ == CS_EHLO) {
+            llsmtp_ehlo_keyword(&c->caps_, l.text);
+        }
+        if (l.last) {
+            cli_reply(c, l.code);
+            if (c->state_ == CS_TLS_WAIT && *used < len) {
+                /* more bytes behind "220" to STARTTLS: injected in
+                 * cleartext (the client side of CVE-2011-0411) */
+                c->nev_ = 0;
+                *used = len;
+                cli_fail_local(c, 0, "data after the STARTTLS reply", 0);
+            }
+            if (c->nev_ > 0)
+                break;
+        }
+    }
+    if (c->state_ == CS_DEAD && *used < len)
+        *used = len; /* nothing more is read */
+    if (c->nev_ > 0)
+        return cli_pop(c, ev);
+    return LLSMTP_OK;
+}
+
+llsmtp_span
+llsmtp_client_output(const llsmtp_client *c)
+{
+    llsmtp_span s = {NULL, 0};
+    if (c != NULL) {
+        s.p = c->out_ + c->out_off_;
+        s.n = c->out_len_ - c->out_off_;
+    }
+    return s;
+}
+
+void
+llsmtp_client_consume(llsmtp_client *c, size_t n)
+{
+    if (c == NULL)
+        return;
+    if (n > c->out_len_ - c->out_off_)
+        n = c->out_len_ - c->out_off_;
+    c->out_off_ += n;
+    if (c->out_off_ == c->out_len_)
+        c->out_off_ = c->out_len_ = 0;
+    cli_pump(c); /* more pipelined RCPTs may fit now */
+}
+
+int
+llsmtp_client_mail(llsmtp_client *c, const llsmtp_client_msg *m)
+{
+    size_t i;
+    if (c == NULL || m == NULL || (m->nto && m->to == NULL))
+        return LLSMTP_E_INVAL;
+    if (c->state_ != CS_READY || c->nev_ > 0)
+        return LLSMTP_E_STATE;
+    if (m->nto == 0 || m->nto > LLSMTP_CLIENT_RCPT_MAX)
+        return LLSMTP_E_RANGE;
+    /* RFC 5321 4.5.3.1.3: a path is at most 256 octets with its <> */
+    if (m->from.n > 254 || !cli_clean(m->from.p, m->from.n, 1) ||
+        m->mail_params.n > 400 ||
+        !cli_clean(m->mail_params.p, m->mail_params.n, 1))
+        return LLSMTP_E_SYNTAX;
+    for (i = 0; i < m->nto; i++) {
+        if (m->to[i].n == 0 || m->to[i].n > 254 ||
+            !cli_clean(m->to[i].p, m->to[i].n, 1))
+            return LLSMTP_E_SYNTAX;
+        if (m->rcpt_params != NULL &&
+            (m->rcpt_params[i].n > 400 ||
+             !cli_clean(m->rcpt_params[i].p, m->rcpt_params[i].n, 1)))
+            return LLSMTP_E_SYNTAX;
+    }
+    /* what the server cannot take is refused here, never corrupted */
+    if (c->caps_.max_size && m->size > c->caps_.max_size) {
+        cli_event(c, LLSMTP_CEV_MESSAGE, 552, 1, -1,
+                  CLI_LIT("5.3.4 message larger than the server's SIZE"));
+        cli_ready(c);
+        return LLSMTP_OK;
+    }
+    if ((m->flags & LLSMTP_MSG_8BIT) &&
+        !(c->caps_.extensions & LLSMTP_EXT_8BITMIME)) {
+        /* RFC 6152 3: no 8-bit data to a server without 8BITMIME */
+        cli_event(c, LLSMTP_CEV_MESSAGE, 554, 1, -1,
+                  CLI_LIT("5.6.3 8-bit message and the server lacks "
+                          "8BITMIME"));
+        cli_ready(c);
+        return LLSMTP_OK;
+    }
+    if ((m->flags & LLSMTP_MSG_SMTPUTF8) &&
+        !(c->caps_.extensions & LLSMTP_EXT_SMTPUTF8)) {
+        cli_event(c, LLSMTP_CEV_MESSAGE, 553, 1, -1,
+                  CLI_LIT("5.6.7 SMTPUTF8 message and the server lacks "
+                          "SMTPUTF8"));
+        cli_ready(c);
+        return LLSMTP_OK;
+    }
+    c->msg_ = m;
+    memset(c->ok_, 0, sizeof c->ok_);
+    c->nok_ = 0;
+    c->lmtp_next_ = 0;
+    c->mail_ok_ = 0;
+    c->first_ = c->dirty_ ? CP_RSET : CP_MAIL;
+    c->sent_ = c->got_ = c->first_;
+    c->state_ = CS_TXN;
+    cli_pump(c);
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_client_body(llsmtp_client *c, const char *in, size_t n, char *out,
+                   size_t cap, size_t *outlen)
+{
+    size_t i;
+    if (outlen == NULL)
+        return LLSMTP_E_INVAL;
+    *outlen = 0;
+    if (c == NULL || (in == NULL && n) || out == NULL)
+        return LLSMTP_E_INVAL;
+    if (c->state_ != CS_BODY)
+        return LLSMTP_E_STATE;
+    if (n == 0)
+        return LLSMTP_OK;
+    if (cap < llsmtp_dot_encoded_max(n))
+        return LLSMTP_E_BUFFER;
+    if (!(c->msg_->flags & LLSMTP_MSG_8BIT))
+        for (i = 0; i < n; i++)
+            if ((unsigned char)in[i] > 127) {
+                c->state_ = CS_DEAD;
+                return LLSMTP_E_SYNTAX;
+            }
+    *outlen = llsmtp_dot_encode(&c->enc_, in, n, out, cap);
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_client_body_end(llsmtp_client *c)
+{
+    char tail[5];
+    size_t n;
+    if (c == NULL)
+        return LLSMTP_E_INVAL;
+    if (c->state_ != CS_BODY)
+        return LLSMTP_E_STATE;
+    n = llsmtp_dot_finish(&c->enc_, tail, sizeof tail);
+    /* the CRLF written by cli_cmd ends the "." line */
+    if (!cli_cmd(c, tail, n - 2, NULL, 0, NULL, 0))
+        return LLSMTP_E_BUFFER;
+    c->state_ = CS_DOT;
+    c->lmtp_left_ = (c->flags_ & LLSMTP_CLI_LMTP) ? c->nok_ : 1;
+    c->lmtp_next_ = 0;
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_client_quit(llsmtp_client *c)
+{
+    if (c == NULL)
+        return LLSMTP_E_INVAL;
+    if (c->state_ != CS_READY || c->nev_ > 0)
+        return LLSMTP_E_STATE;
+    cli_cmd(c, CLI_LIT("QUIT"), NULL, 0, NULL, 0);
+    c->state_ = CS_QUIT;
+    return LLSMTP_OK;
+}
+
+int
+llsmtp_client_tls_started(llsmtp_client *c)
+{
+    if (c == NULL)
+        return LLSMTP_E_INVAL;
+    if (c->state_ != CS_TLS_WAIT)
+        return LLSMTP_E_STATE;
+    c->tls_ = 1;
+    llsmtp_reply_parser_init(&c->rp_, c->rp_.max_lines_);
+    cli_hello(c, 0); /* RFC 3207 4.2: forget everything, EHLO again */
+    return LLSMTP_OK;
+}
+
+const llsmtp_ehlo_info *
+llsmtp_client_caps(const llsmtp_client *c)
+{
+    return c == NULL ? NULL : &c->caps_;
+}
+
+unsigned
+llsmtp_client_timeout(const llsmtp_client *c)
+{
+    if (c == NULL)
+        return 0;
+    switch (c->state_) {
+    case CS_GREET: /* RFC 5321 4.5.3.2.1 */
+    case CS_EHLO:
+    case CS_HELO:
+    case CS_STARTTLS:
+    case CS_AUTH:
+    case CS_LOGIN_USER:
+    case CS_LOGIN_PASS:
+    case CS_QUIT:
+        return 300;
+    case CS_TXN: /* 4.5.3.2.2-4: MAIL, RCPT 5 min; DATA 2 min */
+        return c->msg_ != NULL && c->got_ == CP_DATA(c->msg_) ? 120 : 300;
+    case CS_BODY: /* 4.5.3.2.5: each data block */
+        return 180;
+    case CS_DOT: /* 4.5.3.2.6 */
+        return 600;
+    default:
+        return 0;
+    }
 }

@@ -29,6 +29,15 @@
 
 /* ---- ASCII, locale-free --------------------------------------------- */
 
+/* Credentials never outlive their use (a volatile write the compiler
+ * cannot drop). */
+static inline void llsmtp__wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = (volatile unsigned char *)p;
+    while (n--)
+        *v++ = 0;
+}
+
 static inline int llsmtp__is_alpha(unsigned char c)
 {
     return (unsigned char)((c | 0x20) - 'a') < 26;

@@ -521,22 +521,12 @@ sess_auth_list(const llsmtp_server *s, llsmtp_span *sp, size_t np,
     return np;
 }
 
-/* Credentials never outlive the decision (a volatile write the compiler
- * cannot drop). */
-static void
-sess_wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = (volatile unsigned char *)p;
-    while (n--)
-        *v++ = 0;
-}
-
 static void
 sess_auth_wipe(llsmtp_server *s)
 {
-    sess_wipe(s->line, s->line_cap);
+    llsmtp__wipe(s->line, s->line_cap);
     if (s->auth_user != NULL)
-        sess_wipe(s->auth_user, SESS_AUTH_USER_MAX);
+        llsmtp__wipe(s->auth_user, SESS_AUTH_USER_MAX);
     s->auth_user_len = 0;
     s->line_len = 0;
 }
@@ -1886,7 +1876,7 @@ sess_auth_login_user(llsmtp_server *s, llsmtp_span data)
         return sess_auth_abort(s, 501, "5.5.2", "Invalid user name");
     memcpy(s->auth_user, data.p, data.n);
     s->auth_user_len = data.n;
-    sess_wipe(s->line, s->line_cap);
+    llsmtp__wipe(s->line, s->line_cap);
     return sess_auth_prompt(s, AUTH_LOGIN_PASS,
                             llsmtp_sasl_login_pass_prompt);
 }

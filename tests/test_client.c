@@ -288,6 +288,445 @@ test_encoder_against_server(void **state)
     }
 }
 
+/* ---- the client session -------------------------------------------------- */
+
+static const char *const cev_names[] = {"?",    "READY",   "TLS",  "RCPT",
+                                        "BODY", "MESSAGE", "FAIL", "CLOSED"};
+
+static void
+cli_flush(llsmtp_client *c, th_buf *log)
+{
+    llsmtp_span o = llsmtp_client_output(c);
+    if (o.n) {
+        th_buf_adds(log, "C: ");
+        th_escape(log, o.p, o.n);
+        th_buf_adds(log, "\n");
+        llsmtp_client_consume(c, o.n);
+    }
+}
+
+/* Runs a client against canned server segments (each fed whole before the
+ * next, in the given chunk size), sending msgs in turn with body, and logs
+ * what it writes and every event. */
+static void
+cli_drive(const llsmtp_client_cfg *cfg, const char *const *segs,
+          const llsmtp_client_msg *msgs, size_t nmsg, const char *body,
+          size_t chunk, th_buf *log)
+{
+    llsmtp_client c;
+    size_t next = 0, si;
+    assert_int_equal(llsmtp_client_init(&c, cfg), LLSMTP_OK);
+    for (si = 0; segs[si] != NULL; si++) {
+        const char *in = segs[si];
+        size_t n = strlen(in), off = 0;
+        while (off < n || 1) {
+            size_t len = n - off < chunk ? n - off : chunk, used;
+            llsmtp_client_event ev;
+            char head[64];
+            int rc = llsmtp_client_feed(&c, in + off, len, &used, &ev);
+            off += used;
+            if (rc == LLSMTP_OK) {
+                cli_flush(&c, log);
+                if (off >= n)
+                    break;
+                continue;
+            }
+            assert_int_equal(rc, 1);
+            snprintf(head, sizeof head, "E: %s %d%s %ld ",
+                     cev_names[ev.type], ev.code, ev.local ? "L" : "",
+                     ev.rcpt);
+            th_buf_adds(log, head);
+            th_buf_add(log, ev.text.p, ev.text.n);
+            th_buf_adds(log, "\n");
+            cli_flush(&c, log);
+            if (ev.type == LLSMTP_CEV_READY) {
+                if (next < nmsg)
+                    assert_int_equal(llsmtp_client_mail(&c, &msgs[next++]),
+                                     LLSMTP_OK);
+                else
+                    assert_int_equal(llsmtp_client_quit(&c), LLSMTP_OK);
+            } else if (ev.type == LLSMTP_CEV_TLS) {
+                assert_int_equal(llsmtp_client_tls_started(&c), LLSMTP_OK);
+            } else if (ev.type == LLSMTP_CEV_BODY) {
+                char enc[1024];
+                size_t elen;
+                assert_int_equal(llsmtp_client_body(&c, body, strlen(body),
+                                                    enc, sizeof enc, &elen),
+                                 LLSMTP_OK);
+                th_buf_adds(log, "B: ");
+                th_escape(log, enc, elen);
+                th_buf_adds(log, "\n");
+                assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
+            }
+            cli_flush(&c, log);
+        }
+    }
+}
+
+/* The same log whatever the chunk size. */
+static void
+cli_expect(const llsmtp_client_cfg *cfg, const char *const *segs,
+           const llsmtp_client_msg *msgs, size_t nmsg, const char *body,
+           const char *want)
+{
+    size_t chunk;
+    for (chunk = 1; chunk <= 64; chunk = chunk < 8 ? chunk + 1 : chunk * 2) {
+        th_buf log = {0};
+        cli_drive(cfg, segs, msgs, nmsg, body, chunk, &log);
+        th_buf_add(&log, "", 0);
+        if (want == NULL) {
+            printf("----\n%s", log.p);
+            th_buf_free(&log);
+            return;
+        }
+        if (strcmp(log.p, want) != 0)
+            fail_msg("chunk %zu:\ngot:\n%s\nwant:\n%s", chunk, log.p, want);
+        th_buf_free(&log);
+    }
+}
+
+static llsmtp_client_cfg
+cli_cfg(unsigned flags)
+{
+    llsmtp_client_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.helo = sp("client.example.test");
+    cfg.flags = flags;
+    return cfg;
+}
+
+static void
+test_client_pipelined(void **state)
+{
+    static const char *const segs[] = {
+        "220 mx.example.test ESMTP\r\n",
+        "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n"
+        "250-8BITMIME\r\n250 DSN\r\n",
+        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n"
+        "250 2.1.5 ok\r\n354 go\r\n",
+        "250 2.0.0 queued as X\r\n",
+        "221 2.0.0 bye\r\n", NULL};
+    llsmtp_span to[3];
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    (void)state;
+    to[0] = sp("a@example.test");
+    to[1] = sp("nobody@example.test");
+    to[2] = sp("c@example.test");
+    memset(&m, 0, sizeof m);
+    m.from = sp("s@example.org");
+    m.to = to;
+    m.nto = 3;
+    m.size = 20;
+    m.flags = LLSMTP_MSG_8BIT;
+    m.mail_params = sp("RET=HDRS");
+    cli_expect(&cfg, segs, &m, 1, "Hi\n.dot\r\nend\xc3\xa9",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<s@example.org> SIZE=20 BODY=8BITMIME RET=HDRS"
+               "\\r\\nRCPT TO:<a@example.test>\\r\\nRCPT TO:<nobody@"
+               "example.test>\\r\\nRCPT TO:<c@example.test>\\r\\nDATA"
+               "\\r\\n\n"
+               "E: RCPT 250 0 2.1.5 ok\n"
+               "E: RCPT 550 1 5.1.1 no such user\n"
+               "E: RCPT 250 2 2.1.5 ok\n"
+               "E: BODY 354 -1 go\n"
+               "B: Hi\\r\\n..dot\\r\\nend\\xc3\\xa9\n"
+               "C: \\r\\n.\\r\\n\n"
+               "E: MESSAGE 250 -1 2.0.0 queued as X\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 2.0.0 bye\n");
+}
+
+
+/* Two messages without PIPELINING to a HELO-only server: the 8-bit one is
+ * refused here (RFC 6152 3), the next goes one command at a time. */
+static void
+test_client_helo_fallback(void **state)
+{
+    static const char *const segs[] = {
+        "220 old.example.test\r\n", "502 what?\r\n", "250 old\r\n",
+        "250 ok\r\n", "550 no\r\n", "250 ok\r\n", "354 go\r\n", "250 kept\r\n",
+        "221 bye\r\n", NULL};
+    llsmtp_span to[2];
+    llsmtp_client_msg m[2];
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    (void)state;
+    to[0] = sp("x@old.example.test");
+    to[1] = sp("y@old.example.test");
+    memset(m, 0, sizeof m);
+    m[0].from = sp("s@example.org");
+    m[0].to = to;
+    m[0].nto = 2;
+    m[0].flags = LLSMTP_MSG_8BIT;
+    m[1] = m[0];
+    m[1].flags = 0;
+    m[1].size = 99; /* no SIZE offered: not declared */
+    cli_expect(&cfg, segs, m, 2, "plain\r\n",
+               "C: EHLO client.example.test\\r\\n\n"
+               "C: HELO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "E: MESSAGE 554L -1 5.6.3 8-bit message and the server "
+               "lacks 8BITMIME\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<s@example.org>\\r\\n\n"
+               "C: RCPT TO:<x@old.example.test>\\r\\n\n"
+               "E: RCPT 550 0 no\n"
+               "C: RCPT TO:<y@old.example.test>\\r\\n\n"
+               "E: RCPT 250 1 ok\n"
+               "C: DATA\\r\\n\n"
+               "E: BODY 354 -1 go\n"
+               "B: plain\\r\\n\n"
+               "C: .\\r\\n\n"
+               "E: MESSAGE 250 -1 kept\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 bye\n");
+}
+
+/* RFC 2920: MAIL refused (its reply is the result), then every RCPT
+ * refused (DATA refused too; the open transaction is RSET first). */
+static void
+test_client_pipelined_refusals(void **state)
+{
+    static const char *const segs[] = {
+        "220 mx\r\n", "250-mx\r\n250 PIPELINING\r\n",
+        "451 4.3.0 try later\r\n503 5.5.1 no MAIL\r\n503 5.5.1 no RCPT\r\n",
+        "250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n",
+        "250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n250 done\r\n",
+        "221 bye\r\n", NULL};
+    llsmtp_span to = sp("r@mx.test");
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.to = &to; /* null reverse-path */
+    m.nto = 1;
+    {
+        llsmtp_client_msg ms[3];
+        ms[0] = ms[1] = ms[2] = m;
+        cli_expect(&cfg, segs, ms, 3, "x",
+                   "C: EHLO client.example.test\\r\\n\n"
+                   "E: READY 0L -1 \n"
+                   "C: MAIL FROM:<>\\r\\nRCPT TO:<r@mx.test>\\r\\nDATA\\r\\n\n"
+                   "E: MESSAGE 451 -1 4.3.0 try later\n"
+                   "E: READY 0L -1 \n"
+                   "C: MAIL FROM:<>\\r\\nRCPT TO:<r@mx.test>\\r\\nDATA\\r\\n\n"
+                   "E: RCPT 550 0 5.1.1 no\n"
+                   "E: MESSAGE 554L -1 5.5.0 no recipient was accepted\n"
+                   "E: READY 0L -1 \n"
+                   "C: RSET\\r\\nMAIL FROM:<>\\r\\nRCPT TO:<r@mx.test>\\r\\n"
+                   "DATA\\r\\n\n"
+                   "E: RCPT 250 0 ok\n"
+                   "E: BODY 354 -1 go\n"
+                   "B: x\n"
+                   "C: \\r\\n.\\r\\n\n"
+                   "E: MESSAGE 250 -1 done\n"
+                   "E: READY 0L -1 \n"
+                   "C: QUIT\\r\\n\n"
+                   "E: CLOSED 221 -1 bye\n");
+    }
+}
+
+/* STARTTLS, EHLO again, AUTH PLAIN; LMTP gives one result per accepted
+ * recipient (RFC 2033 4.2). */
+static void
+test_client_tls_auth_lmtp(void **state)
+{
+    static const char *const segs[] = {
+        "220 lmtp\r\n", "250-lmtp\r\n250-STARTTLS\r\n250 PIPELINING\r\n",
+        "220 2.0.0 go ahead\r\n",
+        "250-lmtp\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n",
+        "235 2.7.0 ok\r\n",
+        "250 ok\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n",
+        "250 2.0.0 a done\r\n452 4.2.2 c over quota\r\n", "221 bye\r\n",
+        NULL};
+    llsmtp_span to[3];
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(LLSMTP_CLI_STARTTLS | LLSMTP_CLI_LMTP);
+    (void)state;
+    cfg.user = sp("user");
+    cfg.password = sp("secret");
+    to[0] = sp("a@l");
+    to[1] = sp("b@l");
+    to[2] = sp("c@l");
+    memset(&m, 0, sizeof m);
+    m.from = sp("s@l");
+    m.to = to;
+    m.nto = 3;
+    cli_expect(&cfg, segs, &m, 1, "y\r\n",
+               "C: LHLO client.example.test\\r\\n\n"
+               "C: STARTTLS\\r\\n\n"
+               "E: TLS 220 -1 2.0.0 go ahead\n"
+               "C: LHLO client.example.test\\r\\n\n"
+               "C: AUTH PLAIN AHVzZXIAc2VjcmV0\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<s@l>\\r\\nRCPT TO:<a@l>\\r\\nRCPT TO:<b@l>\\r\\n"
+               "RCPT TO:<c@l>\\r\\nDATA\\r\\n\n"
+               "E: RCPT 250 0 ok\n"
+               "E: RCPT 550 1 no\n"
+               "E: RCPT 250 2 ok\n"
+               "E: BODY 354 -1 go\n"
+               "B: y\\r\\n\n"
+               "C: .\\r\\n\n"
+               "E: MESSAGE 250 0 2.0.0 a done\n"
+               "E: MESSAGE 452 2 4.2.2 c over quota\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 bye\n");
+}
+
+static void
+test_client_auth_login(void **state)
+{
+    static const char *const segs[] = {
+        "220 s\r\n", "250-s\r\n250 AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n",
+        "334 UGFzc3dvcmQ6\r\n", "535 5.7.8 bad credentials\r\n", NULL};
+    llsmtp_client_cfg cfg = cli_cfg(LLSMTP_CLI_AUTH_CLEARTEXT);
+    (void)state;
+    cfg.user = sp("u");
+    cfg.password = sp("p");
+    cli_expect(&cfg, segs, NULL, 0, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "C: AUTH LOGIN\\r\\n\n"
+               "C: dQ==\\r\\n\n"
+               "C: cA==\\r\\n\n"
+               "E: FAIL 535 -1 5.7.8 bad credentials\n"
+               "C: QUIT\\r\\n\n");
+}
+
+/* What must stop a session: credentials or TLS the server cannot honour,
+ * injected bytes after 220 to STARTTLS, malformed replies, 421, and a
+ * message over the SIZE the server announced. */
+static void
+test_client_failures(void **state)
+{
+    static const char *const no_tls[] = {"220 s\r\n", "250 s\r\n", NULL};
+    static const char *const inject[] = {
+        "220 s\r\n", "250-s\r\n250 STARTTLS\r\n",
+        "220 go\r\n250-s\r\n250 AUTH PLAIN\r\n", NULL};
+    static const char *const bad[] = {"220 s\r\n", "250-s\r\n25O x\r\n",
+                                      NULL};
+    static const char *const closing[] = {
+        "220 s\r\n", "250 s\r\n", "421 4.3.2 shutting down\r\n", NULL};
+    static const char *const greet554[] = {"554 5.7.1 go away\r\n", NULL};
+    static const char *const sized[] = {"220 s\r\n", "250-s\r\n250 SIZE 10\r\n",
+                                        "221 bye\r\n", NULL};
+    llsmtp_client_cfg cfg = cli_cfg(LLSMTP_CLI_REQUIRE_TLS);
+    llsmtp_span to = sp("r@s");
+    llsmtp_client_msg m;
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.to = &to;
+    m.nto = 1;
+    m.size = 11;
+    cli_expect(&cfg, no_tls, NULL, 0, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: FAIL 530L -1 5.7.10 TLS required but not available\n"
+               "C: QUIT\\r\\n\n");
+    cfg = cli_cfg(LLSMTP_CLI_STARTTLS);
+    {
+        /* a host feeds all it has read before the handshake; whatever came
+         * with the 220 was written in cleartext by someone */
+        th_buf log = {0};
+        cli_drive(&cfg, inject, NULL, 0, "", 4096, &log);
+        th_buf_add(&log, "", 0);
+        assert_string_equal(log.p,
+                            "C: EHLO client.example.test\\r\\n\n"
+                            "C: STARTTLS\\r\\n\n"
+                            "E: FAIL 0L -1 data after the STARTTLS reply\n");
+        th_buf_free(&log);
+    }
+    cfg = cli_cfg(0);
+    cfg.user = sp("u");
+    cfg.password = sp("p");
+    cli_expect(&cfg, no_tls, NULL, 0, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: FAIL 530L -1 5.7.0 will not send credentials in "
+               "cleartext\n"
+               "C: QUIT\\r\\n\n");
+    cfg = cli_cfg(0);
+    cli_expect(&cfg, bad, NULL, 0, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: FAIL 0L -1 malformed reply from the server\n");
+    cli_expect(&cfg, closing, &m, 1, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<>\\r\\n\n"
+               "E: FAIL 421 -1 4.3.2 shutting down\n");
+    cli_expect(&cfg, greet554, NULL, 0, "",
+               "E: FAIL 554 -1 5.7.1 go away\n"
+               "C: QUIT\\r\\n\n");
+    cli_expect(&cfg, sized, &m, 1, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "E: MESSAGE 552L -1 5.3.4 message larger than the server's "
+               "SIZE\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 bye\n");
+}
+
+/* Arguments that could inject commands are refused, and 8-bit bytes in a
+ * body declared 7-bit stop the session rather than go out unannounced. */
+static void
+test_client_api_guards(void **state)
+{
+    static const char *const segs[] = {"220 s\r\n",
+                                       "250-s\r\n250 8BITMIME\r\n", NULL};
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    llsmtp_client c;
+    llsmtp_client_event ev;
+    llsmtp_span to = sp("a@b\r\nRSET"), good = sp("a@b");
+    llsmtp_client_msg m;
+    size_t used, olen;
+    char out[64];
+    (void)state;
+    cfg.helo = sp("x\r\nQUIT");
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_E_INVAL);
+    cfg = cli_cfg(0);
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_timeout(&c), 300);
+    memset(&m, 0, sizeof m);
+    m.to = &to;
+    m.nto = 1;
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_STATE);
+    assert_int_equal(llsmtp_client_feed(&c, segs[0], strlen(segs[0]), &used,
+                                        &ev),
+                     LLSMTP_OK);
+    assert_int_equal(llsmtp_client_feed(&c, segs[1], strlen(segs[1]), &used,
+                                        &ev),
+                     1);
+    assert_int_equal(ev.type, LLSMTP_CEV_READY);
+    assert_int_equal(used, strlen(segs[1]));
+    assert_int_equal(llsmtp_client_feed(&c, NULL, 0, &used, &ev), LLSMTP_OK);
+    assert_true(llsmtp_client_caps(&c)->extensions & LLSMTP_EXT_8BITMIME);
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_SYNTAX);
+    m.to = &good;
+    m.from = sp("<x>");
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_SYNTAX);
+    m.from = sp("");
+    m.nto = 0;
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_RANGE);
+    m.nto = 1;
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_feed(&c, "250 a\r\n250 b\r\n", 14, &used,
+                                        &ev),
+                     1);
+    assert_int_equal(ev.type, LLSMTP_CEV_RCPT);
+    assert_int_equal(llsmtp_client_timeout(&c), 120);
+    assert_int_equal(llsmtp_client_feed(&c, "354 go\r\n", 8, &used, &ev), 1);
+    assert_int_equal(ev.type, LLSMTP_CEV_BODY);
+    assert_int_equal(llsmtp_client_timeout(&c), 180);
+    assert_int_equal(llsmtp_client_body(&c, "caf\xc3\xa9", 5, out, sizeof out,
+                                        &olen),
+                     LLSMTP_E_SYNTAX);
+    assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_E_STATE);
+    assert_int_equal(llsmtp_client_timeout(&c), 0);
+}
+
+
 int
 main(void)
 {
@@ -297,6 +736,13 @@ main(void)
         cmocka_unit_test(test_ehlo_keywords),
         cmocka_unit_test(test_dot_encoder),
         cmocka_unit_test(test_encoder_against_server),
+        cmocka_unit_test(test_client_pipelined),
+        cmocka_unit_test(test_client_helo_fallback),
+        cmocka_unit_test(test_client_pipelined_refusals),
+        cmocka_unit_test(test_client_tls_auth_lmtp),
+        cmocka_unit_test(test_client_auth_login),
+        cmocka_unit_test(test_client_failures),
+        cmocka_unit_test(test_client_api_guards),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
 }
