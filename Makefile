@@ -173,7 +173,8 @@ valgrind: check-deps
 
 EX_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror $(OPT) \
             $(SANFLAGS) -Iinclude $(CFLAGS)
-EXAMPLES := $(BUILD)/examples/smtpd $(BUILD)/examples/hello $(BUILD)/examples/mxlookup
+EXAMPLES := $(BUILD)/examples/smtpd $(BUILD)/examples/hello $(BUILD)/examples/mxlookup \
+            $(BUILD)/examples/smtp-send
 examples: $(EXAMPLES)
 
 # smtpd speaks STARTTLS when OpenSSL's headers are there (libssl-dev).
@@ -181,7 +182,8 @@ TLS_CFLAGS = $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && \
                  echo -DHAVE_OPENSSL $$($(PKG_CONFIG) --cflags openssl))
 TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
 
-$(BUILD)/examples/smtpd: examples/smtpd.c $(BUILD)/libllsmtp.a
+$(BUILD)/examples/smtpd $(BUILD)/examples/smtp-send: $(BUILD)/examples/%: \
+    examples/%.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) $< -o $@ \
 	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(if $(TLS_CFLAGS),$(TLS_LIBS))

@@ -960,7 +960,7 @@ typedef struct llsmtp_client {
     unsigned flags_;
     char text_[LLSMTP_REPLY_LINE_MAX];
     size_t text_n_;
-    llsmtp_client_event ev_[2];
+    llsmtp_client_event ev_[4];
     unsigned nev_;
     char mail_text_[LLSMTP_REPLY_LINE_MAX];
     size_t mail_text_n_;

@@ -276,8 +276,9 @@ cli_event(llsmtp_client *c, int type, int code, int local, long rcpt,
           const char *text, size_t n)
 {
     llsmtp_client_event *e;
-    if (c->nev_ >= 2)
-        return; /* cannot happen: at most two per step */
+    if (c->nev_ >= sizeof c->ev_ / sizeof c->ev_[0])
+        return; /* cannot happen: at most three per reply (RCPT, MESSAGE,
+                   READY) */
     e = &c->ev_[c->nev_++];
     e->type = type;
     e->code = code;
@@ -734,8 +735,10 @@ llsmtp_client_init(llsmtp_client *c, const llsmtp_client_cfg *cfg)
 static int
 cli_pop(llsmtp_client *c, llsmtp_client_event *ev)
 {
+    unsigned i;
     *ev = c->ev_[0];
-    c->ev_[0] = c->ev_[1];
+    for (i = 1; i < c->nev_; i++)
+        c->ev_[i - 1] = c->ev_[i];
     c->nev_--;
     return 1;
 }

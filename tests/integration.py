@@ -840,6 +840,134 @@ def msmtp_delivers():
         srv.stop()
 
 
+def smtp_send(*args, data=b'', timeout=60):
+    """Runs examples/smtp-send; returns (exit status, {recipient: (code, text)})."""
+    exe = os.path.join(os.path.dirname(SMTPD), 'smtp-send')
+    r = subprocess.run([exe] + list(args) + ['-'], input=data, capture_output=True,
+                       timeout=timeout)
+    out = {}
+    for line in r.stdout.decode().splitlines():
+        rcpt, code, text = line.split(' ', 2)
+        out[rcpt] = (int(code), text)
+    return r.returncode, out, r.stderr.decode()
+
+
+@case
+def smtp_send_to_smtpd_plain_and_lmtp():
+    srv = Server()
+    lm = Server('--lmtp')
+    try:
+        data = b'Subject: send\n\n.leading dot\nbare LF lines\r\ncaf\xc3\xa9\n'
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % srv.port, '--from', 'a@example.org',
+                                 '--to', 'b@example.test', '--to', 'x@far.test', '--verbose',
+                                 data=data)
+        assert rc == 1, (rc, res, err)
+        assert res['b@example.test'][0] == 250 and res['x@far.test'][0] == 550, res
+        # pipelined, 8-bit declared, the dialogue shown, the body not
+        assert 'C: MAIL FROM:<a@example.org> SIZE=%d BODY=8BITMIME' % len(data) in err, err
+        assert 'C: (%d octets of message)' % len(data) in err and 'caf' not in err, err
+        msgs = srv.messages()
+        assert len(msgs) == 1
+        # every line ending became CRLF, the dot survived the round trip
+        assert srv.body(msgs[0]) == data.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % lm.port, '--lmtp', '--from', '',
+                                 '--to', 'b@example.test', '--to', 'c@example.test',
+                                 data=b'Subject: lmtp\n\nhi\n')
+        assert rc == 0 and len(res) == 2 and all(v[0] == 250 for v in res.values()), (rc, res, err)
+        assert len(lm.messages()) == 1
+    finally:
+        srv.stop()
+        lm.stop()
+
+
+@case
+def smtp_send_starttls_auth_and_refusals():
+    d = tempfile.mkdtemp(prefix='llsmtp-send-')
+    cert, key = make_cert(d)
+    srv = Server('--tls-cert', cert, '--tls-key', key, '--user', 'alice:pw')
+    plain = Server()
+    try:
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % srv.port, '--require-tls',
+                                 '--user', 'alice', '--password', 'pw', '--from', 'alice@example.test',
+                                 '--to', 'x@far.test', '--verbose', data=b'Subject: t\n\nx\n')
+        assert rc == 0 and res['x@far.test'][0] == 250, (rc, res, err)
+        assert 'C: AUTH PLAIN ****' in err and 'pw' not in err.replace('pw\n', ''), err
+        env = srv.envelope(srv.messages()[0])
+        assert 'auth alice' in env and 'tls TLSv1.' in env, env
+        # a wrong password: permanent failure for everyone
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % srv.port, '--starttls',
+                                 '--user', 'alice', '--password', 'nope', '--from', 'a@example.test',
+                                 '--to', 'x@far.test', data=b'x\n')
+        assert rc == 2 and res['x@far.test'][0] == 535, (rc, res, err)
+        # TLS required but not offered: nothing is sent in cleartext
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % plain.port, '--require-tls',
+                                 '--from', 'a@example.org', '--to', 'b@example.test', data=b'x\n')
+        assert rc == 2 and res['b@example.test'][0] == 530, (rc, res, err)
+        # credentials never go out without TLS unless allowed
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % plain.port, '--user', 'u',
+                                 '--password', 'p', '--from', 'a@example.org',
+                                 '--to', 'b@example.test', data=b'x\n')
+        assert rc == 2 and res['b@example.test'][0] == 530, (rc, res, err)
+        assert plain.messages() == []
+        # nobody listening: a temporary failure
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % free_port(), '--from', 'a@b.c',
+                                 '--to', 'b@example.test', data=b'x\n')
+        assert rc == 3, (rc, res, err)
+    finally:
+        srv.stop()
+        plain.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def smtp_send_to_postfix_smtp_sink():
+    sink = need('smtp-sink')
+    d = tempfile.mkdtemp(prefix='llsmtp-sink-')
+    os.chmod(d, 0o777)
+
+    def run_sink(*opts):
+        port = free_port()
+        user = ['-u', 'nobody'] if os.geteuid() == 0 else []
+        p = subprocess.Popen([sink] + user + list(opts) + ['127.0.0.1:%d' % port, '10'],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        return p, port
+
+    dump = os.path.join(d, 'dump')
+    p, port = run_sink('-D', dump)
+    try:
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % port, '--from', 'a@example.org',
+                                 '--to', 'b@example.test', '--to', 'c@example.net',
+                                 data=b'Subject: sink\n\n..two dots\n')
+        assert rc == 0 and len(res) == 2, (rc, res, err)
+        time.sleep(0.2)
+        got = open(dump, 'rb').read()
+        assert b'X-Rcpt-Args: <c@example.net>' in got and b'..two dots' in got, got
+    finally:
+        p.terminate()
+        p.wait()
+    try:
+        # 4xx to every RCPT: a temporary failure; 5xx to MAIL: permanent for all
+        for opt, cmd, want_rc, want_class in (('-r', 'rcpt', 3, 4), ('-f', 'mail', 2, 5)):
+            p, port = run_sink(opt, cmd)
+            try:
+                rc, res, err = smtp_send('--server', '127.0.0.1:%d' % port,
+                                         '--from', 'a@example.org', '--to', 'b@example.test',
+                                         '--to', 'c@example.test', data=b'x\n')
+                assert rc == want_rc, (opt, rc, res, err)
+                assert all(v[0] // 100 == want_class for v in res.values()), (opt, res)
+            finally:
+                p.terminate()
+                p.wait()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @case
 def postfix_smtp_source_20_sessions_2000_messages():
     source = need('smtp-source')

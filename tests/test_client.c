@@ -727,6 +727,36 @@ test_client_api_guards(void **state)
 }
 
 
+/* Without PIPELINING the only recipient refused: no DATA is sent, the
+ * message fails here, and the next command is QUIT (Postfix's smtp-sink
+ * -r rcpt found the case where three events follow one reply). */
+static void
+test_client_single_rcpt_refused(void **state)
+{
+    static const char *const segs[] = {
+        "220 s\r\n", "250-s\r\n250 8BITMIME\r\n", "250 ok\r\n",
+        "450 4.3.0 later\r\n", "221 bye\r\n", NULL};
+    llsmtp_span to = sp("b@s");
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.from = sp("a@s");
+    m.to = &to;
+    m.nto = 1;
+    cli_expect(&cfg, segs, &m, 1, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s>\\r\\n\n"
+               "C: RCPT TO:<b@s>\\r\\n\n"
+               "E: RCPT 450 0 4.3.0 later\n"
+               "E: MESSAGE 554L -1 5.5.0 no recipient was accepted\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 bye\n");
+}
+
+
 int
 main(void)
 {
@@ -743,6 +773,7 @@ main(void)
         cmocka_unit_test(test_client_auth_login),
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_client_api_guards),
+        cmocka_unit_test(test_client_single_rcpt_refused),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
 }
