@@ -427,15 +427,25 @@ main(int argc, char **argv)
         flush(&c);
     }
     close(fd);
+#ifdef HAVE_OPENSSL
+    if (ssl != NULL) {
+        SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+    }
+#endif
+    free(body);
     for (i = 0; i < m.nto; i++) {
         int code = final_code[i] ? final_code[i] : 451;
         printf("%.*s %d %s\n", (int)to[i].n, to[i].p, code,
                final_text[i] ? final_text[i] : "no reply");
+        free(final_text[i]);
         if (code / 100 == 2)
             ok++;
         else if (code / 100 == 4)
             temp++;
     }
+    fflush(stdout);
     if (ok == m.nto)
         return 0;
     if (ok > 0)

@@ -450,6 +450,8 @@ cli_pump(llsmtp_client *c)
         size_t pos = c->sent_;
         if (!pipe && c->got_ < pos)
             return;
+        if (!c->mail_ok_ && c->got_ > CP_MAIL)
+            return; /* MAIL was refused: send nothing more */
         if (pos == CP_RSET) {
             if (!cli_cmd(c, CLI_LIT("RSET"), NULL, 0, NULL, 0))
                 return;
@@ -498,9 +500,9 @@ cli_pump(llsmtp_client *c)
             if (!cli_cmd(c, line, n, NULL, 0, NULL, 0))
                 return;
         } else {
-            /* DATA only when a recipient may be accepted: without
-             * PIPELINING all answers are in, with it it ends the group */
-            if (!pipe && c->nok_ == 0)
+            /* DATA ends a pipelined group (RFC 2920 3.1); otherwise it
+             * goes only when a recipient was accepted */
+            if (c->got_ == pos && c->nok_ == 0)
                 return;
             if (!cli_cmd(c, CLI_LIT("DATA"), NULL, 0, NULL, 0))
                 return;
@@ -518,30 +520,39 @@ cli_done(llsmtp_client *c, int code, int local, const char *why)
     cli_ready(c);
 }
 
+/* The transaction ends without a message: MAIL's refusal is the result
+ * for everyone, or no recipient was accepted. */
+static void
+cli_no_message(llsmtp_client *c)
+{
+    if (!c->mail_ok_) {
+        memcpy(c->text_, c->mail_text_, c->mail_text_n_);
+        c->text_n_ = c->mail_text_n_;
+        cli_done(c, c->mail_code_, 0, NULL);
+    } else {
+        cli_done(c, 554, 1, "5.5.0 no recipient was accepted");
+    }
+}
+
 /* One whole reply in a transaction, in command order. */
 static void
 cli_txn_reply(llsmtp_client *c, int code)
 {
     const llsmtp_client_msg *m = c->msg_;
     size_t pos = c->got_++;
-    int pipe_all = c->sent_ > CP_DATA(m); /* DATA was sent */
     if (pos == CP_RSET) {
         if (code / 100 == 2)
             c->dirty_ = 0;
     } else if (pos == CP_MAIL) {
         c->mail_ok_ = code / 100 == 2;
-        if (!c->mail_ok_) {
-            c->dirty_ = 0; /* no transaction was opened */
-            if (!pipe_all) {
-                cli_done(c, code, 0, NULL);
-                return;
-            }
-            /* PIPELINING: the rest is answered too; keep this reply */
+        if (c->mail_ok_) {
+            c->dirty_ = 1;
+        } else {
+            /* no transaction was opened; keep this reply for the end */
+            c->dirty_ = 0;
             c->mail_code_ = code;
             memcpy(c->mail_text_, c->text_, c->text_n_);
             c->mail_text_n_ = c->text_n_;
-        } else {
-            c->dirty_ = 1;
         }
     } else if (pos < CP_DATA(m)) {
         size_t i = pos - 2;
@@ -552,41 +563,39 @@ cli_txn_reply(llsmtp_client *c, int code)
             }
             cli_event(c, LLSMTP_CEV_RCPT, code, 0, (long)i, NULL, 0);
         }
-        if (pos + 1 == CP_DATA(m) && !pipe_all) {
-            /* no PIPELINING: all answered; DATA or give up */
-            if (c->nok_ == 0) {
-                cli_done(c, 554, 1, "5.5.0 no recipient was accepted");
-                return;
-            }
-        }
-    } else { /* DATA */
-        if (!c->mail_ok_) {
-            /* the MAIL refusal is the result for everyone */
-            memcpy(c->text_, c->mail_text_, c->mail_text_n_);
-            c->text_n_ = c->mail_text_n_;
-            cli_done(c, c->mail_code_, 0, NULL);
-            return;
-        }
-        if (code == 354) {
-            if (c->nok_ == 0) {
-                /* RFC 2920 3.1: DATA accepted with no recipient: end it
-                 * at once with an empty message */
-                cli_cmd(c, CLI_LIT("."), NULL, 0, NULL, 0);
-                c->state_ = CS_DOT;
-                c->lmtp_left_ = 1;
-                c->nok_ = (size_t)-1; /* marks the throwaway message */
-                return;
-            }
+    } else if (code == 354) {
+        if (c->mail_ok_ && c->nok_ > 0) {
             llsmtp_dot_init(&c->enc_);
             c->state_ = CS_BODY;
             cli_event(c, LLSMTP_CEV_BODY, code, 0, -1, NULL, 0);
             return;
         }
-        if (c->nok_ == 0) {
-            cli_done(c, 554, 1, "5.5.0 no recipient was accepted");
+        if (c->flags_ & LLSMTP_CLI_LMTP) {
+            /* RFC 2033 4.2: DATA MUST fail without a recipient, and no
+             * reply would follow an empty message */
+            cli_fail_local(c, 0, "LMTP server accepted DATA without a "
+                                 "recipient", 1);
             return;
         }
-        cli_done(c, code, 0, NULL);
+        /* RFC 2920 3.1: DATA accepted though nothing can be delivered:
+         * end it at once with an empty message */
+        cli_cmd(c, CLI_LIT("."), NULL, 0, NULL, 0);
+        c->state_ = CS_DOT;
+        c->lmtp_left_ = 1;
+        c->throwaway_ = 1;
+        return;
+    } else { /* DATA refused */
+        if (c->mail_ok_ && c->nok_ > 0)
+            cli_done(c, code, 0, NULL);
+        else
+            cli_no_message(c);
+        return;
+    }
+    /* nothing more will be sent when MAIL failed, or when every RCPT
+     * was answered and none accepted; end once all sent are answered */
+    if (c->got_ == c->sent_ && c->got_ > CP_MAIL &&
+        (!c->mail_ok_ || (c->got_ == CP_DATA(m) && c->nok_ == 0))) {
+        cli_no_message(c);
         return;
     }
     cli_pump(c);
@@ -597,9 +606,10 @@ cli_txn_reply(llsmtp_client *c, int code)
 static void
 cli_dot_reply(llsmtp_client *c, int code)
 {
-    if (c->nok_ == (size_t)-1) { /* the empty message of RFC 2920 3.1 */
-        c->dirty_ = code / 100 != 2;
-        cli_done(c, 554, 1, "5.5.0 no recipient was accepted");
+    if (c->throwaway_) { /* the empty message of RFC 2920 3.1 */
+        c->throwaway_ = 0;
+        c->dirty_ = 0;
+        cli_no_message(c);
         return;
     }
     c->dirty_ = 0;
@@ -880,6 +890,7 @@ llsmtp_client_mail(llsmtp_client *c, const llsmtp_client_msg *m)
     c->nok_ = 0;
     c->lmtp_next_ = 0;
     c->mail_ok_ = 0;
+    c->throwaway_ = 0;
     c->first_ = c->dirty_ ? CP_RSET : CP_MAIL;
     c->sent_ = c->got_ = c->first_;
     c->state_ = CS_TXN;

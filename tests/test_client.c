@@ -757,6 +757,110 @@ test_client_single_rcpt_refused(void **state)
 }
 
 
+/* The client against the llsmtp server itself, through memory: 300
+ * pipelined recipients overflow the client's output queue (refilled as it
+ * drains) and the server's recipient limit; then a refused MAIL with the
+ * RCPTs already in flight; every reply lands where it belongs. */
+static void
+test_client_against_server(void **state)
+{
+    static char names[300][32];
+    llsmtp_span to[300];
+    llsmtp_client_msg m[2];
+    llsmtp_client_cfg ccfg = cli_cfg(0);
+    llsmtp_client c;
+    llsmtp_config cfg;
+    llsmtp_server *s;
+    th_host h;
+    size_t i, ok = 0, refused = 0, next = 0, results = 0;
+    int closed = 0, rounds;
+    (void)state;
+    for (i = 0; i < 300; i++) {
+        snprintf(names[i], sizeof names[i], "r%zu@example.test", i);
+        to[i] = sp(names[i]);
+    }
+    memset(m, 0, sizeof m);
+    m[0].from = sp("s@example.org");
+    m[0].to = to;
+    m[0].nto = 300;
+    m[1] = m[0];
+    m[1].from = sp("refused@example.org");
+    llsmtp_config_init(&cfg);
+    cfg.callbacks = &th_callbacks;
+    cfg.max_rcpt = 100;         /* the other 200 get 452 */
+    cfg.max_errors = 1000;      /* RCPTs after a refused MAIL are errors */
+    cfg.max_rcpt_rejects = 0;
+    memset(&h, 0, sizeof h);
+    strcpy(h.rules[0].kind, "mail");
+    strcpy(h.rules[0].match, "refused@example.org");
+    h.rules[0].code = 550;
+    strcpy(h.rules[0].enh, "5.7.1");
+    strcpy(h.rules[0].text, "not you");
+    h.nrules = 1;
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(llsmtp_client_init(&c, &ccfg), LLSMTP_OK);
+    for (rounds = 0; !closed && rounds < 10000; rounds++) {
+        size_t n, used, off = 0;
+        const char *o = llsmtp_server_output(s, &n);
+        llsmtp_span co;
+        /* server -> client */
+        for (;;) {
+            llsmtp_client_event ev;
+            int rc = llsmtp_client_feed(&c, o + off, n - off, &used, &ev);
+            off += used;
+            if (rc != 1)
+                break;
+            if (ev.type == LLSMTP_CEV_FAIL)
+                fail_msg("FAIL %d %.*s", ev.code, (int)ev.text.n, ev.text.p);
+            if (ev.type == LLSMTP_CEV_READY) {
+                if (next < 2)
+                    assert_int_equal(llsmtp_client_mail(&c, &m[next++]),
+                                     LLSMTP_OK);
+                else
+                    assert_int_equal(llsmtp_client_quit(&c), LLSMTP_OK);
+            } else if (ev.type == LLSMTP_CEV_RCPT) {
+                if (ev.code == 250)
+                    ok++;
+                else
+                    refused++;
+            } else if (ev.type == LLSMTP_CEV_BODY) {
+                char enc[64];
+                size_t w;
+                assert_int_equal(llsmtp_client_body(&c, ".x\n", 3, enc,
+                                                    sizeof enc, &w),
+                                 LLSMTP_OK);
+                assert_int_equal(llsmtp_server_feed(s, enc, w, &used),
+                                 LLSMTP_OK);
+                assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
+            } else if (ev.type == LLSMTP_CEV_MESSAGE) {
+                results++;
+                assert_int_equal(ev.code, results == 1 ? 250 : 550);
+            } else if (ev.type == LLSMTP_CEV_CLOSED) {
+                closed = 1;
+            }
+        }
+        assert_int_equal(off, n);
+        llsmtp_server_consume(s, n);
+        /* client -> server */
+        co = llsmtp_client_output(&c);
+        if (co.n) {
+            int rc = llsmtp_server_feed(s, co.p, co.n, &used);
+            assert_true(rc == LLSMTP_OK || rc == LLSMTP_BLOCKED ||
+                        rc == LLSMTP_CLOSE);
+            llsmtp_client_consume(&c, used);
+        }
+    }
+    assert_true(closed);
+    assert_int_equal(results, 2);
+    assert_int_equal(ok + refused, 300); /* RCPT events only when MAIL ok */
+    assert_int_equal(ok, 100);
+    assert_non_null(strstr(h.events.p, "data_end"));
+    free(s);
+    th_host_free(&h);
+}
+
+
 int
 main(void)
 {
@@ -774,6 +878,7 @@ main(void)
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_client_api_guards),
         cmocka_unit_test(test_client_single_rcpt_refused),
+        cmocka_unit_test(test_client_against_server),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
 }
