@@ -831,6 +831,8 @@ llsmtp_client_consume(llsmtp_client *c, size_t n)
         return;
     if (n > c->out_len_ - c->out_off_)
         n = c->out_len_ - c->out_off_;
+    /* written bytes may hold AUTH credentials: they do not linger */
+    llsmtp__wipe(c->out_ + c->out_off_, n);
     c->out_off_ += n;
     if (c->out_off_ == c->out_len_)
         c->out_off_ = c->out_len_ = 0;
