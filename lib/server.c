@@ -403,20 +403,29 @@ sess_tx_reset(llsmtp_server *s)
     s->smtputf8 = 0;
 }
 
-/* Counts a client error; at the limit queues 421 and closes. */
+/* Counts one more of something the session tolerates only so often; at
+ * the limit (0: none) queues 421 with text and closes. */
+static int
+sess_count(llsmtp_server *s, unsigned *count, unsigned limit,
+           const char *text)
+{
+    int rc;
+    ++*count;
+    if (limit == 0 || *count < limit)
+        return LLSMTP_OK;
+    rc = sess_say_host(s, 421, "4.7.0", text);
+    if (rc < 0)
+        return rc;
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+/* Counts a client error. */
 static int
 sess_error(llsmtp_server *s)
 {
-    s->errors++;
-    if (s->cfg->max_errors && s->errors >= s->cfg->max_errors) {
-        int rc = sess_say_host(s, 421, "4.7.0",
-                               "Too many errors, closing connection");
-        if (rc < 0)
-            return rc;
-        s->phase = PH_CLOSED;
-        return LLSMTP_CLOSE;
-    }
-    return LLSMTP_OK;
+    return sess_count(s, &s->errors, s->cfg->max_errors,
+                      "Too many errors, closing connection");
 }
 
 /* Queues a library-generated error reply and counts it. */
@@ -663,18 +672,8 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
 static int
 sess_rcpt_refused(llsmtp_server *s)
 {
-    s->rcpt_rejects++;
-    if (s->cfg->max_rcpt_rejects &&
-        s->rcpt_rejects >= s->cfg->max_rcpt_rejects) {
-        int rc = sess_say_host(s, 421, "4.7.0",
-                               "Too many rejected recipients, closing "
-                               "connection");
-        if (rc < 0)
-            return rc;
-        s->phase = PH_CLOSED;
-        return LLSMTP_CLOSE;
-    }
-    return LLSMTP_OK;
+    return sess_count(s, &s->rcpt_rejects, s->cfg->max_rcpt_rejects,
+                      "Too many rejected recipients, closing connection");
 }
 
 /* "334 <base64>" on one line, never folded (RFC 4954 4: a SASL
