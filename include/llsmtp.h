@@ -964,9 +964,9 @@ typedef struct llsmtp_client {
     unsigned nev_;
     char mail_text_[LLSMTP_REPLY_LINE_MAX];
     size_t mail_text_n_;
-    int state_, tls_, tls_tried_, authed_, esmtp_, dirty_, mail_ok_,
+    int state_, tls_, tls_tried_, authed_, dirty_, mail_ok_,
         mail_code_, throwaway_;
-    size_t first_, sent_, got_, nok_, lmtp_left_, lmtp_next_;
+    size_t sent_, got_, nok_, lmtp_left_, lmtp_next_;
     unsigned char ok_[(LLSMTP_CLIENT_RCPT_MAX + 7) / 8];
 } llsmtp_client;
 

@@ -647,7 +647,6 @@ cli_reply(llsmtp_client *c, int code)
         break;
     case CS_EHLO:
         if (ok) {
-            c->esmtp_ = 1;
             cli_next(c);
         } else if (code / 100 == 5 && !(c->flags_ & LLSMTP_CLI_LMTP)) {
             cli_hello(c, 1); /* RFC 5321 3.2: fall back to HELO */
@@ -657,9 +656,7 @@ cli_reply(llsmtp_client *c, int code)
         break;
     case CS_HELO:
         if (ok) {
-            c->esmtp_ = 0;
-            memset(&c->caps_, 0, sizeof c->caps_);
-            cli_next(c);
+            cli_next(c); /* no extensions: cli_hello cleared them */
         } else {
             cli_fail_reply(c, code);
         }
@@ -679,9 +676,8 @@ cli_reply(llsmtp_client *c, int code)
             c->authed_ = 1;
             cli_next(c);
         } else if (code == 334) {
-            cli_cmd(c, CLI_LIT("*"), NULL, 0, NULL, 0); /* RFC 4954 4 */
-            c->state_ = CS_AUTH;
-            c->authed_ = -1;
+            /* RFC 4954 4: the initial response was sent; cancel */
+            cli_cmd(c, CLI_LIT("*"), NULL, 0, NULL, 0);
         } else {
             cli_fail_reply(c, code);
         }
@@ -865,26 +861,20 @@ llsmtp_client_mail(llsmtp_client *c, const llsmtp_client_msg *m)
     }
     /* what the server cannot take is refused here, never corrupted */
     if (c->caps_.max_size && m->size > c->caps_.max_size) {
-        cli_event(c, LLSMTP_CEV_MESSAGE, 552, 1, -1,
-                  CLI_LIT("5.3.4 message larger than the server's SIZE"));
-        cli_ready(c);
+        cli_done(c, 552, 1, "5.3.4 message larger than the server's SIZE");
         return LLSMTP_OK;
     }
     if ((m->flags & LLSMTP_MSG_8BIT) &&
         !(c->caps_.extensions & LLSMTP_EXT_8BITMIME)) {
         /* RFC 6152 3: no 8-bit data to a server without 8BITMIME */
-        cli_event(c, LLSMTP_CEV_MESSAGE, 554, 1, -1,
-                  CLI_LIT("5.6.3 8-bit message and the server lacks "
-                          "8BITMIME"));
-        cli_ready(c);
+        cli_done(c, 554, 1,
+                 "5.6.3 8-bit message and the server lacks 8BITMIME");
         return LLSMTP_OK;
     }
     if ((m->flags & LLSMTP_MSG_SMTPUTF8) &&
         !(c->caps_.extensions & LLSMTP_EXT_SMTPUTF8)) {
-        cli_event(c, LLSMTP_CEV_MESSAGE, 553, 1, -1,
-                  CLI_LIT("5.6.7 SMTPUTF8 message and the server lacks "
-                          "SMTPUTF8"));
-        cli_ready(c);
+        cli_done(c, 553, 1,
+                 "5.6.7 SMTPUTF8 message and the server lacks SMTPUTF8");
         return LLSMTP_OK;
     }
     c->msg_ = m;
@@ -893,8 +883,7 @@ llsmtp_client_mail(llsmtp_client *c, const llsmtp_client_msg *m)
     c->lmtp_next_ = 0;
     c->mail_ok_ = 0;
     c->throwaway_ = 0;
-    c->first_ = c->dirty_ ? CP_RSET : CP_MAIL;
-    c->sent_ = c->got_ = c->first_;
+    c->sent_ = c->got_ = c->dirty_ ? CP_RSET : CP_MAIL;
     c->state_ = CS_TXN;
     cli_pump(c);
     return LLSMTP_OK;
