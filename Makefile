@@ -182,11 +182,20 @@ TLS_CFLAGS = $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && \
                  echo -DHAVE_OPENSSL $$($(PKG_CONFIG) --cflags openssl))
 TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
 
+# route.c (DNS, MX) and deliver.c (the client over a socket) are shared.
+EX_SHARED := examples/route.c examples/deliver.c
+EX_SHARED_H := examples/route.h examples/deliver.h
 $(BUILD)/examples/smtpd $(BUILD)/examples/smtp-send: $(BUILD)/examples/%: \
-    examples/%.c $(BUILD)/libllsmtp.a
+    examples/%.c $(EX_SHARED) $(EX_SHARED_H) $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) $< -o $@ \
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) $< $(EX_SHARED) -o $@ \
 	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(if $(TLS_CFLAGS),$(TLS_LIBS))
+
+$(BUILD)/examples/mxlookup: examples/mxlookup.c examples/route.c \
+    examples/route.h $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $< examples/route.c -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)

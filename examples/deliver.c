@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * deliver.c - one message to one server over a blocking socket (see
+ * deliver.h). The llsmtp client session says what to write and what the
+ * replies mean; this file moves the bytes, waits with timeouts, and
+ * starts TLS when the session asks for it.
+ */
+#include "deliver.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#ifdef HAVE_OPENSSL
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
+typedef struct link_ {
+    int fd;
+    int broken; /* a write failed: the server is gone */
+    int in_auth; /* the last command began AUTH: hide what follows */
+    FILE *trace;
+#ifdef HAVE_OPENSSL
+    SSL_CTX *ctx;
+    SSL *ssl;
+#endif
+} link_;
+
+void
+dlv_fill(dlv_result *res, size_t n, int code, const char *text)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (res[i].code == 0) {
+            res[i].code = code;
+            snprintf(res[i].text, sizeof res[i].text, "%s", text);
+        }
+}
+
+static int
+connect_addr(const struct sockaddr *sa, socklen_t sl, int timeout, char *err,
+             size_t errcap)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM, 0), flags, e = 0;
+    struct pollfd pfd;
+    socklen_t el = sizeof e;
+    if (fd < 0) {
+        snprintf(err, errcap, "socket: %s", strerror(errno));
+        return -1;
+    }
+    flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    if (connect(fd, sa, sl) != 0 && errno != EINPROGRESS) {
+        snprintf(err, errcap, "%s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    pfd.fd = fd;
+    pfd.events = POLLOUT;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, (timeout > 0 ? timeout : 30) * 1000) != 1) {
+        snprintf(err, errcap, "connection timed out");
+        close(fd);
+        return -1;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0 || e != 0) {
+        snprintf(err, errcap, "%s", strerror(e ? e : errno));
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, flags);
+    return fd;
+}
+
+int
+dlv_connect_ip(const llsmtp_ip *ip, uint16_t port, int timeout, char *err,
+               size_t errcap)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (ip->family == 4) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        memcpy(&sin->sin_addr, ip->addr, 4);
+        return connect_addr((struct sockaddr *)sin, sizeof *sin, timeout,
+                            err, errcap);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        memcpy(&sin6->sin6_addr, ip->addr, 16);
+        return connect_addr((struct sockaddr *)sin6, sizeof *sin6, timeout,
+                            err, errcap);
+    }
+}
+
+int
+dlv_connect_name(const char *spec, int timeout, char *err, size_t errcap)
+{
+    char host[300], *colon;
+    const char *port = "25";
+    struct addrinfo hints, *res, *ai;
+    int rc, fd = -1;
+    if (strlen(spec) >= sizeof host) {
+        snprintf(err, errcap, "server name too long");
+        return -1;
+    }
+    strcpy(host, spec);
+    colon = strrchr(host, ':');
+    if (host[0] == '[') { /* [IPv6]:port or [host]:port */
+        char *rb = strrchr(host, ']');
+        if (rb == NULL || (rb[1] != '\0' && rb[1] != ':')) {
+            snprintf(err, errcap, "bad server %s", spec);
+            return -1;
+        }
+        if (rb[1] == ':')
+            port = rb + 2;
+        *rb = '\0';
+        memmove(host, host + 1, strlen(host));
+    } else if (colon != NULL && strchr(host, ':') == colon) {
+        *colon = '\0';
+        port = colon + 1;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errcap, "%s: %s", spec, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+        fd = connect_addr(ai->ai_addr, ai->ai_addrlen, timeout, err, errcap);
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* One trace line per protocol line; what follows AUTH is not shown. */
+static void
+show(link_ *l, const char *prefix, const char *p, size_t n)
+{
+    size_t a = 0, i;
+    if (l->trace == NULL)
+        return;
+    for (i = 0; i < n; i++) {
+        size_t e;
+        int client = prefix[0] == 'C', auth;
+        if (p[i] != '\n')
+            continue;
+        e = i > a && p[i - 1] == '\r' ? i - 1 : i;
+        auth = e - a >= 4 && memcmp(p + a, "AUTH", 4) == 0;
+        if (client && l->in_auth && !auth)
+            fprintf(l->trace, "C: ****\n");
+        else if (client && e - a > 11 && memcmp(p + a, "AUTH PLAIN ", 11) == 0)
+            fprintf(l->trace, "C: AUTH PLAIN ****\n");
+        else
+            fprintf(l->trace, "%s%.*s\n", prefix, (int)(e - a), p + a);
+        if (client && auth)
+            l->in_auth = 1;
+        a = i + 1;
+    }
+}
+
+static void
+write_all(link_ *l, const char *p, size_t n)
+{
+    while (n > 0 && !l->broken) {
+        ssize_t w;
+#ifdef HAVE_OPENSSL
+        if (l->ssl != NULL) {
+            int r = SSL_write(l->ssl, p, n > 65536 ? 65536 : (int)n);
+            w = r > 0 ? r : -1;
+        } else
+#endif
+            w = send(l->fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            l->broken = 1;
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Bytes read, 0 when the server closed, -1 when it said nothing in time. */
+static ssize_t
+read_some(link_ *l, char *buf, size_t cap)
+{
+    for (;;) {
+        ssize_t r;
+#ifdef HAVE_OPENSSL
+        if (l->ssl != NULL) {
+            int k = SSL_read(l->ssl, buf, (int)cap);
+            if (k > 0)
+                return k;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return -1;
+            return 0;
+        }
+#endif
+        r = recv(l->fd, buf, cap, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -1;
+        return r < 0 ? 0 : r;
+    }
+}
+
+static void
+flush(link_ *l, llsmtp_client *c)
+{
+    llsmtp_span o = llsmtp_client_output(c);
+    if (o.n == 0)
+        return;
+    show(l, "C: ", o.p, o.n);
+    write_all(l, o.p, o.n);
+    llsmtp_client_consume(c, o.n);
+}
+
+static void
+set_timeouts(link_ *l, unsigned sec)
+{
+    struct timeval tv;
+    tv.tv_sec = (time_t)(sec ? sec : 300);
+    tv.tv_usec = 0;
+    setsockopt(l->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(l->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* The session asked for TLS (its STARTTLS got 220). */
+static int
+start_tls(link_ *l)
+{
+#ifdef HAVE_OPENSSL
+    l->ctx = SSL_CTX_new(TLS_client_method());
+    if (l->ctx == NULL || !SSL_CTX_set_min_proto_version(l->ctx,
+                                                         TLS1_2_VERSION) ||
+        (l->ssl = SSL_new(l->ctx)) == NULL || SSL_set_fd(l->ssl, l->fd) != 1 ||
+        SSL_connect(l->ssl) != 1) {
+        ERR_clear_error();
+        return -1;
+    }
+    if (l->trace)
+        fprintf(l->trace, "-- TLS %s %s\n", SSL_get_version(l->ssl),
+                SSL_get_cipher_name(l->ssl));
+    return 0;
+#else
+    (void)l;
+    return -1;
+#endif
+}
+
+static void
+set_result(dlv_result *r, int code, llsmtp_span text)
+{
+    if (r->code != 0)
+        return;
+    r->code = code;
+    snprintf(r->text, sizeof r->text, "%.*s", (int)text.n, text.p);
+}
+
+/* Encodes and writes the body in pieces of 16 KB. */
+static int
+send_body(link_ *l, llsmtp_client *c, const char *body, size_t n)
+{
+    static char enc[2 * 16384 + 2];
+    size_t k;
+    for (k = 0; k < n && !l->broken; k += 16384) {
+        size_t piece = n - k < 16384 ? n - k : 16384, w;
+        if (llsmtp_client_body(c, body + k, piece, enc, sizeof enc, &w) !=
+            LLSMTP_OK)
+            return -1;
+        write_all(l, enc, w);
+    }
+    return llsmtp_client_body_end(c) == LLSMTP_OK ? 0 : -1;
+}
+
+void
+dlv_send(int fd, const dlv_conf *dc, const llsmtp_client_msg *m,
+         const char *body, size_t n, dlv_result *res)
+{
+    llsmtp_client c;
+    link_ l;
+    static char buf[16384];
+    size_t have = 0, off = 0, i;
+    int sent = 0, done = 0;
+
+    memset(&l, 0, sizeof l);
+    l.fd = fd;
+    l.trace = dc->trace;
+    for (i = 0; i < m->nto; i++)
+        res[i].code = 0;
+    if (llsmtp_client_init(&c, &dc->cfg) != LLSMTP_OK) {
+        dlv_fill(res, m->nto, 554, "5.3.5 bad HELO name or credentials");
+        close(fd);
+        return;
+    }
+    while (!done) {
+        llsmtp_client_event ev;
+        size_t used;
+        int rc = llsmtp_client_feed(&c, buf + off, have - off, &used, &ev);
+        off += used;
+        if (rc != 1) {
+            /* everything read was taken and nothing happened: wait */
+            ssize_t r;
+            flush(&l, &c);
+            set_timeouts(&l, dc->timeout > 0 ? (unsigned)dc->timeout
+                                             : llsmtp_client_timeout(&c));
+            r = l.broken ? 0 : read_some(&l, buf, sizeof buf);
+            off = 0;
+            have = r > 0 ? (size_t)r : 0;
+            if (r <= 0) {
+                dlv_fill(res, m->nto, 451,
+                         r < 0 ? "4.4.2 timeout waiting for the server"
+                               : "4.4.2 connection closed by the server");
+                break;
+            }
+            show(&l, "S: ", buf, have);
+            continue;
+        }
+        if (ev.code != 334)
+            l.in_auth = 0;
+        switch (ev.type) {
+        case LLSMTP_CEV_READY:
+            if (!sent) {
+                sent = 1;
+                rc = llsmtp_client_mail(&c, m);
+                if (rc != LLSMTP_OK) {
+                    dlv_fill(res, m->nto, 553, "5.1.3 bad address");
+                    llsmtp_client_quit(&c);
+                }
+            } else {
+                llsmtp_client_quit(&c);
+            }
+            break;
+        case LLSMTP_CEV_TLS:
+            flush(&l, &c);
+            if (start_tls(&l) != 0) {
+                dlv_fill(res, m->nto, 451, "4.7.5 TLS handshake failed");
+                done = 1;
+                break;
+            }
+            llsmtp_client_tls_started(&c);
+            break;
+        case LLSMTP_CEV_RCPT:
+            if (ev.code / 100 != 2)
+                set_result(&res[ev.rcpt], ev.code, ev.text);
+            break;
+        case LLSMTP_CEV_BODY:
+            flush(&l, &c);
+            if (l.trace)
+                fprintf(l.trace, "C: (%zu octets of message)\n", n);
+            if (send_body(&l, &c, body, n) != 0) {
+                /* 8-bit bytes in a 7-bit message: the session stops */
+                dlv_fill(res, m->nto, 554,
+                         "5.6.3 8-bit content in a message declared 7-bit");
+                done = 1;
+            }
+            break;
+        case LLSMTP_CEV_MESSAGE:
+            if (ev.rcpt >= 0) {
+                set_result(&res[ev.rcpt], ev.code, ev.text);
+            } else {
+                for (i = 0; i < m->nto; i++)
+                    set_result(&res[i], ev.code, ev.text);
+            }
+            break;
+        case LLSMTP_CEV_FAIL:
+            for (i = 0; i < m->nto; i++)
+                set_result(&res[i], ev.code ? ev.code : 451, ev.text);
+            flush(&l, &c);
+            done = 1;
+            break;
+        case LLSMTP_CEV_CLOSED:
+            done = 1;
+            break;
+        default:
+            break;
+        }
+        flush(&l, &c);
+    }
+    dlv_fill(res, m->nto, 451, "4.4.2 connection lost");
+#ifdef HAVE_OPENSSL
+    if (l.ssl != NULL)
+        SSL_free(l.ssl);
+    if (l.ctx != NULL)
+        SSL_CTX_free(l.ctx);
+#endif
+    close(fd);
+}
+
+void
+dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
+            const dlv_conf *dc, const llsmtp_client_msg *m,
+            const char *body, size_t n, dlv_result *res)
+{
+    static llsmtp_span to[LLSMTP_CLIENT_RCPT_MAX], params[LLSMTP_CLIENT_RCPT_MAX];
+    static dlv_result sub[LLSMTP_CLIENT_RCPT_MAX];
+    static size_t map[LLSMTP_CLIENT_RCPT_MAX];
+    char err[200], ip[64];
+    size_t t, a, i, k;
+    int left = 1;
+    for (i = 0; i < m->nto; i++) {
+        res[i].code = 0;
+        res[i].remote[0] = '\0';
+    }
+    for (t = 0; t < nmx && left; t++) {
+        for (a = 0; a < mx[t].naddrs && left; a++) {
+            llsmtp_client_msg sm = *m;
+            int fd;
+            llsmtp_ip_format(&mx[t].addrs[a], ip, sizeof ip);
+            if (dc->trace)
+                fprintf(dc->trace, "-- trying %s [%s]:%u\n", mx[t].host, ip,
+                        port ? port : 25);
+            fd = dlv_connect_ip(&mx[t].addrs[a], port ? port : 25,
+                                dc->connect_timeout, err, sizeof err);
+            /* only the recipients that are still open */
+            for (i = 0, k = 0; i < m->nto; i++) {
+                if (res[i].code / 100 == 2 || res[i].code / 100 == 5)
+                    continue;
+                if (fd < 0) {
+                    res[i].code = 451;
+                    snprintf(res[i].text, sizeof res[i].text,
+                             "4.4.1 cannot connect to %s[%s]: %s",
+                             mx[t].host, ip, err);
+                    snprintf(res[i].remote, sizeof res[i].remote, "%s",
+                             mx[t].host);
+                    continue;
+                }
+                to[k] = m->to[i];
+                if (m->rcpt_params != NULL)
+                    params[k] = m->rcpt_params[i];
+                map[k++] = i;
+            }
+            if (fd < 0)
+                continue;
+            sm.to = to;
+            sm.nto = k;
+            sm.rcpt_params = m->rcpt_params != NULL ? params : NULL;
+            dlv_send(fd, dc, &sm, body, n, sub);
+            left = 0;
+            for (k = 0; k < sm.nto; k++) {
+                res[map[k]] = sub[k];
+                snprintf(res[map[k]].remote, sizeof res[map[k]].remote, "%s",
+                         mx[t].host);
+                left |= sub[k].code / 100 == 4;
+            }
+        }
+    }
+    dlv_fill(res, m->nto, 451, "4.4.4 no address to deliver to");
+}

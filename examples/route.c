@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * route.c - DNS questions and MX routes for the example programs (see
+ * route.h). The protocol work is the library's (lib/dns.c builds and
+ * checks packets, lib/mx.c orders targets); this file does sockets.
+ */
+#include "route.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int
+route_dns_set(route_dns *d, const char *spec)
+{
+    llsmtp_relayhost rh;
+    llsmtp_ip ip;
+    uint16_t port = 53;
+    memset(&d->addr, 0, sizeof d->addr);
+    if (d->rng == 0)
+        d->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
+                 0x9E3779B97F4A7C15ULL;
+    if (llsmtp_ip_parse(spec, strlen(spec), &ip) == LLSMTP_OK) {
+        /* a bare address, IPv6 included */
+    } else if (llsmtp_relayhost_parse(spec, strlen(spec), &rh, NULL) ==
+                   LLSMTP_OK &&
+               rh.ip.family) {
+        ip = rh.ip;
+        if (rh.port)
+            port = rh.port;
+    } else {
+        return -1;
+    }
+    if (ip.family == 4) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&d->addr;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        memcpy(&sin->sin_addr, ip.addr, 4);
+        d->len = sizeof *sin;
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&d->addr;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        memcpy(&sin6->sin6_addr, ip.addr, 16);
+        d->len = sizeof *sin6;
+    }
+    return 0;
+}
+
+void
+route_dns_default(route_dns *d)
+{
+    FILE *f = fopen("/etc/resolv.conf", "r");
+    char line[512], addr[256];
+    if (f != NULL) {
+        while (fgets(line, sizeof line, f)) {
+            if (sscanf(line, " nameserver %255s", addr) == 1 &&
+                route_dns_set(d, addr) == 0) {
+                fclose(f);
+                return;
+            }
+        }
+        fclose(f);
+    }
+    route_dns_set(d, "127.0.0.1");
+}
+
+static uint16_t
+new_id(route_dns *d)
+{
+    d->rng ^= d->rng << 13;
+    d->rng ^= d->rng >> 7;
+    d->rng ^= d->rng << 17;
+    return (uint16_t)(d->rng >> 16);
+}
+
+static int
+read_full(int fd, uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ssize_t r;
+        if (poll(&pfd, 1, 5000) <= 0)
+            return -1;
+        r = read(fd, buf + got, n - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* One question over TCP (RFC 1035 4.2.2). */
+static int
+ask_tcp(route_dns *d, const char *name, uint16_t qtype, llsmtp_dns_rr *rrs,
+        size_t cap, size_t *n)
+{
+    static uint8_t buf[65537];
+    uint8_t q[600];
+    size_t qlen, mlen, total;
+    uint16_t id = new_id(d);
+    int fd, rc;
+    if (llsmtp_dns_query(id, name, strlen(name), qtype, 1, q, sizeof q,
+                         &qlen) != LLSMTP_OK)
+        return LLSMTP_E_SYNTAX;
+    fd = socket(d->addr.ss_family, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&d->addr, d->len) != 0 ||
+        write(fd, q, qlen) != (ssize_t)qlen) {
+        if (fd >= 0)
+            close(fd);
+        return ROUTE_NO_ANSWER;
+    }
+    if (read_full(fd, buf, 2) != 0) {
+        close(fd);
+        return ROUTE_NO_ANSWER;
+    }
+    mlen = (size_t)buf[0] << 8 | buf[1];
+    if (read_full(fd, buf + 2, mlen) != 0) {
+        close(fd);
+        return ROUTE_NO_ANSWER;
+    }
+    close(fd);
+    rc = llsmtp_dns_parse(buf, mlen + 2, 1, id, name, strlen(name), qtype,
+                          rrs, cap, n, &total);
+    return rc == LLSMTP_DNS_MISMATCH ? LLSMTP_E_SYNTAX : rc;
+}
+
+/* UDP, three tries of two seconds; TCP when the answer is truncated. */
+int
+route_ask(route_dns *d, const char *name, uint16_t qtype, llsmtp_dns_rr *rrs,
+          size_t cap, size_t *n)
+{
+    uint8_t q[600], buf[4096];
+    size_t qlen;
+    int tries, fd;
+    *n = 0;
+    if (d->tcp)
+        return ask_tcp(d, name, qtype, rrs, cap, n);
+    fd = socket(d->addr.ss_family, SOCK_DGRAM, 0);
+    if (fd < 0)
+        return ROUTE_NO_ANSWER;
+    if (connect(fd, (struct sockaddr *)&d->addr, d->len) != 0) {
+        close(fd);
+        return ROUTE_NO_ANSWER;
+    }
+    for (tries = 0; tries < 3; tries++) {
+        uint16_t id = new_id(d);
+        time_t until = time(NULL) + 2;
+        if (llsmtp_dns_query(id, name, strlen(name), qtype, 0, q, sizeof q,
+                             &qlen) != LLSMTP_OK) {
+            close(fd);
+            return LLSMTP_E_SYNTAX;
+        }
+        if (send(fd, q, qlen, 0) < 0)
+            break;
+        while (time(NULL) <= until) {
+            struct pollfd pfd = {fd, POLLIN, 0};
+            ssize_t r;
+            size_t total;
+            int rc;
+            if (poll(&pfd, 1, 1000) <= 0)
+                continue;
+            r = recv(fd, buf, sizeof buf, 0);
+            if (r < 0) {
+                if (errno == ECONNREFUSED) {
+                    close(fd);
+                    return ROUTE_NO_ANSWER;
+                }
+                continue;
+            }
+            rc = llsmtp_dns_parse(buf, (size_t)r, 0, id, name, strlen(name),
+                                  qtype, rrs, cap, n, &total);
+            if (rc == LLSMTP_DNS_MISMATCH)
+                continue; /* not ours: keep waiting */
+            close(fd);
+            if (rc == LLSMTP_DNS_TRUNCATED)
+                return ask_tcp(d, name, qtype, rrs, cap, n);
+            return rc;
+        }
+    }
+    close(fd);
+    return ROUTE_NO_ANSWER;
+}
+
+int
+route_addrs(route_dns *d, llsmtp_mx *m)
+{
+    static const uint16_t types[2] = {LLSMTP_DNS_A, LLSMTP_DNS_AAAA};
+    static llsmtp_dns_rr rrs[ROUTE_RR_MAX];
+    size_t t, n;
+    int failed = 0;
+    for (t = 0; t < 2; t++) {
+        int rc = route_ask(d, m->host, types[t], rrs, ROUTE_RR_MAX, &n);
+        if (rc == LLSMTP_DNS_NOERROR)
+            llsmtp_dns_addrs(rrs, n, m);
+        else if (rc == ROUTE_NO_ANSWER || rc == LLSMTP_DNS_SERVFAIL)
+            failed = 1;
+    }
+    return failed && m->naddrs == 0 ? -1 : 0;
+}
+
+static int
+say(char *why, size_t cap, int code, const char *fmt, const char *domain)
+{
+    snprintf(why, cap, fmt, domain);
+    return code;
+}
+
+int
+route_mx(route_dns *d, const char *domain, const llsmtp_mx_opts *o,
+         llsmtp_mx *mx, size_t cap, size_t *n, char *why, size_t whycap)
+{
+    static llsmtp_dns_rr rrs[ROUTE_RR_MAX];
+    size_t nrr, i, with_addr = 0;
+    int rc, temp = 0;
+    *n = 0;
+    rc = route_ask(d, domain, LLSMTP_DNS_MX, rrs, ROUTE_RR_MAX, &nrr);
+    switch (rc) {
+    case LLSMTP_DNS_NOERROR:
+        break;
+    case LLSMTP_DNS_NXDOMAIN: /* RFC 3463: 5.1.2 bad destination system */
+        return say(why, whycap, 550, "5.1.2 %s: no such domain", domain);
+    case LLSMTP_E_SYNTAX:
+        return say(why, whycap, 451,
+                   "4.4.3 %s: malformed answer from the DNS server", domain);
+    default:
+        return say(why, whycap, 451,
+                   "4.4.3 %s: DNS lookup failed, will try again", domain);
+    }
+    if (llsmtp_dns_mx(rrs, nrr, domain, strlen(domain), mx, cap, n) !=
+        LLSMTP_OK)
+        return say(why, whycap, 554, "5.4.4 %s: CNAME chain too long",
+                   domain);
+    rc = llsmtp_mx_order(domain, strlen(domain), mx, n, cap, o);
+    switch (rc) {
+    case LLSMTP_MX_OK:
+    case LLSMTP_MX_IMPLICIT:
+        break;
+    case LLSMTP_MX_NULL:
+        return say(why, whycap, 556,
+                   "5.1.10 %s does not accept mail (null MX, RFC 7505)",
+                   domain);
+    case LLSMTP_MX_LOOP:
+        return say(why, whycap, 554, "5.4.6 mail for %s loops back to me",
+                   domain);
+    default:
+        return say(why, whycap, 451, "4.4.4 %s: invalid MX records", domain);
+    }
+    /* RFC 5321 5.1: each target's addresses, in order; the first few are
+     * enough to deliver or to conclude "try later". */
+    for (i = 0; i < *n && i < 8; i++) {
+        if (mx[i].naddrs == 0 && route_addrs(d, &mx[i]) != 0)
+            temp = 1;
+        with_addr += mx[i].naddrs > 0;
+    }
+    if (with_addr == 0)
+        return temp ? say(why, whycap, 451,
+                          "4.4.3 %s: DNS lookup failed, will try again",
+                          domain)
+                    : say(why, whycap, rc == LLSMTP_MX_IMPLICIT ? 550 : 451,
+                          rc == LLSMTP_MX_IMPLICIT
+                              ? "5.1.2 %s: no MX and no address"
+                              : "4.4.4 %s: no address for any MX host",
+                          domain);
+    return 0;
+}
