@@ -435,8 +435,7 @@ dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
                     snprintf(res[i].text, sizeof res[i].text,
                              "4.4.1 cannot connect to %s[%s]: %s",
                              mx[t].host, ip, err);
-                    snprintf(res[i].remote, sizeof res[i].remote, "%s",
-                             mx[t].host);
+                    res[i].remote[0] = '\0'; /* no server said anything */
                     continue;
                 }
                 to[k] = m->to[i];

@@ -6,7 +6,7 @@
  * sent), local domains, RFC 5321 timeouts, graceful shutdown. POSIX C.
  * The library does the protocol; this file does sockets, files, policy.
  */
-#include <llsmtp.h>
+#include "queue.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,6 +56,8 @@ typedef struct options {
     size_t max_rcpt;
     int max_clients;
     int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
+    queue_conf q; /* onward delivery (queue.c) */
+    const char *dns;
 } options;
 
 typedef struct conn {
@@ -89,6 +91,7 @@ typedef struct conn {
 enum { TLS_NONE = 0, TLS_FLUSH, TLS_HANDSHAKE, TLS_ON };
 
 static options opt;
+static int lfds[MAX_LISTEN];
 static llsmtp_config cfg;
 static llsmtp_relay_policy policy;
 static conn **conns;
@@ -145,7 +148,20 @@ usage(FILE *f)
         "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
         "                         switch off an extension (all on by "
         "default)\n"
-        "  --spool DIR            default ./spool\n"
+        "  --smarthost HOST:PORT  deliver relayed mail there ([HOST]:PORT: "
+        "no MX lookup)\n"
+        "                         instead of to each domain's MX hosts\n"
+        "  --dns ADDR:PORT        DNS server for MX lookups (default: first "
+        "nameserver in /etc/resolv.conf)\n"
+        "  --mx-port N            port of MX hosts (default 25; for tests)\n"
+        "  --retry LIST           retry delays, e.g. 1m,5m,15m,1h (default "
+        "5m,10m,20m,40m,1h,2h,4h);\n"
+        "                         the last one repeats; s, m, h, d suffixes\n"
+        "  --max-queue-time T     give up and bounce after T (default 5d, "
+        "RFC 5321 4.5.4.1)\n"
+        "  --runners N            deliveries at once (default 8)\n"
+        "  --spool DIR            default ./spool (relayed mail waits in "
+        "DIR/queue)\n"
         "  --discard              accept and drop messages (benchmarks); no "
         "disk writes\n"
         "  --max-size BYTES       message size limit (default 10485760)\n"
@@ -219,6 +235,57 @@ parse_num(const char *name, const char *v)
     return n;
 }
 
+/* "90", "90s", "5m", "2h", "5d" in seconds. */
+static unsigned long
+parse_time(const char *name, const char *v)
+{
+    char *end;
+    unsigned long n;
+    errno = 0;
+    if (v == NULL || *v < '0' || *v > '9')
+        die_usage("bad time for %s", name);
+    n = strtoul(v, &end, 10);
+    if (errno || n > 100000000UL)
+        die_usage("bad time for %s", name);
+    switch (*end) {
+    case 'd':
+        n *= 24;
+        /* fall through */
+    case 'h':
+        n *= 60;
+        /* fall through */
+    case 'm':
+        n *= 60;
+        /* fall through */
+    case 's':
+        end++;
+        break;
+    default:
+        break;
+    }
+    if (*end != '\0' || n == 0)
+        die_usage("bad time for %s", name);
+    return n;
+}
+
+static void
+parse_retry(const char *v)
+{
+    char buf[512], *tok, *save = NULL;
+    if (strlen(v) >= sizeof buf)
+        die_usage("bad --retry %s", v);
+    strcpy(buf, v);
+    opt.q.nretry = 0;
+    for (tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (opt.q.nretry == QUEUE_RETRY_MAX)
+            die_usage("too many --retry delays in %s", v);
+        opt.q.retry[opt.q.nretry++] = (unsigned)parse_time("--retry", tok);
+    }
+    if (opt.q.nretry == 0)
+        die_usage("bad --retry %s", v);
+}
+
 static void
 parse_args(int argc, char **argv)
 {
@@ -229,6 +296,10 @@ parse_args(int argc, char **argv)
     opt.max_size = 10485760;
     opt.max_rcpt = 1000;
     opt.max_clients = 1000;
+    parse_retry("5m,10m,20m,40m,1h,2h,4h");
+    opt.q.max_queue_time = 5UL * 24 * 3600;
+    opt.q.mx_port = 25;
+    opt.q.max_runners = 8;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -305,6 +376,33 @@ parse_args(int argc, char **argv)
         } else if (strcmp(a, "--tls-key") == 0) {
             NEEDV();
             opt.tls_key = v;
+        } else if (strcmp(a, "--smarthost") == 0) {
+            llsmtp_relayhost rh;
+            NEEDV();
+            if (llsmtp_relayhost_parse(v, strlen(v), &rh, NULL) != LLSMTP_OK)
+                die_usage("bad --smarthost %s (HOST:PORT or [HOST]:PORT)", v);
+            opt.q.smarthost = v;
+        } else if (strcmp(a, "--dns") == 0) {
+            NEEDV();
+            if (route_dns_set(&opt.q.dns, v) != 0)
+                die_usage("bad --dns %s (an address, e.g. 127.0.0.1:53)", v);
+            opt.dns = v;
+        } else if (strcmp(a, "--mx-port") == 0) {
+            NEEDV();
+            opt.q.mx_port = (unsigned)parse_num(a, v);
+            if (opt.q.mx_port < 1 || opt.q.mx_port > 65535)
+                die_usage("bad value for %s", a);
+        } else if (strcmp(a, "--retry") == 0) {
+            NEEDV();
+            parse_retry(v);
+        } else if (strcmp(a, "--max-queue-time") == 0) {
+            NEEDV();
+            opt.q.max_queue_time = parse_time(a, v);
+        } else if (strcmp(a, "--runners") == 0) {
+            NEEDV();
+            opt.q.max_runners = (int)parse_num(a, v);
+            if (opt.q.max_runners < 1 || opt.q.max_runners > 1000)
+                die_usage("bad value for %s", a);
         } else if (strcmp(a, "--spool") == 0) {
             NEEDV();
             opt.spool = v;
@@ -456,6 +554,12 @@ static void
 final_path(char *buf, size_t n, const conn *c, const char *ext)
 {
     snprintf(buf, n, "%s/%s.%s", opt.spool, c->id, ext);
+}
+
+static void
+queue_path(char *buf, size_t n, const conn *c, const char *ext)
+{
+    snprintf(buf, n, "%s/queue/%s.%s", opt.spool, c->id, ext);
 }
 
 static void
@@ -652,8 +756,10 @@ on_data(llsmtp_server *s, const char *p, size_t n)
     return LLSMTP_CB_OK;
 }
 
+/* The envelope of the local (relay == 0) or relayed (relay == 1)
+ * recipients. */
 static int
-write_envelope(conn *c, const char *path)
+write_envelope(conn *c, const char *path, int relay)
 {
     FILE *f = fopen(path, "wb");
     size_t i;
@@ -682,7 +788,8 @@ write_envelope(conn *c, const char *path)
             fprintf(f, "smtputf8 yes\n");
     }
     for (i = 0; i < c->nrcpt; i++)
-        fprintf(f, "rcpt <%s> %s%s%s\n", c->rcpts[i],
+        if (c->relay[i] == relay)
+            fprintf(f, "rcpt <%s> %s%s%s\n", c->rcpts[i],
                 c->relay[i] ? "relay" : "local",
                 c->rcpt_params[i][0] ? " " : "", c->rcpt_params[i]);
     ok = fflush(f) == 0 && (opt.no_fsync || fsync(fileno(f)) == 0);
@@ -690,42 +797,67 @@ write_envelope(conn *c, const char *path)
     return ok ? 0 : -1;
 }
 
+/* Moves DIR/tmp/<id>.eml in: to DIR for the local recipients, to
+ * DIR/queue (a hard link: one copy on disk) for the relayed ones, each
+ * with its envelope written first, so an .eml always has its .env. */
+static int
+store_message(conn *c)
+{
+    char te[4096], tv[4096], fe[4096], fv[4096], qdir[4096];
+    size_t i, nlocal = 0, nrelay = 0;
+    int ok = fflush(c->msg) == 0 &&
+             (opt.no_fsync || fsync(fileno(c->msg)) == 0);
+    ok = fclose(c->msg) == 0 && ok;
+    c->msg = NULL;
+    for (i = 0; i < c->nrcpt; i++)
+        nrelay += c->relay[i] != 0;
+    nlocal = c->nrcpt - nrelay;
+    tmp_path(tv, sizeof tv, c, "eml");
+    tmp_path(te, sizeof te, c, "env");
+    snprintf(qdir, sizeof qdir, "%s/queue", opt.spool);
+    if (ok && nrelay > 0) {
+        queue_path(fe, sizeof fe, c, "env");
+        queue_path(fv, sizeof fv, c, "eml");
+        ok = write_envelope(c, te, 1) == 0 && rename(te, fe) == 0 &&
+             link(tv, fv) == 0 && sync_dir(qdir) == 0;
+        if (!ok) {
+            unlink(fv);
+            unlink(fe);
+        }
+    }
+    if (ok && nlocal > 0) {
+        final_path(fv, sizeof fv, c, "eml");
+        final_path(fe, sizeof fe, c, "env");
+        ok = write_envelope(c, te, 0) == 0 && rename(te, fe) == 0 &&
+             rename(tv, fv) == 0 && sync_dir(opt.spool) == 0;
+        if (!ok)
+            unlink(fe);
+    }
+    if (!ok && nrelay > 0) { /* nothing half-queued */
+        queue_path(fv, sizeof fv, c, "eml");
+        queue_path(fe, sizeof fe, c, "env");
+        unlink(fv);
+        unlink(fe);
+    }
+    unlink(tv);
+    unlink(te);
+    if (ok && nrelay > 0)
+        queue_add(c->id);
+    return ok ? 0 : -1;
+}
+
 static int
 on_data_end(llsmtp_server *s, llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    char te[4096], tv[4096], fe[4096], fv[4096], dir[4096];
-    int ok;
     if (opt.discard) {
         llsmtp_reply_set_id(r, c->id, strlen(c->id));
         logf_("session=%d queued=%s discarded", c->fd, c->id);
         free_tx(c);
         return LLSMTP_CB_OK;
     }
-    if (c->msg == NULL) {
-        llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
-        free_tx(c);
-        return LLSMTP_CB_OK;
-    }
-    tmp_path(tv, sizeof tv, c, "eml");
-    tmp_path(te, sizeof te, c, "env");
-    final_path(fv, sizeof fv, c, "eml");
-    final_path(fe, sizeof fe, c, "env");
-    ok = fflush(c->msg) == 0 && (opt.no_fsync || fsync(fileno(c->msg)) == 0);
-    ok = fclose(c->msg) == 0 && ok;
-    c->msg = NULL;
-    /* The envelope goes in first: an .eml in DIR always has its .env. */
-    if (ok)
-        ok = write_envelope(c, te) == 0 && rename(te, fe) == 0 &&
-             rename(tv, fv) == 0;
-    snprintf(dir, sizeof dir, "%s", opt.spool);
-    if (ok)
-        ok = sync_dir(dir) == 0;
-    if (!ok) {
+    if (c->msg == NULL || store_message(c) != 0) {
         logf_("session=%d queue write failed: %s", c->fd, strerror(errno));
-        unlink(tv);
-        unlink(te);
-        unlink(fe);
         llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
         free_tx(c);
         return LLSMTP_CB_OK;
@@ -801,17 +933,29 @@ on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
     return LLSMTP_CB_OK;
 }
 
-/* ETRN: this server delivers nothing onward yet (issue 9), so it says so
- * rather than pretend to start a queue run. */
+/* ETRN (RFC 1985): a queue run now for what waits for the node. */
 static int
 on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
 {
     static char text[300];
-    snprintf(text, sizeof text,
-             "Unable to queue messages for node %.*s: no onward delivery here",
-             (int)arg.n, arg.p);
-    llsmtp_reply_set(r, 458, "4.3.0", text);
+    size_t n;
     logf_("session=%d etrn=%.*s", CONN(s)->fd, (int)arg.n, arg.p);
+    if (opt.discard || (arg.n > 0 && arg.p[0] == '#')) {
+        snprintf(text, sizeof text, "Unable to queue messages for node %.*s",
+                 (int)arg.n, arg.p);
+        llsmtp_reply_set(r, 458, "4.3.0", text);
+        return LLSMTP_CB_OK;
+    }
+    n = queue_kick(arg.p, arg.n);
+    if (n == 0) {
+        snprintf(text, sizeof text, "No messages waiting for node %.*s",
+                 (int)arg.n, arg.p);
+        llsmtp_reply_set(r, 251, "2.0.0", text);
+    } else {
+        snprintf(text, sizeof text, "Queuing for node %.*s started",
+                 (int)arg.n, arg.p);
+        llsmtp_reply_set(r, 250, "2.0.0", text);
+    }
     return LLSMTP_CB_OK;
 }
 
@@ -1168,6 +1312,18 @@ on_signal(int sig)
     stop_flag = 1;
 }
 
+/* In a queue runner: the sockets belong to the server. */
+static void
+runner_setup(void)
+{
+    size_t k;
+    int i;
+    for (i = 0; i < opt.nlisten; i++)
+        close(lfds[i]);
+    for (k = 0; k < nconns; k++)
+        close(conns[k]->fd);
+}
+
 static void
 raise_nofile(void)
 {
@@ -1181,7 +1337,7 @@ raise_nofile(void)
 int
 main(int argc, char **argv)
 {
-    int lfds[MAX_LISTEN], i;
+    int i;
     struct pollfd *pfds = NULL;
     size_t pcap = 0;
     static char rbuf[READ_BUF];
@@ -1247,6 +1403,22 @@ main(int argc, char **argv)
                     strerror(errno));
             return 1;
         }
+        opt.q.spool = opt.spool;
+        opt.q.hostname = opt.hostname;
+        opt.q.local_domains = opt.local_domains;
+        opt.q.nlocal = (size_t)opt.nlocal;
+        opt.q.timeout = opt.timeout;
+        opt.q.no_fsync = opt.no_fsync;
+        opt.q.verbose = opt.verbose;
+        opt.q.child_setup = runner_setup;
+        opt.q.log = logf_;
+        if (opt.dns == NULL)
+            route_dns_default(&opt.q.dns);
+        if (queue_open(&opt.q) != 0) {
+            fprintf(stderr, "smtpd: cannot create %s/queue: %s\n", opt.spool,
+                    strerror(errno));
+            return 1;
+        }
     }
     raise_nofile();
     memset(&sa, 0, sizeof sa);
@@ -1270,7 +1442,10 @@ main(int argc, char **argv)
             for (i = 0; i < opt.nlisten; i++)
                 close(lfds[i]);
         }
-        if (stop_flag && (nconns == 0 || now >= stop_at)) {
+        if (!opt.discard)
+            queue_reap(now);
+        if (stop_flag && ((nconns == 0 && queue_busy() == 0) ||
+                          now >= stop_at)) {
             for (k = 0; k < nconns; k++) {
                 llsmtp_server_shutdown(conns[k]->s, NULL);
                 flush_out(conns[k]);
@@ -1284,6 +1459,10 @@ main(int argc, char **argv)
 #ifdef HAVE_OPENSSL
             SSL_CTX_free(tls_ctx);
 #endif
+            if (queue_busy() > 0)
+                logf_("stopping with %zu deliveries under way: they finish "
+                      "on their own", queue_busy());
+            queue_close();
             logf_("stopped");
             return 0;
         }
@@ -1325,6 +1504,13 @@ main(int argc, char **argv)
         }
         npolled = nconns; /* sessions accepted below were not polled */
         timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
+        if (!opt.discard && !stop_flag) {
+            int q = queue_run(now); /* starts what is due */
+            if (q >= 0 && (timeout_ms < 0 || q < timeout_ms))
+                timeout_ms = q;
+        } else if (queue_busy() > 0 && timeout_ms < 0) {
+            timeout_ms = 500;
+        }
         if (stop_flag)
             timeout_ms = 1000;
         if (more)

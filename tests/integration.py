@@ -25,7 +25,12 @@ class Server:
     def __init__(self, *extra):
         self.dir = tempfile.mkdtemp(prefix='llsmtp-it-')
         self.spool = os.path.join(self.dir, 'spool')
+        self.queue = os.path.join(self.spool, 'queue')
         self.port = free_port()
+        if '--smarthost' not in extra and '--dns' not in extra:
+            # relayed mail waits in the queue: its next hop (a closed
+            # loopback port) refuses, and nothing ever leaves this host
+            extra = ('--smarthost', '[127.0.0.1]:%d' % free_port(), '--retry', '1h') + extra
         self.log = open(os.path.join(self.dir, 'smtpd.log'), 'w')
         self.proc = subprocess.Popen(
             [SMTPD, '--listen', '127.0.0.1:%d' % self.port, '--hostname', 'mx.example.test',
@@ -56,14 +61,16 @@ class Server:
         if rc != 0:
             raise AssertionError('smtpd exited %r: %s' % (rc, log[-2000:]))
 
-    def messages(self):
-        if not os.path.isdir(self.spool):
+    def messages(self, queued=False):
+        """Local mail (in the spool), or relayed mail waiting in its queue."""
+        d = self.queue if queued else self.spool
+        if not os.path.isdir(d):
             return []
-        return sorted(f for f in os.listdir(self.spool) if f.endswith('.eml'))
+        return sorted(f for f in os.listdir(d) if f.endswith('.eml'))
 
-    def body(self, name):
+    def body(self, name, queued=False):
         """The message as received: the .eml minus our two trace fields."""
-        data = open(os.path.join(self.spool, name), 'rb').read()
+        data = open(os.path.join(self.queue if queued else self.spool, name), 'rb').read()
         assert data.startswith(b'Return-Path: <'), data[:40]
         rest = data.split(b'\r\n', 1)[1]
         assert rest.startswith(b'Received: from '), rest[:40]
@@ -74,8 +81,8 @@ class Server:
             i += 1
         return b'\r\n'.join(lines[i:])
 
-    def envelope(self, name):
-        return open(os.path.join(self.spool, name[:-4] + '.env')).read()
+    def envelope(self, name, queued=False):
+        return open(os.path.join(self.queue if queued else self.spool, name[:-4] + '.env')).read()
 
 
 def raw(port):
@@ -166,8 +173,17 @@ def relay_domains_and_networks():
             assert c.rcpt('bob@example.test')[0] == 250
             code, _ = c.data(b'Subject: r\r\n\r\nx\r\n')
             assert code == 250
+        # one message, two envelopes: the local recipient's in the spool,
+        # the relayed ones' in the queue (the same file, hard-linked)
         env = srv.envelope(srv.messages()[0])
-        assert 'rcpt <x@partner.test> relay' in env and 'rcpt <bob@example.test> local' in env, env
+        assert 'rcpt <bob@example.test> local' in env and 'relay' not in env, env
+        q = srv.messages(queued=True)
+        assert q == srv.messages(), (q, srv.messages())
+        env = srv.envelope(q[0], queued=True)
+        assert 'rcpt <x@partner.test> relay' in env and 'rcpt <x@mx.hosted.test> relay' in env \
+            and 'local' not in env, env
+        assert os.stat(os.path.join(srv.queue, q[0])).st_ino == \
+            os.stat(os.path.join(srv.spool, q[0])).st_ino
         # operators see relay probes in the log
         srv.log.flush()
         log = open(srv.log.name).read()
@@ -179,6 +195,7 @@ def relay_domains_and_networks():
     try:
         with smtplib.SMTP('127.0.0.1', srv.port) as c:
             assert c.sendmail('a@example.org', ['x@anywhere.test'], b'Subject: r\r\n\r\nx\r\n') == {}
+        assert srv.messages() == [] and len(srv.messages(queued=True)) == 1
     finally:
         srv.stop()
     r = subprocess.run([SMTPD, '--relay-net', '10.1.2.3/8'], capture_output=True)
@@ -206,11 +223,11 @@ def auth_plain_and_login_with_smtplib():
                 # authenticated: may relay anywhere
                 assert c.sendmail('alice@example.test', ['x@elsewhere.test'],
                                   b'Subject: a\r\n\r\nx\r\n') == {}
-        msgs = srv.messages()
-        assert len(msgs) == 2, msgs
-        env = srv.envelope(msgs[0])
+        msgs = srv.messages(queued=True)
+        assert len(msgs) == 2 and srv.messages() == [], msgs
+        env = srv.envelope(msgs[0], queued=True)
         assert 'auth alice' in env and 'protocol ESMTPA' in env and 'rcpt <x@elsewhere.test> relay' in env, env
-        eml = open(os.path.join(srv.spool, msgs[0]), 'rb').read()
+        eml = open(os.path.join(srv.queue, msgs[0]), 'rb').read()
         assert b'with ESMTPA id' in eml, eml[:300]
     finally:
         srv.stop()
@@ -574,7 +591,7 @@ def bdat_binarymime_through_a_socket():
         code, lines = reply(f)
         assert code == 250 and 'Queued mail for delivery' in lines[0], lines
         s.sendall(b'ETRN example.test\r\n')
-        assert reply(f)[0] == 458
+        assert reply(f) == (251, ['251 2.0.0 No messages waiting for node example.test'])
         s.sendall(b'QUIT\r\n')
         assert reply(f)[0] == 221
         f.close(); s.close()
@@ -641,7 +658,7 @@ def proxy_protocol_behind_a_balancer():
         s.sendall(b'EHLO x\r\n')
         assert f.read() == b''
         f.close(); s.close()
-        env = srv.envelope(srv.messages()[0])
+        env = srv.envelope(srv.messages(queued=True)[0], queued=True)
         assert 'client 10.9.8.7' in env, env
         log = open(srv.log.name).read()
         assert 'proxy client 203.0.113.9' in log, log
@@ -751,11 +768,11 @@ def starttls_with_smtplib_then_auth():
             c.login('alice', 'pw')
             data = b'Subject: tls\r\n\r\n.dot\r\nover TLS\r\n'
             assert c.sendmail('alice@example.test', ['x@far.test'], data) == {}
-        msgs = srv.messages()
-        assert len(msgs) == 1 and srv.body(msgs[0]) == data
-        eml = open(os.path.join(srv.spool, msgs[0]), 'rb').read()
+        msgs = srv.messages(queued=True)
+        assert len(msgs) == 1 and srv.body(msgs[0], queued=True) == data
+        eml = open(os.path.join(srv.queue, msgs[0]), 'rb').read()
         assert b'with ESMTPSA id' in eml
-        env = srv.envelope(msgs[0])
+        env = srv.envelope(msgs[0], queued=True)
         assert 'tls TLSv1.' in env and 'auth alice' in env, env
     finally:
         srv.stop()
@@ -815,7 +832,8 @@ def swaks_plain_and_tls():
                             '--to', 'x@far.test', '--body', 'relayed over tls'],
                            capture_output=True, timeout=60)
         assert r.returncode == 0, r.stdout[-800:]
-        bodies = [srv.body(m) for m in srv.messages()]
+        bodies = [srv.body(m) for m in srv.messages()] + \
+            [srv.body(m, queued=True) for m in srv.messages(queued=True)]
         assert len(bodies) == 2 and any(b'from swaks' in b for b in bodies) and \
             any(b'relayed over tls' in b for b in bodies), bodies
     finally:
@@ -892,7 +910,7 @@ def smtp_send_starttls_auth_and_refusals():
                                  '--to', 'x@far.test', '--verbose', data=b'Subject: t\n\nx\n')
         assert rc == 0 and res['x@far.test'][0] == 250, (rc, res, err)
         assert 'C: AUTH PLAIN ****' in err and 'pw' not in err.replace('pw\n', ''), err
-        env = srv.envelope(srv.messages()[0])
+        env = srv.envelope(srv.messages(queued=True)[0], queued=True)
         assert 'auth alice' in env and 'tls TLSv1.' in env, env
         # a wrong password: permanent failure for everyone
         rc, res, err = smtp_send('--server', '127.0.0.1:%d' % srv.port, '--starttls',

@@ -1,0 +1,997 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * queue.c - smtpd's onward delivery (see queue.h). An entry is
+ * SPOOL/queue/<id>.eml (the message as stored, Return-Path first), its
+ * .env (sender, relay recipients, parameters: smtpd's format) and an
+ * append-only .st log of what happened to each recipient:
+ *   D <i> <code> <remote> <text>   delivered (final)
+ *   F <i> <code> <remote> <text>   refused for good (final)
+ *   X <i> <code> <remote> <text>   still failing at --max-queue-time (final)
+ *   T <i> <code> <remote> <text>   failed for now (the last one counts)
+ *   N <time> <attempts>            when to try again
+ *   B                              the bounce is written
+ * A runner is a child process per attempt: it delivers the recipients
+ * without a final line, appends to the log (fsync'ed before anything
+ * else happens), writes the bounce when everything is final and then
+ * removes the entry, .eml first. So a crash loses nothing: at worst a
+ * recipient whose 250 came in just before the crash gets it twice
+ * (RFC 5321 6.1 prefers that to losing it).
+ */
+#include "queue.h"
+
+#include "deliver.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct entry {
+    char id[64];
+    time_t next;
+    pid_t pid; /* its runner, or 0 */
+} entry;
+
+static const queue_conf *Q;
+static route_dns dns; /* a runner's copy: asking changes its state */
+static char qdir[4096], tmpdir[4096];
+static entry *ents;
+static size_t nents, ents_cap, nbusy;
+
+static void
+entry_path(char *buf, size_t n, const char *id, const char *ext)
+{
+    snprintf(buf, n, "%s/%s.%s", qdir, id, ext);
+}
+
+static int
+sync_dir(const char *dir)
+{
+    int fd, rc = 0;
+    if (Q->no_fsync)
+        return 0;
+    fd = open(dir, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    if (fsync(fd) != 0)
+        rc = -1;
+    close(fd);
+    return rc;
+}
+
+/* ---- the log ------------------------------------------------------------ */
+
+typedef struct rcpt {
+    char *addr, *params;
+    int state; /* 0 open, or 'D', 'F', 'X' */
+    int code;  /* the final reply, or the last temporary one */
+    char remote[LLSMTP_NAME_MAX + 1];
+    char text[LLSMTP_REPLY_LINE_MAX + 1];
+} rcpt;
+
+typedef struct envelope {
+    char *from, *mail_params, *client;
+    long received;
+    int body; /* 7, 8 or 9 (BINARYMIME); 0 not declared */
+    int smtputf8;
+    rcpt *r;
+    size_t n;
+    long next, attempts;
+    int bounced;
+} envelope;
+
+static void
+env_free(envelope *e)
+{
+    size_t i;
+    for (i = 0; i < e->n; i++) {
+        free(e->r[i].addr);
+        free(e->r[i].params);
+    }
+    free(e->r);
+    free(e->from);
+    free(e->mail_params);
+    free(e->client);
+    memset(e, 0, sizeof *e);
+}
+
+static char *
+dup_until(const char *p, int stop)
+{
+    size_t n = 0;
+    char *s;
+    while (p[n] && p[n] != stop && p[n] != '\n')
+        n++;
+    s = malloc(n + 1);
+    if (s != NULL) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+/* Reads <id>.env and, when there is one, <id>.st. Returns 0 or -1. */
+static int
+env_load(const char *id, envelope *e)
+{
+    char path[4200], line[8192];
+    FILE *f;
+    memset(e, 0, sizeof *e);
+    entry_path(path, sizeof path, id, "env");
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "from <", 6) == 0) {
+            free(e->from);
+            e->from = dup_until(line + 6, '>');
+        } else if (strncmp(line, "received ", 9) == 0) {
+            e->received = atol(line + 9);
+        } else if (strncmp(line, "client ", 7) == 0) {
+            free(e->client);
+            e->client = dup_until(line + 7, 0);
+        } else if (strncmp(line, "mail-params ", 12) == 0) {
+            free(e->mail_params);
+            e->mail_params = dup_until(line + 12, 0);
+        } else if (strncmp(line, "body ", 5) == 0) {
+            e->body = line[5] == '7' ? 7 : line[5] == '8' ? 8 : 9;
+        } else if (strcmp(line, "smtputf8 yes") == 0) {
+            e->smtputf8 = 1;
+        } else if (strncmp(line, "rcpt <", 6) == 0) {
+            const char *close_ = strchr(line + 6, '>'), *kind, *sp;
+            rcpt *v;
+            if (close_ == NULL)
+                continue;
+            v = realloc(e->r, (e->n + 1) * sizeof *v);
+            if (v == NULL)
+                break;
+            e->r = v;
+            memset(&v[e->n], 0, sizeof v[e->n]);
+            v[e->n].addr = dup_until(line + 6, '>');
+            /* "rcpt <a> relay PARAMS": the parameters after the kind */
+            kind = close_[1] == ' ' ? close_ + 2 : close_ + 1;
+            sp = strchr(kind, ' ');
+            v[e->n].params = dup_until(sp != NULL ? sp + 1 : "", 0);
+            e->n++;
+        }
+    }
+    fclose(f);
+    if (e->from == NULL || e->n == 0) {
+        env_free(e);
+        return -1;
+    }
+    entry_path(path, sizeof path, id, "st");
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long i;
+        int code, off = 0;
+        char remote[LLSMTP_NAME_MAX + 1];
+        if (line[strlen(line) - 1] != '\n')
+            break; /* torn by a crash: never fsync'ed, never acted on */
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == 'N') {
+            sscanf(line, "N %ld %ld", &e->next, &e->attempts);
+        } else if (line[0] == 'B') {
+            e->bounced = 1;
+        } else if (strchr("DFXT", line[0]) != NULL && line[0] &&
+                   sscanf(line + 1, " %lu %d %255s %n", &i, &code, remote,
+                          &off) == 3 &&
+                   off > 0 && i < e->n && e->r[i].state == 0) {
+            rcpt *r = &e->r[i];
+            r->state = line[0] == 'T' ? 0 : line[0];
+            r->code = code;
+            snprintf(r->remote, sizeof r->remote, "%s",
+                     strcmp(remote, "-") == 0 ? "" : remote);
+            snprintf(r->text, sizeof r->text, "%s", line + 1 + off);
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Appends lines to the log and makes them durable. */
+static int
+st_append(const char *id, const char *text)
+{
+    char path[4200];
+    int fd, ok;
+    size_t n = strlen(text);
+    entry_path(path, sizeof path, id, "st");
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (fd < 0)
+        return -1;
+    ok = write(fd, text, n) == (ssize_t)n && (Q->no_fsync || fsync(fd) == 0);
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* ---- the parent: which entries exist, when each is due ----------------- */
+
+static entry *
+find(const char *id)
+{
+    size_t i;
+    for (i = 0; i < nents; i++)
+        if (strcmp(ents[i].id, id) == 0)
+            return &ents[i];
+    return NULL;
+}
+
+static long
+due_time(const char *id)
+{
+    envelope e;
+    long next;
+    if (env_load(id, &e) != 0)
+        return 0;
+    next = e.next;
+    env_free(&e);
+    return next;
+}
+
+void
+queue_add(const char *id)
+{
+    entry *v;
+    if (find(id) != NULL)
+        return;
+    if (nents == ents_cap) {
+        size_t cap = ents_cap ? ents_cap * 2 : 64;
+        v = realloc(ents, cap * sizeof *v);
+        if (v == NULL)
+            return; /* found again by the next scan */
+        ents = v;
+        ents_cap = cap;
+    }
+    v = &ents[nents++];
+    snprintf(v->id, sizeof v->id, "%s", id);
+    v->next = (time_t)due_time(id);
+    v->pid = 0;
+}
+
+/* Adds every complete entry (one with its .eml) not known yet; at start
+ * also removes what a crash left half-written or half-removed. */
+static void
+scan(int cleanup)
+{
+    DIR *d = opendir(qdir);
+    struct dirent *de;
+    char path[4200];
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char id[64];
+        const char *dot = strrchr(de->d_name, '.');
+        size_t n;
+        struct stat st;
+        if (dot == NULL || de->d_name[0] == '.')
+            continue;
+        n = (size_t)(dot - de->d_name);
+        if (n >= sizeof id)
+            continue;
+        memcpy(id, de->d_name, n);
+        id[n] = '\0';
+        if (strcmp(dot, ".eml") == 0) {
+            queue_add(id);
+        } else if (cleanup) {
+            entry_path(path, sizeof path, id, "eml");
+            if (stat(path, &st) != 0) {
+                entry_path(path, sizeof path, id, dot + 1);
+                unlink(path);
+            }
+        }
+    }
+    closedir(d);
+}
+
+int
+queue_open(const queue_conf *qc)
+{
+    Q = qc;
+    snprintf(qdir, sizeof qdir, "%s/queue", qc->spool);
+    snprintf(tmpdir, sizeof tmpdir, "%s/tmp", qc->spool);
+    if (mkdir(qdir, 0750) != 0 && errno != EEXIST)
+        return -1;
+    scan(1);
+    if (nents > 0)
+        Q->log("queue: %zu entries waiting", nents);
+    return 0;
+}
+
+static void run_entry(const char *id);
+
+int
+queue_run(time_t now)
+{
+    size_t i;
+    time_t next = 0;
+    for (i = 0; i < nents; i++) {
+        entry *e = &ents[i];
+        if (e->pid != 0)
+            continue;
+        if (e->next <= now && (int)nbusy < Q->max_runners) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                if (Q->child_setup)
+                    Q->child_setup();
+                signal(SIGTERM, SIG_DFL);
+                signal(SIGINT, SIG_IGN);
+                run_entry(e->id);
+                fflush(stderr);
+                _exit(0);
+            }
+            if (pid > 0) {
+                e->pid = pid;
+                nbusy++;
+                continue;
+            }
+            Q->log("queue: cannot start a runner: %s", strerror(errno));
+        }
+        if (next == 0 || e->next < next)
+            next = e->next;
+    }
+    if (nbusy > 0)
+        return 500; /* look for finished runners */
+    if (next == 0)
+        return -1;
+    return next > now ? (int)((next - now) * 1000 > 60000 ? 60000
+                                                           : (next - now) * 1000)
+                      : 1000;
+}
+
+void
+queue_reap(time_t now)
+{
+    int status, any = 0;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        size_t i;
+        for (i = 0; i < nents; i++) {
+            char path[4200];
+            struct stat st;
+            entry *e = &ents[i];
+            if (e->pid != pid)
+                continue;
+            e->pid = 0;
+            nbusy--;
+            any = 1;
+            entry_path(path, sizeof path, e->id, "eml");
+            if (stat(path, &st) != 0) {
+                ents[i] = ents[--nents]; /* done and removed */
+            } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                e->next = (time_t)due_time(e->id);
+            } else {
+                Q->log("queue=%s runner died (status %d); retry in %us", e->id,
+                     status, Q->retry[0]);
+                e->next = now + (time_t)Q->retry[0];
+            }
+            break;
+        }
+    }
+    if (any)
+        scan(0); /* bounces the runners queued */
+}
+
+size_t
+queue_kick(const char *node, size_t n)
+{
+    size_t i, k, hits = 0;
+    int subdomains = n > 0 && node[0] == '@';
+    if (subdomains) {
+        node++;
+        n--;
+    }
+    for (i = 0; i < nents; i++) {
+        envelope e;
+        if (env_load(ents[i].id, &e) != 0)
+            continue;
+        for (k = 0; k < e.n; k++) {
+            const char *at = strrchr(e.r[k].addr, '@');
+            size_t dn;
+            if (e.r[k].state || at == NULL)
+                continue;
+            at++;
+            dn = strlen(at);
+            if ((dn == n && strncasecmp(at, node, n) == 0) ||
+                (subdomains && dn > n && at[dn - n - 1] == '.' &&
+                 strncasecmp(at + dn - n, node, n) == 0))
+                break;
+        }
+        if (k < e.n) {
+            ents[i].next = 0;
+            hits++;
+        }
+        env_free(&e);
+    }
+    return hits;
+}
+
+size_t
+queue_busy(void)
+{
+    return nbusy;
+}
+
+size_t
+queue_size(void)
+{
+    return nents;
+}
+
+void
+queue_close(void)
+{
+    free(ents);
+    ents = NULL;
+    nents = ents_cap = 0;
+}
+
+/* ---- storing a message (bounces) ---------------------------------------- */
+
+static int
+write_file(const char *path, const char *p, size_t n, int no_fsync)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640), ok;
+    size_t off = 0;
+    if (fd < 0)
+        return -1;
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    ok = no_fsync || fsync(fd) == 0;
+    return close(fd) == 0 && ok ? 0 : -1;
+}
+
+int
+queue_store(const char *dir, const char *tdir, const char *id,
+            const char *env, const char *eml, size_t emln, int no_fsync)
+{
+    char te[4200], tv[4200], fe[4200], fv[4200];
+    snprintf(te, sizeof te, "%s/%s.env", tdir, id);
+    snprintf(tv, sizeof tv, "%s/%s.eml", tdir, id);
+    snprintf(fe, sizeof fe, "%s/%s.env", dir, id);
+    snprintf(fv, sizeof fv, "%s/%s.eml", dir, id);
+    if (write_file(tv, eml, emln, no_fsync) != 0 ||
+        write_file(te, env, strlen(env), no_fsync) != 0 ||
+        rename(te, fe) != 0 || rename(tv, fv) != 0) {
+        unlink(te);
+        unlink(tv);
+        unlink(fe);
+        return -1;
+    }
+    if (!no_fsync) {
+        int fd = open(dir, O_RDONLY);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+/* ---- a runner ----------------------------------------------------------- */
+
+static void
+date_now(char *buf, size_t n, time_t t)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+static int
+is_local(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    size_t i;
+    if (at == NULL)
+        return 1; /* "postmaster" alone is ours (RFC 5321 4.5.1) */
+    for (i = 0; i < Q->nlocal; i++)
+        if (strcasecmp(at + 1, Q->local_domains[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The value of KEY= in "K=V K=V", as a span into s. */
+static llsmtp_span
+param(const char *s, const char *key)
+{
+    llsmtp_span v = {NULL, 0};
+    size_t kn = strlen(key);
+    while (s != NULL && *s) {
+        size_t n = strcspn(s, " ");
+        if (n > kn && s[kn] == '=' && strncasecmp(s, key, kn) == 0) {
+            v.p = s + kn + 1;
+            v.n = n - kn - 1;
+            return v;
+        }
+        s += n;
+        while (*s == ' ')
+            s++;
+    }
+    return v;
+}
+
+/* A failed recipient gets a bounce unless its NOTIFY says otherwise
+ * (RFC 3461 4.1: NEVER, or a list without FAILURE). */
+static int
+wants_bounce(const rcpt *r)
+{
+    llsmtp_span v = param(r->params, "NOTIFY");
+    unsigned flags;
+    if (v.p == NULL)
+        return 1;
+    if (llsmtp_dsn_notify_parse(v.p, v.n, &flags) != LLSMTP_OK)
+        return 1;
+    return (flags & LLSMTP_NOTIFY_FAILURE) != 0;
+}
+
+/* Status: the enhanced code at the start of the reply text, else the
+ * class of the reply code (RFC 3464 2.3.4). */
+static void
+status_of(const rcpt *r, char *buf, size_t n)
+{
+    const char *t = r->text;
+    size_t k = strspn(t, "0123456789.");
+    if (r->state == 'X') {
+        snprintf(buf, n, "4.4.7");
+    } else if (k >= 5 && k < 12 && (t[0] == '4' || t[0] == '5') &&
+               t[1] == '.' && (t[k] == ' ' || t[k] == '\0')) {
+        snprintf(buf, n, "%.*s", (int)k, t);
+    } else {
+        snprintf(buf, n, "%d.0.0", r->code / 100);
+    }
+}
+
+/* A multipart/report (RFC 3464, RFC 6522) for the failed recipients. */
+static char *
+make_bounce(const char *id, const char *bid, const envelope *e,
+            const char *msg, size_t msgn, size_t *outn)
+{
+    char *out = NULL, date[64], arrival[64], st[16];
+    size_t i, hdr_end = msgn;
+    FILE *f = open_memstream(&out, outn);
+    llsmtp_span ret = param(e->mail_params, "RET");
+    llsmtp_span envid = param(e->mail_params, "ENVID");
+    int headers_only = (ret.p && ret.n == 4 && strncasecmp(ret.p, "HDRS", 4) == 0) ||
+                       e->body == 9;
+    const char *sep = strstr(msg, "\r\n\r\n");
+    if (f == NULL)
+        return NULL;
+    if (sep != NULL && (size_t)(sep - msg) < msgn)
+        hdr_end = (size_t)(sep - msg) + 2;
+    date_now(date, sizeof date, time(NULL));
+    date_now(arrival, sizeof arrival, (time_t)e->received);
+    fprintf(f,
+            "Return-Path: <>\r\n"
+            "Date: %s\r\n"
+            "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
+            "To: <%s>\r\n"
+            "Subject: Undelivered Mail Returned to Sender\r\n"
+            "Message-ID: <%s.bounce@%s>\r\n"
+            "Auto-Submitted: auto-replied\r\n"
+            "MIME-Version: 1.0\r\n"
+            "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+            "\tboundary=\"%s/%s\"\r\n"
+            "\r\n"
+            "This is a MIME-encapsulated message.\r\n"
+            "\r\n"
+            "--%s/%s\r\n"
+            "Content-Description: Notification\r\n"
+            "Content-Type: text/plain; charset=us-ascii\r\n"
+            "\r\n"
+            "This is the mail system at host %s.\r\n"
+            "\r\n"
+            "Your message %s could not be delivered to one or more\r\n"
+            "recipients. The reasons are below.\r\n"
+            "\r\n",
+            date, Q->hostname, e->from, bid, Q->hostname, id, Q->hostname,
+            id, Q->hostname, Q->hostname, id);
+    for (i = 0; i < e->n; i++) {
+        const rcpt *r = &e->r[i];
+        if ((r->state != 'F' && r->state != 'X') || !wants_bounce(r))
+            continue;
+        fprintf(f, "<%s>: %s%s%s%d %s\r\n", r->addr,
+                r->state == 'X' ? "still failing after the maximum time in "
+                                  "the queue; last: "
+                                : "",
+                r->remote[0] ? r->remote : "", r->remote[0] ? " said: " : "",
+                r->code, r->text);
+    }
+    fprintf(f,
+            "\r\n--%s/%s\r\n"
+            "Content-Description: Delivery report\r\n"
+            "Content-Type: message/delivery-status\r\n"
+            "\r\n"
+            "Reporting-MTA: dns; %s\r\n"
+            "X-Llsmtp-Queue-ID: %s\r\n",
+            id, Q->hostname, Q->hostname, id);
+    if (envid.p != NULL) {
+        char dec[256];
+        size_t dn;
+        if (llsmtp_xtext_decode(envid.p, envid.n, dec, sizeof dec, &dn) ==
+            LLSMTP_OK)
+            fprintf(f, "Original-Envelope-Id: %.*s\r\n", (int)dn, dec);
+    }
+    fprintf(f, "Arrival-Date: %s\r\n", arrival);
+    for (i = 0; i < e->n; i++) {
+        const rcpt *r = &e->r[i];
+        llsmtp_span orcpt = param(r->params, "ORCPT"), type, xt;
+        if ((r->state != 'F' && r->state != 'X') || !wants_bounce(r))
+            continue;
+        status_of(r, st, sizeof st);
+        fprintf(f, "\r\nFinal-Recipient: rfc822; %s\r\n", r->addr);
+        if (orcpt.p != NULL &&
+            llsmtp_dsn_orcpt_parse(orcpt.p, orcpt.n, &type, &xt) == LLSMTP_OK) {
+            char dec[600];
+            size_t dn;
+            if (llsmtp_xtext_decode(xt.p, xt.n, dec, sizeof dec, &dn) ==
+                LLSMTP_OK)
+                fprintf(f, "Original-Recipient: %.*s; %.*s\r\n", (int)type.n,
+                        type.p, (int)dn, dec);
+        }
+        fprintf(f, "Action: failed\r\nStatus: %s\r\n", st);
+        if (r->remote[0])
+            fprintf(f, "Remote-MTA: dns; %s\r\n", r->remote);
+        if (r->remote[0]) /* RFC 3464 2.3.6: what the remote MTA said */
+            fprintf(f, "Diagnostic-Code: smtp; %d %s\r\n", r->code, r->text);
+        fprintf(f, "Last-Attempt-Date: %s\r\n", date);
+    }
+    fprintf(f,
+            "\r\n--%s/%s\r\n"
+            "Content-Description: %s\r\n"
+            "Content-Type: %s\r\n"
+            "\r\n",
+            id, Q->hostname,
+            headers_only ? "Undelivered Message Headers"
+                         : "Undelivered Message",
+            headers_only ? "text/rfc822-headers" : "message/rfc822");
+    fwrite(msg, 1, headers_only ? hdr_end : msgn, f);
+    if ((headers_only ? hdr_end : msgn) > 0 &&
+        msg[(headers_only ? hdr_end : msgn) - 1] != '\n')
+        fputs("\r\n", f);
+    fprintf(f, "\r\n--%s/%s--\r\n", id, Q->hostname);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Writes the bounce: to the local spool when the sender is ours, else as
+ * a new queue entry with a null sender (which never bounces again). */
+static int
+bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
+{
+    char bid[64], env[2048];
+    size_t i, n, want = 0;
+    char *text;
+    int local, rc;
+    for (i = 0; i < e->n; i++)
+        want += (e->r[i].state == 'F' || e->r[i].state == 'X') &&
+                wants_bounce(&e->r[i]);
+    if (want == 0 || e->from[0] == '\0' || e->bounced)
+        return 0; /* RFC 5321 6.1: never to a null reverse-path */
+    snprintf(bid, sizeof bid, "%.40sB%lX", id, (unsigned long)time(NULL) & 0xffff);
+    text = make_bounce(id, bid, e, msg, msgn, &n);
+    if (text == NULL)
+        return -1;
+    local = is_local(e->from);
+    snprintf(env, sizeof env,
+             "version 1\nid %s\nreceived %ld\nclient 127.0.0.1\nhelo %s\n"
+             "protocol local\nfrom <>\n%s%s"
+             "rcpt <%s> %s\n",
+             bid, (long)time(NULL), Q->hostname,
+             e->body >= 8 ? "body 8BITMIME\n" : "",
+             e->smtputf8 ? "smtputf8 yes\n" : "", e->from,
+             local ? "local" : "relay");
+    /* the local copy keeps its Return-Path; a queued one skips it anyway */
+    rc = queue_store(local ? Q->spool : qdir, tmpdir, bid, env, text, n,
+                     Q->no_fsync);
+    free(text);
+    if (rc == 0)
+        Q->log("queue=%s bounce=%s to=<%s> %s", id, bid, e->from,
+             local ? "stored" : "queued");
+    return rc;
+}
+
+/* The targets for a domain: the smart host, or its MX hosts. */
+static int
+route_for(const char *domain, llsmtp_mx *mx, size_t *nmx, uint16_t *port,
+          char *why, size_t whycap)
+{
+    llsmtp_mx_opts o;
+    const char *self = Q->hostname;
+    memset(&o, 0, sizeof o);
+    o.local_names = &self;
+    o.nlocal_names = 1;
+    o.seed = dns.rng ^ (uint64_t)getpid();
+    *port = (uint16_t)Q->mx_port;
+    if (Q->smarthost != NULL) {
+        llsmtp_relayhost rh;
+        if (llsmtp_relayhost_parse(Q->smarthost, strlen(Q->smarthost), &rh,
+                                   NULL) != LLSMTP_OK) {
+            snprintf(why, whycap, "4.3.5 bad --smarthost");
+            return 451;
+        }
+        *port = rh.port ? rh.port : 25;
+        if (!rh.no_mx)
+            return route_mx(&dns, rh.host, &o, mx,
+                            ROUTE_MX_MAX, nmx, why, whycap);
+        memset(mx, 0, sizeof *mx);
+        snprintf(mx[0].host, sizeof mx[0].host, "%s", rh.host);
+        *nmx = 1;
+        if (rh.ip.family) {
+            mx[0].addrs[0] = rh.ip;
+            mx[0].naddrs = 1;
+        } else {
+            struct addrinfo hints, *res, *ai;
+            memset(&hints, 0, sizeof hints);
+            hints.ai_socktype = SOCK_STREAM;
+            if (getaddrinfo(rh.host, NULL, &hints, &res) != 0) {
+                snprintf(why, whycap, "4.4.3 cannot resolve %s", rh.host);
+                return 451;
+            }
+            for (ai = res; ai && mx[0].naddrs < LLSMTP_MX_ADDRS_MAX;
+                 ai = ai->ai_next) {
+                char ip[64];
+                const void *a = ai->ai_family == AF_INET
+                    ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                    : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+                if (inet_ntop(ai->ai_family, a, ip, sizeof ip) != NULL &&
+                    llsmtp_ip_parse(ip, strlen(ip),
+                                    &mx[0].addrs[mx[0].naddrs]) == LLSMTP_OK)
+                    mx[0].naddrs++;
+            }
+            freeaddrinfo(res);
+        }
+        return 0;
+    }
+    return route_mx(&dns, domain, &o, mx, ROUTE_MX_MAX, nmx,
+                    why, whycap);
+}
+
+static const char *
+domain_of(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at ? at + 1 : "";
+}
+
+/* Delivers the open recipients of one domain (all of them through a
+ * smart host), at most LLSMTP_CLIENT_RCPT_MAX per transaction. */
+static void
+deliver_group(const char *id, envelope *e, const char *domain,
+              const char *body, size_t bodyn, char *log, size_t logcap)
+{
+    static llsmtp_mx mx[ROUTE_MX_MAX];
+    static llsmtp_span to[LLSMTP_CLIENT_RCPT_MAX], params[LLSMTP_CLIENT_RCPT_MAX];
+    static dlv_result res[LLSMTP_CLIENT_RCPT_MAX];
+    static size_t idx[LLSMTP_CLIENT_RCPT_MAX];
+    static char mparams[600];
+    char why[LLSMTP_REPLY_LINE_MAX - 8];
+    size_t nmx = 0, i, k, used = strlen(log);
+    uint16_t port;
+    int rc = route_for(domain, mx, &nmx, &port, why, sizeof why);
+    dlv_conf dc;
+    llsmtp_client_msg m;
+    llsmtp_span ret = param(e->mail_params, "RET"),
+                envid = param(e->mail_params, "ENVID");
+
+    memset(&dc, 0, sizeof dc);
+    dc.cfg.helo.p = Q->hostname;
+    dc.cfg.helo.n = strlen(Q->hostname);
+    dc.cfg.flags = LLSMTP_CLI_STARTTLS; /* opportunistic, RFC 3207 */
+    dc.timeout = Q->timeout;
+    dc.trace = Q->verbose ? stderr : NULL;
+    memset(&m, 0, sizeof m);
+    m.from.p = e->from;
+    m.from.n = strlen(e->from);
+    m.size = bodyn;
+    if (e->body >= 8)
+        m.flags |= LLSMTP_MSG_8BIT;
+    if (e->smtputf8)
+        m.flags |= LLSMTP_MSG_SMTPUTF8;
+    /* RFC 3461 6.2: DSN requests travel on when the next hop takes them */
+    snprintf(mparams, sizeof mparams, "%s%.*s%s%s%.*s",
+             ret.p ? "RET=" : "", (int)ret.n, ret.p ? ret.p : "",
+             ret.p && envid.p ? " " : "", envid.p ? "ENVID=" : "",
+             (int)envid.n, envid.p ? envid.p : "");
+    m.mail_params.p = mparams;
+    m.mail_params.n = strlen(mparams);
+    for (;;) {
+        for (i = 0, k = 0; i < e->n && k < LLSMTP_CLIENT_RCPT_MAX; i++) {
+            rcpt *r = &e->r[i];
+            if (r->state || r->code == -1 ||
+                (Q->smarthost == NULL &&
+                 strcasecmp(domain_of(r->addr), domain) != 0))
+                continue;
+            to[k].p = r->addr;
+            to[k].n = strlen(r->addr);
+            params[k].p = r->params;
+            params[k].n = strlen(r->params);
+            idx[k++] = i;
+        }
+        if (k == 0)
+            return;
+        if (e->body == 9) {
+            rc = 554;
+            snprintf(why, sizeof why,
+                     "5.6.3 binary (BINARYMIME) content cannot be relayed "
+                     "over DATA");
+        }
+        m.to = to;
+        m.nto = k;
+        m.rcpt_params = params;
+        if (rc != 0) {
+            for (i = 0; i < k; i++) {
+                res[i].code = rc;
+                snprintf(res[i].text, sizeof res[i].text, "%s", why);
+                res[i].remote[0] = '\0';
+            }
+        } else {
+            dlv_send_mx(mx, nmx, port, &dc, &m, body, bodyn, res);
+        }
+        for (i = 0; i < k; i++) {
+            rcpt *r = &e->r[idx[i]];
+            int kind = res[i].code / 100 == 2   ? 'D'
+                       : res[i].code / 100 == 5 ? 'F'
+                                                : 'T';
+            size_t w;
+            r->state = kind == 'T' ? 0 : kind;
+            r->code = res[i].code;
+            snprintf(r->remote, sizeof r->remote, "%s", res[i].remote);
+            snprintf(r->text, sizeof r->text, "%s", res[i].text);
+            w = (size_t)snprintf(log + used, logcap - used, "%c %zu %d %s %s\n",
+                                 kind, idx[i], r->code,
+                                 r->remote[0] ? r->remote : "-", r->text);
+            if (used + w < logcap)
+                used += w;
+            Q->log("queue=%s to=<%s> relay=%s status=%s %d %s", id, r->addr,
+                 r->remote[0] ? r->remote : "none",
+                 kind == 'D'   ? "sent"
+                 : kind == 'F' ? "bounced"
+                               : "deferred",
+                 r->code, r->text);
+            if (kind == 'T')
+                r->code = -1; /* tried in this run: not again */
+            if (used + 2 * LLSMTP_REPLY_LINE_MAX > logcap) {
+                /* keep the log's memory bounded: write what we have */
+                if (st_append(id, log) != 0)
+                    Q->log("queue=%s cannot write its log: %s", id,
+                         strerror(errno));
+                log[0] = '\0';
+                used = 0;
+            }
+        }
+    }
+}
+
+static void
+run_entry(const char *id)
+{
+    envelope e;
+    char path[4200], *log;
+    size_t logcap = 65536, i, open_ = 0, msgn = 0;
+    const char *msg = NULL, *body;
+    void *map = MAP_FAILED;
+    struct stat st;
+    time_t now = time(NULL);
+    int fd;
+
+    dns = Q->dns;
+    if (env_load(id, &e) != 0) {
+        Q->log("queue=%s unreadable envelope: left alone", id);
+        return;
+    }
+    entry_path(path, sizeof path, id, "eml");
+    fd = open(path, O_RDONLY);
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0)
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (fd >= 0)
+        close(fd);
+    if (map == MAP_FAILED) {
+        Q->log("queue=%s cannot read the message: %s", id, strerror(errno));
+        env_free(&e);
+        return;
+    }
+    msg = map;
+    msgn = (size_t)st.st_size;
+    /* Return-Path is for final delivery only (RFC 5321 4.4) */
+    body = msg;
+    if (msgn > 13 && memcmp(msg, "Return-Path: ", 13) == 0) {
+        const char *eol = memchr(msg, '\n', msgn);
+        if (eol != NULL)
+            body = eol + 1;
+    }
+    log = malloc(logcap);
+    if (log == NULL) {
+        munmap(map, msgn);
+        env_free(&e);
+        return;
+    }
+    log[0] = '\0';
+    if ((unsigned long)(now - e.received) < Q->max_queue_time || e.attempts == 0)
+        for (i = 0; i < e.n; i++) {
+            if (e.r[i].state || e.r[i].code == -1)
+                continue;
+            deliver_group(id, &e, Q->smarthost ? "" : domain_of(e.r[i].addr),
+                          body, msgn - (size_t)(body - msg), log, logcap);
+        }
+    now = time(NULL);
+    for (i = 0; i < e.n; i++) {
+        if (e.r[i].code == -1)
+            e.r[i].code = 451;
+        open_ += e.r[i].state == 0;
+    }
+    e.attempts++;
+    if (open_ > 0 && (unsigned long)(now - e.received) >= Q->max_queue_time) {
+        /* RFC 5321 4.5.4.1: give up, and say so to the sender */
+        for (i = 0; i < e.n; i++) {
+            size_t used = strlen(log);
+            rcpt *r = &e.r[i];
+            if (r->state)
+                continue;
+            r->state = 'X';
+            snprintf(log + used, logcap - used, "X %zu %d %s %s\n", i,
+                     r->code ? r->code : 451, r->remote[0] ? r->remote : "-",
+                     r->text[0] ? r->text : "4.4.7 no attempt succeeded");
+            Q->log("queue=%s to=<%s> status=expired (in the queue since %ld)",
+                 id, r->addr, e.received);
+        }
+        open_ = 0;
+    }
+    if (open_ == 0) {
+        if (st_append(id, log) != 0 ||
+            bounce(id, &e, body, msgn - (size_t)(body - msg)) != 0 ||
+            st_append(id, "B\n") != 0) {
+            Q->log("queue=%s cannot finish: %s (kept)", id, strerror(errno));
+        } else {
+            /* the .eml first: without it the entry no longer exists */
+            entry_path(path, sizeof path, id, "eml");
+            unlink(path);
+            entry_path(path, sizeof path, id, "env");
+            unlink(path);
+            entry_path(path, sizeof path, id, "st");
+            unlink(path);
+            sync_dir(qdir);
+            Q->log("queue=%s removed", id);
+        }
+    } else {
+        size_t k = (size_t)e.attempts - 1 < Q->nretry ? (size_t)e.attempts - 1
+                                                     : Q->nretry - 1;
+        long next = (long)now + (long)Q->retry[k], used = (long)strlen(log);
+        long last = e.received + (long)Q->max_queue_time;
+        if (next > last)
+            next = last > (long)now ? last : (long)now + 1;
+        snprintf(log + used, logcap - (size_t)used, "N %ld %ld\n", next,
+                 e.attempts);
+        if (st_append(id, log) != 0)
+            Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
+        Q->log("queue=%s %zu recipients deferred; next attempt in %lds", id,
+             open_, next - (long)now);
+    }
+    free(log);
+    munmap(map, msgn);
+    env_free(&e);
+}

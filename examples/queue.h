@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT
+ *
+ * queue.h - smtpd's onward delivery: queue entries in SPOOL/queue, a
+ * runner process per entry attempt, retries, and RFC 3464 bounces.
+ */
+#ifndef LLSMTP_EXAMPLES_QUEUE_H
+#define LLSMTP_EXAMPLES_QUEUE_H
+
+#include "route.h"
+
+#include <time.h>
+
+#define QUEUE_RETRY_MAX 16
+
+typedef struct queue_conf {
+    const char *spool;    /* entries live in SPOOL/queue */
+    const char *hostname; /* HELO name, Reporting-MTA, bounce From: */
+    const char *const *local_domains; /* bounces to these stay here */
+    size_t nlocal;
+    const char *smarthost; /* "host:port" (MX of host), "[host]:port", NULL */
+    route_dns dns;
+    unsigned mx_port;                 /* 25 unless set (tests) */
+    unsigned retry[QUEUE_RETRY_MAX];  /* seconds; the last one repeats */
+    size_t nretry;
+    unsigned long max_queue_time;     /* seconds (RFC 5321 4.5.4.1) */
+    int max_runners;                  /* deliveries at once */
+    int timeout;                      /* client waits; 0: RFC 5321 */
+    int no_fsync;
+    int verbose;                      /* log each dialogue */
+    void (*child_setup)(void);        /* in a runner: close what it
+                                         must not hold */
+    void (*log)(const char *fmt, ...); /* one line to the server's log */
+} queue_conf;
+
+/* Creates SPOOL/queue and reads the entries already there. Returns 0, or
+ * -1 (errno) when the directory cannot be made. */
+int queue_open(const queue_conf *qc);
+/* A new entry (its .env and .eml are in SPOOL/queue): due now. */
+void queue_add(const char *id);
+/* Starts runners for due entries. Returns the poll timeout in ms until
+ * the next thing to do, or -1 for nothing. */
+int queue_run(time_t now);
+/* Collects finished runners (call when SIGCHLD arrived). */
+void queue_reap(time_t now);
+/* ETRN (RFC 1985): entries with a recipient in domain (or, for "@d", in d
+ * and its subdomains) become due now. Returns how many. */
+size_t queue_kick(const char *node, size_t n);
+/* Runners still working, and the entries waiting. */
+size_t queue_busy(void);
+size_t queue_size(void);
+/* Frees what the queue holds (runners are left to finish). */
+void queue_close(void);
+
+/* Writes an envelope+message pair durably into dir: dir/tmp/<id>.{env,
+ * eml} first, then renamed in (the .eml last: an entry is complete when
+ * its .eml is there). Used for bounces; smtpd writes its own. */
+int queue_store(const char *dir, const char *tmpdir, const char *id,
+                const char *env, const char *eml, size_t emln, int no_fsync);
+
+#endif
