@@ -32,11 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* A runner's exit status when another runner holds the entry. */
+#define RUNNER_BUSY 75
 
 typedef struct entry {
     char id[64];
@@ -375,6 +379,9 @@ queue_reap(time_t now)
                 ents[i] = ents[--nents]; /* done and removed */
             } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                 e->next = (time_t)due_time(e->id);
+            } else if (WIFEXITED(status) &&
+                       WEXITSTATUS(status) == RUNNER_BUSY) {
+                e->next = now + 1; /* a runner from before a restart */
             } else {
                 Q->log("queue=%s runner died (status %d); retry in %us", e->id,
                      status, Q->retry[0]);
@@ -897,19 +904,28 @@ run_entry(const char *id)
     void *map = MAP_FAILED;
     struct stat st;
     time_t now = time(NULL);
-    int fd;
+    int fd, mfd;
 
     dns = Q->dns;
+    /* one runner per entry, even across a restart that left an old
+     * runner working (the lock goes when its holder exits) */
+    entry_path(path, sizeof path, id, "env");
+    fd = open(path, O_RDONLY);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (fd >= 0)
+            close(fd);
+        _exit(fd < 0 ? 0 : RUNNER_BUSY);
+    }
     if (env_load(id, &e) != 0) {
         Q->log("queue=%s unreadable envelope: left alone", id);
         return;
     }
     entry_path(path, sizeof path, id, "eml");
-    fd = open(path, O_RDONLY);
-    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0)
-        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (fd >= 0)
-        close(fd);
+    mfd = open(path, O_RDONLY);
+    if (mfd >= 0 && fstat(mfd, &st) == 0 && st.st_size > 0)
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, mfd, 0);
+    if (mfd >= 0)
+        close(mfd);
     if (map == MAP_FAILED) {
         Q->log("queue=%s cannot read the message: %s", id, strerror(errno));
         env_free(&e);
