@@ -258,7 +258,146 @@ def queue_retries_etrn_kicks_and_expiry_bounces(servers):
     assert c.queued() == [] and os.listdir(c.queue) == []
 
 
-failed = 0
+def free_dns_port():
+    for _ in range(50):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(('127.0.0.1', 0))
+        port = u.getsockname()[1]
+        t = socket.socket()
+        try:
+            t.bind(('127.0.0.1', port))  # dnsmasq answers TCP there too
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError('no free port')
+
+
+def start_dnsmasq(*records):
+    exe = shutil.which('dnsmasq') or '/usr/sbin/dnsmasq'
+    if not os.path.exists(exe):
+        raise RuntimeError('dnsmasq is not installed (make deps installs it)')
+    port = free_dns_port()
+    d = subprocess.Popen([exe, '--no-daemon', '--port=%d' % port, '--listen-address=127.0.0.1',
+                          '--bind-interfaces', '--no-resolv', '--no-hosts', '--local=/test/',
+                          '--conf-file=/dev/null'] + list(records), stderr=subprocess.DEVNULL)
+    probe = subprocess.run  # wait until it answers
+    mxlookup = os.path.join(os.path.dirname(SMTPD), 'mxlookup')
+    wait(lambda: probe([mxlookup, '--server', '127.0.0.1:%d' % port, 'probe.test'],
+                       capture_output=True).returncode != 1, 10, 'dnsmasq')
+    return d, port
+
+
+class Dnsmasq:
+    """Stopped like a server, by its PID."""
+    def __init__(self, *records):
+        self.proc, self.port = start_dnsmasq(*records)
+        self.name = 'dnsmasq'
+        self.dir = TMP
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@case
+def mx_routing_through_dnsmasq_with_a_backup(servers):
+    dns = Dnsmasq('--mx-host=one.test,mx1.one.test,10', '--mx-host=one.test,mx2.one.test,20',
+                  '--host-record=mx1.one.test,127.0.0.2', '--host-record=mx2.one.test,127.0.0.3',
+                  '--mx-host=two.test,mx2.one.test,10', '--mx-host=nullmx.test,.,0',
+                  '--host-record=probe.test,127.0.0.9')
+    servers.append(dns)
+    port = free_port('127.0.0.2')
+    m1 = Smtpd('mx1.one.test', '--local-domain', 'one.test', host='127.0.0.2', port=port)
+    servers.append(m1)
+    m2 = Smtpd('mx2.one.test', '--local-domain', 'one.test', '--local-domain', 'two.test',
+               host='127.0.0.3', port=port)
+    servers.append(m2)
+    r = Smtpd('relay.test', '--local-domain', 'relay.test', '--relay-net', '127.0.0.1/32',
+              '--dns', '127.0.0.1:%d' % dns.port, '--mx-port', str(port),
+              '--retry', '1s', '--max-queue-time', '5s')
+    servers.append(r)
+    data = b'Subject: by MX\r\n\r\nrouted by the book\r\n'
+    send(r.port, 'x@relay.test', ['a@one.test', 'b@two.test'], data)
+    wait(lambda: len(m1.local()) == 1 and len(m2.local()) == 1, 20, 'MX delivery')
+    assert 'rcpt <a@one.test>' in m1.envelope(m1.local()[0])
+    assert 'rcpt <b@two.test>' in m2.envelope(m2.local()[0])
+    # two hops of trace fields, the message itself unchanged
+    got = strip_trace(m1.read(m1.local()[0]))
+    assert got.startswith(b'Received: from ') and got.endswith(data), got
+    # smtp-send --mx finds the same host
+    out = subprocess.run([SEND, '--mx', 'one.test', '--dns', '127.0.0.1:%d' % dns.port,
+                          '--mx-port', str(port), '--from', 'x@relay.test', '--to', 'c@one.test',
+                          '--verbose', '-'], input=b'Subject: direct\n\nhi\n', capture_output=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith(b'c@one.test 250 '), out
+    assert b'-- trying mx1.one.test [127.0.0.2]:%d' % port in out.stderr, out.stderr
+    wait(lambda: len(m1.local()) == 2, 10, 'smtp-send delivery')
+    # a null MX (RFC 7505) is refused at once, without a connection
+    out = subprocess.run([SEND, '--mx', 'nullmx.test', '--dns', '127.0.0.1:%d' % dns.port,
+                          '--from', 'x@relay.test', '--to', 'c@nullmx.test', '-'], input=b'x\n',
+                         capture_output=True, timeout=60)
+    assert out.returncode == 2 and b'556 5.1.10' in out.stdout, out
+
+    # the preferred MX is down: the backup takes it
+    m1.stop()
+    servers.remove(m1)
+    send(r.port, 'x@relay.test', ['d@one.test'], b'Subject: backup\r\n\r\nvia mx2\r\n')
+    wait(lambda: len(m2.local()) == 2, 20, 'backup MX delivery')
+    assert any(b'via mx2' in m2.read(m) for m in m2.local())
+    assert 'to=<d@one.test> relay=mx2.one.test status=sent' in r.logtext(), r.logtext()
+
+    # all down: retried, then bounced to the sender's local mailbox; the
+    # null MX domain bounces at the first attempt
+    m2.stop()
+    servers.remove(m2)
+    send(r.port, 'x@relay.test', ['e@one.test', 'f@nullmx.test'], b'Subject: lost\r\n\r\nnowhere\r\n')
+    bounce = wait(lambda: [m for m in r.local() if b'multipart/report' in r.read(m)], 30, 'bounce')
+    _, rcpts, _ = report(r.read(bounce[0]))
+    status = {x['Final-Recipient']: x['Status'] for x in rcpts}
+    assert status == {'rfc822; e@one.test': '4.4.7', 'rfc822; f@nullmx.test': '5.1.10'}, rcpts
+    log = r.logtext()
+    assert log.count('to=<e@one.test> relay=none status=deferred') >= 2, log
+    assert 'to=<f@nullmx.test> relay=none status=bounced 556 5.1.10' in log, log
+    assert r.queued() == []
+
+
+@case
+def kill_9_during_delivery_loses_nothing(servers):
+    b = Smtpd('b.test', '--local-domain', 'far.test')
+    servers.append(b)
+    a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
+              '--smarthost', '[127.0.0.1]:%d' % b.port, '--retry', '1s', '--runners', '4')
+    servers.append(a)
+    n = 300
+    with smtplib.SMTP('127.0.0.1', a.port) as c:
+        for i in range(n):
+            # each acknowledged with 250: from here on a's to deliver
+            c.sendmail('x@a.test', ['u@far.test'],
+                       'Message-ID: <m%d@a.test>\r\n\r\n%s' % (i, 'body line\r\n' * 50))
+    wait(lambda: len(b.local()) >= 20, 30, 'deliveries to begin')
+    a.crash()  # the server and every runner, mid-delivery
+    left = len(a.queued())
+    assert left > 0, 'everything was delivered before the crash: nothing tested'
+    a.start()
+    wait(lambda: a.queued() == [], 60, 'the queue to drain after the restart')
+    seen = {}
+    for m in b.local():
+        mid = b.read(m).split(b'Message-ID: <m', 1)[1].split(b'@', 1)[0]
+        seen[int(mid)] = seen.get(int(mid), 0) + 1
+    lost = [i for i in range(n) if i not in seen]
+    twice = [i for i, k in seen.items() if k > 1]
+    assert not lost, 'lost: %r' % lost[:10]
+    # only the RFC 5321 6.1 window (250 received, not yet logged) may
+    # deliver twice: at most one message per runner that was killed
+    assert len(twice) <= 4, twice
+    print('     %d messages, %d waiting at the crash, %d delivered twice' % (n, left, len(twice)))
+    assert os.listdir(a.queue) == [], os.listdir(a.queue)
+
 shutil.rmtree(TMP, ignore_errors=True)
 failed = sum(1 for _, e in RESULTS if e is not None)
 print('%d passed, %d failed' % (len(RESULTS) - failed, failed))
