@@ -13,6 +13,7 @@ SMTPD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build/examples/sm
 SEND = os.path.join(os.path.dirname(SMTPD), 'smtp-send')
 RESULTS = []
 TMP = tempfile.mkdtemp(prefix='llsmtp-dlv-')
+os.chmod(TMP, 0o755)  # Postfix's unprivileged processes look inside
 
 
 def free_port(host='127.0.0.1'):
@@ -111,7 +112,7 @@ def case(fn):
         print('FAIL %s: %r' % (fn.__name__, e))
         traceback.print_exc()
         for s in servers:
-            if os.environ.get('LLSMTP_IT_VERBOSE') and os.path.exists(os.path.join(s.dir, 'smtpd.log')):
+            if os.environ.get('LLSMTP_IT_VERBOSE') and hasattr(s, 'logtext'):
                 print('--- log of %s' % s.name)
                 print(s.logtext()[-4000:])
     finally:
@@ -397,6 +398,205 @@ def kill_9_during_delivery_loses_nothing(servers):
     assert len(twice) <= 4, twice
     print('     %d messages, %d waiting at the crash, %d delivered twice' % (n, left, len(twice)))
     assert os.listdir(a.queue) == [], os.listdir(a.queue)
+
+class Postfix:
+    """A private Postfix: its own config and queue directories, one smtpd
+    on a loopback port, mail for pf.test into one Maildir, no route to
+    anywhere else (error transports, no DNS). Needs root, like Postfix."""
+    def __init__(self):
+        import grp, pwd
+        if os.geteuid() != 0:
+            raise RuntimeError('a private Postfix instance needs root (CI runs as root)')
+        if not os.path.exists('/usr/sbin/postfix'):
+            raise RuntimeError('postfix is not installed (make deps installs it)')
+        self.name = 'postfix'
+        self.dir = os.path.join(TMP, 'postfix')
+        self.port = free_port()
+        self.maildir = os.path.join(self.dir, 'mail', 'box')
+        etc = os.path.join(self.dir, 'etc')
+        for d in ('etc', 'spool', 'data', 'mail'):
+            os.makedirs(os.path.join(self.dir, d))
+        uid, gid = pwd.getpwnam('postfix').pw_uid, grp.getgrnam('postfix').gr_gid
+        os.chown(os.path.join(self.dir, 'data'), uid, gid)
+        os.chown(os.path.join(self.dir, 'mail'), uid, gid)
+        nowhere = 'error:5.7.1 this test instance delivers nowhere else'
+        conf = {
+            'compatibility_level': '3.6', 'queue_directory': self.dir + '/spool',
+            'data_directory': self.dir + '/data', 'mail_owner': 'postfix',
+            'setgid_group': 'postdrop', 'inet_interfaces': '127.0.0.1', 'inet_protocols': 'ipv4',
+            'myhostname': 'pf.test', 'mydomain': 'pf.test', 'myorigin': 'pf.test',
+            'mydestination': '', 'mynetworks': '127.0.0.1/32', 'relayhost': '',
+            'smtpd_relay_restrictions': 'reject_unauth_destination',
+            'smtpd_peername_lookup': 'no', 'smtp_dns_support_level': 'disabled',
+            'default_transport': nowhere, 'relay_transport': nowhere,
+            'virtual_mailbox_domains': 'pf.test', 'virtual_mailbox_base': self.dir + '/mail',
+            'virtual_mailbox_maps': 'static:box/', 'virtual_uid_maps': 'static:%d' % uid,
+            'virtual_gid_maps': 'static:%d' % gid, 'virtual_minimum_uid': '1',
+            'maillog_file': self.dir + '/maillog', 'maillog_file_prefixes': self.dir,
+            'alias_maps': '', 'alias_database': '', 'biff': 'no'}
+        with open(os.path.join(etc, 'main.cf'), 'w') as f:
+            f.write(''.join('%s = %s\n' % kv for kv in conf.items()))
+        services = [('127.0.0.1:%d' % self.port, 'inet', 'n', '-', 'smtpd'),
+                    ('pickup', 'unix', 'n', '1', 'pickup'), ('cleanup', 'unix', 'n', '0', 'cleanup'),
+                    ('qmgr', 'unix', 'n', '1', 'qmgr'), ('rewrite', 'unix', '-', '-', 'trivial-rewrite'),
+                    ('bounce', 'unix', '-', '0', 'bounce'), ('defer', 'unix', '-', '0', 'bounce'),
+                    ('trace', 'unix', '-', '0', 'bounce'), ('verify', 'unix', '-', '1', 'verify'),
+                    ('flush', 'unix', 'n', '0', 'flush'), ('proxymap', 'unix', '-', '-', 'proxymap'),
+                    ('smtp', 'unix', '-', '-', 'smtp'), ('relay', 'unix', '-', '-', 'smtp'),
+                    ('showq', 'unix', 'n', '-', 'showq'), ('error', 'unix', '-', '-', 'error'),
+                    ('retry', 'unix', '-', '-', 'error'), ('discard', 'unix', '-', '-', 'discard'),
+                    ('virtual', 'unix', '-', '-', 'virtual'), ('anvil', 'unix', '-', '1', 'anvil'),
+                    ('scache', 'unix', '-', '1', 'scache'), ('postlog', 'unix-dgram', 'n', '1', 'postlogd')]
+        with open(os.path.join(etc, 'master.cf'), 'w') as f:
+            for name, kind, private, limit, cmd in services:
+                # chroot n: nothing of the host's /etc is copied anywhere;
+                # virtual writes the Maildir as its owner: privileged
+                f.write('%s %s %s %s n - %s %s\n' % (name, kind, private,
+                                                       'n' if cmd == 'virtual' else '-', limit, cmd))
+        self.etc = etc
+        r = subprocess.run(['/usr/sbin/postfix', '-c', etc, 'start'], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError('postfix did not start: %r %s' % (r, self.logtext()[-1000:]))
+        self.pid = int(wait(lambda: self._pid(), 10, 'postfix master.pid'))
+        wait(lambda: self._up(), 10, 'postfix to listen')
+
+    def _pid(self):
+        try:
+            return open(os.path.join(self.dir, 'spool', 'pid', 'master.pid')).read().strip()
+        except OSError:
+            return None
+
+    def _up(self):
+        try:
+            socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def logtext(self):
+        try:
+            return open(os.path.join(self.dir, 'maillog')).read()
+        except OSError:
+            return ''
+
+    def delivered(self):
+        new = os.path.join(self.maildir, 'new')
+        return [open(os.path.join(new, f), 'rb').read() for f in sorted(os.listdir(new))] \
+            if os.path.isdir(new) else []
+
+    def stop(self):
+        if self.pid:
+            os.kill(self.pid, signal.SIGTERM)  # the master stops its children
+            wait(lambda: not os.path.exists('/proc/%d' % self.pid), 20, 'postfix to stop')
+            self.pid = None
+
+
+@case
+def postfix_receives_from_smtp_send_and_the_queue(servers):
+    pf = Postfix()
+    servers.append(pf)
+    data = b'Subject: to Postfix\n\n.leading dot\nbare LF\ncaf\xc3\xa9\n'
+    r = subprocess.run([SEND, '--server', '127.0.0.1:%d' % pf.port, '--from', 'a@sender.test',
+                        '--to', 'bob@pf.test', '--to', 'x@elsewhere.test', '--helo', 'client.test', '-'],
+                       input=data, capture_output=True, timeout=60)
+    out = r.stdout.decode()
+    assert r.returncode == 1, r
+    assert out.startswith('bob@pf.test 250 2.0.0 Ok: queued as '), out
+    assert 'x@elsewhere.test 554 5.7.1 <x@elsewhere.test>: Relay access denied' in out, out
+    got = wait(lambda: pf.delivered(), 20, 'the Maildir')
+    # Postfix stores LF line ends and adds Date, From and Message-Id to
+    # a message without them; the body is what we sent, dot unstuffed
+    assert got[0].endswith(b'\n\n.leading dot\nbare LF\ncaf\xc3\xa9\n'), got[0][-200:]
+    assert b'\nSubject: to Postfix\n' in got[0], got[0]
+    assert b'Return-Path: <a@sender.test>' in got[0]
+
+    # smtpd's queue runner, with Postfix as the smart host
+    a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'pf.test',
+              '--relay-domain', 'unrouted.test', '--smarthost', '[127.0.0.1]:%d' % pf.port,
+              '--retry', '1s')
+    servers.append(a)
+    with smtplib.SMTP('127.0.0.1', a.port) as c:
+        c.ehlo('client.test')
+        c.mail('x@a.test', ['BODY=8BITMIME', 'ENVID=q1'])
+        assert c.rcpt('carol@pf.test', ['NOTIFY=FAILURE'])[0] == 250
+        assert c.rcpt('y@unrouted.test')[0] == 250
+        c.data(b'Subject: queued\r\n\r\n8-bit \xc3\xa9 through the queue\r\n')
+    wait(lambda: len(pf.delivered()) == 2, 20, 'the queued message in the Maildir')
+    got = pf.delivered()[1]
+    assert got.endswith(b'\n\n8-bit \xc3\xa9 through the queue\n') and b'\nSubject: queued\n' in got, got
+    assert b'by a.test with ESMTP id' in got, got  # our Received under Postfix's
+    wait(lambda: a.queued() == [], 20, 'the queue to empty')
+    log = a.logtext()
+    assert 'to=<carol@pf.test> relay=127.0.0.1 status=sent 250 2.0.0 Ok: queued as' in log, log
+    assert 'to=<y@unrouted.test> relay=127.0.0.1 status=bounced 554 5.7.1' in log, log
+    assert 'status=sent (delivered to maildir)' in pf.logtext(), pf.logtext()[-2000:]
+    bounce = [m for m in a.local() if b'multipart/report' in a.read(m)]
+    _, rcpts, _ = report(a.read(bounce[0]))
+    assert [(x['Final-Recipient'], x['Status']) for x in rcpts] == [('rfc822; y@unrouted.test', '5.7.1')]
+
+
+AIOSMTPD = r"""
+import sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+out, port = sys.argv[1], int(sys.argv[2])
+class Store:
+    async def handle_DATA(self, server, session, envelope):
+        with open(out, 'ab') as f:
+            f.write(b'AUTH %s FROM %s TO %s\n' % (session.login_data or b'-', envelope.mail_from.encode(),
+                    ','.join(envelope.rcpt_tos).encode()) + envelope.content + b'\n--end--\n')
+        return '250 2.0.0 stored by aiosmtpd'
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == b'alice' and data.password == b's3cret'
+    # handled=False: aiosmtpd sends the 535 itself
+    return AuthResult(success=ok, handled=False, auth_data=data)
+c = Controller(Store(), hostname='127.0.0.1', port=port, authenticator=check,
+               auth_require_tls=False, auth_required=True)
+c.start()
+print('ready', flush=True)
+sys.stdin.read()
+c.stop()
+"""
+
+
+@case
+def aiosmtpd_takes_an_authenticated_submission(servers):
+    # Debian's python3 has the python3-aiosmtpd package
+    py = '/usr/bin/python3'
+    if subprocess.run([py, '-c', 'import aiosmtpd'], capture_output=True).returncode != 0:
+        raise RuntimeError('python3-aiosmtpd is not installed (make deps installs it)')
+    out = os.path.join(TMP, 'aiosmtpd.out')
+    port = free_port()
+    p = subprocess.Popen([py, '-c', AIOSMTPD, out, str(port)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    class Stop:
+        name, dir = 'aiosmtpd', TMP
+
+        def stop(self):
+            p.kill()
+            p.wait(timeout=10)
+    servers.append(Stop())
+    assert p.stdout.readline() == b'ready\n'
+
+    def run(*args):
+        r = subprocess.run([SEND, '--server', '127.0.0.1:%d' % port, '--from', 'alice@a.test',
+                            '--to', 'bob@b.test', '--verbose'] + list(args) + ['-'],
+                           input=b'Subject: submitted\n\nvia AUTH\n', capture_output=True, timeout=60)
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
+    # no TLS here, so AUTH in cleartext needs --insecure-auth; without it
+    # the client refuses rather than send the password
+    rc, so, se = run('--user', 'alice', '--password', 's3cret')
+    assert rc == 2 and 'C: AUTH' not in se and not os.path.exists(out), (rc, so, se)
+    rc, so, se = run('--user', 'alice', '--password', 'wrong', '--insecure-auth')
+    assert rc == 2 and so.startswith('bob@b.test 535 '), (rc, so, se)
+    rc, so, se = run('--user', 'alice', '--password', 's3cret', '--insecure-auth')
+    assert rc == 0 and so == 'bob@b.test 250 2.0.0 stored by aiosmtpd\n', (rc, so, se)
+    assert 'C: AUTH PLAIN ****' in se and 's3cret' not in se, se
+    stored = open(out, 'rb').read()
+    assert stored.startswith(b'AUTH alice FROM alice@a.test TO bob@b.test\n'), stored
+    assert b'Subject: submitted\r\n\r\nvia AUTH\r\n' in stored, stored
+
 
 shutil.rmtree(TMP, ignore_errors=True)
 failed = sum(1 for _, e in RESULTS if e is not None)
