@@ -102,8 +102,10 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
              dnsmasq-base libssl-dev openssl swaks msmtp gcc-multilib gcovr \
-             cppcheck clang-tidy
-# Postfix comes only for smtp-source: "No configuration", never started.
+             cppcheck clang-tidy python3-aiosmtpd
+# Postfix comes for smtp-source, smtp-sink and the private instance that
+# tests/delivery.py starts on a loopback port: "No configuration", and
+# the system's own Postfix is never started.
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
@@ -124,6 +126,8 @@ check-deps:
 	    command -v $$t >/dev/null || missing="$$missing $$t"; \
 	done; \
 	[ -x /usr/sbin/smtp-source ] || missing="$$missing smtp-source"; \
+	/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || \
+	    missing="$$missing python3-aiosmtpd"; \
 	$(PKG_CONFIG) --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
 	if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -154,6 +158,8 @@ test-run:
 	done; \
 	echo "== tests/integration.py"; \
 	python3 tests/integration.py $(BUILD)/examples/smtpd || fail=1; \
+	echo "== tests/delivery.py"; \
+	python3 tests/delivery.py $(BUILD)/examples/smtpd || fail=1; \
 	exit $$fail
 
 $(BUILD)/tests/replay_%: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a

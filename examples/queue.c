@@ -184,7 +184,7 @@ env_load(const char *id, envelope *e)
     while (fgets(line, sizeof line, f)) {
         unsigned long i;
         int code, off = 0;
-        char remote[LLSMTP_NAME_MAX + 1];
+        char remote[LLSMTP_NAME_MAX + 1]; /* %253s below */
         if (line[strlen(line) - 1] != '\n')
             break; /* torn by a crash: never fsync'ed, never acted on */
         line[strcspn(line, "\n")] = '\0';
@@ -193,7 +193,7 @@ env_load(const char *id, envelope *e)
         } else if (line[0] == 'B') {
             e->bounced = 1;
         } else if (strchr("DFXT", line[0]) != NULL && line[0] &&
-                   sscanf(line + 1, " %lu %d %255s %n", &i, &code, remote,
+                   sscanf(line + 1, " %lu %d %253s %n", &i, &code, remote,
                           &off) == 3 &&
                    off > 0 && i < e->n && e->r[i].state == 0) {
             rcpt *r = &e->r[i];
