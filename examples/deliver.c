@@ -204,8 +204,9 @@ read_some(link_ *l, char *buf, size_t cap)
             int k = SSL_read(l->ssl, buf, (int)cap);
             if (k > 0)
                 return k;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return -1;
+            if (SSL_get_error(l->ssl, k) == SSL_ERROR_SYSCALL &&
+                (errno == EAGAIN || errno == EWOULDBLOCK))
+                return -1; /* SO_RCVTIMEO expired */
             return 0;
         }
 #endif

@@ -379,6 +379,8 @@ queue_reap(time_t now)
                 ents[i] = ents[--nents]; /* done and removed */
             } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                 e->next = (time_t)due_time(e->id);
+                if (e->next <= now) /* it could not even start: wait */
+                    e->next = now + (time_t)Q->retry[0];
             } else if (WIFEXITED(status) &&
                        WEXITSTATUS(status) == RUNNER_BUSY) {
                 e->next = now + 1; /* a runner from before a restart */
@@ -785,6 +787,16 @@ domain_of(const char *addr)
     return at ? at + 1 : "";
 }
 
+/* Appends the lines gathered so far to the entry's log. */
+static void
+break_log(const char *id, char *log, size_t *used)
+{
+    if (*used > 0 && st_append(id, log) != 0)
+        Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
+    log[0] = '\0';
+    *used = 0;
+}
+
 /* Delivers the open recipients of one domain (all of them through a
  * smart host), at most LLSMTP_CLIENT_RCPT_MAX per transaction. */
 static void
@@ -882,15 +894,11 @@ deliver_group(const char *id, envelope *e, const char *domain,
                  r->code, r->text);
             if (kind == 'T')
                 r->code = -1; /* tried in this run: not again */
-            if (used + 2 * LLSMTP_REPLY_LINE_MAX > logcap) {
-                /* keep the log's memory bounded: write what we have */
-                if (st_append(id, log) != 0)
-                    Q->log("queue=%s cannot write its log: %s", id,
-                         strerror(errno));
-                log[0] = '\0';
-                used = 0;
-            }
+            if (used + 2 * LLSMTP_REPLY_LINE_MAX > logcap)
+                break_log(id, log, &used);
         }
+        /* what this transaction did is durable before the next begins */
+        break_log(id, log, &used);
     }
 }
 

@@ -234,7 +234,7 @@ route_mx(route_dns *d, const char *domain, const llsmtp_mx_opts *o,
     }
     if (llsmtp_dns_mx(rrs, nrr, domain, strlen(domain), mx, cap, n) !=
         LLSMTP_OK)
-        return say(why, whycap, 554, "5.4.4 %s: CNAME chain too long",
+        return say(why, whycap, 451, "4.4.3 %s: CNAME chain too long",
                    domain);
     rc = llsmtp_mx_order(domain, strlen(domain), mx, n, cap, o);
     switch (rc) {
