@@ -248,8 +248,13 @@ fuzz-run: fuzz
 
 # ---- benchmarks --------------------------------------------------------------
 
-bench: $(BUILD)/bench/engine
+bench: $(BUILD)/bench/engine $(BUILD)/bench/smtp-load examples
 	$(BUILD)/bench/engine
+
+$(BUILD)/bench/smtp-load: bench/smtp-load.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -D_POSIX_C_SOURCE=200809L -O2 -g -Iinclude $< \
+	    -o $@ $(BUILD)/libllsmtp.a
 
 $(BUILD)/bench/engine: bench/engine.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)

@@ -329,7 +329,9 @@ queue_run(time_t now)
         if (e->pid != 0)
             continue;
         if (e->next <= now && (int)nbusy < Q->max_runners) {
-            pid_t pid = fork();
+            pid_t pid;
+            fflush(stderr); /* or the runner writes the parent's lines too */
+            pid = fork();
             if (pid == 0) {
                 if (Q->child_setup)
                     Q->child_setup();
