@@ -434,7 +434,7 @@ dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
                 if (fd < 0) {
                     res[i].code = 451;
                     snprintf(res[i].text, sizeof res[i].text,
-                             "4.4.1 cannot connect to %s[%s]: %s",
+                             "4.4.1 cannot connect to %.253s[%.63s]: %.150s",
                              mx[t].host, ip, err);
                     res[i].remote[0] = '\0'; /* no server said anything */
                     continue;
