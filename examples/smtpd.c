@@ -102,16 +102,33 @@ static SSL_CTX *tls_ctx;
 #endif
 static unsigned long id_counter;
 
+/* The log's prefix is cached: the time string changes once a second and
+ * the pid only in a queue runner (runner_setup resets it), and both
+ * cost more than the line itself when a message has 50 recipients. */
+static long log_pid;
+static time_t log_sec = -1;
+static char log_ts[32];
+
+static long
+self_pid(void)
+{
+    if (log_pid == 0)
+        log_pid = (long)getpid();
+    return log_pid;
+}
+
 static void
 logf_(const char *fmt, ...)
 {
     va_list ap;
-    char ts[32];
     time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s smtpd[%ld]: ", ts, (long)getpid());
+    if (now != log_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(log_ts, sizeof log_ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        log_sec = now;
+    }
+    fprintf(stderr, "%s smtpd[%ld]: ", log_ts, self_pid());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -528,7 +545,7 @@ new_id(char *buf, size_t n)
 {
     /* Unique across restarts: time, pid and a counter. */
     snprintf(buf, n, "%08lX%06lX%04lX", (unsigned long)time(NULL),
-             (unsigned long)getpid() & 0xffffff, id_counter++ & 0xffff);
+             (unsigned long)self_pid() & 0xffffff, id_counter++ & 0xffff);
 }
 
 static int
@@ -1320,6 +1337,7 @@ runner_setup(void)
 {
     size_t k;
     int i;
+    log_pid = 0; /* a new process */
     for (i = 0; i < opt.nlisten; i++)
         close(lfds[i]);
     for (k = 0; k < nconns; k++)
