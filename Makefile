@@ -4,7 +4,8 @@
 # make test SANITIZE=1   the same under ASan + UBSan
 # make valgrind   the suite under valgrind --error-exitcode=1
 # make fuzz       libFuzzer targets in build/fuzz/ (clang)
-# make bench      engine benchmark (bench/engine.c)
+# make bench      engine benchmark (bench/engine.c), builds bench/smtp-load;
+#                 bench/compare.sh then compares smtpd with smtp-sink
 # make run        example server on 127.0.0.1:2525
 
 MAJOR := 0
