@@ -438,12 +438,6 @@ queue_busy(void)
     return nbusy;
 }
 
-size_t
-queue_size(void)
-{
-    return nents;
-}
-
 void
 queue_close(void)
 {

@@ -45,9 +45,8 @@ void queue_reap(time_t now);
 /* ETRN (RFC 1985): entries with a recipient in domain (or, for "@d", in d
  * and its subdomains) become due now. Returns how many. */
 size_t queue_kick(const char *node, size_t n);
-/* Runners still working, and the entries waiting. */
+/* Runners still working. */
 size_t queue_busy(void);
-size_t queue_size(void);
 /* Frees what the queue holds (runners are left to finish). */
 void queue_close(void);
 
