@@ -289,7 +289,8 @@ test-amalgamation: amalgamation
 
 # Each feature switch documented at the top of llsmtp.h compiles.
 check-switches: amalgamation
-	@for sw in LLSMTP_NO_DNS LLSMTP_NO_RELAY LLSMTP_NO_MX "LLSMTP_NO_DNS -DLLSMTP_NO_RELAY -DLLSMTP_NO_MX"; do \
+	@for sw in LLSMTP_NO_DNS LLSMTP_NO_RELAY LLSMTP_NO_MX LLSMTP_NO_CLIENT \
+	    "LLSMTP_NO_DNS -DLLSMTP_NO_RELAY -DLLSMTP_NO_MX -DLLSMTP_NO_CLIENT"; do \
 	    $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -D$$sw \
 	        -c build/amalgamation/llsmtp.c -o build/amalgamation/sw.o \
 	        || exit 1; \

@@ -15,6 +15,8 @@
  *                    stays: the relay policy uses it)
  *   LLSMTP_NO_RELAY  leave out the relay policy; a configuration that
  *                    names one is then refused (never an open relay)
+ *   LLSMTP_NO_CLIENT leave out lib/client.c (the sending side: reply
+ *                    parser, body encoder, client session)
  *   LLSMTP_STATIC    every public function becomes static, for hosts that
  *                    #include "llsmtp.c" into one translation unit
  */
@@ -815,6 +817,7 @@ typedef struct llsmtp_reply_parser {
     int code_, failed_;
 } llsmtp_reply_parser;
 
+#ifndef LLSMTP_NO_CLIENT
 /* Prepares a parser; a reply longer than max_lines lines (0: 100) is an
  * error, so a hostile server cannot make the client buffer without end
  * (the OpenSMTPD CVE-2020-8794 class). */
@@ -831,6 +834,7 @@ LLSMTP_API int llsmtp_reply_parser_feed(llsmtp_reply_parser *p,
                                         const char *buf, size_t len,
                                         size_t *used,
                                         llsmtp_reply_line *line);
+#endif /* LLSMTP_NO_CLIENT */
 
 /* AUTH mechanisms a server offers (llsmtp_ehlo_keyword). */
 enum llsmtp_mech {
@@ -847,11 +851,13 @@ typedef struct llsmtp_ehlo_info {
     uint64_t max_size;   /* SIZE value; 0 when none was given */
 } llsmtp_ehlo_info;
 
+#ifndef LLSMTP_NO_CLIENT
 /* Adds one EHLO keyword line (a reply line after the first) to *info:
  * PIPELINING, SIZE [n], 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS, AUTH and
  * AUTH= mechanisms, CHUNKING, BINARYMIME, DSN, SMTPUTF8, ETRN, VRFY, HELP;
  * case-insensitive; unknown keywords are ignored. */
 LLSMTP_API void llsmtp_ehlo_keyword(llsmtp_ehlo_info *info, llsmtp_span text);
+#endif /* LLSMTP_NO_CLIENT */
 
 /* Streaming encoder for an outgoing message body (RFC 5321 4.5.2): a
  * leading "." is doubled and every line ending (CRLF, bare LF, bare CR)
@@ -861,6 +867,7 @@ typedef struct llsmtp_dot_encoder {
     unsigned char bol_, cr_;
 } llsmtp_dot_encoder;
 
+#ifndef LLSMTP_NO_CLIENT
 LLSMTP_API void llsmtp_dot_init(llsmtp_dot_encoder *e);
 /* Output bytes n input bytes can need at most. */
 LLSMTP_API size_t llsmtp_dot_encoded_max(size_t n);
@@ -873,6 +880,7 @@ LLSMTP_API size_t llsmtp_dot_encode(llsmtp_dot_encoder *e, const char *in,
  * bytes). Returns the bytes written, 0 when cap is too small. */
 LLSMTP_API size_t llsmtp_dot_finish(llsmtp_dot_encoder *e, char *out,
                                     size_t cap);
+#endif /* LLSMTP_NO_CLIENT */
 
 /* ---- the client session (lib/client.c) --------------------------------
  *
@@ -970,6 +978,7 @@ typedef struct llsmtp_client {
     unsigned char ok_[(LLSMTP_CLIENT_RCPT_MAX + 7) / 8];
 } llsmtp_client;
 
+#ifndef LLSMTP_NO_CLIENT
 /* Prepares a session; the greeting is the first thing to feed. Returns
  * LLSMTP_OK, or LLSMTP_E_INVAL (helo empty or over 255 octets, a
  * credential over 255, any CR, LF or NUL). */
@@ -1016,6 +1025,7 @@ LLSMTP_API const llsmtp_ehlo_info *llsmtp_client_caps(const llsmtp_client *c);
  * greeting, EHLO, MAIL and RCPT, 120 for DATA, 180 per body write, 600
  * after the final dot; 0 when nothing is awaited. */
 LLSMTP_API unsigned llsmtp_client_timeout(const llsmtp_client *c);
+#endif /* LLSMTP_NO_CLIENT */
 
 /* ---- DNS wire format (lib/dns.c), RFC 1035 ----------------------------- */
 

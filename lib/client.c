@@ -12,6 +12,8 @@
  */
 #include "internal.h"
 
+#ifndef LLSMTP_NO_CLIENT
+
 /* ---- replies ----------------------------------------------------------- */
 
 void
@@ -990,3 +992,5 @@ llsmtp_client_timeout(const llsmtp_client *c)
         return 0;
     }
 }
+
+#endif /* LLSMTP_NO_CLIENT */
