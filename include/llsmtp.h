@@ -1012,7 +1012,10 @@ LLSMTP_API int llsmtp_client_mail(llsmtp_client *c,
 LLSMTP_API int llsmtp_client_body(llsmtp_client *c, const char *in,
                                   size_t n, char *out, size_t cap,
                                   size_t *outlen);
-/* Ends the body: queues the last CRLF if needed and ".". */
+/* Ends the body: queues the last CRLF if needed and ".". A host that
+ * sends the same message many times may instead encode it once with
+ * llsmtp_dot_encode() (its last line closed) and write those bytes
+ * itself after the pending output; body_end then queues only ".". */
 LLSMTP_API int llsmtp_client_body_end(llsmtp_client *c);
 /* Sends QUIT (after READY). */
 LLSMTP_API int llsmtp_client_quit(llsmtp_client *c);

@@ -860,6 +860,86 @@ test_client_against_server(void **state)
     th_host_free(&h);
 }
 
+/* A host that sends one message many times (bench/smtp-load) encodes it
+ * once and writes the encoded bytes itself at BODY; body_end then adds
+ * only the "." line. */
+static void
+test_client_preencoded_body(void **state)
+{
+    static const char raw[] = "Subject: x\r\n\r\n.dot\nbare LF\r\nlast\r\n";
+    static const char want[] = "Subject: x\r\n\r\n.dot\r\nbare LF\r\nlast\r\n";
+    char enc[128];
+    size_t enc_n, bodies = 0;
+    llsmtp_span to[1];
+    llsmtp_client_msg m;
+    llsmtp_client_cfg ccfg = cli_cfg(0);
+    llsmtp_dot_encoder e;
+    llsmtp_client c;
+    llsmtp_config cfg;
+    llsmtp_server *s;
+    th_host h;
+    int closed = 0, rounds, sent = 0;
+    (void)state;
+    llsmtp_dot_init(&e);
+    enc_n = llsmtp_dot_encode(&e, raw, sizeof raw - 1, enc, sizeof enc);
+    assert_int_equal(llsmtp_dot_finish(&e, enc + enc_n, 5), 3); /* ".\r\n" */
+    to[0] = sp("r@example.test");
+    memset(&m, 0, sizeof m);
+    m.from = sp("s@example.org");
+    m.to = to;
+    m.nto = 1;
+    llsmtp_config_init(&cfg);
+    cfg.callbacks = &th_callbacks;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(llsmtp_client_init(&c, &ccfg), LLSMTP_OK);
+    for (rounds = 0; !closed && rounds < 1000; rounds++) {
+        size_t n, used, off = 0;
+        const char *o = llsmtp_server_output(s, &n);
+        llsmtp_span co;
+        for (;;) {
+            llsmtp_client_event ev;
+            int rc = llsmtp_client_feed(&c, o + off, n - off, &used, &ev);
+            off += used;
+            if (rc != 1)
+                break;
+            if (ev.type == LLSMTP_CEV_READY) {
+                if (sent++ < 2)
+                    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
+                else
+                    assert_int_equal(llsmtp_client_quit(&c), LLSMTP_OK);
+            } else if (ev.type == LLSMTP_CEV_BODY) {
+                bodies++;
+                /* what llsmtp_client_output() held went first (354 came
+                 * back, so it is empty), then the encoded bytes */
+                assert_int_equal(llsmtp_client_output(&c).n, 0);
+                assert_int_equal(llsmtp_server_feed(s, enc, enc_n, &used),
+                                 LLSMTP_OK);
+                assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
+            } else if (ev.type == LLSMTP_CEV_MESSAGE) {
+                assert_int_equal(ev.code, 250);
+                assert_int_equal(h.msg.n, sizeof want - 1);
+                assert_memory_equal(h.msg.p, want, sizeof want - 1);
+            } else if (ev.type == LLSMTP_CEV_CLOSED) {
+                closed = 1;
+            } else {
+                assert_int_not_equal(ev.type, LLSMTP_CEV_FAIL);
+            }
+        }
+        llsmtp_server_consume(s, n);
+        co = llsmtp_client_output(&c);
+        if (co.n) {
+            llsmtp_server_feed(s, co.p, co.n, &used);
+            llsmtp_client_consume(&c, used);
+        }
+    }
+    assert_true(closed);
+    assert_int_equal(bodies, 2);
+    free(s);
+    th_host_free(&h);
+}
+
 
 int
 main(void)
@@ -877,6 +957,7 @@ main(void)
         cmocka_unit_test(test_client_auth_login),
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_client_api_guards),
+        cmocka_unit_test(test_client_preencoded_body),
         cmocka_unit_test(test_client_single_rcpt_refused),
         cmocka_unit_test(test_client_against_server),
     };
