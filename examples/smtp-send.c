@@ -35,15 +35,17 @@ usage(FILE *f)
             "next host on a connection failure or a 4xx reply. STARTTLS\n"
             "encrypts but does not verify the server's certificate.\n"
             "Exit: 0 all delivered, 1 some refused, 2 all refused or a\n"
-            "permanent failure, 3 a temporary failure.\n");
+            "permanent failure (a bad option too), 3 a temporary failure.\n");
 }
 
+/* Exit 3 for what may work later (no connection), 2 for what will not
+ * (a bad option, a file that cannot be read). */
 static void
-die(const char *msg, const char *arg)
+die(int code, const char *msg, const char *arg)
 {
     fprintf(stderr, "smtp-send: %s%s%s\n", msg, arg ? ": " : "",
             arg ? arg : "");
-    exit(3);
+    exit(code);
 }
 
 static int
@@ -63,7 +65,7 @@ read_message(const char *path, size_t *n)
     char *buf = NULL;
     size_t cap = 0;
     if (f == NULL)
-        die("cannot open", path);
+        die(2, "cannot open", path);
     *n = 0;
     for (;;) {
         size_t r;
@@ -71,7 +73,7 @@ read_message(const char *path, size_t *n)
             cap = cap ? cap * 2 : 65536;
             buf = realloc(buf, cap);
             if (buf == NULL)
-                die("out of memory", NULL);
+                die(3, "out of memory", NULL);
         }
         r = fread(buf + *n, 1, cap - *n, f);
         *n += r;
@@ -79,7 +81,7 @@ read_message(const char *path, size_t *n)
             break;
     }
     if (ferror(f))
-        die("cannot read", path);
+        die(2, "cannot read", path);
     if (f != stdin)
         fclose(f);
     return buf;
@@ -91,7 +93,7 @@ number(const char *name, const char *v, unsigned long max)
     char *end;
     unsigned long n = strtoul(v, &end, 10);
     if (*v < '0' || *v > '9' || *end || n > max)
-        die("bad value for", name);
+        die(2, "bad value for", name);
     return n;
 }
 
@@ -134,7 +136,7 @@ main(int argc, char **argv)
             from = v;
         } else if (TAKES("--to")) {
             if (m.nto == MAX_TO)
-                die("too many recipients", NULL);
+                die(2, "too many recipients", NULL);
             to[m.nto].p = v;
             to[m.nto++].n = strlen(v);
         } else if (TAKES("--helo")) {
@@ -162,18 +164,18 @@ main(int argc, char **argv)
             usage(stderr);
             fprintf(stderr, "smtp-send: unknown or incomplete option %s\n",
                     o);
-            return 3;
+            return 2;
         }
 #undef TAKES
     }
     if ((server == NULL) == (mx_domain == NULL) || from == NULL ||
         m.nto == 0 || (dns != NULL && mx_domain == NULL)) {
         usage(stderr);
-        return 3;
+        return 2;
     }
 #ifndef HAVE_OPENSSL
     if (dc.cfg.flags & (LLSMTP_CLI_STARTTLS | LLSMTP_CLI_REQUIRE_TLS))
-        die("built without OpenSSL: no STARTTLS", NULL);
+        die(2, "built without OpenSSL: no STARTTLS", NULL);
 #endif
     signal(SIGPIPE, SIG_IGN); /* a server that hangs up is a result */
     body = read_message(file, &body_n);
@@ -187,9 +189,17 @@ main(int argc, char **argv)
     if (server != NULL) {
         char err[300];
         int fd = dlv_connect_name(server, dc.connect_timeout, err, sizeof err);
-        if (fd < 0)
-            die("cannot connect", err);
-        dlv_send(fd, &dc, &m, body, body_n, res);
+        if (fd >= 0) {
+            dlv_send(fd, &dc, &m, body, body_n, res);
+        } else { /* every recipient still gets its line */
+            char text[400];
+            fprintf(stderr, "smtp-send: cannot connect: %s\n", err);
+            snprintf(text, sizeof text, "4.4.1 cannot connect to %.100s: %.200s",
+                     server, err);
+            for (i = 0; i < m.nto; i++)
+                res[i].code = 0;
+            dlv_fill(res, m.nto, 451, text);
+        }
     } else {
         static llsmtp_mx mx[ROUTE_MX_MAX];
         route_dns d;
@@ -200,7 +210,7 @@ main(int argc, char **argv)
         if (dns == NULL)
             route_dns_default(&d);
         else if (route_dns_set(&d, dns) != 0)
-            die("bad --dns (give an address, e.g. 127.0.0.1:53)", dns);
+            die(2, "bad --dns (give an address, e.g. 127.0.0.1:53)", dns);
         rc = route_mx(&d, mx_domain, NULL, mx, ROUTE_MX_MAX, &nmx, why,
                       sizeof why);
         if (rc != 0) {
