@@ -720,6 +720,42 @@ bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
     return rc;
 }
 
+/* The addresses of a smart host named in brackets (or by address, or
+ * "localhost"): the system's resolver, so /etc/hosts counts. */
+static int
+direct_target(const llsmtp_relayhost *rh, llsmtp_mx *mx, size_t *nmx,
+              char *why, size_t whycap)
+{
+    struct addrinfo hints, *res, *ai;
+    memset(mx, 0, sizeof *mx);
+    snprintf(mx[0].host, sizeof mx[0].host, "%s", rh->host);
+    *nmx = 1;
+    if (rh->ip.family) {
+        mx[0].addrs[0] = rh->ip;
+        mx[0].naddrs = 1;
+        return 0;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(rh->host, NULL, &hints, &res) != 0) {
+        snprintf(why, whycap, "4.4.3 cannot resolve %s", rh->host);
+        return 451;
+    }
+    for (ai = res; ai && mx[0].naddrs < LLSMTP_MX_ADDRS_MAX; ai = ai->ai_next) {
+        char ip[64];
+        const void *a =
+            ai->ai_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        if (inet_ntop(ai->ai_family, a, ip, sizeof ip) != NULL &&
+            llsmtp_ip_parse(ip, strlen(ip), &mx[0].addrs[mx[0].naddrs]) ==
+                LLSMTP_OK)
+            mx[0].naddrs++;
+    }
+    freeaddrinfo(res);
+    return 0;
+}
+
 /* The targets for a domain: the smart host, or its MX hosts. */
 static int
 route_for(const char *domain, llsmtp_mx *mx, size_t *nmx, uint16_t *port,
@@ -734,46 +770,27 @@ route_for(const char *domain, llsmtp_mx *mx, size_t *nmx, uint16_t *port,
     *port = (uint16_t)Q->mx_port;
     if (Q->smarthost != NULL) {
         llsmtp_relayhost rh;
+        size_t hn;
+        int rc;
         if (llsmtp_relayhost_parse(Q->smarthost, strlen(Q->smarthost), &rh,
                                    NULL) != LLSMTP_OK) {
             snprintf(why, whycap, "4.3.5 bad --smarthost");
             return 451;
         }
         *port = rh.port ? rh.port : 25;
-        if (!rh.no_mx)
-            return route_mx(&dns, rh.host, &o, mx,
-                            ROUTE_MX_MAX, nmx, why, whycap);
-        memset(mx, 0, sizeof *mx);
-        snprintf(mx[0].host, sizeof mx[0].host, "%s", rh.host);
-        *nmx = 1;
-        if (rh.ip.family) {
-            mx[0].addrs[0] = rh.ip;
-            mx[0].naddrs = 1;
-        } else {
-            struct addrinfo hints, *res, *ai;
-            memset(&hints, 0, sizeof hints);
-            hints.ai_socktype = SOCK_STREAM;
-            if (getaddrinfo(rh.host, NULL, &hints, &res) != 0) {
-                snprintf(why, whycap, "4.4.3 cannot resolve %s", rh.host);
-                return 451;
-            }
-            for (ai = res; ai && mx[0].naddrs < LLSMTP_MX_ADDRS_MAX;
-                 ai = ai->ai_next) {
-                char ip[64];
-                const void *a = ai->ai_family == AF_INET
-                    ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                    : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-                if (inet_ntop(ai->ai_family, a, ip, sizeof ip) != NULL &&
-                    llsmtp_ip_parse(ip, strlen(ip),
-                                    &mx[0].addrs[mx[0].naddrs]) == LLSMTP_OK)
-                    mx[0].naddrs++;
-            }
-            freeaddrinfo(res);
-        }
-        return 0;
+        hn = strlen(rh.host);
+        /* an address has no MX; "localhost" is never asked of DNS (RFC
+         * 6761 6.3) */
+        if (rh.no_mx || rh.ip.family || strcasecmp(rh.host, "localhost") == 0 ||
+            (hn > 10 && strcasecmp(rh.host + hn - 10, ".localhost") == 0))
+            return direct_target(&rh, mx, nmx, why, whycap);
+        rc = route_mx(&dns, rh.host, &o, mx, ROUTE_MX_MAX, nmx, why, whycap);
+        if (rc != 0 && direct_target(&rh, mx, nmx, why, whycap) == 0 &&
+            mx[0].naddrs > 0)
+            return 0; /* no usable MX: the name's own address (5.1) */
+        return rc;
     }
-    return route_mx(&dns, domain, &o, mx, ROUTE_MX_MAX, nmx,
-                    why, whycap);
+    return route_mx(&dns, domain, &o, mx, ROUTE_MX_MAX, nmx, why, whycap);
 }
 
 static const char *

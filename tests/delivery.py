@@ -158,8 +158,9 @@ def send(port, sender, rcpts, data, host='127.0.0.1', **kw):
 def queue_delivers_through_a_smarthost_and_bounces_refusals(servers):
     b = Smtpd('b.test', '--local-domain', 'far.test')
     servers.append(b)
+    # an address needs no brackets: it has no MX to look up
     a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
-              '--relay-domain', 'other.test', '--smarthost', '[127.0.0.1]:%d' % b.port,
+              '--relay-domain', 'other.test', '--smarthost', '127.0.0.1:%d' % b.port,
               '--retry', '1s', '--max-queue-time', '60s')
     servers.append(a)
     data = (b'From: x@a.test\r\nSubject: onward\r\nMessage-ID: <one@a.test>\r\n\r\n'
