@@ -809,8 +809,8 @@ write_envelope(conn *c, const char *path, int relay)
     for (i = 0; i < c->nrcpt; i++)
         if (c->relay[i] == relay)
             fprintf(f, "rcpt <%s> %s%s%s\n", c->rcpts[i],
-                c->relay[i] ? "relay" : "local",
-                c->rcpt_params[i][0] ? " " : "", c->rcpt_params[i]);
+                    relay ? "relay" : "local",
+                    c->rcpt_params[i][0] ? " " : "", c->rcpt_params[i]);
     ok = fflush(f) == 0 && (opt.no_fsync || fsync(fileno(f)) == 0);
     ok = fclose(f) == 0 && ok;
     return ok ? 0 : -1;
