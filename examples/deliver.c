@@ -26,6 +26,9 @@
 
 typedef struct link_ {
     int fd;
+    const dlv_conf *dc;
+    const char *name; /* the server's name: SNI, and what --tls-verify checks */
+    char why[300];    /* why TLS failed */
     int broken; /* a write failed: the server is gone */
     int in_auth; /* the last command began AUTH: hide what follows */
     FILE *trace;
@@ -240,35 +243,72 @@ set_timeouts(link_ *l, unsigned sec)
     setsockopt(l->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-/* The session asked for TLS (its STARTTLS got 220). */
+/* The session asked for TLS (its STARTTLS got 220). With tls_verify the
+ * certificate must chain to ca_file (or the system's CAs) and name the
+ * server (RFC 6125; an address must be in the certificate as one). */
 static int
 start_tls(link_ *l)
 {
 #ifdef HAVE_OPENSSL
+    llsmtp_ip ip;
+    int is_ip = l->name != NULL &&
+                llsmtp_ip_parse(l->name, strlen(l->name), &ip) == LLSMTP_OK;
+    snprintf(l->why, sizeof l->why, "4.7.5 TLS handshake failed");
     l->ctx = SSL_CTX_new(TLS_client_method());
-    if (l->ctx == NULL || !SSL_CTX_set_min_proto_version(l->ctx,
-                                                         TLS1_2_VERSION) ||
-        (l->ssl = SSL_new(l->ctx)) == NULL || SSL_set_fd(l->ssl, l->fd) != 1 ||
-        SSL_connect(l->ssl) != 1) {
-        ERR_clear_error();
-        return -1;
+    if (l->ctx == NULL ||
+        !SSL_CTX_set_min_proto_version(l->ctx, TLS1_2_VERSION))
+        goto fail;
+    if (l->dc->tls_verify) {
+        SSL_CTX_set_verify(l->ctx, SSL_VERIFY_PEER, NULL);
+        if ((l->dc->ca_file != NULL
+                 ? SSL_CTX_load_verify_locations(l->ctx, l->dc->ca_file, NULL)
+                 : SSL_CTX_set_default_verify_paths(l->ctx)) != 1) {
+            snprintf(l->why, sizeof l->why,
+                     "4.7.5 cannot load the CA certificates %.150s",
+                     l->dc->ca_file ? l->dc->ca_file : "(system)");
+            goto fail;
+        }
+    }
+    if ((l->ssl = SSL_new(l->ctx)) == NULL || SSL_set_fd(l->ssl, l->fd) != 1)
+        goto fail;
+    if (l->name != NULL && !is_ip)
+        SSL_set_tlsext_host_name(l->ssl, l->name); /* SNI (RFC 6066 3) */
+    if (l->dc->tls_verify && l->name != NULL &&
+        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(l->ssl),
+                                                l->name)
+               : SSL_set1_host(l->ssl, l->name)) != 1)
+        goto fail;
+    if (SSL_connect(l->ssl) != 1) {
+        long v = SSL_get_verify_result(l->ssl);
+        if (l->dc->tls_verify && v != X509_V_OK)
+            snprintf(l->why, sizeof l->why,
+                     "4.7.5 certificate of %.100s not accepted: %.80s",
+                     l->name ? l->name : "the server",
+                     X509_verify_cert_error_string(v));
+        goto fail;
     }
     if (l->trace)
         fprintf(l->trace, "-- TLS %s %s\n", SSL_get_version(l->ssl),
                 SSL_get_cipher_name(l->ssl));
     return 0;
+fail:
+    ERR_clear_error();
+    return -1;
 #else
     (void)l;
+    snprintf(l->why, sizeof l->why, "4.7.5 built without TLS");
     return -1;
 #endif
 }
 
 static void
-set_result(dlv_result *r, int code, llsmtp_span text)
+set_result(dlv_result *r, int code, const llsmtp_client_event *ev)
 {
+    llsmtp_span text = ev->text;
     if (r->code != 0)
         return;
     r->code = code;
+    r->local = ev->local;
     snprintf(r->text, sizeof r->text, "%.*s", (int)text.n, text.p);
 }
 
@@ -289,8 +329,9 @@ send_body(link_ *l, llsmtp_client *c, const char *body, size_t n)
 }
 
 void
-dlv_send(int fd, const dlv_conf *dc, const llsmtp_client_msg *m,
-         const char *body, size_t n, dlv_result *res)
+dlv_send(int fd, const dlv_conf *dc, const char *name,
+         const llsmtp_client_msg *m, const char *body, size_t n,
+         dlv_result *res)
 {
     llsmtp_client c;
     link_ l;
@@ -300,9 +341,13 @@ dlv_send(int fd, const dlv_conf *dc, const llsmtp_client_msg *m,
 
     memset(&l, 0, sizeof l);
     l.fd = fd;
+    l.dc = dc;
+    l.name = name;
     l.trace = dc->trace;
-    for (i = 0; i < m->nto; i++)
+    for (i = 0; i < m->nto; i++) {
         res[i].code = 0;
+        res[i].local = 0;
+    }
     if (llsmtp_client_init(&c, &dc->cfg) != LLSMTP_OK) {
         dlv_fill(res, m->nto, 554, "5.3.5 bad HELO name or credentials");
         close(fd);
@@ -349,7 +394,7 @@ dlv_send(int fd, const dlv_conf *dc, const llsmtp_client_msg *m,
         case LLSMTP_CEV_TLS:
             flush(&l, &c);
             if (start_tls(&l) != 0) {
-                dlv_fill(res, m->nto, 451, "4.7.5 TLS handshake failed");
+                dlv_fill(res, m->nto, 451, l.why);
                 done = 1;
                 break;
             }
@@ -357,7 +402,7 @@ dlv_send(int fd, const dlv_conf *dc, const llsmtp_client_msg *m,
             break;
         case LLSMTP_CEV_RCPT:
             if (ev.code / 100 != 2)
-                set_result(&res[ev.rcpt], ev.code, ev.text);
+                set_result(&res[ev.rcpt], ev.code, &ev);
             break;
         case LLSMTP_CEV_BODY:
             flush(&l, &c);
@@ -372,15 +417,15 @@ dlv_send(int fd, const dlv_conf *dc, const llsmtp_client_msg *m,
             break;
         case LLSMTP_CEV_MESSAGE:
             if (ev.rcpt >= 0) {
-                set_result(&res[ev.rcpt], ev.code, ev.text);
+                set_result(&res[ev.rcpt], ev.code, &ev);
             } else {
                 for (i = 0; i < m->nto; i++)
-                    set_result(&res[i], ev.code, ev.text);
+                    set_result(&res[i], ev.code, &ev);
             }
             break;
         case LLSMTP_CEV_FAIL:
             for (i = 0; i < m->nto; i++)
-                set_result(&res[i], ev.code ? ev.code : 451, ev.text);
+                set_result(&res[i], ev.code ? ev.code : 451, &ev);
             flush(&l, &c);
             done = 1;
             break;
@@ -449,7 +494,7 @@ dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
             sm.to = to;
             sm.nto = k;
             sm.rcpt_params = m->rcpt_params != NULL ? params : NULL;
-            dlv_send(fd, dc, &sm, body, n, sub);
+            dlv_send(fd, dc, mx[t].host, &sm, body, n, sub);
             left = 0;
             for (k = 0; k < sm.nto; k++) {
                 res[map[k]] = sub[k];

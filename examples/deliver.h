@@ -17,6 +17,7 @@ typedef struct dlv_result {
     int code;
     char text[LLSMTP_REPLY_LINE_MAX + 1];
     char remote[LLSMTP_NAME_MAX + 1]; /* the server that said so, or "" */
+    int local; /* the client session decided it (e.g. 530: no STARTTLS) */
 } dlv_result;
 
 typedef struct dlv_conf {
@@ -24,6 +25,10 @@ typedef struct dlv_conf {
     int timeout;         /* seconds for every wait; 0: RFC 5321 4.5.3.2 */
     int connect_timeout; /* seconds; 0: 30 */
     FILE *trace;         /* the dialogue with C:/S: prefixes, or NULL */
+    int tls_verify;      /* STARTTLS only with a certificate that chains
+                            to ca_file (NULL: the system's CAs) and names
+                            the server; else 451 4.7.5 */
+    const char *ca_file;
 } dlv_conf;
 
 /* Connects to ip:port. Returns the socket, or -1 with a reason in err. */
@@ -33,11 +38,14 @@ int dlv_connect_ip(const llsmtp_ip *ip, uint16_t port, int timeout,
  * each address of a name. */
 int dlv_connect_name(const char *spec, int timeout, char *err, size_t errcap);
 
-/* Sends m with body[0..n) over fd (which it closes) and gives each of the
- * m->nto recipients its final reply in res[]: 2xx delivered, 5xx refused
- * for good, 4xx try again (also when the connection failed midway). */
-void dlv_send(int fd, const dlv_conf *dc, const llsmtp_client_msg *m,
-              const char *body, size_t n, dlv_result *res);
+/* Sends m with body[0..n) over fd (which it closes) to the server called
+ * name (for TLS: SNI and the certificate check; may be NULL) and gives
+ * each of the m->nto recipients its final reply in res[]: 2xx delivered,
+ * 5xx refused for good, 4xx try again (also when the connection failed
+ * midway). */
+void dlv_send(int fd, const dlv_conf *dc, const char *name,
+              const llsmtp_client_msg *m, const char *body, size_t n,
+              dlv_result *res);
 
 /* Delivers to the first of the targets that takes it (RFC 5321 5.1):
  * each address of each target in order, port 25 unless port is given;

@@ -833,7 +833,11 @@ deliver_group(const char *id, envelope *e, const char *domain,
     memset(&dc, 0, sizeof dc);
     dc.cfg.helo.p = Q->hostname;
     dc.cfg.helo.n = strlen(Q->hostname);
-    dc.cfg.flags = LLSMTP_CLI_STARTTLS; /* opportunistic, RFC 3207 */
+    /* opportunistic by default (RFC 3207); --next-hop-tls can demand it
+     * and a certificate naming the host (RFC 6125) */
+    dc.cfg.flags = Q->tls ? LLSMTP_CLI_REQUIRE_TLS : LLSMTP_CLI_STARTTLS;
+    dc.tls_verify = Q->tls == 2;
+    dc.ca_file = Q->ca_file;
     dc.timeout = Q->timeout;
     dc.trace = Q->verbose ? stderr : NULL;
     memset(&m, 0, sizeof m);
@@ -886,10 +890,19 @@ deliver_group(const char *id, envelope *e, const char *domain,
         }
         for (i = 0; i < k; i++) {
             rcpt *r = &e->r[idx[i]];
-            int kind = res[i].code / 100 == 2   ? 'D'
-                       : res[i].code / 100 == 5 ? 'F'
-                                                : 'T';
+            int kind;
             size_t w;
+            if (res[i].local && res[i].code == 530) {
+                /* TLS demanded, not offered: the next hop may be fixed,
+                 * so wait for it rather than bounce (as Postfix does) */
+                res[i].code = 451;
+                snprintf(res[i].text, sizeof res[i].text,
+                         "4.7.4 TLS is required, but was not offered by %.200s",
+                         res[i].remote);
+            }
+            kind = res[i].code / 100 == 2   ? 'D'
+                   : res[i].code / 100 == 5 ? 'F'
+                                            : 'T';
             r->state = kind == 'T' ? 0 : kind;
             r->code = res[i].code;
             snprintf(r->remote, sizeof r->remote, "%s", res[i].remote);

@@ -25,6 +25,8 @@ typedef struct queue_conf {
     unsigned long max_queue_time;     /* seconds (RFC 5321 4.5.4.1) */
     int max_runners;                  /* deliveries at once */
     int timeout;                      /* client waits; 0: RFC 5321 */
+    int tls;                          /* 0 may, 1 encrypt, 2 verify */
+    const char *ca_file;              /* for verify; NULL: system CAs */
     int no_fsync;
     int verbose;                      /* log each dialogue */
     void (*child_setup)(void);        /* in a runner: close what it

@@ -177,6 +177,12 @@ usage(FILE *f)
         "  --max-queue-time T     give up and bounce after T (default 5d, "
         "RFC 5321 4.5.4.1)\n"
         "  --runners N            deliveries at once (default 8)\n"
+        "  --next-hop-tls L       may (STARTTLS when offered, default), "
+        "encrypt (required),\n"
+        "                         verify (required, certificate must name "
+        "the host)\n"
+        "  --next-hop-ca FILE     CA certificates (PEM) for verify (default: "
+        "the system's)\n"
         "  --spool DIR            default ./spool (relayed mail waits in "
         "DIR/queue)\n"
         "  --discard              accept and drop messages (benchmarks); no "
@@ -417,6 +423,19 @@ parse_args(int argc, char **argv)
         } else if (strcmp(a, "--max-queue-time") == 0) {
             NEEDV();
             opt.q.max_queue_time = parse_time(a, v);
+        } else if (strcmp(a, "--next-hop-tls") == 0) {
+            NEEDV();
+            if (strcmp(v, "may") == 0)
+                opt.q.tls = 0;
+            else if (strcmp(v, "encrypt") == 0)
+                opt.q.tls = 1;
+            else if (strcmp(v, "verify") == 0)
+                opt.q.tls = 2;
+            else
+                die_usage("bad --next-hop-tls %s (may, encrypt or verify)", v);
+        } else if (strcmp(a, "--next-hop-ca") == 0) {
+            NEEDV();
+            opt.q.ca_file = v;
         } else if (strcmp(a, "--runners") == 0) {
             NEEDV();
             opt.q.max_runners = (int)parse_num(a, v);
@@ -457,6 +476,9 @@ parse_args(int argc, char **argv)
     if ((opt.tls_cert == NULL) != (opt.tls_key == NULL))
         die_usage("--tls-cert and --tls-key go together%s", "");
 #ifndef HAVE_OPENSSL
+    if (opt.q.tls != 0)
+        die_usage("built without OpenSSL: %s is not available",
+                  "--next-hop-tls encrypt/verify");
     if (opt.tls_cert != NULL)
         die_usage("built without OpenSSL: %s is not available "
                   "(install libssl-dev and rebuild)", "--tls-cert");

@@ -400,6 +400,40 @@ def kill_9_during_delivery_loses_nothing(servers):
     print('     %d messages, %d waiting at the crash, %d delivered twice' % (n, left, len(twice)))
     assert os.listdir(a.queue) == [], os.listdir(a.queue)
 
+@case
+def queue_requires_and_verifies_tls_to_the_next_hop(servers):
+    key, cert = os.path.join(TMP, 'nh-key.pem'), os.path.join(TMP, 'nh-cert.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key,
+                    '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+                    '-addext', 'subjectAltName=DNS:localhost'], check=True, capture_output=True)
+    b = Smtpd('b.test', '--local-domain', 'far.test', '--tls-cert', cert, '--tls-key', key)
+    servers.append(b)
+    plain = Smtpd('plain.test', '--local-domain', 'far.test')
+    servers.append(plain)
+    common = ('--local-domain', 'a.test', '--relay-domain', 'far.test', '--retry', '1h')
+    ok = Smtpd('a.test', '--smarthost', 'localhost:%d' % b.port, '--next-hop-tls', 'verify',
+               '--next-hop-ca', cert, *common)
+    servers.append(ok)
+    wrong = Smtpd('a.test', '--smarthost', '127.0.0.1:%d' % b.port, '--next-hop-tls', 'verify',
+                  '--next-hop-ca', cert, *common)
+    servers.append(wrong)
+    clear = Smtpd('a.test', '--smarthost', '127.0.0.1:%d' % plain.port, '--next-hop-tls', 'encrypt',
+                  *common)
+    servers.append(clear)
+    for s in (ok, wrong, clear):
+        send(s.port, 'x@a.test', ['u@far.test'], b'Subject: tls\r\n\r\nsecret\r\n')
+    wait(lambda: len(b.local()) == 1, 20, 'verified delivery')
+    assert 'with ESMTPS id' in b.read(b.local()[0]).decode(), b.read(b.local()[0])[:300]
+    wait(lambda: 'status=deferred' in wrong.logtext(), 20, 'a deferral')
+    assert 'status=deferred 451 4.7.5 certificate of 127.0.0.1 not accepted' in wrong.logtext(), \
+        wrong.logtext()
+    wait(lambda: 'status=deferred' in clear.logtext(), 20, 'a deferral')
+    # TLS demanded but not offered: deferred (the next hop may be fixed), not bounced
+    assert 'status=deferred 451 4.7.4 TLS is required, but was not offered by 127.0.0.1' \
+        in clear.logtext(), clear.logtext()
+    assert plain.local() == [] and len(wrong.queued()) == 1 and len(clear.queued()) == 1
+
+
 class Postfix:
     """A private Postfix: its own config and queue directories, one smtpd
     on a loopback port, mail for pf.test into one Maildir, no route to

@@ -938,6 +938,37 @@ def smtp_send_starttls_auth_and_refusals():
 
 
 @case
+def smtp_send_verifies_certificates():
+    need('openssl')
+    d = tempfile.mkdtemp(prefix='llsmtp-verify-')
+    key, cert = os.path.join(d, 'key.pem'), os.path.join(d, 'cert.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key,
+                    '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+                    '-addext', 'subjectAltName=DNS:localhost'], check=True, capture_output=True)
+    srv = Server('--tls-cert', cert, '--tls-key', key)
+    try:
+        base = ['--from', 'a@example.org', '--to', 'b@example.test', '--tls-verify']
+        # the right name, a trusted chain: delivered over verified TLS
+        rc, res, err = smtp_send('--server', 'localhost:%d' % srv.port, '--ca-file', cert,
+                                 '--verbose', *base, data=b'Subject: v\n\nverified\n')
+        assert rc == 0 and res['b@example.test'][0] == 250, (rc, res, err)
+        assert '-- TLS TLSv1.' in err, err
+        # an address the certificate does not name
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % srv.port, '--ca-file', cert,
+                                 *base, data=b'x\n')
+        assert rc == 3 and res['b@example.test'][0] == 451 and \
+            'certificate of 127.0.0.1 not accepted' in res['b@example.test'][1], (rc, res, err)
+        # a self-signed certificate and the system's CAs: not trusted
+        rc, res, err = smtp_send('--server', 'localhost:%d' % srv.port, *base, data=b'x\n')
+        assert rc == 3 and 'not accepted: self' in res['b@example.test'][1], (rc, res, err)
+        msgs = srv.messages()
+        assert len(msgs) == 1 and srv.body(msgs[0]).endswith(b'verified\r\n'), msgs
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
 def smtp_send_to_postfix_smtp_sink():
     sink = need('smtp-sink')
     d = tempfile.mkdtemp(prefix='llsmtp-sink-')
