@@ -895,10 +895,12 @@ deliver_group(const char *id, envelope *e, const char *domain,
             if (res[i].local && res[i].code == 530) {
                 /* TLS demanded, not offered: the next hop may be fixed,
                  * so wait for it rather than bounce (as Postfix does) */
+                char host[LLSMTP_NAME_MAX + 1];
+                memcpy(host, res[i].remote, sizeof host);
                 res[i].code = 451;
                 snprintf(res[i].text, sizeof res[i].text,
                          "4.7.4 TLS is required, but was not offered by %.200s",
-                         res[i].remote);
+                         host);
             }
             kind = res[i].code / 100 == 2   ? 'D'
                    : res[i].code / 100 == 5 ? 'F'
