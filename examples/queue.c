@@ -185,7 +185,8 @@ env_load(const char *id, envelope *e)
         unsigned long i;
         int code, off = 0;
         char remote[LLSMTP_NAME_MAX + 1]; /* %253s below */
-        if (line[strlen(line) - 1] != '\n')
+        size_t ln = strlen(line);
+        if (ln == 0 || line[ln - 1] != '\n')
             break; /* torn by a crash: never fsync'ed, never acted on */
         line[strcspn(line, "\n")] = '\0';
         if (line[0] == 'N') {
@@ -580,11 +581,15 @@ make_bounce(const char *id, const char *bid, const envelope *e,
     llsmtp_span envid = param(e->mail_params, "ENVID");
     int headers_only = (ret.p && ret.n == 4 && strncasecmp(ret.p, "HDRS", 4) == 0) ||
                        e->body == 9;
-    const char *sep = strstr(msg, "\r\n\r\n");
     if (f == NULL)
         return NULL;
-    if (sep != NULL && (size_t)(sep - msg) < msgn)
-        hdr_end = (size_t)(sep - msg) + 2;
+    /* the header ends at the first empty line; msg is a mapping of the
+     * file, not a C string, so the search stays inside msgn */
+    for (i = 0; i + 4 <= msgn; i++)
+        if (memcmp(msg + i, "\r\n\r\n", 4) == 0) {
+            hdr_end = i + 2;
+            break;
+        }
     date_now(date, sizeof date, time(NULL));
     date_now(arrival, sizeof arrival, (time_t)e->received);
     fprintf(f,
