@@ -60,11 +60,11 @@ entry_path(char *buf, size_t n, const char *id, const char *ext)
     snprintf(buf, n, "%s/%s.%s", qdir, id, ext);
 }
 
-static int
-sync_dir(const char *dir)
+int
+queue_sync_dir(const char *dir, int no_fsync)
 {
     int fd, rc = 0;
-    if (Q->no_fsync)
+    if (no_fsync)
         return 0;
     fd = open(dir, O_RDONLY);
     if (fd < 0)
@@ -485,13 +485,7 @@ queue_store(const char *dir, const char *tdir, const char *id,
         unlink(fe);
         return -1;
     }
-    if (!no_fsync) {
-        int fd = open(dir, O_RDONLY);
-        if (fd >= 0) {
-            fsync(fd);
-            close(fd);
-        }
-    }
+    queue_sync_dir(dir, no_fsync);
     return 0;
 }
 
@@ -1031,7 +1025,7 @@ run_entry(const char *id)
             unlink(path);
             entry_path(path, sizeof path, id, "st");
             unlink(path);
-            sync_dir(qdir);
+            queue_sync_dir(qdir, Q->no_fsync);
             Q->log("queue=%s removed", id);
         }
     } else {

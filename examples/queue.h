@@ -52,6 +52,10 @@ size_t queue_busy(void);
 /* Frees what the queue holds (runners are left to finish). */
 void queue_close(void);
 
+/* fsync()s a directory, so the renames into it survive a crash. Returns
+ * 0, or -1 (errno). With no_fsync: nothing, 0. */
+int queue_sync_dir(const char *dir, int no_fsync);
+
 /* Writes an envelope+message pair durably into dir: dir/tmp/<id>.{env,
  * eml} first, then renamed in (the .eml last: an entry is complete when
  * its .eml is there). Used for bounces; smtpd writes its own. */

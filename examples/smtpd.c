@@ -570,21 +570,6 @@ new_id(char *buf, size_t n)
              (unsigned long)self_pid() & 0xffffff, id_counter++ & 0xffff);
 }
 
-static int
-sync_dir(const char *dir)
-{
-    int fd, rc = 0;
-    if (opt.no_fsync)
-        return 0;
-    fd = open(dir, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    if (fsync(fd) != 0)
-        rc = -1;
-    close(fd);
-    return rc;
-}
-
 static void
 tmp_path(char *buf, size_t n, const conn *c, const char *ext)
 {
@@ -860,7 +845,7 @@ store_message(conn *c)
         queue_path(fe, sizeof fe, c, "env");
         queue_path(fv, sizeof fv, c, "eml");
         ok = write_envelope(c, te, 1) == 0 && rename(te, fe) == 0 &&
-             link(tv, fv) == 0 && sync_dir(qdir) == 0;
+             link(tv, fv) == 0 && queue_sync_dir(qdir, opt.no_fsync) == 0;
         if (!ok) {
             unlink(fv);
             unlink(fe);
@@ -870,7 +855,8 @@ store_message(conn *c)
         final_path(fv, sizeof fv, c, "eml");
         final_path(fe, sizeof fe, c, "env");
         ok = write_envelope(c, te, 0) == 0 && rename(te, fe) == 0 &&
-             rename(tv, fv) == 0 && sync_dir(opt.spool) == 0;
+             rename(tv, fv) == 0 &&
+             queue_sync_dir(opt.spool, opt.no_fsync) == 0;
         if (!ok)
             unlink(fe);
     }
