@@ -761,6 +761,83 @@ test_client_single_rcpt_refused(void **state)
  * pipelined recipients overflow the client's output queue (refilled as it
  * drains) and the server's recipient limit; then a refused MAIL with the
  * RCPTs already in flight; every reply lands where it belongs. */
+/* Connects a client session to an llsmtp server in memory and runs both
+ * until the client reports CLOSED (at most max_rounds exchanges); every
+ * client event also goes to on_event. Returns 1 when the session closed. */
+typedef void (*cs_event_fn)(llsmtp_client *c, llsmtp_server *s,
+                            const llsmtp_client_event *ev, void *ctx);
+
+static int
+cs_run(llsmtp_client *c, llsmtp_server *s, int max_rounds,
+       cs_event_fn on_event, void *ctx)
+{
+    int closed = 0, rounds;
+    for (rounds = 0; !closed && rounds < max_rounds; rounds++) {
+        size_t n, used, off = 0;
+        const char *o = llsmtp_server_output(s, &n);
+        llsmtp_span co;
+        /* server -> client */
+        for (;;) {
+            llsmtp_client_event ev;
+            int rc = llsmtp_client_feed(c, o + off, n - off, &used, &ev);
+            off += used;
+            if (rc != 1)
+                break;
+            if (ev.type == LLSMTP_CEV_CLOSED)
+                closed = 1;
+            on_event(c, s, &ev, ctx);
+        }
+        assert_int_equal(off, n);
+        llsmtp_server_consume(s, n);
+        /* client -> server */
+        co = llsmtp_client_output(c);
+        if (co.n) {
+            int rc = llsmtp_server_feed(s, co.p, co.n, &used);
+            assert_true(rc == LLSMTP_OK || rc == LLSMTP_BLOCKED ||
+                        rc == LLSMTP_CLOSE);
+            llsmtp_client_consume(c, used);
+        }
+    }
+    return closed;
+}
+
+typedef struct against_ctx {
+    const llsmtp_client_msg *m;
+    size_t ok, refused, next, results;
+} against_ctx;
+
+static void
+against_event(llsmtp_client *c, llsmtp_server *s,
+              const llsmtp_client_event *ev, void *vctx)
+{
+    against_ctx *x = vctx;
+    size_t used;
+    if (ev->type == LLSMTP_CEV_FAIL)
+        fail_msg("FAIL %d %.*s", ev->code, (int)ev->text.n, ev->text.p);
+    if (ev->type == LLSMTP_CEV_READY) {
+        if (x->next < 2)
+            assert_int_equal(llsmtp_client_mail(c, &x->m[x->next++]),
+                             LLSMTP_OK);
+        else
+            assert_int_equal(llsmtp_client_quit(c), LLSMTP_OK);
+    } else if (ev->type == LLSMTP_CEV_RCPT) {
+        if (ev->code == 250)
+            x->ok++;
+        else
+            x->refused++;
+    } else if (ev->type == LLSMTP_CEV_BODY) {
+        char enc[64];
+        size_t w;
+        assert_int_equal(llsmtp_client_body(c, ".x\n", 3, enc, sizeof enc, &w),
+                         LLSMTP_OK);
+        assert_int_equal(llsmtp_server_feed(s, enc, w, &used), LLSMTP_OK);
+        assert_int_equal(llsmtp_client_body_end(c), LLSMTP_OK);
+    } else if (ev->type == LLSMTP_CEV_MESSAGE) {
+        x->results++;
+        assert_int_equal(ev->code, x->results == 1 ? 250 : 550);
+    }
+}
+
 static void
 test_client_against_server(void **state)
 {
@@ -772,8 +849,8 @@ test_client_against_server(void **state)
     llsmtp_config cfg;
     llsmtp_server *s;
     th_host h;
-    size_t i, ok = 0, refused = 0, next = 0, results = 0;
-    int closed = 0, rounds;
+    against_ctx x;
+    size_t i;
     (void)state;
     for (i = 0; i < 300; i++) {
         snprintf(names[i], sizeof names[i], "r%zu@example.test", i);
@@ -800,64 +877,51 @@ test_client_against_server(void **state)
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
     assert_int_equal(llsmtp_client_init(&c, &ccfg), LLSMTP_OK);
-    for (rounds = 0; !closed && rounds < 10000; rounds++) {
-        size_t n, used, off = 0;
-        const char *o = llsmtp_server_output(s, &n);
-        llsmtp_span co;
-        /* server -> client */
-        for (;;) {
-            llsmtp_client_event ev;
-            int rc = llsmtp_client_feed(&c, o + off, n - off, &used, &ev);
-            off += used;
-            if (rc != 1)
-                break;
-            if (ev.type == LLSMTP_CEV_FAIL)
-                fail_msg("FAIL %d %.*s", ev.code, (int)ev.text.n, ev.text.p);
-            if (ev.type == LLSMTP_CEV_READY) {
-                if (next < 2)
-                    assert_int_equal(llsmtp_client_mail(&c, &m[next++]),
-                                     LLSMTP_OK);
-                else
-                    assert_int_equal(llsmtp_client_quit(&c), LLSMTP_OK);
-            } else if (ev.type == LLSMTP_CEV_RCPT) {
-                if (ev.code == 250)
-                    ok++;
-                else
-                    refused++;
-            } else if (ev.type == LLSMTP_CEV_BODY) {
-                char enc[64];
-                size_t w;
-                assert_int_equal(llsmtp_client_body(&c, ".x\n", 3, enc,
-                                                    sizeof enc, &w),
-                                 LLSMTP_OK);
-                assert_int_equal(llsmtp_server_feed(s, enc, w, &used),
-                                 LLSMTP_OK);
-                assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
-            } else if (ev.type == LLSMTP_CEV_MESSAGE) {
-                results++;
-                assert_int_equal(ev.code, results == 1 ? 250 : 550);
-            } else if (ev.type == LLSMTP_CEV_CLOSED) {
-                closed = 1;
-            }
-        }
-        assert_int_equal(off, n);
-        llsmtp_server_consume(s, n);
-        /* client -> server */
-        co = llsmtp_client_output(&c);
-        if (co.n) {
-            int rc = llsmtp_server_feed(s, co.p, co.n, &used);
-            assert_true(rc == LLSMTP_OK || rc == LLSMTP_BLOCKED ||
-                        rc == LLSMTP_CLOSE);
-            llsmtp_client_consume(&c, used);
-        }
-    }
-    assert_true(closed);
-    assert_int_equal(results, 2);
-    assert_int_equal(ok + refused, 300); /* RCPT events only when MAIL ok */
-    assert_int_equal(ok, 100);
+    memset(&x, 0, sizeof x);
+    x.m = m;
+    assert_true(cs_run(&c, s, 10000, against_event, &x));
+    assert_int_equal(x.results, 2);
+    assert_int_equal(x.ok + x.refused, 300); /* RCPT events only when MAIL ok */
+    assert_int_equal(x.ok, 100);
     assert_non_null(strstr(h.events.p, "data_end"));
     free(s);
     th_host_free(&h);
+}
+
+typedef struct preenc_ctx {
+    const llsmtp_client_msg *m;
+    const char *enc, *want;
+    size_t enc_n, want_n, bodies;
+    int sent;
+    const th_host *h;
+} preenc_ctx;
+
+static void
+preenc_event(llsmtp_client *c, llsmtp_server *s,
+             const llsmtp_client_event *ev, void *vctx)
+{
+    preenc_ctx *x = vctx;
+    size_t used;
+    if (ev->type == LLSMTP_CEV_READY) {
+        if (x->sent++ < 2)
+            assert_int_equal(llsmtp_client_mail(c, x->m), LLSMTP_OK);
+        else
+            assert_int_equal(llsmtp_client_quit(c), LLSMTP_OK);
+    } else if (ev->type == LLSMTP_CEV_BODY) {
+        x->bodies++;
+        /* what llsmtp_client_output() held went first (354 came back, so
+         * it is empty), then the encoded bytes */
+        assert_int_equal(llsmtp_client_output(c).n, 0);
+        assert_int_equal(llsmtp_server_feed(s, x->enc, x->enc_n, &used),
+                         LLSMTP_OK);
+        assert_int_equal(llsmtp_client_body_end(c), LLSMTP_OK);
+    } else if (ev->type == LLSMTP_CEV_MESSAGE) {
+        assert_int_equal(ev->code, 250);
+        assert_int_equal(x->h->msg.n, x->want_n);
+        assert_memory_equal(x->h->msg.p, x->want, x->want_n);
+    } else if (ev->type != LLSMTP_CEV_CLOSED) {
+        assert_int_not_equal(ev->type, LLSMTP_CEV_FAIL);
+    }
 }
 
 /* A host that sends one message many times (bench/smtp-load) encodes it
@@ -869,7 +933,6 @@ test_client_preencoded_body(void **state)
     static const char raw[] = "Subject: x\r\n\r\n.dot\nbare LF\r\nlast\r\n";
     static const char want[] = "Subject: x\r\n\r\n.dot\r\nbare LF\r\nlast\r\n";
     char enc[128];
-    size_t enc_n, bodies = 0;
     llsmtp_span to[1];
     llsmtp_client_msg m;
     llsmtp_client_cfg ccfg = cli_cfg(0);
@@ -878,11 +941,12 @@ test_client_preencoded_body(void **state)
     llsmtp_config cfg;
     llsmtp_server *s;
     th_host h;
-    int closed = 0, rounds, sent = 0;
+    preenc_ctx x;
     (void)state;
+    memset(&x, 0, sizeof x);
     llsmtp_dot_init(&e);
-    enc_n = llsmtp_dot_encode(&e, raw, sizeof raw - 1, enc, sizeof enc);
-    assert_int_equal(llsmtp_dot_finish(&e, enc + enc_n, 5), 3); /* ".\r\n" */
+    x.enc_n = llsmtp_dot_encode(&e, raw, sizeof raw - 1, enc, sizeof enc);
+    assert_int_equal(llsmtp_dot_finish(&e, enc + x.enc_n, 5), 3); /* ".\r\n" */
     to[0] = sp("r@example.test");
     memset(&m, 0, sizeof m);
     m.from = sp("s@example.org");
@@ -894,48 +958,13 @@ test_client_preencoded_body(void **state)
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
     assert_int_equal(llsmtp_client_init(&c, &ccfg), LLSMTP_OK);
-    for (rounds = 0; !closed && rounds < 1000; rounds++) {
-        size_t n, used, off = 0;
-        const char *o = llsmtp_server_output(s, &n);
-        llsmtp_span co;
-        for (;;) {
-            llsmtp_client_event ev;
-            int rc = llsmtp_client_feed(&c, o + off, n - off, &used, &ev);
-            off += used;
-            if (rc != 1)
-                break;
-            if (ev.type == LLSMTP_CEV_READY) {
-                if (sent++ < 2)
-                    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-                else
-                    assert_int_equal(llsmtp_client_quit(&c), LLSMTP_OK);
-            } else if (ev.type == LLSMTP_CEV_BODY) {
-                bodies++;
-                /* what llsmtp_client_output() held went first (354 came
-                 * back, so it is empty), then the encoded bytes */
-                assert_int_equal(llsmtp_client_output(&c).n, 0);
-                assert_int_equal(llsmtp_server_feed(s, enc, enc_n, &used),
-                                 LLSMTP_OK);
-                assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
-            } else if (ev.type == LLSMTP_CEV_MESSAGE) {
-                assert_int_equal(ev.code, 250);
-                assert_int_equal(h.msg.n, sizeof want - 1);
-                assert_memory_equal(h.msg.p, want, sizeof want - 1);
-            } else if (ev.type == LLSMTP_CEV_CLOSED) {
-                closed = 1;
-            } else {
-                assert_int_not_equal(ev.type, LLSMTP_CEV_FAIL);
-            }
-        }
-        llsmtp_server_consume(s, n);
-        co = llsmtp_client_output(&c);
-        if (co.n) {
-            llsmtp_server_feed(s, co.p, co.n, &used);
-            llsmtp_client_consume(&c, used);
-        }
-    }
-    assert_true(closed);
-    assert_int_equal(bodies, 2);
+    x.m = &m;
+    x.enc = enc;
+    x.want = want;
+    x.want_n = sizeof want - 1;
+    x.h = &h;
+    assert_true(cs_run(&c, s, 1000, preenc_event, &x));
+    assert_int_equal(x.bodies, 2);
     free(s);
     th_host_free(&h);
 }
