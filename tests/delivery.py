@@ -9,19 +9,13 @@
 # Usage: python3 tests/delivery.py [path/to/smtpd]
 import email, email.policy, os, shutil, signal, smtplib, socket, subprocess, sys, tempfile, time
 
+from ports import free_port, free_udp_port
+
 SMTPD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd')
 SEND = os.path.join(os.path.dirname(SMTPD), 'smtp-send')
 RESULTS = []
 TMP = tempfile.mkdtemp(prefix='llsmtp-dlv-')
 os.chmod(TMP, 0o755)  # Postfix's unprivileged processes look inside
-
-
-def free_port(host='127.0.0.1'):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait(pred, timeout=30, what='condition'):
@@ -260,28 +254,11 @@ def queue_retries_etrn_kicks_and_expiry_bounces(servers):
     assert c.queued() == [] and os.listdir(c.queue) == []
 
 
-def free_dns_port():
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(('127.0.0.1', 0))
-        port = u.getsockname()[1]
-        t = socket.socket()
-        try:
-            t.bind(('127.0.0.1', port))  # dnsmasq answers TCP there too
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError('no free port')
-
-
 def start_dnsmasq(*records):
     exe = shutil.which('dnsmasq') or '/usr/sbin/dnsmasq'
     if not os.path.exists(exe):
         raise RuntimeError('dnsmasq is not installed (make deps installs it)')
-    port = free_dns_port()
+    port = free_udp_port()
     d = subprocess.Popen([exe, '--no-daemon', '--port=%d' % port, '--listen-address=127.0.0.1',
                           '--bind-interfaces', '--no-resolv', '--no-hosts', '--local=/test/',
                           '--conf-file=/dev/null'] + list(records), stderr=subprocess.DEVNULL)

@@ -9,16 +9,10 @@
 import os, resource, shutil, signal, smtplib, socket, ssl, subprocess, sys, tempfile, threading, time
 from email.message import EmailMessage
 
+from ports import free_port, free_udp_port
+
 SMTPD = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd'
 RESULTS = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Server:
@@ -476,23 +470,6 @@ def readme_hello_example():
     assert r.stdout.endswith(b'250 2.6.0 Queued mail for delivery\r\n'
                              b'221 2.0.0 mx.example.test Service closing transmission channel\r\n'), r.stdout
     assert r.stderr == b'hi\r\n.dot\r\n', r.stderr
-
-
-def free_udp_port():
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(('127.0.0.1', 0))
-        port = u.getsockname()[1]
-        t = socket.socket()
-        try:
-            t.bind(('127.0.0.1', port))  # dnsmasq wants TCP on it too
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError('no free port')
 
 
 @case
