@@ -5,13 +5,15 @@
 # smtplib, raw sockets (the classic telnet walk-through, pipelining, abuse),
 # and curl when it is installed. Each case starts its own server on a free
 # 127.0.0.1 port with a fresh spool and stops it by PID.
-# Usage: python3 tests/integration.py [path/to/smtpd]
+# Usage: python3 tests/integration.py [path/to/smtpd [CASE...]]
+# With CASE names (or LLSMTP_IT_CASES="a b"), only those cases run.
 import os, resource, shutil, signal, smtplib, socket, ssl, subprocess, sys, tempfile, threading, time
 from email.message import EmailMessage
 
 from ports import free_port, free_udp_port
 
 SMTPD = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd'
+ONLY = set(sys.argv[2:]) | set(os.environ.get('LLSMTP_IT_CASES', '').split())
 RESULTS = []
 
 
@@ -100,6 +102,8 @@ def reply(f):
 
 def case(fn):
     name = fn.__name__
+    if ONLY and name not in ONLY:
+        return fn
     try:
         fn()
         RESULTS.append((name, None))
@@ -1087,6 +1091,10 @@ def kill_9_never_loses_an_acknowledged_message():
         shutil.rmtree(srv.dir, ignore_errors=True)
 
 
+unknown = ONLY - set(n for n, _ in RESULTS)
+if unknown:
+    print('no such case: %s' % ' '.join(sorted(unknown)))
+    sys.exit(2)
 failed = sum(1 for _, e in RESULTS if e is not None)
 print('%d passed, %d failed' % (len(RESULTS) - failed, failed))
 sys.exit(1 if failed else 0)
