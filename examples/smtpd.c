@@ -1225,6 +1225,19 @@ feed(conn *c, const char *buf, size_t len)
     }
 }
 
+/* RFC 3207 4.2: the library forgot HELO/EHLO, AUTH and the transaction
+ * learnt in the clear; so does everything smtpd records about them
+ * (Received header, .env), or a cleartext AUTH would be claimed for a
+ * session that never authenticated over TLS. */
+static void
+session_forget(conn *c)
+{
+    free_tx(c);
+    c->helo[0] = '\0';
+    c->is_ehlo = 0;
+    c->auth_user[0] = '\0';
+}
+
 /* Advances STARTTLS: once the 220 is written, the handshake; once done,
  * the session starts afresh. Returns -1 when the connection is lost. */
 static int
@@ -1251,6 +1264,7 @@ tls_step(conn *c)
         c->ssl_want = 0;
         if (llsmtp_server_tls_started(c->s) != LLSMTP_OK)
             return -1;
+        session_forget(c);
         logf_("session=%d tls=%s cipher=%s", c->fd, SSL_get_version(c->ssl),
               SSL_get_cipher_name(c->ssl));
         arm_timer(c);

@@ -761,6 +761,47 @@ def starttls_with_smtplib_then_auth():
 
 
 @case
+def starttls_forgets_auth_helo_and_transaction():
+    # RFC 3207 4.2: after STARTTLS the session starts afresh; the library
+    # forgets AUTH, and so must smtpd's own records (.env, Received)
+    d = tempfile.mkdtemp(prefix='llsmtp-tls-')
+    cert, key = make_cert(d)
+    srv = Server('--tls-cert', cert, '--tls-key', key, '--user', 'alice:pw', '--insecure-auth')
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO before.example\r\n')
+        assert reply(f)[0] == 250
+        s.sendall(b'AUTH PLAIN ' + __import__('base64').b64encode(b'\0alice\0pw') + b'\r\n')
+        assert reply(f)[0] == 235
+        s.sendall(b'STARTTLS\r\n')
+        assert reply(f)[0] == 220
+        f.close()
+        t = tls_context().wrap_socket(s)
+        tf = t.makefile('rb')
+        t.sendall(b'EHLO after.example\r\n')
+        assert reply(tf)[0] == 250
+        # no transaction any more, and no authentication: no relaying
+        t.sendall(b'RCPT TO:<b@example.test>\r\n')
+        assert reply(tf)[0] == 503
+        t.sendall(b'MAIL FROM:<alice@example.test>\r\nRCPT TO:<x@far.test>\r\n'
+                  b'RCPT TO:<b@example.test>\r\nDATA\r\n')
+        assert [reply(tf)[0] for _ in range(4)] == [250, 550, 250, 354]
+        t.sendall(b'Subject: after tls\r\n\r\nx\r\n.\r\nQUIT\r\n')
+        assert reply(tf)[0] == 250 and reply(tf)[0] == 221
+        tf.close(); t.close()
+        msgs = srv.messages()
+        assert len(msgs) == 1 and srv.messages(queued=True) == [], msgs
+        env = srv.envelope(msgs[0])
+        assert 'auth ' not in env and 'protocol ESMTPS' in env and 'helo after.example' in env, env
+        eml = open(os.path.join(srv.spool, msgs[0]), 'rb').read()
+        assert b'from after.example' in eml and b'with ESMTPS id' in eml, eml[:300]
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
 def starttls_command_injection_is_dropped():
     d = tempfile.mkdtemp(prefix='llsmtp-tls-')
     cert, key = make_cert(d)
