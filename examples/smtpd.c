@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -35,6 +36,7 @@
 #define MAX_LISTEN 8
 #define MAX_DOMAINS 64
 #define READ_BUF 65536
+#define MAX_OWN 64 /* own addresses for user@[addr] */
 
 typedef struct options {
     const char *listen[MAX_LISTEN];
@@ -101,6 +103,8 @@ static volatile sig_atomic_t stop_flag;
 static SSL_CTX *tls_ctx;
 #endif
 static unsigned long id_counter;
+static llsmtp_ip own_addrs[MAX_OWN];
+static size_t nown;
 
 /* The log's prefix is cached: the time string changes once a second and
  * the pid only in a queue runner (runner_setup resets it), and both
@@ -499,6 +503,62 @@ parse_args(int argc, char **argv)
 
 /* ---- listening ------------------------------------------------------ */
 
+static void
+own_add(const struct sockaddr *sa)
+{
+    llsmtp_ip ip;
+    size_t i;
+    memset(&ip, 0, sizeof ip);
+    if (sa == NULL || nown == MAX_OWN)
+        return;
+    if (sa->sa_family == AF_INET) {
+        ip.family = 4;
+        memcpy(ip.addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        ip.family = 6;
+        memcpy(ip.addr,
+               &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+    } else {
+        return;
+    }
+    for (i = 0; i < nown; i++)
+        if (memcmp(&own_addrs[i], &ip, sizeof ip) == 0)
+            return;
+    own_addrs[nown++] = ip;
+}
+
+/* RFC 5321 4.1.3: user@[addr] is local when addr is this server's: the
+ * address it listens on or, for a wildcard listener, every address of
+ * the host's interfaces of that family. */
+static void
+own_from_listener(const struct sockaddr_storage *ss)
+{
+    static const unsigned char any6[16];
+    int wild = 0;
+    if (ss->ss_family == AF_INET)
+        wild = ((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr ==
+               htonl(INADDR_ANY);
+    else if (ss->ss_family == AF_INET6)
+        wild = memcmp(&((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr,
+                      any6, 16) == 0;
+    if (!wild) {
+        own_add((const struct sockaddr *)(const void *)ss);
+        return;
+    }
+    {
+        struct ifaddrs *ifa, *i;
+        if (getifaddrs(&ifa) != 0) {
+            fprintf(stderr, "smtpd: getifaddrs: %s (own address literals "
+                            "not known)\n", strerror(errno));
+            return;
+        }
+        for (i = ifa; i != NULL; i = i->ifa_next)
+            if (i->ifa_addr != NULL && i->ifa_addr->sa_family == ss->ss_family)
+                own_add(i->ifa_addr);
+        freeifaddrs(ifa);
+    }
+}
+
 static int
 open_listener(const char *spec)
 {
@@ -557,6 +617,7 @@ open_listener(const char *spec)
         exit(1);
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    own_from_listener(&ss);
     return fd;
 }
 
@@ -1475,6 +1536,8 @@ main(int argc, char **argv)
         lfds[i] = open_listener(opt.listen[i]);
         logf_("listening on %s as %s", opt.listen[i], opt.hostname);
     }
+    policy.own_addrs = own_addrs; /* filled by open_listener */
+    policy.nown = nown;
 
     for (;;) {
         size_t k, np = 0, npolled;

@@ -18,7 +18,7 @@ RESULTS = []
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, host='127.0.0.1'):
         self.dir = tempfile.mkdtemp(prefix='llsmtp-it-')
         self.spool = os.path.join(self.dir, 'spool')
         self.queue = os.path.join(self.spool, 'queue')
@@ -29,12 +29,12 @@ class Server:
             extra = ('--smarthost', '[127.0.0.1]:%d' % free_port(), '--retry', '1h') + extra
         self.log = open(os.path.join(self.dir, 'smtpd.log'), 'w')
         self.proc = subprocess.Popen(
-            [SMTPD, '--listen', '127.0.0.1:%d' % self.port, '--hostname', 'mx.example.test',
+            [SMTPD, '--listen', '%s:%d' % (host, self.port), '--hostname', 'mx.example.test',
              '--local-domain', 'example.test', '--spool', self.spool] + list(extra),
             stderr=self.log)
         for _ in range(200):
             try:
-                socket.create_connection(('127.0.0.1', self.port), timeout=1).close()
+                socket.create_connection((host, self.port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.02)
@@ -151,6 +151,28 @@ def relay_refused_for_outside_recipient():
             assert code == 550 and msg == b'5.7.1 Unable to relay for <mallory@outside.test>', (code, msg)
             code, msg = c.rcpt('bob@example.test')
             assert code == 250, (code, msg)
+    finally:
+        srv.stop()
+
+
+@case
+def own_address_literals_are_local():
+    # RFC 5321 4.1.3: the server's own literal is a local domain; the
+    # policy's own addresses come from what smtpd listens on
+    srv = Server(host='127.0.0.2')
+    try:
+        s = socket.create_connection(('127.0.0.2', srv.port), timeout=10)
+        f = s.makefile('rb')
+        reply(f)
+        s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<postmaster@[127.0.0.2]>\r\n'
+                  b'RCPT TO:<bob@[127.0.0.3]>\r\nRCPT TO:<bob@[IPv6:::1]>\r\nDATA\r\n')
+        codes = [reply(f)[0] for _ in range(6)]
+        assert codes == [250, 250, 250, 550, 550, 354], codes
+        s.sendall(b'Subject: literal\r\n\r\nx\r\n.\r\nQUIT\r\n')
+        assert reply(f)[0] == 250 and reply(f)[0] == 221
+        f.close(); s.close()
+        env = srv.envelope(srv.messages()[0])
+        assert 'rcpt <postmaster@[127.0.0.2]> local' in env, env
     finally:
         srv.stop()
 
