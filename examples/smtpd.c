@@ -58,6 +58,7 @@ typedef struct options {
     size_t max_rcpt;
     int max_clients;
     int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
+    unsigned max_hops; /* Received: headers before 554 5.4.6 */
     queue_conf q; /* onward delivery (queue.c) */
     const char *dns;
 } options;
@@ -83,6 +84,8 @@ typedef struct conn {
     int closing;        /* flush output, then close */
     int tls;            /* TLS_NONE .. TLS_ON */
     int in_auth;        /* a 334 was the last reply: secrets follow */
+    unsigned hops;      /* Received: headers in the message so far */
+    unsigned char hdr_pos; /* header scan: see count_hops */
     short ssl_want;     /* poll events the TLS layer waits for */
 #ifdef HAVE_OPENSSL
     SSL *ssl;
@@ -194,6 +197,9 @@ usage(FILE *f)
         "  --max-size BYTES       message size limit (default 10485760)\n"
         "  --max-rcpt N           recipients per message (default 1000)\n"
         "  --max-clients N        concurrent sessions (default 1000)\n"
+        "  --max-hops N           refuse a message with more Received: "
+        "headers (554 5.4.6;\n"
+        "                         a mail loop; default 50)\n"
         "  --timeout SECONDS      idle/command timeout, for clients and for "
         "the queue's next hops\n"
         "                         (default: RFC 5321, 5 min; 10 min in "
@@ -325,6 +331,7 @@ parse_args(int argc, char **argv)
     opt.max_size = 10485760;
     opt.max_rcpt = 1000;
     opt.max_clients = 1000;
+    opt.max_hops = 50; /* Postfix's hopcount_limit */
     parse_retry("5m,10m,20m,40m,1h,2h,4h");
     opt.q.max_queue_time = 5UL * 24 * 3600;
     opt.q.mx_port = 25;
@@ -466,6 +473,11 @@ parse_args(int argc, char **argv)
             NEEDV();
             opt.max_clients = (int)parse_num(a, v);
             if (opt.max_clients < 1)
+                die_usage("bad value for %s", a);
+        } else if (strcmp(a, "--max-hops") == 0) {
+            NEEDV();
+            opt.max_hops = (unsigned)parse_num(a, v);
+            if (opt.max_hops < 1 || opt.max_hops > 10000)
                 die_usage("bad value for %s", a);
         } else if (strcmp(a, "--timeout") == 0) {
             NEEDV();
@@ -808,6 +820,8 @@ on_data_start(llsmtp_server *s, llsmtp_reply *r)
     conn *c = CONN(s);
     char path[4096], date[64];
     new_id(c->id, sizeof c->id);
+    c->hops = 0;
+    c->hdr_pos = 0;
     if (opt.discard)
         return LLSMTP_CB_OK;
     tmp_path(path, sizeof path, c, "eml");
@@ -831,10 +845,45 @@ on_data_start(llsmtp_server *s, llsmtp_reply *r)
     return LLSMTP_CB_OK;
 }
 
+/* Header scan states besides 0..9 (that many octets of "received:"
+ * matched at the start of a line). */
+enum { HDR_SKIP = 10, HDR_CR = 11, HDR_DONE = 12 };
+
+/* Counts the Received: headers (RFC 5321 6.3: a mail loop shows as too
+ * many of them) up to the blank line that ends the header, across any
+ * split of the message; folded lines and the body do not count. */
+static void
+count_hops(conn *c, const char *p, size_t n)
+{
+    static const char rcv[] = "received:";
+    size_t i;
+    for (i = 0; i < n && c->hdr_pos != HDR_DONE; i++) {
+        char ch = p[i];
+        if (ch == '\n') {
+            c->hdr_pos = c->hdr_pos == 0 || c->hdr_pos == HDR_CR ? HDR_DONE : 0;
+        } else if (c->hdr_pos == 0 && ch == '\r') {
+            c->hdr_pos = HDR_CR;
+        } else if (c->hdr_pos < 9) {
+            if (ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch - 'A' + 'a');
+            if (ch != rcv[c->hdr_pos])
+                c->hdr_pos = HDR_SKIP;
+            else if (++c->hdr_pos == 9) {
+                c->hops++;
+                c->hdr_pos = HDR_SKIP;
+            }
+        } else if (c->hdr_pos == HDR_CR) {
+            c->hdr_pos = HDR_SKIP;
+        }
+    }
+}
+
 static int
 on_data(llsmtp_server *s, const char *p, size_t n)
 {
     conn *c = CONN(s);
+    if (c->hdr_pos != HDR_DONE)
+        count_hops(c, p, n);
     if (c->msg != NULL && fwrite(p, 1, n, c->msg) != n) {
         logf_("session=%d write failed: %s", c->fd, strerror(errno));
         drop_message(c);
@@ -938,6 +987,15 @@ static int
 on_data_end(llsmtp_server *s, llsmtp_reply *r)
 {
     conn *c = CONN(s);
+    if (c->hops > opt.max_hops) {
+        logf_("session=%d message refused: %u hops (--max-hops %u): a mail "
+              "loop? from=<%s> client=%s",
+              c->fd, c->hops, opt.max_hops, c->sender ? c->sender : "",
+              c->peer);
+        llsmtp_reply_set(r, 554, "5.4.6", "Too many hops");
+        free_tx(c);
+        return LLSMTP_CB_OK;
+    }
     if (opt.discard) {
         llsmtp_reply_set_id(r, c->id, strlen(c->id));
         logf_("session=%d queued=%s discarded", c->fd, c->id);

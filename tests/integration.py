@@ -37,8 +37,11 @@ class Server:
                 socket.create_connection((host, self.port), timeout=1).close()
                 return
             except OSError:
+                if self.proc.poll() is not None:
+                    break
                 time.sleep(0.02)
-        raise RuntimeError('smtpd did not start')
+        self.log.close()
+        raise RuntimeError('smtpd did not start: %s' % open(self.log.name).read()[-500:])
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -393,6 +396,48 @@ def size_limits():
         assert srv.messages() == []
     finally:
         srv.stop()
+
+
+@case
+def mail_loops_are_refused_by_hop_count():
+    # more Received: headers than --max-hops (default 50, Postfix's
+    # hopcount_limit): 554 5.4.6 at the end of data, DATA and BDAT alike
+    def msg(hops):
+        return b''.join(b'Received: from h%d by h%d; Thu, 1 Jan 2026 00:00:00 +0000\r\n' % (i, i + 1)
+                        for i in range(hops)) + b'Subject: loop\r\n\r\nReceived: in the body\r\n' * 3
+    srv = Server()
+    small = None
+    try:
+        small = Server('--max-hops', '2')
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            assert c.sendmail('a@example.org', ['b@example.test'], msg(50)) == {}
+            try:
+                c.sendmail('a@example.org', ['b@example.test'], msg(51))
+                raise AssertionError('a looping message was accepted')
+            except smtplib.SMTPDataError as e:
+                assert e.smtp_code == 554 and e.smtp_error == b'5.4.6 Too many hops', e
+        s, f = raw(srv.port)
+        reply(f)
+        # folded and lower-case headers count; the split falls inside one
+        m = b'received: from a\r\n\tby b; x\r\n' * 51 + b'\r\nbody\r\n'
+        s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n'
+                  b'BDAT 7\r\n' + m[:7] + b'BDAT %d LAST\r\n' % (len(m) - 7) + m[7:])
+        codes = [reply(f)[0] for _ in range(5)]
+        assert codes == [250, 250, 250, 250, 554], codes
+        f.close(); s.close()
+        assert len(srv.messages()) == 1, srv.messages()
+        with smtplib.SMTP('127.0.0.1', small.port) as c:
+            assert c.sendmail('a@example.org', ['b@example.test'], msg(2)) == {}
+            try:
+                c.sendmail('a@example.org', ['b@example.test'], msg(3))
+                raise AssertionError('a third hop was accepted')
+            except smtplib.SMTPDataError as e:
+                assert e.smtp_code == 554, e
+        assert len(small.messages()) == 1 and os.listdir(os.path.join(small.spool, 'tmp')) == []
+    finally:
+        srv.stop()
+        if small:
+            small.stop()
 
 
 @case
