@@ -30,6 +30,8 @@ typedef struct link_ {
     const char *name; /* the server's name: SNI, and what --tls-verify checks */
     char why[300];    /* why TLS failed */
     int broken; /* a write failed: the server is gone */
+    int tls_on;   /* the handshake succeeded */
+    int tls_dead; /* a fatal TLS error: no close_notify then */
     int in_auth; /* the last command began AUTH: hide what follows */
     FILE *trace;
 #ifdef HAVE_OPENSSL
@@ -182,6 +184,8 @@ write_all(link_ *l, const char *p, size_t n)
         if (l->ssl != NULL) {
             int r = SSL_write(l->ssl, p, n > 65536 ? 65536 : (int)n);
             w = r > 0 ? r : -1;
+            if (r <= 0)
+                l->tls_dead = 1;
         } else
 #endif
             w = send(l->fd, p, n, MSG_NOSIGNAL);
@@ -204,10 +208,13 @@ read_some(link_ *l, char *buf, size_t cap)
         ssize_t r;
 #ifdef HAVE_OPENSSL
         if (l->ssl != NULL) {
-            int k = SSL_read(l->ssl, buf, (int)cap);
+            int k = SSL_read(l->ssl, buf, (int)cap), e;
             if (k > 0)
                 return k;
-            if (SSL_get_error(l->ssl, k) == SSL_ERROR_SYSCALL &&
+            e = SSL_get_error(l->ssl, k);
+            if (e != SSL_ERROR_ZERO_RETURN)
+                l->tls_dead = 1; /* SSL_shutdown must not follow */
+            if (e == SSL_ERROR_SYSCALL &&
                 (errno == EAGAIN || errno == EWOULDBLOCK))
                 return -1; /* SO_RCVTIMEO expired */
             return 0;
@@ -290,6 +297,7 @@ start_tls(link_ *l)
     if (l->trace)
         fprintf(l->trace, "-- TLS %s %s\n", SSL_get_version(l->ssl),
                 SSL_get_cipher_name(l->ssl));
+    l->tls_on = 1;
     return 0;
 fail:
     ERR_clear_error();
@@ -439,6 +447,10 @@ dlv_send(int fd, const dlv_conf *dc, const char *name,
     }
     dlv_fill(res, m->nto, 451, "4.4.2 connection lost");
 #ifdef HAVE_OPENSSL
+    /* close_notify (RFC 8446 6.1): the server can tell our end from a
+     * truncation. Sent once; the server's own is not waited for. */
+    if (l.tls_on && !l.tls_dead && !l.broken && SSL_shutdown(l.ssl) < 0)
+        ERR_clear_error();
     if (l.ssl != NULL)
         SSL_free(l.ssl);
     if (l.ctx != NULL)

@@ -50,6 +50,8 @@ typedef struct options {
     int nnets;
     const char *spool;
     const char *tls_cert, *tls_key;
+    const char *tls_ciphers; /* TLS 1.2 list (OpenSSL syntax) */
+    int tls_min;             /* 12 or 13 */
     int discard, no_fsync, verbose, insecure_auth, proxy, lmtp;
     unsigned no_ext; /* extensions switched off with --no-... */
     char **users; /* "name:password" */
@@ -87,6 +89,7 @@ typedef struct conn {
     unsigned hops;      /* Received: headers in the message so far */
     unsigned char hdr_pos; /* header scan: see count_hops */
     short ssl_want;     /* poll events the TLS layer waits for */
+    int tls_dead;       /* a fatal TLS error: no close_notify then */
 #ifdef HAVE_OPENSSL
     SSL *ssl;
 #endif
@@ -106,6 +109,13 @@ static volatile sig_atomic_t stop_flag;
 static SSL_CTX *tls_ctx;
 #endif
 static unsigned long id_counter;
+/* TLS 1.2: forward secrecy and AEAD only, in the server's order (no CBC:
+ * LUCKY13, no RSA key exchange, no SHA-1 MAC); TLS 1.3 keeps OpenSSL's
+ * defaults, all AEAD. */
+#define TLS_CIPHERS                                                          \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"             \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"             \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 static llsmtp_ip own_addrs[MAX_OWN];
 static size_t nown;
 
@@ -165,6 +175,11 @@ usage(FILE *f)
         "tests only)\n"
         "  --tls-cert F --tls-key F   offer STARTTLS with this certificate "
         "chain and key (PEM)\n"
+        "  --tls-ciphers LIST     TLS 1.2 ciphers, server's order (default: "
+        "ECDHE with AES-GCM\n"
+        "                         or ChaCha20-Poly1305 only)\n"
+        "  --tls-min 1.2|1.3      oldest TLS version accepted (default "
+        "1.2)\n"
         "  --lmtp                 speak LMTP (RFC 2033): LHLO, a reply per "
         "recipient\n"
         "  --proxy-protocol       expect a PROXY v1/v2 header (behind "
@@ -332,6 +347,8 @@ parse_args(int argc, char **argv)
     opt.max_rcpt = 1000;
     opt.max_clients = 1000;
     opt.max_hops = 50; /* Postfix's hopcount_limit */
+    opt.tls_ciphers = TLS_CIPHERS;
+    opt.tls_min = 12;
     parse_retry("5m,10m,20m,40m,1h,2h,4h");
     opt.q.max_queue_time = 5UL * 24 * 3600;
     opt.q.mx_port = 25;
@@ -409,6 +426,17 @@ parse_args(int argc, char **argv)
         } else if (strcmp(a, "--tls-cert") == 0) {
             NEEDV();
             opt.tls_cert = v;
+        } else if (strcmp(a, "--tls-ciphers") == 0) {
+            NEEDV();
+            opt.tls_ciphers = v;
+        } else if (strcmp(a, "--tls-min") == 0) {
+            NEEDV();
+            if (strcmp(v, "1.2") == 0)
+                opt.tls_min = 12;
+            else if (strcmp(v, "1.3") == 0)
+                opt.tls_min = 13;
+            else
+                die_usage("bad --tls-min %s (1.2 or 1.3)", v);
         } else if (strcmp(a, "--tls-key") == 0) {
             NEEDV();
             opt.tls_key = v;
@@ -1161,8 +1189,16 @@ conn_free(conn *c)
     free(c->relay);
     free(c->pending);
 #ifdef HAVE_OPENSSL
-    if (c->ssl != NULL)
+    if (c->ssl != NULL) {
+        /* close_notify (RFC 8446 6.1), so the client can tell our close
+         * from a truncation; one try, never waiting for the peer's */
+        if (c->tls == TLS_ON && !c->tls_dead) {
+            ERR_clear_error();
+            if (SSL_shutdown(c->ssl) < 0)
+                ERR_clear_error();
+        }
         SSL_free(c->ssl);
+    }
 #endif
     close(c->fd);
     free(c->s);
@@ -1192,6 +1228,7 @@ tls_result(conn *c, int r)
     case SSL_ERROR_ZERO_RETURN:
         return 0;
     default:
+        c->tls_dead = 1; /* SSL_shutdown must not follow */
         return -1;
     }
 }
@@ -1203,9 +1240,11 @@ conn_recv(conn *c, char *buf, size_t n)
 {
     ssize_t r;
 #ifdef HAVE_OPENSSL
-    if (c->tls == TLS_ON)
+    if (c->tls == TLS_ON) {
+        ERR_clear_error();
         return tls_result(c, SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX
                                                                  : (int)n));
+    }
 #endif
     r = recv(c->fd, buf, n, 0);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -1219,9 +1258,11 @@ conn_send(conn *c, const char *buf, size_t n)
 {
     ssize_t w;
 #ifdef HAVE_OPENSSL
-    if (c->tls == TLS_ON)
+    if (c->tls == TLS_ON) {
+        ERR_clear_error();
         return tls_result(c, SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX
                                                                   : (int)n));
+    }
 #endif
     w = send(c->fd, buf, n, MSG_NOSIGNAL);
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -1377,6 +1418,7 @@ tls_step(conn *c)
     }
     if (c->tls != TLS_HANDSHAKE)
         return 0;
+    ERR_clear_error();
     r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         c->tls = TLS_ON;
@@ -1391,7 +1433,20 @@ tls_step(conn *c)
     }
     if (tls_result(c, r) == IO_AGAIN)
         return 0;
-    logf_("session=%d tls handshake failed", c->fd);
+    {
+        /* what OpenSSL says went wrong: no shared cipher, wrong version,
+         * a client that does not like the certificate... */
+        unsigned long e = ERR_get_error();
+        char why[256];
+        if (e != 0)
+            ERR_error_string_n(e, why, sizeof why);
+        else
+            snprintf(why, sizeof why, "%s",
+                     errno ? strerror(errno) : "connection closed");
+        logf_("session=%d tls handshake failed client=%s: %s", c->fd,
+              c->peer, why);
+        ERR_clear_error();
+    }
     return -1;
 #else
     (void)c;
@@ -1533,18 +1588,27 @@ main(int argc, char **argv)
     if (opt.tls_cert != NULL) {
         tls_ctx = SSL_CTX_new(TLS_server_method());
         if (tls_ctx == NULL ||
-            !SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION) ||
+            !SSL_CTX_set_min_proto_version(tls_ctx, opt.tls_min == 13
+                                                        ? TLS1_3_VERSION
+                                                        : TLS1_2_VERSION) ||
+            SSL_CTX_set_cipher_list(tls_ctx, opt.tls_ciphers) != 1 ||
             SSL_CTX_use_certificate_chain_file(tls_ctx, opt.tls_cert) != 1 ||
             SSL_CTX_use_PrivateKey_file(tls_ctx, opt.tls_key,
                                         SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(tls_ctx) != 1) {
-            fprintf(stderr, "smtpd: cannot use --tls-cert %s / --tls-key %s: ",
-                    opt.tls_cert, opt.tls_key);
+            fprintf(stderr, "smtpd: cannot use --tls-cert %s / --tls-key %s "
+                            "/ --tls-ciphers %s: ",
+                    opt.tls_cert, opt.tls_key, opt.tls_ciphers);
             ERR_print_errors_fp(stderr);
             return 2;
         }
         SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                                       SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* our order, not the client's; no renegotiation (a client-driven
+         * CPU cost, and nothing SMTP needs); no compression (CRIME) */
+        SSL_CTX_set_options(tls_ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                         SSL_OP_NO_RENEGOTIATION |
+                                         SSL_OP_NO_COMPRESSION);
         cfg.extensions |= LLSMTP_EXT_STARTTLS;
     }
 #endif

@@ -103,6 +103,18 @@ def reply(f):
             return int(line[:3]), lines
 
 
+def wait_log(srv, text, timeout=10):
+    """The server writes its log after it replied: wait (bounded) for text."""
+    end = time.time() + timeout
+    while True:
+        srv.log.flush()
+        if text in open(srv.log.name, errors='replace').read():
+            return True
+        if time.time() > end:
+            return False
+        time.sleep(0.02)
+
+
 def case(fn):
     name = fn.__name__
     if ONLY and name not in ONLY:
@@ -868,6 +880,83 @@ def starttls_forgets_auth_helo_and_transaction():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def s_client(port, *args, script=b'EHLO x\r\nQUIT\r\n'):
+    """openssl s_client -starttls smtp; returns (exit status, output)."""
+    r = subprocess.run(['openssl', 's_client', '-starttls', 'smtp', '-connect', '127.0.0.1:%d' % port,
+                        '-ign_eof'] + list(args), input=script, capture_output=True, timeout=30)
+    return r.returncode, (r.stdout + r.stderr).decode('latin-1')
+
+
+def starttls_socket(port, ctx=None):
+    s, f = raw(port)
+    reply(f)
+    s.sendall(b'EHLO x\r\n')
+    reply(f)
+    s.sendall(b'STARTTLS\r\n')
+    assert reply(f)[0] == 220
+    f.close()
+    t = (ctx or tls_context()).wrap_socket(s)
+    return t, t.makefile('rb')
+
+
+@case
+def tls_as_operators_configure_it():
+    d = tempfile.mkdtemp(prefix='llsmtp-tls-')
+    cert, key = make_cert(d)
+    srv = Server('--tls-cert', cert, '--tls-key', key)
+    others = []
+    try:
+        # no CBC suites (LUCKY13, testssl.sh's "obsolete"): no shared cipher
+        for cbc in ('AES128-SHA', 'ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES128-SHA'):
+            rc, out = s_client(srv.port, '-tls1_2', '-cipher', cbc)
+            assert rc != 0 and 'handshake failure' in out and 'SHA\n' not in out, out
+        # OpenSSL's reason is in the log
+        assert wait_log(srv, 'tls handshake failed client=127.0.0.1: ') and \
+            wait_log(srv, 'no shared cipher'), open(srv.log.name).read()
+        # the server's order wins over the client's
+        rc, out = s_client(srv.port, '-tls1_2', '-cipher',
+                           'ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256')
+        assert rc == 0 and 'Cipher is ECDHE-RSA-AES128-GCM-SHA256' in out, out
+        # s_client saw a close_notify after the 221
+        assert '221 2.0.0' in out and 'unexpected eof' not in out, out
+        # close_notify after QUIT: the client's unwrap() needs it
+        t, tf = starttls_socket(srv.port)
+        t.sendall(b'EHLO x\r\nQUIT\r\n')
+        assert reply(tf)[0] == 250 and reply(tf)[0] == 221
+        tf.close()
+        t.unwrap().close()
+        # ... and at shutdown (the 421 is followed by close_notify too)
+        t, tf = starttls_socket(srv.port)
+        t.sendall(b'EHLO x\r\n')
+        assert reply(tf)[0] == 250
+        srv.proc.send_signal(signal.SIGTERM)
+        t.settimeout(30)  # after the 10 s grace period
+        assert reply(tf)[0] == 421
+        tf.close()
+        t.unwrap().close()
+        # --tls-min 1.3 and --tls-ciphers
+        new = Server('--tls-cert', cert, '--tls-key', key, '--tls-min', '1.3')
+        others.append(new)
+        rc, out = s_client(new.port, '-tls1_2')
+        assert rc != 0, out
+        rc, out = s_client(new.port)
+        assert rc == 0 and 'TLSv1.3' in out, out
+        new = Server('--tls-cert', cert, '--tls-key', key, '--tls-ciphers', 'ECDHE-RSA-AES256-GCM-SHA384')
+        others.append(new)
+        rc, out = s_client(new.port, '-tls1_2')
+        assert rc == 0 and 'Cipher is ECDHE-RSA-AES256-GCM-SHA384' in out, out
+        r = subprocess.run([SMTPD, '--tls-cert', cert, '--tls-key', key, '--tls-ciphers', 'NO-SUCH'],
+                           capture_output=True, timeout=10)
+        assert r.returncode == 2 and b'--tls-ciphers NO-SUCH' in r.stderr, r
+        r = subprocess.run([SMTPD, '--tls-min', '1.1'], capture_output=True, timeout=10)
+        assert r.returncode == 2, r
+    finally:
+        srv.stop()
+        for o in others:
+            o.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @case
 def starttls_command_injection_is_dropped():
     d = tempfile.mkdtemp(prefix='llsmtp-tls-')
@@ -1023,6 +1112,68 @@ def smtp_send_starttls_auth_and_refusals():
     finally:
         srv.stop()
         plain.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def smtp_send_ends_tls_with_close_notify():
+    # the delivery client (examples/deliver.c, also the queue's) sends
+    # close_notify after QUIT: this server's unwrap() needs it
+    d = tempfile.mkdtemp(prefix='llsmtp-cn-')
+    cert, key = make_cert(d)
+    lsock = socket.socket()
+    lsock.bind(('127.0.0.1', 0))
+    lsock.listen(1)
+    lsock.settimeout(30)
+    result = {}
+
+    def serve():
+        try:
+            c, _ = lsock.accept()
+            c.settimeout(30)
+            f = c.makefile('rb')
+            c.sendall(b'220 fake ESMTP\r\n')
+            f.readline()
+            c.sendall(b'250-fake\r\n250 STARTTLS\r\n')
+            assert f.readline() == b'STARTTLS\r\n'
+            c.sendall(b'220 go ahead\r\n')
+            f.close()
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            t = ctx.wrap_socket(c, server_side=True)
+            tf = t.makefile('rb')
+            def cmd(answer):
+                line = tf.readline()
+                t.sendall(answer)
+                return line
+            cmd(b'250 fake\r\n')                   # EHLO
+            while True:                              # MAIL, RCPT, DATA (pipelined or not)
+                line = tf.readline()
+                if line.upper().startswith(b'DATA'):
+                    t.sendall(b'354 go\r\n')
+                    break
+                t.sendall(b'250 ok\r\n')
+            while tf.readline() != b'.\r\n':
+                pass
+            t.sendall(b'250 queued\r\n')
+            result['quit'] = cmd(b'221 bye\r\n')
+            tf.close()
+            t.unwrap()  # raises unless the client's close_notify arrives
+            result['close_notify'] = True
+            t.close()
+        except Exception as e:
+            result['error'] = repr(e)
+
+    th = threading.Thread(target=serve)
+    th.start()
+    try:
+        rc, res, err = smtp_send('--server', '127.0.0.1:%d' % lsock.getsockname()[1], '--starttls',
+                                 '--from', 'a@example.org', '--to', 'b@example.test', data=b'x\n')
+        th.join(timeout=40)
+        assert rc == 0, (rc, res, err, result)
+        assert result.get('quit') == b'QUIT\r\n' and result.get('close_notify'), result
+    finally:
+        lsock.close()
         shutil.rmtree(d, ignore_errors=True)
 
 
