@@ -103,12 +103,12 @@ def reply(f):
             return int(line[:3]), lines
 
 
-def wait_log(srv, text, timeout=10):
+def wait_log(srv, text, timeout=10, count=1):
     """The server writes its log after it replied: wait (bounded) for text."""
     end = time.time() + timeout
     while True:
         srv.log.flush()
-        if text in open(srv.log.name, errors='replace').read():
+        if open(srv.log.name, errors='replace').read().count(text) >= count:
             return True
         if time.time() > end:
             return False
@@ -220,9 +220,8 @@ def relay_domains_and_networks():
         assert os.stat(os.path.join(srv.queue, q[0])).st_ino == \
             os.stat(os.path.join(srv.spool, q[0])).st_ino
         # operators see relay probes in the log
-        srv.log.flush()
-        log = open(srv.log.name).read()
-        assert 'rcpt=<user%outside.test@example.test> refused=relay client=127.0.0.1' in log, log
+        assert wait_log(srv, 'refused client=127.0.0.1 cmd=RCPT arg=TO:<user%outside.test@example.test> '
+                        'reply=550 5.7.1 Unable to relay'), open(srv.log.name).read()
     finally:
         srv.stop()
     # a trusted network relays anywhere
@@ -787,6 +786,82 @@ def command_line_contract_details():
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=15) == 0
         shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def verbose_log_never_shows_auth_secrets():
+    # EHLO and AUTH PLAIN (no initial response) in one write, the
+    # credentials in the next: the log shows neither them nor AUTH's
+    # argument, however the bytes arrive
+    import base64
+    srv = Server('--user', 'alice:s3cretpw', '--insecure-auth', '--verbose')
+    try:
+        plain = base64.b64encode(b'\0alice\0s3cretpw')
+        login_user, login_pw = base64.b64encode(b'alice'), base64.b64encode(b's3cretpw')
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\nAUTH PLAIN\r\n')
+        assert reply(f)[0] == 250 and reply(f)[0] == 334
+        s.sendall(plain + b'\r\n')
+        assert reply(f)[0] == 235
+        f.close(); s.close()
+        s, f = raw(srv.port)
+        reply(f)
+        # LOGIN, everything pipelined in one write; then a wrong PLAIN
+        s.sendall(b'EHLO x\r\nAUTH LOGIN\r\n' + login_user + b'\r\n' + login_pw + b'\r\n')
+        assert [reply(f)[0] for _ in range(4)] == [250, 334, 334, 235]
+        f.close(); s.close()
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\nAUTH PLAIN\r\n' + base64.b64encode(b'\0alice\0wr0ngpw') + b'\r\nNOOP\r\n')
+        assert [reply(f)[0] for _ in range(4)] == [250, 334, 535, 250]
+        f.close(); s.close()
+        assert wait_log(srv, 'close', count=3)
+        log = open(srv.log.name).read()
+        for secret in (plain.decode(), login_user.decode(), login_pw.decode(), 's3cretpw', 'wr0ngpw',
+                       base64.b64encode(b'\0alice\0wr0ngpw').decode()):
+            assert secret not in log, (secret, log)
+        assert 'C: AUTH PLAIN' in log and 'C: AUTH LOGIN' in log and 'C: NOOP' in log, log
+    finally:
+        srv.stop()
+
+
+@case
+def refused_commands_leave_one_log_line():
+    # without --verbose: client, command and reply of every refusal
+    srv = Server('--user', 'alice:pw', '--insecure-auth')
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO client.example.org\r\nRCPT TO:<b@example.test>\r\nMAIL FROM:<a@b\r\n'
+                  b'MAIL FROM:<a@example.org>\r\nRCPT TO:<x@far.test>\r\n'
+                  b'AUTH PLAIN ' + __import__('base64').b64encode(b'\0alice\0n0tit') + b'\r\n'
+                  b'BOGUS\r\nQUIT\r\n')
+        codes = [reply(f)[0] for _ in range(8)]
+        assert codes == [250, 503, 501, 250, 550, 503, 500, 221], codes
+        f.close(); s.close()
+        assert wait_log(srv, 'cmd=BOGUS'), open(srv.log.name).read()
+        log = open(srv.log.name).read()
+        lines = [l for l in log.splitlines() if ' refused ' in l]
+        want = [('cmd=RCPT', 'reply=503 5.5.1'), ('cmd=MAIL', 'reply=501 5.'),
+                ('cmd=RCPT', 'reply=550 5.7.1 Unable to relay for <x@far.test>'),
+                ('cmd=AUTH', 'reply=503 5.5.1'), ('cmd=BOGUS', 'reply=500 5.5.')]
+        assert len(lines) == len(want), lines
+        for l, (cmd, rep) in zip(lines, want):
+            assert 'client=127.0.0.1' in l and cmd in l and rep in l, (l, cmd, rep)
+        assert 'n0tit' not in log and 'AG4wdGl0' not in log, log
+        # a wrong password: 535 with the verb AUTH, and still no secret
+        s, f = raw(srv.port)
+        reply(f)
+        bad = __import__('base64').b64encode(b'\0alice\0wr0ng')
+        s.sendall(b'EHLO x\r\nAUTH PLAIN\r\n' + bad + b'\r\n')
+        assert [reply(f)[0] for _ in range(3)] == [250, 334, 535]
+        f.close(); s.close()
+        assert wait_log(srv, 'cmd=AUTH reply=535 5.7.8'), open(srv.log.name).read()
+        log = open(srv.log.name).read()
+        assert 'wr0ng' not in log and bad.decode() not in log, log
+    finally:
+        srv.stop()
 
 
 def need(tool):
