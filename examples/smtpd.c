@@ -62,6 +62,12 @@ typedef struct options {
     int max_clients;
     int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
     unsigned max_hops; /* Received: headers before 554 5.4.6 */
+    /* Recipient verification (Postfix's local_recipient_maps and
+     * relay_recipient_maps): lower-case "local@domain" and "@domain"
+     * entries, sorted; NULL when not asked for. */
+    char **rcpts_local, **rcpts_relay;
+    size_t nrcpts_local, nrcpts_relay;
+    int verify_local, verify_relay;
     queue_conf q; /* onward delivery (queue.c) */
     const char *dns;
 } options;
@@ -96,6 +102,7 @@ typedef struct conn {
     const char *data_verb; /* "DATA" or "BDAT" while reading a message */
     unsigned long long bdat_left; /* octets of the BDAT chunk still due */
     unsigned hops;      /* Received: headers in the message so far */
+    char rcpt_text[600]; /* a refusal's text, kept for the library */
     unsigned char hdr_pos; /* header scan: see count_hops */
     short ssl_want;     /* poll events the TLS layer waits for */
     int tls_dead;       /* a fatal TLS error: no close_notify then */
@@ -180,6 +187,12 @@ usage(FILE *f)
         "  --user NAME:PASSWORD   repeatable: accept AUTH PLAIN/LOGIN for "
         "this user\n"
         "  --users FILE           NAME:PASSWORD lines ('#' comments)\n"
+        "  --recipients FILE      the mailboxes of the local domains, one a "
+        "line: user@domain,\n"
+        "                         or @domain for all of it; --user names "
+        "count; others get\n"
+        "                         550 5.1.1 at RCPT (default: any)\n"
+        "  --relay-recipients FILE  the same for the relay domains\n"
         "  --insecure-auth        offer AUTH without TLS (loopback and "
         "tests only)\n"
         "  --tls-cert F --tls-key F   offer STARTTLS with this certificate "
@@ -278,6 +291,73 @@ read_users(const char *path)
         add_user(line, path);
     }
     fclose(f);
+}
+
+/* ASCII lower case in place (never tolower: locales). */
+static void
+ascii_lower(char *p)
+{
+    for (; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* --recipients / --relay-recipients FILE: "user@domain" or "@domain"
+ * lines, '#' comments, blank lines; kept lower-case and sorted. */
+static void
+read_recipients(const char *opt_name, const char *path, char ***out,
+                size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    unsigned lineno = 0;
+    if (f == NULL) {
+        fprintf(stderr, "smtpd: cannot read %s %s: %s\n", opt_name, path,
+                strerror(errno));
+        exit(2);
+    }
+    while (fgets(line, sizeof line, f)) {
+        char *p = line, *e, *at, **v;
+        lineno++;
+        p[strcspn(p, "\r\n#")] = '\0';
+        while (*p == ' ' || *p == '\t')
+            p++;
+        e = p + strlen(p);
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+            *--e = '\0';
+        if (*p == '\0')
+            continue;
+        at = strrchr(p, '@');
+        if (at == NULL || at[1] == '\0' || strchr(p, ' ') != NULL) {
+            fprintf(stderr, "smtpd: %s %s line %u: want user@domain or "
+                            "@domain, not \"%s\"\n",
+                    opt_name, path, lineno, p);
+            exit(2);
+        }
+        ascii_lower(p);
+        v = realloc(*out, (*n + 1) * sizeof *v);
+        if (v == NULL || (v[*n] = strdup(p)) == NULL) {
+            perror("smtpd");
+            exit(1);
+        }
+        *out = v;
+        (*n)++;
+    }
+    fclose(f);
+    if (*n > 1)
+        qsort(*out, *n, sizeof **out, cmp_str);
+}
+
+static int
+rcpt_listed(char **v, size_t n, const char *key)
+{
+    return n > 0 && bsearch(&key, v, n, sizeof *v, cmp_str) != NULL;
 }
 
 static unsigned long long
@@ -416,6 +496,14 @@ parse_args(int argc, char **argv)
         } else if (strcmp(a, "--users") == 0) {
             NEEDV();
             read_users(v);
+        } else if (strcmp(a, "--recipients") == 0) {
+            NEEDV();
+            read_recipients(a, v, &opt.rcpts_local, &opt.nrcpts_local);
+            opt.verify_local = 1;
+        } else if (strcmp(a, "--relay-recipients") == 0) {
+            NEEDV();
+            read_recipients(a, v, &opt.rcpts_relay, &opt.nrcpts_relay);
+            opt.verify_relay = 1;
         } else if (strcmp(a, "--insecure-auth") == 0) {
             opt.insecure_auth = 1;
         } else if (strcmp(a, "--lmtp") == 0) {
@@ -790,6 +878,78 @@ on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
     return LLSMTP_CB_OK;
 }
 
+/* Whether domain (not NUL-terminated) is one of list, as the relay
+ * policy matches: case-insensitive, ".d" for every subdomain of d. */
+static int
+domain_in(const char *d, size_t dn, const char *const *list, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        const char *e = list[i];
+        size_t en = strlen(e);
+        if (e[0] == '.' ? dn > en && strncasecmp(d + dn - en, e, en) == 0
+                        : dn == en && strncasecmp(d, e, en) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Recipient verification, as Postfix's local_recipient_maps and
+ * relay_recipient_maps: with --recipients a local recipient must be
+ * listed (or its domain listed as "@domain", or its local part be a
+ * --user name, or be postmaster: RFC 5321 4.5.1); with
+ * --relay-recipients the same for the relay domains. Domains and local
+ * parts compare case-insensitively (ASCII), as Postfix's tables do.
+ * Returns 1 for a known recipient. */
+static int
+rcpt_known(const llsmtp_path *to, int relay)
+{
+    char key[600], *at;
+    size_t i, ln = to->local.n;
+    if (to->flags & LLSMTP_PATH_POSTMASTER)
+        return 1;
+    if (to->mailbox.n + 2 > sizeof key)
+        return 0;
+    if (relay) {
+        /* only the relay domains' recipients are known here; mail that
+         * a trusted or authenticated client relays elsewhere is theirs */
+        if (!opt.verify_relay ||
+            !domain_in(to->domain.p, to->domain.n, opt.relay_domains,
+                       opt.nrelay))
+            return 1;
+    } else if (!opt.verify_local) {
+        return 1;
+    }
+    snprintf(key, sizeof key, "%.*s", (int)to->mailbox.n, to->mailbox.p);
+    ascii_lower(key);
+    at = key + ln; /* local part as written, then "@domain" */
+    if (*at != '@')
+        return 0;
+    if (relay)
+        return rcpt_listed(opt.rcpts_relay, opt.nrcpts_relay, key) ||
+               rcpt_listed(opt.rcpts_relay, opt.nrcpts_relay, at);
+    if (ln == 10 && strncmp(key, "postmaster", 10) == 0)
+        return 1;
+    for (i = 0; i < opt.nusers; i++) {
+        const char *u = opt.users[i];
+        size_t un = strcspn(u, ":");
+        if ((un == ln && strncasecmp(u, key, ln) == 0) ||
+            (un == to->mailbox.n && strncasecmp(u, key, un) == 0))
+            return 1;
+    }
+    if (to->flags & LLSMTP_PATH_LITERAL) {
+        /* user@[own address]: the local part in any local domain */
+        for (i = 0; i < opt.nrcpts_local; i++) {
+            const char *e = opt.rcpts_local[i];
+            if (strncmp(e, key, ln) == 0 && e[ln] == '@')
+                return 1;
+        }
+        return 0;
+    }
+    return rcpt_listed(opt.rcpts_local, opt.nrcpts_local, key) ||
+           rcpt_listed(opt.rcpts_local, opt.nrcpts_local, at);
+}
+
 static int
 on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         llsmtp_reply *r)
@@ -798,7 +958,14 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     /* The library's relay policy already refused recipients we may not
      * take (and then this callback is not called). */
     int relay = llsmtp_server_rcpt_verdict(s) == LLSMTP_RELAY_ALLOWED;
-    (void)r;
+    if (!rcpt_known(to, relay)) {
+        /* refused here, not bounced later: no backscatter */
+        snprintf(c->rcpt_text, sizeof c->rcpt_text,
+                 "<%.*s>: Recipient address rejected: User unknown",
+                 (int)to->mailbox.n, to->mailbox.p);
+        llsmtp_reply_set(r, 550, "5.1.1", c->rcpt_text);
+        return LLSMTP_CB_OK;
+    }
     if (c->nrcpt == c->rcpt_cap) {
         size_t cap = c->rcpt_cap ? c->rcpt_cap * 2 : 4;
         char **v = realloc(c->rcpts, cap * sizeof *v);
@@ -1840,6 +2007,12 @@ main(int argc, char **argv)
             for (k = 0; k < opt.nusers; k++)
                 free(opt.users[k]);
             free(opt.users);
+            for (k = 0; k < opt.nrcpts_local; k++)
+                free(opt.rcpts_local[k]);
+            free(opt.rcpts_local);
+            for (k = 0; k < opt.nrcpts_relay; k++)
+                free(opt.rcpts_relay[k]);
+            free(opt.rcpts_relay);
 #ifdef HAVE_OPENSSL
             SSL_CTX_free(tls_ctx);
 #endif

@@ -237,6 +237,48 @@ def relay_domains_and_networks():
 
 
 @case
+def recipient_verification_refuses_unknown_users():
+    # as Postfix's local_recipient_maps / relay_recipient_maps: unknown
+    # recipients are refused at RCPT, never accepted and bounced later
+    d = tempfile.mkdtemp(prefix='llsmtp-rcpt-')
+    local, relay = os.path.join(d, 'local'), os.path.join(d, 'relay')
+    open(local, 'w').write('# mailboxes\nbob@example.test\n  Dora@Example.TEST  # comment\n\n@catchall.test\n')
+    open(relay, 'w').write('x@partner.test\n@all.partner2.test\n')
+    srv = Server('--local-domain', 'catchall.test', '--relay-domain', 'partner.test',
+                 '--relay-domain', '.partner2.test', '--recipients', local,
+                 '--relay-recipients', relay, '--user', 'carol:pw')
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('client.example.org')
+            c.mail('a@example.org')
+            for rcpt in ('bob@example.test', 'BOB@EXAMPLE.TEST', 'dora@example.test', 'anyone@catchall.test',
+                         'carol@example.test', 'postmaster@example.test', 'x@partner.test',
+                         'y@all.partner2.test'):
+                assert c.rcpt(rcpt)[0] == 250, rcpt
+            assert c.docmd('RCPT TO:<Postmaster>')[0] == 250
+            for rcpt in ('nobody@example.test', 'y@partner.test', 'x@other.partner2.test'):
+                code, msg = c.rcpt(rcpt)
+                assert code == 550 and msg == b'5.1.1 <%s>: Recipient address rejected: User unknown' \
+                    % rcpt.encode(), (rcpt, code, msg)
+            assert c.rcpt('far@outside.test')[0] == 550  # still no relaying
+        assert wait_log(srv, 'cmd=RCPT arg=TO:<nobody@example.test> reply=550 5.1.1'), open(srv.log.name).read()
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+    # without the files every recipient of the domains is taken
+    srv = Server('--relay-domain', 'partner.test')
+    try:
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('x')
+            c.mail('a@example.org')
+            assert c.rcpt('nobody@example.test')[0] == 250 and c.rcpt('y@partner.test')[0] == 250
+    finally:
+        srv.stop()
+    r = subprocess.run([SMTPD, '--recipients', '/nonexistent/file'], capture_output=True, timeout=10)
+    assert r.returncode == 2 and b'--recipients' in r.stderr, r
+
+
+@case
 def auth_plain_and_login_with_smtplib():
     srv = Server('--user', 'alice:s3cret pass', '--insecure-auth')
     try:
