@@ -1046,3 +1046,70 @@ run_entry(const char *id)
     munmap(map, msgn);
     env_free(&e);
 }
+
+/* ---- ETRN off the event loop (smtpd's; queue_kick's match, split) ------- */
+
+size_t
+queue_entries(void)
+{
+    return nents;
+}
+
+/* Whether the entry has an open recipient in node (or, for "@node", in
+ * node and its subdomains). */
+static int
+etrn_match(const envelope *e, const char *node, size_t n, int subdomains)
+{
+    size_t k;
+    for (k = 0; k < e->n; k++) {
+        const char *at = strrchr(e->r[k].addr, '@');
+        size_t dn;
+        if (e->r[k].state || at == NULL)
+            continue;
+        at++;
+        dn = strlen(at);
+        if ((dn == n && strncasecmp(at, node, n) == 0) ||
+            (subdomains && dn > n && at[dn - n - 1] == '.' &&
+             strncasecmp(at + dn - n, node, n) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+int
+queue_etrn_scan(const char *node, size_t n, int fd)
+{
+    size_t i;
+    int subdomains = n > 0 && node[0] == '@';
+    if (subdomains) {
+        node++;
+        n--;
+    }
+    for (i = 0; i < nents; i++) {
+        envelope e;
+        int hit;
+        if (env_load(ents[i].id, &e) != 0)
+            continue;
+        hit = etrn_match(&e, node, n, subdomains);
+        env_free(&e);
+        if (hit) {
+            char line[80];
+            int len = snprintf(line, sizeof line, "%s\n", ents[i].id);
+            if (write(fd, line, (size_t)len) != len)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int
+queue_make_due(const char *id)
+{
+    size_t i;
+    for (i = 0; i < nents; i++)
+        if (strcmp(ents[i].id, id) == 0) {
+            ents[i].next = 0;
+            return 1;
+        }
+    return 0;
+}

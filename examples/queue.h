@@ -47,6 +47,13 @@ void queue_reap(time_t now);
 /* ETRN (RFC 1985): entries with a recipient in domain (or, for "@d", in d
  * and its subdomains) become due now. Returns how many. */
 size_t queue_kick(const char *node, size_t n);
+/* ETRN without blocking the server (smtpd scans in a child process):
+ * how many entries there are; in the child, the ids of the entries
+ * queue_kick would make due, one per line to fd (0, or -1 when fd
+ * fails); in the server, make one entry due now (1 when it exists). */
+size_t queue_entries(void);
+int queue_etrn_scan(const char *node, size_t n, int fd);
+int queue_make_due(const char *id);
 /* Runners still working. */
 size_t queue_busy(void);
 /* Frees what the queue holds (runners are left to finish). */

@@ -103,6 +103,13 @@ typedef struct conn {
     unsigned long long bdat_left; /* octets of the BDAT chunk still due */
     unsigned hops;      /* Received: headers in the message so far */
     char rcpt_text[600]; /* a refusal's text, kept for the library */
+    /* ETRN: a child process scans the queue (reading every envelope
+     * would stall every session); its ids come through this pipe. */
+    int etrn_fd;        /* -1 when none */
+    size_t etrn_pi;     /* its place in this round's poll set */
+    char *etrn_buf;
+    size_t etrn_len, etrn_cap;
+    char etrn_node[256];
     unsigned char hdr_pos; /* header scan: see count_hops */
     short ssl_want;     /* poll events the TLS layer waits for */
     int tls_dead;       /* a fatal TLS error: no close_notify then */
@@ -1271,30 +1278,120 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
     return LLSMTP_CB_OK;
 }
 
-/* ETRN (RFC 1985): a queue run now for what waits for the node. */
+#define MAX_ETRN 4 /* queue scans at once */
+static int etrn_running;
+static void runner_setup(void);
+static void arm_timer(conn *c);
+
+/* ETRN (RFC 1985): a queue run now for what waits for the node. Finding
+ * those entries means reading every envelope, so a child process does
+ * it while this session waits (its decision deferred) and every other
+ * session goes on; etrn_done() answers. */
 static int
 on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
 {
     static char text[300];
-    size_t n;
-    logf_("session=%d etrn=%.*s", CONN(s)->fd, (int)arg.n, arg.p);
-    if (opt.discard || (arg.n > 0 && arg.p[0] == '#')) {
+    conn *c = CONN(s);
+    int p[2];
+    pid_t pid;
+    logf_("session=%d etrn=%.*s", c->fd, (int)arg.n, arg.p);
+    if (opt.discard || (arg.n > 0 && arg.p[0] == '#') ||
+        arg.n >= sizeof c->etrn_node || etrn_running >= MAX_ETRN) {
         snprintf(text, sizeof text, "Unable to queue messages for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 458, "4.3.0", text);
         return LLSMTP_CB_OK;
     }
-    n = queue_kick(arg.p, arg.n);
-    if (n == 0) {
+    if (queue_entries() == 0) {
         snprintf(text, sizeof text, "No messages waiting for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 251, "2.0.0", text);
-    } else {
-        snprintf(text, sizeof text, "Queuing for node %.*s started",
-                 (int)arg.n, arg.p);
-        llsmtp_reply_set(r, 250, "2.0.0", text);
+        return LLSMTP_CB_OK;
     }
-    return LLSMTP_CB_OK;
+    memcpy(c->etrn_node, arg.p, arg.n);
+    c->etrn_node[arg.n] = '\0';
+    if (pipe(p) != 0) {
+        llsmtp_reply_set(r, 458, "4.3.0", "Unable to queue messages now");
+        return LLSMTP_CB_OK;
+    }
+    fflush(stderr); /* or the child writes the parent's lines too */
+    pid = fork();
+    if (pid == 0) {
+        runner_setup();
+        close(p[0]);
+        signal(SIGTERM, SIG_DFL);
+        _exit(queue_etrn_scan(c->etrn_node, arg.n, p[1]) == 0 ? 0 : 1);
+    }
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        llsmtp_reply_set(r, 458, "4.3.0", "Unable to queue messages now");
+        return LLSMTP_CB_OK;
+    }
+    fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
+    c->etrn_fd = p[0];
+    c->etrn_len = 0;
+    etrn_running++;
+    return LLSMTP_CB_PENDING; /* the child's runner is reaped by queue.c */
+}
+
+/* Reads the ETRN child's ids; at its end makes those entries due and
+ * answers the deferred ETRN. Returns -1 when the session is lost. */
+static int
+etrn_read(conn *c)
+{
+    char text[300], *line, *nl;
+    size_t due = 0;
+    int rc;
+    llsmtp_reply r = LLSMTP_REPLY_INIT;
+    for (;;) {
+        ssize_t k;
+        if (c->etrn_cap - c->etrn_len < 4096) {
+            char *b = realloc(c->etrn_buf, c->etrn_cap + 65536);
+            if (b == NULL)
+                return -1;
+            c->etrn_buf = b;
+            c->etrn_cap += 65536;
+        }
+        k = read(c->etrn_fd, c->etrn_buf + c->etrn_len,
+                 c->etrn_cap - c->etrn_len - 1);
+        if (k > 0) {
+            c->etrn_len += (size_t)k;
+            continue;
+        }
+        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0; /* more to come */
+        break; /* the scan is over (EOF), or failed (then: what came) */
+    }
+    close(c->etrn_fd);
+    c->etrn_fd = -1;
+    etrn_running--;
+    c->etrn_buf[c->etrn_len] = '\0';
+    for (line = c->etrn_buf; (nl = strchr(line, '\n')) != NULL;
+         line = nl + 1) {
+        *nl = '\0';
+        due += (size_t)queue_make_due(line);
+    }
+    free(c->etrn_buf);
+    c->etrn_buf = NULL;
+    c->etrn_len = c->etrn_cap = 0;
+    logf_("session=%d etrn=%s due=%zu", c->fd, c->etrn_node, due);
+    if (due == 0) {
+        snprintf(text, sizeof text, "No messages waiting for node %s",
+                 c->etrn_node);
+        llsmtp_reply_set(&r, 251, "2.0.0", text);
+    } else {
+        snprintf(text, sizeof text, "Queuing for node %s started",
+                 c->etrn_node);
+        llsmtp_reply_set(&r, 250, "2.0.0", text);
+    }
+    rc = llsmtp_server_resume(c->s, &r);
+    if (rc == LLSMTP_CLOSE)
+        c->closing = 1;
+    else if (rc < 0)
+        return -1;
+    arm_timer(c);
+    return 0;
 }
 
 /* Behind a load balancer the PROXY header names the real client. */
@@ -1351,6 +1448,11 @@ conn_free(conn *c)
     free(c->rcpt_params);
     free(c->relay);
     free(c->pending);
+    if (c->etrn_fd >= 0) {
+        close(c->etrn_fd); /* the child's next write fails: it ends */
+        etrn_running--;
+    }
+    free(c->etrn_buf);
 #ifdef HAVE_OPENSSL
     if (c->ssl != NULL) {
         /* close_notify (RFC 8446 6.1), so the client can tell our close
@@ -1808,6 +1910,7 @@ accept_clients(int lfd)
             continue;
         }
         c->fd = fd;
+        c->etrn_fd = -1;
         if (ss.ss_family == AF_INET)
             inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
                       c->peer, sizeof c->peer);
@@ -1857,8 +1960,11 @@ runner_setup(void)
     log_pid = 0; /* a new process */
     for (i = 0; i < opt.nlisten; i++)
         close(lfds[i]);
-    for (k = 0; k < nconns; k++)
+    for (k = 0; k < nconns; k++) {
         close(conns[k]->fd);
+        if (conns[k]->etrn_fd >= 0)
+            close(conns[k]->etrn_fd);
+    }
 }
 
 static void
@@ -2023,8 +2129,8 @@ main(int argc, char **argv)
             logf_("stopped");
             return 0;
         }
-        if (pcap < nconns + MAX_LISTEN) {
-            pcap = (nconns + MAX_LISTEN) * 2;
+        if (pcap < 2 * nconns + MAX_LISTEN) {
+            pcap = (2 * nconns + MAX_LISTEN) * 2;
             pfds = realloc(pfds, pcap * sizeof *pfds);
             if (pfds == NULL)
                 return 1;
@@ -2055,11 +2161,24 @@ main(int argc, char **argv)
             if (c->tls == TLS_ON && SSL_pending(c->ssl) > 0)
                 more = 1; /* decrypted bytes poll cannot see */
 #endif
+            if (c->pending != NULL && out == 0 &&
+                llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE)
+                more = 1; /* resumed: the input kept meanwhile is due */
             np++;
             if (c->deadline && (next == 0 || c->deadline < next))
                 next = c->deadline;
         }
         npolled = nconns; /* sessions accepted below were not polled */
+        for (k = 0; k < nconns; k++) { /* ETRN scans after the sessions */
+            conn *c = conns[k];
+            c->etrn_pi = (size_t)-1;
+            if (c->etrn_fd >= 0) {
+                c->etrn_pi = np;
+                pfds[np].fd = c->etrn_fd;
+                pfds[np].events = POLLIN;
+                np++;
+            }
+        }
         timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
         if (!opt.discard && !stop_flag) {
             int q = queue_run(now); /* starts what is due */
@@ -2091,6 +2210,9 @@ main(int argc, char **argv)
                 int dead = 0;
                 if (re & (POLLERR | POLLNVAL))
                     dead = 1;
+                if (!dead && c->etrn_fd >= 0 && c->etrn_pi != (size_t)-1 &&
+                    pfds[c->etrn_pi].revents != 0 && etrn_read(c) < 0)
+                    dead = 1;
 #ifdef HAVE_OPENSSL
                 if (!dead && c->tls == TLS_ON && SSL_pending(c->ssl) > 0)
                     re |= POLLIN;
@@ -2112,7 +2234,8 @@ main(int argc, char **argv)
                 if (!dead && c->pending != NULL) {
                     size_t out;
                     llsmtp_server_output(c->s, &out);
-                    if (out == 0) {
+                    if (out == 0 && llsmtp_server_pending(c->s) ==
+                                        LLSMTP_PENDING_NONE) {
                         char *p = c->pending;
                         size_t n = c->pending_len;
                         c->pending = NULL;

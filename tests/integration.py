@@ -718,6 +718,53 @@ def bdat_binarymime_through_a_socket():
 
 
 @case
+def etrn_scan_does_not_stall_other_sessions():
+    # ETRN reads every queue envelope: in a child process, so a slow disk
+    # (here: an envelope that is a FIFO nobody writes) stalls only the
+    # client that asked, never the event loop
+    d = tempfile.mkdtemp(prefix='llsmtp-etrn-')
+    spool = os.path.join(d, 'spool')
+    os.makedirs(os.path.join(spool, 'queue'))
+    fifo = os.path.join(spool, 'queue', '00000000000000000001.env')
+    open(fifo[:-4] + '.eml', 'wb').write(b'Return-Path: <a@example.org>\r\n\r\nx\r\n')
+    open(fifo, 'w').write('version 1\nid 00000000000000000001\nfrom <a@example.org>\n'
+                          'rcpt <x@far.test> relay\n')
+    open(fifo[:-4] + '.st', 'w').write('N 4000000000 1\n')  # not due: no runner
+
+    def unblock():
+        # every reader blocked in open() sees end of file
+        for _ in range(5):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+            time.sleep(0.05)
+    srv = Server('--spool', spool)
+    try:
+        os.unlink(fifo)  # known to the queue; now reading it blocks
+        os.mkfifo(fifo)
+        s, f = raw(srv.port)
+        other, of = raw(srv.port)
+        reply(f), reply(of)
+        s.sendall(b'EHLO x\r\nETRN far.test\r\n')
+        assert reply(f)[0] == 250
+        time.sleep(0.3)
+        other.settimeout(5)
+        other.sendall(b'NOOP\r\n')
+        assert reply(of)[0] == 250  # served while the scan waits
+        unblock()
+        assert reply(f) == (251, ['251 2.0.0 No messages waiting for node far.test'])
+        s.sendall(b'NOOP\r\n')
+        assert reply(f)[0] == 250
+        f.close(); s.close(); of.close(); other.close()
+    finally:
+        unblock()
+        srv.stop()
+        unblock()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
 def smtputf8_with_smtplib():
     srv = Server()
     try:
