@@ -103,6 +103,17 @@ def reply(f):
             return int(line[:3]), lines
 
 
+def wait_until(pred, timeout=10):
+    """What the server does after its reply (closing, logging) comes a
+    little later: poll for it, bounded."""
+    end = time.time() + timeout
+    while not pred():
+        if time.time() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def wait_log(srv, text, timeout=10, count=1):
     """The server writes its log after it replied: wait (bounded) for text."""
     end = time.time() + timeout
@@ -421,7 +432,8 @@ def disconnect_mid_data_leaves_no_message():
         time.sleep(0.2)
         s.shutdown(socket.SHUT_RDWR)  # close() waits for the makefile too
         s.close()
-        time.sleep(0.3)
+        # the server notices the close on its next read
+        wait_until(lambda: os.listdir(os.path.join(srv.spool, "tmp")) == [])
         assert srv.messages() == []
         left = os.listdir(os.path.join(srv.spool, "tmp"))
         assert left == [], (left, open(srv.log.name).read())
@@ -808,8 +820,7 @@ def proxy_protocol_behind_a_balancer():
         f.close(); s.close()
         env = srv.envelope(srv.messages(queued=True)[0], queued=True)
         assert 'client 10.9.8.7' in env, env
-        log = open(srv.log.name).read()
-        assert 'proxy client 203.0.113.9' in log, log
+        assert wait_log(srv, 'proxy client 203.0.113.9'), open(srv.log.name).read()
     finally:
         srv.stop()
 
@@ -865,8 +876,10 @@ def command_line_contract_details():
         s.sendall(b'MAIL FROM:<dave@example.org>\r\nQUIT\r\n')
         assert reply(f)[0] == 250 and reply(f)[0] == 221
         f.close(); s.close()
-        time.sleep(0.2)
-        log = open(os.path.join(d, 'log')).read()
+        logname = os.path.join(d, 'log')
+        wait_until(lambda: 'session=4 close' in open(logname).read() or
+                   'session=5 close' in open(logname).read())
+        log = open(logname).read()
         # --verbose: a line per command and per reply; no secrets
         assert 'C: EHLO x' in log and 'C: MAIL FROM:<dave@example.org>' in log and 'C: AUTH PLAIN ***' in log, log
         assert 'S: 235 2.7.0 Authentication successful' in log, log
@@ -1398,7 +1411,7 @@ def smtp_send_to_postfix_smtp_sink():
                                  '--to', 'b@example.test', '--to', 'c@example.net',
                                  data=b'Subject: sink\n\n..two dots\n')
         assert rc == 0 and len(res) == 2, (rc, res, err)
-        time.sleep(0.2)
+        wait_until(lambda: os.path.exists(dump) and b'..two dots' in open(dump, 'rb').read())
         got = open(dump, 'rb').read()
         assert b'X-Rcpt-Args: <c@example.net>' in got and b'..two dots' in got, got
     finally:
