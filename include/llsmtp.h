@@ -848,7 +848,8 @@ enum llsmtp_mech {
 typedef struct llsmtp_ehlo_info {
     unsigned extensions; /* enum llsmtp_ext bits */
     unsigned mechanisms; /* enum llsmtp_mech bits */
-    uint64_t max_size;   /* SIZE value; 0 when none was given */
+    uint64_t max_size;   /* SIZE value; 0 when none was given (or one
+                            over 2^64 - 1: no limit known) */
 } llsmtp_ehlo_info;
 
 #ifndef LLSMTP_NO_CLIENT

@@ -153,14 +153,23 @@ llsmtp_ehlo_keyword(llsmtp_ehlo_info *info, llsmtp_span text)
         return;
     info->extensions |= ext;
     if (ext == LLSMTP_EXT_SIZE) {
-        /* RFC 1870 4: "SIZE" [SP 1*20DIGIT]; 0 or none: no fixed limit */
+        /* RFC 1870 4: "SIZE" [SP 1*20DIGIT]; 0 or none: no fixed limit.
+         * Twenty digits can exceed 2^64 - 1: a value that would wrap is
+         * "no limit known", never the small number the wrap leaves
+         * (every message would be refused here with a permanent 552). */
         uint64_t v = 0;
+        int big = 0;
         for (a = k + 1; a < text.n && a <= k + 20 &&
                         llsmtp__is_digit((unsigned char)text.p[a]);
-             a++)
-            v = v * 10 + (uint64_t)(text.p[a] - '0');
+             a++) {
+            unsigned d = (unsigned)(text.p[a] - '0');
+            if (v > (UINT64_MAX - d) / 10)
+                big = 1;
+            else
+                v = v * 10 + d;
+        }
         if (a == text.n)
-            info->max_size = v;
+            info->max_size = big ? 0 : v;
     } else if (ext == LLSMTP_EXT_AUTH) {
         /* "AUTH PLAIN LOGIN", or the legacy "AUTH=PLAIN LOGIN" */
         for (a = k + 1; a < text.n;) {

@@ -169,6 +169,18 @@ test_ehlo_keywords(void **state)
     assert_int_equal(i.mechanisms, LLSMTP_MECH_LOGIN);
     assert_true(i.max_size == 0);
     assert_true(i.extensions & LLSMTP_EXT_SIZE);
+    /* RFC 1870 allows 20 digits, more than uint64_t holds: a value that
+     * would wrap is "no limit known", never a small number */
+    memset(&i, 0, sizeof i);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 18446744073709551615"));
+    assert_true(i.max_size == UINT64_MAX);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 18446744073709551617"));
+    assert_true(i.max_size == 0);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 10"));
+    llsmtp_ehlo_keyword(&i, sp("SIZE 99999999999999999999"));
+    assert_true(i.max_size == 0);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 00000000000000000010"));
+    assert_true(i.max_size == 10);
 }
 
 static size_t
@@ -730,6 +742,40 @@ test_client_api_guards(void **state)
 /* Without PIPELINING the only recipient refused: no DATA is sent, the
  * message fails here, and the next command is QUIT (Postfix's smtp-sink
  * -r rcpt found the case where three events follow one reply). */
+/* A SIZE too large for 64 bits must not wrap to a tiny limit that would
+ * make every message a local permanent 552. */
+static void
+test_client_size_overflow(void **state)
+{
+    static const char *const segs[] = {
+        "220 s\r\n", "250-s\r\n250 SIZE 18446744073709551617\r\n",
+        "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 done\r\n",
+        "221 bye\r\n", NULL};
+    llsmtp_span to = sp("b@s");
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.from = sp("a@s");
+    m.to = &to;
+    m.nto = 1;
+    m.size = 100;
+    cli_expect(&cfg, segs, &m, 1, "x\r\n",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s> SIZE=100\\r\\n\n"
+               "C: RCPT TO:<b@s>\\r\\n\n"
+               "E: RCPT 250 0 ok\n"
+               "C: DATA\\r\\n\n"
+               "E: BODY 354 -1 go\n"
+               "B: x\\r\\n\n"
+               "C: .\\r\\n\n"
+               "E: MESSAGE 250 -1 done\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 bye\n");
+}
+
 static void
 test_client_single_rcpt_refused(void **state)
 {
@@ -988,6 +1034,7 @@ main(void)
         cmocka_unit_test(test_client_api_guards),
         cmocka_unit_test(test_client_preencoded_body),
         cmocka_unit_test(test_client_single_rcpt_refused),
+        cmocka_unit_test(test_client_size_overflow),
         cmocka_unit_test(test_client_against_server),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
