@@ -1048,7 +1048,9 @@ enum llsmtp_dns_status {
     LLSMTP_DNS_TRUNCATED = 3, /* TC set: ask again over TCP */
     LLSMTP_DNS_MISMATCH = 4,  /* not the answer to our query (id, question):
                                  ignore it and keep waiting (anti-spoofing) */
-    LLSMTP_DNS_REFUSED = 5    /* any other RCODE (REFUSED, FORMERR, ...) */
+    LLSMTP_DNS_REFUSED = 5,   /* any other RCODE (REFUSED, FORMERR, ...) */
+    LLSMTP_DNS_PARTIAL = 6    /* llsmtp_dns_mx only: more MX records than
+                                 room; the best preferences were kept */
 };
 
 /* A resource record from the answer or additional section. Names are
@@ -1088,8 +1090,11 @@ LLSMTP_API int llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp,
 /* From parsed records, the MX set of name: follows a CNAME chain from
  * name (at most 8 links), takes its MX records and attaches A/AAAA
  * addresses found for each exchange (glue). *n gets the count (at most
- * cap). Returns LLSMTP_OK or LLSMTP_E_RANGE (CNAME chain too long or
- * looping). */
+ * cap). With more MX records than cap, the cap with the lowest
+ * preferences are kept (of equals, the first in the answer) and
+ * LLSMTP_DNS_PARTIAL says some were dropped; v is not sorted (use
+ * llsmtp_mx_order). Returns LLSMTP_OK, LLSMTP_DNS_PARTIAL, or
+ * LLSMTP_E_RANGE (CNAME chain too long or looping). */
 LLSMTP_API int llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr,
                              const char *name, size_t name_len,
                              llsmtp_mx *v, size_t cap, size_t *n);
