@@ -930,7 +930,9 @@ enum llsmtp_client_event_type {
 typedef struct llsmtp_client_event {
     int type;         /* enum llsmtp_client_event_type */
     int code;         /* the reply code, or the one chosen for a local
-                         refusal; 0 for a protocol error */
+                         refusal; 0 for a malformed reply; 451 (text
+                         "4.5.0 ...") for a reply that fits no command
+                         (e.g. 250 to DATA: only 354 starts the body) */
     int local;        /* 1 when decided here, without a server reply */
     long rcpt;        /* recipient index, or -1 */
     llsmtp_span text; /* first reply line after the code, or the local
@@ -988,7 +990,10 @@ LLSMTP_API int llsmtp_client_init(llsmtp_client *c,
 /* Reads server bytes. Returns 1 with *ev filled (*used says how far it
  * read; feed the rest again), LLSMTP_OK when all was read and nothing
  * happened. Never fails on server input: a malformed reply is a FAIL
- * event with code 0. LLSMTP_E_INVAL for bad arguments. */
+ * event with code 0, a reply that answers no command written so far
+ * (write the output before feeding what comes back) or that no server
+ * may give (2xx/3xx but 354 to DATA) a FAIL event with 451: the session
+ * is over, close without QUIT. LLSMTP_E_INVAL for bad arguments. */
 LLSMTP_API int llsmtp_client_feed(llsmtp_client *c, const char *buf,
                                   size_t len, size_t *used,
                                   llsmtp_client_event *ev);
