@@ -360,7 +360,9 @@ llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr, const char *name,
         memcpy(m->host, r->target, strlen(r->target) + 1);
         llsmtp_dns_addrs(rrs, nrr, m);
     }
-    return dropped ? LLSMTP_DNS_PARTIAL : LLSMTP_OK;
+    if (dropped) /* not ?: with two enum types: C++ warns (amalgamation) */
+        return LLSMTP_DNS_PARTIAL;
+    return LLSMTP_OK;
 }
 #else
 typedef int llsmtp__llsmtp_no_dns_left_out; /* ISO C: no empty file */
