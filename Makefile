@@ -389,7 +389,11 @@ CROSS_i386 := CC=gcc AR=ar CFLAGS=-m32 LDFLAGS=-m32 \
 CROSS_RUN_i386 :=
 CROSS_s390x := CC=s390x-linux-gnu-gcc AR=s390x-linux-gnu-ar \
     PKG_CONFIG="$(call CROSS_PC,/usr/lib/s390x-linux-gnu/pkgconfig)"
-CROSS_RUN_s390x := qemu-s390x -L /usr/s390x-linux-gnu
+# No -L /usr/s390x-linux-gnu: the loader there (libc6-s390x-cross) would
+# pick up the multiarch libc6:s390x that libcmocka0:s390x pulls in through
+# /etc/ld.so.cache, a different glibc build ("stack smashing detected").
+# Plain qemu-s390x runs /lib/ld64.so.1 and libc from libc6:s390x alone.
+CROSS_RUN_s390x := qemu-s390x
 # cmocka.h tags print_message with the printf archetype, which gcc reads
 # as Microsoft's printf on mingw (no %zu); the tests use mingw's C99 stdio
 # and the formats are checked by the other builds, so -Wno-format here.
@@ -496,7 +500,8 @@ cross-run:
 # which conflicts with every cross gcc), multiarch cmocka for i386 and
 # s390x, qemu-user for s390x, mingw-w64 and Wine for win64, cmake and
 # deb-src entries to build cmocka for mingw from Debian's source package.
-CROSS_DEPS_PKGS := gcc-12-multilib gcc-s390x-linux-gnu qemu-user \
+CROSS_DEPS_PKGS := gcc-12-multilib gcc-s390x-linux-gnu libc6-dev-s390x-cross \
+                   qemu-user \
                    libcmocka-dev:i386 libcmocka-dev:s390x \
                    gcc-mingw-w64-x86-64 wine wine64 cmake
 cross-deps:
