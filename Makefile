@@ -410,6 +410,19 @@ CROSS_SKIP_i386 :=
 CROSS_SKIP_s390x :=
 CROSS_SKIP_win64 :=
 
+# Any target build, not only test-cross: `make test CFLAGS=-m32
+# LDFLAGS=-m32` or CC=s390x-linux-gnu-gcc ask pkg-config about the
+# target's multiarch directory (cmocka, OpenSSL), not the host's.
+ifeq ($(origin PKG_CONFIG),file)
+TARGET_MULTIARCH := $(shell $(CC) $(CFLAGS) -print-multiarch 2>/dev/null)
+HOST_MULTIARCH := $(shell cc -print-multiarch 2>/dev/null)
+ifneq ($(TARGET_MULTIARCH),)
+ifneq ($(TARGET_MULTIARCH),$(HOST_MULTIARCH))
+PKG_CONFIG := $(call CROSS_PC,/usr/lib/$(TARGET_MULTIARCH)/pkgconfig)
+endif
+endif
+endif
+
 EXE ?=
 CROSS_TEST_CFLAGS ?=
 TEST_CFLAGS += $(CROSS_TEST_CFLAGS)
