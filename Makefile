@@ -347,7 +347,7 @@ lint:
 	    --suppressions-list=cppcheck.cfg.txt -Iinclude -Ilib lib/
 	@echo "lint: no findings"
 
-# Other builds that must stay warning-free: 32-bit (when gcc-multilib is
+# Other builds that must stay warning-free: 32-bit (when gcc-12-multilib is
 # there) and -O3 -flto (the test suite runs on the LTO build).
 check-builds:
 	$(MAKE) --no-print-directory static BUILD=build/m32 CFLAGS=-m32
@@ -513,6 +513,9 @@ cross-run:
 # which conflicts with every cross gcc), multiarch cmocka for i386 and
 # s390x, qemu-user for s390x, mingw-w64 and Wine for win64, cmake and
 # deb-src entries to build cmocka for mingw from Debian's source package.
+# --no-remove: a foreign-architecture package whose version the mirror does
+# not have for the host too (Multi-Arch: same) makes apt remove the host's
+# one and everything above it (libc6-dev, gcc, clang); stop instead.
 CROSS_DEPS_PKGS := gcc-12-multilib gcc-s390x-linux-gnu libc6-dev-s390x-cross \
                    qemu-user \
                    libcmocka-dev:i386 libcmocka-dev:s390x \
@@ -529,5 +532,7 @@ cross-deps:
 	        $$SUDO tee /etc/apt/sources.list.d/debian-src.sources >/dev/null; \
 	fi && \
 	$$SUDO apt-get update -qq && \
+	if dpkg -s gcc-multilib >/dev/null 2>&1; then \
+	    $$SUDO apt-get remove -y -qq gcc-multilib; fi && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    --no-install-recommends gcc-multilib- $(CROSS_DEPS_PKGS)
+	    --no-install-recommends --no-remove $(CROSS_DEPS_PKGS)
