@@ -512,14 +512,15 @@ cross-run:
 # Debian 12: gcc-12-multilib for -m32 (not the gcc-multilib metapackage,
 # which conflicts with every cross gcc), multiarch cmocka for i386 and
 # s390x, qemu-user for s390x, mingw-w64 and Wine for win64, cmake and
-# deb-src entries to build cmocka for mingw from Debian's source package.
+# deb-src entries (and xz-utils to unpack it) to build cmocka for mingw
+# from Debian's source package.
 # --no-remove: a foreign-architecture package whose version the mirror does
 # not have for the host too (Multi-Arch: same) makes apt remove the host's
 # one and everything above it (libc6-dev, gcc, clang); stop instead.
 CROSS_DEPS_PKGS := gcc-12-multilib gcc-s390x-linux-gnu libc6-dev-s390x-cross \
                    qemu-user \
                    libcmocka-dev:i386 libcmocka-dev:s390x \
-                   gcc-mingw-w64-x86-64 wine wine64 cmake
+                   gcc-mingw-w64-x86-64 wine wine64 cmake xz-utils
 cross-deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO dpkg --add-architecture i386 && \
