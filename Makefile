@@ -438,11 +438,17 @@ test-cross-i386 test-cross-s390x test-cross-win64: test-cross-%: \
     $(BUILD)/examples/hello
 	@command -v $(word 1,$(subst CC=,,$(filter CC=%,$(CROSS_$*)))) \
 	    >/dev/null || { echo "test-cross-$*: no compiler; run: make cross-deps"; exit 1; }
-	@if [ "$*" = win64 ]; then sh tools/mingw-cmocka.sh $(CROSS_DIR)/win64-cmocka; fi
-	@$(MAKE) --no-print-directory cross-build BUILD=$(CROSS_DIR)/$* $(CROSS_$*)
-	@$(MAKE) --no-print-directory cross-run BUILD=$(CROSS_DIR)/$* \
+	@start=$$(date +%s); \
+	if [ "$*" = win64 ]; then \
+	    sh tools/mingw-cmocka.sh $(CROSS_DIR)/win64-cmocka || exit 1; fi; \
+	$(MAKE) --no-print-directory cross-build BUILD=$(CROSS_DIR)/$* \
+	    $(CROSS_$*) || exit 1; \
+	$(MAKE) --no-print-directory cross-run BUILD=$(CROSS_DIR)/$* \
 	    $(CROSS_$*) CROSS_NAME=$* CROSS_RUN="$(CROSS_RUN_$*)" \
-	    CROSS_SKIP="$(CROSS_SKIP_$*)" HOST_HELLO=$(BUILD)/examples/hello
+	    CROSS_SKIP="$(CROSS_SKIP_$*)" HOST_HELLO=$(BUILD)/examples/hello; \
+	rc=$$?; t=$$(( $$(date +%s) - start )); \
+	sed -i "s/\$$/ ($$t s to build and run)/" $(CROSS_DIR)/$*/summary.txt; \
+	exit $$rc
 
 CROSS_BINS = $(TEST_NAMES:%=$(BUILD)/tests/%$(EXE)) \
              $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%$(EXE)) \
