@@ -381,11 +381,18 @@ clean:
 CROSS_TARGETS ?= i386 s390x win64
 CROSS_DIR := build/cross
 # pkg-config for the target, not the host: Debian's multiarch .pc files
-# (libcmocka-dev:i386, libcmocka-dev:s390x) or our mingw cmocka's.
+# (libcmocka-dev:s390x) or those of the cmocka that tools/cross-cmocka.sh
+# builds for the targets in CROSS_OWN_CMOCKA, in $(CROSS_DIR)/TARGET-cmocka.
 CROSS_PC = PKG_CONFIG_LIBDIR=$(1):/usr/share/pkgconfig $(PKG_CONFIG)
+CROSS_OWN_CMOCKA := i386 win64
+CROSS_CMOCKA_PC = $(call CROSS_PC,$(abspath $(CROSS_DIR))/$(1)-cmocka/lib/pkgconfig)
 
+# i386 needs no i386 architecture in dpkg/apt: gcc-12-multilib's -m32
+# libc, and cmocka built with -m32 (libcmocka-dev:i386 brought i386
+# indexes into apt-get update and Multi-Arch: same version skew with the
+# host's packages).
 CROSS_i386 := CC=gcc AR=ar CFLAGS=-m32 LDFLAGS=-m32 \
-    PKG_CONFIG="$(call CROSS_PC,/usr/lib/i386-linux-gnu/pkgconfig)"
+    PKG_CONFIG="$(call CROSS_CMOCKA_PC,i386)"
 CROSS_RUN_i386 :=
 CROSS_s390x := CC=s390x-linux-gnu-gcc AR=s390x-linux-gnu-ar \
     PKG_CONFIG="$(call CROSS_PC,/usr/lib/s390x-linux-gnu/pkgconfig)"
@@ -399,7 +406,7 @@ CROSS_RUN_s390x := qemu-s390x
 # and the formats are checked by the other builds, so -Wno-format here.
 CROSS_win64 := CC=x86_64-w64-mingw32-gcc AR=x86_64-w64-mingw32-ar EXE=.exe \
     CROSS_TEST_CFLAGS="-D__USE_MINGW_ANSI_STDIO=1 -Wno-format" \
-    PKG_CONFIG="$(call CROSS_PC,$(abspath $(CROSS_DIR))/win64-cmocka/lib/pkgconfig)"
+    PKG_CONFIG="$(call CROSS_CMOCKA_PC,win64)"
 WINE_ENV := WINEPREFIX=$(abspath $(CROSS_DIR))/wineprefix WINEDEBUG=-all \
     WINEDLLOVERRIDES="mscoree,mshtml="
 CROSS_RUN_win64 := env $(WINE_ENV) wine
@@ -412,7 +419,9 @@ CROSS_SKIP_win64 :=
 
 # Any target build, not only test-cross: `make test CFLAGS=-m32
 # LDFLAGS=-m32` or CC=s390x-linux-gnu-gcc ask pkg-config about the
-# target's multiarch directory (cmocka, OpenSSL), not the host's.
+# target's multiarch directory (cmocka, OpenSSL), not the host's. (i386
+# has cmocka there only with libcmocka-dev:i386, which cross-deps no
+# longer installs: make test-cross-i386 builds and uses its own.)
 ifeq ($(origin PKG_CONFIG),file)
 TARGET_MULTIARCH := $(shell $(CC) $(CFLAGS) -print-multiarch 2>/dev/null)
 HOST_MULTIARCH := $(shell cc -print-multiarch 2>/dev/null)
@@ -439,8 +448,8 @@ test-cross-i386 test-cross-s390x test-cross-win64: test-cross-%: \
 	@command -v $(word 1,$(subst CC=,,$(filter CC=%,$(CROSS_$*)))) \
 	    >/dev/null || { echo "test-cross-$*: no compiler; run: make cross-deps"; exit 1; }
 	@start=$$(date +%s); \
-	if [ "$*" = win64 ]; then \
-	    sh tools/mingw-cmocka.sh $(CROSS_DIR)/win64-cmocka || exit 1; fi; \
+	case " $(CROSS_OWN_CMOCKA) " in *" $* "*) \
+	    sh tools/cross-cmocka.sh $* $(CROSS_DIR)/$*-cmocka || exit 1;; esac; \
 	$(MAKE) --no-print-directory cross-build BUILD=$(CROSS_DIR)/$* \
 	    $(CROSS_$*) || exit 1; \
 	$(MAKE) --no-print-directory cross-run BUILD=$(CROSS_DIR)/$* \
@@ -515,31 +524,14 @@ cross-run:
 	exit $$fail
 
 # The toolchains, emulators and target cmocka builds test-cross needs, on
-# Debian 12: gcc-12-multilib for -m32 (not the gcc-multilib metapackage,
-# which conflicts with every cross gcc), multiarch cmocka for i386 and
-# s390x, qemu-user for s390x, mingw-w64 and Wine for win64, cmake and
-# deb-src entries (and xz-utils to unpack it) to build cmocka for mingw
-# from Debian's source package.
-# --no-remove: a foreign-architecture package whose version the mirror does
-# not have for the host too (Multi-Arch: same) makes apt remove the host's
-# one and everything above it (libc6-dev, gcc, clang); stop instead.
+# Debian 12 (tools/cross-deps.sh says how): gcc-12-multilib for -m32 (not
+# the gcc-multilib metapackage, which conflicts with every cross gcc),
+# multiarch cmocka for s390x, qemu-user for s390x, mingw-w64 and Wine for
+# win64, cmake and deb-src entries (and xz-utils to unpack it) to build
+# cmocka for i386 and mingw from Debian's source package. No i386
+# architecture and no :i386 package.
 CROSS_DEPS_PKGS := gcc-12-multilib gcc-s390x-linux-gnu libc6-dev-s390x-cross \
-                   qemu-user \
-                   libcmocka-dev:i386 libcmocka-dev:s390x \
+                   qemu-user libcmocka-dev:s390x \
                    gcc-mingw-w64-x86-64 wine wine64 cmake xz-utils
 cross-deps:
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO dpkg --add-architecture i386 && \
-	$$SUDO dpkg --add-architecture s390x && \
-	if ! grep -rqsE '^(deb-src|Types:.*deb-src)' /etc/apt/sources.list \
-	        /etc/apt/sources.list.d/; then \
-	    . /etc/os-release; \
-	    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-	        "$$VERSION_CODENAME" | \
-	        $$SUDO tee /etc/apt/sources.list.d/debian-src.sources >/dev/null; \
-	fi && \
-	$$SUDO apt-get update -qq && \
-	if dpkg -s gcc-multilib >/dev/null 2>&1; then \
-	    $$SUDO apt-get remove -y -qq gcc-multilib; fi && \
-	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    --no-install-recommends --no-remove $(CROSS_DEPS_PKGS)
+	@sh tools/cross-deps.sh $(CROSS_DEPS_PKGS)
