@@ -56,6 +56,17 @@ enum {
 /* Helo state. */
 enum { HELO_NONE = 0, HELO_HELO = 1, HELO_EHLO = 2 };
 
+/* The message of the transaction, and which command opens it. Named, not
+ * inferred from chunk sizes: "BDAT 0" is a BDAT message too (RFC 3030 2),
+ * and taking it for DATA would read the next chunk as dot-terminated text
+ * and run what follows a <CRLF>.<CRLF> in it as commands. */
+enum {
+    MSG_NONE = 0, /* no message open: envelope only, or the message ended
+                     (on_data_end accepted it, or on_data_abort ran) */
+    MSG_DATA,     /* DATA accepted (354): text until <CRLF>.<CRLF> */
+    MSG_BDAT      /* the first BDAT accepted: chunks until BDAT LAST */
+};
+
 struct llsmtp_server {
     const llsmtp_config *cfg;
     const llsmtp_callbacks *cb;
@@ -87,7 +98,10 @@ struct llsmtp_server {
     uint16_t proxy_skip;  /* v2 header bytes past the addresses, skipped */
     uint64_t bdat_left;   /* octets of the current chunk still to come */
     uint64_t bdat_size;   /* size of the current chunk */
-    unsigned char bdat_last, bdat_tx, bdat_discard, smtputf8, pend_utf8;
+    unsigned char bdat_last, bdat_discard, smtputf8, pend_utf8;
+    unsigned char msg;      /* MSG_*: the message open in this transaction */
+    unsigned char msg_cmd;  /* MSG_DATA or MSG_BDAT: whose on_data_start
+                               decision is being made */
     unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
     unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
     unsigned char discarding, sync_wait;
@@ -399,7 +413,7 @@ sess_tx_reset(llsmtp_server *s)
     s->rcpt_tried = 0;
     s->decl_size = 0;
     s->body = 0;
-    s->bdat_tx = 0;
+    s->msg = MSG_NONE;
     s->smtputf8 = 0;
 }
 
@@ -737,7 +751,7 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (kind == LLSMTP_PENDING_DATA_END && (s->cfg->flags & LLSMTP_CFG_LMTP))
         return sess_lmtp_start(s, r); /* RFC 2033 4.2: a reply each */
     if (kind == LLSMTP_PENDING_DATA_START && cls == 3 &&
-        (s->bdat_size || s->bdat_last || s->bdat_left))
+        s->msg_cmd == MSG_BDAT)
         rc = LLSMTP_OK; /* BDAT answers after its chunk, not with 354 */
     else
         rc = sess_put_reply(s, kind, r, arg);
@@ -777,13 +791,9 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
             s->dabort = 0;
             s->dbare_cr = 0;
             s->msg_size = 0;
-            if (s->bdat_size || s->bdat_last || s->bdat_left) {
-                s->bdat_tx = 1; /* the first chunk of a BDAT message */
-                s->phase = PH_BDAT;
-            } else {
-                s->phase = PH_DATA;
-            }
-        } else if (s->bdat_left || s->bdat_last || s->bdat_size) {
+            s->msg = s->msg_cmd;
+            s->phase = s->msg == MSG_BDAT ? PH_BDAT : PH_DATA;
+        } else if (s->msg_cmd == MSG_BDAT) {
             /* refused, but the chunk is on its way: read and drop it */
             sess_tx_reset(s);
             s->bdat_discard = 1;
@@ -1196,6 +1206,15 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
     return t;
 }
 
+/* A message the host opened (on_data_start accepted) that has neither
+ * been accepted by on_data_end nor abandoned: the one on_data_abort is
+ * owed if the session ends now. */
+static int
+sess_msg_open(const llsmtp_server *s)
+{
+    return s->msg != MSG_NONE && !s->dabort;
+}
+
 /* Tells the host to drop a message that will not be completed. */
 static int
 sess_abort(llsmtp_server *s, int why)
@@ -1221,9 +1240,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
-         (s->bdat_tx && s->in_mail)) &&
-        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
     if (s->auth_user != NULL)
@@ -1274,9 +1291,7 @@ llsmtp_server_eof(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
-         (s->bdat_tx && s->in_mail)) &&
-        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     if (s->auth_user != NULL)
         sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
@@ -1666,7 +1681,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
     if (!s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
     /* RFC 3030 3: DATA and BDAT do not mix; BINARYMIME needs BDAT */
-    if (s->bdat_tx)
+    if (s->msg == MSG_BDAT)
         return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
     if (s->body == 9)
         return sess_err(s, 503, "5.5.1", "Error: BINARYMIME requires BDAT");
@@ -1676,6 +1691,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
             return sess_err(s, 554, "5.5.1", "Error: no valid recipients");
         return sess_err(s, 503, "5.5.1", "Error: need RCPT command");
     }
+    s->msg_cmd = MSG_DATA;
     sess_default_reply(&r, 354, "");
     if (s->cb->on_data_start != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
@@ -2063,8 +2079,9 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
             return rc;
         return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
     }
-    if (!s->bdat_tx) {
+    if (s->msg != MSG_BDAT) {
         /* the first chunk: the host opens the message */
+        s->msg_cmd = MSG_BDAT;
         sess_default_reply(&r, 354, "");
         if (s->cb->on_data_start != NULL)
             SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
