@@ -460,6 +460,7 @@ static const char *const sess_cb_names[] = {
     "on_etrn"};
 
 static int sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r);
+static int sess_bdat_fits(llsmtp_server *s);
 
 static void
 sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
@@ -793,6 +794,8 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
             s->msg_size = 0;
             s->msg = s->msg_cmd;
             s->phase = s->msg == MSG_BDAT ? PH_BDAT : PH_DATA;
+            if (s->msg == MSG_BDAT && (rc = sess_bdat_fits(s)) != LLSMTP_OK)
+                return rc;
         } else if (s->msg_cmd == MSG_BDAT) {
             /* refused, but the chunk is on its way: read and drop it */
             sess_tx_reset(s);
@@ -2034,12 +2037,51 @@ sess_bdat_end(llsmtp_server *s)
     return sess_put(s, 250, "2.0.0", sp, 2);
 }
 
+/* A chunk size past 2^64 - 1. RFC 3030 2 puts no bound on chunk-size
+ * (1*DIGIT), and a refused chunk must still be read and dropped to stay in
+ * sync; a count that cannot be held cannot be counted off, and taking it
+ * modulo 2^64 would read the client's octets as commands. So 552 answers
+ * the BDAT (larger than any message this server takes) and 421 closes the
+ * connection, as RFC 5321 3.8 has a server that must close do. */
+static int
+sess_bdat_unreadable(llsmtp_server *s)
+{
+    int rc;
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_SIZE)) < 0)
+        return rc;
+    rc = sess_say(s, 552, "5.3.4",
+                  "Message size exceeds fixed maximum message size");
+    if (rc < 0)
+        return rc;
+    rc = sess_say_host(s, 421, "4.5.2",
+                       "Error: chunk size out of range, closing connection");
+    if (rc < 0)
+        return rc;
+    sess_tx_reset(s);
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+/* A chunk that takes the message past max_size is refused from its BDAT
+ * line, whatever the reads: none of it reaches on_data, it is read and
+ * dropped (RFC 3030 2) and 552 5.3.4 follows it (sess_bdat_end). */
+static int
+sess_bdat_fits(llsmtp_server *s)
+{
+    uint64_t max = s->cfg->max_size;
+    if (max == 0 || s->dabort)
+        return LLSMTP_OK;
+    if (s->msg_size > max || s->bdat_size > max - s->msg_size)
+        return sess_abort(s, LLSMTP_ABORT_SIZE);
+    return LLSMTP_OK;
+}
+
 static int
 sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
 {
     uint64_t size = 0;
     size_t i = 0;
-    int last = 0, rc, cbrc = LLSMTP_CB_OK;
+    int last = 0, big = 0, rc, cbrc = LLSMTP_CB_OK;
     llsmtp_span rest;
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
@@ -2048,8 +2090,13 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
 
     if (!(s->cfg->extensions & LLSMTP_EXT_CHUNKING))
         return sess_err(s, 502, "5.5.1", "Error: command not implemented");
-    while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i]) && i < 20) {
-        size = size * 10 + (uint64_t)(arg.p[i] - '0');
+    /* chunk-size = 1*DIGIT: leading zeros make no digit count a limit */
+    while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i])) {
+        unsigned d = (unsigned)(arg.p[i] - '0');
+        if (size > (UINT64_MAX - d) / 10)
+            big = 1;
+        else if (!big)
+            size = size * 10 + d;
         i++;
     }
     rest = sess_trim(arg.p + i, arg.n - i);
@@ -2058,6 +2105,8 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         /* RFC 3030 2: without a size nobody knows where the chunk ends;
          * what follows is read as commands */
         return sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (big)
+        return sess_bdat_unreadable(s);
     last = rest.n != 0;
     s->bdat_size = size;
     s->bdat_left = size;
@@ -2090,6 +2139,8 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
             return rc;
     } else {
         s->phase = PH_BDAT;
+        if ((rc = sess_bdat_fits(s)) != LLSMTP_OK)
+            return rc;
     }
     if (s->phase == PH_BDAT && s->bdat_left == 0)
         return sess_bdat_end(s);

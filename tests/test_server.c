@@ -543,6 +543,52 @@ test_two_sessions_share_config(void **state)
     th_host_free(&h2);
 }
 
+/* A chunk that cannot fit under max_size is refused from its BDAT line:
+ * none of it reaches on_data, however the bytes are split. */
+static int bdat_over_octets;
+static int
+count_on_data(llsmtp_server *s, const char *p, size_t n)
+{
+    (void)s;
+    (void)p;
+    bdat_over_octets += (int)n;
+    return LLSMTP_CB_OK;
+}
+
+static void
+test_bdat_over_limit_not_delivered(void **state)
+{
+    static const char in[] = "EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n"
+                             "BDAT 6\r\n123456BDAT 6 LAST\r\n789012NOOP\r\n";
+    llsmtp_callbacks cb = th_callbacks;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t i, used;
+    (void)state;
+    cb.on_data = count_on_data;
+    cfg = cfg_default(&cb);
+    cfg.extensions |= LLSMTP_EXT_CHUNKING;
+    cfg.max_size = 10;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    bdat_over_octets = 0;
+    for (i = 0; i < sizeof in - 1; i++) {
+        assert_int_equal(llsmtp_server_feed(s, in + i, 1, &used), LLSMTP_OK);
+        assert_int_equal(used, 1);
+    }
+    th_drain(s, &h);
+    assert_int_equal(bdat_over_octets, 6);
+    assert_non_null(strstr(h.out.p, "250 2.0.0 6 octets received\r\n"
+                                    "552 5.3.4 Message size exceeds fixed "
+                                    "maximum message size\r\n"
+                                    "250 2.0.0 OK\r\n"));
+    assert_non_null(strstr(h.events.p, "abort size\n"));
+    free(s);
+    th_host_free(&h);
+}
+
 int
 main(void)
 {
@@ -562,6 +608,7 @@ main(void)
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
+        cmocka_unit_test(test_bdat_over_limit_not_delivered),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
