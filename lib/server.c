@@ -934,6 +934,10 @@ sess_lmtp_emit(llsmtp_server *s)
 static int
 sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
 {
+    /* The message is decided (on_data_end accepted it, or it was already
+     * abandoned): it is no longer open, so a close while the replies wait
+     * for room (BLOCKED) never aborts what the host stored. */
+    s->msg = MSG_NONE;
     s->lmtp_code = r->code;
     memcpy(s->lmtp_enh, r->enhanced, sizeof s->lmtp_enh);
     s->lmtp_default = (unsigned char)r->is_default_;

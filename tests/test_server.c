@@ -543,6 +543,69 @@ test_two_sessions_share_config(void **state)
     th_host_free(&h2);
 }
 
+/* Feeds all of in, draining the output whenever the session blocks, as a
+ * host would; returns the last status. */
+static int
+feed_all_drained(llsmtp_server *s, th_host *h, const char *in, size_t n)
+{
+    size_t off = 0, used;
+    int rc;
+    for (;;) {
+        rc = llsmtp_server_feed(s, in + off, n - off, &used);
+        off += used;
+        if (rc != LLSMTP_BLOCKED)
+            return rc;
+        th_drain(s, h);
+        if (off == n)
+            return llsmtp_server_feed(s, in + off, 0, &used);
+    }
+}
+
+/* LMTP: the per-recipient replies of an accepted message do not fit the
+ * output queue; the client then closes, or the host times out or shuts
+ * down. on_data_end accepted the message: it must never be aborted. */
+static void
+test_lmtp_blocked_then_closed(void **state)
+{
+    th_buf env = {0};
+    int how;
+    (void)state;
+    th_buf_adds(&env, "LHLO x\r\nMAIL FROM:<a@b.test>\r\n");
+    for (how = 0; how < 150; how++) {
+        char line[64];
+        snprintf(line, sizeof line, "RCPT TO:<u%d@x.test>\r\n", how);
+        th_buf_adds(&env, line);
+    }
+    th_buf_adds(&env, "DATA\r\nhello\r\n");
+    for (how = 0; how < 3; how++) {
+        llsmtp_config cfg = cfg_default(&th_callbacks);
+        th_host h;
+        llsmtp_server *s;
+        size_t used, olen;
+        int rc;
+        cfg.flags |= LLSMTP_CFG_LMTP;
+        memset(&h, 0, sizeof h);
+        s = th_session(&cfg, &h);
+        assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+        assert_int_equal(feed_all_drained(s, &h, env.p, env.n), LLSMTP_OK);
+        th_drain(s, &h);
+        /* 150 replies of 36 bytes: more than the queue holds */
+        assert_int_equal(feed_str(s, ".\r\n", &used), LLSMTP_BLOCKED);
+        assert_int_equal(used, 3);
+        assert_non_null(strstr(h.events.p, "data_end hello\\r\\n\n"));
+        llsmtp_server_output(s, &olen);
+        assert_true(olen > 0);
+        rc = how == 0   ? llsmtp_server_eof(s)
+             : how == 1 ? llsmtp_server_timeout_expired(s)
+                        : llsmtp_server_shutdown(s, NULL);
+        assert_int_equal(rc, LLSMTP_CLOSE);
+        assert_null(strstr(h.events.p, "abort"));
+        free(s);
+        th_host_free(&h);
+    }
+    th_buf_free(&env);
+}
+
 /* A chunk that cannot fit under max_size is refused from its BDAT line:
  * none of it reaches on_data, however the bytes are split. */
 static int bdat_over_octets;
@@ -608,6 +671,7 @@ main(void)
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
+        cmocka_unit_test(test_lmtp_blocked_then_closed),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
