@@ -1066,6 +1066,12 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     kind = s->pending;
     if (kind == LLSMTP_PENDING_DATA) {
         s->pending = 0;
+        /* on_data paused on a chunk's last octet: the chunk is complete
+         * and its reply is due now (RFC 3030 2); the client sends nothing
+         * more before it reads that reply, so no later feed would come to
+         * finish it. The octet was passed only with room for the reply. */
+        if (s->phase == PH_BDAT && s->bdat_left == 0)
+            return sess_bdat_end(s);
         return LLSMTP_OK;
     }
     sess_kind_default(kind, &r);

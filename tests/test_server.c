@@ -606,6 +606,49 @@ test_lmtp_blocked_then_closed(void **state)
     th_buf_free(&env);
 }
 
+/* on_data pauses on a BDAT chunk's last octet; everything has been fed.
+ * The chunk's reply must not wait for input the client will not send. */
+static void
+test_bdat_paused_last_octet(void **state)
+{
+    static const char env[] = "EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n";
+    th_host h;
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    llsmtp_server *s;
+    size_t used;
+    int last;
+    (void)state;
+    cfg.extensions |= LLSMTP_EXT_CHUNKING;
+    for (last = 0; last < 2; last++) {
+        memset(&h, 0, sizeof h);
+        snprintf(h.rules[0].kind, sizeof h.rules[0].kind, "data");
+        snprintf(h.rules[0].match, sizeof h.rules[0].match, "*");
+        h.rules[0].pause = 1;
+        h.nrules = 1;
+        s = th_session(&cfg, &h);
+        llsmtp_server_start(s);
+        assert_int_equal(feed_str(s, env, &used), LLSMTP_OK);
+        th_drain(s, &h);
+        h.out.n = 0; /* only the chunk's reply is of interest */
+        assert_int_equal(feed_str(s, last ? "BDAT 3 LAST\r\nabc"
+                                          : "BDAT 3\r\nabc",
+                                  &used),
+                         LLSMTP_PAUSED);
+        assert_int_equal(used, last ? 16 : 11);
+        assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_DATA);
+        assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_OK);
+        /* the header's advice: feed the rest, here zero bytes */
+        assert_int_equal(llsmtp_server_feed(s, "", 0, &used), LLSMTP_OK);
+        th_drain(s, &h);
+        th_buf_add(&h.out, "", 0);
+        assert_string_equal(h.out.p, last ? "250 2.6.0 Queued mail for "
+                                            "delivery\r\n"
+                                          : "250 2.0.0 3 octets received\r\n");
+        free(s);
+        th_host_free(&h);
+    }
+}
+
 /* A chunk that cannot fit under max_size is refused from its BDAT line:
  * none of it reaches on_data, however the bytes are split. */
 static int bdat_over_octets;
@@ -672,6 +715,7 @@ main(void)
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
         cmocka_unit_test(test_lmtp_blocked_then_closed),
+        cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
