@@ -364,11 +364,30 @@ llsmtp_server_input_drained(llsmtp_server *s)
 
 /* ---- failures and callbacks ---------------------------------------------- */
 
+static int sess_msg_open(const llsmtp_server *s);
+static int sess_abort(llsmtp_server *s, int why);
+
+/* The session fails for good (sticky until reset): a callback failed or
+ * left a reply it may not give, or a reply did not fit. The host is going
+ * to close, so the open message is abandoned here, once (never one that
+ * on_data_end accepted), and the client hears 421 before the close
+ * (RFC 5321 3.8) instead of silence. The first failure is the one
+ * llsmtp_server_failed_cb reports: on_data_abort failing in turn, or the
+ * 421 not fitting, comes back here and changes nothing. */
 static int
 sess_fail(llsmtp_server *s, const char *cb, int err)
 {
+    if (s->failed)
+        return err;
     s->failed = 1;
     s->failed_cb = cb;
+    if (sess_msg_open(s))
+        (void)sess_abort(s, LLSMTP_ABORT_CLOSED);
+    if (s->phase != PH_CLOSED)
+        (void)sess_say_host(s, 421, "4.3.0",
+                            "Service not available, closing transmission "
+                            "channel");
+    s->phase = PH_CLOSED;
     return err;
 }
 

@@ -606,6 +606,55 @@ test_lmtp_blocked_then_closed(void **state)
     th_buf_free(&env);
 }
 
+/* A callback leaves an impossible reply code: the session fails, but the
+ * client still hears 421 before the close, and a later shutdown neither
+ * aborts the message again nor queues a second farewell. */
+static int
+bad_code_on_data_end(llsmtp_server *s, llsmtp_reply *r)
+{
+    th_event(TH_HOST(s), "data_end", NULL, 0);
+    r->code = 999;
+    return LLSMTP_CB_OK;
+}
+
+static void
+test_callback_bad_code_closes_with_421(void **state)
+{
+    llsmtp_callbacks cb = th_callbacks;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t used, olen;
+    const char *out;
+    (void)state;
+    cb.on_data_end = bad_code_on_data_end;
+    cfg = cfg_default(&cb);
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    th_drain(s, &h);
+    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                                 "\r\nDATA\r\nhi\r\n.\r\n",
+                              &used),
+                     LLSMTP_E_CALLBACK);
+    assert_string_equal(llsmtp_server_failed_cb(s), "on_data_end");
+    out = llsmtp_server_output(s, &olen);
+    assert_true(olen > 0);
+    assert_true(th_contains(out, olen,
+                            "354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+                            "421 4.3.0 mx.example.test Service not "
+                            "available, closing transmission channel\r\n"));
+    assert_int_equal(llsmtp_server_shutdown(s, NULL), LLSMTP_CLOSE);
+    assert_int_equal(llsmtp_server_eof(s), LLSMTP_CLOSE);
+    llsmtp_server_output(s, &used);
+    assert_int_equal(used, olen); /* nothing more queued */
+    assert_string_equal(h.events.p, "connect\nhelo x\nmail <>\nrcpt <a@b.c>\n"
+                                    "data_start\ndata_end\nabort closed\n");
+    assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_E_CALLBACK);
+    free(s);
+    th_host_free(&h);
+}
+
 /* on_data pauses on a BDAT chunk's last octet; everything has been fed.
  * The chunk's reply must not wait for input the client will not send. */
 static void
@@ -715,6 +764,7 @@ main(void)
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
         cmocka_unit_test(test_lmtp_blocked_then_closed),
+        cmocka_unit_test(test_callback_bad_code_closes_with_421),
         cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),
     };
