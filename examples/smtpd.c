@@ -1218,7 +1218,9 @@ feed(conn *c, const char *buf, size_t len)
                   llsmtp_errname(rc),
                   llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
                                                 : "-");
-            return -1;
+            /* the session queued a 421 for the client: write it first */
+            c->closing = 1;
+            return 0;
         }
         if (len == 0)
             return 0;

@@ -474,7 +474,9 @@ typedef struct llsmtp_callbacks {
     /* End of message. Default "250 2.6.0 <id> Queued mail for delivery". */
     int (*on_data_end)(llsmtp_server *s, llsmtp_reply *r);
     /* The message was abandoned (enum llsmtp_abort); no on_data_end will
-     * follow. Drop what was stored. The return value is honoured (FAIL). */
+     * follow. Drop what was stored. Called at most once per message, and
+     * never after on_data_end accepted it. The return value is honoured
+     * (FAIL). */
     int (*on_data_abort)(llsmtp_server *s, int why);
     /* RSET, and implicit resets (HELO/EHLO again). Default 250. */
     int (*on_rset)(llsmtp_server *s, llsmtp_reply *r);
@@ -567,8 +569,12 @@ LLSMTP_API int llsmtp_server_start(llsmtp_server *s);
  * bytes from buf + *used must be fed again after llsmtp_server_resume),
  * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used,
  * even when that is zero bytes: LMTP replies may still be waiting),
- * LLSMTP_CLOSE (flush the output, then close), or a negative error
- * (LLSMTP_E_CALLBACK is sticky). A client's protocol error is a reply in
+ * LLSMTP_CLOSE (flush the output, then close), or a negative error.
+ * LLSMTP_E_CALLBACK (a callback returned FAIL, left an invalid reply or
+ * deferred where it may not) is sticky: llsmtp_server_failed_cb names the
+ * callback, a message in progress has been abandoned (on_data_abort) and
+ * "421 4.3.0" is queued for the client: flush the output, then close. A
+ * client's protocol error is a reply in
  * the output, not an error. Any split of the same bytes gives the same
  * callbacks and output. */
 LLSMTP_API int llsmtp_server_feed(llsmtp_server *s, const char *buf,

@@ -56,6 +56,17 @@ enum {
 /* Helo state. */
 enum { HELO_NONE = 0, HELO_HELO = 1, HELO_EHLO = 2 };
 
+/* The message of the transaction, and which command opens it. Named, not
+ * inferred from chunk sizes: "BDAT 0" is a BDAT message too (RFC 3030 2),
+ * and taking it for DATA would read the next chunk as dot-terminated text
+ * and run what follows a <CRLF>.<CRLF> in it as commands. */
+enum {
+    MSG_NONE = 0, /* no message open: envelope only, or the message ended
+                     (on_data_end accepted it, or on_data_abort ran) */
+    MSG_DATA,     /* DATA accepted (354): text until <CRLF>.<CRLF> */
+    MSG_BDAT      /* the first BDAT accepted: chunks until BDAT LAST */
+};
+
 struct llsmtp_server {
     const llsmtp_config *cfg;
     const llsmtp_callbacks *cb;
@@ -87,7 +98,10 @@ struct llsmtp_server {
     uint16_t proxy_skip;  /* v2 header bytes past the addresses, skipped */
     uint64_t bdat_left;   /* octets of the current chunk still to come */
     uint64_t bdat_size;   /* size of the current chunk */
-    unsigned char bdat_last, bdat_tx, bdat_discard, smtputf8, pend_utf8;
+    unsigned char bdat_last, bdat_discard, smtputf8, pend_utf8;
+    unsigned char msg;      /* MSG_*: the message open in this transaction */
+    unsigned char msg_cmd;  /* MSG_DATA or MSG_BDAT: whose on_data_start
+                               decision is being made */
     unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
     unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
     unsigned char discarding, sync_wait;
@@ -350,11 +364,30 @@ llsmtp_server_input_drained(llsmtp_server *s)
 
 /* ---- failures and callbacks ---------------------------------------------- */
 
+static int sess_msg_open(const llsmtp_server *s);
+static int sess_abort(llsmtp_server *s, int why);
+
+/* The session fails for good (sticky until reset): a callback failed or
+ * left a reply it may not give, or a reply did not fit. The host is going
+ * to close, so the open message is abandoned here, once (never one that
+ * on_data_end accepted), and the client hears 421 before the close
+ * (RFC 5321 3.8) instead of silence. The first failure is the one
+ * llsmtp_server_failed_cb reports: on_data_abort failing in turn, or the
+ * 421 not fitting, comes back here and changes nothing. */
 static int
 sess_fail(llsmtp_server *s, const char *cb, int err)
 {
+    if (s->failed)
+        return err;
     s->failed = 1;
     s->failed_cb = cb;
+    if (sess_msg_open(s))
+        (void)sess_abort(s, LLSMTP_ABORT_CLOSED);
+    if (s->phase != PH_CLOSED)
+        (void)sess_say_host(s, 421, "4.3.0",
+                            "Service not available, closing transmission "
+                            "channel");
+    s->phase = PH_CLOSED;
     return err;
 }
 
@@ -399,7 +432,7 @@ sess_tx_reset(llsmtp_server *s)
     s->rcpt_tried = 0;
     s->decl_size = 0;
     s->body = 0;
-    s->bdat_tx = 0;
+    s->msg = MSG_NONE;
     s->smtputf8 = 0;
 }
 
@@ -446,6 +479,7 @@ static const char *const sess_cb_names[] = {
     "on_etrn"};
 
 static int sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r);
+static int sess_bdat_fits(llsmtp_server *s);
 
 static void
 sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
@@ -737,7 +771,7 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (kind == LLSMTP_PENDING_DATA_END && (s->cfg->flags & LLSMTP_CFG_LMTP))
         return sess_lmtp_start(s, r); /* RFC 2033 4.2: a reply each */
     if (kind == LLSMTP_PENDING_DATA_START && cls == 3 &&
-        (s->bdat_size || s->bdat_last || s->bdat_left))
+        s->msg_cmd == MSG_BDAT)
         rc = LLSMTP_OK; /* BDAT answers after its chunk, not with 354 */
     else
         rc = sess_put_reply(s, kind, r, arg);
@@ -777,13 +811,11 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
             s->dabort = 0;
             s->dbare_cr = 0;
             s->msg_size = 0;
-            if (s->bdat_size || s->bdat_last || s->bdat_left) {
-                s->bdat_tx = 1; /* the first chunk of a BDAT message */
-                s->phase = PH_BDAT;
-            } else {
-                s->phase = PH_DATA;
-            }
-        } else if (s->bdat_left || s->bdat_last || s->bdat_size) {
+            s->msg = s->msg_cmd;
+            s->phase = s->msg == MSG_BDAT ? PH_BDAT : PH_DATA;
+            if (s->msg == MSG_BDAT && (rc = sess_bdat_fits(s)) != LLSMTP_OK)
+                return rc;
+        } else if (s->msg_cmd == MSG_BDAT) {
             /* refused, but the chunk is on its way: read and drop it */
             sess_tx_reset(s);
             s->bdat_discard = 1;
@@ -921,6 +953,10 @@ sess_lmtp_emit(llsmtp_server *s)
 static int
 sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
 {
+    /* The message is decided (on_data_end accepted it, or it was already
+     * abandoned): it is no longer open, so a close while the replies wait
+     * for room (BLOCKED) never aborts what the host stored. */
+    s->msg = MSG_NONE;
     s->lmtp_code = r->code;
     memcpy(s->lmtp_enh, r->enhanced, sizeof s->lmtp_enh);
     s->lmtp_default = (unsigned char)r->is_default_;
@@ -1049,6 +1085,12 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     kind = s->pending;
     if (kind == LLSMTP_PENDING_DATA) {
         s->pending = 0;
+        /* on_data paused on a chunk's last octet: the chunk is complete
+         * and its reply is due now (RFC 3030 2); the client sends nothing
+         * more before it reads that reply, so no later feed would come to
+         * finish it. The octet was passed only with room for the reply. */
+        if (s->phase == PH_BDAT && s->bdat_left == 0)
+            return sess_bdat_end(s);
         return LLSMTP_OK;
     }
     sess_kind_default(kind, &r);
@@ -1196,6 +1238,15 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
     return t;
 }
 
+/* A message the host opened (on_data_start accepted) that has neither
+ * been accepted by on_data_end nor abandoned: the one on_data_abort is
+ * owed if the session ends now. */
+static int
+sess_msg_open(const llsmtp_server *s)
+{
+    return s->msg != MSG_NONE && !s->dabort;
+}
+
 /* Tells the host to drop a message that will not be completed. */
 static int
 sess_abort(llsmtp_server *s, int why)
@@ -1221,9 +1272,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
-         (s->bdat_tx && s->in_mail)) &&
-        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
     if (s->auth_user != NULL)
@@ -1274,9 +1323,7 @@ llsmtp_server_eof(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
-         (s->bdat_tx && s->in_mail)) &&
-        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     if (s->auth_user != NULL)
         sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
@@ -1666,7 +1713,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
     if (!s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
     /* RFC 3030 3: DATA and BDAT do not mix; BINARYMIME needs BDAT */
-    if (s->bdat_tx)
+    if (s->msg == MSG_BDAT)
         return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
     if (s->body == 9)
         return sess_err(s, 503, "5.5.1", "Error: BINARYMIME requires BDAT");
@@ -1676,6 +1723,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
             return sess_err(s, 554, "5.5.1", "Error: no valid recipients");
         return sess_err(s, 503, "5.5.1", "Error: need RCPT command");
     }
+    s->msg_cmd = MSG_DATA;
     sess_default_reply(&r, 354, "");
     if (s->cb->on_data_start != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
@@ -2018,12 +2066,51 @@ sess_bdat_end(llsmtp_server *s)
     return sess_put(s, 250, "2.0.0", sp, 2);
 }
 
+/* A chunk size past 2^64 - 1. RFC 3030 2 puts no bound on chunk-size
+ * (1*DIGIT), and a refused chunk must still be read and dropped to stay in
+ * sync; a count that cannot be held cannot be counted off, and taking it
+ * modulo 2^64 would read the client's octets as commands. So 552 answers
+ * the BDAT (larger than any message this server takes) and 421 closes the
+ * connection, as RFC 5321 3.8 has a server that must close do. */
+static int
+sess_bdat_unreadable(llsmtp_server *s)
+{
+    int rc;
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_SIZE)) < 0)
+        return rc;
+    rc = sess_say(s, 552, "5.3.4",
+                  "Message size exceeds fixed maximum message size");
+    if (rc < 0)
+        return rc;
+    rc = sess_say_host(s, 421, "4.5.2",
+                       "Error: chunk size out of range, closing connection");
+    if (rc < 0)
+        return rc;
+    sess_tx_reset(s);
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+/* A chunk that takes the message past max_size is refused from its BDAT
+ * line, whatever the reads: none of it reaches on_data, it is read and
+ * dropped (RFC 3030 2) and 552 5.3.4 follows it (sess_bdat_end). */
+static int
+sess_bdat_fits(llsmtp_server *s)
+{
+    uint64_t max = s->cfg->max_size;
+    if (max == 0 || s->dabort)
+        return LLSMTP_OK;
+    if (s->msg_size > max || s->bdat_size > max - s->msg_size)
+        return sess_abort(s, LLSMTP_ABORT_SIZE);
+    return LLSMTP_OK;
+}
+
 static int
 sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
 {
     uint64_t size = 0;
     size_t i = 0;
-    int last = 0, rc, cbrc = LLSMTP_CB_OK;
+    int last = 0, big = 0, rc, cbrc = LLSMTP_CB_OK;
     llsmtp_span rest;
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
@@ -2032,8 +2119,13 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
 
     if (!(s->cfg->extensions & LLSMTP_EXT_CHUNKING))
         return sess_err(s, 502, "5.5.1", "Error: command not implemented");
-    while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i]) && i < 20) {
-        size = size * 10 + (uint64_t)(arg.p[i] - '0');
+    /* chunk-size = 1*DIGIT: leading zeros make no digit count a limit */
+    while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i])) {
+        unsigned d = (unsigned)(arg.p[i] - '0');
+        if (size > (UINT64_MAX - d) / 10)
+            big = 1;
+        else if (!big)
+            size = size * 10 + d;
         i++;
     }
     rest = sess_trim(arg.p + i, arg.n - i);
@@ -2042,6 +2134,8 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         /* RFC 3030 2: without a size nobody knows where the chunk ends;
          * what follows is read as commands */
         return sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (big)
+        return sess_bdat_unreadable(s);
     last = rest.n != 0;
     s->bdat_size = size;
     s->bdat_left = size;
@@ -2063,8 +2157,9 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
             return rc;
         return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
     }
-    if (!s->bdat_tx) {
+    if (s->msg != MSG_BDAT) {
         /* the first chunk: the host opens the message */
+        s->msg_cmd = MSG_BDAT;
         sess_default_reply(&r, 354, "");
         if (s->cb->on_data_start != NULL)
             SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
@@ -2073,6 +2168,8 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
             return rc;
     } else {
         s->phase = PH_BDAT;
+        if ((rc = sess_bdat_fits(s)) != LLSMTP_OK)
+            return rc;
     }
     if (s->phase == PH_BDAT && s->bdat_left == 0)
         return sess_bdat_end(s);
