@@ -43,14 +43,14 @@ class Smtpd:
     """An examples/smtpd; restartable on the same spool and address."""
     n = 0
 
-    def __init__(self, name, *args, host='127.0.0.1', port=None, setup=None):
+    def __init__(self, name, *args, host='127.0.0.1', port=None, setup=None, spool=None):
         Smtpd.n += 1
         self.name = name
         self.host = host
         self.port = port or free_port(host)
         self.dir = os.path.join(TMP, '%s-%d' % (name, Smtpd.n))
         os.makedirs(self.dir)
-        self.spool = os.path.join(self.dir, 'spool')
+        self.spool = spool or os.path.join(self.dir, 'spool')
         self.queue = os.path.join(self.spool, 'queue')
         self.args = [SMTPD, '--listen', '%s:%d' % (host, self.port), '--hostname', name,
                      '--spool', self.spool] + list(args)
@@ -766,13 +766,13 @@ def quoted_local_part_with_angle_bracket_survives_the_queue(servers):
     wait(lambda: len(b.local()) == 1, 10, 'delivery')
     log = b.logtext()
     assert 'rcpt=<"p q"@far.test> accepted=local' in log and 'mail=<"a b"@a.test>' in log, log
-    env = open(os.path.join(b.spool, b.local()[0][:-4] + '.env')).read()
-    assert 'version 2\n' in env and 'rcpt <"p+20q"@far.test> local ORCPT=rfc822;p+2B20q@far.test' in env, env
     # the whole address is read back from the queue (the client session
     # itself refuses to send a ">" in a path, so this one bounces: 553)
     wait_log(a, 'to=<"x> y"@far.test> relay=')
     assert 'to=<"x> relay' not in a.logtext(), a.logtext()
     wait(lambda: a.queued() == [], 10, 'the queue to empty')
+    env = open(os.path.join(b.spool, b.local()[0][:-4] + '.env')).read()
+    assert 'version 2\n' in env and 'rcpt <"p+20q"@far.test> local ORCPT=rfc822;p+2B20q@far.test' in env, env
 
 
 @case
@@ -969,6 +969,62 @@ def smtp_send_exit_status_says_what_happened(servers):
     assert smtp_send_rc('--bogus')[0] == 2
     r = subprocess.run([SEND, '--help'], capture_output=True)
     assert b'4 ' in r.stdout and b'deferred' in r.stdout, r.stdout
+
+
+@case
+def full_disk_loses_nothing_and_delivers_once(servers):
+    if os.geteuid() != 0:
+        raise RuntimeError('SKIP needs root to mount a small tmpfs')
+    d = os.path.join(TMP, 'small')
+    os.makedirs(d)
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', d], check=True)
+    try:
+        bport = free_port()
+        filler = os.path.join(d, 'filler')
+
+        def setup(spool):
+            # an acknowledged message waiting in the queue, then no space left
+            write_entry(spool, '0000000000000000F1', 'x@a.test', ['u@far.test'],
+                        b'Subject: kept\r\n\r\nwaited for space\r\n')
+            with open(filler, 'wb', buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b'\0' * 4096)
+                except OSError:
+                    pass
+        b = Smtpd('b.test', '--local-domain', 'far.test', port=bport)
+        servers.append(b)
+        a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
+                  '--smarthost', '127.0.0.1:%d' % bport, '--retry', '1s', setup=setup,
+                  spool=os.path.join(d, 'spool'))
+        servers.append(a)
+        # nothing acknowledged that is not stored: 452 4.3.1 (RFC 3463)
+        try:
+            send(a.port, 'x@a.test', ['me@a.test', 'u@far.test'], b'Subject: no room\r\n\r\n' + b'x' * 300000)
+            raise AssertionError('a message was acknowledged on a full disk')
+        except smtplib.SMTPDataError as e:
+            assert e.smtp_code // 100 == 4, e
+            refusal = e
+        wait_log(a, 'No space left on device', 10)
+        time.sleep(3.5)  # several retry intervals
+        n = sum(1 for m in b.local() if b'waited for space' in b.read(m))
+        assert n <= 1, 'delivered %d times while its log could not be written' % n
+        os.unlink(filler)
+        wait(lambda: a.queued() == [], 20, 'the queue to empty once there is space')
+        got = [m for m in b.local() if b'waited for space' in b.read(m)]
+        assert len(got) == 1, got
+        assert not any(b'no room' in b.read(m) for m in b.local())
+        assert refusal.smtp_code == 452 and refusal.smtp_error.startswith(b'4.3.1'), refusal
+        a.stop()
+        servers.remove(a)
+    finally:
+        for s in list(servers):
+            if getattr(s, 'spool', '').startswith(d):
+                try:
+                    s.stop()
+                finally:
+                    servers.remove(s)
+        subprocess.run(['umount', '-l', d])
 
 
 shutil.rmtree(TMP, ignore_errors=True)
