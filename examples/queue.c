@@ -139,11 +139,11 @@ queue_xtext_put(FILE *f, const char *p, size_t n)
     size_t i;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c < 33 || c > 126 || c == '+' || c == '=' || c == '>' ||
+        if (c < 33 || c == 127 || c == '+' || c == '=' || c == '>' ||
             c == '<')
             fprintf(f, "+%02X", c);
         else
-            fputc(c, f);
+            fputc(c, f); /* UTF-8 (SMTPUTF8) stays readable */
     }
 }
 
@@ -153,16 +153,18 @@ queue_params_put(FILE *f, const char *params)
     const char *s = params;
     int first = 1;
     while (s != NULL && *s) {
-        size_t n = strcspn(s, " "), k = strcspn(s, "= ");
-        if (n > 0) {
+        size_t n = strcspn(s, " "), j;
+        int ok = n > 0;
+        /* esmtp-values (RFC 5321 4.1.2) hold no space nor control
+         * character; one that did could not be kept in one field */
+        for (j = 0; j < n; j++)
+            if ((unsigned char)s[j] < 33 || s[j] == 127)
+                ok = 0;
+        if (ok) {
             if (!first)
                 fputc(' ', f);
             first = 0;
-            fwrite(s, 1, k, f); /* an esmtp-keyword: letters, digits, - */
-            if (k < n) {
-                fputc('=', f);
-                queue_xtext_put(f, s + k + 1, n - k - 1);
-            }
+            fwrite(s, 1, n, f);
         }
         s += n;
         while (*s == ' ')
@@ -170,53 +172,31 @@ queue_params_put(FILE *f, const char *params)
     }
 }
 
-/* The xtext p[0..n) decoded into a string, or NULL. A value with a NUL
- * in it is refused: it could not be a C string. */
+/* A version 2 value (queue_xtext_put) decoded into a string, or NULL.
+ * A NUL in it is refused: it could not be a C string. */
 static char *
 xtext_dup(const char *p, size_t n)
 {
     char *s = malloc(n + 1);
-    size_t dn;
+    size_t i, o = 0;
     if (s == NULL)
         return NULL;
-    if (llsmtp_xtext_decode(p, n, s, n, &dn) != LLSMTP_OK ||
-        memchr(s, '\0', dn) != NULL) {
-        free(s);
-        return NULL;
-    }
-    s[dn] = '\0';
-    return s;
-}
-
-/* Version 2 "K=XTEXT K=XTEXT" back to the parameters as given; a value
- * that decodes to a space or a control character (no client could have
- * sent it) is dropped. */
-static char *
-params_decode(const char *s)
-{
-    size_t cap = strlen(s) + 1, o = 0;
-    char *out = malloc(cap);
-    if (out == NULL)
-        return NULL;
-    out[0] = '\0';
-    while (*s && *s != '\n') {
-        size_t n = strcspn(s, " \n"), k = strcspn(s, "= \n"), j;
-        char *v = k < n ? xtext_dup(s + k + 1, n - k - 1) : NULL;
-        int ok = k >= n || v != NULL;
-        for (j = 0; v != NULL && v[j]; j++)
-            if ((unsigned char)v[j] <= ' ' || v[j] == 0x7f)
-                ok = 0;
-        if (ok && n > 0) {
-            o += (size_t)snprintf(out + o, cap - o, "%s%.*s%s%s",
-                                  o ? " " : "", (int)k, s, v ? "=" : "",
-                                  v ? v : "");
+    for (i = 0; i < n; i++) {
+        unsigned c = (unsigned char)p[i];
+        if (c == '+') {
+            unsigned hi, lo;
+            if (n - i < 3 || sscanf(p + i + 1, "%1x%1x", &hi, &lo) != 2 ||
+                (hi << 4 | lo) == 0) {
+                free(s);
+                return NULL;
+            }
+            c = hi << 4 | lo;
+            i += 2;
         }
-        free(v);
-        s += n;
-        while (*s == ' ')
-            s++;
+        s[o++] = (char)c;
     }
-    return out;
+    s[o] = '\0';
+    return s;
 }
 
 /* A version 1 "rcpt <ADDR> KIND [PARAMS]" line held the address raw, so
@@ -266,8 +246,7 @@ env_load(const char *id, envelope *e)
                            : dup_until(line + 7, 0);
         } else if (strncmp(line, "mail-params ", 12) == 0) {
             free(e->mail_params);
-            e->mail_params = v2 ? params_decode(line + 12)
-                                : dup_until(line + 12, 0);
+            e->mail_params = dup_until(line + 12, 0);
         } else if (strncmp(line, "body ", 5) == 0) {
             e->body = line[5] == '7' ? 7 : line[5] == '8' ? 8 : 9;
         } else if (strcmp(line, "smtputf8 yes") == 0) {
@@ -296,8 +275,7 @@ env_load(const char *id, envelope *e)
             /* "rcpt <a> relay PARAMS": the parameters after the kind */
             kind = close_[1] == ' ' ? close_ + 2 : close_ + 1;
             sp = strchr(kind, ' ');
-            v[e->n].params = v2 ? params_decode(sp != NULL ? sp + 1 : "")
-                                : dup_until(sp != NULL ? sp + 1 : "", 0);
+            v[e->n].params = dup_until(sp != NULL ? sp + 1 : "", 0);
             e->n++;
             if (v[e->n - 1].params == NULL)
                 break;
@@ -912,9 +890,16 @@ xtext_field(FILE *f, const char *p, size_t n)
 {
     char dec[1024];
     size_t dn;
+    size_t i;
     if (llsmtp_xtext_decode(p, n, dec, sizeof dec, &dn) != LLSMTP_OK)
         return -1;
-    queue_xtext_put(f, dec, dn);
+    for (i = 0; i < dn; i++) {
+        unsigned char c = (unsigned char)dec[i];
+        if (c < 33 || c > 126 || c == '+' || c == '=')
+            fprintf(f, "+%02X", c);
+        else
+            fputc(c, f);
+    }
     return 0;
 }
 

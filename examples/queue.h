@@ -42,11 +42,11 @@ typedef struct queue_conf {
  * from a client is xtext (RFC 3461), so no byte of it can end a field
  * or a line; version 1 files (raw values) are still read. */
 #define QUEUE_ENV_VERSION 2
-/* Writes p[0..n) as xtext: "+", "=", ">" and every byte outside 33..126
- * as "+HH". */
+/* Writes p[0..n) as xtext: "+", "=", "<", ">", space, control
+ * characters as "+HH"; UTF-8 as it is. */
 void queue_xtext_put(FILE *f, const char *p, size_t n);
-/* Writes "K=V K=V" (ESMTP parameters as given) with each value as
- * xtext. */
+/* Writes "K=V K=V" (ESMTP parameters as given, which hold no space nor
+ * control character; a parameter that does is left out). */
 void queue_params_put(FILE *f, const char *params);
 
 /* Creates SPOOL/queue and reads the entries already there. Returns 0, or

@@ -772,7 +772,7 @@ def quoted_local_part_with_angle_bracket_survives_the_queue(servers):
     assert 'to=<"x> relay' not in a.logtext(), a.logtext()
     wait(lambda: a.queued() == [], 10, 'the queue to empty')
     env = open(os.path.join(b.spool, b.local()[0][:-4] + '.env')).read()
-    assert 'version 2\n' in env and 'rcpt <"p+20q"@far.test> local ORCPT=rfc822;p+2B20q@far.test' in env, env
+    assert 'version 2\n' in env and 'rcpt <"p+20q"@far.test> local ORCPT=rfc822;p+20q@far.test' in env, env
 
 
 @case
