@@ -80,10 +80,19 @@ fz_mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+} buf;
+
+static buf fz_seen; /* the library's reply codes so far, for reports */
+
 static void
 fz_die(const char *fmt, ...)
 {
     va_list ap;
+    if (fz_seen.n)
+        fprintf(stderr, "fuzz_model: library codes so far:%s\n", fz_seen.p);
     fprintf(stderr, "fuzz_model: ");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -92,10 +101,6 @@ fz_die(const char *fmt, ...)
     abort();
 }
 
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-} buf;
 
 static void
 buf_add(buf *b, const void *p, size_t n)
@@ -1070,6 +1075,8 @@ m_command(model *m, size_t i)
         }
         while (an && a[an - 1] == ' ')
             an--;
+        while (an && a[0] == ' ')
+            a++, an--;
         if (!m_is_domainish(a, an)) {
             m_error(m, 501);
             return lf + 1;
@@ -1194,7 +1201,10 @@ m_command(model *m, size_t i)
                     return P;
                 }
                 if (v.code != 354) {
+                    /* RFC 3030 2: a failed BDAT fails the transaction;
+                     * later chunks are read and refused */
                     m_code(m, v.code);
+                    m_reset_txn(m);
                     accept_chunk = 0;
                 } else {
                     m->bdat_txn = 1;
@@ -2089,6 +2099,11 @@ r_out(real *r, const char *p, size_t n)
                     fz_die("reply #%zu (%d) not expected by the model "
                            "(it expects %zu replies)",
                            r->ncodes, code, r->m->ncodes);
+                {
+                    char t[8];
+                    snprintf(t, sizeof t, " %d", code);
+                    buf_add(&fz_seen, t, strlen(t));
+                }
                 if (r->m->codes[r->ncodes] != code)
                     fz_die("reply #%zu: model expects %d, library sent %d",
                            r->ncodes, r->m->codes[r->ncodes], code);
@@ -2200,6 +2215,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #endif
     model_run(&m, &c, stream, P, end_kind);
     P = m.stop;
+    if (getenv("FZ_MODEL_DUMP") != NULL) {
+        size_t i;
+        fprintf(stderr, "model: stream %zu of %zu bytes, end %d%s\n", P,
+                stream_len, end_kind, m.truncated ? " (truncated)" : "");
+        fprintf(stderr, "model callbacks:\n%s", m.cbs.p ? m.cbs.p : "");
+        fprintf(stderr, "model codes:");
+        for (i = 0; i < m.ncodes; i++)
+            fprintf(stderr, " %d", m.codes[i]);
+        fprintf(stderr, "\n");
+    }
 
     /* the real session, at the end of an exact-size block */
     memlen = llsmtp_server_size(&c.cfg);
@@ -2207,6 +2232,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (block == NULL)
         abort();
     memset(&r, 0, sizeof r);
+    fz_seen.n = 0;
     r.c = &c;
     r.m = &m;
     r.cur = -1;
