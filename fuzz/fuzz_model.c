@@ -528,10 +528,15 @@ static void
 m_deliver(model *m, const char *p, size_t n)
 {
     uint64_t max = m->c->cfg.max_size;
-    if (m->aborted)
+    /* after an abort the rest goes to partial: the library may have
+     * delivered any prefix of it before it noticed */
+    if (m->aborted) {
+        buf_add(&m->msgs[m->cur].partial, p, n);
         return;
+    }
     if (max && (m->size + n > max || m->size + n < m->size)) {
         m_abort(m, "size");
+        buf_add(&m->msgs[m->cur].partial, p, n);
         return;
     }
     m->size += n;
@@ -977,10 +982,6 @@ m_data_body(model *m, size_t i, int *done)
                 if (s[q] == '\r' || s[q] == '\n')
                     break;
             if (q < j) {
-                /* deliver up to the bare byte (it may have been), then
-                 * abort */
-                buf_add(&m->msgs[m->cur].partial, s + i + (s[i] == '.'),
-                        j - i - (s[i] == '.'));
                 m_abort(m, "bare_lf");
                 m->aborted = 2;
             }
@@ -1521,7 +1522,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 }
                 m_secret(&sc, p, n);
                 if (n == 1 && p[0] == '*') {
-                    m_code(m, 501);
+                    m_error(m, 501);
                     goto done;
                 }
             } else {
@@ -1530,12 +1531,12 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             }
             M_DECODE(p, n, ok);
             if (!ok) {
-                m_code(m, 501);
+                m_error(m, 501);
                 goto done;
             }
             if (llsmtp_sasl_plain_parse((const char *)dec, dn, &cred) !=
                 LLSMTP_OK) {
-                m_code(m, 501);
+                m_error(m, 501);
                 goto done;
             }
             m_secret(&sc, cred.password.p, cred.password.n);
@@ -1557,12 +1558,12 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 n = irn;
             }
             if (n == 1 && p[0] == '*') {
-                m_code(m, 501);
+                m_error(m, 501);
                 goto done;
             }
             M_DECODE(p, n, ok);
             if (!ok || dn == 0 || dn > 255 || has_ctl((const char *)dec, dn)) {
-                m_code(m, 501);
+                m_error(m, 501);
                 goto done;
             }
             memcpy(user, dec, dn);
@@ -1577,12 +1578,12 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             }
             m_secret(&sc, p, n);
             if (n == 1 && p[0] == '*') {
-                m_code(m, 501);
+                m_error(m, 501);
                 goto done;
             }
             M_DECODE(p, n, ok);
             if (!ok || dn == 0 || has_ctl((const char *)dec, dn)) {
-                m_code(m, 501);
+                m_error(m, 501);
                 goto done;
             }
             m_secret(&sc, (const char *)dec, dn);
@@ -1614,7 +1615,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             if (have) {
                 M_DECODE(p, n, ok);
                 if (!ok) {
-                    m_code(m, 501);
+                    m_error(m, 501);
                     goto done;
                 }
                 m_secret(&sc, (const char *)dec, dn);
@@ -1644,7 +1645,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             }
             m_secret(&sc, p, n);
             if (n == 1 && p[0] == '*') {
-                m_code(m, 501);
+                m_error(m, 501);
                 goto done;
             }
             have = 1;
@@ -1906,6 +1907,27 @@ cb_data_start(llsmtp_server *s, llsmtp_reply *rp)
     r_expect_cb(r, "data_start");
     return r_decide(r, K_DATA_START, 0, rp);
 }
+/* What was delivered must be a prefix of the model's message (data, then
+ * what may follow it when the message is abandoned). */
+static void
+r_prefix(const real *r, const msg *mm)
+{
+    size_t i;
+    for (i = 0; i < r->got.n; i++) {
+        char want = i < mm->data.n
+                        ? mm->data.p[i]
+                        : (i - mm->data.n < mm->partial.n
+                               ? mm->partial.p[i - mm->data.n]
+                               : 0);
+        if (i >= mm->data.n + mm->partial.n || r->got.p[i] != want)
+            fz_die("message %ld: on_data delivered byte %zu (0x%02x) that "
+                   "the model does not have there (model: %zu bytes, %zu "
+                   "more if abandoned)",
+                   r->cur, i, (unsigned char)r->got.p[i], mm->data.n,
+                   mm->partial.n);
+    }
+}
+
 static void
 r_msg_begin(real *r)
 {
@@ -1926,12 +1948,7 @@ cb_data(llsmtp_server *s, const char *p, size_t n)
         r_msg_begin(r);
     mm = &r->m->msgs[r->cur];
     buf_add(&r->got, p, n);
-    if (r->got.n > mm->data.n + mm->partial.n ||
-        (memcmp(r->got.p, mm->data.p ? mm->data.p : "",
-                r->got.n < mm->data.n ? r->got.n : mm->data.n) != 0))
-        fz_die("message %ld: on_data delivered bytes the model does not "
-               "expect at offset %zu (model has %zu bytes)",
-               r->cur, r->got.n - n, mm->data.n);
+    r_prefix(r, mm);
 #if KNOWN_BDAT_DEFER_LAST
     if (r->c->cfg.extensions & LLSMTP_EXT_CHUNKING)
         return LLSMTP_CB_OK;
@@ -1970,21 +1987,7 @@ cb_abort(llsmtp_server *s, int why)
      * model only expects one after a data_end the host never decided */
     if (r->cur < 0 || (r->ended && !r->shut_now))
         r_msg_begin(r);
-    {
-        const msg *mm = &r->m->msgs[r->cur];
-        size_t i;
-        for (i = 0; i < r->got.n; i++) {
-            char want = i < mm->data.n
-                            ? mm->data.p[i]
-                            : (i - mm->data.n < mm->partial.n
-                                   ? mm->partial.p[i - mm->data.n]
-                                   : 0);
-            if (i >= mm->data.n + mm->partial.n || r->got.p[i] != want)
-                fz_die("message %ld aborted: byte %zu delivered is not the "
-                       "model's",
-                       r->cur, i);
-        }
-    }
+    r_prefix(r, &r->m->msgs[r->cur]);
     r->ended = 1;
     return LLSMTP_CB_OK;
 }
