@@ -1338,6 +1338,10 @@ m_command(model *m, size_t i)
             m_error(m, 502);
             return lf + 1;
         }
+        if (m->helo != 2 && !(m->helo && lmtp)) {
+            m_error(m, 503);
+            return lf + 1;
+        }
         if (!auth_offered) {
             m_code(m, 538);
             return lf + 1;
