@@ -66,6 +66,10 @@
 #define LIB_452_IS_ERROR 1 /* "452 too many recipients" counts towards
                               max_errors */
 
+/* NEW defect, reported: RCPT is accepted between BDAT chunks (RFC 3030
+ * 2: the recipients come before the data); 1 follows the library. */
+#define LIB_RCPT_IN_BDAT 1
+
 #define FZ_HDR 13
 #define FZ_HOST "fuzz.example.test"
 
@@ -841,10 +845,12 @@ m_rcpt(model *m, const char *a, size_t n)
         m_error(m, 503);
         return;
     }
+#if !LIB_RCPT_IN_BDAT
     if (m->bdat_txn) {
         m_error(m, 503);
         return;
     }
+#endif
     off = m_after(a, n, "to:");
     if (off == (size_t)-1) {
         m_error(m, 501);
@@ -1074,9 +1080,9 @@ m_command(model *m, size_t i)
             m_error(m, is_lhlo ? 502 : 500);
             return lf + 1;
         }
-        while (an && a[an - 1] == ' ')
+        while (an && (a[an - 1] == ' ' || a[an - 1] == '\t'))
             an--;
-        while (an && a[0] == ' ')
+        while (an && (a[0] == ' ' || a[0] == '\t'))
             a++, an--;
         if (!m_is_domainish(a, an)) {
             m_error(m, 501);
