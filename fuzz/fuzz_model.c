@@ -620,6 +620,17 @@ m_end_message(model *m)
     m_reset_txn(m);
 }
 
+/* RFC 4616: SAFE is any UTF-8 but NUL; CR and LF cannot be stored. */
+static int
+has_crlfnul(const char *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
+            return 1;
+    return 0;
+}
+
 static int
 has_ctl(const char *p, size_t n)
 {
@@ -1576,7 +1587,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 goto done;
             }
             M_DECODE(p, n, ok);
-            if (!ok || dn == 0 || dn > 255 || has_ctl((const char *)dec, dn)) {
+            if (!ok || dn == 0 || dn > 255 || has_crlfnul((const char *)dec, dn)) {
                 m_error(m, 501);
                 goto done;
             }
@@ -1596,7 +1607,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 goto done;
             }
             M_DECODE(p, n, ok);
-            if (!ok || dn == 0 || has_ctl((const char *)dec, dn)) {
+            if (!ok || dn == 0 || has_crlfnul((const char *)dec, dn)) {
                 m_error(m, 501);
                 goto done;
             }
