@@ -70,6 +70,10 @@
  * 2: the recipients come before the data); 1 follows the library. */
 #define LIB_RCPT_IN_BDAT 1
 
+/* NEW defect, reported: MAIL ... AUTH (no "=value") is accepted; RFC 4954
+ * 5 has "AUTH=" xtext. 1 follows the library. */
+#define LIB_AUTH_PARAM_NO_VALUE 1
+
 #define FZ_HDR 13
 #define FZ_HOST "fuzz.example.test"
 
@@ -729,7 +733,9 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
         } else if (!is_rcpt && (ext & LLSMTP_EXT_AUTH) &&
                    ieq(k, kn, "auth")) {
             known = 1;
-            if (!(vn == 2 && v[0] == '<' && v[1] == '>') &&
+            if (LIB_AUTH_PARAM_NO_VALUE && pa->value.p == NULL)
+                ;
+            else if (!(vn == 2 && v[0] == '<' && v[1] == '>') &&
                 (vn == 0 ||
                  llsmtp_xtext_decode(v, vn, NULL, 0, NULL) != LLSMTP_OK))
                 return 501;
