@@ -794,11 +794,11 @@ m_mail(model *m, const char *a, size_t n)
         return;
     }
     if ((cfg->flags & LLSMTP_CFG_REQUIRE_TLS) && !m->tls_on) {
-        m_error(m, 530);
+        m_code(m, 530);
         return;
     }
     if ((cfg->flags & LLSMTP_CFG_REQUIRE_AUTH) && !m->authed) {
-        m_error(m, 530);
+        m_code(m, 530);
         return;
     }
     off = m_after(a, n, "from:");
