@@ -1324,12 +1324,16 @@ m_command(model *m, size_t i)
     }
     if (VERB("starttls")) {
         verdict v;
-        if (!(ext & LLSMTP_EXT_STARTTLS) || m->tls_on) {
-            m_error(m, m->tls_on && (ext & LLSMTP_EXT_STARTTLS) ? 503 : 502);
+        if (!(ext & LLSMTP_EXT_STARTTLS)) {
+            m_error(m, 502);
             return lf + 1;
         }
         if (an) {
             m_error(m, 501);
+            return lf + 1;
+        }
+        if (m->tls_on) {
+            m_error(m, 503);
             return lf + 1;
         }
         if (m->mail) {
