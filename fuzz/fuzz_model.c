@@ -1118,8 +1118,8 @@ m_command(model *m, size_t i)
             return lf + 1;
         }
         m_code(m, v.code);
-        if (v.code / 100 == 2)
-            m->helo = is_ehlo ? 2 : 1;
+        /* a refused HELO/EHLO leaves no greeting in force */
+        m->helo = v.code / 100 == 2 ? (is_ehlo ? 2 : 1) : 0;
         return lf + 1;
     }
     if (VERB("mail")) {
