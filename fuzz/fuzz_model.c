@@ -1023,6 +1023,17 @@ m_data_body(model *m, size_t i, int *done)
 
 static void m_auth(model *m, const char *a, size_t n, size_t *ip);
 
+/* visible ASCII only (RFC 1985 queue names are atoms) */
+static int
+m_printable(const char *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 static int
 m_is_domainish(const char *p, size_t n)
 {
@@ -1402,7 +1413,7 @@ m_command(model *m, size_t i)
                 d++;
                 dn--;
             }
-            ok = dn > 0 && (a[0] == '#' ? !has_ctl(d, dn) && !memchr(d, ' ', dn)
+            ok = dn > 0 && (a[0] == '#' ? m_printable(d, dn)
                                         : llsmtp_domain_check(d, dn, 0) ==
                                               LLSMTP_OK);
             if (!ok) {
