@@ -1087,6 +1087,9 @@ m_command(model *m, size_t i)
         a++;
         an--;
     }
+    /* trailing blanks are tolerated everywhere (as the library does) */
+    while (an && (a[an - 1] == ' ' || a[an - 1] == '\t'))
+        an--;
     if (n == 0) {
         m_error(m, 500);
         return lf + 1;
