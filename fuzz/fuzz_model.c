@@ -1229,7 +1229,8 @@ m_command(model *m, size_t i)
                 m_error(m, 503);
                 accept_chunk = 0;
             } else if (m->nrcpt == 0) {
-                m_error(m, 503);
+                /* as DATA: RFC 5321 3.3 */
+                m_error(m, m->rcpt_tried ? 554 : 503);
                 accept_chunk = 0;
             } else if (!m->bdat_txn) {
                 verdict v;
