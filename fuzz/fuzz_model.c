@@ -886,16 +886,16 @@ m_rcpt(model *m, const char *a, size_t n)
     end += off;
     while (end < n && a[end] == ' ')
         end++;
+    if ((path.flags & LLSMTP_PATH_UTF8) && !m->smtputf8) {
+        m_code(m, 553);
+        return;
+    }
     rc = m_params(m, a + end, n - end, 1, &ps, &u8);
     if (rc) {
         if (rc == 501)
             m_error(m, rc);
         else
             m_code(m, rc);
-        return;
-    }
-    if ((path.flags & LLSMTP_PATH_UTF8) && !m->smtputf8) {
-        m_code(m, 553);
         return;
     }
     if (m->nrcpt >= cfg->max_rcpt) {
