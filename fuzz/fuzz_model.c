@@ -74,6 +74,11 @@
  * 5 has "AUTH=" xtext. 1 follows the library. */
 #define LIB_AUTH_PARAM_NO_VALUE 1
 
+/* NEW defect, reported: RSET, HELO/EHLO/LHLO or QUIT between BDAT chunks
+ * drop the open message without on_data_abort (after RSET/EHLO the next
+ * message's bytes even continue it). 1: such inputs are cut there. */
+#define LIB_BDAT_RESET_NO_ABORT 1
+
 #define FZ_HDR 13
 #define FZ_HOST "fuzz.example.test"
 
@@ -1106,6 +1111,13 @@ m_command(model *m, size_t i)
         return lf + 1;
     }
 #define VERB(x) ieq(line, vn, x)
+#if LIB_BDAT_RESET_NO_ABORT
+    if (m->open && (VERB("rset") || VERB("helo") || VERB("ehlo") ||
+                    VERB("lhlo") || VERB("quit"))) {
+        m->truncated = 1;
+        return (size_t)-1;
+    }
+#endif
     if (VERB("helo") || VERB("ehlo") || VERB("lhlo")) {
         int is_lhlo = VERB("lhlo");
         int is_ehlo = !VERB("helo");
