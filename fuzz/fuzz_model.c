@@ -461,6 +461,7 @@ typedef struct model {
     uint64_t size;
     int aborted;      /* current message already aborted (why) */
     int shut;         /* closed by a shutdown while deferred */
+    int cut;          /* this command hits a known defect: cut the input */
     size_t cur;       /* current message index */
 } model;
 
@@ -504,6 +505,10 @@ m_error(model *m, int code)
     m_code(m, code);
     m->errors++;
     if (m->c->cfg.max_errors && m->errors >= m->c->cfg.max_errors) {
+#if LIB_BDAT_RESET_NO_ABORT
+        if (m->open)
+            m->cut = 1; /* the library closes without on_data_abort */
+#endif
         m_code(m, 421);
         m_close(m);
     }
@@ -1456,6 +1461,10 @@ m_command(model *m, size_t i)
     if (VERB("get") || VERB("post") || VERB("head") || VERB("put") ||
         VERB("connect") || VERB("options") || VERB("delete") ||
         VERB("patch") || VERB("trace")) {
+#if LIB_BDAT_RESET_NO_ABORT
+        if (m->open)
+            m->cut = 1;
+#endif
         m_code(m, 421);
         m_close(m);
         return lf + 1;
@@ -1761,7 +1770,44 @@ model_run(model *m, const fzcfg *c, const char *s, size_t len, int kind)
     m->tls_on = c->implicit_tls;
     m_greet(m);
     while (!m->closed && i < len) {
+        size_t nc = m->ncodes, ncb = m->ncbs, cbn = m->cbs.n;
+        size_t nmsg = m->nmsgs, nsec = m->nsecrets, ntls = m->ntls;
+        unsigned k = m->k;
+        model save = *m;
         size_t r = m_command(m, i);
+        if (m->cut) {
+            /* forget the command: the real session never sees it */
+            size_t q;
+            for (q = nmsg; q < m->nmsgs; q++) {
+                free(m->msgs[q].data.p);
+                free(m->msgs[q].partial.p);
+            }
+            for (q = nsec; q < m->nsecrets; q++) {
+                int j;
+                for (j = 0; j < m->secrets[q].ns; j++)
+                    free(m->secrets[q].s[j].p);
+            }
+            save.codes = m->codes;
+            save.capcodes = m->capcodes;
+            save.cbs = m->cbs;
+            save.msgs = m->msgs;
+            save.secrets = m->secrets;
+            *m = save;
+            m->ncodes = nc;
+            m->ncbs = ncb;
+            m->cbs.n = cbn;
+            if (m->cbs.p)
+                m->cbs.p[cbn] = '\0';
+            m->nmsgs = nmsg;
+            m->nsecrets = nsec;
+            m->ntls = ntls;
+            m->k = k;
+            if (m->open) {
+                /* the open message's data may have grown: re-run is not
+                 * needed, the command delivered nothing */
+            }
+            r = (size_t)-1;
+        }
         if (r == (size_t)-1) {
             m->stop = i;
             m->len = i;
