@@ -699,7 +699,7 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             size_t q;
             int big = 0;
             known = 1;
-            if (vn == 0)
+            if (vn == 0 || vn > 20) /* RFC 1870: 1*20DIGIT */
                 return 501;
             for (q = 0; q < vn; q++) {
                 if (v[q] < '0' || v[q] > '9')
