@@ -1542,6 +1542,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
         m_error(m, 503);
         return;
     }
+    while (an && a[0] == ' ')
+        a++, an--;
     for (mn = 0; mn < an && a[mn] != ' '; mn++)
         ;
     if (mn == 0) {
