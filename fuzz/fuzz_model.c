@@ -1334,16 +1334,14 @@ m_command(model *m, size_t i)
             m_error(m, 501);
             return lf + 1;
         }
-        if (kind == K_TURN && an) {
-            m_error(m, 501);
-            return lf + 1;
-        }
+        /* TURN takes no argument (RFC 821) but the library ignores one;
+         * harmless: it is refused by default */
         m_cb(m, "%s %.*s",
              kind == K_VRFY   ? "vrfy"
              : kind == K_EXPN ? "expn"
              : kind == K_HELP ? "help"
                               : "turn",
-             (int)an, a);
+             kind == K_TURN ? 0 : (int)an, a);
         v = m_decide(m, kind, 0);
         if (v.shut) {
             m->shut = 1;
