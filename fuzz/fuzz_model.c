@@ -1398,7 +1398,7 @@ m_command(model *m, size_t i)
             m_error(m, 502);
             return lf + 1;
         }
-        if (m->helo != 2 && !(m->helo && lmtp)) {
+        if ((m->helo != 2 && !(m->helo && lmtp)) || m->mail) {
             m_error(m, 503);
             return lf + 1;
         }
