@@ -668,7 +668,10 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
     if (n == 0)
         return 0;
     {
-        int rc = llsmtp_params_parse(p, n, 0, ps, &end);
+        /* RFC 6531 3.3: esmtp-value may be UTF-8 when SMTPUTF8 is on */
+        int rc = llsmtp_params_parse(
+            p, n, (ext & LLSMTP_EXT_SMTPUTF8) ? LLSMTP_PARSE_UTF8 : 0, ps,
+            &end);
         if (rc != LLSMTP_OK)
             return 501;
     }
