@@ -1100,7 +1100,11 @@ m_command(model *m, size_t i)
         a++;
         an--;
     }
-    /* trailing blanks are tolerated everywhere (as the library does) */
+    /* blanks around the argument are tolerated everywhere (as the
+     * library does; RFC 5321 4.1.1 wants one SP, 4.1.4 asks for
+     * leniency) */
+    while (an && a[0] == ' ')
+        a++, an--;
     while (an && (a[an - 1] == ' ' || a[an - 1] == '\t'))
         an--;
     if (n == 0) {
