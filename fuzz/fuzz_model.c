@@ -79,6 +79,10 @@
  * message's bytes even continue it). 1: such inputs are cut there. */
 #define LIB_BDAT_RESET_NO_ABORT 1
 
+/* Divergence, reported: with no size limit (max_size 0) a SIZE= of 2^64
+ * or more gets "552 exceeds fixed maximum message size". 1 follows. */
+#define LIB_SIZE_OVERFLOW_552 1
+
 #define FZ_HDR 13
 #define FZ_HOST "fuzz.example.test"
 
@@ -714,6 +718,8 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             }
             if (cfg->max_size && (big || x > cfg->max_size))
                 return 552;
+            if (LIB_SIZE_OVERFLOW_552 && big)
+                return 552; /* even with no limit configured */
         } else if (!is_rcpt &&
                    (ext & (LLSMTP_EXT_8BITMIME | LLSMTP_EXT_BINARYMIME)) &&
                    ieq(k, kn, "body")) {
