@@ -711,7 +711,7 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             for (q = 0; q < vn; q++) {
                 if (v[q] < '0' || v[q] > '9')
                     return 501;
-                if (x > (UINT64_MAX - 9) / 10)
+                if (x > (UINT64_MAX - (uint64_t)(v[q] - '0')) / 10)
                     big = 1;
                 else
                     x = x * 10 + (uint64_t)(v[q] - '0');
