@@ -232,8 +232,8 @@ route_mx(route_dns *d, const char *domain, const llsmtp_mx_opts *o,
         return say(why, whycap, 451,
                    "4.4.3 %s: DNS lookup failed, will try again", domain);
     }
-    if (llsmtp_dns_mx(rrs, nrr, domain, strlen(domain), mx, cap, n) !=
-        LLSMTP_OK)
+    rc = llsmtp_dns_mx(rrs, nrr, domain, strlen(domain), mx, cap, n);
+    if (rc != LLSMTP_OK && rc != LLSMTP_DNS_PARTIAL) /* PARTIAL: the best */
         return say(why, whycap, 451, "4.4.3 %s: CNAME chain too long",
                    domain);
     rc = llsmtp_mx_order(domain, strlen(domain), mx, n, cap, o);

@@ -848,7 +848,8 @@ enum llsmtp_mech {
 typedef struct llsmtp_ehlo_info {
     unsigned extensions; /* enum llsmtp_ext bits */
     unsigned mechanisms; /* enum llsmtp_mech bits */
-    uint64_t max_size;   /* SIZE value; 0 when none was given */
+    uint64_t max_size;   /* SIZE value; 0 when none was given (or one
+                            over 2^64 - 1: no limit known) */
 } llsmtp_ehlo_info;
 
 #ifndef LLSMTP_NO_CLIENT
@@ -929,7 +930,9 @@ enum llsmtp_client_event_type {
 typedef struct llsmtp_client_event {
     int type;         /* enum llsmtp_client_event_type */
     int code;         /* the reply code, or the one chosen for a local
-                         refusal; 0 for a protocol error */
+                         refusal; 0 for a malformed reply; 451 (text
+                         "4.5.0 ...") for a reply that fits no command
+                         (e.g. 250 to DATA: only 354 starts the body) */
     int local;        /* 1 when decided here, without a server reply */
     long rcpt;        /* recipient index, or -1 */
     llsmtp_span text; /* first reply line after the code, or the local
@@ -987,7 +990,10 @@ LLSMTP_API int llsmtp_client_init(llsmtp_client *c,
 /* Reads server bytes. Returns 1 with *ev filled (*used says how far it
  * read; feed the rest again), LLSMTP_OK when all was read and nothing
  * happened. Never fails on server input: a malformed reply is a FAIL
- * event with code 0. LLSMTP_E_INVAL for bad arguments. */
+ * event with code 0, a reply that answers no command written so far
+ * (write the output before feeding what comes back) or that no server
+ * may give (2xx/3xx but 354 to DATA) a FAIL event with 451: the session
+ * is over, close without QUIT. LLSMTP_E_INVAL for bad arguments. */
 LLSMTP_API int llsmtp_client_feed(llsmtp_client *c, const char *buf,
                                   size_t len, size_t *used,
                                   llsmtp_client_event *ev);
@@ -1047,7 +1053,9 @@ enum llsmtp_dns_status {
     LLSMTP_DNS_TRUNCATED = 3, /* TC set: ask again over TCP */
     LLSMTP_DNS_MISMATCH = 4,  /* not the answer to our query (id, question):
                                  ignore it and keep waiting (anti-spoofing) */
-    LLSMTP_DNS_REFUSED = 5    /* any other RCODE (REFUSED, FORMERR, ...) */
+    LLSMTP_DNS_REFUSED = 5,   /* any other RCODE (REFUSED, FORMERR, ...) */
+    LLSMTP_DNS_PARTIAL = 6    /* llsmtp_dns_mx only: more MX records than
+                                 room; the best preferences were kept */
 };
 
 /* A resource record from the answer or additional section. Names are
@@ -1087,8 +1095,11 @@ LLSMTP_API int llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp,
 /* From parsed records, the MX set of name: follows a CNAME chain from
  * name (at most 8 links), takes its MX records and attaches A/AAAA
  * addresses found for each exchange (glue). *n gets the count (at most
- * cap). Returns LLSMTP_OK or LLSMTP_E_RANGE (CNAME chain too long or
- * looping). */
+ * cap). With more MX records than cap, the cap with the lowest
+ * preferences are kept (of equals, the first in the answer) and
+ * LLSMTP_DNS_PARTIAL says some were dropped; v is not sorted (use
+ * llsmtp_mx_order). Returns LLSMTP_OK, LLSMTP_DNS_PARTIAL, or
+ * LLSMTP_E_RANGE (CNAME chain too long or looping). */
 LLSMTP_API int llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr,
                              const char *name, size_t name_len,
                              llsmtp_mx *v, size_t cap, size_t *n);
