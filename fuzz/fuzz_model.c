@@ -211,6 +211,8 @@ typedef struct verdict {
     int defer;     /* real host only: return PENDING */
     int shut;      /* while deferred: the host shuts the session down */
     int multiline; /* refusal text with a line break */
+    int fail;      /* real host only: return LLSMTP_CB_FAIL (the model
+                      sees it as shut: 421, the message dropped, close) */
     uint64_t r;
 } verdict;
 
@@ -334,6 +336,14 @@ fz_verdict(const fzcfg *c, int kind, unsigned k, unsigned step)
         abort();
     }
 #undef PICK
+#if !KNOWN_CB_FAIL
+    if (kind != K_CONNECT && kind != K_QUIT && kind != K_STARTTLS &&
+        kind != K_LMTP && kind != K_PARAM && ((r >> 50) & 63) == 0) {
+        v.fail = 1;
+        v.shut = 1;
+        v.defer = 0;
+    }
+#endif
     return v;
 }
 
@@ -1887,6 +1897,8 @@ typedef struct real {
     char head[4];
     int nodrain;
     int in_cb;
+    int failed;           /* a callback returned LLSMTP_CB_FAIL */
+    char scratch[64];     /* reply text lent to the library */
 } real;
 
 #define R(s) ((real *)llsmtp_server_user(s))
@@ -1959,6 +1971,14 @@ r_apply(real *r, int kind, const verdict *v, llsmtp_reply *rp)
         t = NULL;
     else if (!v->multiline)
         t = NULL;
+#if !KNOWN_BORROWED_TEXT
+    if (t != NULL) {
+        /* from a buffer the host reuses at once (DESIGN.md 9: whatever
+         * the host hands over is copied when it must outlive the call) */
+        snprintf(r->scratch, sizeof r->scratch, "%s", t);
+        t = r->scratch;
+    }
+#endif
     rc = llsmtp_reply_set(rp, v->code, NULL, t);
     if (rc != LLSMTP_OK)
         fz_die("llsmtp_reply_set(%d) failed: %d", v->code, rc);
@@ -1968,6 +1988,10 @@ static int
 r_decide(real *r, int kind, unsigned step, llsmtp_reply *rp)
 {
     verdict v = fz_verdict(r->c, kind, r->k++, step);
+    if (v.fail) {
+        r->failed = 1;
+        return LLSMTP_CB_FAIL;
+    }
     if (v.defer) {
         r->pending = 1;
         r->pv = v;
@@ -2373,6 +2397,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     block = (char *)malloc(memlen);
     if (block == NULL)
         abort();
+    /* no stale heap bytes (an earlier input's) for the credential scan */
+    memset(block, 0xA5, memlen);
     memset(&r, 0, sizeof r);
     fz_seen.n = 0;
     fz_allout.n = 0;
@@ -2400,6 +2426,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     off = 0;
     for (;;) {
         size_t len, used = 0, limit;
+        memcpy(r.scratch, "SCRIBBLED", 10); /* the host reuses it */
+        if (rc == LLSMTP_E_CALLBACK && r.failed) {
+            r.closed = 1;
+            break;
+        }
         if (rc < 0)
             fz_die("API error %s (failed callback %s)", llsmtp_errname(rc),
                    llsmtp_server_failed_cb(r.s) ? llsmtp_server_failed_cb(r.s)
@@ -2528,6 +2559,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r_drain(&r, 1);
     if (r.cr || r.line_len)
         fz_die("output ends inside a reply line");
+    if (memmem_(fz_allout.p ? fz_allout.p : "", fz_allout.n, "SCRIBBLED", 9))
+        fz_die("reply text was read after the host reused its buffer");
     if (r.ncodes != m.ncodes)
         fz_die("the library sent %zu replies, the model expects %zu (next "
                "expected %d)",
