@@ -52,36 +52,63 @@
 
 /* Known library defects being fixed on other branches. Set to 0 once the
  * fix is merged to exercise the area again. */
+#ifndef KNOWN_BDAT0_FIRST
 #define KNOWN_BDAT0_FIRST 1      /* BDAT 0 as the first chunk -> DATA mode */
+#endif
+#ifndef KNOWN_BDAT_WRAP
 #define KNOWN_BDAT_WRAP 1        /* BDAT sizes >= 2^64 wrap */
+#endif
+#ifndef KNOWN_EHLO_OVERFLOW
 #define KNOWN_EHLO_OVERFLOW 1    /* every extension + 8 mechanisms */
+#endif
+#ifndef KNOWN_LMTP_ABORT
 #define KNOWN_LMTP_ABORT 1       /* LMTP abort after end, output full */
+#endif
+#ifndef KNOWN_BDAT_DEFER_LAST
 #define KNOWN_BDAT_DEFER_LAST 1  /* BDAT reply lost after on_data defers */
+#endif
+#ifndef KNOWN_CB_FAIL
 #define KNOWN_CB_FAIL 1          /* FAIL / 999 / on_param PENDING: no 421 */
+#endif
+#ifndef KNOWN_AUTH_LEFTOVER
 #define KNOWN_AUTH_LEFTOVER 1    /* credentials left after refusals */
+#endif
+#ifndef KNOWN_BORROWED_TEXT
 #define KNOWN_BORROWED_TEXT 1    /* reply text from a stack buffer */
+#endif
 
 /* Library choices the model follows although the RFC does not ask for
  * them (reported to the lead; see the notes at each use). */
-#define LIB_452_IS_ERROR 1 /* "452 too many recipients" counts towards
-                              max_errors */
+/* "452 too many recipients" counts towards max_errors (reported: a
+ * client pipelining more recipients than max_rcpt is closed with 421). */
+#ifndef LIB_452_IS_ERROR
+#define LIB_452_IS_ERROR 1
+#endif
 
 /* NEW defect, reported: RCPT is accepted between BDAT chunks (RFC 3030
  * 2: the recipients come before the data); 1 follows the library. */
+#ifndef LIB_RCPT_IN_BDAT
 #define LIB_RCPT_IN_BDAT 1
+#endif
 
 /* NEW defect, reported: MAIL ... AUTH (no "=value") is accepted; RFC 4954
  * 5 has "AUTH=" xtext. 1 follows the library. */
+#ifndef LIB_AUTH_PARAM_NO_VALUE
 #define LIB_AUTH_PARAM_NO_VALUE 1
+#endif
 
 /* NEW defect, reported: RSET, HELO/EHLO/LHLO or QUIT between BDAT chunks
  * drop the open message without on_data_abort (after RSET/EHLO the next
  * message's bytes even continue it). 1: such inputs are cut there. */
+#ifndef LIB_BDAT_RESET_NO_ABORT
 #define LIB_BDAT_RESET_NO_ABORT 1
+#endif
 
 /* Divergence, reported: with no size limit (max_size 0) a SIZE= of 2^64
  * or more gets "552 exceeds fixed maximum message size". 1 follows. */
+#ifndef LIB_SIZE_OVERFLOW_552
 #define LIB_SIZE_OVERFLOW_552 1
+#endif
 
 #define FZ_HDR 13
 #define FZ_HOST "fuzz.example.test"
