@@ -1124,7 +1124,7 @@ m_command(model *m, size_t i)
     if ((ext & LLSMTP_EXT_AUTH) && iprefix(line, n, "auth ") &&
         cfg->max_auth_line > limit)
         limit = cfg->max_auth_line;
-    if (ln + (size_t)!crlf > limit) {
+    if (ln > limit) { /* octets as sent, the line ending included */
         if (limit > cfg->max_line)
             m_error(m, 500);
         else
@@ -1540,7 +1540,7 @@ m_auth_line(model *m, size_t *ip, const char **p, size_t *n)
         (*n)--;
     else if (m->c->cfg.bare_lf == LLSMTP_BARE_LF_REJECT)
         return -2;
-    if (lf - i + 1 + (s[lf - 1] != '\r') > m->c->cfg.max_auth_line)
+    if (lf - i + 1 > m->c->cfg.max_auth_line)
         return -1;
     return 1;
 }
