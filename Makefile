@@ -89,7 +89,7 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client test_overread
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
-FUZZ_TARGETS := fuzz_server fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
+FUZZ_TARGETS := fuzz_server fuzz_model fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
