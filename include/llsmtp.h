@@ -514,6 +514,9 @@ typedef struct llsmtp_callbacks {
     int (*on_lmtp_rcpt)(llsmtp_server *s, size_t index, llsmtp_reply *r);
 } llsmtp_callbacks;
 
+/* The most mechanisms config.auth_mechanisms may name. */
+#define LLSMTP_AUTH_MECHS_MAX 8
+
 /* Session configuration: borrowed read-only by every session, must
  * outlive them. Fill with llsmtp_config_init(), then change fields. */
 struct llsmtp_relay_policy;
@@ -536,7 +539,9 @@ typedef struct llsmtp_config {
     const struct llsmtp_relay_policy *relay;
     unsigned max_rcpt_rejects; /* refused RCPTs before 421, 100 (0: none) */
     /* AUTH (LLSMTP_EXT_AUTH): mechanisms offered, space separated,
-     * "PLAIN LOGIN"; others need on_auth_step. */
+     * "PLAIN LOGIN"; others need on_auth_step. At most
+     * LLSMTP_AUTH_MECHS_MAX names of 1..20 letters, digits, "-" and "_"
+     * (RFC 4422 3.1). */
     const char *auth_mechanisms;
     unsigned max_auth_failures; /* failed AUTH before 421, 3 */
     size_t max_auth_line; /* AUTH lines, 12288 (RFC 4954 4); the line

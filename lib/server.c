@@ -511,23 +511,96 @@ sess_mech_offered(const llsmtp_server *s, const char *p, size_t n)
     return 0;
 }
 
-/* Appends "\nAUTH MECH MECH" to the EHLO parts (at most 8 tokens). */
-static size_t
-sess_auth_list(const llsmtp_server *s, llsmtp_span *sp, size_t np,
-               const char *head)
+/* Reply text is gathered as spans before the writer folds it. The array
+ * is bounded and sized from what can go in (below); an append past its
+ * end is dropped and remembered, never written. */
+typedef struct sess_parts {
+    llsmtp_span *v;
+    size_t n, cap;
+    int full;
+} sess_parts;
+
+static void
+sess_part(sess_parts *ps, const char *p, size_t n)
+{
+    if (ps->n >= ps->cap) {
+        ps->full = 1;
+        return;
+    }
+    ps->v[ps->n].p = p;
+    ps->v[ps->n].n = n;
+    ps->n++;
+}
+
+static void
+sess_parts_add(sess_parts *ps, const char *str)
+{
+    sess_part(ps, str, strlen(str));
+}
+
+/* One source for what this session offers: the EHLO keywords (RFC 5321
+ * 4.1.1.1) in the order they are listed, and the command each one adds,
+ * which HELP lists. */
+typedef struct sess_ext_row {
+    unsigned ext;        /* enum llsmtp_ext bit */
+    const char *keyword; /* EHLO line */
+    const char *verb;    /* command HELP names, or NULL */
+} sess_ext_row;
+
+static const sess_ext_row sess_ext_rows[] = {
+    {LLSMTP_EXT_PIPELINING, "PIPELINING", NULL},
+    {LLSMTP_EXT_SIZE, "SIZE", NULL},
+    {LLSMTP_EXT_VRFY, "VRFY", NULL},
+    {LLSMTP_EXT_HELP, "HELP", NULL},
+    {LLSMTP_EXT_ETRN, "ETRN", "ETRN"},
+    {LLSMTP_EXT_STARTTLS, "STARTTLS", "STARTTLS"},
+    {LLSMTP_EXT_AUTH, "AUTH", "AUTH"},
+    {LLSMTP_EXT_ENHANCEDSTATUS, "ENHANCEDSTATUSCODES", NULL},
+    {LLSMTP_EXT_8BITMIME, "8BITMIME", NULL},
+    {LLSMTP_EXT_BINARYMIME, "BINARYMIME", NULL},
+    {LLSMTP_EXT_CHUNKING, "CHUNKING", "BDAT"},
+    {LLSMTP_EXT_DSN, "DSN", NULL},
+    {LLSMTP_EXT_SMTPUTF8, "SMTPUTF8", NULL}};
+
+#define SESS_EXT_ROWS (sizeof sess_ext_rows / sizeof sess_ext_rows[0])
+
+/* Parts of the largest EHLO reply: "<host> Hello <arg>", "\n" and the
+ * keyword per row, " <n>" after SIZE, and per AUTH line (plain and the
+ * legacy "AUTH=") " MECH" for each mechanism. */
+#define SESS_EHLO_PARTS                                                      \
+    (3 + 2 * SESS_EXT_ROWS + 2 + 2 * (1 + 2 * LLSMTP_AUTH_MECHS_MAX))
+
+/* Whether an extension is on offer now: STARTTLS until TLS is active,
+ * AUTH where sess_auth_offered says, BINARYMIME only with CHUNKING. */
+static int
+sess_ext_on(const llsmtp_server *s, unsigned ext)
+{
+    unsigned cfg = s->cfg->extensions;
+    if (!(cfg & ext))
+        return 0;
+    if (ext == LLSMTP_EXT_STARTTLS)
+        return !s->tls_active;
+    if (ext == LLSMTP_EXT_AUTH)
+        return sess_auth_offered(s);
+    if (ext == LLSMTP_EXT_BINARYMIME)
+        return (cfg & LLSMTP_EXT_CHUNKING) != 0;
+    return 1;
+}
+
+/* Appends "\nAUTH MECH MECH" to the EHLO parts (at most
+ * LLSMTP_AUTH_MECHS_MAX tokens, which the configuration check enforces). */
+static void
+sess_auth_list(const llsmtp_server *s, sess_parts *ps, const char *head)
 {
     llsmtp_span tok;
     size_t pos = 0, k = 0;
-    sp[np].p = head;
-    sp[np++].n = strlen(head);
-    while ((pos = sess_mech_next(s, pos, &tok)) != 0 && k < 8) {
-        if (k++ > 0 || head[strlen(head) - 1] != '=') {
-            sp[np].p = " ";
-            sp[np++].n = 1;
-        }
-        sp[np++] = tok;
+    sess_parts_add(ps, head);
+    while ((pos = sess_mech_next(s, pos, &tok)) != 0 &&
+           k < LLSMTP_AUTH_MECHS_MAX) {
+        if (k++ > 0 || head[strlen(head) - 1] != '=')
+            sess_part(ps, " ", 1);
+        sess_part(ps, tok.p, tok.n);
     }
-    return np;
 }
 
 static void
@@ -545,13 +618,17 @@ static int
 sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
                  llsmtp_span arg)
 {
-    llsmtp_span sp[48];
-    size_t np = 0;
+    llsmtp_span sp[SESS_EHLO_PARTS];
+    sess_parts ps;
     char num[24];
     const char *enh = r->enhanced;
-    unsigned ext = s->cfg->extensions;
+    size_t i;
 
-#define SP(str) (sp[np].p = (str), sp[np].n = strlen(sp[np].p), np++)
+    ps.v = sp;
+    ps.n = 0;
+    ps.cap = sizeof sp / sizeof sp[0];
+    ps.full = 0;
+#define SP(str) sess_parts_add(&ps, (str))
     switch (kind) {
     case LLSMTP_PENDING_CONNECT:
         SP(s->cfg->hostname);
@@ -565,53 +642,36 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
     case LLSMTP_PENDING_HELO:
         SP(s->cfg->hostname);
         SP(" Hello ");
-        sp[np++] = arg;
-        if (s->pend_ehlo) {
-            if (ext & LLSMTP_EXT_PIPELINING)
-                SP("\nPIPELINING");
-            if (ext & LLSMTP_EXT_SIZE) {
-                SP("\nSIZE");
-                if (s->cfg->max_size) {
-                    SP(" ");
-                    sess_u64(num, sizeof num, s->cfg->max_size, &sp[np++]);
-                }
-            }
-            if (ext & LLSMTP_EXT_VRFY)
-                SP("\nVRFY");
-            if (ext & LLSMTP_EXT_HELP)
-                SP("\nHELP");
-            if (ext & LLSMTP_EXT_ETRN)
-                SP("\nETRN");
-            if ((ext & LLSMTP_EXT_STARTTLS) && !s->tls_active)
-                SP("\nSTARTTLS");
-            if (sess_auth_offered(s)) {
-                np = sess_auth_list(s, sp, np, "\nAUTH");
+        sess_part(&ps, arg.p, arg.n);
+        for (i = 0; s->pend_ehlo && i < SESS_EXT_ROWS; i++) {
+            const sess_ext_row *row = &sess_ext_rows[i];
+            if (!sess_ext_on(s, row->ext))
+                continue;
+            if (row->ext == LLSMTP_EXT_AUTH) {
+                sess_auth_list(s, &ps, "\nAUTH");
                 if (s->cfg->flags & LLSMTP_CFG_AUTH_LEGACY)
-                    np = sess_auth_list(s, sp, np, "\nAUTH=");
+                    sess_auth_list(s, &ps, "\nAUTH=");
+                continue;
             }
-            if (ext & LLSMTP_EXT_ENHANCEDSTATUS)
-                SP("\nENHANCEDSTATUSCODES");
-            if (ext & LLSMTP_EXT_8BITMIME)
-                SP("\n8BITMIME");
-            if ((ext & LLSMTP_EXT_BINARYMIME) && (ext & LLSMTP_EXT_CHUNKING))
-                SP("\nBINARYMIME");
-            if (ext & LLSMTP_EXT_CHUNKING)
-                SP("\nCHUNKING");
-            if (ext & LLSMTP_EXT_DSN)
-                SP("\nDSN");
-            if (ext & LLSMTP_EXT_SMTPUTF8)
-                SP("\nSMTPUTF8");
+            SP("\n");
+            SP(row->keyword);
+            if (row->ext == LLSMTP_EXT_SIZE && s->cfg->max_size) {
+                llsmtp_span v;
+                SP(" ");
+                sess_u64(num, sizeof num, s->cfg->max_size, &v);
+                sess_part(&ps, v.p, v.n);
+            }
         }
         enh = NULL;
         break;
     case LLSMTP_PENDING_MAIL:
         SP("Sender <");
-        sp[np++] = arg;
+        sess_part(&ps, arg.p, arg.n);
         SP("> OK");
         break;
     case LLSMTP_PENDING_RCPT:
         SP("Recipient <");
-        sp[np++] = arg;
+        sess_part(&ps, arg.p, arg.n);
         SP("> OK");
         break;
     case LLSMTP_PENDING_DATA_START:
@@ -620,8 +680,7 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     case LLSMTP_PENDING_DATA_END:
         if (r->id_len) {
-            sp[np].p = r->id;
-            sp[np++].n = r->id_len;
+            sess_part(&ps, r->id, r->id_len);
             SP(" ");
         }
         SP("Queued mail for delivery");
@@ -637,8 +696,18 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         SP("EXPN not available");
         break;
     case LLSMTP_PENDING_HELP:
-        SP("Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; "
-           "see RFC 5321");
+        /* the commands offered here, from the same rows as EHLO */
+        SP((s->cfg->flags & LLSMTP_CFG_LMTP) ? "Commands: LHLO"
+                                              : "Commands: HELO EHLO");
+        SP(" MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+        for (i = 0; i < SESS_EXT_ROWS; i++) {
+            if (sess_ext_rows[i].verb == NULL ||
+                !sess_ext_on(s, sess_ext_rows[i].ext))
+                continue;
+            SP(" ");
+            SP(sess_ext_rows[i].verb);
+        }
+        SP("; see RFC 5321");
         break;
     case LLSMTP_PENDING_TURN:
         SP("TURN not available");
@@ -656,7 +725,7 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     case LLSMTP_PENDING_ETRN:
         SP("Queuing for node ");
-        sp[np++] = arg;
+        sess_part(&ps, arg.p, arg.n);
         SP(" started");
         break;
     default:
@@ -664,7 +733,9 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     }
 #undef SP
-    return sess_put(s, r->code, enh, sp, np);
+    if (ps.full)
+        return sess_fail(s, NULL, LLSMTP_E_BUFFER); /* cannot happen */
+    return sess_put(s, r->code, enh, sp, ps.n);
 }
 
 /* A recipient was refused for good: at the limit (a dictionary attack or
