@@ -490,7 +490,9 @@ typedef struct llsmtp_callbacks {
     /* AUTH PLAIN / LOGIN. r arrives as "535 5.7.8 Authentication
      * credentials invalid" (a missing callback refuses everyone); set 235
      * to accept, 454 for a temporary failure. The credentials are wiped
-     * from session memory when this returns. */
+     * from session memory when this returns; so is every AUTH line the
+     * session copied, once answered (refused, cancelled, too long), and
+     * a half-received one at eof, timeout, shutdown and reset. */
     int (*on_auth)(llsmtp_server *s, const llsmtp_auth *cred,
                    llsmtp_reply *r);
     /* Any other mechanism in cfg.auth_mechanisms: answer each step with
@@ -646,7 +648,8 @@ LLSMTP_API int llsmtp_server_timeout_expired(llsmtp_server *s);
  * reply (LLSMTP_E_REPLY otherwise). */
 LLSMTP_API int llsmtp_server_shutdown(llsmtp_server *s, const llsmtp_reply *r);
 
-/* Forgets everything but cfg and user, as if just initialised. */
+/* Forgets everything but cfg and user, as if just initialised; what the
+ * line buffer held (a half-received AUTH line) is wiped first. */
 LLSMTP_API int llsmtp_server_reset(llsmtp_server *s);
 
 /* The user pointer given to llsmtp_server_init. */

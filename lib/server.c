@@ -237,6 +237,8 @@ llsmtp_server_init(void *mem, size_t memlen, const llsmtp_config *cfg,
     return s;
 }
 
+static void sess_auth_wipe(llsmtp_server *s);
+
 int
 llsmtp_server_reset(llsmtp_server *s)
 {
@@ -244,6 +246,7 @@ llsmtp_server_reset(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
+    sess_auth_wipe(s); /* nothing of the old client survives a reset */
     sess_clear(s);
     return LLSMTP_OK;
 }
@@ -1297,8 +1300,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
-    if (s->auth_user != NULL)
-        sess_auth_wipe(s);
+    sess_auth_wipe(s); /* also a half-sent AUTH line, AUTH on or not */
     /* The queue may be full of replies the client never read; then the
      * connection just closes. */
     if (sess_out_free(s) >= s->reserve / 2 && !s->failed) {
@@ -1349,8 +1351,7 @@ llsmtp_server_eof(llsmtp_server *s)
          (s->bdat_tx && s->in_mail)) &&
         (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
-    if (s->auth_user != NULL)
-        sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
+    sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
     s->pending = 0;
     s->phase = PH_CLOSED;
     return LLSMTP_CLOSE;
@@ -2930,7 +2931,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         }
         k = (size_t)(lf - (buf + i)) + 1;
         if (s->line_len || s->discarding) {
-            int truncated = 0;
+            int truncated = 0, secret;
             if (!s->discarding && s->line_len + k <= s->line_cap) {
                 memcpy(s->line + s->line_len, buf + i, k);
                 s->line_len += k;
@@ -2941,7 +2942,14 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             i += k;
             k = s->line_len;
             s->line_len = 0;
+            /* An AUTH line may carry credentials (RFC 4954 4 initial
+             * response) whatever becomes of it: refused, too long,
+             * cancelled. Once answered, its copy here is wiped. */
+            secret = s->auth_state != AUTH_NONE ||
+                     (k >= 4 && llsmtp__ieq(s->line, "auth", 4));
             rc = sess_line(s, s->line, k, truncated);
+            if (secret)
+                llsmtp__wipe(s->line, k);
         } else {
             i += k;
             rc = sess_line(s, buf + i - k, k, 0);
