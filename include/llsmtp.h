@@ -224,49 +224,58 @@ LLSMTP_API const llsmtp_param *llsmtp_params_get(const llsmtp_params *ps,
 
 /* ---- replies, lib/reply.c ----------------------------------------------- */
 
-/* Limits on host-supplied reply text (before folding). */
+/* Limits on host-supplied reply text (before folding) and queue ids. */
 #define LLSMTP_REPLY_TEXT_MAX 1024
 #define LLSMTP_REPLY_LINES_MAX 16
+#define LLSMTP_REPLY_ID_MAX 64
 
 /* A decision: reply code, enhanced status code (RFC 3463) and text.
  * Deciding callbacks receive one pre-filled with the default (accept)
  * reply; leave it to accept, or change it with llsmtp_reply_set(). The
- * text is borrowed and copied out before the callback's caller returns. */
+ * setters copy text, challenge and queue id into the reply itself, so
+ * they may come from a buffer that dies right after the call (a
+ * callback's stack frame, a reused buffer before llsmtp_server_resume).
+ * Change text and id only through the setters. */
 typedef struct llsmtp_reply {
     int code;             /* 200..599 */
     char enhanced[12];    /* "5.1.1", or "" for none; NUL-terminated */
-    const char *text;     /* NULL: the library's text for this reply */
+    char text[LLSMTP_REPLY_TEXT_MAX + 1]; /* text_len octets, then a NUL */
     size_t text_len;
-    const char *id;       /* on_data_end: queue id shown in the 250 reply */
+    char id[LLSMTP_REPLY_ID_MAX + 1]; /* on_data_end: queue id shown in
+                                         the 250 reply; id_len octets */
     size_t id_len;
     unsigned is_default_; /* private: 1 while still the library default */
+    unsigned has_text_;   /* private: 0 = the library's text for the code */
 } llsmtp_reply;
 
 /* An accept-by-default reply for llsmtp_server_resume(). */
-#define LLSMTP_REPLY_INIT {0, {0}, NULL, 0, NULL, 0, 1}
+#define LLSMTP_REPLY_INIT {0, {0}, {0}, 0, {0}, 0, 1, 0}
 
 /* Sets code, enhanced code and NUL-terminated text (NULL for a generic
- * text). enhanced may be NULL: the code's usual one (235 2.7.0, 535 5.7.8,
- * 454 4.7.0, ...) or else "X.0.0" of the right class is used. A "\n" in text starts a new reply line; other control bytes are
- * replaced when the reply is written, so CR, LF and NUL never reach the
- * wire. Returns LLSMTP_OK, or LLSMTP_E_REPLY (code outside 200..599,
- * enhanced class not matching the code, text over LLSMTP_REPLY_TEXT_MAX or
- * LLSMTP_REPLY_LINES_MAX lines) leaving *r unchanged. */
+ * text); the text is copied. enhanced may be NULL: the code's usual one
+ * (235 2.7.0, 535 5.7.8, 454 4.7.0, ...) or else "X.0.0" of the right
+ * class is used. A "\n" in text starts a new reply line; other control
+ * bytes are replaced when the reply is written, so CR, LF and NUL never
+ * reach the wire. Returns LLSMTP_OK, or LLSMTP_E_REPLY (code outside
+ * 200..599, enhanced class not matching the code, text over
+ * LLSMTP_REPLY_TEXT_MAX octets or LLSMTP_REPLY_LINES_MAX lines: refused,
+ * never truncated) leaving *r unchanged. */
 LLSMTP_API int llsmtp_reply_set(llsmtp_reply *r, int code,
                                 const char *enhanced, const char *text);
-/* The same with a text span. */
+/* The same with a text span (copied). */
 LLSMTP_API int llsmtp_reply_setn(llsmtp_reply *r, int code,
                                  const char *enhanced, const char *text,
                                  size_t text_len);
 /* on_auth_step: continue the exchange with a challenge (raw bytes, at
- * most 765; the library sends "334 <base64>"). Borrowed like the text.
+ * most 765; the library sends "334 <base64>"). Copied like the text.
  * Returns LLSMTP_OK or LLSMTP_E_REPLY when too long. */
 LLSMTP_API int llsmtp_reply_challenge(llsmtp_reply *r, const void *data,
                                       size_t n);
 
 /* Sets the queue id used in the default "250 2.6.0 <id> Queued mail for
- * delivery" reply (on_data_end). Borrowed like the text. Returns
- * LLSMTP_OK or LLSMTP_E_REPLY when longer than 64 bytes or not printable. */
+ * delivery" reply (on_data_end); copied like the text. Returns LLSMTP_OK
+ * or LLSMTP_E_REPLY when longer than LLSMTP_REPLY_ID_MAX octets or not
+ * printable (refused, *r unchanged). */
 LLSMTP_API int llsmtp_reply_set_id(llsmtp_reply *r, const char *id,
                                    size_t id_len);
 

@@ -373,9 +373,10 @@ sess_default_reply(llsmtp_reply *r, int code, const char *enh)
     size_t n = strlen(enh);
     r->code = code;
     memcpy(r->enhanced, enh, n + 1);
-    r->text = NULL;
+    r->text[0] = '\0';
     r->text_len = 0;
-    r->id = NULL;
+    r->has_text_ = 0;
+    r->id[0] = '\0';
     r->id_len = 0;
     r->is_default_ = 1;
 }
@@ -388,8 +389,8 @@ sess_reply_ok(const llsmtp_reply *r)
         return 0;
     if (!llsmtp__enhanced_check(r->code, r->enhanced, strlen(r->enhanced)))
         return 0;
-    if (r->text_len > LLSMTP_REPLY_TEXT_MAX || r->id_len > 64 ||
-        (r->text == NULL && r->text_len) || (r->id == NULL && r->id_len))
+    if (r->text_len > LLSMTP_REPLY_TEXT_MAX ||
+        r->id_len > LLSMTP_REPLY_ID_MAX)
         return 0;
     return 1;
 }
@@ -788,7 +789,7 @@ sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
             sp[np].p = " ";
             sp[np++].n = 1;
         }
-        if (r->text != NULL) {
+        if (r->has_text_) {
             sp[np].p = r->text;
             sp[np++].n = r->text_len;
         } else {
@@ -967,10 +968,11 @@ sess_lmtp_emit(llsmtp_server *s)
         r.code = s->lmtp_code;
         memcpy(r.enhanced, s->lmtp_enh, sizeof r.enhanced);
         r.is_default_ = s->lmtp_default;
-        r.id = s->lmtp_id_len ? s->line : NULL;
         r.id_len = s->lmtp_id_len;
-        r.text = s->lmtp_text_len ? s->line + s->lmtp_id_len : NULL;
+        memcpy(r.id, s->line, s->lmtp_id_len);
         r.text_len = s->lmtp_text_len;
+        r.has_text_ = s->lmtp_text_len != 0;
+        memcpy(r.text, s->line + s->lmtp_id_len, s->lmtp_text_len);
         if (s->lmtp_code / 100 == 2 && s->cb->on_lmtp_rcpt != NULL) {
             SESS_CALL(s, cbrc, s->cb->on_lmtp_rcpt(s, s->lmtp_next, &r));
             if (cbrc != LLSMTP_CB_OK)
@@ -1004,7 +1006,7 @@ sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
         memcpy(s->line, r->id, r->id_len);
         s->lmtp_id_len = r->id_len;
     }
-    if (!r->is_default_ && r->text != NULL &&
+    if (!r->is_default_ && r->has_text_ &&
         s->lmtp_id_len + r->text_len <= s->line_cap) {
         memmove(s->line + s->lmtp_id_len, r->text, r->text_len);
         s->lmtp_text_len = r->text_len;
@@ -1132,7 +1134,9 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
         if (!sess_reply_ok(&r) || !sess_code_fits(s, kind, r.code))
             return LLSMTP_E_REPLY;
     } else if (decision != NULL) {
-        r.id = decision->id;
+        if (decision->id_len > LLSMTP_REPLY_ID_MAX)
+            return LLSMTP_E_REPLY;
+        memcpy(r.id, decision->id, decision->id_len);
         r.id_len = decision->id_len;
     }
     /* The line that deferred found s->reserve free and nothing has been
