@@ -562,13 +562,25 @@ typedef struct llsmtp_config {
 /* Fills *cfg with the defaults above (hostname "localhost"). */
 LLSMTP_API void llsmtp_config_init(llsmtp_config *cfg);
 
+/* Checks a configuration: hostname a domain or an address literal
+ * ("[192.0.2.1]", "[IPv6:2001:db8::1]"; no space, CR, LF or other
+ * control byte can reach a reply through it), banner printable ASCII of
+ * at most 255 octets, known extension and flag bits, limits in the
+ * ranges above, AUTH mechanism names valid. Returns LLSMTP_OK, or
+ * LLSMTP_E_INVAL with *why (when why is not NULL) set to a static
+ * sentence naming the field and the problem ("hostname: ..."); *why is
+ * NULL on success. May be called anywhere. */
+LLSMTP_API int llsmtp_config_check(const llsmtp_config *cfg,
+                                   const char **why);
+
 /* Bytes of memory a session with this configuration needs, or 0 if the
- * configuration is invalid. */
+ * configuration is invalid (llsmtp_config_check says why). */
 LLSMTP_API size_t llsmtp_server_size(const llsmtp_config *cfg);
 
 /* Places a session in mem (memlen >= llsmtp_server_size(cfg), aligned for
- * any object, as malloc returns). cfg is borrowed. Returns the session or
- * NULL on a bad argument. No callback is called. */
+ * any object, as malloc returns). cfg is borrowed. Returns the session, or
+ * NULL on a bad argument: mem NULL or not so aligned, memlen too small, an
+ * invalid configuration. No callback is called. */
 LLSMTP_API llsmtp_server *llsmtp_server_init(void *mem, size_t memlen,
                                              const llsmtp_config *cfg,
                                              void *user);

@@ -101,6 +101,21 @@ static const llsmtp_callbacks sess_no_callbacks;
 
 #define SESS_ALIGN(n) (((n) + 15u) & ~(size_t)15u)
 
+/* The alignment malloc guarantees ("suitably aligned for any object"),
+ * C11's max_align_t spelt in C99: session memory must have it. */
+typedef union sess_max_align {
+    long double ld;
+    double d;
+    uint64_t u;
+    void *p;
+    void (*f)(void);
+} sess_max_align;
+typedef struct sess_align_probe {
+    char c;
+    sess_max_align a;
+} sess_align_probe;
+#define SESS_MAX_ALIGN offsetof(sess_align_probe, a)
+
 /* Calls a deciding callback with the re-entrancy guard set. */
 #define SESS_CALL(s, rcvar, expr)                                            \
     do {                                                                     \
@@ -133,32 +148,116 @@ llsmtp_config_init(llsmtp_config *cfg)
     cfg->max_auth_line = 12288; /* RFC 4954 4 */
 }
 
+/* Every extension and flag this version knows. */
+#define SESS_EXT_ALL ((unsigned)LLSMTP_EXT_ETRN * 2u - 1u)
+#define SESS_FLAG_ALL ((unsigned)LLSMTP_CFG_LMTP * 2u - 1u)
+
+/* The hostname goes verbatim into the greeting, EHLO, 221 and 421: a
+ * domain (RFC 5321 4.1.2) or an address literal, nothing that could
+ * start another reply line. */
+static int
+sess_cfg_hostname_ok(const char *h, size_t n)
+{
+    uint8_t a[16];
+    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
+        if (n > 7 && llsmtp__ieq(h + 1, "ipv6:", 5))
+            return llsmtp_ipv6_parse(h + 6, n - 7, a) == LLSMTP_OK;
+        return llsmtp_ipv4_parse(h + 1, n - 2, a) == LLSMTP_OK;
+    }
+    return llsmtp_domain_check(h, n, 0) == LLSMTP_OK;
+}
+
+/* RFC 4422 3.1: 1-20 characters, upper-case letters, digits, "-", "_"
+ * (lower case accepted: names compare case-insensitively). */
+static const char *
+sess_cfg_mechs_why(const char *m)
+{
+    size_t i = 0, count = 0;
+    if (m == NULL)
+        return "auth_mechanisms: NULL while LLSMTP_EXT_AUTH is on";
+    for (;;) {
+        size_t start;
+        while (m[i] == ' ')
+            i++;
+        if (m[i] == '\0')
+            break;
+        start = i;
+        while (m[i] != '\0' && m[i] != ' ') {
+            unsigned char c = (unsigned char)m[i];
+            if (!llsmtp__is_alnum(c) && c != '-' && c != '_')
+                return "auth_mechanisms: a name holds a character other "
+                       "than letters, digits, \"-\" and \"_\"";
+            i++;
+        }
+        if (i - start > SESS_MECH_MAX)
+            return "auth_mechanisms: a name is longer than 20 characters";
+        if (++count > LLSMTP_AUTH_MECHS_MAX)
+            return "auth_mechanisms: more than LLSMTP_AUTH_MECHS_MAX names";
+    }
+    if (count == 0)
+        return "auth_mechanisms: empty while LLSMTP_EXT_AUTH is on";
+    return NULL;
+}
+
+static const char *
+sess_cfg_why(const llsmtp_config *cfg)
+{
+    size_t n, i;
+    if (cfg == NULL)
+        return "config: NULL";
+    if (cfg->hostname == NULL)
+        return "hostname: NULL";
+    n = strlen(cfg->hostname);
+    if (n == 0 || n > 255)
+        return "hostname: empty or longer than 255 octets";
+    if (!sess_cfg_hostname_ok(cfg->hostname, n))
+        return "hostname: not a domain name or address literal";
+    if (cfg->banner != NULL) {
+        n = strlen(cfg->banner);
+        if (n > 255)
+            return "banner: longer than 255 octets";
+        for (i = 0; i < n; i++)
+            if ((unsigned char)cfg->banner[i] < 0x20 ||
+                (unsigned char)cfg->banner[i] >= 0x7f)
+                return "banner: a control or non-ASCII character";
+    }
+    if (cfg->extensions & ~SESS_EXT_ALL)
+        return "extensions: a bit this version does not know";
+    if (cfg->flags & ~SESS_FLAG_ALL)
+        return "flags: a bit this version does not know";
+    if (cfg->bare_lf < 0 || cfg->bare_lf > LLSMTP_BARE_LF_PASS)
+        return "bare_lf: not an enum llsmtp_bare_lf value";
+    if (cfg->max_line < 512 || cfg->max_line > (size_t)1 << 20)
+        return "max_line: outside 512..1048576 (RFC 5321 4.5.3.1.4)";
+    if (cfg->max_rcpt < 100)
+        return "max_rcpt: below 100 (RFC 5321 4.5.3.1.8)";
+    if (cfg->extensions & LLSMTP_EXT_AUTH) {
+        const char *why = sess_cfg_mechs_why(cfg->auth_mechanisms);
+        if (why != NULL)
+            return why;
+        if (cfg->max_auth_line < 512 || cfg->max_auth_line > (size_t)1 << 20)
+            return "max_auth_line: outside 512..1048576";
+    }
+#ifdef LLSMTP_NO_RELAY
+    if (cfg->relay != NULL) /* compiled out: refuse rather than relay */
+        return "relay: built with LLSMTP_NO_RELAY";
+#endif
+    return NULL;
+}
+
+int
+llsmtp_config_check(const llsmtp_config *cfg, const char **why)
+{
+    const char *w = sess_cfg_why(cfg);
+    if (why != NULL)
+        *why = w;
+    return w == NULL ? LLSMTP_OK : LLSMTP_E_INVAL;
+}
+
 static int
 sess_cfg_ok(const llsmtp_config *cfg)
 {
-    size_t hl;
-    if (cfg == NULL || cfg->hostname == NULL)
-        return 0;
-    hl = strlen(cfg->hostname);
-    if (hl == 0 || hl > 255)
-        return 0;
-    if (cfg->banner != NULL && strlen(cfg->banner) > 255)
-        return 0;
-    if (cfg->max_line < 512 || cfg->max_line > (size_t)1 << 20)
-        return 0;
-    if (cfg->max_rcpt < 100)
-        return 0;
-    if (cfg->bare_lf < 0 || cfg->bare_lf > LLSMTP_BARE_LF_PASS)
-        return 0;
-    if ((cfg->extensions & LLSMTP_EXT_AUTH) &&
-        (cfg->max_auth_line < 512 || cfg->max_auth_line > (size_t)1 << 20 ||
-         cfg->auth_mechanisms == NULL))
-        return 0;
-#ifdef LLSMTP_NO_RELAY
-    if (cfg->relay != NULL)
-        return 0; /* compiled out: refuse rather than relay for anyone */
-#endif
-    return 1;
+    return sess_cfg_why(cfg) == NULL;
 }
 
 /* The line buffer: command lines, and AUTH lines when AUTH is on. */
@@ -229,7 +328,8 @@ llsmtp_server_init(void *mem, size_t memlen, const llsmtp_config *cfg,
 {
     llsmtp_server *s = (llsmtp_server *)mem;
     size_t need = llsmtp_server_size(cfg);
-    if (mem == NULL || need == 0 || memlen < need)
+    if (mem == NULL || need == 0 || memlen < need ||
+        (uintptr_t)mem % SESS_MAX_ALIGN != 0)
         return NULL;
     s->cfg = cfg;
     s->user = user;

@@ -451,6 +451,28 @@ test_config_refused(void **state)
     cfg.auth_mechanisms = "PLAIN LOGIN CRAM-MD5 X_OAUTH-2";
     assert_int_not_equal(llsmtp_server_size(&cfg), 0);
 
+    /* llsmtp_config_check says which field and why */
+    {
+        const char *why = "unset";
+        llsmtp_config_init(&cfg);
+        assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_OK);
+        assert_null(why);
+        cfg.hostname = "evil.test\r\n250 injected";
+        assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_INVAL);
+        assert_non_null(why);
+        assert_memory_equal(why, "hostname:", 9);
+        llsmtp_config_init(&cfg);
+        cfg.max_line = 100;
+        assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_INVAL);
+        assert_memory_equal(why, "max_line:", 9);
+        llsmtp_config_init(&cfg);
+        cfg.extensions |= LLSMTP_EXT_AUTH;
+        cfg.auth_mechanisms = "PLAIN LOG\x01IN";
+        assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_INVAL);
+        assert_memory_equal(why, "auth_mechanisms:", 16);
+        assert_int_equal(llsmtp_config_check(NULL, NULL), LLSMTP_E_INVAL);
+    }
+
     /* memory not aligned like malloc's is refused, as documented */
     llsmtp_config_init(&cfg);
     sz = llsmtp_server_size(&cfg);
