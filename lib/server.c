@@ -104,14 +104,21 @@ static const llsmtp_callbacks sess_no_callbacks;
 /* The alignment malloc guarantees ("suitably aligned for any object"),
  * C11's max_align_t spelt in C99: session memory must have it. */
 typedef union sess_max_align {
+    /* cppcheck-suppress unusedStructMember ; only measured */
     long double ld;
+    /* cppcheck-suppress unusedStructMember ; only measured */
     double d;
+    /* cppcheck-suppress unusedStructMember ; only measured */
     uint64_t u;
+    /* cppcheck-suppress unusedStructMember ; only measured */
     void *p;
+    /* cppcheck-suppress unusedStructMember ; only measured */
     void (*f)(void);
 } sess_max_align;
 typedef struct sess_align_probe {
+    /* cppcheck-suppress unusedStructMember ; only measured */
     char c;
+    /* cppcheck-suppress unusedStructMember ; only measured */
     sess_max_align a;
 } sess_align_probe;
 #define SESS_MAX_ALIGN offsetof(sess_align_probe, a)
@@ -672,7 +679,7 @@ static const sess_ext_row sess_ext_rows[] = {
  * keyword per row, " <n>" after SIZE, and per AUTH line (plain and the
  * legacy "AUTH=") " MECH" for each mechanism. */
 #define SESS_EHLO_PARTS                                                      \
-    (3 + 2 * SESS_EXT_ROWS + 2 + 2 * (1 + 2 * LLSMTP_AUTH_MECHS_MAX))
+    (3 + 2 * SESS_EXT_ROWS + 2 + 2 * (1 + 2 * (size_t)LLSMTP_AUTH_MECHS_MAX))
 
 /* Whether an extension is on offer now: STARTTLS until TLS is active,
  * AUTH where sess_auth_offered says, BINARYMIME only with CHUNKING. */
