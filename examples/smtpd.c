@@ -1504,8 +1504,11 @@ main(int argc, char **argv)
         if (opt.insecure_auth)
             cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT;
     }
-    if (llsmtp_server_size(&cfg) == 0)
-        die_usage("invalid configuration (hostname %s?)", opt.hostname);
+    {
+        const char *why = NULL;
+        if (llsmtp_config_check(&cfg, &why) != LLSMTP_OK)
+            die_usage("invalid configuration: %s", why);
+    }
     if (!opt.discard) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s/tmp", opt.spool);
