@@ -87,9 +87,9 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 # ---- tests ---------------------------------------------------------------
 
-TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client
+TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client test_overread test_trust
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
-FUZZ_TARGETS := fuzz_server fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
+FUZZ_TARGETS := fuzz_server fuzz_model fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -102,7 +102,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
-             dnsmasq-base libssl-dev openssl swaks msmtp gcc-multilib gcovr \
+             dnsmasq-base libssl-dev openssl swaks msmtp gcc-12-multilib gcovr \
              cppcheck clang-tidy python3-aiosmtpd
 # Postfix comes for smtp-source, smtp-sink and the private instance that
 # tests/delivery.py starts on a loopback port: "No configuration", and
@@ -347,7 +347,7 @@ lint:
 	    --suppressions-list=cppcheck.cfg.txt -Iinclude -Ilib lib/
 	@echo "lint: no findings"
 
-# Other builds that must stay warning-free: 32-bit (when gcc-multilib is
+# Other builds that must stay warning-free: 32-bit (when gcc-12-multilib is
 # there) and -O3 -flto (the test suite runs on the LTO build).
 check-builds:
 	$(MAKE) --no-print-directory static BUILD=build/m32 CFLAGS=-m32
@@ -367,3 +367,173 @@ coverage:
 
 clean:
 	rm -rf build
+
+# ---- cross targets ---------------------------------------------------------
+# make test-cross   the cmocka suites and the fuzz-corpus replays built and
+#                   run for i386 (-m32, natively), s390x (big-endian, under
+#                   qemu-user) and win64 (mingw-w64, under Wine), and
+#                   examples/hello driven through one dialogue on each,
+#                   its replies and message compared with the host's.
+# make cross-deps   installs their toolchains (root, or through sudo).
+# CROSS_TARGETS=win64 runs just one. Python suites are not run there: slow
+# under emulation, and they test the POSIX examples, not portability.
+
+CROSS_TARGETS ?= i386 s390x win64
+CROSS_DIR := build/cross
+# pkg-config for the target, not the host: Debian's multiarch .pc files
+# (libcmocka-dev:s390x) or those of the cmocka that tools/cross-cmocka.sh
+# builds for the targets in CROSS_OWN_CMOCKA, in $(CROSS_DIR)/TARGET-cmocka.
+CROSS_PC = PKG_CONFIG_LIBDIR=$(1):/usr/share/pkgconfig $(PKG_CONFIG)
+CROSS_OWN_CMOCKA := i386 win64
+CROSS_CMOCKA_PC = $(call CROSS_PC,$(abspath $(CROSS_DIR))/$(1)-cmocka/lib/pkgconfig)
+
+# i386 needs no i386 architecture in dpkg/apt: gcc-12-multilib's -m32
+# libc, and cmocka built with -m32 (libcmocka-dev:i386 brought i386
+# indexes into apt-get update and Multi-Arch: same version skew with the
+# host's packages).
+CROSS_i386 := CC=gcc AR=ar CFLAGS=-m32 LDFLAGS=-m32 \
+    PKG_CONFIG="$(call CROSS_CMOCKA_PC,i386)"
+CROSS_RUN_i386 :=
+CROSS_s390x := CC=s390x-linux-gnu-gcc AR=s390x-linux-gnu-ar \
+    PKG_CONFIG="$(call CROSS_PC,/usr/lib/s390x-linux-gnu/pkgconfig)"
+# No -L /usr/s390x-linux-gnu: the loader there (libc6-s390x-cross) would
+# pick up the multiarch libc6:s390x that libcmocka0:s390x pulls in through
+# /etc/ld.so.cache, a different glibc build ("stack smashing detected").
+# Plain qemu-s390x runs /lib/ld64.so.1 and libc from libc6:s390x alone.
+CROSS_RUN_s390x := qemu-s390x
+# cmocka.h tags print_message with the printf archetype, which gcc reads
+# as Microsoft's printf on mingw (no %zu); the tests use mingw's C99 stdio
+# and the formats are checked by the other builds, so -Wno-format here.
+CROSS_win64 := CC=x86_64-w64-mingw32-gcc AR=x86_64-w64-mingw32-ar EXE=.exe \
+    CROSS_TEST_CFLAGS="-D__USE_MINGW_ANSI_STDIO=1 -Wno-format" \
+    PKG_CONFIG="$(call CROSS_CMOCKA_PC,win64)"
+WINE_ENV := WINEPREFIX=$(abspath $(CROSS_DIR))/wineprefix WINEDEBUG=-all \
+    WINEDLLOVERRIDES="mscoree,mshtml="
+CROSS_RUN_win64 := env $(WINE_ENV) wine
+# Suites left out per target, and why (every other suite is pure library
+# code plus stdio; test_transcripts lists its directory with _findfirst on
+# Windows).
+CROSS_SKIP_i386 :=
+CROSS_SKIP_s390x :=
+# test_overread needs mmap/mprotect guard pages and fork: POSIX only.
+CROSS_SKIP_win64 := test_overread
+
+# Any target build, not only test-cross: `make test CFLAGS=-m32
+# LDFLAGS=-m32` or CC=s390x-linux-gnu-gcc ask pkg-config about the
+# target's multiarch directory (cmocka, OpenSSL), not the host's. (i386
+# has cmocka there only with libcmocka-dev:i386, which cross-deps no
+# longer installs: make test-cross-i386 builds and uses its own.)
+ifeq ($(origin PKG_CONFIG),file)
+TARGET_MULTIARCH := $(shell $(CC) $(CFLAGS) -print-multiarch 2>/dev/null)
+HOST_MULTIARCH := $(shell cc -print-multiarch 2>/dev/null)
+ifneq ($(TARGET_MULTIARCH),)
+ifneq ($(TARGET_MULTIARCH),$(HOST_MULTIARCH))
+PKG_CONFIG := $(call CROSS_PC,/usr/lib/$(TARGET_MULTIARCH)/pkgconfig)
+endif
+endif
+endif
+
+EXE ?=
+CROSS_TEST_CFLAGS ?=
+TEST_CFLAGS += $(CROSS_TEST_CFLAGS)
+
+.PHONY: test-cross cross-deps cross-build cross-run \
+        test-cross-i386 test-cross-s390x test-cross-win64
+
+test-cross: $(CROSS_TARGETS:%=test-cross-%)
+	@cat $(CROSS_TARGETS:%=$(CROSS_DIR)/%/summary.txt)
+
+# The host's hello gives the expected replies and message.
+test-cross-i386 test-cross-s390x test-cross-win64: test-cross-%: \
+    $(BUILD)/examples/hello
+	@command -v $(word 1,$(subst CC=,,$(filter CC=%,$(CROSS_$*)))) \
+	    >/dev/null || { echo "test-cross-$*: no compiler; run: make cross-deps"; exit 1; }
+	@start=$$(date +%s); \
+	case " $(CROSS_OWN_CMOCKA) " in *" $* "*) \
+	    sh tools/cross-cmocka.sh $* $(CROSS_DIR)/$*-cmocka || exit 1;; esac; \
+	$(MAKE) --no-print-directory cross-build BUILD=$(CROSS_DIR)/$* \
+	    CROSS_SKIP="$(CROSS_SKIP_$*)" \
+	    $(CROSS_$*) || exit 1; \
+	$(MAKE) --no-print-directory cross-run BUILD=$(CROSS_DIR)/$* \
+	    $(CROSS_$*) CROSS_NAME=$* CROSS_RUN="$(CROSS_RUN_$*)" \
+	    CROSS_SKIP="$(CROSS_SKIP_$*)" HOST_HELLO=$(BUILD)/examples/hello; \
+	rc=$$?; t=$$(( $$(date +%s) - start )); \
+	sed -i "s/\$$/ ($$t s to build and run)/" $(CROSS_DIR)/$*/summary.txt; \
+	exit $$rc
+
+CROSS_BINS = $(patsubst %,$(BUILD)/tests/%$(EXE),$(filter-out $(CROSS_SKIP),$(TEST_NAMES))) \
+             $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%$(EXE)) \
+             $(BUILD)/examples/hello$(EXE)
+cross-build: $(CROSS_BINS)
+
+$(BUILD)/tests/%.exe: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a \
+	    $(LDFLAGS) $(TEST_LIBS)
+
+$(BUILD)/tests/replay_%.exe: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< fuzz/replay_main.c -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS)
+
+$(BUILD)/examples/hello.exe: examples/hello.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a $(LDFLAGS)
+
+# A whole dialogue for hello: pipelined envelope, a dot-stuffed line, a
+# bare LF in the body, QUIT. Replies and message must equal the host's.
+CROSS_HELLO_IN := 'EHLO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nSubject: hi\r\n\r\nhello\r\n..dot\r\nbare\nlf\r\n.\r\nNOOP\r\nQUIT\r\n'
+
+cross-run:
+	@log=$(BUILD)/test-cross.log; : > $$log; fail=0; \
+	for t in $(TEST_NAMES); do \
+	    case " $(CROSS_SKIP) " in *" $$t "*) \
+	        echo "== $(CROSS_NAME) $$t: skipped" | tee -a $$log; continue;; esac; \
+	    echo "== $(CROSS_NAME) $$t" | tee -a $$log; \
+	    (cd tests && $(CROSS_RUN) ../$(BUILD)/tests/$$t$(EXE)) >>$$log 2>&1 \
+	        || { fail=1; echo "FAILED: $$t" | tee -a $$log; }; \
+	done; \
+	inputs=0; for t in $(FUZZ_TARGETS); do \
+	    echo "== $(CROSS_NAME) replay fuzz/corpus/$$t fuzz/regressions/$$t" | tee -a $$log; \
+	    ls -d fuzz/corpus/$$t/* $$(ls -d fuzz/regressions/$$t/* 2>/dev/null) | \
+	        xargs -n 200 $(CROSS_RUN) $(BUILD)/tests/replay_$$t$(EXE) \
+	        >>$$log 2>&1 || { fail=1; echo "FAILED: replay $$t" | tee -a $$log; }; \
+	done; \
+	echo "== $(CROSS_NAME) hello: one dialogue, compared with the host's" | tee -a $$log; \
+	printf $(CROSS_HELLO_IN) > $(BUILD)/hello.in; \
+	$(HOST_HELLO) < $(BUILD)/hello.in > $(BUILD)/hello.want 2> $(BUILD)/hello.want-msg; \
+	$(CROSS_RUN) $(BUILD)/examples/hello$(EXE) < $(BUILD)/hello.in \
+	    > $(BUILD)/hello.got 2> $(BUILD)/hello.got-msg; \
+	if cmp -s $(BUILD)/hello.want $(BUILD)/hello.got && \
+	   cmp -s $(BUILD)/hello.want-msg $(BUILD)/hello.got-msg && \
+	   grep -q '^221 ' $(BUILD)/hello.got; then \
+	    echo "hello: $$(wc -l < $(BUILD)/hello.got) reply lines and the message identical" >> $$log; \
+	else \
+	    fail=1; echo "FAILED: hello (diff $(BUILD)/hello.want $(BUILD)/hello.got)" | tee -a $$log; \
+	fi; \
+	passed=$$(sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' $$log | \
+	    awk '{s += $$1} END {print s + 0}'); \
+	replayed=$$(sed -n 's/^replayed \([0-9]*\) inputs.*/\1/p' $$log | \
+	    awk '{s += $$1} END {print s + 0}'); \
+	size=$$(sed -n 's/.*session size with defaults: \([0-9]*\) bytes.*/\1/p' $$log | head -n 1); \
+	{ printf '%-6s %s tests passed, %s fuzz inputs replayed, session size %s bytes%s%s\n' \
+	    $(CROSS_NAME) $$passed $$replayed "$$size" \
+	    "$$( [ -n '$(CROSS_SKIP)' ] && echo ', skipped: $(CROSS_SKIP)')" \
+	    "$$( [ $$fail = 0 ] || echo ' -- FAILED')"; } > $(BUILD)/summary.txt; \
+	grep -E '^(FAILED|\[  FAILED  \]|\[  ERROR   \])' $$log || true; \
+	cat $(BUILD)/summary.txt; \
+	[ $$fail = 0 ] || echo "full log: $$log"; \
+	exit $$fail
+
+# The toolchains, emulators and target cmocka builds test-cross needs, on
+# Debian 12 (tools/cross-deps.sh says how): gcc-12-multilib for -m32 (not
+# the gcc-multilib metapackage, which conflicts with every cross gcc),
+# multiarch cmocka for s390x, qemu-user for s390x, mingw-w64 and Wine for
+# win64, cmake and deb-src entries (and xz-utils to unpack it) to build
+# cmocka for i386 and mingw from Debian's source package. No i386
+# architecture and no :i386 package.
+CROSS_DEPS_PKGS := gcc-12-multilib gcc-s390x-linux-gnu libc6-dev-s390x-cross \
+                   qemu-user libcmocka-dev:s390x \
+                   gcc-mingw-w64-x86-64 wine wine64 cmake xz-utils
+cross-deps:
+	@sh tools/cross-deps.sh $(CROSS_DEPS_PKGS)

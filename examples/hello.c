@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <fcntl.h> /* _O_BINARY */
+#include <io.h>    /* _setmode */
+#endif
 
 static int
 on_data(llsmtp_server *s, const char *p, size_t n)
@@ -53,6 +57,14 @@ serve(int in, int out)
 int
 main(void)
 {
+#ifdef _WIN32
+    /* The C runtime opens the standard streams in text mode: CRLF would
+     * come in as LF (so no <CRLF>.<CRLF> ever ends DATA) and replies would
+     * go out as CR CR LF. SMTP is bytes. */
+    _setmode(_fileno(stdin), _O_BINARY);
+    _setmode(_fileno(stdout), _O_BINARY);
+    _setmode(_fileno(stderr), _O_BINARY);
+#endif
     serve(0, 1);
     return 0;
 }

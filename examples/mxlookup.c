@@ -147,9 +147,13 @@ main(int argc, char **argv)
 
     rc = route_ask(&dns, domain, LLSMTP_DNS_MX, rrs, ROUTE_RR_MAX, &n);
     check(rc, domain);
-    if (llsmtp_dns_mx(rrs, n, domain, strlen(domain), mx, MAX_MX, &nmx) !=
-        LLSMTP_OK)
+    rc = llsmtp_dns_mx(rrs, n, domain, strlen(domain), mx, MAX_MX, &nmx);
+    if (rc != LLSMTP_OK && rc != LLSMTP_DNS_PARTIAL)
         fail(1, "%s: CNAME chain too long or looping", domain);
+    if (rc == LLSMTP_DNS_PARTIAL)
+        printf("%s    more than %d MX records: only the %zu with the "
+               "lowest preference are kept, the others were dropped\n",
+               domain, MAX_MX, nmx);
     for (i = 0; i < nmx; i++)
         printf("%s    MX preference = %u, mail exchanger = %s\n", domain,
                mx[i].pref, mx[i].host[0] ? mx[i].host : ".");

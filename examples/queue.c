@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -53,6 +54,10 @@ static route_dns dns; /* a runner's copy: asking changes its state */
 static char qdir[4096], tmpdir[4096];
 static entry *ents;
 static size_t nents, ents_cap, nbusy;
+/* this host's addresses: an MX host at one of them is this host */
+#define SELF_MAX 64
+static llsmtp_ip self_ip[SELF_MAX];
+static size_t nself;
 
 static void
 entry_path(char *buf, size_t n, const char *id, const char *ext)
@@ -126,12 +131,95 @@ dup_until(const char *p, int stop)
     return s;
 }
 
+/* ---- envelope files ------------------------------------------------------ */
+
+void
+queue_xtext_put(FILE *f, const char *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 33 || c == 127 || c == '+' || c == '=' || c == '>' ||
+            c == '<')
+            fprintf(f, "+%02X", c);
+        else
+            fputc(c, f); /* UTF-8 (SMTPUTF8) stays readable */
+    }
+}
+
+void
+queue_params_put(FILE *f, const char *params)
+{
+    const char *s = params;
+    int first = 1;
+    while (s != NULL && *s) {
+        size_t n = strcspn(s, " "), j;
+        int ok = n > 0;
+        /* esmtp-values (RFC 5321 4.1.2) hold no space nor control
+         * character; one that did could not be kept in one field */
+        for (j = 0; j < n; j++)
+            if ((unsigned char)s[j] < 33 || s[j] == 127)
+                ok = 0;
+        if (ok) {
+            if (!first)
+                fputc(' ', f);
+            first = 0;
+            fwrite(s, 1, n, f);
+        }
+        s += n;
+        while (*s == ' ')
+            s++;
+    }
+}
+
+/* A version 2 value (queue_xtext_put) decoded into a string, or NULL.
+ * A NUL in it is refused: it could not be a C string. */
+static char *
+xtext_dup(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    size_t i, o = 0;
+    if (s == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        unsigned c = (unsigned char)p[i];
+        if (c == '+') {
+            unsigned hi, lo;
+            if (n - i < 3 || sscanf(p + i + 1, "%1x%1x", &hi, &lo) != 2 ||
+                (hi << 4 | lo) == 0) {
+                free(s);
+                return NULL;
+            }
+            c = hi << 4 | lo;
+            i += 2;
+        }
+        s[o++] = (char)c;
+    }
+    s[o] = '\0';
+    return s;
+}
+
+/* A version 1 "rcpt <ADDR> KIND [PARAMS]" line held the address raw, so
+ * a quoted local part with a ">" in it is found by the kind after it. */
+static const char *
+v1_rcpt_close(const char *p)
+{
+    const char *best = NULL, *q = p;
+    while ((q = strchr(q, '>')) != NULL) {
+        if (strncmp(q, "> relay", 7) == 0 || strncmp(q, "> local", 7) == 0)
+            best = q;
+        q++;
+    }
+    return best != NULL ? best : strchr(p, '>');
+}
+
 /* Reads <id>.env and, when there is one, <id>.st. Returns 0 or -1. */
 static int
 env_load(const char *id, envelope *e)
 {
     char path[4200], line[8192];
     FILE *f;
+    int v2 = 0;
     memset(e, 0, sizeof *e);
     entry_path(path, sizeof path, id, "env");
     f = fopen(path, "r");
@@ -139,14 +227,23 @@ env_load(const char *id, envelope *e)
         return -1;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
-        if (strncmp(line, "from <", 6) == 0) {
+        if (strncmp(line, "version ", 8) == 0) {
+            v2 = atoi(line + 8) >= 2;
+        } else if (strncmp(line, "from <", 6) == 0) {
+            const char *close_ = v2 ? strchr(line + 6, '>')
+                                    : strrchr(line + 6, '>');
             free(e->from);
-            e->from = dup_until(line + 6, '>');
+            e->from = close_ == NULL ? NULL
+                      : v2 ? xtext_dup(line + 6, (size_t)(close_ - line - 6))
+                           : dup_until(line + 6, '\0');
+            if (e->from != NULL && !v2)
+                e->from[close_ - line - 6] = '\0';
         } else if (strncmp(line, "received ", 9) == 0) {
             e->received = atol(line + 9);
         } else if (strncmp(line, "client ", 7) == 0) {
             free(e->client);
-            e->client = dup_until(line + 7, 0);
+            e->client = v2 ? xtext_dup(line + 7, strlen(line + 7))
+                           : dup_until(line + 7, 0);
         } else if (strncmp(line, "mail-params ", 12) == 0) {
             free(e->mail_params);
             e->mail_params = dup_until(line + 12, 0);
@@ -155,7 +252,9 @@ env_load(const char *id, envelope *e)
         } else if (strcmp(line, "smtputf8 yes") == 0) {
             e->smtputf8 = 1;
         } else if (strncmp(line, "rcpt <", 6) == 0) {
-            const char *close_ = strchr(line + 6, '>'), *kind, *sp;
+            const char *close_ = v2 ? strchr(line + 6, '>')
+                                    : v1_rcpt_close(line + 6),
+                       *kind, *sp;
             rcpt *v;
             if (close_ == NULL)
                 continue;
@@ -164,16 +263,26 @@ env_load(const char *id, envelope *e)
                 break;
             e->r = v;
             memset(&v[e->n], 0, sizeof v[e->n]);
-            v[e->n].addr = dup_until(line + 6, '>');
+            v[e->n].addr = v2 ? xtext_dup(line + 6, (size_t)(close_ - line - 6))
+                              : dup_until(line + 6, '\0');
+            if (v[e->n].addr == NULL) {
+                env_free(e);
+                fclose(f);
+                return -1;
+            }
+            if (!v2)
+                v[e->n].addr[close_ - line - 6] = '\0';
             /* "rcpt <a> relay PARAMS": the parameters after the kind */
             kind = close_[1] == ' ' ? close_ + 2 : close_ + 1;
             sp = strchr(kind, ' ');
             v[e->n].params = dup_until(sp != NULL ? sp + 1 : "", 0);
             e->n++;
+            if (v[e->n - 1].params == NULL)
+                break;
         }
     }
     fclose(f);
-    if (e->from == NULL || e->n == 0) {
+    if (e->from == NULL || e->n == 0 || e->r[e->n - 1].params == NULL) {
         env_free(e);
         return -1;
     }
@@ -209,19 +318,161 @@ env_load(const char *id, envelope *e)
     return 0;
 }
 
-/* Appends lines to the log and makes them durable. */
+/* Opens the entry's log for writing at its end, first cutting a torn
+ * last line (one without its newline: a crash in the middle of a write).
+ * The loader ignores such a fragment, but a line appended right after it
+ * would be glued to it, and a "D" hidden that way means a recipient
+ * delivered again. Returns the descriptor, or -1 (errno). */
+static int
+st_open(const char *id)
+{
+    char path[4200], buf[4096];
+    struct stat st;
+    off_t end, pos;
+    int fd;
+    entry_path(path, sizeof path, id, "st");
+    fd = open(path, O_RDWR | O_CREAT, 0640);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0)
+        goto fail;
+    end = pos = st.st_size;
+    while (pos > 0) {
+        size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
+        ssize_t r = pread(fd, buf, n, pos - (off_t)n), i;
+        if (r != (ssize_t)n)
+            goto fail;
+        for (i = r; i > 0 && buf[i - 1] != '\n'; i--)
+            ;
+        if (i > 0) {
+            pos = pos - (off_t)n + i;
+            break;
+        }
+        pos -= (off_t)n;
+    }
+    if (pos != end) {
+        Q->log("queue=%s its log ended in a torn line (%ld octets): cut", id,
+               (long)(end - pos));
+        if (ftruncate(fd, pos) != 0 || (!Q->no_fsync && fsync(fd) != 0))
+            goto fail;
+    }
+    if (lseek(fd, 0, SEEK_END) < 0)
+        goto fail;
+    return fd;
+fail:
+    {
+        int err = errno;
+        close(fd);
+        errno = err;
+    }
+    return -1;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Appends lines to the log and makes them durable. Returns 0, or -1
+ * (errno) when they may not all be on disk. */
 static int
 st_append(const char *id, const char *text)
 {
-    char path[4200];
-    int fd, ok;
-    size_t n = strlen(text);
-    entry_path(path, sizeof path, id, "st");
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0640);
+    int fd = st_open(id), ok, err;
     if (fd < 0)
         return -1;
-    ok = write(fd, text, n) == (ssize_t)n && (Q->no_fsync || fsync(fd) == 0);
+    ok = write_all(fd, text, strlen(text)) == 0 &&
+         (Q->no_fsync || fsync(fd) == 0);
+    err = errno;
+    if (close(fd) != 0)
+        ok = 0;
+    else
+        errno = err;
+    return ok ? 0 : -1;
+}
+
+/* Lines a reservation is made of: "#...\n" the loader ignores, short
+ * enough for its line buffer; the last octet is always a newline. */
+static void
+st_padding(char *p, size_t n)
+{
+    while (n > 0) {
+        size_t m = n > 4000 ? 4000 : n;
+        memset(p, '#', m - 1);
+        p[m - 1] = '\n';
+        p += m;
+        n -= m;
+    }
+}
+
+/* Room in the log for what one transaction will say, taken before the
+ * message is sent and filled in afterwards by st_fill(): the disk can
+ * fill up while the next hop takes the message, and a "D" that could not
+ * be written would send the message again at every retry. Overwriting
+ * octets already allocated needs no new space. Sets *at. Returns 0, or
+ * -1 (errno; nothing reserved). */
+static int
+st_reserve(const char *id, size_t n, off_t *at)
+{
+    char *pad = malloc(n);
+    int fd, ok, err;
+    if (pad == NULL)
+        return -1;
+    st_padding(pad, n);
+    fd = st_open(id);
+    if (fd < 0) {
+        free(pad);
+        return -1;
+    }
+    *at = lseek(fd, 0, SEEK_END);
+    ok = *at >= 0 && write_all(fd, pad, n) == 0 &&
+         (Q->no_fsync || fsync(fd) == 0);
+    err = errno;
+    if (!ok && *at >= 0 && ftruncate(fd, *at) == 0 && !Q->no_fsync)
+        fsync(fd); /* give back what was taken */
     close(fd);
+    free(pad);
+    errno = err;
+    return ok ? 0 : -1;
+}
+
+/* Writes text (at most n octets of lines) over the reservation at at,
+ * padding the rest. Returns 0, or -1 (errno). */
+static int
+st_fill(const char *id, off_t at, size_t n, const char *text)
+{
+    char path[4200], *buf = malloc(n);
+    size_t t = strlen(text);
+    int fd, ok, err;
+    if (buf == NULL || t > n) {
+        free(buf);
+        errno = buf == NULL ? ENOMEM : EOVERFLOW;
+        return -1;
+    }
+    memcpy(buf, text, t);
+    st_padding(buf + t, n - t);
+    entry_path(path, sizeof path, id, "st");
+    fd = open(path, O_WRONLY);
+    if (fd < 0) {
+        free(buf);
+        return -1;
+    }
+    ok = pwrite(fd, buf, n, at) == (ssize_t)n &&
+         (Q->no_fsync || fsync(fd) == 0);
+    err = errno;
+    close(fd);
+    free(buf);
+    errno = err;
     return ok ? 0 : -1;
 }
 
@@ -241,12 +492,18 @@ static long
 due_time(const char *id)
 {
     envelope e;
-    long next;
+    long next, now = (long)time(NULL), longest = 0;
+    size_t i;
     if (env_load(id, &e) != 0)
         return 0;
     next = e.next;
     env_free(&e);
-    return next;
+    /* further away than any retry delay: planned before the clock
+     * stepped back */
+    for (i = 0; i < Q->nretry; i++)
+        if ((long)Q->retry[i] > longest)
+            longest = (long)Q->retry[i];
+    return next > now + longest ? now + longest : next;
 }
 
 void
@@ -304,10 +561,57 @@ scan(int cleanup)
     closedir(d);
 }
 
+static void
+self_add(const llsmtp_ip *ip)
+{
+    size_t i;
+    static const uint8_t any[16];
+    if (ip->family == 0 || nself == SELF_MAX ||
+        memcmp(ip->addr, any, ip->family == 4 ? 4 : 16) == 0)
+        return; /* 0.0.0.0 and :: are covered by the interfaces */
+    for (i = 0; i < nself; i++)
+        if (memcmp(&self_ip[i], ip, sizeof *ip) == 0)
+            return;
+    self_ip[nself++] = *ip;
+}
+
+/* The addresses smtpd listens on and those of the interfaces. */
+static void
+self_find(void)
+{
+    struct ifaddrs *ifs, *it;
+    size_t i;
+    for (i = 0; i < Q->nlisten; i++) {
+        llsmtp_relayhost rh;
+        if (llsmtp_relayhost_parse(Q->listen[i], strlen(Q->listen[i]), &rh,
+                                   NULL) == LLSMTP_OK)
+            self_add(&rh.ip);
+    }
+    if (getifaddrs(&ifs) != 0)
+        return;
+    for (it = ifs; it != NULL; it = it->ifa_next) {
+        llsmtp_ip ip;
+        memset(&ip, 0, sizeof ip);
+        if (it->ifa_addr == NULL)
+            continue;
+        if (it->ifa_addr->sa_family == AF_INET) {
+            ip.family = 4;
+            memcpy(ip.addr, &((struct sockaddr_in *)it->ifa_addr)->sin_addr, 4);
+        } else if (it->ifa_addr->sa_family == AF_INET6) {
+            ip.family = 6;
+            memcpy(ip.addr, &((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr,
+                   16);
+        }
+        self_add(&ip);
+    }
+    freeifaddrs(ifs);
+}
+
 int
 queue_open(const queue_conf *qc)
 {
     Q = qc;
+    self_find();
     snprintf(qdir, sizeof qdir, "%s/queue", qc->spool);
     snprintf(tmpdir, sizeof tmpdir, "%s/tmp", qc->spool);
     if (mkdir(qdir, 0750) != 0 && errno != EEXIST)
@@ -563,18 +867,60 @@ status_of(const rcpt *r, char *buf, size_t n)
     }
 }
 
-/* A multipart/report (RFC 3464, RFC 6522) for the failed recipients. */
+/* A value for a header field or a DSN field: control characters (CR and
+ * LF above all, which would end the field and start one of the sender's
+ * choosing) become "?". The envelope file decodes to any octet, and a
+ * next hop's reply text is not ours either. */
+static const char *
+field_safe(const char *s, char *buf, size_t cap)
+{
+    size_t i;
+    for (i = 0; s[i] && i + 1 < cap; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[i] = '\0';
+    return buf;
+}
+
+/* An ENVID or ORCPT value in its DSN field: as xtext (RFC 3461 4.2 and
+ * 4.4, RFC 3464 2.2.1 and 2.3.1), re-encoded from the decoded value, so
+ * "+0D+0A" stays six harmless characters instead of a line break.
+ * Returns 0, or -1 for a value that is not xtext. */
+static int
+xtext_field(FILE *f, const char *p, size_t n)
+{
+    char dec[1024];
+    size_t dn;
+    size_t i;
+    if (llsmtp_xtext_decode(p, n, dec, sizeof dec, &dn) != LLSMTP_OK)
+        return -1;
+    for (i = 0; i < dn; i++) {
+        unsigned char c = (unsigned char)dec[i];
+        if (c < 33 || c > 126 || c == '+' || c == '=')
+            fprintf(f, "+%02X", c);
+        else
+            fputc(c, f);
+    }
+    return 0;
+}
+
+/* A multipart/report (RFC 3464, RFC 6522) for the failed recipients.
+ * What it returns of the message is bounded, as Postfix's
+ * bounce_size_limit: the header, and at most --bounce-size-limit octets
+ * of the body (cut at a line end), so a forged sender cannot be sent an
+ * attacker's payload in full. */
 static char *
 make_bounce(const char *id, const char *bid, const envelope *e,
             const char *msg, size_t msgn, size_t *outn)
 {
-    char *out = NULL, date[64], arrival[64], st[16];
-    size_t i, hdr_end = msgn;
+    char *out = NULL, date[64], arrival[64], st[16], a1[1024], t1[600],
+         h1[LLSMTP_NAME_MAX + 1];
+    size_t i, hdr_end = msgn, returned, limit = Q->bounce_size_limit;
     FILE *f = open_memstream(&out, outn);
     llsmtp_span ret = param(e->mail_params, "RET");
     llsmtp_span envid = param(e->mail_params, "ENVID");
     int headers_only = (ret.p && ret.n == 4 && strncasecmp(ret.p, "HDRS", 4) == 0) ||
                        e->body == 9;
+    int cut = 0;
     if (f == NULL)
         return NULL;
     /* the header ends at the first empty line; msg is a mapping of the
@@ -584,6 +930,14 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             hdr_end = i + 2;
             break;
         }
+    returned = headers_only ? hdr_end : msgn;
+    if (!headers_only && hdr_end + 2 <= msgn && msgn - hdr_end - 2 > limit) {
+        size_t end = hdr_end + 2 + limit, k = end;
+        while (k > hdr_end + 2 && msg[k - 1] != '\n')
+            k--;
+        returned = k > hdr_end + 2 ? k : end;
+        cut = 1;
+    }
     date_now(date, sizeof date, time(NULL));
     date_now(arrival, sizeof arrival, (time_t)e->received);
     fprintf(f,
@@ -609,19 +963,25 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             "Your message %s could not be delivered to one or more\r\n"
             "recipients. The reasons are below.\r\n"
             "\r\n",
-            date, Q->hostname, e->from, bid, Q->hostname, id, Q->hostname,
-            id, Q->hostname, Q->hostname, id);
+            date, Q->hostname, field_safe(e->from, a1, sizeof a1), bid,
+            Q->hostname, id, Q->hostname, id, Q->hostname, Q->hostname, id);
     for (i = 0; i < e->n; i++) {
         const rcpt *r = &e->r[i];
         if ((r->state != 'F' && r->state != 'X') || !wants_bounce(r))
             continue;
-        fprintf(f, "<%s>: %s%s%s%d %s\r\n", r->addr,
+        fprintf(f, "<%s>: %s%s%s%d %s\r\n", field_safe(r->addr, a1, sizeof a1),
                 r->state == 'X' ? "still failing after the maximum time in "
                                   "the queue; last: "
                                 : "",
-                r->remote[0] ? r->remote : "", r->remote[0] ? " said: " : "",
-                r->code, r->text);
+                field_safe(r->remote, h1, sizeof h1),
+                r->remote[0] ? " said: " : "", r->code,
+                field_safe(r->text, t1, sizeof t1));
     }
+    if (cut)
+        fprintf(f,
+                "\r\nThe message below is truncated: its header, and the "
+                "first %zu octets\r\nof its body.\r\n",
+                returned - hdr_end - 2);
     fprintf(f,
             "\r\n--%s/%s\r\n"
             "Content-Description: Delivery report\r\n"
@@ -630,12 +990,11 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             "Reporting-MTA: dns; %s\r\n"
             "X-Llsmtp-Queue-ID: %s\r\n",
             id, Q->hostname, Q->hostname, id);
-    if (envid.p != NULL) {
-        char dec[256];
-        size_t dn;
-        if (llsmtp_xtext_decode(envid.p, envid.n, dec, sizeof dec, &dn) ==
-            LLSMTP_OK)
-            fprintf(f, "Original-Envelope-Id: %.*s\r\n", (int)dn, dec);
+    if (envid.p != NULL &&
+        llsmtp_xtext_decode(envid.p, envid.n, NULL, 0, NULL) == LLSMTP_OK) {
+        fputs("Original-Envelope-Id: ", f);
+        xtext_field(f, envid.p, envid.n);
+        fputs("\r\n", f);
     }
     fprintf(f, "Arrival-Date: %s\r\n", arrival);
     for (i = 0; i < e->n; i++) {
@@ -644,21 +1003,25 @@ make_bounce(const char *id, const char *bid, const envelope *e,
         if ((r->state != 'F' && r->state != 'X') || !wants_bounce(r))
             continue;
         status_of(r, st, sizeof st);
-        fprintf(f, "\r\nFinal-Recipient: rfc822; %s\r\n", r->addr);
+        fprintf(f, "\r\nFinal-Recipient: rfc822; %s\r\n",
+                field_safe(r->addr, a1, sizeof a1));
         if (orcpt.p != NULL &&
-            llsmtp_dsn_orcpt_parse(orcpt.p, orcpt.n, &type, &xt) == LLSMTP_OK) {
-            char dec[600];
-            size_t dn;
-            if (llsmtp_xtext_decode(xt.p, xt.n, dec, sizeof dec, &dn) ==
-                LLSMTP_OK)
-                fprintf(f, "Original-Recipient: %.*s; %.*s\r\n", (int)type.n,
-                        type.p, (int)dn, dec);
+            llsmtp_dsn_orcpt_parse(orcpt.p, orcpt.n, &type, &xt) == LLSMTP_OK &&
+            llsmtp_xtext_decode(xt.p, xt.n, NULL, 0, NULL) == LLSMTP_OK) {
+            /* addr-type is an atom (the parser checked) */
+            snprintf(h1, sizeof h1, "%.*s", type.n < 64 ? (int)type.n : 0,
+                     type.p);
+            fprintf(f, "Original-Recipient: %s;", field_safe(h1, t1, sizeof t1));
+            xtext_field(f, xt.p, xt.n);
+            fputs("\r\n", f);
         }
         fprintf(f, "Action: failed\r\nStatus: %s\r\n", st);
         if (r->remote[0])
-            fprintf(f, "Remote-MTA: dns; %s\r\n", r->remote);
+            fprintf(f, "Remote-MTA: dns; %s\r\n",
+                    field_safe(r->remote, h1, sizeof h1));
         if (r->remote[0]) /* RFC 3464 2.3.6: what the remote MTA said */
-            fprintf(f, "Diagnostic-Code: smtp; %d %s\r\n", r->code, r->text);
+            fprintf(f, "Diagnostic-Code: smtp; %d %s\r\n", r->code,
+                    field_safe(r->text, t1, sizeof t1));
         fprintf(f, "Last-Attempt-Date: %s\r\n", date);
     }
     fprintf(f,
@@ -670,9 +1033,8 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             headers_only ? "Undelivered Message Headers"
                          : "Undelivered Message",
             headers_only ? "text/rfc822-headers" : "message/rfc822");
-    fwrite(msg, 1, headers_only ? hdr_end : msgn, f);
-    if ((headers_only ? hdr_end : msgn) > 0 &&
-        msg[(headers_only ? hdr_end : msgn) - 1] != '\n')
+    fwrite(msg, 1, returned, f);
+    if (returned > 0 && msg[returned - 1] != '\n')
         fputs("\r\n", f);
     fprintf(f, "\r\n--%s/%s--\r\n", id, Q->hostname);
     if (fclose(f) != 0) {
@@ -687,10 +1049,11 @@ make_bounce(const char *id, const char *bid, const envelope *e,
 static int
 bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
 {
-    char bid[64], env[2048];
-    size_t i, n, want = 0;
+    char bid[64], *env = NULL, a1[1024];
+    size_t i, n, envn, want = 0;
     char *text;
     int local, rc;
+    FILE *f;
     for (i = 0; i < e->n; i++)
         want += (e->r[i].state == 'F' || e->r[i].state == 'X') &&
                 wants_bounce(&e->r[i]);
@@ -701,21 +1064,33 @@ bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
     if (text == NULL)
         return -1;
     local = is_local(e->from);
-    snprintf(env, sizeof env,
-             "version 1\nid %s\nreceived %ld\nclient 127.0.0.1\nhelo %s\n"
-             "protocol local\nfrom <>\n%s%s"
-             "rcpt <%s> %s\n",
-             bid, (long)time(NULL), Q->hostname,
-             e->body >= 8 ? "body 8BITMIME\n" : "",
-             e->smtputf8 ? "smtputf8 yes\n" : "", e->from,
-             local ? "local" : "relay");
+    f = open_memstream(&env, &envn);
+    if (f == NULL) {
+        free(text);
+        return -1;
+    }
+    fprintf(f,
+            "version %d\nid %s\nreceived %ld\nclient 127.0.0.1\nhelo ",
+            QUEUE_ENV_VERSION, bid, (long)time(NULL));
+    queue_xtext_put(f, Q->hostname, strlen(Q->hostname));
+    fprintf(f, "\nprotocol local\nfrom <>\n%s%srcpt <",
+            e->body >= 8 ? "body 8BITMIME\n" : "",
+            e->smtputf8 ? "smtputf8 yes\n" : "");
+    queue_xtext_put(f, e->from, strlen(e->from));
+    fprintf(f, "> %s\n", local ? "local" : "relay");
+    if (fclose(f) != 0) {
+        free(text);
+        free(env);
+        return -1;
+    }
     /* the local copy keeps its Return-Path; a queued one skips it anyway */
     rc = queue_store(local ? Q->spool : qdir, tmpdir, bid, env, text, n,
                      Q->no_fsync);
     free(text);
+    free(env);
     if (rc == 0)
-        Q->log("queue=%s bounce=%s to=<%s> %s", id, bid, e->from,
-             local ? "stored" : "queued");
+        Q->log("queue=%s bounce=%s to=<%s> %s", id, bid,
+               field_safe(e->from, a1, sizeof a1), local ? "stored" : "queued");
     return rc;
 }
 
@@ -765,7 +1140,10 @@ route_for(const char *domain, llsmtp_mx *mx, size_t *nmx, uint16_t *port,
     memset(&o, 0, sizeof o);
     o.local_names = &self;
     o.nlocal_names = 1;
-    o.seed = dns.rng ^ (uint64_t)getpid();
+    o.local_addrs = self_ip;
+    o.nlocal_addrs = nself;
+    if (route_random(&o.seed, sizeof o.seed) != 0)
+        o.seed = dns.rng ^ (uint64_t)getpid();
     *port = (uint16_t)Q->mx_port;
     if (Q->smarthost != NULL) {
         llsmtp_relayhost rh;
@@ -799,19 +1177,15 @@ domain_of(const char *addr)
     return at ? at + 1 : "";
 }
 
-/* Appends the lines gathered so far to the entry's log. */
-static void
-break_log(const char *id, char *log, size_t *used)
-{
-    if (*used > 0 && st_append(id, log) != 0)
-        Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
-    log[0] = '\0';
-    *used = 0;
-}
+/* A log line is at most this long: "K <i> <code> <remote> <text>\n". */
+#define ST_LINE_MAX (24 + LLSMTP_NAME_MAX + LLSMTP_REPLY_LINE_MAX + 8)
 
 /* Delivers the open recipients of one domain (all of them through a
- * smart host), at most LLSMTP_CLIENT_RCPT_MAX per transaction. */
-static void
+ * smart host), at most LLSMTP_CLIENT_RCPT_MAX per transaction. Returns
+ * 0, or -1 when the log could not be written: the attempt stops there
+ * (the entry stays deferred), since going on would act on outcomes the
+ * next run does not know of. */
+static int
 deliver_group(const char *id, envelope *e, const char *domain,
               const char *body, size_t bodyn, char *log, size_t logcap)
 {
@@ -821,7 +1195,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
     static size_t idx[LLSMTP_CLIENT_RCPT_MAX];
     static char mparams[600];
     char why[LLSMTP_REPLY_LINE_MAX - 8];
-    size_t nmx = 0, i, k, used = strlen(log);
+    size_t nmx = 0, i, k, used = 0;
     uint16_t port;
     int rc = route_for(domain, mx, &nmx, &port, why, sizeof why);
     dlv_conf dc;
@@ -855,6 +1229,8 @@ deliver_group(const char *id, envelope *e, const char *domain,
     m.mail_params.p = mparams;
     m.mail_params.n = strlen(mparams);
     for (;;) {
+        off_t at = 0;
+        size_t resn = 0;
         for (i = 0, k = 0; i < e->n && k < LLSMTP_CLIENT_RCPT_MAX; i++) {
             rcpt *r = &e->r[i];
             if (r->state || r->code == -1 ||
@@ -868,7 +1244,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
             idx[k++] = i;
         }
         if (k == 0)
-            return;
+            return 0;
         if (e->body == 9) {
             rc = 554;
             snprintf(why, sizeof why,
@@ -885,6 +1261,15 @@ deliver_group(const char *id, envelope *e, const char *domain,
                 res[i].remote[0] = '\0';
             }
         } else {
+            /* the outcome's place in the log first: a message sent is
+             * a message recorded, even on a disk that fills meanwhile */
+            resn = k * ST_LINE_MAX;
+            if (st_reserve(id, resn, &at) != 0) {
+                Q->log("queue=%s cannot make room in its log: %s; not "
+                       "sending now, the entry stays deferred",
+                       id, strerror(errno));
+                return -1;
+            }
             dlv_send_mx(mx, nmx, port, &dc, &m, body, bodyn, res);
         }
         for (i = 0; i < k; i++) {
@@ -921,11 +1306,16 @@ deliver_group(const char *id, envelope *e, const char *domain,
                  r->code, r->text);
             if (kind == 'T')
                 r->code = -1; /* tried in this run: not again */
-            if (used + 2 * LLSMTP_REPLY_LINE_MAX > logcap)
-                break_log(id, log, &used);
         }
         /* what this transaction did is durable before the next begins */
-        break_log(id, log, &used);
+        if ((resn > 0 ? st_fill(id, at, resn, log) : st_append(id, log)) !=
+            0) {
+            Q->log("queue=%s cannot write its log: %s; the attempt stops, "
+                   "the entry stays deferred", id, strerror(errno));
+            return -1;
+        }
+        log[0] = '\0';
+        used = 0;
     }
 }
 
@@ -934,12 +1324,13 @@ run_entry(const char *id)
 {
     envelope e;
     char path[4200], *log;
-    size_t logcap = 65536, i, open_ = 0, msgn = 0;
+    size_t logcap = LLSMTP_CLIENT_RCPT_MAX * ST_LINE_MAX + 4096, i,
+           open_ = 0, msgn = 0;
     const char *msg = NULL, *body;
     void *map = MAP_FAILED;
     struct stat st;
     time_t now = time(NULL);
-    int fd, mfd;
+    int fd, mfd, stopped = 0;
 
     dns = Q->dns;
     /* one runner per entry, even across a restart that left an old
@@ -955,6 +1346,11 @@ run_entry(const char *id)
         Q->log("queue=%s unreadable envelope: left alone", id);
         return;
     }
+    /* A received time in the future means the clock stepped back since:
+     * the message counts as just received, so no age below wraps around
+     * to something older than --max-queue-time. */
+    if (e.received > (long)now)
+        e.received = (long)now;
     entry_path(path, sizeof path, id, "eml");
     mfd = open(path, O_RDONLY);
     if (mfd >= 0 && fstat(mfd, &st) == 0 && st.st_size > 0)
@@ -982,21 +1378,32 @@ run_entry(const char *id)
         return;
     }
     log[0] = '\0';
-    if ((unsigned long)(now - e.received) < Q->max_queue_time || e.attempts == 0)
-        for (i = 0; i < e.n; i++) {
+    if ((unsigned long)((long)now - e.received) < Q->max_queue_time ||
+        e.attempts == 0)
+        for (i = 0; i < e.n && !stopped; i++) {
             if (e.r[i].state || e.r[i].code == -1)
                 continue;
-            deliver_group(id, &e, Q->smarthost ? "" : domain_of(e.r[i].addr),
-                          body, msgn - (size_t)(body - msg), log, logcap);
+            stopped = deliver_group(id, &e,
+                                    Q->smarthost ? "" : domain_of(e.r[i].addr),
+                                    body, msgn - (size_t)(body - msg), log,
+                                    logcap) != 0;
         }
+    log[0] = '\0'; /* (what a stopped transaction could not write) */
     now = time(NULL);
+    if (e.received > (long)now)
+        e.received = (long)now;
     for (i = 0; i < e.n; i++) {
         if (e.r[i].code == -1)
             e.r[i].code = 451;
         open_ += e.r[i].state == 0;
     }
     e.attempts++;
-    if (open_ > 0 && (unsigned long)(now - e.received) >= Q->max_queue_time) {
+    if (stopped) {
+        /* outcomes may be missing from the log: nothing final now (no
+         * bounce, no removal); the next attempt sees what is written */
+        open_ = open_ > 0 ? open_ : 1;
+    } else if (open_ > 0 &&
+               (unsigned long)((long)now - e.received) >= Q->max_queue_time) {
         /* RFC 5321 4.5.4.1: give up, and say so to the sender */
         for (i = 0; i < e.n; i++) {
             size_t used = strlen(log);

@@ -8,6 +8,7 @@
 
 #include "route.h"
 
+#include <stdio.h>
 #include <time.h>
 
 #define QUEUE_RETRY_MAX 16
@@ -32,7 +33,21 @@ typedef struct queue_conf {
     void (*child_setup)(void);        /* in a runner: close what it
                                          must not hold */
     void (*log)(const char *fmt, ...); /* one line to the server's log */
+    size_t bounce_size_limit;         /* body octets a bounce returns */
+    const char *const *listen;        /* "ADDR:PORT" smtpd listens on: */
+    size_t nlisten;                   /* MX hosts there are this host */
 } queue_conf;
+
+/* The envelope files' format (README: "Envelope files"): every value
+ * from a client is xtext (RFC 3461), so no byte of it can end a field
+ * or a line; version 1 files (raw values) are still read. */
+#define QUEUE_ENV_VERSION 2
+/* Writes p[0..n) as xtext: "+", "=", "<", ">", space, control
+ * characters as "+HH"; UTF-8 as it is. */
+void queue_xtext_put(FILE *f, const char *p, size_t n);
+/* Writes "K=V K=V" (ESMTP parameters as given, which hold no space nor
+ * control character; a parameter that does is left out). */
+void queue_params_put(FILE *f, const char *params);
 
 /* Creates SPOOL/queue and reads the entries already there. Returns 0, or
  * -1 (errno) when the directory cannot be made. */

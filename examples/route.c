@@ -8,11 +8,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__OpenBSD__)
+#include <sys/random.h>
+#define ROUTE_HAVE_GETRANDOM 1
+#endif
 
 int
 route_dns_set(route_dns *d, const char *spec)
@@ -69,13 +74,76 @@ route_dns_default(route_dns *d)
     route_dns_set(d, "127.0.0.1");
 }
 
+int
+route_random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    int fd;
+#ifdef ROUTE_HAVE_GETRANDOM
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        p += r;
+        n -= (size_t)r;
+    }
+    if (n == 0)
+        return 0;
+#endif
+    fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        p += r;
+        n -= (size_t)r;
+    }
+    close(fd);
+    return n == 0 ? 0 : -1;
+}
+
+/* A query id (RFC 5452 4.3): from the system's random source, so that
+ * processes forked from one parent (smtpd's queue runners) never send
+ * the same ids; the generator is a fallback only. */
 static uint16_t
 new_id(route_dns *d)
 {
+    uint16_t id;
+    if (route_random(&id, sizeof id) == 0)
+        return id;
+    d->rng ^= (uint64_t)getpid() << 16;
     d->rng ^= d->rng << 13;
     d->rng ^= d->rng >> 7;
     d->rng ^= d->rng << 17;
     return (uint16_t)(d->rng >> 16);
+}
+
+/* A UDP socket of its own for one query, bound to port 0: the kernel
+ * picks a random source port (RFC 5452 9.2), and an answer to an
+ * earlier query can never be taken for this one's. */
+static int
+udp_socket(const route_dns *d)
+{
+    struct sockaddr_storage any;
+    int fd = socket(d->addr.ss_family, SOCK_DGRAM, 0);
+    if (fd < 0)
+        return -1;
+    memset(&any, 0, sizeof any);
+    any.ss_family = d->addr.ss_family;
+    if (bind(fd, (struct sockaddr *)&any,
+             d->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in)) != 0 ||
+        connect(fd, (struct sockaddr *)&d->addr, d->len) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 static int
@@ -137,20 +205,18 @@ route_ask(route_dns *d, const char *name, uint16_t qtype, llsmtp_dns_rr *rrs,
 {
     uint8_t q[600], buf[4096];
     size_t qlen;
-    int tries, fd;
+    int tries, fd = -1;
     *n = 0;
     if (d->tcp)
         return ask_tcp(d, name, qtype, rrs, cap, n);
-    fd = socket(d->addr.ss_family, SOCK_DGRAM, 0);
-    if (fd < 0)
-        return ROUTE_NO_ANSWER;
-    if (connect(fd, (struct sockaddr *)&d->addr, d->len) != 0) {
-        close(fd);
-        return ROUTE_NO_ANSWER;
-    }
     for (tries = 0; tries < 3; tries++) {
         uint16_t id = new_id(d);
         time_t until = time(NULL) + 2;
+        if (fd >= 0)
+            close(fd);
+        fd = udp_socket(d);
+        if (fd < 0)
+            return ROUTE_NO_ANSWER;
         if (llsmtp_dns_query(id, name, strlen(name), qtype, 0, q, sizeof q,
                              &qlen) != LLSMTP_OK) {
             close(fd);
@@ -204,6 +270,20 @@ route_addrs(route_dns *d, llsmtp_mx *m)
     return failed && m->naddrs == 0 ? -1 : 0;
 }
 
+/* Whether one of m's addresses is one of this host's. */
+static int
+route_is_self(const llsmtp_mx *m, const llsmtp_mx_opts *o)
+{
+    size_t i, j;
+    for (i = 0; i < m->naddrs && i < LLSMTP_MX_ADDRS_MAX; i++)
+        for (j = 0; j < o->nlocal_addrs; j++)
+            if (m->addrs[i].family == o->local_addrs[j].family &&
+                memcmp(m->addrs[i].addr, o->local_addrs[j].addr,
+                       m->addrs[i].family == 4 ? 4 : 16) == 0)
+                return 1;
+    return 0;
+}
+
 static int
 say(char *why, size_t cap, int code, const char *fmt, const char *domain)
 {
@@ -232,8 +312,8 @@ route_mx(route_dns *d, const char *domain, const llsmtp_mx_opts *o,
         return say(why, whycap, 451,
                    "4.4.3 %s: DNS lookup failed, will try again", domain);
     }
-    if (llsmtp_dns_mx(rrs, nrr, domain, strlen(domain), mx, cap, n) !=
-        LLSMTP_OK)
+    rc = llsmtp_dns_mx(rrs, nrr, domain, strlen(domain), mx, cap, n);
+    if (rc != LLSMTP_OK && rc != LLSMTP_DNS_PARTIAL) /* PARTIAL: the best */
         return say(why, whycap, 451, "4.4.3 %s: CNAME chain too long",
                    domain);
     rc = llsmtp_mx_order(domain, strlen(domain), mx, n, cap, o);
@@ -252,12 +332,32 @@ route_mx(route_dns *d, const char *domain, const llsmtp_mx_opts *o,
         return say(why, whycap, 451, "4.4.4 %s: invalid MX records", domain);
     }
     /* RFC 5321 5.1: each target's addresses, in order; the first few are
-     * enough to deliver or to conclude "try later". */
+     * enough to deliver or to conclude "try later". A target at one of
+     * this host's own addresses is this host, whatever its name: it and
+     * every record of its preference and worse are discarded ("If a
+     * matching record is found, all records at that preference level and
+     * higher-numbered ones MUST be discarded from consideration. If
+     * there are no records left at that point, it is an error condition,
+     * and the message MUST be returned as undeliverable."). */
     for (i = 0; i < *n && i < 8; i++) {
         if (mx[i].naddrs == 0 && route_addrs(d, &mx[i]) != 0)
             temp = 1;
+        if (o != NULL && route_is_self(&mx[i], o)) {
+            size_t j = i;
+            while (j > 0 && mx[j - 1].pref >= mx[i].pref)
+                j--;
+            *n = j;
+            if (j == 0)
+                return say(why, whycap, 554,
+                           "5.4.6 mail for %s loops back to me (an MX host "
+                           "is at my own address)",
+                           domain);
+            break;
+        }
         with_addr += mx[i].naddrs > 0;
     }
+    for (with_addr = 0, i = 0; i < *n && i < 8; i++)
+        with_addr += mx[i].naddrs > 0;
     if (with_addr == 0)
         return temp ? say(why, whycap, 451,
                           "4.4.3 %s: DNS lookup failed, will try again",

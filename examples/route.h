@@ -24,6 +24,10 @@ typedef struct route_dns {
     uint64_t rng; /* query ids */
 } route_dns;
 
+/* Fills buf with n octets from the system's random source (getrandom,
+ * else /dev/urandom). Returns 0, or -1 when there is none. */
+int route_random(void *buf, size_t n);
+
 /* "ADDR", "ADDR:PORT" or "[IPv6]:PORT" (port 53 when not given).
  * Returns 0, or -1 for a bad spec. */
 int route_dns_set(route_dns *d, const char *spec);

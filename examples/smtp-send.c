@@ -6,8 +6,7 @@
  * deliver.c drives the session over a blocking socket, route.c finds MX
  * hosts. --verbose prints the dialogue with C:/S: prefixes (credentials
  * and the body are not shown).
- * Exit: 0 all delivered, 1 some recipients refused, 2 all refused or a
- * permanent failure, 3 a temporary failure.
+ * Exit: see usage() (and README): one status per outcome.
  */
 #include "deliver.h"
 #include "route.h"
@@ -37,12 +36,18 @@ usage(FILE *f)
             "encrypts; --tls-verify also requires a certificate that chains\n"
             "to --ca-file (or the system's CAs) and names the server (the\n"
             "--server host, or the MX host).\n"
-            "Exit: 0 all delivered, 1 some refused, 2 all refused or a\n"
-            "permanent failure (a bad option too), 3 a temporary failure.\n");
+            "Exit: 0 every recipient delivered;\n"
+            "      1 some refused for good (5xx), the others delivered;\n"
+            "      2 every recipient refused for good, or nothing sent: a bad\n"
+            "        option, an unreadable file;\n"
+            "      3 some deferred (4xx from a server: try those again later),\n"
+            "        whatever happened to the others;\n"
+            "      4 no server could be tried (no connection, DNS failure):\n"
+            "        nothing was sent, try again later.\n");
 }
 
-/* Exit 3 for what may work later (no connection), 2 for what will not
- * (a bad option, a file that cannot be read). */
+/* Exit 4 for what may work later (nothing could be tried), 2 for what
+ * will not (a bad option, a file that cannot be read). */
 static void
 die(int code, const char *msg, const char *arg)
 {
@@ -76,7 +81,7 @@ read_message(const char *path, size_t *n)
             cap = cap ? cap * 2 : 65536;
             buf = realloc(buf, cap);
             if (buf == NULL)
-                die(3, "out of memory", NULL);
+                die(4, "out of memory", NULL);
         }
         r = fread(buf + *n, 1, cap - *n, f);
         *n += r;
@@ -127,7 +132,7 @@ main(int argc, char **argv)
     const char *server = NULL, *mx_domain = NULL, *dns = NULL, *from = NULL,
                *file = "-";
     char *body;
-    size_t body_n, i, ok = 0, temp = 0;
+    size_t body_n, i, ok = 0, temp = 0, heard = 0;
     unsigned long mx_port = 25;
     int a;
 
@@ -217,6 +222,7 @@ main(int argc, char **argv)
         if (fd >= 0) {
             dlv_send(fd, &dc, host_of(server, name, sizeof name), &m, body,
                      body_n, res);
+            heard = 1;
         } else { /* every recipient still gets its line */
             char text[400];
             fprintf(stderr, "smtp-send: cannot connect: %s\n", err);
@@ -257,11 +263,12 @@ main(int argc, char **argv)
             ok++;
         else if (res[i].code / 100 == 4)
             temp++;
+        heard += res[i].remote[0] != '\0'; /* (--mx) a server answered */
     }
     fflush(stdout);
     if (ok == m.nto)
         return 0;
-    if (ok > 0)
-        return 1;
-    return temp > 0 ? 3 : 2;
+    if (temp > 0) /* what the caller must act on first: try again */
+        return heard == 0 ? 4 : 3;
+    return ok > 0 ? 1 : 2;
 }

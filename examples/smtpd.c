@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -85,6 +86,7 @@ typedef struct conn {
     char **rcpt_params; /* per recipient: its ESMTP parameters */
     size_t nrcpt, rcpt_cap;
     char *params;       /* MAIL parameters as text */
+    int write_errno;    /* why storing the message failed, or 0 */
     FILE *msg;          /* DIR/tmp/<id>.eml while receiving */
     char id[40];
     char *pending;      /* input not yet consumed (BLOCKED) */
@@ -228,6 +230,8 @@ usage(FILE *f)
         "  --max-queue-time T     give up and bounce after T (default 5d, "
         "RFC 5321 4.5.4.1)\n"
         "  --runners N            deliveries at once (default 8)\n"
+        "  --bounce-size-limit N  body octets a bounce returns (default "
+        "50000; the header always)\n"
         "  --next-hop-tls L       may (STARTTLS when offered, default), "
         "encrypt (required),\n"
         "                         verify (required, certificate must name "
@@ -411,7 +415,28 @@ parse_time(const char *name, const char *v)
     }
     if (*end != '\0' || n == 0)
         die_usage("bad time for %s", name);
+    /* the queue adds durations to times and keeps them in 32 bits: what
+     * does not fit must not wrap into a short delay */
+    if (n > (unsigned long)INT_MAX) {
+        fprintf(stderr, "smtpd: %s %s is too long (at most %d seconds, "
+                "about 68 years)\n", name, v, INT_MAX);
+        exit(2);
+    }
     return n;
+}
+
+/* A number for an int-sized option, refused (exit 2) outside min..max
+ * before any cast could wrap it. */
+static int
+parse_int(const char *name, const char *v, long long min, long long max)
+{
+    unsigned long long n = parse_num(name, v);
+    if (n < (unsigned long long)min || n > (unsigned long long)max) {
+        fprintf(stderr, "smtpd: %s %s is out of range (%lld..%lld)\n", name,
+                v, min, max);
+        exit(2);
+    }
+    return (int)n;
 }
 
 static void
@@ -449,6 +474,7 @@ parse_args(int argc, char **argv)
     opt.q.max_queue_time = 5UL * 24 * 3600;
     opt.q.mx_port = 25;
     opt.q.max_runners = 8;
+    opt.q.bounce_size_limit = 50000;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -557,9 +583,7 @@ parse_args(int argc, char **argv)
             opt.dns = v;
         } else if (strcmp(a, "--mx-port") == 0) {
             NEEDV();
-            opt.q.mx_port = (unsigned)parse_num(a, v);
-            if (opt.q.mx_port < 1 || opt.q.mx_port > 65535)
-                die_usage("bad value for %s", a);
+            opt.q.mx_port = (unsigned)parse_int(a, v, 1, 65535);
         } else if (strcmp(a, "--retry") == 0) {
             NEEDV();
             parse_retry(v);
@@ -581,9 +605,10 @@ parse_args(int argc, char **argv)
             opt.q.ca_file = v;
         } else if (strcmp(a, "--runners") == 0) {
             NEEDV();
-            opt.q.max_runners = (int)parse_num(a, v);
-            if (opt.q.max_runners < 1 || opt.q.max_runners > 1000)
-                die_usage("bad value for %s", a);
+            opt.q.max_runners = parse_int(a, v, 1, 1000);
+        } else if (strcmp(a, "--bounce-size-limit") == 0) {
+            NEEDV();
+            opt.q.bounce_size_limit = (size_t)parse_int(a, v, 0, INT_MAX);
         } else if (strcmp(a, "--spool") == 0) {
             NEEDV();
             opt.spool = v;
@@ -603,19 +628,13 @@ parse_args(int argc, char **argv)
                 die_usage("%s must be at least 100 (RFC 5321 4.5.3.1.8)", a);
         } else if (strcmp(a, "--max-clients") == 0) {
             NEEDV();
-            opt.max_clients = (int)parse_num(a, v);
-            if (opt.max_clients < 1)
-                die_usage("bad value for %s", a);
+            opt.max_clients = parse_int(a, v, 1, 1000000);
         } else if (strcmp(a, "--max-hops") == 0) {
             NEEDV();
-            opt.max_hops = (unsigned)parse_num(a, v);
-            if (opt.max_hops < 1 || opt.max_hops > 10000)
-                die_usage("bad value for %s", a);
+            opt.max_hops = (unsigned)parse_int(a, v, 1, 10000);
         } else if (strcmp(a, "--timeout") == 0) {
             NEEDV();
-            opt.timeout = (int)parse_num(a, v);
-            if (opt.timeout < 1)
-                die_usage("bad value for %s", a);
+            opt.timeout = parse_int(a, v, 1, 86400 * 365);
         } else {
             die_usage("unknown option %s (see --help)", a);
         }
@@ -770,9 +789,15 @@ open_listener(const char *spec)
 static void
 new_id(char *buf, size_t n)
 {
-    /* Unique across restarts: time, pid and a counter. */
-    snprintf(buf, n, "%08lX%06lX%04lX", (unsigned long)time(NULL),
-             (unsigned long)self_pid() & 0xffffff, id_counter++ & 0xffff);
+    /* Unique across restarts: time, pid and a counter, and 40 random
+     * bits, since a restart in the same second can have the same pid
+     * (pid 1 in a container) and starts the counter again. */
+    unsigned char r[5] = {0, 0, 0, 0, 0};
+    if (route_random(r, sizeof r) != 0)
+        r[0] = (unsigned char)clock(); /* the files are made O_EXCL too */
+    snprintf(buf, n, "%08lX%06lX%04lX%02X%02X%02X%02X%02X",
+             (unsigned long)time(NULL), (unsigned long)self_pid() & 0xffffff,
+             id_counter++ & 0xffff, r[0], r[1], r[2], r[3], r[4]);
 }
 
 static void
@@ -1030,14 +1055,28 @@ on_data_start(llsmtp_server *s, llsmtp_reply *r)
 {
     conn *c = CONN(s);
     char path[4096], date[64];
+    int fd = -1, tries;
+    c->write_errno = 0;
     new_id(c->id, sizeof c->id);
     c->hops = 0;
     c->hdr_pos = 0;
     if (opt.discard)
         return LLSMTP_CB_OK;
-    tmp_path(path, sizeof path, c, "eml");
-    c->msg = fopen(path, "wb");
+    /* a file of its own, never another message's (O_EXCL) */
+    for (tries = 0; fd < 0 && tries < 5; tries++) {
+        if (tries > 0)
+            new_id(c->id, sizeof c->id);
+        tmp_path(path, sizeof path, c, "eml");
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    c->msg = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (c->msg == NULL) {
+        if (fd >= 0) {
+            close(fd);
+            unlink(path);
+        }
         logf_("session=%d cannot create %s: %s", c->fd, path,
               strerror(errno));
         llsmtp_reply_set(r, 451, "4.3.0", "Local error: cannot queue");
@@ -1096,6 +1135,7 @@ on_data(llsmtp_server *s, const char *p, size_t n)
     if (c->hdr_pos != HDR_DONE)
         count_hops(c, p, n);
     if (c->msg != NULL && fwrite(p, 1, n, c->msg) != n) {
+        c->write_errno = errno;
         logf_("session=%d write failed: %s", c->fd, strerror(errno));
         drop_message(c);
         c->id[0] = '\0';
@@ -1108,24 +1148,37 @@ on_data(llsmtp_server *s, const char *p, size_t n)
 static int
 write_envelope(conn *c, const char *path, int relay)
 {
+    /* README "Envelope files": every value from the client is xtext, so
+     * a quoted local part with ">" or a space in it stays one field */
+#define ENV_PUT(s) queue_xtext_put(f, (s), strlen(s))
     FILE *f = fopen(path, "wb");
     size_t i;
     int ok;
     if (f == NULL)
         return -1;
-    fprintf(f, "version 1\nid %s\nreceived %ld\nclient %s\nhelo %s\n"
-               "protocol %s\nfrom <%s>\n",
-            c->id, (long)time(NULL), c->peer, c->helo, protocol(c),
-            c->sender ? c->sender : "");
-    if (c->auth_user[0])
-        fprintf(f, "auth %s\n", c->auth_user);
+    fprintf(f, "version %d\nid %s\nreceived %ld\nclient ", QUEUE_ENV_VERSION,
+            c->id, (long)time(NULL));
+    ENV_PUT(c->peer);
+    fputs("\nhelo ", f);
+    ENV_PUT(c->helo);
+    fprintf(f, "\nprotocol %s\nfrom <", protocol(c));
+    ENV_PUT(c->sender ? c->sender : "");
+    fputs(">\n", f);
+    if (c->auth_user[0]) {
+        fputs("auth ", f);
+        ENV_PUT(c->auth_user);
+        fputc('\n', f);
+    }
 #ifdef HAVE_OPENSSL
     if (c->tls == TLS_ON)
         fprintf(f, "tls %s %s\n", SSL_get_version(c->ssl),
                 SSL_get_cipher_name(c->ssl));
 #endif
-    if (c->params && c->params[0])
-        fprintf(f, "mail-params %s\n", c->params);
+    if (c->params && c->params[0]) {
+        fputs("mail-params ", f);
+        queue_params_put(f, c->params);
+        fputc('\n', f);
+    }
     {
         int body = llsmtp_server_body_type(c->s);
         if (body)
@@ -1135,10 +1188,15 @@ write_envelope(conn *c, const char *path, int relay)
             fprintf(f, "smtputf8 yes\n");
     }
     for (i = 0; i < c->nrcpt; i++)
-        if (c->relay[i] == relay)
-            fprintf(f, "rcpt <%s> %s%s%s\n", c->rcpts[i],
-                    relay ? "relay" : "local",
-                    c->rcpt_params[i][0] ? " " : "", c->rcpt_params[i]);
+        if (c->relay[i] == relay) {
+            fputs("rcpt <", f);
+            ENV_PUT(c->rcpts[i]);
+            fprintf(f, "> %s%s", relay ? "relay" : "local",
+                    c->rcpt_params[i][0] ? " " : "");
+            queue_params_put(f, c->rcpt_params[i]);
+            fputc('\n', f);
+        }
+#undef ENV_PUT
     ok = fflush(f) == 0 && (opt.no_fsync || fsync(fileno(f)) == 0);
     ok = fclose(f) == 0 && ok;
     return ok ? 0 : -1;
@@ -1152,6 +1210,7 @@ store_message(conn *c)
 {
     char te[4096], tv[4096], fe[4096], fv[4096], qdir[4096];
     size_t i, nlocal = 0, nrelay = 0;
+    int made_qe = 0, made_qv = 0, made_le = 0, made_lv = 0;
     int ok = fflush(c->msg) == 0 &&
              (opt.no_fsync || fsync(fileno(c->msg)) == 0);
     ok = fclose(c->msg) == 0 && ok;
@@ -1162,31 +1221,46 @@ store_message(conn *c)
     tmp_path(tv, sizeof tv, c, "eml");
     tmp_path(te, sizeof te, c, "env");
     snprintf(qdir, sizeof qdir, "%s/queue", opt.spool);
+    /* Every name is made with link(), which never replaces a file: an id
+     * that exists already (it should not) fails this message instead of
+     * clobbering another; and only what this transaction made is
+     * removed when it fails. */
     if (ok && nrelay > 0) {
         queue_path(fe, sizeof fe, c, "env");
         queue_path(fv, sizeof fv, c, "eml");
-        ok = write_envelope(c, te, 1) == 0 && rename(te, fe) == 0 &&
-             link(tv, fv) == 0 && queue_sync_dir(qdir, opt.no_fsync) == 0;
-        if (!ok) {
-            unlink(fv);
-            unlink(fe);
-        }
+        ok = write_envelope(c, te, 1) == 0 && link(te, fe) == 0;
+        made_qe = ok;
+        ok = ok && link(tv, fv) == 0;
+        made_qv = ok;
+        ok = ok && queue_sync_dir(qdir, opt.no_fsync) == 0;
+        unlink(te);
     }
     if (ok && nlocal > 0) {
         final_path(fv, sizeof fv, c, "eml");
         final_path(fe, sizeof fe, c, "env");
-        ok = write_envelope(c, te, 0) == 0 && rename(te, fe) == 0 &&
-             rename(tv, fv) == 0 &&
-             queue_sync_dir(opt.spool, opt.no_fsync) == 0;
-        if (!ok)
-            unlink(fe);
+        ok = write_envelope(c, te, 0) == 0 && link(te, fe) == 0;
+        made_le = ok;
+        ok = ok && link(tv, fv) == 0;
+        made_lv = ok;
+        ok = ok && queue_sync_dir(opt.spool, opt.no_fsync) == 0;
     }
-    if (!ok && nrelay > 0) { /* nothing half-queued */
+    if (!ok) { /* nothing half-stored */
+        int err = errno;
         queue_path(fv, sizeof fv, c, "eml");
         queue_path(fe, sizeof fe, c, "env");
-        unlink(fv);
-        unlink(fe);
+        if (made_qv)
+            unlink(fv);
+        if (made_qe)
+            unlink(fe);
+        final_path(fv, sizeof fv, c, "eml");
+        final_path(fe, sizeof fe, c, "env");
+        if (made_lv)
+            unlink(fv);
+        if (made_le)
+            unlink(fe);
+        errno = err;
     }
+    c->write_errno = ok ? 0 : errno;
     unlink(tv);
     unlink(te);
     if (ok && nrelay > 0)
@@ -1211,8 +1285,14 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
         return LLSMTP_CB_OK;
     }
     if (c->msg == NULL || store_message(c) != 0) {
-        logf_("session=%d queue write failed: %s", c->fd, strerror(errno));
-        llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
+        int err = c->write_errno ? c->write_errno : errno;
+        logf_("session=%d queue write failed: %s", c->fd, strerror(err));
+        /* RFC 3463 4.3.1: mail system full; try again later */
+        if (err == ENOSPC || err == EDQUOT)
+            llsmtp_reply_set(r, 452, "4.3.1",
+                             "Insufficient system storage: message not queued");
+        else
+            llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
         free_tx(c);
         return LLSMTP_CB_OK;
     }
@@ -1798,7 +1878,9 @@ feed(conn *c, const char *buf, size_t len)
                   llsmtp_errname(rc),
                   llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
                                                 : "-");
-            return -1;
+            /* the session queued a 421 for the client: write it first */
+            c->closing = 1;
+            return 0;
         }
         if (len == 0)
             return 0;
@@ -2044,8 +2126,11 @@ main(int argc, char **argv)
         if (opt.insecure_auth)
             cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT;
     }
-    if (llsmtp_server_size(&cfg) == 0)
-        die_usage("invalid configuration (hostname %s?)", opt.hostname);
+    {
+        const char *why = NULL;
+        if (llsmtp_config_check(&cfg, &why) != LLSMTP_OK)
+            die_usage("invalid configuration: %s", why);
+    }
     if (!opt.discard) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s/tmp", opt.spool);
@@ -2064,6 +2149,8 @@ main(int argc, char **argv)
         opt.q.verbose = opt.verbose;
         opt.q.child_setup = runner_setup;
         opt.q.log = logf_;
+        opt.q.listen = opt.listen;
+        opt.q.nlisten = (size_t)opt.nlisten;
         if (opt.dns == NULL)
             route_dns_default(&opt.q.dns);
         if (queue_open(&opt.q) != 0) {

@@ -5,12 +5,16 @@
  * input is split, never a line over 512 octets; the body encoder, fed the
  * input as a message body in fuzzer-chosen pieces, must make a server
  * session deliver exactly the CRLF-normalised body and end the message
- * exactly where the encoder ended it. The client session, fed the input
- * as server replies, must never crash, stall or overflow its output.
+ * exactly where the encoder ended it. The client session, its
+ * configuration, messages and host behaviour chosen by the first bytes
+ * and the rest fed as server replies in random splits, must never crash,
+ * stall, overflow its output or report a message delivered whose body it
+ * never sent.
  */
 #include <llsmtp.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,41 +83,106 @@ on_data(llsmtp_server *s, const char *p, size_t n)
     return LLSMTP_CB_OK;
 }
 
-/* The input as everything a server says to a client that acts on every
- * event; the session must always make progress and stay bounded. */
-static void
-session(const uint8_t *d, size_t n, size_t step)
+/* xorshift64*: the host's choices after the configuration bytes. */
+static uint64_t
+fz_rand(uint64_t *st)
 {
-    static const llsmtp_span to[2] = {{"a@b.c", 5}, {"d@e.f", 5}};
-    static const llsmtp_span prm[2] = {{"NOTIFY=NEVER", 12}, {"", 0}};
+    uint64_t x = *st;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *st = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+#define FZ_CFG 6 /* configuration bytes after the split byte */
+
+/* The input as everything a server says to a client whose configuration,
+ * messages and host behaviour the first bytes choose:
+ *   c[0] client flags (STARTTLS, REQUIRE_TLS, LMTP, AUTH_CLEARTEXT,
+ *        NO_PIPELINING), bit 5 credentials, bits 6-7 messages (1..4)
+ *   c[1] message: 8BIT, SMTPUTF8, DSN mail params, DSN rcpt params, null
+ *        reverse-path, bits 5-7 SIZE (0, 100, 2^32, 2^63, UINT64_MAX..)
+ *   c[2] recipients: 1..16, or 300 (more than the output queue holds)
+ *   c[3] host: bits 0-1 drain (all, random part, only at events, never
+ *        until the session waits), bit 2 pre-encoded body, bit 3 body in
+ *        pieces, bit 4 the TLS handshake fails, bit 5 time out at a random
+ *        point, bit 6 feed empty chunks too
+ *   c[4..5] seed for the split sizes and the host's other choices
+ * The session must make progress, stay bounded, and never report a
+ * message delivered unless its body was sent after a 354. */
+static void
+session(const uint8_t *cfgb, const uint8_t *d, size_t n)
+{
+    static char names[300][16];
+    static llsmtp_span to[300], prm[300];
+    static const uint64_t sizes[8] = {0, 100, 1ull << 32, 1ull << 63,
+                                      UINT64_MAX, 1, 99999999, 5000};
+    static const char body[] = ".x\nline\r\n..y\rz\xc3\xa9\r\n.\r\n";
     llsmtp_client c;
     llsmtp_client_cfg cfg;
     llsmtp_client_msg m;
-    size_t off = 0, msgs = 0;
-    char enc[64];
+    size_t off = 0, msgs = 0, nmsgs, i, spins = 0, stop_at;
+    unsigned drain, host;
+    uint64_t rng;
+    int body_sent = 0, in_msg = 0, dead = 0;
+    char enc[128];
+    for (i = 0; i < 300 && names[i][0] == '\0'; i++) {
+        int k = snprintf(names[i], sizeof names[i], "r%zu@x.y", i);
+        to[i].p = names[i];
+        to[i].n = (size_t)k;
+        prm[i].p = i % 2 ? "NOTIFY=NEVER" : "ORCPT=rfc822;r+40x.y";
+        prm[i].n = strlen(prm[i].p);
+    }
     memset(&cfg, 0, sizeof cfg);
     cfg.helo.p = "fuzz";
     cfg.helo.n = 4;
-    cfg.flags = step % 2 ? LLSMTP_CLI_STARTTLS : LLSMTP_CLI_LMTP;
-    if (step % 3 == 0) {
-        cfg.user.p = cfg.password.p = "u";
-        cfg.user.n = cfg.password.n = 1;
-        cfg.flags |= LLSMTP_CLI_AUTH_CLEARTEXT;
+    cfg.flags = cfgb[0] & 0x1f;
+    if (cfgb[0] & 0x20) {
+        cfg.user.p = "user";
+        cfg.user.n = 4;
+        cfg.password.p = "pass";
+        cfg.password.n = 4;
     }
+    cfg.max_reply_lines = cfgb[3] & 0x80 ? 3 : 0;
+    nmsgs = 1 + (cfgb[0] >> 6);
     memset(&m, 0, sizeof m);
     m.to = to;
-    m.nto = 2;
-    m.rcpt_params = prm;
-    m.size = 100;
-    m.flags = LLSMTP_MSG_8BIT;
+    m.nto = cfgb[2] >= 0xf0 ? 300 : 1 + cfgb[2] % 16;
+    m.flags = cfgb[1] & 3;
+    if (cfgb[1] & 4) {
+        m.mail_params.p = "RET=HDRS ENVID=a+2Bb";
+        m.mail_params.n = 20;
+    }
+    if (cfgb[1] & 8)
+        m.rcpt_params = prm;
+    if (!(cfgb[1] & 16)) {
+        m.from.p = "s@x.y";
+        m.from.n = 5;
+    }
+    m.size = sizes[cfgb[1] >> 5];
+    drain = cfgb[3] & 3;
+    host = cfgb[3];
+    rng = ((uint64_t)cfgb[4] << 8 | cfgb[5]) * 0x9E3779B97F4A7C15ull + 1;
+    stop_at = host & 0x20 ? (size_t)(fz_rand(&rng) % (n + 1)) : (size_t)-1;
     if (llsmtp_client_init(&c, &cfg) != LLSMTP_OK)
         abort();
     for (;;) {
-        size_t len = n - off < step ? n - off : step, used, w;
+        size_t len, used, w;
         llsmtp_client_event ev;
         llsmtp_span out;
-        int rc = llsmtp_client_feed(&c, (const char *)d + off, len, &used,
-                                    &ev);
+        unsigned t;
+        int rc;
+        if (++spins > 100000 + 10 * n)
+            abort(); /* no progress */
+        if (off >= stop_at)
+            break; /* the host timed out waiting */
+        len = 1 + (size_t)(fz_rand(&rng) % 64);
+        if ((host & 0x40) && fz_rand(&rng) % 4 == 0)
+            len = 0;
+        if (len > n - off)
+            len = n - off;
+        rc = llsmtp_client_feed(&c, (const char *)d + off, len, &used, &ev);
         if (used > len || (rc != 1 && rc != LLSMTP_OK) ||
             (rc == LLSMTP_OK && used != len))
             abort();
@@ -121,26 +190,95 @@ session(const uint8_t *d, size_t n, size_t step)
         out = llsmtp_client_output(&c);
         if (out.n > LLSMTP_CLIENT_OUT)
             abort();
-        llsmtp_client_consume(&c, out.n);
+        t = llsmtp_client_timeout(&c);
+        if (t != 0 && t != 120 && t != 180 && t != 300 && t != 600)
+            abort();
+        /* the host writes all, part, or (for a while) nothing */
+        if (drain == 0 || (drain == 2 && rc == 1) ||
+            (drain == 3 && rc == LLSMTP_OK))
+            llsmtp_client_consume(&c, out.n);
+        else if (drain == 1 && out.n)
+            llsmtp_client_consume(&c, (size_t)(fz_rand(&rng) % (out.n + 1)));
         if (rc == 1) {
-            if (ev.type == LLSMTP_CEV_READY) {
-                if (msgs++ < 3)
-                    llsmtp_client_mail(&c, &m);
-                else
+            if (dead && ev.type != LLSMTP_CEV_FAIL)
+                abort(); /* nothing happens after the end */
+            switch (ev.type) {
+            case LLSMTP_CEV_READY:
+                in_msg = 0;
+                if (msgs++ < nmsgs) {
+                    body_sent = 0;
+                    if (llsmtp_client_mail(&c, &m) == LLSMTP_OK)
+                        in_msg = 1;
+                } else {
                     llsmtp_client_quit(&c);
-            } else if (ev.type == LLSMTP_CEV_TLS) {
-                llsmtp_client_tls_started(&c);
-            } else if (ev.type == LLSMTP_CEV_BODY) {
-                if (llsmtp_client_body(&c, ".x\n", 3, enc, sizeof enc, &w) !=
-                        LLSMTP_OK ||
-                    llsmtp_client_body_end(&c) != LLSMTP_OK)
+                }
+                break;
+            case LLSMTP_CEV_TLS:
+                if (host & 0x10)
+                    goto out; /* handshake failed: the host closes */
+                llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+                if (llsmtp_client_tls_started(&c) != LLSMTP_OK)
                     abort();
+                break;
+            case LLSMTP_CEV_RCPT:
+                if (!in_msg || ev.rcpt < 0 || (size_t)ev.rcpt >= m.nto)
+                    abort();
+                break;
+            case LLSMTP_CEV_BODY:
+                /* RFC 5321 4.3.2: only 354 starts the body */
+                if (!in_msg || ev.code != 354)
+                    abort();
+                llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+                if (host & 4) {
+                    /* pre-encoded: written by the host, then only "." */
+                } else if (host & 8) {
+                    for (i = 0; i < sizeof body - 1; i += 5) {
+                        size_t k = sizeof body - 1 - i < 5 ? sizeof body - 1 - i
+                                                           : 5;
+                        rc = llsmtp_client_body(&c, body + i, k, enc,
+                                                sizeof enc, &w);
+                        if (rc != LLSMTP_OK &&
+                            !(rc == LLSMTP_E_SYNTAX &&
+                              !(m.flags & LLSMTP_MSG_8BIT)))
+                            abort();
+                        if (rc != LLSMTP_OK)
+                            break;
+                    }
+                } else if (llsmtp_client_body(&c, ".x\n", 3, enc, sizeof enc,
+                                              &w) != LLSMTP_OK) {
+                    abort();
+                }
+                if (llsmtp_client_body_end(&c) == LLSMTP_OK)
+                    body_sent = 1;
+                else if (!(host & 8) || (m.flags & LLSMTP_MSG_8BIT))
+                    abort();
+                break;
+            case LLSMTP_CEV_MESSAGE:
+                if (!in_msg || ev.rcpt >= (long)m.nto || ev.rcpt < -1)
+                    abort();
+                /* delivered only if the body went out */
+                if (ev.code / 100 == 2 && !ev.local && !body_sent)
+                    abort();
+                break;
+            case LLSMTP_CEV_FAIL:
+            case LLSMTP_CEV_CLOSED:
+                dead = 1;
+                break;
+            default:
+                abort();
             }
             continue;
         }
         if (off >= n)
             break;
     }
+out:
+    /* written out, the queue empties (refilled with pipelined RCPTs at
+     * most until DATA) */
+    for (i = 0; i < 1000 && llsmtp_client_output(&c).n; i++)
+        llsmtp_client_consume(&c, (size_t)-1);
+    if (llsmtp_client_output(&c).n != 0)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -164,7 +302,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (a.n != b.n || (a.n && memcmp(a.p, b.p, a.n) != 0))
         abort(); /* split-invariant */
 
-    session(data, size, step);
+    if (size > 1 + FZ_CFG)
+        session(data + 1, data + 1 + FZ_CFG, size - 1 - FZ_CFG);
+    else {
+        static const uint8_t none[FZ_CFG];
+        session(none, data, size);
+    }
 
     /* the body encoder against the server */
     enc = (char *)malloc(sizeof head + llsmtp_dot_encoded_max(size) + 8);

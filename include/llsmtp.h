@@ -224,49 +224,58 @@ LLSMTP_API const llsmtp_param *llsmtp_params_get(const llsmtp_params *ps,
 
 /* ---- replies, lib/reply.c ----------------------------------------------- */
 
-/* Limits on host-supplied reply text (before folding). */
+/* Limits on host-supplied reply text (before folding) and queue ids. */
 #define LLSMTP_REPLY_TEXT_MAX 1024
 #define LLSMTP_REPLY_LINES_MAX 16
+#define LLSMTP_REPLY_ID_MAX 64
 
 /* A decision: reply code, enhanced status code (RFC 3463) and text.
  * Deciding callbacks receive one pre-filled with the default (accept)
  * reply; leave it to accept, or change it with llsmtp_reply_set(). The
- * text is borrowed and copied out before the callback's caller returns. */
+ * setters copy text, challenge and queue id into the reply itself, so
+ * they may come from a buffer that dies right after the call (a
+ * callback's stack frame, a reused buffer before llsmtp_server_resume).
+ * Change text and id only through the setters. */
 typedef struct llsmtp_reply {
     int code;             /* 200..599 */
     char enhanced[12];    /* "5.1.1", or "" for none; NUL-terminated */
-    const char *text;     /* NULL: the library's text for this reply */
+    char text[LLSMTP_REPLY_TEXT_MAX + 1]; /* text_len octets, then a NUL */
     size_t text_len;
-    const char *id;       /* on_data_end: queue id shown in the 250 reply */
+    char id[LLSMTP_REPLY_ID_MAX + 1]; /* on_data_end: queue id shown in
+                                         the 250 reply; id_len octets */
     size_t id_len;
     unsigned is_default_; /* private: 1 while still the library default */
+    unsigned has_text_;   /* private: 0 = the library's text for the code */
 } llsmtp_reply;
 
 /* An accept-by-default reply for llsmtp_server_resume(). */
-#define LLSMTP_REPLY_INIT {0, {0}, NULL, 0, NULL, 0, 1}
+#define LLSMTP_REPLY_INIT {0, {0}, {0}, 0, {0}, 0, 1, 0}
 
 /* Sets code, enhanced code and NUL-terminated text (NULL for a generic
- * text). enhanced may be NULL: the code's usual one (235 2.7.0, 535 5.7.8,
- * 454 4.7.0, ...) or else "X.0.0" of the right class is used. A "\n" in text starts a new reply line; other control bytes are
- * replaced when the reply is written, so CR, LF and NUL never reach the
- * wire. Returns LLSMTP_OK, or LLSMTP_E_REPLY (code outside 200..599,
- * enhanced class not matching the code, text over LLSMTP_REPLY_TEXT_MAX or
- * LLSMTP_REPLY_LINES_MAX lines) leaving *r unchanged. */
+ * text); the text is copied. enhanced may be NULL: the code's usual one
+ * (235 2.7.0, 535 5.7.8, 454 4.7.0, ...) or else "X.0.0" of the right
+ * class is used. A "\n" in text starts a new reply line; other control
+ * bytes are replaced when the reply is written, so CR, LF and NUL never
+ * reach the wire. Returns LLSMTP_OK, or LLSMTP_E_REPLY (code outside
+ * 200..599, enhanced class not matching the code, text over
+ * LLSMTP_REPLY_TEXT_MAX octets or LLSMTP_REPLY_LINES_MAX lines: refused,
+ * never truncated) leaving *r unchanged. */
 LLSMTP_API int llsmtp_reply_set(llsmtp_reply *r, int code,
                                 const char *enhanced, const char *text);
-/* The same with a text span. */
+/* The same with a text span (copied). */
 LLSMTP_API int llsmtp_reply_setn(llsmtp_reply *r, int code,
                                  const char *enhanced, const char *text,
                                  size_t text_len);
 /* on_auth_step: continue the exchange with a challenge (raw bytes, at
- * most 765; the library sends "334 <base64>"). Borrowed like the text.
+ * most 765; the library sends "334 <base64>"). Copied like the text.
  * Returns LLSMTP_OK or LLSMTP_E_REPLY when too long. */
 LLSMTP_API int llsmtp_reply_challenge(llsmtp_reply *r, const void *data,
                                       size_t n);
 
 /* Sets the queue id used in the default "250 2.6.0 <id> Queued mail for
- * delivery" reply (on_data_end). Borrowed like the text. Returns
- * LLSMTP_OK or LLSMTP_E_REPLY when longer than 64 bytes or not printable. */
+ * delivery" reply (on_data_end); copied like the text. Returns LLSMTP_OK
+ * or LLSMTP_E_REPLY when longer than LLSMTP_REPLY_ID_MAX octets or not
+ * printable (refused, *r unchanged). */
 LLSMTP_API int llsmtp_reply_set_id(llsmtp_reply *r, const char *id,
                                    size_t id_len);
 
@@ -474,7 +483,9 @@ typedef struct llsmtp_callbacks {
     /* End of message. Default "250 2.6.0 <id> Queued mail for delivery". */
     int (*on_data_end)(llsmtp_server *s, llsmtp_reply *r);
     /* The message was abandoned (enum llsmtp_abort); no on_data_end will
-     * follow. Drop what was stored. The return value is honoured (FAIL). */
+     * follow. Drop what was stored. Called at most once per message, and
+     * never after on_data_end accepted it. The return value is honoured
+     * (FAIL). */
     int (*on_data_abort)(llsmtp_server *s, int why);
     /* RSET, and implicit resets (HELO/EHLO again). Default 250. */
     int (*on_rset)(llsmtp_server *s, llsmtp_reply *r);
@@ -490,7 +501,9 @@ typedef struct llsmtp_callbacks {
     /* AUTH PLAIN / LOGIN. r arrives as "535 5.7.8 Authentication
      * credentials invalid" (a missing callback refuses everyone); set 235
      * to accept, 454 for a temporary failure. The credentials are wiped
-     * from session memory when this returns. */
+     * from session memory when this returns; so is every AUTH line the
+     * session copied, once answered (refused, cancelled, too long), and
+     * a half-received one at eof, timeout, shutdown and reset. */
     int (*on_auth)(llsmtp_server *s, const llsmtp_auth *cred,
                    llsmtp_reply *r);
     /* Any other mechanism in cfg.auth_mechanisms: answer each step with
@@ -514,6 +527,9 @@ typedef struct llsmtp_callbacks {
     int (*on_lmtp_rcpt)(llsmtp_server *s, size_t index, llsmtp_reply *r);
 } llsmtp_callbacks;
 
+/* The most mechanisms config.auth_mechanisms may name. */
+#define LLSMTP_AUTH_MECHS_MAX 8
+
 /* Session configuration: borrowed read-only by every session, must
  * outlive them. Fill with llsmtp_config_init(), then change fields. */
 struct llsmtp_relay_policy;
@@ -536,7 +552,9 @@ typedef struct llsmtp_config {
     const struct llsmtp_relay_policy *relay;
     unsigned max_rcpt_rejects; /* refused RCPTs before 421, 100 (0: none) */
     /* AUTH (LLSMTP_EXT_AUTH): mechanisms offered, space separated,
-     * "PLAIN LOGIN"; others need on_auth_step. */
+     * "PLAIN LOGIN"; others need on_auth_step. At most
+     * LLSMTP_AUTH_MECHS_MAX names of 1..20 letters, digits, "-" and "_"
+     * (RFC 4422 3.1). */
     const char *auth_mechanisms;
     unsigned max_auth_failures; /* failed AUTH before 421, 3 */
     size_t max_auth_line; /* AUTH lines, 12288 (RFC 4954 4); the line
@@ -546,13 +564,25 @@ typedef struct llsmtp_config {
 /* Fills *cfg with the defaults above (hostname "localhost"). */
 LLSMTP_API void llsmtp_config_init(llsmtp_config *cfg);
 
+/* Checks a configuration: hostname a domain or an address literal
+ * ("[192.0.2.1]", "[IPv6:2001:db8::1]"; no space, CR, LF or other
+ * control byte can reach a reply through it), banner printable ASCII of
+ * at most 255 octets, known extension and flag bits, limits in the
+ * ranges above, AUTH mechanism names valid. Returns LLSMTP_OK, or
+ * LLSMTP_E_INVAL with *why (when why is not NULL) set to a static
+ * sentence naming the field and the problem ("hostname: ..."); *why is
+ * NULL on success. May be called anywhere. */
+LLSMTP_API int llsmtp_config_check(const llsmtp_config *cfg,
+                                   const char **why);
+
 /* Bytes of memory a session with this configuration needs, or 0 if the
- * configuration is invalid. */
+ * configuration is invalid (llsmtp_config_check says why). */
 LLSMTP_API size_t llsmtp_server_size(const llsmtp_config *cfg);
 
 /* Places a session in mem (memlen >= llsmtp_server_size(cfg), aligned for
- * any object, as malloc returns). cfg is borrowed. Returns the session or
- * NULL on a bad argument. No callback is called. */
+ * any object, as malloc returns). cfg is borrowed. Returns the session, or
+ * NULL on a bad argument: mem NULL or not so aligned, memlen too small, an
+ * invalid configuration. No callback is called. */
 LLSMTP_API llsmtp_server *llsmtp_server_init(void *mem, size_t memlen,
                                              const llsmtp_config *cfg,
                                              void *user);
@@ -567,8 +597,12 @@ LLSMTP_API int llsmtp_server_start(llsmtp_server *s);
  * bytes from buf + *used must be fed again after llsmtp_server_resume),
  * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used,
  * even when that is zero bytes: LMTP replies may still be waiting),
- * LLSMTP_CLOSE (flush the output, then close), or a negative error
- * (LLSMTP_E_CALLBACK is sticky). A client's protocol error is a reply in
+ * LLSMTP_CLOSE (flush the output, then close), or a negative error.
+ * LLSMTP_E_CALLBACK (a callback returned FAIL, left an invalid reply or
+ * deferred where it may not) is sticky: llsmtp_server_failed_cb names the
+ * callback, a message in progress has been abandoned (on_data_abort) and
+ * "421 4.3.0" is queued for the client: flush the output, then close. A
+ * client's protocol error is a reply in
  * the output, not an error. Any split of the same bytes gives the same
  * callbacks and output. */
 LLSMTP_API int llsmtp_server_feed(llsmtp_server *s, const char *buf,
@@ -641,7 +675,8 @@ LLSMTP_API int llsmtp_server_timeout_expired(llsmtp_server *s);
  * reply (LLSMTP_E_REPLY otherwise). */
 LLSMTP_API int llsmtp_server_shutdown(llsmtp_server *s, const llsmtp_reply *r);
 
-/* Forgets everything but cfg and user, as if just initialised. */
+/* Forgets everything but cfg and user, as if just initialised; what the
+ * line buffer held (a half-received AUTH line) is wiped first. */
 LLSMTP_API int llsmtp_server_reset(llsmtp_server *s);
 
 /* The user pointer given to llsmtp_server_init. */
@@ -848,7 +883,8 @@ enum llsmtp_mech {
 typedef struct llsmtp_ehlo_info {
     unsigned extensions; /* enum llsmtp_ext bits */
     unsigned mechanisms; /* enum llsmtp_mech bits */
-    uint64_t max_size;   /* SIZE value; 0 when none was given */
+    uint64_t max_size;   /* SIZE value; 0 when none was given (or one
+                            over 2^64 - 1: no limit known) */
 } llsmtp_ehlo_info;
 
 #ifndef LLSMTP_NO_CLIENT
@@ -929,7 +965,9 @@ enum llsmtp_client_event_type {
 typedef struct llsmtp_client_event {
     int type;         /* enum llsmtp_client_event_type */
     int code;         /* the reply code, or the one chosen for a local
-                         refusal; 0 for a protocol error */
+                         refusal; 0 for a malformed reply; 451 (text
+                         "4.5.0 ...") for a reply that fits no command
+                         (e.g. 250 to DATA: only 354 starts the body) */
     int local;        /* 1 when decided here, without a server reply */
     long rcpt;        /* recipient index, or -1 */
     llsmtp_span text; /* first reply line after the code, or the local
@@ -987,7 +1025,10 @@ LLSMTP_API int llsmtp_client_init(llsmtp_client *c,
 /* Reads server bytes. Returns 1 with *ev filled (*used says how far it
  * read; feed the rest again), LLSMTP_OK when all was read and nothing
  * happened. Never fails on server input: a malformed reply is a FAIL
- * event with code 0. LLSMTP_E_INVAL for bad arguments. */
+ * event with code 0, a reply that answers no command written so far
+ * (write the output before feeding what comes back) or that no server
+ * may give (2xx/3xx but 354 to DATA) a FAIL event with 451: the session
+ * is over, close without QUIT. LLSMTP_E_INVAL for bad arguments. */
 LLSMTP_API int llsmtp_client_feed(llsmtp_client *c, const char *buf,
                                   size_t len, size_t *used,
                                   llsmtp_client_event *ev);
@@ -1047,7 +1088,9 @@ enum llsmtp_dns_status {
     LLSMTP_DNS_TRUNCATED = 3, /* TC set: ask again over TCP */
     LLSMTP_DNS_MISMATCH = 4,  /* not the answer to our query (id, question):
                                  ignore it and keep waiting (anti-spoofing) */
-    LLSMTP_DNS_REFUSED = 5    /* any other RCODE (REFUSED, FORMERR, ...) */
+    LLSMTP_DNS_REFUSED = 5,   /* any other RCODE (REFUSED, FORMERR, ...) */
+    LLSMTP_DNS_PARTIAL = 6    /* llsmtp_dns_mx only: more MX records than
+                                 room; the best preferences were kept */
 };
 
 /* A resource record from the answer or additional section. Names are
@@ -1087,8 +1130,11 @@ LLSMTP_API int llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp,
 /* From parsed records, the MX set of name: follows a CNAME chain from
  * name (at most 8 links), takes its MX records and attaches A/AAAA
  * addresses found for each exchange (glue). *n gets the count (at most
- * cap). Returns LLSMTP_OK or LLSMTP_E_RANGE (CNAME chain too long or
- * looping). */
+ * cap). With more MX records than cap, the cap with the lowest
+ * preferences are kept (of equals, the first in the answer) and
+ * LLSMTP_DNS_PARTIAL says some were dropped; v is not sorted (use
+ * llsmtp_mx_order). Returns LLSMTP_OK, LLSMTP_DNS_PARTIAL, or
+ * LLSMTP_E_RANGE (CNAME chain too long or looping). */
 LLSMTP_API int llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr,
                              const char *name, size_t name_len,
                              llsmtp_mx *v, size_t cap, size_t *n);

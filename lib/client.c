@@ -153,14 +153,23 @@ llsmtp_ehlo_keyword(llsmtp_ehlo_info *info, llsmtp_span text)
         return;
     info->extensions |= ext;
     if (ext == LLSMTP_EXT_SIZE) {
-        /* RFC 1870 4: "SIZE" [SP 1*20DIGIT]; 0 or none: no fixed limit */
+        /* RFC 1870 4: "SIZE" [SP 1*20DIGIT]; 0 or none: no fixed limit.
+         * Twenty digits can exceed 2^64 - 1: a value that would wrap is
+         * "no limit known", never the small number the wrap leaves
+         * (every message would be refused here with a permanent 552). */
         uint64_t v = 0;
+        int big = 0;
         for (a = k + 1; a < text.n && a <= k + 20 &&
                         llsmtp__is_digit((unsigned char)text.p[a]);
-             a++)
-            v = v * 10 + (uint64_t)(text.p[a] - '0');
+             a++) {
+            unsigned d = (unsigned)(text.p[a] - '0');
+            if (v > (UINT64_MAX - d) / 10)
+                big = 1;
+            else
+                v = v * 10 + d;
+        }
         if (a == text.n)
-            info->max_size = v;
+            info->max_size = big ? 0 : v;
     } else if (ext == LLSMTP_EXT_AUTH) {
         /* "AUTH PLAIN LOGIN", or the legacy "AUTH=PLAIN LOGIN" */
         for (a = k + 1; a < text.n;) {
@@ -340,6 +349,53 @@ cli_fail_reply(llsmtp_client *c, int code)
     /* RFC 5321 3.8: after 421 the server closes; otherwise say goodbye */
     if (code != 421)
         cli_cmd(c, CLI_LIT("QUIT"), NULL, 0, NULL, 0);
+    c->state_ = CS_DEAD;
+}
+
+/* Command lines queued but not yet written in full. Every line in the
+ * queue ends in LF and no command holds one (cli_clean refuses control
+ * characters), so counting LFs counts commands. */
+static size_t
+cli_unwritten(const llsmtp_client *c)
+{
+    size_t i, k = 0;
+    for (i = c->out_off_; i < c->out_len_; i++)
+        k += c->out_[i] == '\n';
+    return k;
+}
+
+/* A reply that answers no command the server has received, or that no
+ * server may give to it: a protocol error. The server is not following
+ * the dialogue, so nothing it says can be trusted to mean what it says
+ * (a 250 to DATA may not mean the message was taken: it was never sent).
+ * The open transaction fails temporarily (451 for every recipient with
+ * no result yet), and nothing more is sent, not even QUIT: close. The
+ * text goes in text_, as a server's would. */
+static void
+cli_protocol(llsmtp_client *c, const char *cmd, int code, const char *why)
+{
+    size_t n = 0, k;
+    const char *parts[4];
+    char num[4];
+    parts[0] = "4.5.0 ";
+    parts[1] = cmd;
+    parts[2] = code ? " answered with " : NULL;
+    parts[3] = why;
+    num[0] = (char)('0' + code / 100);
+    num[1] = (char)('0' + code / 10 % 10);
+    num[2] = (char)('0' + code % 10);
+    num[3] = '\0';
+    for (k = 0; k < 4; k++) {
+        size_t l = parts[k] ? strlen(parts[k]) : 0;
+        memcpy(c->text_ + n, parts[k] ? parts[k] : "", l);
+        n += l;
+        if (k == 2 && code) {
+            memcpy(c->text_ + n, num, 3);
+            n += 3;
+        }
+    }
+    c->text_n_ = n;
+    cli_event(c, LLSMTP_CEV_FAIL, 451, 1, -1, c->text_, n);
     c->state_ = CS_DEAD;
 }
 
@@ -541,7 +597,30 @@ static void
 cli_txn_reply(llsmtp_client *c, int code)
 {
     const llsmtp_client_msg *m = c->msg_;
-    size_t pos = c->got_++;
+    size_t pos = c->got_;
+    static const char *const names[] = {"RSET", "MAIL", "RCPT", "DATA"};
+    const char *name = names[pos < CP_DATA(m) ? (pos < 2 ? pos : 2) : 3];
+    /* RFC 2920 3.1: replies come in command order, one for each command
+     * the server has received; the command this one answers must have
+     * been written, all of it */
+    if (pos >= c->sent_) {
+        cli_protocol(c, "", 0, "reply to a command that was not sent");
+        return;
+    }
+    if (cli_unwritten(c) > c->sent_ - pos - 1) {
+        cli_protocol(c, name, 0, " reply before the command was sent");
+        return;
+    }
+    /* RFC 5321 4.3.2: 354 to DATA and nothing else starts the body; no
+     * other 2xx/3xx fits DATA, and no 3xx fits MAIL, RCPT or RSET */
+    if (pos == CP_DATA(m) ? code != 354 && code / 100 <= 3
+                          : code / 100 == 3) {
+        cli_protocol(c, name, code,
+                     pos == CP_DATA(m) ? ", not 354: no message was sent"
+                                       : ": no message was sent");
+        return;
+    }
+    c->got_++;
     if (pos == CP_RSET) {
         if (code / 100 == 2)
             c->dirty_ = 0;
@@ -608,6 +687,14 @@ cli_txn_reply(llsmtp_client *c, int code)
 static void
 cli_dot_reply(llsmtp_client *c, int code)
 {
+    if (c->out_off_ < c->out_len_) {
+        cli_protocol(c, "", 0, "reply before the end of data was sent");
+        return;
+    }
+    if (code / 100 == 3) { /* RFC 5321 4.1.1.4: 250 or a failure */
+        cli_protocol(c, "end of data", code, "");
+        return;
+    }
     if (c->throwaway_) { /* the empty message of RFC 2920 3.1 */
         c->throwaway_ = 0;
         c->dirty_ = 0;
@@ -638,6 +725,12 @@ cli_reply(llsmtp_client *c, int code)
     int ok = code / 100 == 2;
     if (code == 421 && c->state_ != CS_QUIT) {
         cli_fail_reply(c, code); /* RFC 5321 3.8: service closing */
+        return;
+    }
+    if (c->state_ != CS_TXN && c->state_ != CS_DOT &&
+        c->state_ != CS_QUIT && cli_unwritten(c) > 0) {
+        /* one command at a time here, and it was not written yet */
+        cli_protocol(c, "", 0, "reply before the command was sent");
         return;
     }
     switch (c->state_) {
@@ -707,7 +800,7 @@ cli_reply(llsmtp_client *c, int code)
         cli_event(c, LLSMTP_CEV_CLOSED, code, 0, -1, NULL, 0);
         break;
     default: /* READY, BODY, TLS_WAIT: nothing was asked */
-        cli_fail_local(c, 0, "unexpected reply from the server", 0);
+        cli_protocol(c, "", 0, "unexpected reply from the server");
         break;
     }
 }

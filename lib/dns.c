@@ -324,25 +324,44 @@ llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr, const char *name,
 {
     char owner[LLSMTP_NAME_MAX + 1];
     size_t i;
-    int rc;
+    int rc, dropped = 0;
     if (rrs == NULL || name == NULL || n == NULL || (cap && v == NULL))
         return LLSMTP_E_INVAL;
     *n = 0;
     rc = dns_follow(rrs, nrr, name, name_len, owner);
     if (rc != LLSMTP_OK)
         return rc;
-    for (i = 0; i < nrr && *n < cap; i++) {
+    for (i = 0; i < nrr; i++) {
         const llsmtp_dns_rr *r = &rrs[i];
         llsmtp_mx *m;
         if (r->type != LLSMTP_DNS_MX || !r->in_answer ||
             !llsmtp__name_eq(r->owner, strlen(r->owner), owner, strlen(owner)))
             continue;
+        if (*n == cap) {
+            /* Full. Stopping here would keep the wire order's first
+             * records, which may be the worst (RFC 5321 5.1 tries the
+             * lowest preference first): a better record replaces the
+             * worst kept one (the last of equals: the first seen stay),
+             * whose slot closes up so the rest keep their order. */
+            size_t k, worst = 0;
+            dropped = 1;
+            for (k = 1; k < cap; k++)
+                if (v[k].pref >= v[worst].pref)
+                    worst = k;
+            if (cap == 0 || r->pref >= v[worst].pref)
+                continue;
+            memmove(&v[worst], &v[worst + 1],
+                    (cap - worst - 1) * sizeof *v);
+            (*n)--;
+        }
         m = &v[(*n)++];
         memset(m, 0, sizeof *m);
         m->pref = r->pref;
         memcpy(m->host, r->target, strlen(r->target) + 1);
         llsmtp_dns_addrs(rrs, nrr, m);
     }
+    if (dropped) /* not ?: with two enum types: C++ warns (amalgamation) */
+        return LLSMTP_DNS_PARTIAL;
     return LLSMTP_OK;
 }
 #else

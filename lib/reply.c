@@ -146,8 +146,12 @@ llsmtp_reply_setn(llsmtp_reply *r, int code, const char *enhanced,
         memcpy(r->enhanced + 1, ".0.0", 5);
     }
     r->code = code;
-    r->text = text;
+    /* copied: the host's buffer may die when its callback returns */
+    if (text_len)
+        memmove(r->text, text, text_len);
+    r->text[text_len] = '\0';
     r->text_len = text_len;
+    r->has_text_ = text != NULL;
     r->is_default_ = 0;
     return LLSMTP_OK;
 }
@@ -168,9 +172,12 @@ llsmtp_reply_challenge(llsmtp_reply *r, const void *data, size_t n)
         return LLSMTP_E_REPLY;
     r->code = 334;
     r->enhanced[0] = '\0';
-    r->text = (const char *)data;
+    if (n)
+        memmove(r->text, data, n);
+    r->text[n] = '\0';
     r->text_len = n;
-    r->id = NULL;
+    r->has_text_ = 1;
+    r->id[0] = '\0';
     r->id_len = 0;
     r->is_default_ = 0;
     return LLSMTP_OK;
@@ -180,12 +187,15 @@ int
 llsmtp_reply_set_id(llsmtp_reply *r, const char *id, size_t id_len)
 {
     size_t i;
-    if (r == NULL || (id == NULL && id_len != 0) || id_len > 64)
+    if (r == NULL || (id == NULL && id_len != 0) ||
+        id_len > LLSMTP_REPLY_ID_MAX)
         return LLSMTP_E_REPLY;
     for (i = 0; i < id_len; i++)
         if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f)
             return LLSMTP_E_REPLY;
-    r->id = id;
+    if (id_len)
+        memmove(r->id, id, id_len);
+    r->id[id_len] = '\0';
     r->id_len = id_len;
     return LLSMTP_OK;
 }
@@ -340,13 +350,14 @@ llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
     if (enh != NULL &&
         !llsmtp__enhanced_check(r->code, enh, strlen(enh)))
         return 0;
-    if (r->id_len) {
+    if (r->id_len && r->id_len <= LLSMTP_REPLY_ID_MAX) {
         parts[np].p = r->id;
         parts[np++].n = r->id_len;
         parts[np].p = " ";
         parts[np++].n = 1;
     }
-    if (r->text != NULL && !r->is_default_) {
+    if (r->has_text_ && !r->is_default_ &&
+        r->text_len <= LLSMTP_REPLY_TEXT_MAX) {
         parts[np].p = r->text;
         parts[np++].n = r->text_len;
     } else {

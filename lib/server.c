@@ -56,6 +56,17 @@ enum {
 /* Helo state. */
 enum { HELO_NONE = 0, HELO_HELO = 1, HELO_EHLO = 2 };
 
+/* The message of the transaction, and which command opens it. Named, not
+ * inferred from chunk sizes: "BDAT 0" is a BDAT message too (RFC 3030 2),
+ * and taking it for DATA would read the next chunk as dot-terminated text
+ * and run what follows a <CRLF>.<CRLF> in it as commands. */
+enum {
+    MSG_NONE = 0, /* no message open: envelope only, or the message ended
+                     (on_data_end accepted it, or on_data_abort ran) */
+    MSG_DATA,     /* DATA accepted (354): text until <CRLF>.<CRLF> */
+    MSG_BDAT      /* the first BDAT accepted: chunks until BDAT LAST */
+};
+
 struct llsmtp_server {
     const llsmtp_config *cfg;
     const llsmtp_callbacks *cb;
@@ -87,7 +98,10 @@ struct llsmtp_server {
     uint16_t proxy_skip;  /* v2 header bytes past the addresses, skipped */
     uint64_t bdat_left;   /* octets of the current chunk still to come */
     uint64_t bdat_size;   /* size of the current chunk */
-    unsigned char bdat_last, bdat_tx, bdat_discard, smtputf8, pend_utf8;
+    unsigned char bdat_last, bdat_discard, smtputf8, pend_utf8;
+    unsigned char msg;      /* MSG_*: the message open in this transaction */
+    unsigned char msg_cmd;  /* MSG_DATA or MSG_BDAT: whose on_data_start
+                               decision is being made */
     unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
     unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
     unsigned char discarding, sync_wait;
@@ -100,6 +114,28 @@ static const llsmtp_callbacks sess_no_callbacks;
 #endif
 
 #define SESS_ALIGN(n) (((n) + 15u) & ~(size_t)15u)
+
+/* The alignment malloc guarantees ("suitably aligned for any object"),
+ * C11's max_align_t spelt in C99: session memory must have it. */
+typedef union sess_max_align {
+    /* cppcheck-suppress unusedStructMember ; only measured */
+    long double ld;
+    /* cppcheck-suppress unusedStructMember ; only measured */
+    double d;
+    /* cppcheck-suppress unusedStructMember ; only measured */
+    uint64_t u;
+    /* cppcheck-suppress unusedStructMember ; only measured */
+    void *p;
+    /* cppcheck-suppress unusedStructMember ; only measured */
+    void (*f)(void);
+} sess_max_align;
+typedef struct sess_align_probe {
+    /* cppcheck-suppress unusedStructMember ; only measured */
+    char c;
+    /* cppcheck-suppress unusedStructMember ; only measured */
+    sess_max_align a;
+} sess_align_probe;
+#define SESS_MAX_ALIGN offsetof(sess_align_probe, a)
 
 /* Calls a deciding callback with the re-entrancy guard set. */
 #define SESS_CALL(s, rcvar, expr)                                            \
@@ -133,32 +169,116 @@ llsmtp_config_init(llsmtp_config *cfg)
     cfg->max_auth_line = 12288; /* RFC 4954 4 */
 }
 
+/* Every extension and flag this version knows. */
+#define SESS_EXT_ALL ((unsigned)LLSMTP_EXT_ETRN * 2u - 1u)
+#define SESS_FLAG_ALL ((unsigned)LLSMTP_CFG_LMTP * 2u - 1u)
+
+/* The hostname goes verbatim into the greeting, EHLO, 221 and 421: a
+ * domain (RFC 5321 4.1.2) or an address literal, nothing that could
+ * start another reply line. */
+static int
+sess_cfg_hostname_ok(const char *h, size_t n)
+{
+    uint8_t a[16];
+    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
+        if (n > 7 && llsmtp__ieq(h + 1, "ipv6:", 5))
+            return llsmtp_ipv6_parse(h + 6, n - 7, a) == LLSMTP_OK;
+        return llsmtp_ipv4_parse(h + 1, n - 2, a) == LLSMTP_OK;
+    }
+    return llsmtp_domain_check(h, n, 0) == LLSMTP_OK;
+}
+
+/* RFC 4422 3.1: 1-20 characters, upper-case letters, digits, "-", "_"
+ * (lower case accepted: names compare case-insensitively). */
+static const char *
+sess_cfg_mechs_why(const char *m)
+{
+    size_t i = 0, count = 0;
+    if (m == NULL)
+        return "auth_mechanisms: NULL while LLSMTP_EXT_AUTH is on";
+    for (;;) {
+        size_t start;
+        while (m[i] == ' ')
+            i++;
+        if (m[i] == '\0')
+            break;
+        start = i;
+        while (m[i] != '\0' && m[i] != ' ') {
+            unsigned char c = (unsigned char)m[i];
+            if (!llsmtp__is_alnum(c) && c != '-' && c != '_')
+                return "auth_mechanisms: a name holds a character other "
+                       "than letters, digits, \"-\" and \"_\"";
+            i++;
+        }
+        if (i - start > SESS_MECH_MAX)
+            return "auth_mechanisms: a name is longer than 20 characters";
+        if (++count > LLSMTP_AUTH_MECHS_MAX)
+            return "auth_mechanisms: more than LLSMTP_AUTH_MECHS_MAX names";
+    }
+    if (count == 0)
+        return "auth_mechanisms: empty while LLSMTP_EXT_AUTH is on";
+    return NULL;
+}
+
+static const char *
+sess_cfg_why(const llsmtp_config *cfg)
+{
+    size_t n, i;
+    if (cfg == NULL)
+        return "config: NULL";
+    if (cfg->hostname == NULL)
+        return "hostname: NULL";
+    n = strlen(cfg->hostname);
+    if (n == 0 || n > 255)
+        return "hostname: empty or longer than 255 octets";
+    if (!sess_cfg_hostname_ok(cfg->hostname, n))
+        return "hostname: not a domain name or address literal";
+    if (cfg->banner != NULL) {
+        n = strlen(cfg->banner);
+        if (n > 255)
+            return "banner: longer than 255 octets";
+        for (i = 0; i < n; i++)
+            if ((unsigned char)cfg->banner[i] < 0x20 ||
+                (unsigned char)cfg->banner[i] >= 0x7f)
+                return "banner: a control or non-ASCII character";
+    }
+    if (cfg->extensions & ~SESS_EXT_ALL)
+        return "extensions: a bit this version does not know";
+    if (cfg->flags & ~SESS_FLAG_ALL)
+        return "flags: a bit this version does not know";
+    if (cfg->bare_lf < 0 || cfg->bare_lf > LLSMTP_BARE_LF_PASS)
+        return "bare_lf: not an enum llsmtp_bare_lf value";
+    if (cfg->max_line < 512 || cfg->max_line > (size_t)1 << 20)
+        return "max_line: outside 512..1048576 (RFC 5321 4.5.3.1.4)";
+    if (cfg->max_rcpt < 100)
+        return "max_rcpt: below 100 (RFC 5321 4.5.3.1.8)";
+    if (cfg->extensions & LLSMTP_EXT_AUTH) {
+        const char *why = sess_cfg_mechs_why(cfg->auth_mechanisms);
+        if (why != NULL)
+            return why;
+        if (cfg->max_auth_line < 512 || cfg->max_auth_line > (size_t)1 << 20)
+            return "max_auth_line: outside 512..1048576";
+    }
+#ifdef LLSMTP_NO_RELAY
+    if (cfg->relay != NULL) /* compiled out: refuse rather than relay */
+        return "relay: built with LLSMTP_NO_RELAY";
+#endif
+    return NULL;
+}
+
+int
+llsmtp_config_check(const llsmtp_config *cfg, const char **why)
+{
+    const char *w = sess_cfg_why(cfg);
+    if (why != NULL)
+        *why = w;
+    return w == NULL ? LLSMTP_OK : LLSMTP_E_INVAL;
+}
+
 static int
 sess_cfg_ok(const llsmtp_config *cfg)
 {
-    size_t hl;
-    if (cfg == NULL || cfg->hostname == NULL)
-        return 0;
-    hl = strlen(cfg->hostname);
-    if (hl == 0 || hl > 255)
-        return 0;
-    if (cfg->banner != NULL && strlen(cfg->banner) > 255)
-        return 0;
-    if (cfg->max_line < 512 || cfg->max_line > (size_t)1 << 20)
-        return 0;
-    if (cfg->max_rcpt < 100)
-        return 0;
-    if (cfg->bare_lf < 0 || cfg->bare_lf > LLSMTP_BARE_LF_PASS)
-        return 0;
-    if ((cfg->extensions & LLSMTP_EXT_AUTH) &&
-        (cfg->max_auth_line < 512 || cfg->max_auth_line > (size_t)1 << 20 ||
-         cfg->auth_mechanisms == NULL))
-        return 0;
-#ifdef LLSMTP_NO_RELAY
-    if (cfg->relay != NULL)
-        return 0; /* compiled out: refuse rather than relay for anyone */
-#endif
-    return 1;
+    return sess_cfg_why(cfg) == NULL;
 }
 
 /* The line buffer: command lines, and AUTH lines when AUTH is on. */
@@ -229,13 +349,16 @@ llsmtp_server_init(void *mem, size_t memlen, const llsmtp_config *cfg,
 {
     llsmtp_server *s = (llsmtp_server *)mem;
     size_t need = llsmtp_server_size(cfg);
-    if (mem == NULL || need == 0 || memlen < need)
+    if (mem == NULL || need == 0 || memlen < need ||
+        (uintptr_t)mem % SESS_MAX_ALIGN != 0)
         return NULL;
     s->cfg = cfg;
     s->user = user;
     sess_clear(s);
     return s;
 }
+
+static void sess_auth_wipe(llsmtp_server *s);
 
 int
 llsmtp_server_reset(llsmtp_server *s)
@@ -244,6 +367,7 @@ llsmtp_server_reset(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
+    sess_auth_wipe(s); /* nothing of the old client survives a reset */
     sess_clear(s);
     return LLSMTP_OK;
 }
@@ -350,11 +474,30 @@ llsmtp_server_input_drained(llsmtp_server *s)
 
 /* ---- failures and callbacks ---------------------------------------------- */
 
+static int sess_msg_open(const llsmtp_server *s);
+static int sess_abort(llsmtp_server *s, int why);
+
+/* The session fails for good (sticky until reset): a callback failed or
+ * left a reply it may not give, or a reply did not fit. The host is going
+ * to close, so the open message is abandoned here, once (never one that
+ * on_data_end accepted), and the client hears 421 before the close
+ * (RFC 5321 3.8) instead of silence. The first failure is the one
+ * llsmtp_server_failed_cb reports: on_data_abort failing in turn, or the
+ * 421 not fitting, comes back here and changes nothing. */
 static int
 sess_fail(llsmtp_server *s, const char *cb, int err)
 {
+    if (s->failed)
+        return err;
     s->failed = 1;
     s->failed_cb = cb;
+    if (sess_msg_open(s))
+        (void)sess_abort(s, LLSMTP_ABORT_CLOSED);
+    if (s->phase != PH_CLOSED)
+        (void)sess_say_host(s, 421, "4.3.0",
+                            "Service not available, closing transmission "
+                            "channel");
+    s->phase = PH_CLOSED;
     return err;
 }
 
@@ -370,9 +513,10 @@ sess_default_reply(llsmtp_reply *r, int code, const char *enh)
     size_t n = strlen(enh);
     r->code = code;
     memcpy(r->enhanced, enh, n + 1);
-    r->text = NULL;
+    r->text[0] = '\0';
     r->text_len = 0;
-    r->id = NULL;
+    r->has_text_ = 0;
+    r->id[0] = '\0';
     r->id_len = 0;
     r->is_default_ = 1;
 }
@@ -385,8 +529,8 @@ sess_reply_ok(const llsmtp_reply *r)
         return 0;
     if (!llsmtp__enhanced_check(r->code, r->enhanced, strlen(r->enhanced)))
         return 0;
-    if (r->text_len > LLSMTP_REPLY_TEXT_MAX || r->id_len > 64 ||
-        (r->text == NULL && r->text_len) || (r->id == NULL && r->id_len))
+    if (r->text_len > LLSMTP_REPLY_TEXT_MAX ||
+        r->id_len > LLSMTP_REPLY_ID_MAX)
         return 0;
     return 1;
 }
@@ -399,7 +543,7 @@ sess_tx_reset(llsmtp_server *s)
     s->rcpt_tried = 0;
     s->decl_size = 0;
     s->body = 0;
-    s->bdat_tx = 0;
+    s->msg = MSG_NONE;
     s->smtputf8 = 0;
 }
 
@@ -446,6 +590,7 @@ static const char *const sess_cb_names[] = {
     "on_etrn"};
 
 static int sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r);
+static int sess_bdat_fits(llsmtp_server *s);
 
 static void
 sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
@@ -511,23 +656,96 @@ sess_mech_offered(const llsmtp_server *s, const char *p, size_t n)
     return 0;
 }
 
-/* Appends "\nAUTH MECH MECH" to the EHLO parts (at most 8 tokens). */
-static size_t
-sess_auth_list(const llsmtp_server *s, llsmtp_span *sp, size_t np,
-               const char *head)
+/* Reply text is gathered as spans before the writer folds it. The array
+ * is bounded and sized from what can go in (below); an append past its
+ * end is dropped and remembered, never written. */
+typedef struct sess_parts {
+    llsmtp_span *v;
+    size_t n, cap;
+    int full;
+} sess_parts;
+
+static void
+sess_part(sess_parts *ps, const char *p, size_t n)
+{
+    if (ps->n >= ps->cap) {
+        ps->full = 1;
+        return;
+    }
+    ps->v[ps->n].p = p;
+    ps->v[ps->n].n = n;
+    ps->n++;
+}
+
+static void
+sess_parts_add(sess_parts *ps, const char *str)
+{
+    sess_part(ps, str, strlen(str));
+}
+
+/* One source for what this session offers: the EHLO keywords (RFC 5321
+ * 4.1.1.1) in the order they are listed, and the command each one adds,
+ * which HELP lists. */
+typedef struct sess_ext_row {
+    unsigned ext;        /* enum llsmtp_ext bit */
+    const char *keyword; /* EHLO line */
+    const char *verb;    /* command HELP names, or NULL */
+} sess_ext_row;
+
+static const sess_ext_row sess_ext_rows[] = {
+    {LLSMTP_EXT_PIPELINING, "PIPELINING", NULL},
+    {LLSMTP_EXT_SIZE, "SIZE", NULL},
+    {LLSMTP_EXT_VRFY, "VRFY", NULL},
+    {LLSMTP_EXT_HELP, "HELP", NULL},
+    {LLSMTP_EXT_ETRN, "ETRN", "ETRN"},
+    {LLSMTP_EXT_STARTTLS, "STARTTLS", "STARTTLS"},
+    {LLSMTP_EXT_AUTH, "AUTH", "AUTH"},
+    {LLSMTP_EXT_ENHANCEDSTATUS, "ENHANCEDSTATUSCODES", NULL},
+    {LLSMTP_EXT_8BITMIME, "8BITMIME", NULL},
+    {LLSMTP_EXT_BINARYMIME, "BINARYMIME", NULL},
+    {LLSMTP_EXT_CHUNKING, "CHUNKING", "BDAT"},
+    {LLSMTP_EXT_DSN, "DSN", NULL},
+    {LLSMTP_EXT_SMTPUTF8, "SMTPUTF8", NULL}};
+
+#define SESS_EXT_ROWS (sizeof sess_ext_rows / sizeof sess_ext_rows[0])
+
+/* Parts of the largest EHLO reply: "<host> Hello <arg>", "\n" and the
+ * keyword per row, " <n>" after SIZE, and per AUTH line (plain and the
+ * legacy "AUTH=") " MECH" for each mechanism. */
+#define SESS_EHLO_PARTS                                                      \
+    (3 + 2 * SESS_EXT_ROWS + 2 + 2 * (1 + 2 * (size_t)LLSMTP_AUTH_MECHS_MAX))
+
+/* Whether an extension is on offer now: STARTTLS until TLS is active,
+ * AUTH where sess_auth_offered says, BINARYMIME only with CHUNKING. */
+static int
+sess_ext_on(const llsmtp_server *s, unsigned ext)
+{
+    unsigned cfg = s->cfg->extensions;
+    if (!(cfg & ext))
+        return 0;
+    if (ext == LLSMTP_EXT_STARTTLS)
+        return !s->tls_active;
+    if (ext == LLSMTP_EXT_AUTH)
+        return sess_auth_offered(s);
+    if (ext == LLSMTP_EXT_BINARYMIME)
+        return (cfg & LLSMTP_EXT_CHUNKING) != 0;
+    return 1;
+}
+
+/* Appends "\nAUTH MECH MECH" to the EHLO parts (at most
+ * LLSMTP_AUTH_MECHS_MAX tokens, which the configuration check enforces). */
+static void
+sess_auth_list(const llsmtp_server *s, sess_parts *ps, const char *head)
 {
     llsmtp_span tok;
     size_t pos = 0, k = 0;
-    sp[np].p = head;
-    sp[np++].n = strlen(head);
-    while ((pos = sess_mech_next(s, pos, &tok)) != 0 && k < 8) {
-        if (k++ > 0 || head[strlen(head) - 1] != '=') {
-            sp[np].p = " ";
-            sp[np++].n = 1;
-        }
-        sp[np++] = tok;
+    sess_parts_add(ps, head);
+    while ((pos = sess_mech_next(s, pos, &tok)) != 0 &&
+           k < LLSMTP_AUTH_MECHS_MAX) {
+        if (k++ > 0 || head[strlen(head) - 1] != '=')
+            sess_part(ps, " ", 1);
+        sess_part(ps, tok.p, tok.n);
     }
-    return np;
 }
 
 static void
@@ -545,13 +763,17 @@ static int
 sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
                  llsmtp_span arg)
 {
-    llsmtp_span sp[48];
-    size_t np = 0;
+    llsmtp_span sp[SESS_EHLO_PARTS];
+    sess_parts ps;
     char num[24];
     const char *enh = r->enhanced;
-    unsigned ext = s->cfg->extensions;
+    size_t i;
 
-#define SP(str) (sp[np].p = (str), sp[np].n = strlen(sp[np].p), np++)
+    ps.v = sp;
+    ps.n = 0;
+    ps.cap = sizeof sp / sizeof sp[0];
+    ps.full = 0;
+#define SP(str) sess_parts_add(&ps, (str))
     switch (kind) {
     case LLSMTP_PENDING_CONNECT:
         SP(s->cfg->hostname);
@@ -565,53 +787,36 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
     case LLSMTP_PENDING_HELO:
         SP(s->cfg->hostname);
         SP(" Hello ");
-        sp[np++] = arg;
-        if (s->pend_ehlo) {
-            if (ext & LLSMTP_EXT_PIPELINING)
-                SP("\nPIPELINING");
-            if (ext & LLSMTP_EXT_SIZE) {
-                SP("\nSIZE");
-                if (s->cfg->max_size) {
-                    SP(" ");
-                    sess_u64(num, sizeof num, s->cfg->max_size, &sp[np++]);
-                }
-            }
-            if (ext & LLSMTP_EXT_VRFY)
-                SP("\nVRFY");
-            if (ext & LLSMTP_EXT_HELP)
-                SP("\nHELP");
-            if (ext & LLSMTP_EXT_ETRN)
-                SP("\nETRN");
-            if ((ext & LLSMTP_EXT_STARTTLS) && !s->tls_active)
-                SP("\nSTARTTLS");
-            if (sess_auth_offered(s)) {
-                np = sess_auth_list(s, sp, np, "\nAUTH");
+        sess_part(&ps, arg.p, arg.n);
+        for (i = 0; s->pend_ehlo && i < SESS_EXT_ROWS; i++) {
+            const sess_ext_row *row = &sess_ext_rows[i];
+            if (!sess_ext_on(s, row->ext))
+                continue;
+            if (row->ext == LLSMTP_EXT_AUTH) {
+                sess_auth_list(s, &ps, "\nAUTH");
                 if (s->cfg->flags & LLSMTP_CFG_AUTH_LEGACY)
-                    np = sess_auth_list(s, sp, np, "\nAUTH=");
+                    sess_auth_list(s, &ps, "\nAUTH=");
+                continue;
             }
-            if (ext & LLSMTP_EXT_ENHANCEDSTATUS)
-                SP("\nENHANCEDSTATUSCODES");
-            if (ext & LLSMTP_EXT_8BITMIME)
-                SP("\n8BITMIME");
-            if ((ext & LLSMTP_EXT_BINARYMIME) && (ext & LLSMTP_EXT_CHUNKING))
-                SP("\nBINARYMIME");
-            if (ext & LLSMTP_EXT_CHUNKING)
-                SP("\nCHUNKING");
-            if (ext & LLSMTP_EXT_DSN)
-                SP("\nDSN");
-            if (ext & LLSMTP_EXT_SMTPUTF8)
-                SP("\nSMTPUTF8");
+            SP("\n");
+            SP(row->keyword);
+            if (row->ext == LLSMTP_EXT_SIZE && s->cfg->max_size) {
+                llsmtp_span v;
+                SP(" ");
+                sess_u64(num, sizeof num, s->cfg->max_size, &v);
+                sess_part(&ps, v.p, v.n);
+            }
         }
         enh = NULL;
         break;
     case LLSMTP_PENDING_MAIL:
         SP("Sender <");
-        sp[np++] = arg;
+        sess_part(&ps, arg.p, arg.n);
         SP("> OK");
         break;
     case LLSMTP_PENDING_RCPT:
         SP("Recipient <");
-        sp[np++] = arg;
+        sess_part(&ps, arg.p, arg.n);
         SP("> OK");
         break;
     case LLSMTP_PENDING_DATA_START:
@@ -620,8 +825,7 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     case LLSMTP_PENDING_DATA_END:
         if (r->id_len) {
-            sp[np].p = r->id;
-            sp[np++].n = r->id_len;
+            sess_part(&ps, r->id, r->id_len);
             SP(" ");
         }
         SP("Queued mail for delivery");
@@ -637,8 +841,18 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         SP("EXPN not available");
         break;
     case LLSMTP_PENDING_HELP:
-        SP("Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; "
-           "see RFC 5321");
+        /* the commands offered here, from the same rows as EHLO */
+        SP((s->cfg->flags & LLSMTP_CFG_LMTP) ? "Commands: LHLO"
+                                              : "Commands: HELO EHLO");
+        SP(" MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+        for (i = 0; i < SESS_EXT_ROWS; i++) {
+            if (sess_ext_rows[i].verb == NULL ||
+                !sess_ext_on(s, sess_ext_rows[i].ext))
+                continue;
+            SP(" ");
+            SP(sess_ext_rows[i].verb);
+        }
+        SP("; see RFC 5321");
         break;
     case LLSMTP_PENDING_TURN:
         SP("TURN not available");
@@ -656,7 +870,7 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     case LLSMTP_PENDING_ETRN:
         SP("Queuing for node ");
-        sp[np++] = arg;
+        sess_part(&ps, arg.p, arg.n);
         SP(" started");
         break;
     default:
@@ -664,7 +878,9 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         break;
     }
 #undef SP
-    return sess_put(s, r->code, enh, sp, np);
+    if (ps.full)
+        return sess_fail(s, NULL, LLSMTP_E_BUFFER); /* cannot happen */
+    return sess_put(s, r->code, enh, sp, ps.n);
 }
 
 /* A recipient was refused for good: at the limit (a dictionary attack or
@@ -714,7 +930,7 @@ sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
             sp[np].p = " ";
             sp[np++].n = 1;
         }
-        if (r->text != NULL) {
+        if (r->has_text_) {
             sp[np].p = r->text;
             sp[np++].n = r->text_len;
         } else {
@@ -737,7 +953,7 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (kind == LLSMTP_PENDING_DATA_END && (s->cfg->flags & LLSMTP_CFG_LMTP))
         return sess_lmtp_start(s, r); /* RFC 2033 4.2: a reply each */
     if (kind == LLSMTP_PENDING_DATA_START && cls == 3 &&
-        (s->bdat_size || s->bdat_last || s->bdat_left))
+        s->msg_cmd == MSG_BDAT)
         rc = LLSMTP_OK; /* BDAT answers after its chunk, not with 354 */
     else
         rc = sess_put_reply(s, kind, r, arg);
@@ -777,13 +993,11 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
             s->dabort = 0;
             s->dbare_cr = 0;
             s->msg_size = 0;
-            if (s->bdat_size || s->bdat_last || s->bdat_left) {
-                s->bdat_tx = 1; /* the first chunk of a BDAT message */
-                s->phase = PH_BDAT;
-            } else {
-                s->phase = PH_DATA;
-            }
-        } else if (s->bdat_left || s->bdat_last || s->bdat_size) {
+            s->msg = s->msg_cmd;
+            s->phase = s->msg == MSG_BDAT ? PH_BDAT : PH_DATA;
+            if (s->msg == MSG_BDAT && (rc = sess_bdat_fits(s)) != LLSMTP_OK)
+                return rc;
+        } else if (s->msg_cmd == MSG_BDAT) {
             /* refused, but the chunk is on its way: read and drop it */
             sess_tx_reset(s);
             s->bdat_discard = 1;
@@ -893,10 +1107,11 @@ sess_lmtp_emit(llsmtp_server *s)
         r.code = s->lmtp_code;
         memcpy(r.enhanced, s->lmtp_enh, sizeof r.enhanced);
         r.is_default_ = s->lmtp_default;
-        r.id = s->lmtp_id_len ? s->line : NULL;
         r.id_len = s->lmtp_id_len;
-        r.text = s->lmtp_text_len ? s->line + s->lmtp_id_len : NULL;
+        memcpy(r.id, s->line, s->lmtp_id_len);
         r.text_len = s->lmtp_text_len;
+        r.has_text_ = s->lmtp_text_len != 0;
+        memcpy(r.text, s->line + s->lmtp_id_len, s->lmtp_text_len);
         if (s->lmtp_code / 100 == 2 && s->cb->on_lmtp_rcpt != NULL) {
             SESS_CALL(s, cbrc, s->cb->on_lmtp_rcpt(s, s->lmtp_next, &r));
             if (cbrc != LLSMTP_CB_OK)
@@ -921,6 +1136,10 @@ sess_lmtp_emit(llsmtp_server *s)
 static int
 sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
 {
+    /* The message is decided (on_data_end accepted it, or it was already
+     * abandoned): it is no longer open, so a close while the replies wait
+     * for room (BLOCKED) never aborts what the host stored. */
+    s->msg = MSG_NONE;
     s->lmtp_code = r->code;
     memcpy(s->lmtp_enh, r->enhanced, sizeof s->lmtp_enh);
     s->lmtp_default = (unsigned char)r->is_default_;
@@ -930,7 +1149,7 @@ sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
         memcpy(s->line, r->id, r->id_len);
         s->lmtp_id_len = r->id_len;
     }
-    if (!r->is_default_ && r->text != NULL &&
+    if (!r->is_default_ && r->has_text_ &&
         s->lmtp_id_len + r->text_len <= s->line_cap) {
         memmove(s->line + s->lmtp_id_len, r->text, r->text_len);
         s->lmtp_text_len = r->text_len;
@@ -1049,6 +1268,12 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     kind = s->pending;
     if (kind == LLSMTP_PENDING_DATA) {
         s->pending = 0;
+        /* on_data paused on a chunk's last octet: the chunk is complete
+         * and its reply is due now (RFC 3030 2); the client sends nothing
+         * more before it reads that reply, so no later feed would come to
+         * finish it. The octet was passed only with room for the reply. */
+        if (s->phase == PH_BDAT && s->bdat_left == 0)
+            return sess_bdat_end(s);
         return LLSMTP_OK;
     }
     sess_kind_default(kind, &r);
@@ -1058,7 +1283,9 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
         if (!sess_reply_ok(&r) || !sess_code_fits(s, kind, r.code))
             return LLSMTP_E_REPLY;
     } else if (decision != NULL) {
-        r.id = decision->id;
+        if (decision->id_len > LLSMTP_REPLY_ID_MAX)
+            return LLSMTP_E_REPLY;
+        memcpy(r.id, decision->id, decision->id_len);
         r.id_len = decision->id_len;
     }
     /* The line that deferred found s->reserve free and nothing has been
@@ -1196,6 +1423,15 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
     return t;
 }
 
+/* A message the host opened (on_data_start accepted) that has neither
+ * been accepted by on_data_end nor abandoned: the one on_data_abort is
+ * owed if the session ends now. */
+static int
+sess_msg_open(const llsmtp_server *s)
+{
+    return s->msg != MSG_NONE && !s->dabort;
+}
+
 /* Tells the host to drop a message that will not be completed. */
 static int
 sess_abort(llsmtp_server *s, int why)
@@ -1221,13 +1457,10 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
-         (s->bdat_tx && s->in_mail)) &&
-        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
-    if (s->auth_user != NULL)
-        sess_auth_wipe(s);
+    sess_auth_wipe(s); /* also a half-sent AUTH line, AUTH on or not */
     /* The queue may be full of replies the client never read; then the
      * connection just closes. */
     if (sess_out_free(s) >= s->reserve / 2 && !s->failed) {
@@ -1274,12 +1507,9 @@ llsmtp_server_eof(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if ((s->phase == PH_DATA || (s->phase == PH_BDAT && !s->bdat_discard) ||
-         (s->bdat_tx && s->in_mail)) &&
-        (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
-    if (s->auth_user != NULL)
-        sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
+    sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
     s->pending = 0;
     s->phase = PH_CLOSED;
     return LLSMTP_CLOSE;
@@ -1666,7 +1896,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
     if (!s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
     /* RFC 3030 3: DATA and BDAT do not mix; BINARYMIME needs BDAT */
-    if (s->bdat_tx)
+    if (s->msg == MSG_BDAT)
         return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
     if (s->body == 9)
         return sess_err(s, 503, "5.5.1", "Error: BINARYMIME requires BDAT");
@@ -1676,6 +1906,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
             return sess_err(s, 554, "5.5.1", "Error: no valid recipients");
         return sess_err(s, 503, "5.5.1", "Error: need RCPT command");
     }
+    s->msg_cmd = MSG_DATA;
     sess_default_reply(&r, 354, "");
     if (s->cb->on_data_start != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
@@ -2018,12 +2249,51 @@ sess_bdat_end(llsmtp_server *s)
     return sess_put(s, 250, "2.0.0", sp, 2);
 }
 
+/* A chunk size past 2^64 - 1. RFC 3030 2 puts no bound on chunk-size
+ * (1*DIGIT), and a refused chunk must still be read and dropped to stay in
+ * sync; a count that cannot be held cannot be counted off, and taking it
+ * modulo 2^64 would read the client's octets as commands. So 552 answers
+ * the BDAT (larger than any message this server takes) and 421 closes the
+ * connection, as RFC 5321 3.8 has a server that must close do. */
+static int
+sess_bdat_unreadable(llsmtp_server *s)
+{
+    int rc;
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_SIZE)) < 0)
+        return rc;
+    rc = sess_say(s, 552, "5.3.4",
+                  "Message size exceeds fixed maximum message size");
+    if (rc < 0)
+        return rc;
+    rc = sess_say_host(s, 421, "4.5.2",
+                       "Error: chunk size out of range, closing connection");
+    if (rc < 0)
+        return rc;
+    sess_tx_reset(s);
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+/* A chunk that takes the message past max_size is refused from its BDAT
+ * line, whatever the reads: none of it reaches on_data, it is read and
+ * dropped (RFC 3030 2) and 552 5.3.4 follows it (sess_bdat_end). */
+static int
+sess_bdat_fits(llsmtp_server *s)
+{
+    uint64_t max = s->cfg->max_size;
+    if (max == 0 || s->dabort)
+        return LLSMTP_OK;
+    if (s->msg_size > max || s->bdat_size > max - s->msg_size)
+        return sess_abort(s, LLSMTP_ABORT_SIZE);
+    return LLSMTP_OK;
+}
+
 static int
 sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
 {
     uint64_t size = 0;
     size_t i = 0;
-    int last = 0, rc, cbrc = LLSMTP_CB_OK;
+    int last = 0, big = 0, rc, cbrc = LLSMTP_CB_OK;
     llsmtp_span rest;
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
@@ -2032,8 +2302,13 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
 
     if (!(s->cfg->extensions & LLSMTP_EXT_CHUNKING))
         return sess_err(s, 502, "5.5.1", "Error: command not implemented");
-    while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i]) && i < 20) {
-        size = size * 10 + (uint64_t)(arg.p[i] - '0');
+    /* chunk-size = 1*DIGIT: leading zeros make no digit count a limit */
+    while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i])) {
+        unsigned d = (unsigned)(arg.p[i] - '0');
+        if (size > (UINT64_MAX - d) / 10)
+            big = 1;
+        else if (!big)
+            size = size * 10 + d;
         i++;
     }
     rest = sess_trim(arg.p + i, arg.n - i);
@@ -2042,6 +2317,8 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         /* RFC 3030 2: without a size nobody knows where the chunk ends;
          * what follows is read as commands */
         return sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (big)
+        return sess_bdat_unreadable(s);
     last = rest.n != 0;
     s->bdat_size = size;
     s->bdat_left = size;
@@ -2063,8 +2340,9 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
             return rc;
         return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
     }
-    if (!s->bdat_tx) {
+    if (s->msg != MSG_BDAT) {
         /* the first chunk: the host opens the message */
+        s->msg_cmd = MSG_BDAT;
         sess_default_reply(&r, 354, "");
         if (s->cb->on_data_start != NULL)
             SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
@@ -2073,6 +2351,8 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
             return rc;
     } else {
         s->phase = PH_BDAT;
+        if ((rc = sess_bdat_fits(s)) != LLSMTP_OK)
+            return rc;
     }
     if (s->phase == PH_BDAT && s->bdat_left == 0)
         return sess_bdat_end(s);
@@ -2859,7 +3139,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         }
         k = (size_t)(lf - (buf + i)) + 1;
         if (s->line_len || s->discarding) {
-            int truncated = 0;
+            int truncated = 0, secret;
             if (!s->discarding && s->line_len + k <= s->line_cap) {
                 memcpy(s->line + s->line_len, buf + i, k);
                 s->line_len += k;
@@ -2870,7 +3150,14 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             i += k;
             k = s->line_len;
             s->line_len = 0;
+            /* An AUTH line may carry credentials (RFC 4954 4 initial
+             * response) whatever becomes of it: refused, too long,
+             * cancelled. Once answered, its copy here is wiped. */
+            secret = s->auth_state != AUTH_NONE ||
+                     (k >= 4 && llsmtp__ieq(s->line, "auth", 4));
             rc = sess_line(s, s->line, k, truncated);
+            if (secret)
+                llsmtp__wipe(s->line, k);
         } else {
             i += k;
             rc = sess_line(s, buf + i - k, k, 0);

@@ -627,7 +627,10 @@ def mxlookup_against_dnsmasq():
                           '--mx-host=nullmx.test,.,0',
                           '--host-record=implicit.test,192.0.2.50',
                           '--mx-host=loop.test,me.test,10', '--mx-host=loop.test,backup.test,20',
-                          '--cname=alias.test,company.test'],
+                          '--cname=alias.test,company.test'] +
+                         # 40 MX, the best last: the UDP answer is truncated, TCP gets all
+                         ['--mx-host=many.test,mx%02d.many.test,%d' % (p, p)
+                          for p in list(range(13, 45)) + list(range(5, 13))],
                          stderr=subprocess.DEVNULL)
     try:
         def run(*args):
@@ -673,6 +676,12 @@ def mxlookup_against_dnsmasq():
         assert r.returncode == 0 and '  1. implicit.test (preference 0) 192.0.2.50' in r.stdout.decode(), r
         r = run('alias.test')
         assert r.returncode == 0 and 'mx1.company.test (preference 10)' in r.stdout.decode(), r
+        # more MX records than mxlookup keeps (32): the best are kept, and it says so
+        r = run('many.test')
+        out = r.stdout.decode()
+        assert r.returncode == 0 and 'were dropped' in out, r
+        order = out.split('delivery order:\n')[1].splitlines()
+        assert [l.split()[1] for l in order] == ['mx%02d.many.test' % p for p in range(5, 37)], out
     finally:
         d.terminate()
         d.wait(timeout=10)
@@ -1282,10 +1291,10 @@ def smtp_send_starttls_auth_and_refusals():
                                  '--to', 'b@example.test', data=b'x\n')
         assert rc == 2 and res['b@example.test'][0] == 530, (rc, res, err)
         assert plain.messages() == []
-        # nobody listening: a temporary failure
+        # nobody listening: nothing could be tried (4), try again later
         rc, res, err = smtp_send('--server', '127.0.0.1:%d' % free_port(), '--from', 'a@b.c',
                                  '--to', 'b@example.test', data=b'x\n')
-        assert rc == 3, (rc, res, err)
+        assert rc == 4, (rc, res, err)
     finally:
         srv.stop()
         plain.stop()

@@ -169,6 +169,18 @@ test_ehlo_keywords(void **state)
     assert_int_equal(i.mechanisms, LLSMTP_MECH_LOGIN);
     assert_true(i.max_size == 0);
     assert_true(i.extensions & LLSMTP_EXT_SIZE);
+    /* RFC 1870 allows 20 digits, more than uint64_t holds: a value that
+     * would wrap is "no limit known", never a small number */
+    memset(&i, 0, sizeof i);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 18446744073709551615"));
+    assert_true(i.max_size == UINT64_MAX);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 18446744073709551617"));
+    assert_true(i.max_size == 0);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 10"));
+    llsmtp_ehlo_keyword(&i, sp("SIZE 99999999999999999999"));
+    assert_true(i.max_size == 0);
+    llsmtp_ehlo_keyword(&i, sp("SIZE 00000000000000000010"));
+    assert_true(i.max_size == 10);
 }
 
 static size_t
@@ -695,6 +707,8 @@ test_client_api_guards(void **state)
     assert_int_equal(llsmtp_client_feed(&c, segs[0], strlen(segs[0]), &used,
                                         &ev),
                      LLSMTP_OK);
+    /* a host writes the commands before it reads their replies */
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
     assert_int_equal(llsmtp_client_feed(&c, segs[1], strlen(segs[1]), &used,
                                         &ev),
                      1);
@@ -711,11 +725,14 @@ test_client_api_guards(void **state)
     assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_RANGE);
     m.nto = 1;
     assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-    assert_int_equal(llsmtp_client_feed(&c, "250 a\r\n250 b\r\n", 14, &used,
-                                        &ev),
-                     1);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(llsmtp_client_feed(&c, "250 a\r\n", 7, &used, &ev),
+                     LLSMTP_OK);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(llsmtp_client_feed(&c, "250 b\r\n", 7, &used, &ev), 1);
     assert_int_equal(ev.type, LLSMTP_CEV_RCPT);
     assert_int_equal(llsmtp_client_timeout(&c), 120);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
     assert_int_equal(llsmtp_client_feed(&c, "354 go\r\n", 8, &used, &ev), 1);
     assert_int_equal(ev.type, LLSMTP_CEV_BODY);
     assert_int_equal(llsmtp_client_timeout(&c), 180);
@@ -726,6 +743,207 @@ test_client_api_guards(void **state)
     assert_int_equal(llsmtp_client_timeout(&c), 0);
 }
 
+
+/* RFC 5321 4.3.2: only 354 may be followed by the body. A next hop that
+ * answers DATA with 250 received no message: that is a protocol error
+ * and a temporary failure for every open recipient, never a delivery
+ * (smtp-send printed 250 and exited 0). The connection is closed: no
+ * body, no ".", no QUIT. LMTP took the same path. 4xx/5xx to DATA stays
+ * the server's refusal. */
+static void
+test_client_data_not_354(void **state)
+{
+    static const char *const smtp250[] = {
+        "220 s\r\n", "250 s\r\n", "250 ok\r\n", "250 ok\r\n",
+        "250 2.0.0 fine\r\n", "221 bye\r\n", NULL};
+    static const char *const smtp3xx[] = {
+        "220 s\r\n", "250 s\r\n", "250 ok\r\n", "250 ok\r\n",
+        "334 what\r\n", NULL};
+    static const char *const lmtp250[] = {
+        "220 l\r\n", "250-l\r\n250 PIPELINING\r\n",
+        "250 ok\r\n250 ok\r\n250 2.0.0 fine\r\n", NULL};
+    static const char *const refused[] = {
+        "220 s\r\n", "250-s\r\n250 PIPELINING\r\n",
+        "250 ok\r\n250 ok\r\n451 4.3.0 later\r\n", "221 bye\r\n", NULL};
+    static const char *const rcpt3xx[] = {
+        "220 s\r\n", "250 s\r\n", "250 ok\r\n", "354 go\r\n", NULL};
+    llsmtp_span to = sp("b@s");
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.from = sp("a@s");
+    m.to = &to;
+    m.nto = 1;
+    cli_expect(&cfg, smtp250, &m, 1, "x\r\n",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s>\\r\\n\n"
+               "C: RCPT TO:<b@s>\\r\\n\n"
+               "E: RCPT 250 0 ok\n"
+               "C: DATA\\r\\n\n"
+               "E: FAIL 451L -1 4.5.0 DATA answered with 250, not 354: "
+               "no message was sent\n");
+    cli_expect(&cfg, smtp3xx, &m, 1, "x\r\n",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s>\\r\\n\n"
+               "C: RCPT TO:<b@s>\\r\\n\n"
+               "E: RCPT 250 0 ok\n"
+               "C: DATA\\r\\n\n"
+               "E: FAIL 451L -1 4.5.0 DATA answered with 334, not 354: "
+               "no message was sent\n");
+    cli_expect(&cfg, refused, &m, 1, "x\r\n",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s>\\r\\nRCPT TO:<b@s>\\r\\nDATA\\r\\n\n"
+               "E: RCPT 250 0 ok\n"
+               "E: MESSAGE 451 -1 4.3.0 later\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 bye\n");
+    cli_expect(&cfg, rcpt3xx, &m, 1, "x\r\n",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s>\\r\\n\n"
+               "C: RCPT TO:<b@s>\\r\\n\n"
+               "E: FAIL 451L -1 4.5.0 RCPT answered with 354: no message "
+               "was sent\n");
+    cfg = cli_cfg(LLSMTP_CLI_LMTP);
+    cli_expect(&cfg, lmtp250, &m, 1, "x\r\n",
+               "C: LHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s>\\r\\nRCPT TO:<b@s>\\r\\nDATA\\r\\n\n"
+               "E: RCPT 250 0 ok\n"
+               "E: FAIL 451L -1 4.5.0 DATA answered with 250, not 354: "
+               "no message was sent\n");
+}
+
+/* Feeds s whole; returns the first event's type (0: none) into *ev. */
+static int
+feed_str(llsmtp_client *c, const char *s, llsmtp_client_event *ev)
+{
+    size_t used;
+    int rc = llsmtp_client_feed(c, s, strlen(s), &used, ev);
+    assert_true(rc == 1 || rc == LLSMTP_OK);
+    return rc == 1 ? ev->type : 0;
+}
+
+/* A reply can only answer a command the server has received: one that
+ * arrives before its command was written (or for a command never sent)
+ * is not the server's answer to it, and must not be taken as one. */
+static void
+test_client_reply_before_command(void **state)
+{
+    llsmtp_client c;
+    llsmtp_client_event ev;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    llsmtp_span to[2];
+    llsmtp_client_msg m;
+    llsmtp_span o;
+    (void)state;
+    to[0] = sp("a@s");
+    to[1] = sp("b@s");
+    memset(&m, 0, sizeof m);
+    m.from = sp("f@s");
+    m.to = to;
+    m.nto = 2;
+    /* the EHLO reply before EHLO was written */
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
+    assert_int_equal(feed_str(&c, "220 s\r\n250 s\r\n", &ev),
+                     LLSMTP_CEV_FAIL);
+    assert_int_equal(ev.code, 451);
+    /* pipelined: MAIL written, RCPTs and DATA not yet */
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
+    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(feed_str(&c, "250-s\r\n250 PIPELINING\r\n", &ev),
+                     LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
+    o = llsmtp_client_output(&c);
+    assert_true(o.n > 17);
+    assert_memory_equal(o.p, "MAIL FROM:<f@s>\r\n", 17);
+    llsmtp_client_consume(&c, 17);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), 0);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_FAIL);
+    assert_int_equal(ev.code, 451);
+    assert_int_equal(ev.local, 1);
+    assert_int_equal(llsmtp_client_output(&c).n, o.n - 17); /* no QUIT */
+    /* without PIPELINING: the RCPT reply came with MAIL's, before the
+     * RCPT could have been written */
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
+    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(feed_str(&c, "250 s\r\n", &ev), LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(feed_str(&c, "250 ok\r\n250 ok\r\n", &ev),
+                     LLSMTP_CEV_FAIL);
+    assert_int_equal(ev.code, 451);
+    /* the reply to "." before "." was written */
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
+    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(feed_str(&c, "250-s\r\n250 PIPELINING\r\n", &ev),
+                     LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), 0);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(&c, "354 go\r\n", &ev), LLSMTP_CEV_BODY);
+    /* a reply in the middle of the body */
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_FAIL);
+    assert_int_equal(ev.code, 451);
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
+    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(feed_str(&c, "250-s\r\n250 PIPELINING\r\n", &ev),
+                     LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), 0);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(&c, "354 go\r\n", &ev), LLSMTP_CEV_BODY);
+    assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
+    assert_int_equal(feed_str(&c, "250 queued\r\n", &ev), LLSMTP_CEV_FAIL);
+    assert_int_equal(ev.code, 451);
+}
+
+/* A SIZE too large for 64 bits must not wrap to a tiny limit that would
+ * make every message a local permanent 552. */
+static void
+test_client_size_overflow(void **state)
+{
+    static const char *const segs[] = {
+        "220 s\r\n", "250-s\r\n250 SIZE 18446744073709551617\r\n",
+        "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 done\r\n",
+        "221 bye\r\n", NULL};
+    llsmtp_span to = sp("b@s");
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.from = sp("a@s");
+    m.to = &to;
+    m.nto = 1;
+    m.size = 100;
+    cli_expect(&cfg, segs, &m, 1, "x\r\n",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<a@s> SIZE=100\\r\\n\n"
+               "C: RCPT TO:<b@s>\\r\\n\n"
+               "E: RCPT 250 0 ok\n"
+               "C: DATA\\r\\n\n"
+               "E: BODY 354 -1 go\n"
+               "B: x\\r\\n\n"
+               "C: .\\r\\n\n"
+               "E: MESSAGE 250 -1 done\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 bye\n");
+}
 
 /* Without PIPELINING the only recipient refused: no DATA is sent, the
  * message fails here, and the next command is QUIT (Postfix's smtp-sink
@@ -988,6 +1206,9 @@ main(void)
         cmocka_unit_test(test_client_api_guards),
         cmocka_unit_test(test_client_preencoded_body),
         cmocka_unit_test(test_client_single_rcpt_refused),
+        cmocka_unit_test(test_client_size_overflow),
+        cmocka_unit_test(test_client_data_not_354),
+        cmocka_unit_test(test_client_reply_before_command),
         cmocka_unit_test(test_client_against_server),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);

@@ -459,6 +459,79 @@ test_cname_chain(void **state)
                      LLSMTP_E_RANGE);
 }
 
+/* 40 MX records (a truncated UDP answer asked again over TCP) for an
+ * array of 32: the 32 best preferences are kept whatever the wire order,
+ * and the caller is told that records were dropped. */
+static void
+test_mx_more_than_cap(void **state)
+{
+    pk p;
+    llsmtp_dns_rr rrs[64];
+    llsmtp_mx mx[40];
+    size_t n, nmx, i, at;
+    unsigned seen[64];
+    (void)state;
+    hdr(&p, 0x1234, RESP, 1, 40, 0, 0);
+    question(&p, "example.org", 15);
+    for (i = 0; i < 40; i++) {
+        /* wire order: preferences 13..44, then the best ones 5..12 */
+        unsigned pref = i < 32 ? (unsigned)i + 13 : (unsigned)i - 27;
+        char label[8];
+        ptr(&p, 12);
+        at = rr(&p, 15, 0);
+        u16(&p, pref);
+        snprintf(label, sizeof label, "mx%02u", pref);
+        u8(&p, 4);
+        memcpy(p.b + p.n, label, 4);
+        p.n += 4;
+        ptr(&p, 12);
+        fix_rdlen(&p, at);
+    }
+    assert_int_equal(parse(&p, "example.org", 15, rrs, 64, &n),
+                     LLSMTP_DNS_NOERROR);
+    assert_int_equal(n, 40);
+    assert_int_equal(llsmtp_dns_mx(rrs, n, "example.org", 11, mx, 32, &nmx),
+                     LLSMTP_DNS_PARTIAL);
+    assert_int_equal(nmx, 32);
+    memset(seen, 0, sizeof seen);
+    for (i = 0; i < nmx; i++) {
+        char want[32];
+        assert_true(mx[i].pref >= 5 && mx[i].pref <= 36);
+        snprintf(want, sizeof want, "mx%02u.example.org", mx[i].pref);
+        assert_string_equal(mx[i].host, want);
+        assert_int_equal(seen[mx[i].pref]++, 0);
+    }
+    /* room for all: nothing dropped */
+    assert_int_equal(llsmtp_dns_mx(rrs, n, "example.org", 11, mx, 40, &nmx),
+                     LLSMTP_OK);
+    assert_int_equal(nmx, 40);
+    /* equal preferences: the first seen stay (mx.c shuffles equals) */
+    for (i = 0; i < n; i++)
+        rrs[i].pref = 7;
+    assert_int_equal(llsmtp_dns_mx(rrs, n, "example.org", 11, mx, 3, &nmx),
+                     LLSMTP_DNS_PARTIAL);
+    assert_int_equal(nmx, 3);
+    assert_string_equal(mx[0].host, "mx13.example.org");
+    assert_string_equal(mx[2].host, "mx15.example.org");
+    /* a worse record after a better one is dropped, a better replaces
+     * the worst, and wire order is kept among those kept */
+    rrs[0].pref = 30;
+    rrs[1].pref = 10;
+    rrs[2].pref = 20;
+    rrs[3].pref = 40;
+    rrs[4].pref = 5;
+    assert_int_equal(llsmtp_dns_mx(rrs, 5, "example.org", 11, mx, 3, &nmx),
+                     LLSMTP_DNS_PARTIAL);
+    assert_int_equal(nmx, 3);
+    assert_int_equal(mx[0].pref, 10);
+    assert_int_equal(mx[1].pref, 20);
+    assert_int_equal(mx[2].pref, 5);
+    /* cap 0: nothing stored, but the caller learns there were records */
+    assert_int_equal(llsmtp_dns_mx(rrs, 5, "example.org", 11, NULL, 0, &nmx),
+                     LLSMTP_DNS_PARTIAL);
+    assert_int_equal(nmx, 0);
+}
+
 int
 main(void)
 {
@@ -469,6 +542,7 @@ main(void)
         cmocka_unit_test(test_rcodes_and_flags),
         cmocka_unit_test(test_hostile_names),
         cmocka_unit_test(test_cname_chain),
+        cmocka_unit_test(test_mx_more_than_cap),
     };
     return cmocka_run_group_tests_name("dns", tests, NULL, NULL);
 }

@@ -543,6 +543,207 @@ test_two_sessions_share_config(void **state)
     th_host_free(&h2);
 }
 
+/* Feeds all of in, draining the output whenever the session blocks, as a
+ * host would; returns the last status. */
+static int
+feed_all_drained(llsmtp_server *s, th_host *h, const char *in, size_t n)
+{
+    size_t off = 0, used;
+    int rc;
+    for (;;) {
+        rc = llsmtp_server_feed(s, in + off, n - off, &used);
+        off += used;
+        if (rc != LLSMTP_BLOCKED)
+            return rc;
+        th_drain(s, h);
+        if (off == n)
+            return llsmtp_server_feed(s, in + off, 0, &used);
+    }
+}
+
+/* LMTP: the per-recipient replies of an accepted message do not fit the
+ * output queue; the client then closes, or the host times out or shuts
+ * down. on_data_end accepted the message: it must never be aborted. */
+static void
+test_lmtp_blocked_then_closed(void **state)
+{
+    th_buf env = {0};
+    int how;
+    (void)state;
+    th_buf_adds(&env, "LHLO x\r\nMAIL FROM:<a@b.test>\r\n");
+    for (how = 0; how < 150; how++) {
+        char line[64];
+        snprintf(line, sizeof line, "RCPT TO:<u%d@x.test>\r\n", how);
+        th_buf_adds(&env, line);
+    }
+    th_buf_adds(&env, "DATA\r\nhello\r\n");
+    for (how = 0; how < 3; how++) {
+        llsmtp_config cfg = cfg_default(&th_callbacks);
+        th_host h;
+        llsmtp_server *s;
+        size_t used, olen;
+        int rc;
+        cfg.flags |= LLSMTP_CFG_LMTP;
+        memset(&h, 0, sizeof h);
+        s = th_session(&cfg, &h);
+        assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+        assert_int_equal(feed_all_drained(s, &h, env.p, env.n), LLSMTP_OK);
+        th_drain(s, &h);
+        /* 150 replies of 36 bytes: more than the queue holds */
+        assert_int_equal(feed_str(s, ".\r\n", &used), LLSMTP_BLOCKED);
+        assert_int_equal(used, 3);
+        assert_non_null(strstr(h.events.p, "data_end hello\\r\\n\n"));
+        llsmtp_server_output(s, &olen);
+        assert_true(olen > 0);
+        rc = how == 0   ? llsmtp_server_eof(s)
+             : how == 1 ? llsmtp_server_timeout_expired(s)
+                        : llsmtp_server_shutdown(s, NULL);
+        assert_int_equal(rc, LLSMTP_CLOSE);
+        assert_null(strstr(h.events.p, "abort"));
+        free(s);
+        th_host_free(&h);
+    }
+    th_buf_free(&env);
+}
+
+/* A callback leaves an impossible reply code: the session fails, but the
+ * client still hears 421 before the close, and a later shutdown neither
+ * aborts the message again nor queues a second farewell. */
+static int
+bad_code_on_data_end(llsmtp_server *s, llsmtp_reply *r)
+{
+    th_event(TH_HOST(s), "data_end", NULL, 0);
+    r->code = 999;
+    return LLSMTP_CB_OK;
+}
+
+static void
+test_callback_bad_code_closes_with_421(void **state)
+{
+    llsmtp_callbacks cb = th_callbacks;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t used, olen;
+    const char *out;
+    (void)state;
+    cb.on_data_end = bad_code_on_data_end;
+    cfg = cfg_default(&cb);
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    th_drain(s, &h);
+    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                                 "\r\nDATA\r\nhi\r\n.\r\n",
+                              &used),
+                     LLSMTP_E_CALLBACK);
+    assert_string_equal(llsmtp_server_failed_cb(s), "on_data_end");
+    out = llsmtp_server_output(s, &olen);
+    assert_true(olen > 0);
+    assert_true(th_contains(out, olen,
+                            "354 Start mail input; end with <CRLF>.<CRLF>\r\n"
+                            "421 4.3.0 mx.example.test Service not "
+                            "available, closing transmission channel\r\n"));
+    assert_int_equal(llsmtp_server_shutdown(s, NULL), LLSMTP_CLOSE);
+    assert_int_equal(llsmtp_server_eof(s), LLSMTP_CLOSE);
+    llsmtp_server_output(s, &used);
+    assert_int_equal(used, olen); /* nothing more queued */
+    assert_string_equal(h.events.p, "connect\nhelo x\nmail <>\nrcpt <a@b.c>\n"
+                                    "data_start\ndata_end\nabort closed\n");
+    assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_E_CALLBACK);
+    free(s);
+    th_host_free(&h);
+}
+
+/* on_data pauses on a BDAT chunk's last octet; everything has been fed.
+ * The chunk's reply must not wait for input the client will not send. */
+static void
+test_bdat_paused_last_octet(void **state)
+{
+    static const char env[] = "EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n";
+    th_host h;
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    llsmtp_server *s;
+    size_t used;
+    int last;
+    (void)state;
+    cfg.extensions |= LLSMTP_EXT_CHUNKING;
+    for (last = 0; last < 2; last++) {
+        memset(&h, 0, sizeof h);
+        snprintf(h.rules[0].kind, sizeof h.rules[0].kind, "data");
+        snprintf(h.rules[0].match, sizeof h.rules[0].match, "*");
+        h.rules[0].pause = 1;
+        h.nrules = 1;
+        s = th_session(&cfg, &h);
+        llsmtp_server_start(s);
+        assert_int_equal(feed_str(s, env, &used), LLSMTP_OK);
+        th_drain(s, &h);
+        h.out.n = 0; /* only the chunk's reply is of interest */
+        assert_int_equal(feed_str(s, last ? "BDAT 3 LAST\r\nabc"
+                                          : "BDAT 3\r\nabc",
+                                  &used),
+                         LLSMTP_PAUSED);
+        assert_int_equal(used, last ? 16 : 11);
+        assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_DATA);
+        assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_OK);
+        /* the header's advice: feed the rest, here zero bytes */
+        assert_int_equal(llsmtp_server_feed(s, "", 0, &used), LLSMTP_OK);
+        th_drain(s, &h);
+        th_buf_add(&h.out, "", 0);
+        assert_string_equal(h.out.p, last ? "250 2.6.0 Queued mail for "
+                                            "delivery\r\n"
+                                          : "250 2.0.0 3 octets received\r\n");
+        free(s);
+        th_host_free(&h);
+    }
+}
+
+/* A chunk that cannot fit under max_size is refused from its BDAT line:
+ * none of it reaches on_data, however the bytes are split. */
+static int bdat_over_octets;
+static int
+count_on_data(llsmtp_server *s, const char *p, size_t n)
+{
+    (void)s;
+    (void)p;
+    bdat_over_octets += (int)n;
+    return LLSMTP_CB_OK;
+}
+
+static void
+test_bdat_over_limit_not_delivered(void **state)
+{
+    static const char in[] = "EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n"
+                             "BDAT 6\r\n123456BDAT 6 LAST\r\n789012NOOP\r\n";
+    llsmtp_callbacks cb = th_callbacks;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t i, used;
+    (void)state;
+    cb.on_data = count_on_data;
+    cfg = cfg_default(&cb);
+    cfg.extensions |= LLSMTP_EXT_CHUNKING;
+    cfg.max_size = 10;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    bdat_over_octets = 0;
+    for (i = 0; i < sizeof in - 1; i++) {
+        assert_int_equal(llsmtp_server_feed(s, in + i, 1, &used), LLSMTP_OK);
+        assert_int_equal(used, 1);
+    }
+    th_drain(s, &h);
+    assert_int_equal(bdat_over_octets, 6);
+    assert_non_null(strstr(h.out.p, "250 2.0.0 6 octets received\r\n"
+                                    "552 5.3.4 Message size exceeds fixed "
+                                    "maximum message size\r\n"
+                                    "250 2.0.0 OK\r\n"));
+    assert_non_null(strstr(h.events.p, "abort size\n"));
+    free(s);
+    th_host_free(&h);
+}
+
 int
 main(void)
 {
@@ -562,6 +763,10 @@ main(void)
         cmocka_unit_test(test_accessors),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
+        cmocka_unit_test(test_lmtp_blocked_then_closed),
+        cmocka_unit_test(test_callback_bad_code_closes_with_421),
+        cmocka_unit_test(test_bdat_paused_last_octet),
+        cmocka_unit_test(test_bdat_over_limit_not_delivered),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }

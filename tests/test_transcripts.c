@@ -11,7 +11,11 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#ifdef _WIN32
+#include <io.h> /* _findfirst: Windows has no dirent.h (mingw's is its own) */
+#else
 #include <dirent.h>
+#endif
 
 #include "harness.h"
 
@@ -260,19 +264,44 @@ tr_option(tr_case *tc, const char *kv)
         fail_msg("unknown option %s", key);
 }
 
+/* Reads one line of any length into *line (grown as needed), newline
+ * kept; returns its length, or -1 at the end. getline() is POSIX, and the
+ * suite runs on Windows too. */
+static long
+tr_getline(char **line, size_t *cap, FILE *f)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF) {
+        if (n + 2 > *cap) {
+            *cap = *cap ? *cap * 2 : 256;
+            *line = (char *)realloc(*line, *cap);
+            if (*line == NULL)
+                abort();
+        }
+        (*line)[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    if (n == 0)
+        return -1;
+    (*line)[n] = '\0';
+    return (long)n;
+}
+
 static void
 tr_load(tr_case *tc, const char *path)
 {
     FILE *f = fopen(path, "rb");
     char *line = NULL;
     size_t cap = 0;
-    ssize_t got;
+    long got;
     assert_non_null(f);
     llsmtp_config_init(&tc->cfg);
     snprintf(tc->hostname, sizeof tc->hostname, "mx.example.test");
     tc->cfg.hostname = tc->hostname;
     tc->cfg.callbacks = &th_callbacks;
-    while ((got = getline(&line, &cap, f)) != -1) {
+    while ((got = tr_getline(&line, &cap, f)) != -1) {
         size_t n = (size_t)got;
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
@@ -441,31 +470,67 @@ tr_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Adds dir/name to the list when name ends in .txt. */
+static void
+tr_add(char ***names, size_t *n, const char *dir, const char *name)
+{
+    size_t l = strlen(name);
+    if (l < 5 || strcmp(name + l - 4, ".txt") != 0)
+        return;
+    *names = (char **)realloc(*names, (*n + 1) * sizeof **names);
+    if (*names == NULL)
+        abort();
+    (*names)[*n] = (char *)malloc(strlen(dir) + l + 2);
+    if ((*names)[*n] == NULL)
+        abort();
+    sprintf((*names)[*n], "%s/%s", dir, name);
+    (*n)++;
+}
+
+/* Lists dir's *.txt files; returns -1 when dir cannot be read. */
+static int
+tr_list(const char *dir, char ***names, size_t *n)
+{
+#ifdef _WIN32
+    struct _finddata_t fd;
+    intptr_t h;
+    char *pat = (char *)malloc(strlen(dir) + 7);
+    if (pat == NULL)
+        abort();
+    sprintf(pat, "%s/*.txt", dir);
+    h = _findfirst(pat, &fd);
+    free(pat);
+    if (h == -1)
+        return -1;
+    do
+        tr_add(names, n, dir, fd.name);
+    while (_findnext(h, &fd) == 0);
+    _findclose(h);
+#else
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        tr_add(names, n, dir, e->d_name);
+    closedir(d);
+#endif
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "transcripts";
-    DIR *d = opendir(dir);
-    struct dirent *e;
     char **names = NULL;
     size_t n = 0, i;
     struct CMUnitTest *tests;
     int rc;
 
-    if (d == NULL) {
+    if (tr_list(dir, &names, &n) != 0) {
         fprintf(stderr, "cannot open %s\n", dir);
         return 1;
     }
-    while ((e = readdir(d)) != NULL) {
-        size_t l = strlen(e->d_name);
-        if (l < 5 || strcmp(e->d_name + l - 4, ".txt") != 0)
-            continue;
-        names = (char **)realloc(names, (n + 1) * sizeof *names);
-        names[n] = (char *)malloc(strlen(dir) + l + 2);
-        sprintf(names[n], "%s/%s", dir, e->d_name);
-        n++;
-    }
-    closedir(d);
     qsort(names, n, sizeof *names, tr_cmp);
     tests = (struct CMUnitTest *)calloc(n, sizeof *tests);
     for (i = 0; i < n; i++) {
