@@ -347,10 +347,13 @@ lint:
 	    --suppressions-list=cppcheck.cfg.txt -Iinclude -Ilib lib/
 	@echo "lint: no findings"
 
-# Other builds that must stay warning-free: 32-bit (when gcc-12-multilib is
-# there) and -O3 -flto (the test suite runs on the LTO build).
+# Other builds that must stay warning-free: 32-bit (gcc-12-multilib), the
+# examples without OpenSSL (the TLS cases of the integration suites skip),
+# and -O3 -flto (the test suite runs on the LTO build).
 check-builds:
 	$(MAKE) --no-print-directory static BUILD=build/m32 CFLAGS=-m32
+	$(MAKE) --no-print-directory examples BUILD=build/notls TLS_CFLAGS= \
+	    TLS_LIBS=
 	$(MAKE) --no-print-directory test BUILD=build/lto OPT="-O3 -flto" \
 	    LDFLAGS="-flto" AR=gcc-ar
 

@@ -255,8 +255,26 @@ usage(FILE *f)
         "  --no-fsync             skip fsync (benchmarks only; UNSAFE: "
         "acknowledged mail may be lost)\n"
         "  --verbose              one log line per command and reply\n"
+        "  --version              the library's version and whether TLS is "
+        "built in\n"
         "  --help                 this text\n",
         f);
+}
+
+/* --version: what this binary can do, for scripts and tests (the
+ * integration suites skip TLS cases when it says "tls none"). */
+static void
+version(void)
+{
+    unsigned long v = llsmtp_version();
+    printf("smtpd llsmtp %lu.%lu.%lu tls %s\n", v >> 16, (v >> 8) & 0xff,
+           v & 0xff,
+#ifdef HAVE_OPENSSL
+           OpenSSL_version(OPENSSL_VERSION)
+#else
+           "none"
+#endif
+    );
 }
 
 static void
@@ -486,6 +504,9 @@ parse_args(int argc, char **argv)
     } while (0)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--version") == 0) {
+            version();
             exit(0);
         } else if (strcmp(a, "--listen") == 0) {
             NEEDV();
@@ -1887,6 +1908,7 @@ feed(conn *c, const char *buf, size_t len)
     }
 }
 
+#ifdef HAVE_OPENSSL
 /* RFC 3207 4.2: the library forgot HELO/EHLO, AUTH and the transaction
  * learnt in the clear; so does everything smtpd records about them
  * (Received header, .env), or a cleartext AUTH would be claimed for a
@@ -1902,6 +1924,7 @@ session_forget(conn *c)
     c->in_auth = 0;
     c->data_verb = NULL;
 }
+#endif
 
 /* Advances STARTTLS: once the 220 is written, the handshake; once done,
  * the session starts afresh. Returns -1 when the connection is lost. */
