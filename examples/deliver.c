@@ -460,6 +460,21 @@ dlv_send(int fd, const dlv_conf *dc, const char *name,
 }
 
 void
+dlv_tls_unoffered(dlv_result *res, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (res[i].local && res[i].code == 530) {
+            char host[LLSMTP_NAME_MAX + 1];
+            memcpy(host, res[i].remote, sizeof host);
+            res[i].code = 451;
+            snprintf(res[i].text, sizeof res[i].text,
+                     "4.7.4 TLS is required, but was not offered by %.200s",
+                     host[0] ? host : "the server");
+        }
+}
+
+void
 dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
             const dlv_conf *dc, const llsmtp_client_msg *m,
             const char *body, size_t n, dlv_result *res)
@@ -489,11 +504,15 @@ dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
                 if (res[i].code / 100 == 2 || res[i].code / 100 == 5)
                     continue;
                 if (fd < 0) {
-                    res[i].code = 451;
-                    snprintf(res[i].text, sizeof res[i].text,
-                             "4.4.1 cannot connect to %.253s[%.63s]: %.150s",
-                             mx[t].host, ip, err);
-                    res[i].remote[0] = '\0'; /* no server said anything */
+                    /* a server's own 4xx says more than "cannot connect"
+                     * to the next one, and that a server answered */
+                    if (res[i].remote[0] == '\0') {
+                        res[i].code = 451;
+                        snprintf(res[i].text, sizeof res[i].text,
+                                 "4.4.1 cannot connect to %.253s[%.63s]: "
+                                 "%.150s",
+                                 mx[t].host, ip, err);
+                    }
                     continue;
                 }
                 to[k] = m->to[i];

@@ -40,7 +40,8 @@ usage(FILE *f)
             "      1 some refused for good (5xx), the others delivered;\n"
             "      2 every recipient refused for good, or nothing sent: a bad\n"
             "        option, an unreadable file;\n"
-            "      3 some deferred (4xx from a server: try those again later),\n"
+            "      3 some deferred (4xx from a server, or --require-tls and\n"
+            "        no STARTTLS offered: 451 4.7.4; try those again later),\n"
             "        whatever happened to the others;\n"
             "      4 no server could be tried (no connection, DNS failure):\n"
             "        nothing was sent, try again later.\n");
@@ -220,8 +221,10 @@ main(int argc, char **argv)
         char err[300], name[300];
         int fd = dlv_connect_name(server, dc.connect_timeout, err, sizeof err);
         if (fd >= 0) {
-            dlv_send(fd, &dc, host_of(server, name, sizeof name), &m, body,
-                     body_n, res);
+            host_of(server, name, sizeof name);
+            dlv_send(fd, &dc, name, &m, body, body_n, res);
+            for (i = 0; i < m.nto; i++)
+                snprintf(res[i].remote, sizeof res[i].remote, "%.253s", name);
             heard = 1;
         } else { /* every recipient still gets its line */
             char text[400];
@@ -256,6 +259,8 @@ main(int argc, char **argv)
         }
     }
     free(body);
+    /* --require-tls and no STARTTLS: deferred (451 4.7.4), as the queue */
+    dlv_tls_unoffered(res, m.nto);
     for (i = 0; i < m.nto; i++) {
         printf("%.*s %d %s\n", (int)to[i].n, to[i].p, res[i].code,
                res[i].text);
