@@ -460,9 +460,11 @@ dlv_send(int fd, const dlv_conf *dc, const char *name,
 }
 
 void
-dlv_tls_unoffered(dlv_result *res, size_t n)
+dlv_tls_unoffered(const dlv_conf *dc, dlv_result *res, size_t n)
 {
     size_t i;
+    if (!(dc->cfg.flags & LLSMTP_CLI_REQUIRE_TLS))
+        return; /* (a 530 of its own for AUTH without TLS stays) */
     for (i = 0; i < n; i++)
         if (res[i].local && res[i].code == 530) {
             char host[LLSMTP_NAME_MAX + 1];

@@ -55,11 +55,11 @@ void dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
                  const dlv_conf *dc, const llsmtp_client_msg *m,
                  const char *body, size_t n, dlv_result *res);
 
-/* A session that required TLS of a server not offering STARTTLS (the
+/* With LLSMTP_CLI_REQUIRE_TLS in dc, a server not offering STARTTLS (the
  * client's own 530) becomes 451 4.7.4: the server may be fixed, so the
  * message waits rather than bounces (as Postfix does); the queue and
  * smtp-send agree. Call once remote names the server. */
-void dlv_tls_unoffered(dlv_result *res, size_t n);
+void dlv_tls_unoffered(const dlv_conf *dc, dlv_result *res, size_t n);
 
 /* Sets every result that is not final yet (code 0) to code/text. */
 void dlv_fill(dlv_result *res, size_t n, int code, const char *text);

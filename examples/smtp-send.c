@@ -260,7 +260,7 @@ main(int argc, char **argv)
     }
     free(body);
     /* --require-tls and no STARTTLS: deferred (451 4.7.4), as the queue */
-    dlv_tls_unoffered(res, m.nto);
+    dlv_tls_unoffered(&dc, res, m.nto);
     for (i = 0; i < m.nto; i++) {
         printf("%.*s %d %s\n", (int)to[i].n, to[i].p, res[i].code,
                res[i].text);

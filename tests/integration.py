@@ -1287,10 +1287,12 @@ def smtp_send_starttls_auth_and_refusals():
                                  '--user', 'alice', '--password', 'nope', '--from', 'a@example.test',
                                  '--to', 'x@far.test', data=b'x\n')
         assert rc == 2 and res['x@far.test'][0] == 535, (rc, res, err)
-        # TLS required but not offered: nothing is sent in cleartext
+        # TLS required but not offered: nothing is sent in cleartext, and
+        # the message is deferred (the server may be fixed), as the queue
         rc, res, err = smtp_send('--server', '127.0.0.1:%d' % plain.port, '--require-tls',
                                  '--from', 'a@example.org', '--to', 'b@example.test', data=b'x\n')
-        assert rc == 2 and res['b@example.test'][0] == 530, (rc, res, err)
+        assert rc == 3 and res['b@example.test'] == (451, '4.7.4 TLS is required, but was not '
+                                                          'offered by 127.0.0.1'), (rc, res, err)
         # credentials never go out without TLS unless allowed
         rc, res, err = smtp_send('--server', '127.0.0.1:%d' % plain.port, '--user', 'u',
                                  '--password', 'p', '--from', 'a@example.org',
