@@ -9,6 +9,7 @@
  *   X <i> <code> <remote> <text>   still failing at --max-queue-time (final)
  *   T <i> <code> <remote> <text>   failed for now (the last one counts)
  *   N <time> <attempts>            when to try again
+ *   R <time>                       arrival, when .env's was in the future
  *   B                              the bounce is written
  * A runner is a child process per attempt: it delivers the recipients
  * without a final line, appends to the log (fsync'ed before anything
@@ -300,6 +301,8 @@ env_load(const char *id, envelope *e)
         line[strcspn(line, "\n")] = '\0';
         if (line[0] == 'N') {
             sscanf(line, "N %ld %ld", &e->next, &e->attempts);
+        } else if (line[0] == 'R') { /* the arrival, clamped to a run */
+            sscanf(line, "R %ld", &e->received);
         } else if (line[0] == 'B') {
             e->bounced = 1;
         } else if (strchr("DFXT", line[0]) != NULL && line[0] &&
@@ -447,31 +450,28 @@ st_reserve(const char *id, size_t n, off_t *at)
 }
 
 /* Writes text (at most n octets of lines) over the reservation at at,
- * padding the rest. Returns 0, or -1 (errno). */
+ * then cuts the log back to the end of the text: what was reserved and
+ * not used is given back (shrinking a file needs no space), so the log
+ * holds what happened and nothing more. Returns 0, or -1 (errno). */
 static int
 st_fill(const char *id, off_t at, size_t n, const char *text)
 {
-    char path[4200], *buf = malloc(n);
+    char path[4200];
     size_t t = strlen(text);
     int fd, ok, err;
-    if (buf == NULL || t > n) {
-        free(buf);
-        errno = buf == NULL ? ENOMEM : EOVERFLOW;
+    if (t > n) {
+        errno = EOVERFLOW;
         return -1;
     }
-    memcpy(buf, text, t);
-    st_padding(buf + t, n - t);
     entry_path(path, sizeof path, id, "st");
     fd = open(path, O_WRONLY);
-    if (fd < 0) {
-        free(buf);
+    if (fd < 0)
         return -1;
-    }
-    ok = pwrite(fd, buf, n, at) == (ssize_t)n &&
+    ok = pwrite(fd, text, t, at) == (ssize_t)t &&
+         ftruncate(fd, at + (off_t)t) == 0 &&
          (Q->no_fsync || fsync(fd) == 0);
     err = errno;
     close(fd);
-    free(buf);
     errno = err;
     return ok ? 0 : -1;
 }
@@ -488,16 +488,59 @@ find(const char *id)
     return NULL;
 }
 
+/* The time of the log's last "N" line, looked for in its last 64 KiB
+ * (the "N" line ends every attempt): the parent asks at every reap, and
+ * the log of an entry with many recipients is large. The whole log only
+ * when a crash left more than that after it. 0 when there is none. */
+static long
+st_next(const char *id)
+{
+    static char buf[65536];
+    char path[4200], line[8192];
+    struct stat st;
+    long next = 0, attempts;
+    size_t i, n;
+    ssize_t r;
+    off_t start;
+    FILE *f;
+    entry_path(path, sizeof path, id, "st");
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fstat(fileno(f), &st) != 0) {
+        fclose(f);
+        return 0;
+    }
+    start = st.st_size > (off_t)sizeof buf ? st.st_size - (off_t)sizeof buf : 0;
+    r = pread(fileno(f), buf, (size_t)(st.st_size - start), start);
+    n = r > 0 ? (size_t)r : 0;
+    /* complete lines only (a torn one was never acted on, as env_load);
+     * the first one in the window may be a line's tail */
+    for (i = 0; i < n;) {
+        char *eol = memchr(buf + i, '\n', n - i);
+        if (eol == NULL)
+            break;
+        if ((i > 0 || start == 0) && buf[i] == 'N') {
+            size_t ln = (size_t)(eol - buf) - i;
+            memcpy(line, buf + i, ln < sizeof line ? ln : sizeof line - 1);
+            line[ln < sizeof line ? ln : sizeof line - 1] = '\0';
+            sscanf(line, "N %ld %ld", &next, &attempts);
+        }
+        i = (size_t)(eol - buf) + 1;
+    }
+    if (next == 0 && start > 0) /* further back: read it all */
+        while (fgets(line, sizeof line, f))
+            if (line[0] == 'N' && strchr(line, '\n') != NULL)
+                sscanf(line, "N %ld %ld", &next, &attempts);
+    fclose(f);
+    return next;
+}
+
 static long
 due_time(const char *id)
 {
-    envelope e;
-    long next, now = (long)time(NULL), longest = 0;
+    long next = st_next(id), now = (long)time(NULL), longest = 0;
     size_t i;
-    if (env_load(id, &e) != 0)
-        return 0;
-    next = e.next;
-    env_free(&e);
     /* further away than any retry delay: planned before the clock
      * stepped back */
     for (i = 0; i < Q->nretry; i++)
@@ -526,14 +569,65 @@ queue_add(const char *id)
     v->pid = 0;
 }
 
+/* The spool's lock (queue_lock), or -1. */
+static int lock_fd = -1;
+
+/* Files of an entry without its .eml younger than this are left alone by
+ * a start-up scan that does not hold the spool's lock: they may be
+ * another smtpd's, in the middle of something. */
+#define SCAN_SAFE_AGE (15 * 60)
+
+int
+queue_lock(const char *spool, long *holder)
+{
+    char path[4200], buf[32];
+    int fd, err;
+    ssize_t r;
+    *holder = 0;
+    snprintf(path, sizeof path, "%s/smtpd.lock", spool);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        err = errno;
+        r = pread(fd, buf, sizeof buf - 1, 0);
+        if (r > 0) {
+            buf[r] = '\0';
+            *holder = atol(buf);
+        }
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    /* the pid is a courtesy to whoever is refused: not checked */
+    r = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)r, 0) != r)
+        errno = 0;
+    lock_fd = fd;
+    return 0;
+}
+
+void
+queue_child(void)
+{
+    /* the lock stays the parent's: a restart must not wait for runners */
+    if (lock_fd >= 0)
+        close(lock_fd);
+    lock_fd = -1;
+}
+
 /* Adds every complete entry (one with its .eml) not known yet; at start
- * also removes what a crash left half-written or half-removed. */
+ * also removes what a crash left half-removed: an entry's other files
+ * without its .eml (the .eml appears first and goes first, see
+ * queue_store). An .eml without its .env is an entry being stored: it
+ * is left alone, and its runner says so until the .env is there. */
 static void
 scan(int cleanup)
 {
     DIR *d = opendir(qdir);
     struct dirent *de;
     char path[4200];
+    time_t now = time(NULL);
     if (d == NULL)
         return;
     while ((de = readdir(d)) != NULL) {
@@ -552,9 +646,12 @@ scan(int cleanup)
             queue_add(id);
         } else if (cleanup) {
             entry_path(path, sizeof path, id, "eml");
-            if (stat(path, &st) != 0) {
+            if (stat(path, &st) != 0 && errno == ENOENT) {
                 entry_path(path, sizeof path, id, dot + 1);
-                unlink(path);
+                if (lock_fd >= 0 ||
+                    (lstat(path, &st) == 0 &&
+                     st.st_mtime < now - SCAN_SAFE_AGE))
+                    unlink(path);
             }
         }
     }
@@ -562,17 +659,19 @@ scan(int cleanup)
 }
 
 static void
-self_add(const llsmtp_ip *ip)
+self_add(const llsmtp_ip *given)
 {
     size_t i;
     static const uint8_t any[16];
-    if (ip->family == 0 || nself == SELF_MAX ||
-        memcmp(ip->addr, any, ip->family == 4 ? 4 : 16) == 0)
+    llsmtp_ip ip = *given;
+    route_ip_norm(&ip); /* ::ffff:127.0.0.1 is 127.0.0.1 */
+    if (ip.family == 0 || nself == SELF_MAX ||
+        memcmp(ip.addr, any, ip.family == 4 ? 4 : 16) == 0)
         return; /* 0.0.0.0 and :: are covered by the interfaces */
     for (i = 0; i < nself; i++)
-        if (memcmp(&self_ip[i], ip, sizeof *ip) == 0)
+        if (route_ip_same(&self_ip[i], &ip))
             return;
-    self_ip[nself++] = *ip;
+    self_ip[nself++] = ip;
 }
 
 /* The addresses smtpd listens on and those of the interfaces. */
@@ -638,6 +737,7 @@ queue_run(time_t now)
             fflush(stderr); /* or the runner writes the parent's lines too */
             pid = fork();
             if (pid == 0) {
+                queue_child();
                 if (Q->child_setup)
                     Q->child_setup();
                 signal(SIGTERM, SIG_DFL);
@@ -704,40 +804,6 @@ queue_reap(time_t now)
 }
 
 size_t
-queue_kick(const char *node, size_t n)
-{
-    size_t i, k, hits = 0;
-    int subdomains = n > 0 && node[0] == '@';
-    if (subdomains) {
-        node++;
-        n--;
-    }
-    for (i = 0; i < nents; i++) {
-        envelope e;
-        if (env_load(ents[i].id, &e) != 0)
-            continue;
-        for (k = 0; k < e.n; k++) {
-            const char *at = strrchr(e.r[k].addr, '@');
-            size_t dn;
-            if (e.r[k].state || at == NULL)
-                continue;
-            at++;
-            dn = strlen(at);
-            if ((dn == n && strncasecmp(at, node, n) == 0) ||
-                (subdomains && dn > n && at[dn - n - 1] == '.' &&
-                 strncasecmp(at + dn - n, node, n) == 0))
-                break;
-        }
-        if (k < e.n) {
-            ents[i].next = 0;
-            hits++;
-        }
-        env_free(&e);
-    }
-    return hits;
-}
-
-size_t
 queue_busy(void)
 {
     return nbusy;
@@ -774,7 +840,8 @@ write_file(const char *path, const char *p, size_t n, int no_fsync)
 
 int
 queue_store(const char *dir, const char *tdir, const char *id,
-            const char *env, const char *eml, size_t emln, int no_fsync)
+            const char *env, const char *eml, size_t emln, int env_last,
+            int no_fsync)
 {
     char te[4200], tv[4200], fe[4200], fv[4200];
     snprintf(te, sizeof te, "%s/%s.env", tdir, id);
@@ -783,10 +850,11 @@ queue_store(const char *dir, const char *tdir, const char *id,
     snprintf(fv, sizeof fv, "%s/%s.eml", dir, id);
     if (write_file(tv, eml, emln, no_fsync) != 0 ||
         write_file(te, env, strlen(env), no_fsync) != 0 ||
-        rename(te, fe) != 0 || rename(tv, fv) != 0) {
+        rename(env_last ? tv : te, env_last ? fv : fe) != 0 ||
+        rename(env_last ? te : tv, env_last ? fe : fv) != 0) {
         unlink(te);
         unlink(tv);
-        unlink(fe);
+        unlink(env_last ? fv : fe);
         return -1;
     }
     queue_sync_dir(dir, no_fsync);
@@ -903,24 +971,37 @@ xtext_field(FILE *f, const char *p, size_t n)
     return 0;
 }
 
+/* The end of the longest part of msg[0..lim) that ends a line (after an
+ * LF), at least from; or from when there is no LF between. */
+static size_t
+cut_at_line(const char *msg, size_t from, size_t lim)
+{
+    size_t k = lim;
+    while (k > from && msg[k - 1] != '\n')
+        k--;
+    return k;
+}
+
 /* A multipart/report (RFC 3464, RFC 6522) for the failed recipients.
  * What it returns of the message is bounded, as Postfix's
- * bounce_size_limit: the header, and at most --bounce-size-limit octets
- * of the body (cut at a line end), so a forged sender cannot be sent an
- * attacker's payload in full. */
+ * bounce_size_limit: at most --bounce-size-limit octets in all, header
+ * included (a message without an empty line is all header), cut at a
+ * line end, so a forged sender cannot be sent an attacker's payload in
+ * full, nor half a line (a bare CR, a split UTF-8 sequence). */
 static char *
 make_bounce(const char *id, const char *bid, const envelope *e,
             const char *msg, size_t msgn, size_t *outn)
 {
     char *out = NULL, date[64], arrival[64], st[16], a1[1024], t1[600],
          h1[LLSMTP_NAME_MAX + 1];
-    size_t i, hdr_end = msgn, returned, limit = Q->bounce_size_limit;
+    size_t i, hdr_end = msgn, body_at, returned, limit = Q->bounce_size_limit;
     FILE *f = open_memstream(&out, outn);
     llsmtp_span ret = param(e->mail_params, "RET");
     llsmtp_span envid = param(e->mail_params, "ENVID");
     int headers_only = (ret.p && ret.n == 4 && strncasecmp(ret.p, "HDRS", 4) == 0) ||
                        e->body == 9;
-    int cut = 0;
+    int cut = 0; /* 1 body cut, 2 no body (its first line is too long),
+                    3 header cut */
     if (f == NULL)
         return NULL;
     /* the header ends at the first empty line; msg is a mapping of the
@@ -930,13 +1011,16 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             hdr_end = i + 2;
             break;
         }
+    body_at = hdr_end + 2 <= msgn ? hdr_end + 2 : msgn; /* after the empty line */
     returned = headers_only ? hdr_end : msgn;
-    if (!headers_only && hdr_end + 2 <= msgn && msgn - hdr_end - 2 > limit) {
-        size_t end = hdr_end + 2 + limit, k = end;
-        while (k > hdr_end + 2 && msg[k - 1] != '\n')
-            k--;
-        returned = k > hdr_end + 2 ? k : end;
-        cut = 1;
+    if (returned > limit) {
+        if (body_at <= limit && !headers_only) {
+            returned = cut_at_line(msg, body_at, limit);
+            cut = returned > body_at ? 1 : 2;
+        } else { /* the header alone is over the limit */
+            returned = cut_at_line(msg, 0, hdr_end < limit ? hdr_end : limit);
+            cut = 3;
+        }
     }
     date_now(date, sizeof date, time(NULL));
     date_now(arrival, sizeof arrival, (time_t)e->received);
@@ -977,11 +1061,22 @@ make_bounce(const char *id, const char *bid, const envelope *e,
                 r->remote[0] ? " said: " : "", r->code,
                 field_safe(r->text, t1, sizeof t1));
     }
-    if (cut)
+    if (cut == 1)
         fprintf(f,
                 "\r\nThe message below is truncated: its header, and the "
                 "first %zu octets\r\nof its body.\r\n",
-                returned - hdr_end - 2);
+                returned - body_at);
+    else if (cut == 2)
+        fprintf(f,
+                "\r\nThe message below is truncated: its header only; its "
+                "body is not included\r\n(its first line is longer than "
+                "the %zu octets returned at most).\r\n",
+                limit);
+    else if (cut == 3)
+        fprintf(f,
+                "\r\nThe message below is truncated: the first %zu octets "
+                "of its header,\r\nand no body.\r\n",
+                returned);
     fprintf(f,
             "\r\n--%s/%s\r\n"
             "Content-Description: Delivery report\r\n"
@@ -1085,7 +1180,7 @@ bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
     }
     /* the local copy keeps its Return-Path; a queued one skips it anyway */
     rc = queue_store(local ? Q->spool : qdir, tmpdir, bid, env, text, n,
-                     Q->no_fsync);
+                     !local, Q->no_fsync);
     free(text);
     free(env);
     if (rc == 0)
@@ -1272,20 +1367,11 @@ deliver_group(const char *id, envelope *e, const char *domain,
             }
             dlv_send_mx(mx, nmx, port, &dc, &m, body, bodyn, res);
         }
+        dlv_tls_unoffered(&dc, res, k); /* wait for the next hop to be fixed */
         for (i = 0; i < k; i++) {
             rcpt *r = &e->r[idx[i]];
             int kind;
             size_t w;
-            if (res[i].local && res[i].code == 530) {
-                /* TLS demanded, not offered: the next hop may be fixed,
-                 * so wait for it rather than bounce (as Postfix does) */
-                char host[LLSMTP_NAME_MAX + 1];
-                memcpy(host, res[i].remote, sizeof host);
-                res[i].code = 451;
-                snprintf(res[i].text, sizeof res[i].text,
-                         "4.7.4 TLS is required, but was not offered by %.200s",
-                         host);
-            }
             kind = res[i].code / 100 == 2   ? 'D'
                    : res[i].code / 100 == 5 ? 'F'
                                             : 'T';
@@ -1337,20 +1423,37 @@ run_entry(const char *id)
      * runner working (the lock goes when its holder exits) */
     entry_path(path, sizeof path, id, "env");
     fd = open(path, O_RDONLY);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (fd >= 0)
-            close(fd);
-        _exit(fd < 0 ? 0 : RUNNER_BUSY);
+    if (fd < 0) {
+        /* the .eml is there (the entry exists), its .env not yet: being
+         * stored (it comes last), or lost; looked at again later */
+        Q->log("queue=%s has no envelope (%s.env: %s): not delivered now, "
+               "looked at again in %us",
+               id, id, strerror(errno), Q->retry[0]);
+        fflush(stderr);
+        _exit(0);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        _exit(RUNNER_BUSY);
     }
     if (env_load(id, &e) != 0) {
         Q->log("queue=%s unreadable envelope: left alone", id);
         return;
     }
     /* A received time in the future means the clock stepped back since:
-     * the message counts as just received, so no age below wraps around
-     * to something older than --max-queue-time. */
-    if (e.received > (long)now)
+     * the message counts as received now, so no age below wraps around
+     * to something older than --max-queue-time; and that "now" is kept in
+     * the log ("R"), or every attempt would make it younger again and it
+     * would never expire. */
+    if (e.received > (long)now) {
+        char line[64];
+        snprintf(line, sizeof line, "R %ld\n", (long)now);
+        Q->log("queue=%s received in the future (%ld): counted from now",
+               id, e.received);
         e.received = (long)now;
+        if (st_append(id, line) != 0)
+            Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
+    }
     entry_path(path, sizeof path, id, "eml");
     mfd = open(path, O_RDONLY);
     if (mfd >= 0 && fstat(mfd, &st) == 0 && st.st_size > 0)
@@ -1454,7 +1557,7 @@ run_entry(const char *id)
     env_free(&e);
 }
 
-/* ---- ETRN off the event loop (smtpd's; queue_kick's match, split) ------- */
+/* ---- ETRN off the event loop (smtpd scans in a child process) ---------- */
 
 size_t
 queue_entries(void)

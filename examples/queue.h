@@ -49,6 +49,15 @@ void queue_xtext_put(FILE *f, const char *p, size_t n);
  * control character; a parameter that does is left out). */
 void queue_params_put(FILE *f, const char *params);
 
+/* Takes SPOOL/smtpd.lock (flock, held until exit): one smtpd per spool,
+ * or its start-up scan could remove what the other is writing. Returns
+ * 0, or -1 (errno; EWOULDBLOCK: another process holds it, its pid in
+ * *holder when known). Call before queue_open. */
+int queue_lock(const char *spool, long *holder);
+/* In a child process: lets go of the lock's descriptor (the parent's
+ * lock stays), so a restart need not wait for runners. */
+void queue_child(void);
+
 /* Creates SPOOL/queue and reads the entries already there. Returns 0, or
  * -1 (errno) when the directory cannot be made. */
 int queue_open(const queue_conf *qc);
@@ -59,13 +68,11 @@ void queue_add(const char *id);
 int queue_run(time_t now);
 /* Collects finished runners (call when SIGCHLD arrived). */
 void queue_reap(time_t now);
-/* ETRN (RFC 1985): entries with a recipient in domain (or, for "@d", in d
- * and its subdomains) become due now. Returns how many. */
-size_t queue_kick(const char *node, size_t n);
-/* ETRN without blocking the server (smtpd scans in a child process):
- * how many entries there are; in the child, the ids of the entries
- * queue_kick would make due, one per line to fd (0, or -1 when fd
- * fails); in the server, make one entry due now (1 when it exists). */
+/* ETRN (RFC 1985) without blocking the server (smtpd scans in a child
+ * process): how many entries there are; in the child, the ids of the
+ * entries with an open recipient in node (or, for "@d", in d and its
+ * subdomains), one per line to fd (0, or -1 when fd fails); in the
+ * server, make one entry due now (1 when it exists). */
 size_t queue_entries(void);
 int queue_etrn_scan(const char *node, size_t n, int fd);
 int queue_make_due(const char *id);
@@ -78,10 +85,15 @@ void queue_close(void);
  * 0, or -1 (errno). With no_fsync: nothing, 0. */
 int queue_sync_dir(const char *dir, int no_fsync);
 
-/* Writes an envelope+message pair durably into dir: dir/tmp/<id>.{env,
- * eml} first, then renamed in (the .eml last: an entry is complete when
- * its .eml is there). Used for bounces; smtpd writes its own. */
+/* Writes an envelope+message pair durably into dir: tmpdir/<id>.{env,
+ * eml} first, then renamed in. Into the queue (env_last), the .env last,
+ * as smtpd's store_message does there: an .eml without its .env is only
+ * ever an entry being stored, and an .env without its .eml only ever one
+ * half removed (the .eml goes first), which the start-up scan removes.
+ * Into the local spool, the .env first (README: a reader never finds an
+ * .eml without its envelope). Used for bounces. */
 int queue_store(const char *dir, const char *tmpdir, const char *id,
-                const char *env, const char *eml, size_t emln, int no_fsync);
+                const char *env, const char *eml, size_t emln, int env_last,
+                int no_fsync);
 
 #endif

@@ -270,16 +270,36 @@ route_addrs(route_dns *d, llsmtp_mx *m)
     return failed && m->naddrs == 0 ? -1 : 0;
 }
 
-/* Whether one of m's addresses is one of this host's. */
+void
+route_ip_norm(llsmtp_ip *ip)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (ip->family == 6 && memcmp(ip->addr, mapped, 12) == 0) {
+        memmove(ip->addr, ip->addr + 12, 4);
+        memset(ip->addr + 4, 0, 12);
+        ip->family = 4;
+    }
+}
+
+int
+route_ip_same(const llsmtp_ip *a, const llsmtp_ip *b)
+{
+    llsmtp_ip x = *a, y = *b;
+    route_ip_norm(&x);
+    route_ip_norm(&y);
+    return x.family != 0 && x.family == y.family &&
+           memcmp(x.addr, y.addr, x.family == 4 ? 4 : 16) == 0;
+}
+
+/* Whether one of m's addresses is one of this host's (an IPv4-mapped
+ * IPv6 address is its IPv4 address: the same host). */
 static int
 route_is_self(const llsmtp_mx *m, const llsmtp_mx_opts *o)
 {
     size_t i, j;
     for (i = 0; i < m->naddrs && i < LLSMTP_MX_ADDRS_MAX; i++)
         for (j = 0; j < o->nlocal_addrs; j++)
-            if (m->addrs[i].family == o->local_addrs[j].family &&
-                memcmp(m->addrs[i].addr, o->local_addrs[j].addr,
-                       m->addrs[i].family == 4 ? 4 : 16) == 0)
+            if (route_ip_same(&m->addrs[i], &o->local_addrs[j]))
                 return 1;
     return 0;
 }

@@ -43,6 +43,12 @@ int route_ask(route_dns *d, const char *name, uint16_t qtype,
  * server failed to answer (a temporary condition). */
 int route_addrs(route_dns *d, llsmtp_mx *m);
 
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, RFC 4291 2.5.5.2) made
+ * its IPv4 address; any other address is left as it is. */
+void route_ip_norm(llsmtp_ip *ip);
+/* Whether a and b are the same address, the mapped form included. */
+int route_ip_same(const llsmtp_ip *a, const llsmtp_ip *b);
+
 /* Where mail for domain goes: mx[0..*n) in delivery order, each with
  * its addresses (targets without any are kept: the caller skips them).
  * Returns 0, or a reply code with its text in why ("5.1.10 ..."): 556

@@ -475,11 +475,55 @@ parse_retry(const char *v)
         die_usage("bad --retry %s", v);
 }
 
+/* Whether the library takes name as the server's name (RFC 5321 2.3.5:
+ * a domain name or an address literal); *why says why not. */
+static int
+hostname_ok(const char *name, const char **why)
+{
+    llsmtp_config c;
+    llsmtp_config_init(&c);
+    c.hostname = name;
+    return llsmtp_config_check(&c, why) == LLSMTP_OK;
+}
+
+/* The name smtpd goes by: --hostname as given (exit 2 when it is not a
+ * domain name), else this host's name without a trailing dot ("host.
+ * example." is "host.example"), else "localhost" with a warning: a
+ * machine called "host_name" or "DESKTOP_PC" still runs smtpd. */
+static const char *
+choose_hostname(const char *given)
+{
+    static char host[256];
+    const char *why = NULL;
+    size_t n;
+    if (given != NULL) {
+        if (!hostname_ok(given, &why)) {
+            fprintf(stderr, "smtpd: --hostname %s is refused: %s\n", given,
+                    why != NULL ? why : "invalid");
+            exit(2);
+        }
+        return given;
+    }
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+        return "localhost";
+    host[sizeof host - 1] = '\0';
+    n = strlen(host);
+    if (n > 1 && host[n - 1] == '.')
+        host[n - 1] = '\0';
+    if (!hostname_ok(host, &why)) {
+        fprintf(stderr,
+                "smtpd: warning: this host's name \"%s\" is refused (%s): "
+                "going by \"localhost\"; give --hostname NAME\n",
+                host, why != NULL ? why : "invalid");
+        return "localhost";
+    }
+    return host;
+}
+
 static void
 parse_args(int argc, char **argv)
 {
     int i;
-    static char host[256];
     memset(&opt, 0, sizeof opt);
     opt.spool = "./spool";
     opt.max_size = 10485760;
@@ -673,11 +717,7 @@ parse_args(int argc, char **argv)
 #endif
     if (opt.nlisten == 0)
         opt.listen[opt.nlisten++] = "127.0.0.1:2525";
-    if (opt.hostname == NULL) {
-        if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
-            strcpy(host, "localhost");
-        opt.hostname = host;
-    }
+    opt.hostname = choose_hostname(opt.hostname);
     if (opt.nlocal == 0) {
         /* like Postfix's mydestination: this host's own names */
         opt.local_domains[opt.nlocal++] = opt.hostname;
@@ -1223,9 +1263,10 @@ write_envelope(conn *c, const char *path, int relay)
     return ok ? 0 : -1;
 }
 
-/* Moves DIR/tmp/<id>.eml in: to DIR for the local recipients, to
- * DIR/queue (a hard link: one copy on disk) for the relayed ones, each
- * with its envelope written first, so an .eml always has its .env. */
+/* Moves DIR/tmp/<id>.eml in: to DIR for the local recipients (its
+ * envelope first, so a reader never finds an .eml without its .env), to
+ * DIR/queue (a hard link: one copy on disk) for the relayed ones (its
+ * envelope last: what the queue's start-up scan relies on). */
 static int
 store_message(conn *c)
 {
@@ -1247,12 +1288,14 @@ store_message(conn *c)
      * clobbering another; and only what this transaction made is
      * removed when it fails. */
     if (ok && nrelay > 0) {
+        /* in the queue the .env comes last: an .eml alone there is being
+         * stored, an .env alone half removed (queue.h, queue_store) */
         queue_path(fe, sizeof fe, c, "env");
         queue_path(fv, sizeof fv, c, "eml");
-        ok = write_envelope(c, te, 1) == 0 && link(te, fe) == 0;
-        made_qe = ok;
-        ok = ok && link(tv, fv) == 0;
+        ok = write_envelope(c, te, 1) == 0 && link(tv, fv) == 0;
         made_qv = ok;
+        ok = ok && link(te, fe) == 0;
+        made_qe = ok;
         ok = ok && queue_sync_dir(qdir, opt.no_fsync) == 0;
         unlink(te);
     }
@@ -2063,6 +2106,7 @@ runner_setup(void)
     size_t k;
     int i;
     log_pid = 0; /* a new process */
+    queue_child(); /* the spool's lock stays the server's */
     for (i = 0; i < opt.nlisten; i++)
         close(lfds[i]);
     for (k = 0; k < nconns; k++) {
@@ -2156,9 +2200,27 @@ main(int argc, char **argv)
     }
     if (!opt.discard) {
         char tmp[4096];
+        long holder = 0;
         snprintf(tmp, sizeof tmp, "%s/tmp", opt.spool);
-        if ((mkdir(opt.spool, 0750) != 0 && errno != EEXIST) ||
-            (mkdir(tmp, 0750) != 0 && errno != EEXIST)) {
+        if (mkdir(opt.spool, 0750) != 0 && errno != EEXIST) {
+            fprintf(stderr, "smtpd: cannot create spool %s: %s\n", opt.spool,
+                    strerror(errno));
+            return 1;
+        }
+        /* one smtpd per spool, before anything in it is touched */
+        if (queue_lock(opt.spool, &holder) != 0) {
+            if (errno == EWOULDBLOCK) {
+                fprintf(stderr,
+                        "smtpd: spool %s is in use by another smtpd "
+                        "(pid %ld holds %s/smtpd.lock): not started\n",
+                        opt.spool, holder, opt.spool);
+                return 2;
+            }
+            fprintf(stderr, "smtpd: warning: cannot lock %s/smtpd.lock: %s; "
+                            "going on without the lock\n",
+                    opt.spool, strerror(errno));
+        }
+        if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
             fprintf(stderr, "smtpd: cannot create spool %s: %s\n", opt.spool,
                     strerror(errno));
             return 1;

@@ -631,14 +631,14 @@ class FakeSmtp:
     """A next hop inside this process that answers each recipient as told
     (replies: {address: b'451 4.2.0 busy'}, default 250) and records what it
     was given. Stopped like a server."""
-    def __init__(self, replies=None):
+    def __init__(self, replies=None, host='127.0.0.1', port=0):
         import threading
         self.replies = replies or {}
         self.name, self.dir = 'fake-smtp', TMP
         self.got = []  # (mail from, [accepted recipients], data)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(('127.0.0.1', 0))
+        self.sock.bind((host, port))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -826,7 +826,8 @@ def bounce_returns_headers_and_a_bounded_body(servers):
         _, _, orig = report(raw)
         assert b'X-Tag: kept' in raw and b'payload line' in raw and b'THE END' not in raw, s.name
         returned = raw.split(b'X-Tag: kept\r\n', 1)[1]
-        assert limit - 100 < len(returned) < limit + 200, (s.name, len(returned))
+        # at most the limit in all, header included (as Postfix)
+        assert limit - 400 < len(returned) < limit + 100, (s.name, len(returned))
         assert b'truncated' in raw.split(b'Content-Description: Delivery report')[0], raw[:1500]
     r = subprocess.run([SMTPD, '--bounce-size-limit', 'lots'], capture_output=True, timeout=10)
     assert r.returncode == 2, r
@@ -1030,6 +1031,197 @@ def full_disk_loses_nothing_and_delivers_once(servers):
                 finally:
                     servers.remove(s)
         subprocess.run(['umount', '-l', d])
+
+
+@case
+def mx_at_the_v4_mapped_form_of_my_address_is_a_loop(servers):
+    # ::ffff:127.0.0.4 is 127.0.0.4 (RFC 4291 2.5.5.2): this server
+    port = free_port('127.0.0.4')
+    dns = Dnsmasq('--mx-host=mapped.test,mx.mapped.test,10',
+                  '--host-record=mx.mapped.test,::ffff:127.0.0.4')
+    servers.append(dns)
+    r = Smtpd('relay.test', '--local-domain', 'relay.test', '--relay-net', '127.0.0.0/8',
+              '--dns', '127.0.0.1:%d' % dns.port, '--mx-port', str(port), '--retry', '1s',
+              '--max-queue-time', '1h', host='127.0.0.4', port=port)
+    servers.append(r)
+    send(port, 'x@relay.test', ['a@mapped.test'], b'Subject: loop\r\n\r\nx\r\n', host='127.0.0.4')
+    wait_log(r, 'to=<a@mapped.test> relay=', 15)
+    time.sleep(1)
+    log = r.logtext()
+    assert 'to=<a@mapped.test> relay=none status=bounced 554 5.4.6' in log, log[-2000:]
+    assert 'status=sent' not in log and log.count('queued=') == 1, log[-2000:]
+
+
+def bouncing_smtpd(servers):
+    """An smtpd whose next hop refuses u@far.test; bounces return 1000
+    octets at most."""
+    fake = FakeSmtp({'u@far.test': b'550 5.1.1 no such user'})
+    servers.append(fake)
+    a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
+              '--smarthost', '127.0.0.1:%d' % fake.port, '--retry', '1s',
+              '--bounce-size-limit', '1000')
+    servers.append(a)
+    return a
+
+
+@case
+def bounce_size_limit_counts_the_header_too(servers):
+    a = bouncing_smtpd(servers)
+    for name, data in (('no empty line', b'Subject: n\r\n' + (b'y' * 98 + b'\r\n') * 3000),
+                       ('a big header', b'Subject: h\r\n' + (b'X-Pad: ' + b'z' * 91 + b'\r\n') * 3000 +
+                        b'\r\nshort body\r\n')):
+        before = set(a.local())
+        send(a.port, 'x@a.test', ['u@far.test'], data)
+        new = wait(lambda: [m for m in set(a.local()) - before if b'multipart/report' in a.read(m)],
+                   20, 'bounce')
+        raw = a.read(new[0])
+        orig = raw.split(b'Content-Type: message/rfc822\r\n\r\n', 1)[1].rsplit(b'\r\n--', 1)[0]
+        assert 0 < len(orig) <= 1000, (name, len(orig))
+        # whole lines only: the last one returned is one of the message's
+        assert orig.endswith(b'\r\n') and \
+            orig[:-2].rsplit(b'\r\n', 1)[-1] in data.split(b'\r\n'), (name, orig[-40:])
+        assert b'truncated' in raw.split(b'Content-Description: Delivery report')[0], raw[:1500]
+
+
+@case
+def bounce_cut_never_splits_a_line(servers):
+    a = bouncing_smtpd(servers)
+    head = b'Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+    # a first body line longer than the limit: no line end to cut at
+    send(a.port, 'x@a.test', ['u@far.test'], head + b'\xc3\xa9' * 2500 + b'\r\nsecond\r\n',
+         mail_options=['BODY=8BITMIME'])
+    new = wait(lambda: [m for m in a.local() if b'multipart/report' in a.read(m)], 20, 'bounce')
+    raw = a.read(new[0])
+    assert b'\r' not in raw.replace(b'\r\n', b''), raw[-300:]
+    orig = raw.split(b'Content-Type: message/rfc822\r\n\r\n', 1)[1].rsplit(b'\r\n--', 1)[0]
+    assert orig.endswith(b'charset=utf-8\r\n\r\n') and b'\xc3' not in orig, orig[-60:]
+    text = raw.split(b'Content-Description: Delivery report')[0]
+    assert b'body is not included' in text, text
+
+
+@case
+def second_smtpd_on_the_same_spool_touches_nothing(servers):
+    old = time.time() - 7200
+    def setup(spool):
+        q = os.path.join(spool, 'queue')
+        os.makedirs(q)
+        # left by a crash long ago: a removal cut short
+        open(os.path.join(q, 'OLD0000000000000000.env'), 'w').write('from <>\n')
+        os.utime(os.path.join(q, 'OLD0000000000000000.env'), (old, old))
+        # a message whose envelope is not there (yet): kept, and said
+        open(os.path.join(q, 'NOENV00000000000000.eml'), 'wb').write(b'Subject: x\r\n\r\nx\r\n')
+    a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
+              '--smarthost', '[127.0.0.1]:%d' % free_port(), '--retry', '1s', setup=setup)
+    servers.append(a)
+    assert not os.path.exists(os.path.join(a.queue, 'OLD0000000000000000.env'))
+    wait_log(a, 'queue=NOENV00000000000000 has no envelope', 10)
+    assert os.path.exists(os.path.join(a.queue, 'NOENV00000000000000.eml'))
+    # what a message being stored looks like between its two links
+    half = os.path.join(a.queue, 'HALF000000000000000.env')
+    open(half, 'w').write('from <>\n')
+    os.utime(half, (old, old))
+    r = subprocess.run([SMTPD, '--listen', '127.0.0.1:%d' % free_port(), '--hostname', 'b.test',
+                        '--spool', a.spool], capture_output=True, timeout=10)
+    assert r.returncode == 2 and b'in use by another smtpd' in r.stderr, r
+    assert os.path.exists(half), 'the second smtpd removed a file of the first'
+
+
+@case
+def future_received_time_still_expires(servers):
+    def setup(spool):
+        write_entry(spool, '0000000000000000E1', 'x@a.test', ['u@far.test'],
+                    b'Subject: future\r\n\r\nx\r\n', received=int(time.time()) + 10 * 365 * 86400)
+    a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
+              '--smarthost', '[127.0.0.1]:%d' % free_port(), '--retry', '1s', '--max-queue-time', '3s',
+              setup=setup)
+    servers.append(a)
+    wait_log(a, 'queue=0000000000000000E1 to=<u@far.test> status=expired', 20)
+    wait(lambda: a.queued() == [], 10, 'the queue to empty')
+    assert [m for m in a.local() if b'multipart/report' in a.read(m)], a.local()
+
+
+@case
+def status_log_gives_its_reservation_back(servers):
+    rcpts = ['u%d@far.test' % i for i in range(200)]
+    fake = FakeSmtp({r: b'451 4.2.1 mailbox busy' for r in rcpts})
+    servers.append(fake)
+    a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
+              '--smarthost', '127.0.0.1:%d' % fake.port, '--retry', '1s,1h', '--max-queue-time', '1d')
+    servers.append(a)
+    send(a.port, 'x@a.test', rcpts, b'Subject: many\r\n\r\nhi\r\n')
+    wait_log(a, 'recipients deferred', 20, count=2)
+    st = [f for f in os.listdir(a.queue) if f.endswith('.st')]
+    data = open(os.path.join(a.queue, st[0]), 'rb').read()
+    assert b'#' not in data, 'padding left in the log: %d of %d octets' % (data.count(b'#'), len(data))
+    assert data.count(b'\nT ') + data.startswith(b'T ') == 400, data[:300]
+
+
+@case
+def smtp_send_first_server_4xx_then_one_down_is_deferred(servers):
+    port = free_port('127.0.0.2')
+    fake = FakeSmtp({'t@one.test': b'451 4.2.1 busy'}, host='127.0.0.2', port=port)
+    servers.append(fake)
+    # mx2 (127.0.0.3) has nothing listening on that port
+    dns = Dnsmasq('--mx-host=one.test,mx1.one.test,10', '--mx-host=one.test,mx2.one.test,20',
+                  '--host-record=mx1.one.test,127.0.0.2', '--host-record=mx2.one.test,127.0.0.3')
+    servers.append(dns)
+    rc, out = smtp_send_rc('--mx', 'one.test', '--dns', '127.0.0.1:%d' % dns.port,
+                           '--mx-port', str(port), '--from', 'x@a.test', '--to', 't@one.test')
+    assert rc == 3 and 't@one.test 451 4.2.1 busy' in out, (rc, out)
+
+
+@case
+def smtp_send_require_tls_without_starttls_is_deferred(servers):
+    require_tls(SMTPD)
+    fake = FakeSmtp()
+    servers.append(fake)
+    rc, out = smtp_send_rc('--server', '127.0.0.1:%d' % fake.port, '--require-tls',
+                           '--from', 'a@b.test', '--to', 'u@far.test')
+    assert rc == 3 and 'u@far.test 451 4.7.4 ' in out, (rc, out)
+    assert not fake.got
+
+
+def _listening(port):
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def smtpd_with_system_hostname(name, spool, port):
+    """smtpd without --hostname on a host whose gethostname() is name (a
+    private UTS namespace; needs root)."""
+    code = ('import os, socket, sys; socket.sethostname(sys.argv[1]); '
+            'os.execv(sys.argv[2], sys.argv[2:])')
+    return subprocess.Popen(['unshare', '--uts', sys.executable, '-c', code, name, SMTPD,
+                             '--listen', '127.0.0.1:%d' % port, '--spool', spool],
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+@case
+def system_hostname_that_is_not_a_domain_falls_back(servers):
+    r = subprocess.run([SMTPD, '--hostname', 'host_name', '--spool', os.path.join(TMP, 'nospool')],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b'--hostname host_name' in r.stderr, r
+    if os.geteuid() != 0 or shutil.which('unshare') is None:
+        raise Skip('needs root and unshare(1) to give smtpd another host name')
+    for name, want in (('host_name', b'localhost'), ('host.example.', b'host.example')):
+        port = free_port()
+        p = smtpd_with_system_hostname(name, os.path.join(TMP, 'hn-' + name), port)
+        try:
+            wait(lambda: p.poll() is not None or _listening(port), 10, 'smtpd to listen')
+            assert p.poll() is None, p.stderr.read()
+            with socket.create_connection(('127.0.0.1', port), timeout=5) as s:
+                assert s.makefile('rb').readline().startswith(b'220 ' + want + b' '), name
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=10)
+        err = p.stderr.read()
+        if want == b'localhost':
+            assert b'host_name' in err and b'--hostname' in err, err
+
 
 
 shutil.rmtree(TMP, ignore_errors=True)
