@@ -413,7 +413,15 @@ enum llsmtp_cfg_flag {
 enum llsmtp_abort {
     LLSMTP_ABORT_SIZE = 1,      /* over config.max_size: 552 at the end */
     LLSMTP_ABORT_BARE_LF = 2,   /* bare LF/CR under REJECT: 550 at the end */
-    LLSMTP_ABORT_CLOSED = 3     /* connection ended (eof, timeout) mid-data */
+    LLSMTP_ABORT_CLOSED = 3,    /* the session ended with the message open:
+                                   eof, timeout, shutdown, QUIT or a 421
+                                   (error limit, HTTP verb, unreadable BDAT
+                                   size) between BDAT chunks */
+    LLSMTP_ABORT_RESET = 4      /* the client ended the transaction between
+                                   BDAT chunks: RSET, HELO/EHLO/LHLO again,
+                                   or a BDAT with junk after its size (its
+                                   chunk is dropped); STARTTLS cannot, as it
+                                   is refused inside a transaction */
 };
 
 /* Which decision a paused session awaits (llsmtp_server_pending). */
@@ -483,11 +491,15 @@ typedef struct llsmtp_callbacks {
     /* End of message. Default "250 2.6.0 <id> Queued mail for delivery". */
     int (*on_data_end)(llsmtp_server *s, llsmtp_reply *r);
     /* The message was abandoned (enum llsmtp_abort); no on_data_end will
-     * follow. Drop what was stored. Called at most once per message, and
-     * never after on_data_end accepted it. The return value is honoured
-     * (FAIL). */
+     * follow. Drop what was stored. Every message on_data_start opened
+     * ends in exactly one on_data_end or on_data_abort, on every path. The
+     * return value is honoured (FAIL). */
     int (*on_data_abort)(llsmtp_server *s, int why);
-    /* RSET, and implicit resets (HELO/EHLO again). Default 250. */
+    /* RSET only. Default 250. The other ends of a transaction are not
+     * reported here: HELO/EHLO/LHLO again through on_helo, STARTTLS
+     * through llsmtp_server_tls_started (both forget the transaction), and
+     * a message already open between BDAT chunks through
+     * on_data_abort(LLSMTP_ABORT_RESET). */
     int (*on_rset)(llsmtp_server *s, llsmtp_reply *r);
     /* VRFY/EXPN/HELP argument as given (may be empty). */
     int (*on_vrfy)(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r);

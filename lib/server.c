@@ -476,6 +476,7 @@ llsmtp_server_input_drained(llsmtp_server *s)
 
 static int sess_msg_open(const llsmtp_server *s);
 static int sess_abort(llsmtp_server *s, int why);
+static int sess_settle(llsmtp_server *s, int rc);
 
 /* The session fails for good (sticky until reset): a callback failed or
  * left a reply it may not give, or a reply did not fit. The host is going
@@ -545,6 +546,21 @@ sess_tx_reset(llsmtp_server *s)
     s->body = 0;
     s->msg = MSG_NONE;
     s->smtputf8 = 0;
+}
+
+/* The client ended the transaction (RSET, HELO/EHLO/LHLO again): a
+ * message the host opened is abandoned first, so that what it stored is
+ * never continued by the next transaction's data. */
+static int
+sess_tx_end(llsmtp_server *s)
+{
+    if (sess_msg_open(s)) {
+        int rc = sess_abort(s, LLSMTP_ABORT_RESET);
+        if (rc < 0)
+            return rc;
+    }
+    sess_tx_reset(s);
+    return LLSMTP_OK;
 }
 
 /* Counts one more of something the session tolerates only so often; at
@@ -968,7 +984,8 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         s->greet_left = s->out_end - s->out_start;
         break;
     case LLSMTP_PENDING_HELO:
-        sess_tx_reset(s);
+        if ((rc = sess_tx_end(s)) < 0)
+            return rc;
         s->helo = cls == 2 ? (s->pend_ehlo ? HELO_EHLO : HELO_HELO)
                            : HELO_NONE;
         break;
@@ -1009,7 +1026,8 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         s->phase = PH_CMD;
         break;
     case LLSMTP_PENDING_RSET:
-        sess_tx_reset(s);
+        if ((rc = sess_tx_end(s)) < 0)
+            return rc;
         break;
     case LLSMTP_PENDING_QUIT:
         s->phase = PH_CLOSED;
@@ -1273,7 +1291,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
          * more before it reads that reply, so no later feed would come to
          * finish it. The octet was passed only with room for the reply. */
         if (s->phase == PH_BDAT && s->bdat_left == 0)
-            return sess_bdat_end(s);
+            return sess_settle(s, sess_bdat_end(s));
         return LLSMTP_OK;
     }
     sess_kind_default(kind, &r);
@@ -1298,7 +1316,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
         int rc = sess_apply(s, kind, &r, arg);
         if (rc == LLSMTP_OK && s->phase == PH_BDAT && s->bdat_left == 0)
             rc = sess_bdat_end(s); /* "BDAT 0 LAST" after a deferral */
-        return rc;
+        return sess_settle(s, rc);
     }
 }
 
@@ -1445,6 +1463,21 @@ sess_abort(llsmtp_server *s, int why)
     if (cbrc != LLSMTP_CB_OK)
         return sess_fail(s, "on_data_abort", LLSMTP_E_CALLBACK);
     return LLSMTP_OK;
+}
+
+/* Every path that closes the session (QUIT, a 421 from an error limit,
+ * an HTTP verb, the sync check, a host's 421) ends here before feed or
+ * resume returns: a message the host opened and that is still open is
+ * owed its on_data_abort (CLOSED), exactly once. */
+static int
+sess_settle(llsmtp_server *s, int rc)
+{
+    if (s->phase == PH_CLOSED && !s->failed && sess_msg_open(s)) {
+        int a = sess_abort(s, LLSMTP_ABORT_CLOSED);
+        if (a < 0)
+            return a;
+    }
+    return rc;
 }
 
 /* Ends the session from the host's side with a final reply. */
@@ -1728,14 +1761,21 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
                 else
                     v = v * 10 + d;
             }
-            if (big || (s->cfg->max_size && v > s->cfg->max_size)) {
+            /* With no limit configured there is no maximum to exceed:
+             * a value past 2^64 - 1 is kept as 2^64 - 1. */
+            if (big && s->cfg->max_size == 0)
+                v = UINT64_MAX;
+            else if (big || (s->cfg->max_size && v > s->cfg->max_size)) {
                 return sess_say(s, 552, "5.3.4",
                                 "Message size exceeds fixed maximum message "
                                 "size");
             }
             s->pend_size = v;
         } else if ((ext & LLSMTP_EXT_AUTH) && sess_key_is(p, "auth")) {
-            /* RFC 4954 5: AUTH=<> or AUTH=xtext; the host decides */
+            /* RFC 4954 5: AUTH=<> or AUTH=xtext; the host decides. A
+             * bare "AUTH" has no value at all: a syntax error. */
+            if (p->value.p == NULL)
+                return sess_err(s, 501, "5.5.4", "Bad AUTH value");
             if (!(p->value.n == 2 && p->value.p[0] == '<' &&
                   p->value.p[1] == '>') &&
                 llsmtp_xtext_decode(p->value.p, p->value.n, NULL, 0, NULL) !=
@@ -1837,13 +1877,21 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
 
     if (!s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
+    /* RFC 3030 2: the recipients come before the data. Once a chunk has
+     * been accepted the recipient list is fixed (in LMTP it is also the
+     * number of replies due at the end). */
+    if (s->msg == MSG_BDAT)
+        return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
     rc = sess_parse_path_cmd(s, arg, 1, &path, &params, &done);
     if (done || rc != LLSMTP_OK)
         return rc;
     if (s->rcpt_count >= s->cfg->max_rcpt) {
-        /* RFC 5321 4.5.3.1.10: 452 lets the client retry the rest. */
+        /* RFC 5321 4.5.3.1.10: 452 lets the client retry the rest in
+         * another transaction (4.5.3.1.8); a client pipelining more than
+         * max_rcpt recipients does nothing wrong, so this is not counted
+         * towards max_errors. */
         s->rcpt_tried++;
-        return sess_err(s, 452, "4.5.3", "Too many recipients");
+        return sess_say(s, 452, "4.5.3", "Too many recipients");
     }
     if ((path.flags & LLSMTP_PATH_UTF8) && !s->smtputf8)
         return sess_say(s, 553, "5.6.7",
@@ -2274,6 +2322,52 @@ sess_bdat_unreadable(llsmtp_server *s)
     return LLSMTP_CLOSE;
 }
 
+/* A BDAT line whose size cannot be read: 501, then 421 and close
+ * (RFC 5321 3.8), as sess_bdat_unreadable does. */
+static int
+sess_bdat_unparsable(llsmtp_server *s)
+{
+    int rc;
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+        return rc;
+    rc = sess_say(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (rc < 0)
+        return rc;
+    rc = sess_say_host(s, 421, "4.5.2",
+                       "Error: chunk size unreadable, closing connection");
+    if (rc < 0)
+        return rc;
+    sess_tx_reset(s);
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+/* "BDAT <size> <junk>": RFC 3030 2 has the chunk read whatever the reply
+ * ("the chunk ... must be read"), so its size octets are dropped and
+ * never parsed as commands, and 501 answers it. The client counts this
+ * chunk as failed (RFC 3030 2: the transaction should be considered
+ * failed), so a message already open is abandoned (LLSMTP_ABORT_RESET)
+ * rather than delivered with a hole in it. */
+static int
+sess_bdat_junk(llsmtp_server *s, uint64_t size)
+{
+    int rc;
+    if (s->msg == MSG_BDAT && (rc = sess_tx_end(s)) < 0)
+        return rc;
+    s->bdat_size = size;
+    s->bdat_left = size;
+    s->bdat_last = 0;
+    s->bdat_discard = 1;
+    s->phase = PH_BDAT;
+    rc = sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (rc != LLSMTP_OK) {
+        s->bdat_discard = 0;
+        s->bdat_left = 0;
+        return rc;
+    }
+    return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
+}
+
 /* A chunk that takes the message past max_size is refused from its BDAT
  * line, whatever the reads: none of it reaches on_data, it is read and
  * dropped (RFC 3030 2) and 552 5.3.4 follows it (sess_bdat_end). */
@@ -2312,13 +2406,17 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         i++;
     }
     rest = sess_trim(arg.p + i, arg.n - i);
-    if (i == 0 || (i < arg.n && arg.p[i] != ' ') ||
-        (rest.n && !llsmtp__iequal(rest.p, rest.n, "LAST", 4)))
-        /* RFC 3030 2: without a size nobody knows where the chunk ends;
-         * what follows is read as commands */
-        return sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (i == 0 || (i < arg.n && arg.p[i] != ' '))
+        /* RFC 3030 2: without a size nobody knows where the chunk ends,
+         * and the client sends it without waiting: reading on would take
+         * its octets for commands (the smuggling class). Close. */
+        return sess_bdat_unparsable(s);
     if (big)
         return sess_bdat_unreadable(s);
+    if (rest.n && !llsmtp__iequal(rest.p, rest.n, "LAST", 4))
+        /* RFC 3030 2: the chunk of a refused BDAT must still be read;
+         * the size is known, so it is read and dropped */
+        return sess_bdat_junk(s, size);
     last = rest.n != 0;
     s->bdat_size = size;
     s->bdat_left = size;
@@ -2506,6 +2604,9 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     case CMD_HELP:
         return sess_cmd_simple(s, LLSMTP_PENDING_HELP, arg);
     case CMD_TURN:
+        /* RFC 821 4.1.1 (and RFC 1985 5): TURN takes no argument */
+        if (arg.n)
+            return sess_err(s, 501, "5.5.4", "Syntax: TURN");
         return sess_cmd_simple(s, LLSMTP_PENDING_TURN, arg);
     case CMD_NOTIMPL:
         return sess_err(s, 502, "5.5.1", "Error: command not implemented");
@@ -3170,5 +3271,5 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             break;
     }
     *used = i;
-    return rc;
+    return sess_settle(s, rc);
 }

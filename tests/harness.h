@@ -292,7 +292,9 @@ th_on_data_abort(llsmtp_server *s, int why)
     th_host *h = TH_HOST(s);
     const char *w = why == LLSMTP_ABORT_SIZE      ? "size"
                     : why == LLSMTP_ABORT_BARE_LF ? "bare_lf"
-                                                  : "closed";
+                    : why == LLSMTP_ABORT_RESET   ? "reset"
+                    : why == LLSMTP_ABORT_CLOSED  ? "closed"
+                                                  : "unknown";
     th_event(h, "abort", w, strlen(w));
     h->msg.n = 0;
     return LLSMTP_CB_OK;
