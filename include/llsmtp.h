@@ -457,6 +457,45 @@ enum llsmtp_timeout {
     LLSMTP_TIMEOUT_FINAL_DOT       /* end of data seen; host deciding */
 };
 
+/* What a reply answers (llsmtp_reply_info.phase). */
+enum llsmtp_reply_phase {
+    LLSMTP_RI_COMMAND = 0, /* the command line named by verb (a second
+                              reply to the same line, e.g. the 421 after
+                              the error limit, says the same) */
+    LLSMTP_RI_GREETING = 1, /* the greeting; verb "" */
+    LLSMTP_RI_CHUNK = 2,   /* a BDAT chunk, once its octets were read
+                              ("250 n octets received", 552); verb "BDAT" */
+    LLSMTP_RI_MESSAGE = 3, /* the final reply to a message: after
+                              <CRLF>.<CRLF> (verb "DATA") or the BDAT LAST
+                              chunk (verb "BDAT"); in LMTP one per
+                              accepted recipient (rcpt says which) */
+    LLSMTP_RI_SESSION = 4  /* caused by no client line: timeout, shutdown,
+                              the 421 after a host failure, the
+                              synchronization check's 554; verb "-" */
+};
+
+/* One queued reply, for on_reply (logging). Every pointer is valid only
+ * during the call. */
+typedef struct llsmtp_reply_info {
+    const char *verb; /* canonical upper-case verb of the command answered
+                         ("MAIL", "RCPT", "DATA", "BDAT", "AUTH", "GET",
+                         ...), NUL-terminated; "" for the greeting, for an
+                         unknown verb (never echoed: a stray SASL response
+                         would arrive as one), an empty or overlong line;
+                         "-" for LLSMTP_RI_SESSION */
+    llsmtp_span arg;  /* the command's argument as received (trimmed);
+                         empty for AUTH and every line of an AUTH exchange
+                         (never a credential), for unknown verbs, and for
+                         replies after message data (CHUNK, MESSAGE) */
+    int code;         /* 200..599 */
+    const char *enhanced; /* as sent: "" when none (or the extension is
+                             off) */
+    llsmtp_span text;  /* the first reply line's text, as sent */
+    int phase;         /* enum llsmtp_reply_phase */
+    long rcpt;         /* LMTP message replies: the recipient index (RCPT
+                          order); otherwise -1 */
+} llsmtp_reply_info;
+
 /* Callback table. Every member may be NULL: "accept with the default
  * reply", except on_vrfy (252), on_expn (502) and on_turn (502) whose
  * safe defaults refuse. Spans are valid only during the call. Calling
@@ -537,6 +576,13 @@ typedef struct llsmtp_callbacks {
      * reply. Change it to fail one recipient (e.g. 552 5.2.2 mailbox
      * full). Must not return PENDING. */
     int (*on_lmtp_rcpt)(llsmtp_server *s, size_t index, llsmtp_reply *r);
+    /* Observer: called once for every reply the session queues, just
+     * after queuing it and in output order, so a host can log refused
+     * commands (4xx/5xx) and, verbosely, every command, without parsing
+     * the stream or guessing what is a credential. Cannot change the
+     * reply; feed/resume/... from here return LLSMTP_E_REENTRANT. Costs
+     * nothing when NULL. */
+    void (*on_reply)(llsmtp_server *s, const llsmtp_reply_info *ri);
 } llsmtp_callbacks;
 
 /* The most mechanisms config.auth_mechanisms may name. */

@@ -425,7 +425,7 @@ static const llsmtp_callbacks th_callbacks = {
     th_on_data_abort, th_on_rset, th_on_vrfy,      th_on_expn,
     th_on_help,      th_on_turn, th_on_quit,       th_on_auth,
     th_on_auth_step, th_on_starttls, th_on_relay_denied, th_on_etrn,
-    th_on_lmtp_rcpt};
+    th_on_lmtp_rcpt, NULL};
 
 /* Drains the session's output into h->out. */
 static void
