@@ -1098,8 +1098,11 @@ LLSMTP_API void llsmtp_client_consume(llsmtp_client *c, size_t n);
  * server cannot take as it is - over its SIZE, 8-bit without 8BITMIME,
  * SMTPUTF8 not offered - gets a local MESSAGE event and nothing is sent.
  * Returns LLSMTP_OK, LLSMTP_E_STATE (not READY), LLSMTP_E_RANGE (no
- * recipients or too many) or LLSMTP_E_SYNTAX (a path or parameter with a
- * control character, "<" or ">", or too long). */
+ * recipients or too many) or LLSMTP_E_SYNTAX (a mailbox that is not an
+ * RFC 5321 4.1.2 Mailbox - checked with llsmtp_path_parse, so a quoted
+ * local part such as "x> y"@far.test is fine while CR, LF, NUL or an
+ * unquoted "<", ">" or space is not - or over 254 octets; a parameter
+ * string with a control character, "<" or ">", or too long). */
 LLSMTP_API int llsmtp_client_mail(llsmtp_client *c,
                                   const llsmtp_client_msg *m);
 /* Encodes body bytes (after BODY) into out: dot-stuffed, every line
