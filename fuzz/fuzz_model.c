@@ -51,30 +51,30 @@
 #include <string.h>
 
 /* Known library defects being fixed on other branches. Set to 0 once the
- * fix is merged to exercise the area again. */
+ * fix is merged to exercise the area again. All fixed on main now. */
 #ifndef KNOWN_BDAT0_FIRST
-#define KNOWN_BDAT0_FIRST 1      /* BDAT 0 as the first chunk -> DATA mode */
+#define KNOWN_BDAT0_FIRST 0      /* BDAT 0 as the first chunk -> DATA mode */
 #endif
 #ifndef KNOWN_BDAT_WRAP
-#define KNOWN_BDAT_WRAP 1        /* BDAT sizes >= 2^64 wrap */
+#define KNOWN_BDAT_WRAP 0        /* BDAT sizes >= 2^64 wrap */
 #endif
 #ifndef KNOWN_EHLO_OVERFLOW
-#define KNOWN_EHLO_OVERFLOW 1    /* every extension + 8 mechanisms */
+#define KNOWN_EHLO_OVERFLOW 0    /* every extension + 8 mechanisms */
 #endif
 #ifndef KNOWN_LMTP_ABORT
-#define KNOWN_LMTP_ABORT 1       /* LMTP abort after end, output full */
+#define KNOWN_LMTP_ABORT 0       /* LMTP abort after end, output full */
 #endif
 #ifndef KNOWN_BDAT_DEFER_LAST
-#define KNOWN_BDAT_DEFER_LAST 1  /* BDAT reply lost after on_data defers */
+#define KNOWN_BDAT_DEFER_LAST 0  /* BDAT reply lost after on_data defers */
 #endif
 #ifndef KNOWN_CB_FAIL
-#define KNOWN_CB_FAIL 1          /* FAIL / 999 / on_param PENDING: no 421 */
+#define KNOWN_CB_FAIL 0          /* FAIL / 999 / on_param PENDING: no 421 */
 #endif
 #ifndef KNOWN_AUTH_LEFTOVER
-#define KNOWN_AUTH_LEFTOVER 1    /* credentials left after refusals */
+#define KNOWN_AUTH_LEFTOVER 0    /* credentials left after refusals */
 #endif
 #ifndef KNOWN_BORROWED_TEXT
-#define KNOWN_BORROWED_TEXT 1    /* reply text from a stack buffer */
+#define KNOWN_BORROWED_TEXT 0    /* reply text from a stack buffer */
 #endif
 
 /* Library choices the model follows although the RFC does not ask for
@@ -82,32 +82,32 @@
 /* "452 too many recipients" counts towards max_errors (reported: a
  * client pipelining more recipients than max_rcpt is closed with 421). */
 #ifndef LIB_452_IS_ERROR
-#define LIB_452_IS_ERROR 1
+#define LIB_452_IS_ERROR 0
 #endif
 
 /* NEW defect, reported: RCPT is accepted between BDAT chunks (RFC 3030
  * 2: the recipients come before the data); 1 follows the library. */
 #ifndef LIB_RCPT_IN_BDAT
-#define LIB_RCPT_IN_BDAT 1
+#define LIB_RCPT_IN_BDAT 0
 #endif
 
 /* NEW defect, reported: MAIL ... AUTH (no "=value") is accepted; RFC 4954
  * 5 has "AUTH=" xtext. 1 follows the library. */
 #ifndef LIB_AUTH_PARAM_NO_VALUE
-#define LIB_AUTH_PARAM_NO_VALUE 1
+#define LIB_AUTH_PARAM_NO_VALUE 0
 #endif
 
 /* NEW defect, reported: RSET, HELO/EHLO/LHLO or QUIT between BDAT chunks
  * drop the open message without on_data_abort (after RSET/EHLO the next
  * message's bytes even continue it). 1: such inputs are cut there. */
 #ifndef LIB_BDAT_RESET_NO_ABORT
-#define LIB_BDAT_RESET_NO_ABORT 1
+#define LIB_BDAT_RESET_NO_ABORT 0
 #endif
 
 /* Divergence, reported: with no size limit (max_size 0) a SIZE= of 2^64
  * or more gets "552 exceeds fixed maximum message size". 1 follows. */
 #ifndef LIB_SIZE_OVERFLOW_552
-#define LIB_SIZE_OVERFLOW_552 1
+#define LIB_SIZE_OVERFLOW_552 0
 #endif
 
 #define FZ_HDR 13
@@ -240,6 +240,8 @@ typedef struct verdict {
     int multiline; /* refusal text with a line break */
     int fail;      /* real host only: return LLSMTP_CB_FAIL (the model
                       sees it as shut: 421, the message dropped, close) */
+    int bad;       /* with fail: instead return OK with reply code 999
+                      (on_param: return PENDING, which it may not) */
     uint64_t r;
 } verdict;
 
@@ -365,10 +367,11 @@ fz_verdict(const fzcfg *c, int kind, unsigned k, unsigned step)
 #undef PICK
 #if !KNOWN_CB_FAIL
     if (kind != K_CONNECT && kind != K_QUIT && kind != K_STARTTLS &&
-        kind != K_LMTP && kind != K_PARAM && ((r >> 50) & 63) == 0) {
+        kind != K_LMTP && ((r >> 50) & 63) == 0) {
         v.fail = 1;
         v.shut = 1;
         v.defer = 0;
+        v.bad = (int)((r >> 56) & 1);
     }
 #endif
     return v;
@@ -609,7 +612,7 @@ static void
 m_reset_txn(model *m)
 {
     if (m->open)
-        m_abort(m, "*"); /* an open BDAT message must end (RFC 3030) */
+        m_abort(m, "reset"); /* an open BDAT message must end (RFC 3030) */
     m->open = 0;
     m->mail = m->rcpt_tried = m->smtputf8 = m->binary = m->bdat_txn = 0;
     m->nrcpt = 0;
@@ -811,6 +814,12 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             verdict vd;
             m_cb(m, "param %d %.*s", is_rcpt, (int)kn, k);
             vd = m_decide(m, K_PARAM, 0);
+            if (vd.fail) {
+                m->shut = 1;
+                m_code(m, 421);
+                m_close(m);
+                return -1;
+            }
             if (vd.code != 250)
                 return 555;
         }
@@ -874,6 +883,8 @@ m_mail(model *m, const char *a, size_t n)
         end++;
     m->binary = 0;
     rc = m_params(m, a + end, n - end, 0, &ps, &u8);
+    if (rc < 0)
+        return;
     if (rc) {
         m->binary = 0;
         if (rc == 501)
@@ -947,6 +958,8 @@ m_rcpt(model *m, const char *a, size_t n)
         return;
     }
     rc = m_params(m, a + end, n - end, 1, &ps, &u8);
+    if (rc < 0)
+        return;
     if (rc) {
         if (rc == 501)
             m_error(m, rc);
@@ -1189,7 +1202,6 @@ m_command(model *m, size_t i)
             m_error(m, 501);
             return lf + 1;
         }
-        m_reset_txn(m);
         m_cb(m, "%s %.*s", is_ehlo ? "ehlo" : "helo", (int)an, a);
         v = m_decide(m, K_HELO, 0);
         if (v.shut) {
@@ -1198,7 +1210,10 @@ m_command(model *m, size_t i)
             m_close(m);
             return lf + 1;
         }
+        /* the transaction ends once HELO/EHLO is answered, refused or
+         * not; an open BDAT message is abandoned (RESET) */
         m_code(m, v.code);
+        m_reset_txn(m);
         /* a refused HELO/EHLO leaves no greeting in force */
         m->helo = v.code / 100 == 2 ? (is_ehlo ? 2 : 1) : 0;
         return lf + 1;
@@ -1253,42 +1268,59 @@ m_command(model *m, size_t i)
     if (VERB("bdat")) {
         uint64_t sz = 0;
         size_t q = 0, nd;
-        int last = 0, ok = 1;
+        int last = 0, ok = 1, big = 0, junk = 0;
         if (!(ext & LLSMTP_EXT_CHUNKING)) {
             m_error(m, 502);
             return lf + 1;
         }
         while (q < an && a[q] >= '0' && a[q] <= '9') {
-            sz = sz * 10 + (uint64_t)(a[q] - '0');
+            if (sz > (UINT64_MAX - (uint64_t)(a[q] - '0')) / 10)
+                big = 1;
+            else
+                sz = sz * 10 + (uint64_t)(a[q] - '0');
             q++;
         }
         nd = q;
-        if (nd == 0)
+        if (nd == 0 || (q < an && a[q] != ' '))
             ok = 0;
-        if (q < an) {
-            if (ieq(a + q, an - q, " last"))
+        if (ok && q < an) {
+            size_t t = q;
+            while (t < an && (a[t] == ' ' || a[t] == '\t'))
+                t++;
+            if (ieq(a + t, an - t, "last"))
                 last = 1;
             else
-                ok = 0;
+                junk = 1;
         }
         if (!ok) {
-            m_error(m, 501);
+            /* RFC 3030 2: where the chunk ends is unknown: 501, close */
+            m_code(m, 501);
+            m_code(m, 421);
+            m_close(m);
             return lf + 1;
         }
-        if (nd > 18) {
-#if KNOWN_BDAT_WRAP
-            m->truncated = 1;
-            return (size_t)-1;
-#else
-            /* RFC 3030: nobody sends that much; over max_size anyway */
-#endif
+        if (big) {
+            /* a size past 2^64 - 1 cannot be counted off: 552, close */
+            if (m->open)
+                m_abort(m, "size");
+            m_code(m, 552);
+            m_code(m, 421);
+            m_close(m);
+            return lf + 1;
         }
-#if KNOWN_BDAT0_FIRST
-        if (sz == 0 && !last && !m->bdat_txn) {
-            m->truncated = 1;
-            return (size_t)-1;
+        if (junk) {
+            /* the size is known: the chunk is read and dropped, 501; an
+             * open message is abandoned (the client counts it failed) */
+            if (m->bdat_txn)
+                m_reset_txn(m);
+            m_error(m, 501);
+            if (m->closed)
+                return lf + 1;
+            i = lf + 1;
+            if (P - i < sz)
+                return P;
+            return i + (size_t)sz;
         }
-#endif
         i = lf + 1;
         {
             int accept_chunk = 1;
@@ -1347,7 +1379,6 @@ m_command(model *m, size_t i)
             m_error(m, 501);
             return lf + 1;
         }
-        m_reset_txn(m);
         m_cb(m, "rset");
         v = m_decide(m, K_RSET, 0);
         if (v.shut) {
@@ -1357,6 +1388,7 @@ m_command(model *m, size_t i)
             return lf + 1;
         }
         m_code(m, v.code);
+        m_reset_txn(m); /* an open BDAT message: abort RESET */
         return lf + 1;
     }
     if (VERB("noop")) {
@@ -1384,8 +1416,10 @@ m_command(model *m, size_t i)
             m_error(m, 501);
             return lf + 1;
         }
-        /* TURN takes no argument (RFC 821) but the library ignores one;
-         * harmless: it is refused by default */
+        if (kind == K_TURN && an) { /* RFC 821: TURN takes no argument */
+            m_error(m, 501);
+            return lf + 1;
+        }
         m_cb(m, "%s %.*s",
              kind == K_VRFY   ? "vrfy"
              : kind == K_EXPN ? "expn"
@@ -2017,6 +2051,10 @@ r_decide(real *r, int kind, unsigned step, llsmtp_reply *rp)
     verdict v = fz_verdict(r->c, kind, r->k++, step);
     if (v.fail) {
         r->failed = 1;
+        if (v.bad) {
+            rp->code = 999; /* no such reply: the session must fail */
+            return LLSMTP_CB_OK;
+        }
         return LLSMTP_CB_FAIL;
     }
     if (v.defer) {
@@ -2069,6 +2107,12 @@ cb_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
     verdict v;
     r_expect_cb(r, "param %d %.*s", is_rcpt, (int)p->key.n, p->key.p);
     v = fz_verdict(r->c, K_PARAM, r->k++, 0);
+    if (v.fail) {
+        r->failed = 1;
+        if (v.bad)
+            return LLSMTP_CB_PENDING; /* on_param may not defer */
+        return LLSMTP_CB_FAIL;
+    }
     r_apply(r, K_PARAM, &v, rp);
     return LLSMTP_CB_OK;
 }
@@ -2153,8 +2197,9 @@ static int
 cb_abort(llsmtp_server *s, int why)
 {
     real *r = R(s);
-    static const char *const names[] = {"?", "size", "bare_lf", "closed"};
-    r_expect_cb(r, "abort %s", names[why >= 1 && why <= 3 ? why : 0]);
+    static const char *const names[] = {"?", "size", "bare_lf", "closed",
+                                        "reset"};
+    r_expect_cb(r, "abort %s", names[why >= 1 && why <= 4 ? why : 0]);
     /* an abort after an accepted end is caught by the callback order: the
      * model only expects one after a data_end the host never decided */
     if (r->cur < 0 || (r->ended && !r->shut_now))
