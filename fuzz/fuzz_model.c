@@ -769,6 +769,7 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             else if ((ext & LLSMTP_EXT_8BITMIME) && ieq(v, vn, "8bitmime"))
                 ;
             else if ((ext & LLSMTP_EXT_BINARYMIME) &&
+                     (ext & LLSMTP_EXT_CHUNKING) && /* RFC 3030 3 */
                      ieq(v, vn, "binarymime"))
                 m->binary = 2; /* tentatively, committed on acceptance */
             else
@@ -1945,6 +1946,7 @@ typedef struct real {
     verdict pv;
     int pkind;
     int shut_now;
+    int end_failed; /* on_data_end failed: its message is then aborted */
     /* messages */
     long cur;             /* index of the open message, -1 none */
     long nmsg;
@@ -2191,7 +2193,11 @@ cb_data_end(llsmtp_server *s, llsmtp_reply *rp)
                "differ)",
                r->cur, r->got.n, mm->data.n);
     r->ended = 1;
-    return r_decide(r, K_DATA_END, 0, rp);
+    {
+        int rc = r_decide(r, K_DATA_END, 0, rp);
+        r->end_failed = r->failed;
+        return rc;
+    }
 }
 static int
 cb_abort(llsmtp_server *s, int why)
@@ -2202,7 +2208,7 @@ cb_abort(llsmtp_server *s, int why)
     r_expect_cb(r, "abort %s", names[why >= 1 && why <= 4 ? why : 0]);
     /* an abort after an accepted end is caught by the callback order: the
      * model only expects one after a data_end the host never decided */
-    if (r->cur < 0 || (r->ended && !r->shut_now))
+    if (r->cur < 0 || (r->ended && !r->shut_now && !r->end_failed))
         r_msg_begin(r);
     r_prefix(r, &r->m->msgs[r->cur]);
     r->ended = 1;
@@ -2396,7 +2402,15 @@ r_scan(real *r, size_t consumed, size_t *next_secret)
         }
 #endif
         for (j = 0; j < sc->ns; j++) {
-            const buf *b = &sc->s[j];
+            buf trimmed = sc->s[j];
+            const buf *b = &trimmed;
+            /* trailing NULs would match any zeroed (wiped) memory after a
+             * legitimate copy of the same text: a later line still being
+             * assembled that starts the same way */
+            while (trimmed.n && trimmed.p[trimmed.n - 1] == '\0')
+                trimmed.n--;
+            if (trimmed.n == 0)
+                continue;
             /* bytes the session may hold for other reasons: sent outside
              * the exchange, or written by the session itself */
             if (memmem_(m->s + sc->end, m->len - sc->end, b->p, b->n) ||
