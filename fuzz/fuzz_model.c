@@ -1947,6 +1947,7 @@ typedef struct real {
     int pkind;
     int shut_now;
     int end_failed; /* on_data_end failed: its message is then aborted */
+    size_t nrep;    /* on_reply calls so far */
     /* messages */
     long cur;             /* index of the open message, -1 none */
     long nmsg;
@@ -2298,12 +2299,37 @@ cb_lmtp(llsmtp_server *s, size_t index, llsmtp_reply *rp)
     return LLSMTP_CB_OK;
 }
 
+/* on_reply reports every reply as it is queued, so in output order: its
+ * codes are the model's, one call each; AUTH lines never show their
+ * argument; the text is one line. */
+static void
+cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
+{
+    real *r = R(s);
+    size_t i;
+    if (ri->verb == NULL || ri->enhanced == NULL || ri->arg.p == NULL ||
+        ri->text.p == NULL)
+        fz_die("on_reply: a NULL field");
+    if (r->nrep >= r->m->ncodes)
+        fz_die("on_reply #%zu (%d) not expected by the model", r->nrep,
+               ri->code);
+    if (r->m->codes[r->nrep] != ri->code)
+        fz_die("on_reply #%zu: model expects %d, reported %d", r->nrep,
+               r->m->codes[r->nrep], ri->code);
+    r->nrep++;
+    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0)
+        fz_die("on_reply: an AUTH argument was reported");
+    for (i = 0; i < ri->text.n; i++)
+        if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
+            fz_die("on_reply: text spans lines");
+}
+
 static const llsmtp_callbacks fz_cbs = {
     cb_connect, cb_helo,  cb_mail,      cb_rcpt,     cb_param,
     cb_data_start, cb_data, cb_data_end, cb_abort,   cb_rset,
     cb_vrfy,    cb_expn,  cb_help,      cb_turn,     cb_quit,
     cb_auth,    cb_auth_step, cb_starttls, NULL,     cb_etrn,
-    cb_lmtp};
+    cb_lmtp,    cb_reply};
 
 /* Output: well-formed reply lines; each complete reply's code recorded and
  * compared with the model's. */
@@ -2404,11 +2430,15 @@ r_scan(real *r, size_t consumed, size_t *next_secret)
         for (j = 0; j < sc->ns; j++) {
             buf trimmed = sc->s[j];
             const buf *b = &trimmed;
-            /* trailing NULs would match any zeroed (wiped) memory after a
+            /* leading or trailing NULs would match zeroed (wiped) memory
+             * next to a legitimate copy of the rest (a line being
+             * assembled, a reply): compare the rest. Trailing ones: after a
              * legitimate copy of the same text: a later line still being
              * assembled that starts the same way */
             while (trimmed.n && trimmed.p[trimmed.n - 1] == '\0')
                 trimmed.n--;
+            while (trimmed.n && trimmed.p[0] == '\0') /* likewise */
+                trimmed.p++, trimmed.n--;
             if (trimmed.n == 0)
                 continue;
             /* bytes the session may hold for other reasons: sent outside
