@@ -458,6 +458,7 @@ sess_report(llsmtp_server *s, int code, const char *enh, const char *w,
 
 /* Queues one reply. enh is printed only when ENHANCEDSTATUSCODES is on. */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_put(llsmtp_server *s, int code, const char *enh,
          const llsmtp_span *parts, size_t np)
 {
@@ -487,6 +488,7 @@ sess_say(llsmtp_server *s, int code, const char *enh, const char *text)
 
 /* Queues "code enh <hostname> text" (221, 421). */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_say_host(llsmtp_server *s, int code, const char *enh, const char *text)
 {
     llsmtp_span sp[3];
@@ -548,6 +550,7 @@ static int sess_settle(llsmtp_server *s, int rc);
  * llsmtp_server_failed_cb reports: on_data_abort failing in turn, or the
  * 421 not fitting, comes back here and changes nothing. */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_fail(llsmtp_server *s, const char *cb, int err)
 {
     if (s->failed)
@@ -1539,6 +1542,7 @@ sess_msg_open(const llsmtp_server *s)
 
 /* Tells the host to drop a message that will not be completed. */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_abort(llsmtp_server *s, int why)
 {
     int cbrc = LLSMTP_CB_OK;
