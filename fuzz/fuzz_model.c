@@ -699,6 +699,28 @@ has_ctl(const char *p, size_t n)
     return 0;
 }
 
+/* Whether a keyword appears twice (ASCII case-insensitively). */
+static int
+m_params_dup(const llsmtp_params *ps)
+{
+    size_t i, j, q;
+    for (i = 0; i < ps->n; i++)
+        for (j = 0; j < i; j++) {
+            int same = ps->v[i].key.n == ps->v[j].key.n;
+            for (q = 0; same && q < ps->v[i].key.n; q++) {
+                char x = ps->v[i].key.p[q], y = ps->v[j].key.p[q];
+                if (x >= 'a' && x <= 'z')
+                    x = (char)(x - 32);
+                if (y >= 'a' && y <= 'z')
+                    y = (char)(y - 32);
+                same = x == y;
+            }
+            if (same)
+                return 1;
+        }
+    return 0;
+}
+
 /* Parameters after a path: 0 ok, else the reply code already given. */
 static int
 m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
@@ -954,6 +976,29 @@ m_rcpt(model *m, const char *a, size_t n)
     end += off;
     while (end < n && a[end] == ' ')
         end++;
+    /* the library's order: the whole command's syntax (501), then the
+     * recipient limit (452), then what the transaction allows (553),
+     * then each parameter's value */
+    {
+        llsmtp_params syn;
+        size_t se;
+        int u = (cfg->extensions & LLSMTP_EXT_SMTPUTF8) != 0;
+        if (end < n &&
+            (llsmtp_params_parse(a + end, n - end, u ? LLSMTP_PARSE_UTF8 : 0,
+                                 &syn, &se) != LLSMTP_OK ||
+             m_params_dup(&syn))) {
+            m_error(m, 501);
+            return;
+        }
+    }
+    if (m->nrcpt >= cfg->max_rcpt) {
+#if LIB_452_IS_ERROR
+        m_error(m, 452);
+#else
+        m_code(m, 452);
+#endif
+        return;
+    }
     if ((path.flags & LLSMTP_PATH_UTF8) && !m->smtputf8) {
         m_code(m, 553);
         return;
@@ -966,14 +1011,6 @@ m_rcpt(model *m, const char *a, size_t n)
             m_error(m, rc);
         else
             m_code(m, rc);
-        return;
-    }
-    if (m->nrcpt >= cfg->max_rcpt) {
-#if LIB_452_IS_ERROR
-        m_error(m, 452);
-#else
-        m_code(m, 452);
-#endif
         return;
     }
     m->rcpt_tried = 1;
