@@ -1390,6 +1390,14 @@ m_command(model *m, size_t i)
                     m_new_msg(m, 1);
                 }
             }
+            {
+                /* a chunk that cannot fit is refused from its BDAT line
+                 * (README: read and dropped, then 552): abort size now */
+                uint64_t max = m->c->cfg.max_size;
+                if (accept_chunk && max && m->open && !m->aborted &&
+                    (m->size > max || sz > max - m->size))
+                    m_abort(m, "size");
+            }
             if (P - i < sz) {
                 if (accept_chunk)
                     m_deliver(m, s + i, P - i);
