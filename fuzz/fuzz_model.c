@@ -1206,7 +1206,9 @@ m_command(model *m, size_t i)
         return lf + 1;
     }
     if (m->no_service) {
-        if (ieq(line, vn, "quit")) {
+        if (ieq(line, vn, "quit") && an) {
+            m_error(m, 501); /* QUIT takes no argument, here too */
+        } else if (ieq(line, vn, "quit")) {
             m_cb(m, "quit");
             m_decide(m, K_QUIT, 0);
             m_code(m, 221);
