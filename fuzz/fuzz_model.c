@@ -1622,7 +1622,11 @@ m_auth_line(model *m, size_t *ip, const char **p, size_t *n)
         (*n)--;
     else if (m->c->cfg.bare_lf == LLSMTP_BARE_LF_REJECT)
         return -2;
-    if (lf - i + 1 > m->c->cfg.max_auth_line)
+    /* the session takes AUTH lines up to its line buffer: max_auth_line,
+     * or max_line when that is larger (a line no longer than a command
+     * line is never too long) */
+    if (lf - i + 1 > m->c->cfg.max_auth_line &&
+        lf - i + 1 > m->c->cfg.max_line)
         return -1;
     return 1;
 }
