@@ -51,30 +51,30 @@
 #include <string.h>
 
 /* Known library defects being fixed on other branches. Set to 0 once the
- * fix is merged to exercise the area again. */
+ * fix is merged to exercise the area again. All fixed on main now. */
 #ifndef KNOWN_BDAT0_FIRST
-#define KNOWN_BDAT0_FIRST 1      /* BDAT 0 as the first chunk -> DATA mode */
+#define KNOWN_BDAT0_FIRST 0      /* BDAT 0 as the first chunk -> DATA mode */
 #endif
 #ifndef KNOWN_BDAT_WRAP
-#define KNOWN_BDAT_WRAP 1        /* BDAT sizes >= 2^64 wrap */
+#define KNOWN_BDAT_WRAP 0        /* BDAT sizes >= 2^64 wrap */
 #endif
 #ifndef KNOWN_EHLO_OVERFLOW
-#define KNOWN_EHLO_OVERFLOW 1    /* every extension + 8 mechanisms */
+#define KNOWN_EHLO_OVERFLOW 0    /* every extension + 8 mechanisms */
 #endif
 #ifndef KNOWN_LMTP_ABORT
-#define KNOWN_LMTP_ABORT 1       /* LMTP abort after end, output full */
+#define KNOWN_LMTP_ABORT 0       /* LMTP abort after end, output full */
 #endif
 #ifndef KNOWN_BDAT_DEFER_LAST
-#define KNOWN_BDAT_DEFER_LAST 1  /* BDAT reply lost after on_data defers */
+#define KNOWN_BDAT_DEFER_LAST 0  /* BDAT reply lost after on_data defers */
 #endif
 #ifndef KNOWN_CB_FAIL
-#define KNOWN_CB_FAIL 1          /* FAIL / 999 / on_param PENDING: no 421 */
+#define KNOWN_CB_FAIL 0          /* FAIL / 999 / on_param PENDING: no 421 */
 #endif
 #ifndef KNOWN_AUTH_LEFTOVER
-#define KNOWN_AUTH_LEFTOVER 1    /* credentials left after refusals */
+#define KNOWN_AUTH_LEFTOVER 0    /* credentials left after refusals */
 #endif
 #ifndef KNOWN_BORROWED_TEXT
-#define KNOWN_BORROWED_TEXT 1    /* reply text from a stack buffer */
+#define KNOWN_BORROWED_TEXT 0    /* reply text from a stack buffer */
 #endif
 
 /* Library choices the model follows although the RFC does not ask for
@@ -82,32 +82,32 @@
 /* "452 too many recipients" counts towards max_errors (reported: a
  * client pipelining more recipients than max_rcpt is closed with 421). */
 #ifndef LIB_452_IS_ERROR
-#define LIB_452_IS_ERROR 1
+#define LIB_452_IS_ERROR 0
 #endif
 
 /* NEW defect, reported: RCPT is accepted between BDAT chunks (RFC 3030
  * 2: the recipients come before the data); 1 follows the library. */
 #ifndef LIB_RCPT_IN_BDAT
-#define LIB_RCPT_IN_BDAT 1
+#define LIB_RCPT_IN_BDAT 0
 #endif
 
 /* NEW defect, reported: MAIL ... AUTH (no "=value") is accepted; RFC 4954
  * 5 has "AUTH=" xtext. 1 follows the library. */
 #ifndef LIB_AUTH_PARAM_NO_VALUE
-#define LIB_AUTH_PARAM_NO_VALUE 1
+#define LIB_AUTH_PARAM_NO_VALUE 0
 #endif
 
 /* NEW defect, reported: RSET, HELO/EHLO/LHLO or QUIT between BDAT chunks
  * drop the open message without on_data_abort (after RSET/EHLO the next
  * message's bytes even continue it). 1: such inputs are cut there. */
 #ifndef LIB_BDAT_RESET_NO_ABORT
-#define LIB_BDAT_RESET_NO_ABORT 1
+#define LIB_BDAT_RESET_NO_ABORT 0
 #endif
 
 /* Divergence, reported: with no size limit (max_size 0) a SIZE= of 2^64
  * or more gets "552 exceeds fixed maximum message size". 1 follows. */
 #ifndef LIB_SIZE_OVERFLOW_552
-#define LIB_SIZE_OVERFLOW_552 1
+#define LIB_SIZE_OVERFLOW_552 0
 #endif
 
 #define FZ_HDR 13
@@ -240,6 +240,8 @@ typedef struct verdict {
     int multiline; /* refusal text with a line break */
     int fail;      /* real host only: return LLSMTP_CB_FAIL (the model
                       sees it as shut: 421, the message dropped, close) */
+    int bad;       /* with fail: instead return OK with reply code 999
+                      (on_param: return PENDING, which it may not) */
     uint64_t r;
 } verdict;
 
@@ -365,10 +367,11 @@ fz_verdict(const fzcfg *c, int kind, unsigned k, unsigned step)
 #undef PICK
 #if !KNOWN_CB_FAIL
     if (kind != K_CONNECT && kind != K_QUIT && kind != K_STARTTLS &&
-        kind != K_LMTP && kind != K_PARAM && ((r >> 50) & 63) == 0) {
+        kind != K_LMTP && ((r >> 50) & 63) == 0) {
         v.fail = 1;
         v.shut = 1;
         v.defer = 0;
+        v.bad = (int)((r >> 56) & 1);
     }
 #endif
     return v;
@@ -609,7 +612,7 @@ static void
 m_reset_txn(model *m)
 {
     if (m->open)
-        m_abort(m, "*"); /* an open BDAT message must end (RFC 3030) */
+        m_abort(m, "reset"); /* an open BDAT message must end (RFC 3030) */
     m->open = 0;
     m->mail = m->rcpt_tried = m->smtputf8 = m->binary = m->bdat_txn = 0;
     m->nrcpt = 0;
@@ -696,6 +699,28 @@ has_ctl(const char *p, size_t n)
     return 0;
 }
 
+/* Whether a keyword appears twice (ASCII case-insensitively). */
+static int
+m_params_dup(const llsmtp_params *ps)
+{
+    size_t i, j, q;
+    for (i = 0; i < ps->n; i++)
+        for (j = 0; j < i; j++) {
+            int same = ps->v[i].key.n == ps->v[j].key.n;
+            for (q = 0; same && q < ps->v[i].key.n; q++) {
+                char x = ps->v[i].key.p[q], y = ps->v[j].key.p[q];
+                if (x >= 'a' && x <= 'z')
+                    x = (char)(x - 32);
+                if (y >= 'a' && y <= 'z')
+                    y = (char)(y - 32);
+                same = x == y;
+            }
+            if (same)
+                return 1;
+        }
+    return 0;
+}
+
 /* Parameters after a path: 0 ok, else the reply code already given. */
 static int
 m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
@@ -766,6 +791,7 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             else if ((ext & LLSMTP_EXT_8BITMIME) && ieq(v, vn, "8bitmime"))
                 ;
             else if ((ext & LLSMTP_EXT_BINARYMIME) &&
+                     (ext & LLSMTP_EXT_CHUNKING) && /* RFC 3030 3 */
                      ieq(v, vn, "binarymime"))
                 m->binary = 2; /* tentatively, committed on acceptance */
             else
@@ -811,6 +837,12 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             verdict vd;
             m_cb(m, "param %d %.*s", is_rcpt, (int)kn, k);
             vd = m_decide(m, K_PARAM, 0);
+            if (vd.fail) {
+                m->shut = 1;
+                m_code(m, 421);
+                m_close(m);
+                return -1;
+            }
             if (vd.code != 250)
                 return 555;
         }
@@ -874,6 +906,8 @@ m_mail(model *m, const char *a, size_t n)
         end++;
     m->binary = 0;
     rc = m_params(m, a + end, n - end, 0, &ps, &u8);
+    if (rc < 0)
+        return;
     if (rc) {
         m->binary = 0;
         if (rc == 501)
@@ -942,17 +976,20 @@ m_rcpt(model *m, const char *a, size_t n)
     end += off;
     while (end < n && a[end] == ' ')
         end++;
-    if ((path.flags & LLSMTP_PATH_UTF8) && !m->smtputf8) {
-        m_code(m, 553);
-        return;
-    }
-    rc = m_params(m, a + end, n - end, 1, &ps, &u8);
-    if (rc) {
-        if (rc == 501)
-            m_error(m, rc);
-        else
-            m_code(m, rc);
-        return;
+    /* the library's order: the whole command's syntax (501), then the
+     * recipient limit (452), then what the transaction allows (553),
+     * then each parameter's value */
+    {
+        llsmtp_params syn;
+        size_t se;
+        int u = (cfg->extensions & LLSMTP_EXT_SMTPUTF8) != 0;
+        if (end < n &&
+            (llsmtp_params_parse(a + end, n - end, u ? LLSMTP_PARSE_UTF8 : 0,
+                                 &syn, &se) != LLSMTP_OK ||
+             m_params_dup(&syn))) {
+            m_error(m, 501);
+            return;
+        }
     }
     if (m->nrcpt >= cfg->max_rcpt) {
 #if LIB_452_IS_ERROR
@@ -960,6 +997,20 @@ m_rcpt(model *m, const char *a, size_t n)
 #else
         m_code(m, 452);
 #endif
+        return;
+    }
+    if ((path.flags & LLSMTP_PATH_UTF8) && !m->smtputf8) {
+        m_code(m, 553);
+        return;
+    }
+    rc = m_params(m, a + end, n - end, 1, &ps, &u8);
+    if (rc < 0)
+        return;
+    if (rc) {
+        if (rc == 501)
+            m_error(m, rc);
+        else
+            m_code(m, rc);
         return;
     }
     m->rcpt_tried = 1;
@@ -1155,7 +1206,9 @@ m_command(model *m, size_t i)
         return lf + 1;
     }
     if (m->no_service) {
-        if (ieq(line, vn, "quit")) {
+        if (ieq(line, vn, "quit") && an) {
+            m_error(m, 501); /* QUIT takes no argument, here too */
+        } else if (ieq(line, vn, "quit")) {
             m_cb(m, "quit");
             m_decide(m, K_QUIT, 0);
             m_code(m, 221);
@@ -1189,7 +1242,6 @@ m_command(model *m, size_t i)
             m_error(m, 501);
             return lf + 1;
         }
-        m_reset_txn(m);
         m_cb(m, "%s %.*s", is_ehlo ? "ehlo" : "helo", (int)an, a);
         v = m_decide(m, K_HELO, 0);
         if (v.shut) {
@@ -1198,7 +1250,10 @@ m_command(model *m, size_t i)
             m_close(m);
             return lf + 1;
         }
+        /* the transaction ends once HELO/EHLO is answered, refused or
+         * not; an open BDAT message is abandoned (RESET) */
         m_code(m, v.code);
+        m_reset_txn(m);
         /* a refused HELO/EHLO leaves no greeting in force */
         m->helo = v.code / 100 == 2 ? (is_ehlo ? 2 : 1) : 0;
         return lf + 1;
@@ -1253,42 +1308,59 @@ m_command(model *m, size_t i)
     if (VERB("bdat")) {
         uint64_t sz = 0;
         size_t q = 0, nd;
-        int last = 0, ok = 1;
+        int last = 0, ok = 1, big = 0, junk = 0;
         if (!(ext & LLSMTP_EXT_CHUNKING)) {
             m_error(m, 502);
             return lf + 1;
         }
         while (q < an && a[q] >= '0' && a[q] <= '9') {
-            sz = sz * 10 + (uint64_t)(a[q] - '0');
+            if (sz > (UINT64_MAX - (uint64_t)(a[q] - '0')) / 10)
+                big = 1;
+            else
+                sz = sz * 10 + (uint64_t)(a[q] - '0');
             q++;
         }
         nd = q;
-        if (nd == 0)
+        if (nd == 0 || (q < an && a[q] != ' '))
             ok = 0;
-        if (q < an) {
-            if (ieq(a + q, an - q, " last"))
+        if (ok && q < an) {
+            size_t t = q;
+            while (t < an && (a[t] == ' ' || a[t] == '\t'))
+                t++;
+            if (ieq(a + t, an - t, "last"))
                 last = 1;
             else
-                ok = 0;
+                junk = 1;
         }
         if (!ok) {
-            m_error(m, 501);
+            /* RFC 3030 2: where the chunk ends is unknown: 501, close */
+            m_code(m, 501);
+            m_code(m, 421);
+            m_close(m);
             return lf + 1;
         }
-        if (nd > 18) {
-#if KNOWN_BDAT_WRAP
-            m->truncated = 1;
-            return (size_t)-1;
-#else
-            /* RFC 3030: nobody sends that much; over max_size anyway */
-#endif
+        if (big) {
+            /* a size past 2^64 - 1 cannot be counted off: 552, close */
+            if (m->open)
+                m_abort(m, "size");
+            m_code(m, 552);
+            m_code(m, 421);
+            m_close(m);
+            return lf + 1;
         }
-#if KNOWN_BDAT0_FIRST
-        if (sz == 0 && !last && !m->bdat_txn) {
-            m->truncated = 1;
-            return (size_t)-1;
+        if (junk) {
+            /* the size is known: the chunk is read and dropped, 501; an
+             * open message is abandoned (the client counts it failed) */
+            if (m->bdat_txn)
+                m_reset_txn(m);
+            m_error(m, 501);
+            if (m->closed)
+                return lf + 1;
+            i = lf + 1;
+            if (P - i < sz)
+                return P;
+            return i + (size_t)sz;
         }
-#endif
         i = lf + 1;
         {
             int accept_chunk = 1;
@@ -1320,6 +1392,14 @@ m_command(model *m, size_t i)
                     m_new_msg(m, 1);
                 }
             }
+            {
+                /* a chunk that cannot fit is refused from its BDAT line
+                 * (README: read and dropped, then 552): abort size now */
+                uint64_t max = m->c->cfg.max_size;
+                if (accept_chunk && max && m->open && !m->aborted &&
+                    (m->size > max || sz > max - m->size))
+                    m_abort(m, "size");
+            }
             if (P - i < sz) {
                 if (accept_chunk)
                     m_deliver(m, s + i, P - i);
@@ -1347,7 +1427,6 @@ m_command(model *m, size_t i)
             m_error(m, 501);
             return lf + 1;
         }
-        m_reset_txn(m);
         m_cb(m, "rset");
         v = m_decide(m, K_RSET, 0);
         if (v.shut) {
@@ -1357,6 +1436,7 @@ m_command(model *m, size_t i)
             return lf + 1;
         }
         m_code(m, v.code);
+        m_reset_txn(m); /* an open BDAT message: abort RESET */
         return lf + 1;
     }
     if (VERB("noop")) {
@@ -1384,8 +1464,10 @@ m_command(model *m, size_t i)
             m_error(m, 501);
             return lf + 1;
         }
-        /* TURN takes no argument (RFC 821) but the library ignores one;
-         * harmless: it is refused by default */
+        if (kind == K_TURN && an) { /* RFC 821: TURN takes no argument */
+            m_error(m, 501);
+            return lf + 1;
+        }
         m_cb(m, "%s %.*s",
              kind == K_VRFY   ? "vrfy"
              : kind == K_EXPN ? "expn"
@@ -1540,7 +1622,11 @@ m_auth_line(model *m, size_t *ip, const char **p, size_t *n)
         (*n)--;
     else if (m->c->cfg.bare_lf == LLSMTP_BARE_LF_REJECT)
         return -2;
-    if (lf - i + 1 > m->c->cfg.max_auth_line)
+    /* the session takes AUTH lines up to its line buffer: max_auth_line,
+     * or max_line when that is larger (a line no longer than a command
+     * line is never too long) */
+    if (lf - i + 1 > m->c->cfg.max_auth_line &&
+        lf - i + 1 > m->c->cfg.max_line)
         return -1;
     return 1;
 }
@@ -1911,6 +1997,8 @@ typedef struct real {
     verdict pv;
     int pkind;
     int shut_now;
+    int end_failed; /* on_data_end failed: its message is then aborted */
+    size_t nrep;    /* on_reply calls so far */
     /* messages */
     long cur;             /* index of the open message, -1 none */
     long nmsg;
@@ -2017,6 +2105,10 @@ r_decide(real *r, int kind, unsigned step, llsmtp_reply *rp)
     verdict v = fz_verdict(r->c, kind, r->k++, step);
     if (v.fail) {
         r->failed = 1;
+        if (v.bad) {
+            rp->code = 999; /* no such reply: the session must fail */
+            return LLSMTP_CB_OK;
+        }
         return LLSMTP_CB_FAIL;
     }
     if (v.defer) {
@@ -2069,6 +2161,12 @@ cb_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
     verdict v;
     r_expect_cb(r, "param %d %.*s", is_rcpt, (int)p->key.n, p->key.p);
     v = fz_verdict(r->c, K_PARAM, r->k++, 0);
+    if (v.fail) {
+        r->failed = 1;
+        if (v.bad)
+            return LLSMTP_CB_PENDING; /* on_param may not defer */
+        return LLSMTP_CB_FAIL;
+    }
     r_apply(r, K_PARAM, &v, rp);
     return LLSMTP_CB_OK;
 }
@@ -2147,17 +2245,22 @@ cb_data_end(llsmtp_server *s, llsmtp_reply *rp)
                "differ)",
                r->cur, r->got.n, mm->data.n);
     r->ended = 1;
-    return r_decide(r, K_DATA_END, 0, rp);
+    {
+        int rc = r_decide(r, K_DATA_END, 0, rp);
+        r->end_failed = r->failed;
+        return rc;
+    }
 }
 static int
 cb_abort(llsmtp_server *s, int why)
 {
     real *r = R(s);
-    static const char *const names[] = {"?", "size", "bare_lf", "closed"};
-    r_expect_cb(r, "abort %s", names[why >= 1 && why <= 3 ? why : 0]);
+    static const char *const names[] = {"?", "size", "bare_lf", "closed",
+                                        "reset"};
+    r_expect_cb(r, "abort %s", names[why >= 1 && why <= 4 ? why : 0]);
     /* an abort after an accepted end is caught by the callback order: the
      * model only expects one after a data_end the host never decided */
-    if (r->cur < 0 || (r->ended && !r->shut_now))
+    if (r->cur < 0 || (r->ended && !r->shut_now && !r->end_failed))
         r_msg_begin(r);
     r_prefix(r, &r->m->msgs[r->cur]);
     r->ended = 1;
@@ -2247,12 +2350,37 @@ cb_lmtp(llsmtp_server *s, size_t index, llsmtp_reply *rp)
     return LLSMTP_CB_OK;
 }
 
+/* on_reply reports every reply as it is queued, so in output order: its
+ * codes are the model's, one call each; AUTH lines never show their
+ * argument; the text is one line. */
+static void
+cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
+{
+    real *r = R(s);
+    size_t i;
+    if (ri->verb == NULL || ri->enhanced == NULL || ri->arg.p == NULL ||
+        ri->text.p == NULL)
+        fz_die("on_reply: a NULL field");
+    if (r->nrep >= r->m->ncodes)
+        fz_die("on_reply #%zu (%d) not expected by the model", r->nrep,
+               ri->code);
+    if (r->m->codes[r->nrep] != ri->code)
+        fz_die("on_reply #%zu: model expects %d, reported %d", r->nrep,
+               r->m->codes[r->nrep], ri->code);
+    r->nrep++;
+    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0)
+        fz_die("on_reply: an AUTH argument was reported");
+    for (i = 0; i < ri->text.n; i++)
+        if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
+            fz_die("on_reply: text spans lines");
+}
+
 static const llsmtp_callbacks fz_cbs = {
     cb_connect, cb_helo,  cb_mail,      cb_rcpt,     cb_param,
     cb_data_start, cb_data, cb_data_end, cb_abort,   cb_rset,
     cb_vrfy,    cb_expn,  cb_help,      cb_turn,     cb_quit,
     cb_auth,    cb_auth_step, cb_starttls, NULL,     cb_etrn,
-    cb_lmtp};
+    cb_lmtp,    cb_reply};
 
 /* Output: well-formed reply lines; each complete reply's code recorded and
  * compared with the model's. */
@@ -2351,7 +2479,19 @@ r_scan(real *r, size_t consumed, size_t *next_secret)
         }
 #endif
         for (j = 0; j < sc->ns; j++) {
-            const buf *b = &sc->s[j];
+            buf trimmed = sc->s[j];
+            const buf *b = &trimmed;
+            /* leading or trailing NULs would match zeroed (wiped) memory
+             * next to a legitimate copy of the rest (a line being
+             * assembled, a reply): compare the rest. Trailing ones: after a
+             * legitimate copy of the same text: a later line still being
+             * assembled that starts the same way */
+            while (trimmed.n && trimmed.p[trimmed.n - 1] == '\0')
+                trimmed.n--;
+            while (trimmed.n && trimmed.p[0] == '\0') /* likewise */
+                trimmed.p++, trimmed.n--;
+            if (trimmed.n == 0)
+                continue;
             /* bytes the session may hold for other reasons: sent outside
              * the exchange, or written by the session itself */
             if (memmem_(m->s + sc->end, m->len - sc->end, b->p, b->n) ||

@@ -243,12 +243,29 @@ fz_lmtp(llsmtp_server *s, size_t index, llsmtp_reply *r)
     return LLSMTP_CB_OK;
 }
 
+/* on_reply: what it reports is what went out, one line's text, never a
+ * control byte; an AUTH line's argument is never reported. */
+static void
+fz_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
+{
+    size_t i;
+    (void)s;
+    if (ri->code < 200 || ri->code > 599 || ri->verb == NULL ||
+        ri->enhanced == NULL || ri->arg.p == NULL || ri->text.p == NULL)
+        abort();
+    for (i = 0; i < ri->text.n; i++)
+        if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
+            abort();
+    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0)
+        abort();
+}
+
 static const llsmtp_callbacks fz_cb = {
     fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,
     fz_simple,  fz_data,   fz_simple, fz_abort,  fz_simple,
     fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple,
     fz_auth,    fz_auth_step, fz_simple, NULL,      fz_arg,
-    fz_lmtp};
+    fz_lmtp,    fz_reply};
 
 static int
 fz_resume(llsmtp_server *s, fz *f)

@@ -413,7 +413,15 @@ enum llsmtp_cfg_flag {
 enum llsmtp_abort {
     LLSMTP_ABORT_SIZE = 1,      /* over config.max_size: 552 at the end */
     LLSMTP_ABORT_BARE_LF = 2,   /* bare LF/CR under REJECT: 550 at the end */
-    LLSMTP_ABORT_CLOSED = 3     /* connection ended (eof, timeout) mid-data */
+    LLSMTP_ABORT_CLOSED = 3,    /* the session ended with the message open:
+                                   eof, timeout, shutdown, QUIT or a 421
+                                   (error limit, HTTP verb, unreadable BDAT
+                                   size) between BDAT chunks */
+    LLSMTP_ABORT_RESET = 4      /* the client ended the transaction between
+                                   BDAT chunks: RSET, HELO/EHLO/LHLO again,
+                                   or a BDAT with junk after its size (its
+                                   chunk is dropped); STARTTLS cannot, as it
+                                   is refused inside a transaction */
 };
 
 /* Which decision a paused session awaits (llsmtp_server_pending). */
@@ -449,6 +457,45 @@ enum llsmtp_timeout {
     LLSMTP_TIMEOUT_FINAL_DOT       /* end of data seen; host deciding */
 };
 
+/* What a reply answers (llsmtp_reply_info.phase). */
+enum llsmtp_reply_phase {
+    LLSMTP_RI_COMMAND = 0, /* the command line named by verb (a second
+                              reply to the same line, e.g. the 421 after
+                              the error limit, says the same) */
+    LLSMTP_RI_GREETING = 1, /* the greeting; verb "" */
+    LLSMTP_RI_CHUNK = 2,   /* a BDAT chunk, once its octets were read
+                              ("250 n octets received", 552); verb "BDAT" */
+    LLSMTP_RI_MESSAGE = 3, /* the final reply to a message: after
+                              <CRLF>.<CRLF> (verb "DATA") or the BDAT LAST
+                              chunk (verb "BDAT"); in LMTP one per
+                              accepted recipient (rcpt says which) */
+    LLSMTP_RI_SESSION = 4  /* caused by no client line: timeout, shutdown,
+                              the 421 after a host failure, the
+                              synchronization check's 554; verb "-" */
+};
+
+/* One queued reply, for on_reply (logging). Every pointer is valid only
+ * during the call. */
+typedef struct llsmtp_reply_info {
+    const char *verb; /* canonical upper-case verb of the command answered
+                         ("MAIL", "RCPT", "DATA", "BDAT", "AUTH", "GET",
+                         ...), NUL-terminated; "" for the greeting, for an
+                         unknown verb (never echoed: a stray SASL response
+                         would arrive as one), an empty or overlong line;
+                         "-" for LLSMTP_RI_SESSION */
+    llsmtp_span arg;  /* the command's argument as received (trimmed);
+                         empty for AUTH and every line of an AUTH exchange
+                         (never a credential), for unknown verbs, and for
+                         replies after message data (CHUNK, MESSAGE) */
+    int code;         /* 200..599 */
+    const char *enhanced; /* as sent: "" when none (or the extension is
+                             off) */
+    llsmtp_span text;  /* the first reply line's text, as sent */
+    int phase;         /* enum llsmtp_reply_phase */
+    long rcpt;         /* LMTP message replies: the recipient index (RCPT
+                          order); otherwise -1 */
+} llsmtp_reply_info;
+
 /* Callback table. Every member may be NULL: "accept with the default
  * reply", except on_vrfy (252), on_expn (502) and on_turn (502) whose
  * safe defaults refuse. Spans are valid only during the call. Calling
@@ -483,11 +530,15 @@ typedef struct llsmtp_callbacks {
     /* End of message. Default "250 2.6.0 <id> Queued mail for delivery". */
     int (*on_data_end)(llsmtp_server *s, llsmtp_reply *r);
     /* The message was abandoned (enum llsmtp_abort); no on_data_end will
-     * follow. Drop what was stored. Called at most once per message, and
-     * never after on_data_end accepted it. The return value is honoured
-     * (FAIL). */
+     * follow. Drop what was stored. Every message on_data_start opened
+     * ends in exactly one on_data_end or on_data_abort, on every path. The
+     * return value is honoured (FAIL). */
     int (*on_data_abort)(llsmtp_server *s, int why);
-    /* RSET, and implicit resets (HELO/EHLO again). Default 250. */
+    /* RSET only. Default 250. The other ends of a transaction are not
+     * reported here: HELO/EHLO/LHLO again through on_helo, STARTTLS
+     * through llsmtp_server_tls_started (both forget the transaction), and
+     * a message already open between BDAT chunks through
+     * on_data_abort(LLSMTP_ABORT_RESET). */
     int (*on_rset)(llsmtp_server *s, llsmtp_reply *r);
     /* VRFY/EXPN/HELP argument as given (may be empty). */
     int (*on_vrfy)(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r);
@@ -525,6 +576,13 @@ typedef struct llsmtp_callbacks {
      * reply. Change it to fail one recipient (e.g. 552 5.2.2 mailbox
      * full). Must not return PENDING. */
     int (*on_lmtp_rcpt)(llsmtp_server *s, size_t index, llsmtp_reply *r);
+    /* Observer: called once for every reply the session queues, just
+     * after queuing it and in output order, so a host can log refused
+     * commands (4xx/5xx) and, verbosely, every command, without parsing
+     * the stream or guessing what is a credential. Cannot change the
+     * reply; feed/resume/... from here return LLSMTP_E_REENTRANT. Costs
+     * nothing when NULL. */
+    void (*on_reply)(llsmtp_server *s, const llsmtp_reply_info *ri);
 } llsmtp_callbacks;
 
 /* The most mechanisms config.auth_mechanisms may name. */
@@ -1040,8 +1098,11 @@ LLSMTP_API void llsmtp_client_consume(llsmtp_client *c, size_t n);
  * server cannot take as it is - over its SIZE, 8-bit without 8BITMIME,
  * SMTPUTF8 not offered - gets a local MESSAGE event and nothing is sent.
  * Returns LLSMTP_OK, LLSMTP_E_STATE (not READY), LLSMTP_E_RANGE (no
- * recipients or too many) or LLSMTP_E_SYNTAX (a path or parameter with a
- * control character, "<" or ">", or too long). */
+ * recipients or too many) or LLSMTP_E_SYNTAX (a mailbox that is not an
+ * RFC 5321 4.1.2 Mailbox - checked with llsmtp_path_parse, so a quoted
+ * local part such as "x> y"@far.test is fine while CR, LF, NUL or an
+ * unquoted "<", ">" or space is not - or over 254 octets; a parameter
+ * string with a control character, "<" or ">", or too long). */
 LLSMTP_API int llsmtp_client_mail(llsmtp_client *c,
                                   const llsmtp_client_msg *m);
 /* Encodes body bytes (after BODY) into out: dot-stuffed, every line

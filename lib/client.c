@@ -282,6 +282,31 @@ cli_clean(const char *p, size_t n, int angle)
     return 1;
 }
 
+/* A mailbox the host wants in MAIL FROM:<...> or RCPT TO:<...>: checked
+ * with the library's own path parser (RFC 5321 4.1.2), so a quoted local
+ * part may hold "<", ">" or spaces ("x> y"@far.test is legal and must be
+ * relayable) while CR, LF, NUL and anything else that could end or split
+ * the command line is refused: the parser admits none of them, and the
+ * whole "<mailbox>" must be one Path. Empty: the null reverse path. */
+static int
+cli_path_ok(llsmtp_span mb, int is_rcpt)
+{
+    char buf[258];
+    llsmtp_path path;
+    size_t end = 0;
+    unsigned opts = LLSMTP_PARSE_UTF8 | (is_rcpt ? LLSMTP_PARSE_ALLOW_POSTMASTER
+                                                 : 0);
+    if (mb.n == 0)
+        return !is_rcpt;
+    if (mb.n > 254)
+        return 0;
+    buf[0] = '<';
+    memcpy(buf + 1, mb.p, mb.n);
+    buf[mb.n + 1] = '>';
+    return llsmtp_path_parse(buf, mb.n + 2, opts, &path, &end) == LLSMTP_OK &&
+           end == mb.n + 2;
+}
+
 static void
 cli_event(llsmtp_client *c, int type, int code, int local, long rcpt,
           const char *text, size_t n)
@@ -941,13 +966,12 @@ llsmtp_client_mail(llsmtp_client *c, const llsmtp_client_msg *m)
     if (m->nto == 0 || m->nto > LLSMTP_CLIENT_RCPT_MAX)
         return LLSMTP_E_RANGE;
     /* RFC 5321 4.5.3.1.3: a path is at most 256 octets with its <> */
-    if (m->from.n > 254 || !cli_clean(m->from.p, m->from.n, 1) ||
+    if (!cli_path_ok(m->from, 0) ||
         m->mail_params.n > 400 ||
         !cli_clean(m->mail_params.p, m->mail_params.n, 1))
         return LLSMTP_E_SYNTAX;
     for (i = 0; i < m->nto; i++) {
-        if (m->to[i].n == 0 || m->to[i].n > 254 ||
-            !cli_clean(m->to[i].p, m->to[i].n, 1))
+        if (!cli_path_ok(m->to[i], 1))
             return LLSMTP_E_SYNTAX;
         if (m->rcpt_params != NULL &&
             (m->rcpt_params[i].n > 400 ||

@@ -80,6 +80,7 @@ struct llsmtp_server {
     size_t greet_left;    /* greeting bytes not yet consumed (sync check) */
     size_t rcpt_count, rcpt_tried;
     size_t pend_arg_len;  /* deferred decision's argument, kept in line[] */
+    size_t pend_arg_off;  /* ... at this offset */
     uint64_t decl_size, pend_size, msg_size;
     unsigned errors, rcpt_rejects;
     llsmtp_ip client;     /* for the relay policy; family 0 = unknown */
@@ -105,6 +106,13 @@ struct llsmtp_server {
     unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
     unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
     unsigned char discarding, sync_wait;
+    /* What the next queued reply answers, for on_reply: verb (static
+     * text), the command's argument (valid while its line is being
+     * handled, or copied into line[] across a deferral) and phase. */
+    const char *rv_verb;
+    llsmtp_span rv_arg;
+    size_t pend_rv_len;   /* the deferred command's argument, in line[] */
+    unsigned char rv_phase;
 };
 
 #ifdef __cplusplus /* vendored into C++: a const needs an initializer */
@@ -396,8 +404,61 @@ sess_out_tail(llsmtp_server *s, size_t *avail)
 
 static int sess_fail(llsmtp_server *s, const char *cb, int err);
 
+/* The next replies are not caused by a client line (on_reply verb "-"). */
+static void
+sess_rv_session(llsmtp_server *s)
+{
+    s->rv_verb = "-";
+    s->rv_arg.p = NULL;
+    s->rv_arg.n = 0;
+    s->rv_phase = LLSMTP_RI_SESSION;
+}
+
+/* The next replies answer message data (a chunk, or the message). */
+static void
+sess_rv_data(llsmtp_server *s, int phase, int is_bdat)
+{
+    s->rv_verb = is_bdat ? "BDAT" : "DATA";
+    s->rv_arg.p = NULL;
+    s->rv_arg.n = 0;
+    s->rv_phase = (unsigned char)phase;
+}
+
+/* Tells on_reply about the reply just queued at w[0..n): "ddd" SP or
+ * "-", the enhanced code when printed, the first line's text. Read back
+ * from the queue, so it is what the client gets. */
+static void
+sess_report(llsmtp_server *s, int code, const char *enh, const char *w,
+            size_t n)
+{
+    llsmtp_reply_info ri;
+    const char *cr = (const char *)memchr(w, '\r', n);
+    size_t end = cr != NULL ? (size_t)(cr - w) : n, start = 4;
+    unsigned char in_cb = s->in_cb;
+    if (enh != NULL)
+        start += strlen(enh) + 1;
+    if (start > end)
+        start = end;
+    ri.verb = s->rv_verb != NULL ? s->rv_verb : "";
+    ri.arg = s->rv_arg;
+    if (ri.arg.p == NULL)
+        ri.arg.p = "";
+    ri.code = code;
+    ri.enhanced = enh != NULL ? enh : "";
+    ri.text.p = w + start;
+    ri.text.n = end - start;
+    ri.phase = s->rv_phase;
+    ri.rcpt = s->lmtp_active && s->rv_phase == LLSMTP_RI_MESSAGE
+                  ? (long)s->lmtp_next
+                  : -1;
+    s->in_cb = 1; /* an observer: feed/resume from here is refused */
+    s->cb->on_reply(s, &ri);
+    s->in_cb = in_cb;
+}
+
 /* Queues one reply. enh is printed only when ENHANCEDSTATUSCODES is on. */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_put(llsmtp_server *s, int code, const char *enh,
          const llsmtp_span *parts, size_t np)
 {
@@ -410,6 +471,8 @@ sess_put(llsmtp_server *s, int code, const char *enh,
     if (w == 0)
         return sess_fail(s, NULL, LLSMTP_E_BUFFER);
     s->out_end += w;
+    if (s->cb->on_reply != NULL)
+        sess_report(s, code, enh, tail, w);
     return LLSMTP_OK;
 }
 
@@ -425,6 +488,7 @@ sess_say(llsmtp_server *s, int code, const char *enh, const char *text)
 
 /* Queues "code enh <hostname> text" (221, 421). */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_say_host(llsmtp_server *s, int code, const char *enh, const char *text)
 {
     llsmtp_span sp[3];
@@ -476,6 +540,7 @@ llsmtp_server_input_drained(llsmtp_server *s)
 
 static int sess_msg_open(const llsmtp_server *s);
 static int sess_abort(llsmtp_server *s, int why);
+static int sess_settle(llsmtp_server *s, int rc);
 
 /* The session fails for good (sticky until reset): a callback failed or
  * left a reply it may not give, or a reply did not fit. The host is going
@@ -485,6 +550,7 @@ static int sess_abort(llsmtp_server *s, int why);
  * llsmtp_server_failed_cb reports: on_data_abort failing in turn, or the
  * 421 not fitting, comes back here and changes nothing. */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_fail(llsmtp_server *s, const char *cb, int err)
 {
     if (s->failed)
@@ -493,6 +559,7 @@ sess_fail(llsmtp_server *s, const char *cb, int err)
     s->failed_cb = cb;
     if (sess_msg_open(s))
         (void)sess_abort(s, LLSMTP_ABORT_CLOSED);
+    sess_rv_session(s);
     if (s->phase != PH_CLOSED)
         (void)sess_say_host(s, 421, "4.3.0",
                             "Service not available, closing transmission "
@@ -545,6 +612,21 @@ sess_tx_reset(llsmtp_server *s)
     s->body = 0;
     s->msg = MSG_NONE;
     s->smtputf8 = 0;
+}
+
+/* The client ended the transaction (RSET, HELO/EHLO/LHLO again): a
+ * message the host opened is abandoned first, so that what it stored is
+ * never continued by the next transaction's data. */
+static int
+sess_tx_end(llsmtp_server *s)
+{
+    if (sess_msg_open(s)) {
+        int rc = sess_abort(s, LLSMTP_ABORT_RESET);
+        if (rc < 0)
+            return rc;
+    }
+    sess_tx_reset(s);
+    return LLSMTP_OK;
 }
 
 /* Counts one more of something the session tolerates only so often; at
@@ -907,6 +989,8 @@ sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     tail[4 + w] = '\r';
     tail[5 + w] = '\n';
     s->out_end += w + 6;
+    if (s->cb->on_reply != NULL)
+        sess_report(s, 334, NULL, tail, w + 6);
     s->auth_state = AUTH_STEP;
     return LLSMTP_OK;
 }
@@ -968,7 +1052,8 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         s->greet_left = s->out_end - s->out_start;
         break;
     case LLSMTP_PENDING_HELO:
-        sess_tx_reset(s);
+        if ((rc = sess_tx_end(s)) < 0)
+            return rc;
         s->helo = cls == 2 ? (s->pend_ehlo ? HELO_EHLO : HELO_HELO)
                            : HELO_NONE;
         break;
@@ -1009,7 +1094,8 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         s->phase = PH_CMD;
         break;
     case LLSMTP_PENDING_RSET:
-        sess_tx_reset(s);
+        if ((rc = sess_tx_end(s)) < 0)
+            return rc;
         break;
     case LLSMTP_PENDING_QUIT:
         s->phase = PH_CLOSED;
@@ -1175,12 +1261,26 @@ sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
 {
     if (cbrc == LLSMTP_CB_PENDING) {
         /* Keep what the default reply needs; the line is consumed and the
-         * line buffer is free until resume (feed consumes nothing). */
-        if (arg.n > s->line_cap)
-            arg.n = s->line_cap;
-        if (arg.n)
-            memmove(s->line, arg.p, arg.n);
-        s->pend_arg_len = arg.n;
+         * line buffer is free until resume (feed consumes nothing). The
+         * decision's argument (a path, a domain) lies inside the
+         * command's, which on_reply reports: keep the whole command
+         * argument then, and find the decision's in it. */
+        size_t off = 0;
+        llsmtp_span keep = arg;
+        s->pend_rv_len = 0;
+        if (s->rv_arg.n && s->rv_arg.n <= s->line_cap &&
+            (arg.n == 0 || (arg.p >= s->rv_arg.p &&
+                            arg.p + arg.n <= s->rv_arg.p + s->rv_arg.n))) {
+            off = arg.n ? (size_t)(arg.p - s->rv_arg.p) : 0;
+            keep = s->rv_arg;
+            s->pend_rv_len = s->rv_arg.n;
+        }
+        if (keep.n > s->line_cap)
+            keep.n = s->line_cap;
+        if (keep.n)
+            memmove(s->line, keep.p, keep.n);
+        s->pend_arg_off = s->pend_rv_len ? off : 0;
+        s->pend_arg_len = s->pend_rv_len ? arg.n : keep.n;
         s->pending = (unsigned char)kind;
         return LLSMTP_PAUSED;
     }
@@ -1203,6 +1303,8 @@ sess_greet(llsmtp_server *s)
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
     s->phase = PH_NEW;
+    s->rv_verb = "";
+    s->rv_phase = LLSMTP_RI_GREETING;
     sess_default_reply(&r, 220, "");
     if (s->cb->on_connect != NULL)
         SESS_CALL(s, cbrc, s->cb->on_connect(s, &r));
@@ -1273,7 +1375,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
          * more before it reads that reply, so no later feed would come to
          * finish it. The octet was passed only with room for the reply. */
         if (s->phase == PH_BDAT && s->bdat_left == 0)
-            return sess_bdat_end(s);
+            return sess_settle(s, sess_bdat_end(s));
         return LLSMTP_OK;
     }
     sess_kind_default(kind, &r);
@@ -1291,14 +1393,20 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     /* The line that deferred found s->reserve free and nothing has been
      * queued since, so the reply fits. */
     s->pending = 0;
-    arg.p = s->line;
+    arg.p = s->line + s->pend_arg_off;
     arg.n = s->pend_arg_len;
     s->pend_arg_len = 0;
+    s->pend_arg_off = 0;
+    s->rv_arg.p = s->line;
+    s->rv_arg.n = s->pend_rv_len;
+    s->pend_rv_len = 0;
     {
         int rc = sess_apply(s, kind, &r, arg);
         if (rc == LLSMTP_OK && s->phase == PH_BDAT && s->bdat_left == 0)
             rc = sess_bdat_end(s); /* "BDAT 0 LAST" after a deferral */
-        return rc;
+        s->rv_arg.p = NULL;
+        s->rv_arg.n = 0;
+        return sess_settle(s, rc);
     }
 }
 
@@ -1434,6 +1542,7 @@ sess_msg_open(const llsmtp_server *s)
 
 /* Tells the host to drop a message that will not be completed. */
 static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 sess_abort(llsmtp_server *s, int why)
 {
     int cbrc = LLSMTP_CB_OK;
@@ -1445,6 +1554,21 @@ sess_abort(llsmtp_server *s, int why)
     if (cbrc != LLSMTP_CB_OK)
         return sess_fail(s, "on_data_abort", LLSMTP_E_CALLBACK);
     return LLSMTP_OK;
+}
+
+/* Every path that closes the session (QUIT, a 421 from an error limit,
+ * an HTTP verb, the sync check, a host's 421) ends here before feed or
+ * resume returns: a message the host opened and that is still open is
+ * owed its on_data_abort (CLOSED), exactly once. */
+static int
+sess_settle(llsmtp_server *s, int rc)
+{
+    if (s->phase == PH_CLOSED && !s->failed && sess_msg_open(s)) {
+        int a = sess_abort(s, LLSMTP_ABORT_CLOSED);
+        if (a < 0)
+            return a;
+    }
+    return rc;
 }
 
 /* Ends the session from the host's side with a final reply. */
@@ -1461,6 +1585,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         return rc;
     s->pending = 0; /* a late decision has no one to go to */
     sess_auth_wipe(s); /* also a half-sent AUTH line, AUTH on or not */
+    sess_rv_session(s);
     /* The queue may be full of replies the client never read; then the
      * connection just closes. */
     if (sess_out_free(s) >= s->reserve / 2 && !s->failed) {
@@ -1524,31 +1649,37 @@ enum {
     CMD_LHLO
 };
 
+/* Every verb the session knows, with the canonical name on_reply
+ * reports. An unknown verb sets *name to "": it is not echoed, as a
+ * stray SASL response sent after a refused AUTH would arrive as one. */
 static int
-sess_verb(const char *v, size_t n)
+sess_verb(const char *v, size_t n, const char **name)
 {
     static const struct {
         char name[12];
         int cmd;
     } verbs[] = {
-        {"helo", CMD_HELO}, {"ehlo", CMD_EHLO}, {"mail", CMD_MAIL},
-        {"rcpt", CMD_RCPT}, {"data", CMD_DATA}, {"rset", CMD_RSET},
-        {"noop", CMD_NOOP}, {"quit", CMD_QUIT}, {"vrfy", CMD_VRFY},
-        {"expn", CMD_EXPN}, {"help", CMD_HELP}, {"turn", CMD_TURN},
+        {"HELO", CMD_HELO}, {"EHLO", CMD_EHLO}, {"MAIL", CMD_MAIL},
+        {"RCPT", CMD_RCPT}, {"DATA", CMD_DATA}, {"RSET", CMD_RSET},
+        {"NOOP", CMD_NOOP}, {"QUIT", CMD_QUIT}, {"VRFY", CMD_VRFY},
+        {"EXPN", CMD_EXPN}, {"HELP", CMD_HELP}, {"TURN", CMD_TURN},
         /* Known SMTP commands this session does not offer (RFC 5321
          * 4.2.4: 502, not 500). */
-        {"starttls", CMD_STARTTLS}, {"auth", CMD_AUTH},
-        {"bdat", CMD_BDAT}, {"etrn", CMD_ETRN}, {"atrn", CMD_NOTIMPL},
-        {"send", CMD_NOTIMPL}, {"soml", CMD_NOTIMPL}, {"saml", CMD_NOTIMPL},
-        {"verb", CMD_NOTIMPL}, {"lhlo", CMD_LHLO},
+        {"STARTTLS", CMD_STARTTLS}, {"AUTH", CMD_AUTH},
+        {"BDAT", CMD_BDAT}, {"ETRN", CMD_ETRN}, {"ATRN", CMD_NOTIMPL},
+        {"SEND", CMD_NOTIMPL}, {"SOML", CMD_NOTIMPL}, {"SAML", CMD_NOTIMPL},
+        {"VERB", CMD_NOTIMPL}, {"LHLO", CMD_LHLO},
         /* Cross-protocol attacks: an HTTP request sent to port 25. */
-        {"get", CMD_HTTP}, {"post", CMD_HTTP}, {"head", CMD_HTTP},
-        {"put", CMD_HTTP}, {"connect", CMD_HTTP}, {"options", CMD_HTTP},
-        {"delete", CMD_HTTP}, {"patch", CMD_HTTP}, {"trace", CMD_HTTP}};
+        {"GET", CMD_HTTP}, {"POST", CMD_HTTP}, {"HEAD", CMD_HTTP},
+        {"PUT", CMD_HTTP}, {"CONNECT", CMD_HTTP}, {"OPTIONS", CMD_HTTP},
+        {"DELETE", CMD_HTTP}, {"PATCH", CMD_HTTP}, {"TRACE", CMD_HTTP}};
     size_t i;
     for (i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-        if (strlen(verbs[i].name) == n && llsmtp__ieq(v, verbs[i].name, n))
+        if (llsmtp__iequal(v, n, verbs[i].name, strlen(verbs[i].name))) {
+            *name = verbs[i].name;
             return verbs[i].cmd;
+        }
+    *name = "";
     return CMD_UNKNOWN;
 }
 
@@ -1728,14 +1859,21 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
                 else
                     v = v * 10 + d;
             }
-            if (big || (s->cfg->max_size && v > s->cfg->max_size)) {
+            /* With no limit configured there is no maximum to exceed:
+             * a value past 2^64 - 1 is kept as 2^64 - 1. */
+            if (big && s->cfg->max_size == 0)
+                v = UINT64_MAX;
+            else if (big || (s->cfg->max_size && v > s->cfg->max_size)) {
                 return sess_say(s, 552, "5.3.4",
                                 "Message size exceeds fixed maximum message "
                                 "size");
             }
             s->pend_size = v;
         } else if ((ext & LLSMTP_EXT_AUTH) && sess_key_is(p, "auth")) {
-            /* RFC 4954 5: AUTH=<> or AUTH=xtext; the host decides */
+            /* RFC 4954 5: AUTH=<> or AUTH=xtext; the host decides. A
+             * bare "AUTH" has no value at all: a syntax error. */
+            if (p->value.p == NULL)
+                return sess_err(s, 501, "5.5.4", "Bad AUTH value");
             if (!(p->value.n == 2 && p->value.p[0] == '<' &&
                   p->value.p[1] == '>') &&
                 llsmtp_xtext_decode(p->value.p, p->value.n, NULL, 0, NULL) !=
@@ -1837,13 +1975,21 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
 
     if (!s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
+    /* RFC 3030 2: the recipients come before the data. Once a chunk has
+     * been accepted the recipient list is fixed (in LMTP it is also the
+     * number of replies due at the end). */
+    if (s->msg == MSG_BDAT)
+        return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
     rc = sess_parse_path_cmd(s, arg, 1, &path, &params, &done);
     if (done || rc != LLSMTP_OK)
         return rc;
     if (s->rcpt_count >= s->cfg->max_rcpt) {
-        /* RFC 5321 4.5.3.1.10: 452 lets the client retry the rest. */
+        /* RFC 5321 4.5.3.1.10: 452 lets the client retry the rest in
+         * another transaction (4.5.3.1.8); a client pipelining more than
+         * max_rcpt recipients does nothing wrong, so this is not counted
+         * towards max_errors. */
         s->rcpt_tried++;
-        return sess_err(s, 452, "4.5.3", "Too many recipients");
+        return sess_say(s, 452, "4.5.3", "Too many recipients");
     }
     if ((path.flags & LLSMTP_PATH_UTF8) && !s->smtputf8)
         return sess_say(s, 553, "5.6.7",
@@ -2221,6 +2367,7 @@ sess_bdat_end(llsmtp_server *s)
     char num[24];
     int rc;
     s->phase = PH_CMD;
+    sess_rv_data(s, s->bdat_last ? LLSMTP_RI_MESSAGE : LLSMTP_RI_CHUNK, 1);
     if (s->bdat_discard) {
         /* refused at the BDAT line; the reply went out then */
         s->bdat_discard = 0;
@@ -2274,6 +2421,52 @@ sess_bdat_unreadable(llsmtp_server *s)
     return LLSMTP_CLOSE;
 }
 
+/* A BDAT line whose size cannot be read: 501, then 421 and close
+ * (RFC 5321 3.8), as sess_bdat_unreadable does. */
+static int
+sess_bdat_unparsable(llsmtp_server *s)
+{
+    int rc;
+    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+        return rc;
+    rc = sess_say(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (rc < 0)
+        return rc;
+    rc = sess_say_host(s, 421, "4.5.2",
+                       "Error: chunk size unreadable, closing connection");
+    if (rc < 0)
+        return rc;
+    sess_tx_reset(s);
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+/* "BDAT <size> <junk>": RFC 3030 2 has the chunk read whatever the reply
+ * ("the chunk ... must be read"), so its size octets are dropped and
+ * never parsed as commands, and 501 answers it. The client counts this
+ * chunk as failed (RFC 3030 2: the transaction should be considered
+ * failed), so a message already open is abandoned (LLSMTP_ABORT_RESET)
+ * rather than delivered with a hole in it. */
+static int
+sess_bdat_junk(llsmtp_server *s, uint64_t size)
+{
+    int rc;
+    if (s->msg == MSG_BDAT && (rc = sess_tx_end(s)) < 0)
+        return rc;
+    s->bdat_size = size;
+    s->bdat_left = size;
+    s->bdat_last = 0;
+    s->bdat_discard = 1;
+    s->phase = PH_BDAT;
+    rc = sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (rc != LLSMTP_OK) {
+        s->bdat_discard = 0;
+        s->bdat_left = 0;
+        return rc;
+    }
+    return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
+}
+
 /* A chunk that takes the message past max_size is refused from its BDAT
  * line, whatever the reads: none of it reaches on_data, it is read and
  * dropped (RFC 3030 2) and 552 5.3.4 follows it (sess_bdat_end). */
@@ -2312,13 +2505,17 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         i++;
     }
     rest = sess_trim(arg.p + i, arg.n - i);
-    if (i == 0 || (i < arg.n && arg.p[i] != ' ') ||
-        (rest.n && !llsmtp__iequal(rest.p, rest.n, "LAST", 4)))
-        /* RFC 3030 2: without a size nobody knows where the chunk ends;
-         * what follows is read as commands */
-        return sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    if (i == 0 || (i < arg.n && arg.p[i] != ' '))
+        /* RFC 3030 2: without a size nobody knows where the chunk ends,
+         * and the client sends it without waiting: reading on would take
+         * its octets for commands (the smuggling class). Close. */
+        return sess_bdat_unparsable(s);
     if (big)
         return sess_bdat_unreadable(s);
+    if (rest.n && !llsmtp__iequal(rest.p, rest.n, "LAST", 4))
+        /* RFC 3030 2: the chunk of a refused BDAT must still be read;
+         * the size is known, so it is read and dropped */
+        return sess_bdat_junk(s, size);
     last = rest.n != 0;
     s->bdat_size = size;
     s->bdat_left = size;
@@ -2413,18 +2610,26 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     llsmtp_span arg;
     int cmd;
 
+    s->rv_verb = "";
+    s->rv_arg.p = NULL;
+    s->rv_arg.n = 0;
+    s->rv_phase = LLSMTP_RI_COMMAND;
     if (truncated || n > s->line_cap) {
         /* Only the first bytes of a truncated line are kept: enough to
          * tell an AUTH line (RFC 4954 4: 500 5.5.6). */
         s->discarding = 0;
         if ((s->cfg->extensions & LLSMTP_EXT_AUTH) &&
             (s->auth_state != AUTH_NONE ||
-             (n >= 5 && llsmtp__ieq(line, "auth ", 5))))
+             (n >= 5 && llsmtp__ieq(line, "auth ", 5)))) {
+            s->rv_verb = "AUTH";
             return sess_auth_abort(s, 500, "5.5.6",
                                    "Authentication exchange line is too "
                                    "long");
+        }
         return sess_err(s, 500, "5.5.2", "Error: line too long");
     }
+    if (s->auth_state != AUTH_NONE)
+        s->rv_verb = "AUTH"; /* a SASL response: never its text */
     len--; /* the LF */
     if (len && line[len - 1] == '\r') {
         len--;
@@ -2440,8 +2645,10 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
         ;
     if (len == 0)
         return sess_err(s, 500, "5.5.2", "Error: bad syntax");
-    cmd = sess_verb(line, v);
+    cmd = sess_verb(line, v, &s->rv_verb);
     arg = sess_trim(line + v, len - v);
+    if (cmd != CMD_AUTH && cmd != CMD_UNKNOWN)
+        s->rv_arg = arg; /* AUTH's may be a credential (RFC 4954 4) */
     /* Only AUTH lines may be longer than a command line. */
     if (n > s->cfg->max_line && cmd != CMD_AUTH)
         return sess_err(s, 500, "5.5.2", "Error: line too long");
@@ -2506,6 +2713,9 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     case CMD_HELP:
         return sess_cmd_simple(s, LLSMTP_PENDING_HELP, arg);
     case CMD_TURN:
+        /* RFC 821 4.1.1 (and RFC 1985 5): TURN takes no argument */
+        if (arg.n)
+            return sess_err(s, 501, "5.5.4", "Syntax: TURN");
         return sess_cmd_simple(s, LLSMTP_PENDING_TURN, arg);
     case CMD_NOTIMPL:
         return sess_err(s, 502, "5.5.1", "Error: command not implemented");
@@ -2603,6 +2813,7 @@ sess_data_end(llsmtp_server *s)
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK, rc;
+    sess_rv_data(s, LLSMTP_RI_MESSAGE, s->msg == MSG_BDAT);
     if (s->dabort) {
         if (s->cfg->flags & LLSMTP_CFG_LMTP) {
             /* every recipient hears the same refusal (RFC 2033 4.2) */
@@ -3113,6 +3324,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         if ((s->cfg->flags & LLSMTP_CFG_SYNC_CHECK) &&
             (s->greet_left || s->sync_wait)) {
             /* Early talker or improper pipelining (RFC 2920 3.1). */
+            sess_rv_session(s);
             rc = sess_say(s, 554, "5.5.0", "SMTP protocol synchronization");
             if (rc < 0)
                 break;
@@ -3162,6 +3374,8 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             i += k;
             rc = sess_line(s, buf + i - k, k, 0);
         }
+        s->rv_arg.p = NULL; /* the line is gone (a deferral copied it) */
+        s->rv_arg.n = 0;
         if (rc == LLSMTP_TLS) {
             i = len; /* CVE-2011-0411: the rest of this read is dropped */
             break;
@@ -3170,5 +3384,5 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             break;
     }
     *used = i;
-    return rc;
+    return sess_settle(s, rc);
 }

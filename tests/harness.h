@@ -292,7 +292,9 @@ th_on_data_abort(llsmtp_server *s, int why)
     th_host *h = TH_HOST(s);
     const char *w = why == LLSMTP_ABORT_SIZE      ? "size"
                     : why == LLSMTP_ABORT_BARE_LF ? "bare_lf"
-                                                  : "closed";
+                    : why == LLSMTP_ABORT_RESET   ? "reset"
+                    : why == LLSMTP_ABORT_CLOSED  ? "closed"
+                                                  : "unknown";
     th_event(h, "abort", w, strlen(w));
     h->msg.n = 0;
     return LLSMTP_CB_OK;
@@ -423,7 +425,7 @@ static const llsmtp_callbacks th_callbacks = {
     th_on_data_abort, th_on_rset, th_on_vrfy,      th_on_expn,
     th_on_help,      th_on_turn, th_on_quit,       th_on_auth,
     th_on_auth_step, th_on_starttls, th_on_relay_denied, th_on_etrn,
-    th_on_lmtp_rcpt};
+    th_on_lmtp_rcpt, NULL};
 
 /* Drains the session's output into h->out. */
 static void

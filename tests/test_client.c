@@ -743,6 +743,55 @@ test_client_api_guards(void **state)
     assert_int_equal(llsmtp_client_timeout(&c), 0);
 }
 
+/* RFC 5321 4.1.2: a quoted local part may hold "<", ">" and spaces; such
+ * a mailbox is relayed as it is. What could break the command line (CR,
+ * LF, NUL, an unquoted ">" or space) is still refused. */
+static void
+test_client_quoted_local_part(void **state)
+{
+    static const char *const bad[] = {
+        "\"x\r\n\"@far.test", "a@b> SIZE=1", "a b@far.test", "<a@far.test>",
+        "\"x> y@far.test", "a@far.test\r\nRSET", "\"x\\\r\"@far.test"};
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    llsmtp_client c;
+    llsmtp_client_event ev;
+    llsmtp_span to[2], nul = {"\"a\0b\"@far.test", 14};
+    llsmtp_client_msg m;
+    llsmtp_span o;
+    size_t used, i;
+    (void)state;
+    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_feed(&c, "220 s\r\n", 7, &used, &ev),
+                     LLSMTP_OK);
+    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
+    assert_int_equal(llsmtp_client_feed(&c, "250 s\r\n", 7, &used, &ev), 1);
+    assert_int_equal(ev.type, LLSMTP_CEV_READY);
+    memset(&m, 0, sizeof m);
+    m.to = to;
+    m.nto = 1;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        to[0] = sp(bad[i]);
+        m.from = sp("");
+        if (llsmtp_client_mail(&c, &m) != LLSMTP_E_SYNTAX)
+            fail_msg("rcpt %s accepted", bad[i]);
+        to[0] = sp("a@far.test");
+        m.from = sp(bad[i]);
+        if (llsmtp_client_mail(&c, &m) != LLSMTP_E_SYNTAX)
+            fail_msg("from %s accepted", bad[i]);
+    }
+    to[0] = nul;
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_SYNTAX);
+    m.from = sp("\"q<t>e\\\"d\"@here.test");
+    to[0] = sp("\"x> y\"@far.test");
+    to[1] = sp("Postmaster");
+    m.nto = 2;
+    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
+    o = llsmtp_client_output(&c);
+    if (!(o.n > 0 && strstr(o.p, "MAIL FROM:<\"q<t>e\\\"d\"@here.test>\r\n")
+          != NULL))
+        fail_msg("got %.*s", (int)o.n, o.p);
+}
+
 
 /* RFC 5321 4.3.2: only 354 may be followed by the body. A next hop that
  * answers DATA with 250 received no message: that is a protocol error
@@ -1204,6 +1253,7 @@ main(void)
         cmocka_unit_test(test_client_auth_login),
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_client_api_guards),
+        cmocka_unit_test(test_client_quoted_local_part),
         cmocka_unit_test(test_client_preencoded_body),
         cmocka_unit_test(test_client_single_rcpt_refused),
         cmocka_unit_test(test_client_size_overflow),

@@ -525,7 +525,7 @@ test_server_session(void **state)
          0, 0, 0, "221 "},
         {"EHLO x\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\nRCPT TO:<c@d>\r\n"
          "BDAT 5\r\nhe\r\nlBDAT 0 LAST\r\nMAIL FROM:<a@b>\r\n"
-         "RCPT TO:<c@d>\r\nBDAT 3 LAST\r\nabcBDAT x\r\nBDAT 2\r\n\r\n"
+         "RCPT TO:<c@d>\r\nBDAT 3 LAST\r\nabcBDAT 1 x\r\nZBDAT 2\r\n\r\n"
          "QUIT\r\n",
          0, LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME, 0, "221 "},
         {"EHLO x\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nAUTH LOGIN\r\n"

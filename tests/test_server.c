@@ -744,6 +744,43 @@ test_bdat_over_limit_not_delivered(void **state)
     th_host_free(&h);
 }
 
+/* RFC 5321 4.5.3.1.8: a client pipelining more recipients than max_rcpt
+ * gets 452 for the rest and retries them later; that is not a bad
+ * command, so it never counts towards max_errors (no 421). */
+static void
+test_452_not_an_error(void **state)
+{
+    llsmtp_callbacks cb = th_callbacks;
+    llsmtp_config cfg;
+    th_host h;
+    llsmtp_server *s;
+    size_t i, used;
+    char line[64];
+    (void)state;
+    cfg = cfg_default(&cb);
+    cfg.max_rcpt = 100;
+    cfg.max_errors = 3;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "EHLO x\r\nMAIL FROM:<a@b.example>\r\n",
+                              &used), LLSMTP_OK);
+    th_drain(s, &h);
+    for (i = 0; i < 110; i++) {
+        snprintf(line, sizeof line, "RCPT TO:<r%zu@b.example>\r\n", i);
+        assert_int_equal(feed_str(s, line, &used), LLSMTP_OK);
+        th_drain(s, &h);
+    }
+    assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_OK);
+    th_drain(s, &h);
+    assert_int_equal(llsmtp_server_rcpt_count(s), 100);
+    assert_null(strstr(h.out.p, "421"));
+    assert_non_null(strstr(h.out.p, "452 4.5.3 Too many recipients\r\n"
+                                    "250 2.0.0 OK\r\n"));
+    free(s);
+    th_host_free(&h);
+}
+
 int
 main(void)
 {
@@ -767,6 +804,7 @@ main(void)
         cmocka_unit_test(test_callback_bad_code_closes_with_421),
         cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),
+        cmocka_unit_test(test_452_not_an_error),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }

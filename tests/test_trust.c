@@ -543,6 +543,186 @@ test_help_matches_ehlo(void **state)
     th_buf_free(&o);
 }
 
+/* ---- 7. on_reply: one report per reply, never a credential ------------- */
+
+static th_buf ri_log;
+
+static void
+ri_record(llsmtp_server *s, const llsmtp_reply_info *ri)
+{
+    char num[64];
+    (void)s;
+    th_buf_adds(&ri_log, ri->verb);
+    th_buf_adds(&ri_log, "|");
+    th_escape(&ri_log, ri->arg.p, ri->arg.n);
+    snprintf(num, sizeof num, "|%d|%s|%d|%ld|", ri->code, ri->enhanced,
+             ri->phase, ri->rcpt);
+    th_buf_adds(&ri_log, num);
+    th_escape(&ri_log, ri->text.p, ri->text.n);
+    th_buf_adds(&ri_log, "\n");
+}
+
+/* Runs input through a session with on_reply, whole or byte by byte;
+ * returns the output (caller frees). */
+static void
+ri_run(llsmtp_config *cfg, const char *in, int bytewise, th_buf *out)
+{
+    th_host h;
+    llsmtp_server *s;
+    size_t used, i;
+    int rc = LLSMTP_OK;
+    memset(&h, 0, sizeof h);
+    s = th_session(cfg, &h);
+    th_buf_free(&ri_log);
+    th_buf_adds(&ri_log, "");
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    if (bytewise) {
+        for (i = 0; in[i] && rc == LLSMTP_OK; i++) {
+            rc = llsmtp_server_feed(s, in + i, 1, &used);
+            th_drain(s, &h);
+        }
+    } else {
+        rc = llsmtp_server_feed(s, in, strlen(in), &used);
+        th_drain(s, &h);
+    }
+    (void)rc;
+    th_buf_add(out, h.out.p, h.out.n);
+    free(s);
+    th_host_free(&h);
+}
+
+static void
+ri_config(llsmtp_config *cfg, llsmtp_callbacks *cb)
+{
+    *cb = th_callbacks;
+    cb->on_reply = ri_record;
+    llsmtp_config_init(cfg);
+    cfg->hostname = "mx.example.test";
+    cfg->callbacks = cb;
+}
+
+static void
+test_on_reply_pipelined(void **state)
+{
+    static const char in[] =
+        "EHLO client.example\r\nMAIL FROM:<a@b.example> SIZE=10\r\n"
+        "RCPT TO:<c@d.example>\r\nRCPT TO:<bad\r\nnoop x\r\n"
+        "XYZZY s3cr3t\r\nDATA\r\nhello\r\n.\r\nQUIT\r\n";
+    static const char want[] =
+        "||220||1|-1|mx.example.test ESMTP llsmtp\n"
+        "EHLO|client.example|250||0|-1|mx.example.test Hello client.example\n"
+        "MAIL|FROM:<a@b.example> SIZE=10|250|2.1.0|0|-1|Sender "
+        "<a@b.example> OK\n"
+        "RCPT|TO:<c@d.example>|250|2.1.5|0|-1|Recipient <c@d.example> OK\n"
+        "RCPT|TO:<bad|501|5.1.3|0|-1|Bad recipient address syntax\n"
+        "NOOP|x|250|2.0.0|0|-1|OK\n"
+        "||500|5.5.1|0|-1|Error: command not recognized\n"
+        "DATA||354||0|-1|Start mail input; end with <CRLF>.<CRLF>\n"
+        "DATA||250|2.6.0|3|-1|Queued mail for delivery\n"
+        "QUIT||221|2.0.0|0|-1|mx.example.test Service closing transmission "
+        "channel\n";
+    llsmtp_config cfg;
+    llsmtp_callbacks cb;
+    int bytewise;
+    (void)state;
+    ri_config(&cfg, &cb);
+    for (bytewise = 0; bytewise < 2; bytewise++) {
+        th_buf out = {0};
+        ri_run(&cfg, in, bytewise, &out);
+        if (strcmp(ri_log.p, want) != 0)
+            fail_msg("got\n%s", ri_log.p);
+        th_buf_free(&out);
+    }
+    th_buf_free(&ri_log);
+}
+
+static int
+ri_auth_ok(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
+{
+    (void)s;
+    (void)c;
+    llsmtp_reply_set(r, 235, NULL, NULL);
+    return LLSMTP_CB_OK;
+}
+
+static void
+test_on_reply_no_credentials(void **state)
+{
+    /* "\0alice\0sesame" and "alice" / "sesame" */
+    static const char *const ins[] = {
+        "EHLO x\r\nAUTH PLAIN AGFsaWNlAHNlc2FtZQ==\r\nQUIT\r\n",
+        "EHLO x\r\nAUTH PLAIN\r\nAGFsaWNlAHNlc2FtZQ==\r\nQUIT\r\n",
+        "EHLO x\r\nAUTH LOGIN YWxpY2U=\r\nc2VzYW1l\r\nQUIT\r\n",
+        /* refused (already authenticated is not possible: use HELO), the
+         * client sends its response anyway: an unknown verb */
+        "HELO x\r\nAUTH PLAIN\r\nAGFsaWNlAHNlc2FtZQ==\r\nQUIT\r\n"};
+    static const char *const secrets[] = {
+        "AGFsaWNlAHNlc2FtZQ", "YWxpY2U", "c2VzYW1l", "sesame", "alice"};
+    llsmtp_config cfg;
+    llsmtp_callbacks cb;
+    size_t i, k;
+    int bytewise;
+    (void)state;
+    ri_config(&cfg, &cb);
+    cb.on_auth = ri_auth_ok;
+    cfg.extensions |= LLSMTP_EXT_AUTH;
+    cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT;
+    for (i = 0; i < sizeof ins / sizeof ins[0]; i++)
+        for (bytewise = 0; bytewise < 2; bytewise++) {
+            th_buf out = {0};
+            ri_run(&cfg, ins[i], bytewise, &out);
+            for (k = 0; k < sizeof secrets / sizeof secrets[0]; k++)
+                if (strstr(ri_log.p, secrets[k]) != NULL)
+                    fail_msg("case %zu: %s in\n%s", i, secrets[k], ri_log.p);
+            if (i < 3 && strstr(ri_log.p, "AUTH||235|2.7.0|0|-1|") == NULL)
+                fail_msg("case %zu: no 235 in\n%s", i, ri_log.p);
+            if (i == 1 && strstr(ri_log.p, "AUTH||334||0|-1|\n") == NULL)
+                fail_msg("case %zu: no 334 in\n%s", i, ri_log.p);
+            if (i == 3 && strstr(ri_log.p, "||500|5.5.1|0|-1|") == NULL)
+                fail_msg("case %zu: no 500 in\n%s", i, ri_log.p);
+            th_buf_free(&out);
+        }
+    th_buf_free(&ri_log);
+}
+
+static void
+test_on_reply_bdat_lmtp(void **state)
+{
+    static const char in[] =
+        "LHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+        "RCPT TO:<e@d.example>\r\nBDAT 3\r\nabcBDAT 2 NOW\r\nxyBDAT 1\r\nz"
+        "RSET\r\nMAIL FROM:<>\r\nRCPT TO:<c@d.example>\r\nBDAT 2 LAST\r\n"
+        "ok";
+    static const char want[] =
+        "||220||1|-1|mx.example.test LMTP llsmtp\n"
+        "LHLO|x|250||0|-1|mx.example.test Hello x\n"
+        "MAIL|FROM:<a@b.example>|250|2.1.0|0|-1|Sender <a@b.example> OK\n"
+        "RCPT|TO:<c@d.example>|250|2.1.5|0|-1|Recipient <c@d.example> OK\n"
+        "RCPT|TO:<e@d.example>|250|2.1.5|0|-1|Recipient <e@d.example> OK\n"
+        "BDAT||250|2.0.0|2|-1|3 octets received\n"
+        "BDAT|2 NOW|501|5.5.4|0|-1|Syntax: BDAT size [LAST]\n"
+        "BDAT|1|503|5.5.1|0|-1|Error: need MAIL command\n"
+        "RSET||250|2.0.0|0|-1|Flushed\n"
+        "MAIL|FROM:<>|250|2.1.0|0|-1|Sender <> OK\n"
+        "RCPT|TO:<c@d.example>|250|2.1.5|0|-1|Recipient <c@d.example> OK\n"
+        "BDAT||250|2.6.0|3|0|Queued mail for delivery\n";
+    llsmtp_config cfg;
+    llsmtp_callbacks cb;
+    int bytewise;
+    (void)state;
+    ri_config(&cfg, &cb);
+    cfg.extensions |= LLSMTP_EXT_CHUNKING;
+    cfg.flags |= LLSMTP_CFG_LMTP;
+    for (bytewise = 0; bytewise < 2; bytewise++) {
+        th_buf out = {0};
+        ri_run(&cfg, in, bytewise, &out);
+        if (strcmp(ri_log.p, want) != 0)
+            fail_msg("got\n%s", ri_log.p);
+        th_buf_free(&out);
+    }
+    th_buf_free(&ri_log);
+}
+
 int
 main(void)
 {
@@ -553,6 +733,9 @@ main(void)
         cmocka_unit_test(test_challenge_copied),
         cmocka_unit_test(test_config_refused),
         cmocka_unit_test(test_help_matches_ehlo),
+        cmocka_unit_test(test_on_reply_pipelined),
+        cmocka_unit_test(test_on_reply_no_credentials),
+        cmocka_unit_test(test_on_reply_bdat_lmtp),
     };
     return cmocka_run_group_tests_name("trust", tests, NULL, NULL);
 }
