@@ -38,7 +38,8 @@
 #define MAX_DOMAINS 64
 #define READ_BUF 65536
 #define MAX_OWN 64 /* own addresses for user@[addr] */
-#define CMD_SHOWN 200 /* octets of a command kept for the log */
+#define ARG_SHOWN 200 /* octets of a command's argument in the log */
+#define TEXT_SHOWN 300 /* octets of a reply's text in the log */
 
 typedef struct options {
     const char *listen[MAX_LISTEN];
@@ -94,15 +95,6 @@ typedef struct conn {
     time_t deadline;
     int closing;        /* flush output, then close */
     int tls;            /* TLS_NONE .. TLS_ON */
-    /* The command line being fed (its first CMD_SHOWN octets): each
-     * line is fed alone, so the replies that follow are its own. */
-    char cmd[CMD_SHOWN + 1];
-    size_t cmd_len;
-    int cmd_open;       /* a line started and not yet ended */
-    int cmd_secret;     /* that line answers an AUTH challenge */
-    int in_auth;        /* an AUTH exchange awaits the client's response */
-    const char *data_verb; /* "DATA" or "BDAT" while reading a message */
-    unsigned long long bdat_left; /* octets of the BDAT chunk still due */
     unsigned hops;      /* Received: headers in the message so far */
     char rcpt_text[600]; /* a refusal's text, kept for the library */
     /* ETRN: a child process scans the queue (reading every envelope
@@ -1556,6 +1548,70 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
     return LLSMTP_CB_OK;
 }
 
+/* The log shows client text with anything unprintable as '?'. */
+static void
+printable(char *dst, size_t cap, const char *p, size_t n)
+{
+    size_t i;
+    if (n >= cap)
+        n = cap - 1;
+    for (i = 0; i < n; i++)
+        dst[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
+    dst[n] = '\0';
+}
+
+/* Every reply the session queues, with what it answers as the library
+ * tells it (verb, argument, phase; never a credential: AUTH and every
+ * line of its exchange come with no argument), so smtpd keeps no model
+ * of the session of its own and whole reads are fed at once. A refusal
+ * leaves one line, --verbose or not, for operators and fail2ban: a
+ * command's 4xx/5xx, a message's or a chunk's, and those no client line
+ * caused (421: timeout, shutdown, a failed callback).
+ * --verbose adds a line for every reply, beside what it answers. */
+static void
+on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
+{
+    conn *c = CONN(s);
+    const char *verb = ri->verb[0] != '\0' ? ri->verb : "-";
+    const char *sp = ri->enhanced[0] != '\0' ? " " : "";
+    char arg[ARG_SHOWN + 1], text[TEXT_SHOWN + 1], what[ARG_SHOWN + 40];
+    int refused = ri->code >= 400 && ri->phase != LLSMTP_RI_GREETING;
+    if (!refused && !opt.verbose)
+        return;
+    printable(arg, sizeof arg, ri->arg.p, ri->arg.n);
+    printable(text, sizeof text, ri->text.p, ri->text.n);
+    if (refused)
+        logf_("session=%d refused client=%s cmd=%s%s%s reply=%d%s%s %s",
+              c->fd, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
+              sp, ri->enhanced, text);
+    if (!opt.verbose)
+        return;
+    switch (ri->phase) {
+    case LLSMTP_RI_COMMAND:
+        if (ri->verb[0] == '\0')
+            snprintf(what, sizeof what, "C: (line not shown) ");
+        else
+            snprintf(what, sizeof what, "C: %s%s%s ", ri->verb,
+                     arg[0] ? " " : "", arg);
+        break;
+    case LLSMTP_RI_CHUNK:
+        snprintf(what, sizeof what, "C: (BDAT chunk) ");
+        break;
+    case LLSMTP_RI_MESSAGE:
+        if (ri->rcpt >= 0)
+            snprintf(what, sizeof what, "C: (%s message, rcpt %ld) ",
+                     ri->verb, ri->rcpt);
+        else
+            snprintf(what, sizeof what, "C: (%s message) ", ri->verb);
+        break;
+    default: /* the greeting, or no client line */
+        what[0] = '\0';
+        break;
+    }
+    logf_("session=%d %sS: %d%s%s %s", c->fd, what, ri->code, sp,
+          ri->enhanced, text);
+}
+
 static const llsmtp_callbacks callbacks = {
     .on_connect = on_connect,
     .on_etrn = on_etrn,
@@ -1568,6 +1624,7 @@ static const llsmtp_callbacks callbacks = {
     .on_data_end = on_data_end,
     .on_data_abort = on_data_abort,
     .on_rset = on_rset,
+    .on_reply = on_reply,
 };
 
 /* ---- connections -------------------------------------------------------- */
@@ -1693,203 +1750,10 @@ flush_out(conn *c)
             return 0;
         if (w < 0)
             return -1;
-        if (opt.verbose) {
-            /* one log line per reply line */
-            size_t i = 0, ww = (size_t)w;
-            while (i < ww) {
-                const char *lf = memchr(o + i, '\n', ww - i);
-                size_t n = lf ? (size_t)(lf - (o + i)) : ww - i;
-                logf_("session=%d S: %.*s", c->fd,
-                      (int)(n && o[i + n - 1] == '\r' ? n - 1 : n), o + i);
-                i += n + 1;
-            }
-        }
         llsmtp_server_consume(c->s, (size_t)w);
         o = llsmtp_server_output(c->s, &n);
     }
     return 0;
-}
-
-/* The log shows client text with anything unprintable as '?'. */
-static void
-printable(char *dst, size_t cap, const char *p, size_t n)
-{
-    size_t i;
-    if (n >= cap)
-        n = cap - 1;
-    for (i = 0; i < n; i++)
-        dst[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
-    dst[n] = '\0';
-}
-
-/* Whether the session is reading command lines (not message data, not a
- * PROXY header before the greeting). */
-static int
-reading_commands(const conn *c)
-{
-    int t = llsmtp_server_timeout(c->s, NULL);
-    return t == LLSMTP_TIMEOUT_IDLE || t == LLSMTP_TIMEOUT_MAIL ||
-           t == LLSMTP_TIMEOUT_RCPT;
-}
-
-/* The verb of the kept command line, upper-cased, and where its argument
- * starts. */
-static void
-cmd_verb(const conn *c, char *verb, size_t cap, const char **arg)
-{
-    size_t i = 0;
-    while (i < c->cmd_len && i + 1 < cap && c->cmd[i] != ' ' &&
-           c->cmd[i] != '\r' && c->cmd[i] != '\n') {
-        char ch = c->cmd[i];
-        verb[i] = ch >= 'a' && ch <= 'z' ? (char)(ch - 'a' + 'A') : ch;
-        i++;
-    }
-    verb[i] = '\0';
-    *arg = c->cmd + i + (i < c->cmd_len && c->cmd[i] == ' ');
-}
-
-/* One log line per refused command (4xx/5xx), --verbose or not, for
- * operators and fail2ban: the client, the verb, the argument (never
- * AUTH's) and the reply. replies: what the session queued for it. */
-static void
-log_refusals(conn *c, const char *verb, const char *arg, const char *o,
-             size_t n)
-{
-    size_t i = 0;
-    char shown[CMD_SHOWN + 1], text[300];
-    printable(shown, sizeof shown, arg, strcspn(arg, "\r\n"));
-    while (i < n) {
-        const char *lf = memchr(o + i, '\n', n - i);
-        size_t len = lf ? (size_t)(lf - (o + i)) : n - i;
-        const char *l = o + i;
-        i += len + 1;
-        if (len < 4 || l[3] != ' ' || l[0] < '4' || l[0] > '5')
-            continue; /* not the last line of a refusal */
-        printable(text, sizeof text, l,
-                  len && l[len - 1] == '\r' ? len - 1 : len);
-        logf_("session=%d refused client=%s cmd=%s%s%s reply=%s", c->fd,
-              c->peer, verb[0] ? verb : "-",
-              shown[0] && strcmp(verb, "AUTH") != 0 ? " arg=" : "",
-              strcmp(verb, "AUTH") != 0 ? shown : "", text);
-    }
-}
-
-/* After a piece was fed: what the session replied (the output grew from
- * out_before), to the command line that ended in it or to the message. */
-static void
-after_piece(conn *c, int was_cmd, const char *p, size_t used,
-            size_t out_before)
-{
-    size_t out_after, i;
-    const char *o = llsmtp_server_output(c->s, &out_after);
-    char verb[16];
-    const char *arg = "";
-    int ended = 0;
-    if (was_cmd) {
-        for (i = 0; i < used; i++) {
-            if (!c->cmd_open) {
-                c->cmd_open = 1;
-                c->cmd_len = 0;
-                /* the line after a 334 is the client's SASL response:
-                 * a secret, never kept */
-                c->cmd_secret = c->in_auth;
-            }
-            if (p[i] == '\n') {
-                ended = 1;
-                break; /* one line per piece */
-            }
-            if (!c->cmd_secret && c->cmd_len < CMD_SHOWN)
-                c->cmd[c->cmd_len++] = p[i];
-        }
-        if (!ended)
-            return; /* the rest of the line comes with the next read */
-        c->cmd[c->cmd_len] = '\0';
-        c->cmd_open = 0;
-        if (c->cmd_secret) {
-            strcpy(verb, "AUTH");
-        } else {
-            cmd_verb(c, verb, sizeof verb, &arg);
-        }
-        if (opt.verbose) {
-            char shown[CMD_SHOWN + 1];
-            if (c->cmd_secret)
-                logf_("session=%d C: (AUTH response hidden)", c->fd);
-            else if (strcmp(verb, "AUTH") == 0) {
-                /* the mechanism, never the initial response */
-                size_t m = strcspn(arg, " \r");
-                printable(shown, sizeof shown, arg, m);
-                logf_("session=%d C: AUTH %s%s", c->fd, shown,
-                      arg[m] == ' ' ? " ***" : "");
-            } else {
-                printable(shown, sizeof shown, c->cmd,
-                          c->cmd_len && c->cmd[c->cmd_len - 1] == '\r'
-                              ? c->cmd_len - 1
-                              : c->cmd_len);
-                logf_("session=%d C: %s", c->fd, shown);
-            }
-        }
-        /* An AUTH exchange goes on while the session answers this line
-         * (AUTH itself or a response) with a challenge; on_auth ends it
-         * too (see there). */
-        c->in_auth = strcmp(verb, "AUTH") == 0 && out_after > out_before &&
-                     out_after - out_before >= 4 &&
-                     memcmp(o + out_before, "334 ", 4) == 0;
-        if (!reading_commands(c) && !c->in_auth &&
-            llsmtp_server_timeout(c->s, NULL) != LLSMTP_TIMEOUT_NONE &&
-            (strcmp(verb, "DATA") == 0 || strcmp(verb, "BDAT") == 0)) {
-            /* the message follows: a BDAT chunk has a known size */
-            c->data_verb = strcmp(verb, "DATA") == 0 ? "DATA" : "BDAT";
-            c->bdat_left = 0;
-            if (c->data_verb[0] == 'B')
-                c->bdat_left = strtoull(arg, NULL, 10);
-        }
-    } else {
-        if (c->data_verb == NULL)
-            return; /* PROXY header, TLS wait: no command of the client's */
-        snprintf(verb, sizeof verb, "%s", c->data_verb);
-        if (c->bdat_left >= used)
-            c->bdat_left -= used;
-        else
-            c->bdat_left = 0;
-        if (reading_commands(c))
-            c->data_verb = NULL; /* the message is complete */
-    }
-    if (out_after > out_before)
-        log_refusals(c, verb, arg, o + out_before, out_after - out_before);
-}
-
-/* How much of the input to feed next. A command line alone, so the
- * replies that come out are its own (any split gives the same result:
- * the library's promise). Message data in bulk, cut only where the
- * message may end ("\r\n.\r\n" straddling reads included) or where a
- * BDAT chunk ends, so the commands behind a message are seen one by
- * one too. */
-static size_t
-next_piece(const conn *c, const char *p, size_t n)
-{
-    const char *lf;
-    size_t i;
-    if (n == 0)
-        return 0;
-    if (reading_commands(c) ||
-        llsmtp_server_timeout(c->s, NULL) == LLSMTP_TIMEOUT_GREETING) {
-        lf = memchr(p, '\n', n);
-        return lf ? (size_t)(lf - p) + 1 : n;
-    }
-    if (c->data_verb == NULL)
-        return n;
-    if (c->data_verb[0] == 'B')
-        return c->bdat_left > 0 && c->bdat_left < n ? (size_t)c->bdat_left
-                                                    : n;
-    lf = memchr(p, '\n', n < 3 ? n : 3);
-    if (lf != NULL)
-        return (size_t)(lf - p) + 1;
-    for (i = 0; (lf = memchr(p + i, '\n', n - i)) != NULL;) {
-        i = (size_t)(lf - p) + 1;
-        if (n - i >= 3 && p[i] == '.' && p[i + 1] == '\r' && p[i + 2] == '\n')
-            return i + 3;
-    }
-    return n;
 }
 
 /* Feeds bytes; keeps what the session could not take yet. */
@@ -1897,12 +1761,8 @@ static int
 feed(conn *c, const char *buf, size_t len)
 {
     for (;;) {
-        size_t used = 0, before, piece = next_piece(c, buf, len);
-        int was_cmd = reading_commands(c);
-        int rc;
-        llsmtp_server_output(c->s, &before);
-        rc = llsmtp_server_feed(c->s, buf, piece, &used);
-        after_piece(c, was_cmd, buf, used, before);
+        size_t used = 0;
+        int rc = llsmtp_server_feed(c->s, buf, len, &used);
         buf += used;
         len -= used;
         if (rc == LLSMTP_BLOCKED || rc == LLSMTP_PAUSED) {
@@ -1963,9 +1823,6 @@ session_forget(conn *c)
     c->helo[0] = '\0';
     c->is_ehlo = 0;
     c->auth_user[0] = '\0';
-    c->cmd_open = 0;
-    c->in_auth = 0;
-    c->data_verb = NULL;
 }
 #endif
 
@@ -2073,6 +1930,8 @@ accept_clients(int lfd)
             if (llsmtp_ip_parse(c->peer, strlen(c->peer), &ip) == LLSMTP_OK)
                 llsmtp_server_set_client(c->s, &ip);
         }
+        /* before the greeting, which --verbose logs */
+        logf_("session=%d connect from %s", fd, c->peer);
         if (llsmtp_server_start(c->s) == LLSMTP_CLOSE)
             c->closing = 1;
         arm_timer(c);
@@ -2087,7 +1946,6 @@ accept_clients(int lfd)
             conns_cap = cap;
         }
         conns[nconns++] = c;
-        logf_("session=%d connect from %s", fd, c->peer);
         flush_out(c);
     }
 }

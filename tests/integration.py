@@ -894,8 +894,9 @@ def command_line_contract_details():
                    'session=5 close' in open(logname).read())
         log = open(logname).read()
         # --verbose: a line per command and per reply; no secrets
-        assert 'C: EHLO x' in log and 'C: MAIL FROM:<dave@example.org>' in log and 'C: AUTH PLAIN ***' in log, log
-        assert 'S: 235 2.7.0 Authentication successful' in log, log
+        # (AUTH with no argument: the library never reports one)
+        assert 'C: EHLO x' in log and 'C: MAIL FROM:<dave@example.org>' in log, log
+        assert 'C: AUTH S: 235 2.7.0 Authentication successful' in log, log
         assert 'ZDR2ZQ' not in log and 'd4ve' not in log, log
     finally:
         p.send_signal(signal.SIGTERM)
@@ -905,39 +906,72 @@ def command_line_contract_details():
 
 @case
 def verbose_log_never_shows_auth_secrets():
-    # EHLO and AUTH PLAIN (no initial response) in one write, the
-    # credentials in the next: the log shows neither them nor AUTH's
-    # argument, however the bytes arrive
+    # However the client's bytes arrive (a response alone, pipelined
+    # behind EHLO, split inside a line, as AUTH's initial response, or
+    # after a refused AUTH where it arrives as an unknown command), the
+    # log shows no credential: smtpd logs what the library's on_reply
+    # says, and the library reports AUTH and every line of its exchange
+    # with no argument, and never echoes an unknown verb
     import base64
     srv = Server('--user', 'alice:s3cretpw', '--insecure-auth', '--verbose')
+    secrets = ['s3cretpw']
+    b64 = lambda b: base64.b64encode(b)
+
+    def session(writes, ncodes, pause=0.05):
+        s, f = raw(srv.port)
+        reply(f)
+        for w in writes:
+            s.sendall(w)
+            time.sleep(pause)
+        codes = [reply(f)[0] for _ in range(ncodes)]
+        s.sendall(b'QUIT\r\n')
+        assert reply(f)[0] == 221
+        f.close(); s.close()
+        return codes
     try:
-        plain = base64.b64encode(b'\0alice\0s3cretpw')
-        login_user, login_pw = base64.b64encode(b'alice'), base64.b64encode(b's3cretpw')
-        s, f = raw(srv.port)
-        reply(f)
-        s.sendall(b'EHLO x\r\nAUTH PLAIN\r\n')
-        assert reply(f)[0] == 250 and reply(f)[0] == 334
-        s.sendall(plain + b'\r\n')
-        assert reply(f)[0] == 235
-        f.close(); s.close()
-        s, f = raw(srv.port)
-        reply(f)
-        # LOGIN, everything pipelined in one write; then a wrong PLAIN
-        s.sendall(b'EHLO x\r\nAUTH LOGIN\r\n' + login_user + b'\r\n' + login_pw + b'\r\n')
-        assert [reply(f)[0] for _ in range(4)] == [250, 334, 334, 235]
-        f.close(); s.close()
-        s, f = raw(srv.port)
-        reply(f)
-        s.sendall(b'EHLO x\r\nAUTH PLAIN\r\n' + base64.b64encode(b'\0alice\0wr0ngpw') + b'\r\nNOOP\r\n')
-        assert [reply(f)[0] for _ in range(4)] == [250, 334, 535, 250]
-        f.close(); s.close()
-        wait_log(srv, ' close', count=3)
-        wait_log(srv, 'C: NOOP')
+        plain = b64(b'\0alice\0s3cretpw')
+        login_user, login_pw = b64(b'alice'), b64(b's3cretpw')
+        secrets += [plain.decode(), login_user.decode(), login_pw.decode()]
+        # EHLO and AUTH PLAIN (no initial response) in one write, the
+        # credentials in the next
+        assert session([b'EHLO x\r\nAUTH PLAIN\r\n', plain + b'\r\n'], 3) == [250, 334, 235]
+        # AUTH PLAIN with an initial response, alone and behind EHLO
+        assert session([b'EHLO x\r\n', b'AUTH PLAIN ' + plain + b'\r\n'], 2) == [250, 235]
+        assert session([b'EHLO x\r\nAUTH PLAIN ' + plain + b'\r\n'], 2) == [250, 235]
+        # LOGIN, everything pipelined in one write with EHLO
+        assert session([b'EHLO x\r\nAUTH LOGIN\r\n' + login_user + b'\r\n' + login_pw + b'\r\n'],
+                       4) == [250, 334, 334, 235]
+        # LOGIN, username and password in separate writes, the password
+        # split inside its line
+        assert session([b'EHLO x\r\n', b'AUTH LOGIN\r\n', login_user + b'\r\n',
+                        login_pw[:5], login_pw[5:] + b'\r\n'], 4) == [250, 334, 334, 235]
+        # a wrong password (535), then a line the client meant as a
+        # secret: it arrives as an unknown command, and is not echoed
+        wrong = b64(b'\0alice\0wr0ngpw')
+        stray = b64(b'str4ys3cret')
+        secrets += ['wr0ngpw', wrong.decode(), 'str4ys3cret', stray.decode()]
+        assert session([b'EHLO x\r\nAUTH PLAIN\r\n' + wrong + b'\r\n' + stray + b'\r\nNOOP\r\n'],
+                       5) == [250, 334, 535, 500, 250]
+        assert session([b'EHLO x\r\nAUTH PLAIN ' + wrong + b'\r\n', stray + b'\r\n'],
+                       3) == [250, 535, 500]
+        # AUTH refused before its exchange starts (503: no EHLO; 504: an
+        # unknown mechanism): the pipelined username and password are
+        # unknown commands too
+        assert session([b'AUTH LOGIN\r\n' + login_user + b'\r\n' + login_pw + b'\r\n'],
+                       3) == [503, 500, 500]
+        assert session([b'EHLO x\r\nAUTH BOGUS\r\n' + login_user + b'\r\n' + login_pw + b'\r\n'],
+                       4)[2:] == [500, 500]
+        assert wait_log(srv, ' close', count=9)
         log = open(srv.log.name).read()
-        for secret in (plain.decode(), login_user.decode(), login_pw.decode(), 's3cretpw', 'wr0ngpw',
-                       base64.b64encode(b'\0alice\0wr0ngpw').decode()):
-            assert secret not in log, (secret, log)
-        assert 'C: AUTH PLAIN' in log and 'C: AUTH LOGIN' in log and 'C: NOOP' in log, log
+        for secret in secrets:
+            # the log once showed a stray line's first octets upper-cased
+            assert secret.lower() not in log.lower(), (secret, log)
+        # every command, AUTH with no argument
+        assert log.count('C: AUTH S: 235 2.7.0 Authentication successful') == 5, log
+        assert log.count('C: AUTH S: 334 VXNlcm5hbWU6') == 2 and log.count('C: AUTH S: 334 UGFzc3dvcmQ6') == 2, log
+        assert 'C: NOOP S: 250' in log and 'C: EHLO x S: 250' in log, log
+        assert log.count('refused client=127.0.0.1 cmd=AUTH reply=535 5.7.8') == 2, log
+        assert log.count('refused client=127.0.0.1 cmd=- reply=500') == 6, log
     finally:
         srv.stop()
 
@@ -956,12 +990,14 @@ def refused_commands_leave_one_log_line():
         codes = [reply(f)[0] for _ in range(8)]
         assert codes == [250, 503, 501, 250, 550, 503, 500, 221], codes
         f.close(); s.close()
-        assert wait_log(srv, 'cmd=BOGUS'), open(srv.log.name).read()
+        # an unknown verb is never echoed (a stray SASL response would
+        # arrive as one): cmd=-
+        assert wait_log(srv, 'cmd=- reply=500'), open(srv.log.name).read()
         log = open(srv.log.name).read()
         lines = [l for l in log.splitlines() if ' refused ' in l]
         want = [('cmd=RCPT', 'reply=503 5.5.1'), ('cmd=MAIL', 'reply=501 5.'),
                 ('cmd=RCPT', 'reply=550 5.7.1 Unable to relay for <x@far.test>'),
-                ('cmd=AUTH', 'reply=503 5.5.1'), ('cmd=BOGUS', 'reply=500 5.5.')]
+                ('cmd=AUTH', 'reply=503 5.5.1'), ('cmd=-', 'reply=500 5.5.')]
         assert len(lines) == len(want), lines
         for l, (cmd, rep) in zip(lines, want):
             assert 'client=127.0.0.1' in l and cmd in l and rep in l, (l, cmd, rep)
@@ -976,6 +1012,33 @@ def refused_commands_leave_one_log_line():
         assert wait_log(srv, 'cmd=AUTH reply=535 5.7.8'), open(srv.log.name).read()
         log = open(srv.log.name).read()
         assert 'wr0ng' not in log and bad.decode() not in log, log
+    finally:
+        srv.stop()
+    # refusals of a message (size, hops) and the 421 after too many errors
+    srv = Server('--max-size', '1000', '--max-hops', '2')
+    try:
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+        assert [reply(f)[0] for _ in range(4)] == [250, 250, 250, 354]
+        s.sendall(b'Subject: big\r\n\r\n' + b'x' * 2000 + b'\r\n.\r\n'
+                  b'MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+        assert [reply(f)[0] for _ in range(4)] == [552, 250, 250, 354]
+        s.sendall(b'Received: from a\r\nReceived: from b\r\nReceived: from c\r\n\r\nloop\r\n.\r\n'
+                  b'MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nBDAT 2000 LAST\r\n' +
+                  b'y' * 2000)
+        assert [reply(f)[0] for _ in range(4)] == [554, 250, 250, 552]
+        s.sendall(b'BOGUS\r\n' * 20)
+        codes = [reply(f)[0] for _ in range(21)]
+        assert codes == [500] * 20 + [421], codes
+        f.close(); s.close()
+        assert wait_log(srv, ' close', count=2), open(srv.log.name).read()
+        log = open(srv.log.name).read()
+        assert 'refused client=127.0.0.1 cmd=DATA reply=552 5.3.4' in log, log
+        assert 'refused client=127.0.0.1 cmd=DATA reply=554 5.4.6 Too many hops' in log, log
+        assert 'refused client=127.0.0.1 cmd=BDAT reply=552 5.3.4' in log, log
+        assert 'refused client=127.0.0.1 cmd=- reply=421 4.7.0' in log, log
+        assert log.count(' refused ') == 3 + 21, log
     finally:
         srv.stop()
 
