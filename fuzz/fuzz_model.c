@@ -1115,8 +1115,16 @@ m_data_body(model *m, size_t i, int *done)
                 if (s[q] == '\r' || s[q] == '\n')
                     break;
             if (q < j) {
-                m_abort(m, "bare_lf");
-                m->aborted = 2;
+                /* what precedes the bare CR/LF is delivered first (it
+                 * may pass max_size: then that is the abort); a leading
+                 * "." is stuffing unless the bare byte follows it */
+                size_t a0 = s[i] == '.' ? i + 1 : i;
+                if (q > a0) /* the whole line goes to partial below */
+                    m_deliver(m, s + a0, q - a0);
+                if (!m->aborted) {
+                    m_abort(m, "bare_lf");
+                    m->aborted = 2;
+                }
             }
         }
         if (j > i && s[i] == '.')
