@@ -2498,7 +2498,7 @@ r_scan(real *r, size_t consumed, size_t *next_secret)
                 trimmed.n--;
             while (trimmed.n && trimmed.p[0] == '\0') /* likewise */
                 trimmed.p++, trimmed.n--;
-            if (trimmed.n == 0)
+            if (trimmed.n < 8) /* too short to tell from other bytes */
                 continue;
             /* bytes the session may hold for other reasons: sent outside
              * the exchange, or written by the session itself */
