@@ -1213,6 +1213,17 @@ m_command(model *m, size_t i)
         m_error(m, 500);
         return lf + 1;
     }
+    if (m->no_service &&
+        (ieq(line, vn, "get") || ieq(line, vn, "post") ||
+         ieq(line, vn, "head") || ieq(line, vn, "put") ||
+         ieq(line, vn, "connect") || ieq(line, vn, "options") ||
+         ieq(line, vn, "delete") || ieq(line, vn, "patch") ||
+         ieq(line, vn, "trace"))) {
+        /* an HTTP request line closes the session in any state */
+        m_code(m, 421);
+        m_close(m);
+        return lf + 1;
+    }
     if (m->no_service) {
         if (ieq(line, vn, "quit") && an) {
             m_error(m, 501); /* QUIT takes no argument, here too */
