@@ -1115,8 +1115,16 @@ m_data_body(model *m, size_t i, int *done)
                 if (s[q] == '\r' || s[q] == '\n')
                     break;
             if (q < j) {
-                m_abort(m, "bare_lf");
-                m->aborted = 2;
+                /* what precedes the bare CR/LF is delivered first (it
+                 * may pass max_size: then that is the abort); a leading
+                 * "." is stuffing unless the bare byte follows it */
+                size_t a0 = s[i] == '.' ? i + 1 : i;
+                if (q > a0) /* the whole line goes to partial below */
+                    m_deliver(m, s + a0, q - a0);
+                if (!m->aborted) {
+                    m_abort(m, "bare_lf");
+                    m->aborted = 2;
+                }
             }
         }
         if (j > i && s[i] == '.')
@@ -1203,6 +1211,17 @@ m_command(model *m, size_t i)
         an--;
     if (n == 0) {
         m_error(m, 500);
+        return lf + 1;
+    }
+    if (m->no_service &&
+        (ieq(line, vn, "get") || ieq(line, vn, "post") ||
+         ieq(line, vn, "head") || ieq(line, vn, "put") ||
+         ieq(line, vn, "connect") || ieq(line, vn, "options") ||
+         ieq(line, vn, "delete") || ieq(line, vn, "patch") ||
+         ieq(line, vn, "trace"))) {
+        /* an HTTP request line closes the session in any state */
+        m_code(m, 421);
+        m_close(m);
         return lf + 1;
     }
     if (m->no_service) {
@@ -2490,7 +2509,7 @@ r_scan(real *r, size_t consumed, size_t *next_secret)
                 trimmed.n--;
             while (trimmed.n && trimmed.p[0] == '\0') /* likewise */
                 trimmed.p++, trimmed.n--;
-            if (trimmed.n == 0)
+            if (trimmed.n < 8) /* too short to tell from other bytes */
                 continue;
             /* bytes the session may hold for other reasons: sent outside
              * the exchange, or written by the session itself */
