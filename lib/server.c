@@ -3225,11 +3225,15 @@ sess_proxy(llsmtp_server *s, const char *buf, size_t n, size_t *used)
 /* ---- feed ---------------------------------------------------------------- */
 
 /* A line overflowed the buffer: keep its first bytes (to tell what it
- * was) and drop the rest until its LF. */
+ * was) and drop the rest until its LF. What it held past the prefix is
+ * wiped, not just forgotten: it may be an AUTH initial response (RFC 4954
+ * 4) that no AUTH code path will see, e.g. when AUTH is off. */
 #define SESS_PREFIX 8
 static void
 sess_keep_prefix(llsmtp_server *s, const char *p, size_t k)
 {
+    if (!s->discarding && s->line_len > SESS_PREFIX)
+        llsmtp__wipe(s->line + SESS_PREFIX, s->line_len - SESS_PREFIX);
     if (!s->discarding && s->line_len < SESS_PREFIX) {
         size_t take = SESS_PREFIX - s->line_len;
         if (take > k)

@@ -135,6 +135,7 @@ enum {
     W_TIMEOUT,       /* half an AUTH line, then the timer */
     W_RESET,         /* half an AUTH line, then llsmtp_server_reset */
     W_SYNTAX_REFUSED,/* 501 syntax ("AUTH  <b64>", no mechanism) */
+    W_OFF_TOO_LONG,  /* AUTH off: 500 5.5.2 line too long, then NOOP */
     W_LAST
 };
 
@@ -175,7 +176,7 @@ test_auth_secrets_wiped(void **state)
         cfg.extensions |= LLSMTP_EXT_AUTH;
         if (path != W_CLEARTEXT)
             cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT;
-        if (path == W_AUTH_OFF)
+        if (path == W_AUTH_OFF || path == W_OFF_TOO_LONG)
             cfg.extensions &= ~(unsigned)LLSMTP_EXT_AUTH;
         if (path == W_BARE_LF)
             cfg.bare_lf = LLSMTP_BARE_LF_REJECT;
@@ -208,15 +209,17 @@ test_auth_secrets_wiped(void **state)
             th_buf_adds(&in, b64);
         if (path == W_BAD_B64)
             th_buf_adds(&in, "!!!!");
-        if (path == W_TOO_LONG) {
+        if (path == W_TOO_LONG || path == W_OFF_TOO_LONG) {
             size_t i;
-            for (i = 0; i < 13000; i++)
+            for (i = 0; i < (path == W_TOO_LONG ? 13000u : 500u); i++)
                 th_buf_add(&in, "A", 1);
         }
         if (path == W_BARE_LF)
             th_buf_adds(&in, "\n");
-        else if (path < W_EOF || path == W_SYNTAX_REFUSED)
+        else if (path < W_EOF || path >= W_SYNTAX_REFUSED)
             th_buf_adds(&in, "\r\n");
+        if (path == W_OFF_TOO_LONG)
+            th_buf_adds(&in, "NOOP\r\n"); /* the session goes on */
         rc = feed_bytes(s, in.p, in.n);
         if (rc < 0 && path != W_CB_FAIL)
             fail_msg("path %d: %s", path, llsmtp_errname(rc));
