@@ -610,9 +610,10 @@ typedef struct llsmtp_config {
     const struct llsmtp_relay_policy *relay;
     unsigned max_rcpt_rejects; /* refused RCPTs before 421, 100 (0: none) */
     /* AUTH (LLSMTP_EXT_AUTH): mechanisms offered, space separated,
-     * "PLAIN LOGIN"; others need on_auth_step. At most
-     * LLSMTP_AUTH_MECHS_MAX names of 1..20 letters, digits, "-" and "_"
-     * (RFC 4422 3.1). */
+     * "PLAIN LOGIN"; others need on_auth_step and are not offered
+     * without it. At most LLSMTP_AUTH_MECHS_MAX names of 1..20 letters,
+     * digits, "-" and "_" (RFC 4422 3.1), at least one of them offered
+     * (RFC 4954 3: AUTH lists the mechanisms). */
     const char *auth_mechanisms;
     unsigned max_auth_failures; /* failed AUTH before 421, 3 */
     size_t max_auth_line; /* AUTH lines, 12288 (RFC 4954 4); the line
@@ -626,7 +627,9 @@ LLSMTP_API void llsmtp_config_init(llsmtp_config *cfg);
  * ("[192.0.2.1]", "[IPv6:2001:db8::1]"; no space, CR, LF or other
  * control byte can reach a reply through it), banner printable ASCII of
  * at most 255 octets, known extension and flag bits, limits in the
- * ranges above, AUTH mechanism names valid. Returns LLSMTP_OK, or
+ * ranges above, AUTH mechanism names valid and, with LLSMTP_EXT_AUTH,
+ * at least one that can be offered (PLAIN or LOGIN, or any name when
+ * callbacks->on_auth_step is set). Returns LLSMTP_OK, or
  * LLSMTP_E_INVAL with *why (when why is not NULL) set to a static
  * sentence naming the field and the problem ("hostname: ..."); *why is
  * NULL on success. May be called anywhere. */

@@ -228,6 +228,9 @@ sess_cfg_mechs_why(const char *m)
     return NULL;
 }
 
+static size_t sess_mech_next_cfg(const llsmtp_config *cfg, size_t pos,
+                                 llsmtp_span *tok);
+
 static const char *
 sess_cfg_why(const llsmtp_config *cfg)
 {
@@ -262,8 +265,12 @@ sess_cfg_why(const llsmtp_config *cfg)
         return "max_rcpt: below 100 (RFC 5321 4.5.3.1.8)";
     if (cfg->extensions & LLSMTP_EXT_AUTH) {
         const char *why = sess_cfg_mechs_why(cfg->auth_mechanisms);
+        llsmtp_span tok;
         if (why != NULL)
             return why;
+        if (sess_mech_next_cfg(cfg, 0, &tok) == 0)
+            return "auth_mechanisms: none can be offered (only PLAIN and "
+                   "LOGIN run without callbacks->on_auth_step)";
         if (cfg->max_auth_line < 512 || cfg->max_auth_line > (size_t)1 << 20)
             return "max_auth_line: outside 512..1048576";
     }
@@ -688,15 +695,6 @@ sess_u64(char *buf, size_t cap, uint64_t v, llsmtp_span *out)
 
 /* ---- AUTH helpers ------------------------------------------------------ */
 
-/* RFC 4954 4 and 538: PLAIN/LOGIN only over TLS unless the host allows
- * cleartext. */
-static int
-sess_auth_offered(const llsmtp_server *s)
-{
-    return (s->cfg->extensions & LLSMTP_EXT_AUTH) &&
-           (s->tls_active || (s->cfg->flags & LLSMTP_CFG_AUTH_CLEARTEXT));
-}
-
 /* Mechanisms llsmtp handles itself; others need on_auth_step. */
 static int
 sess_mech_builtin(const char *p, size_t n)
@@ -704,12 +702,20 @@ sess_mech_builtin(const char *p, size_t n)
     return llsmtp__iequal(p, n, "PLAIN", 5) || llsmtp__iequal(p, n, "LOGIN", 5);
 }
 
-/* Calls fn for each offered mechanism token of cfg->auth_mechanisms. */
+/* The one rule for which mechanisms are offered, used by the
+ * configuration check, EHLO, HELP and the AUTH command alike: the names
+ * of cfg->auth_mechanisms that something can run, PLAIN and LOGIN here,
+ * any other through on_auth_step. Finds the next one from pos; returns
+ * the position after it, or 0 when there is none. */
 static size_t
-sess_mech_next(const llsmtp_server *s, size_t pos, llsmtp_span *tok)
+sess_mech_next_cfg(const llsmtp_config *cfg, size_t pos, llsmtp_span *tok)
 {
-    const char *m = s->cfg->auth_mechanisms;
-    size_t n = strlen(m), i;
+    const char *m = cfg->auth_mechanisms;
+    size_t n, i;
+    int step = cfg->callbacks != NULL && cfg->callbacks->on_auth_step != NULL;
+    if (m == NULL)
+        return 0;
+    n = strlen(m);
     for (;;) {
         while (pos < n && m[pos] == ' ')
             pos++;
@@ -721,10 +727,30 @@ sess_mech_next(const llsmtp_server *s, size_t pos, llsmtp_span *tok)
         tok->p = m + pos;
         tok->n = i - pos;
         if (tok->n <= SESS_MECH_MAX &&
-            (sess_mech_builtin(tok->p, tok->n) || s->cb->on_auth_step != NULL))
+            (step || sess_mech_builtin(tok->p, tok->n)))
             return i;
         pos = i;
     }
+}
+
+static size_t
+sess_mech_next(const llsmtp_server *s, size_t pos, llsmtp_span *tok)
+{
+    return sess_mech_next_cfg(s->cfg, pos, tok);
+}
+
+/* RFC 4954 4 and 538: PLAIN/LOGIN only over TLS unless the host allows
+ * cleartext. RFC 4954 3: the AUTH keyword's parameter is the list of
+ * mechanisms, so with none to list there is no AUTH at all (the
+ * configuration check refuses that; this keeps EHLO, HELP and the AUTH
+ * command agreeing even so). */
+static int
+sess_auth_offered(const llsmtp_server *s)
+{
+    llsmtp_span tok;
+    return (s->cfg->extensions & LLSMTP_EXT_AUTH) &&
+           (s->tls_active || (s->cfg->flags & LLSMTP_CFG_AUTH_CLEARTEXT)) &&
+           sess_mech_next(s, 0, &tok) != 0;
 }
 
 static int

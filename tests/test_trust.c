@@ -474,6 +474,28 @@ test_config_refused(void **state)
         assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_INVAL);
         assert_memory_equal(why, "auth_mechanisms:", 16);
         assert_int_equal(llsmtp_config_check(NULL, NULL), LLSMTP_E_INVAL);
+        /* RFC 4954 3: AUTH lists the mechanisms offered; CRAM-MD5 with
+         * no on_auth_step would leave "250-AUTH" with none */
+        {
+            llsmtp_callbacks cb;
+            memset(&cb, 0, sizeof cb);
+            llsmtp_config_init(&cfg);
+            cfg.extensions |= LLSMTP_EXT_AUTH;
+            cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT | LLSMTP_CFG_AUTH_LEGACY;
+            cfg.auth_mechanisms = "CRAM-MD5";
+            assert_int_equal(llsmtp_config_check(&cfg, &why),
+                             LLSMTP_E_INVAL);
+            assert_memory_equal(why, "auth_mechanisms:", 16);
+            cfg.callbacks = &cb;
+            assert_int_equal(llsmtp_config_check(&cfg, &why),
+                             LLSMTP_E_INVAL);
+            assert_int_equal(llsmtp_server_size(&cfg), 0);
+            cb.on_auth_step = step_refuse;
+            assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_OK);
+            cb.on_auth_step = NULL;
+            cfg.auth_mechanisms = "CRAM-MD5 login";
+            assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_OK);
+        }
     }
 
     /* memory not aligned like malloc's is refused, as documented */
