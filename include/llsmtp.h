@@ -411,7 +411,15 @@ enum llsmtp_cfg_flag {
 
 /* Why a message was abandoned (on_data_abort). */
 enum llsmtp_abort {
-    LLSMTP_ABORT_SIZE = 1,      /* over config.max_size: 552 at the end */
+    /* Over config.max_size. DATA: on_data has been given exactly the
+     * first max_size octets of the message as stored (unstuffed, line
+     * ends as delivered), however the input was split, then this; the
+     * rest is read and dropped, and 552 is the reply at the end. BDAT: a
+     * chunk whose size (known from its BDAT line) would pass the limit is
+     * judged at that line, before any of it is read: none of its octets
+     * is delivered (it is read and dropped, then 552), so on_data has
+     * seen only the whole chunks before it. */
+    LLSMTP_ABORT_SIZE = 1,
     LLSMTP_ABORT_BARE_LF = 2,   /* bare LF/CR under REJECT: 550 at the end */
     LLSMTP_ABORT_CLOSED = 3,    /* the session ended with the message open:
                                    eof, timeout, shutdown, QUIT or a 421
@@ -600,7 +608,8 @@ typedef struct llsmtp_config {
     int bare_lf;              /* enum llsmtp_bare_lf, NORMALIZE */
     size_t max_line;          /* command line incl. CRLF, 512 (>= 512) */
     size_t max_rcpt;          /* recipients per transaction, 1000 (>= 100) */
-    uint64_t max_size;        /* message size limit, 0 = none */
+    uint64_t max_size;        /* message size limit, 0 = none; see
+                                 LLSMTP_ABORT_SIZE for what is delivered */
     unsigned max_errors;      /* bad commands before 421, 20 */
     size_t output_size;       /* output queue bytes, 4096 (raised as needed) */
     const llsmtp_callbacks *callbacks; /* may be NULL */

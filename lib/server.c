@@ -1377,6 +1377,8 @@ sess_kind_default(int kind, llsmtp_reply *r)
     }
 }
 
+static int sess_over_size(const llsmtp_server *s);
+
 int
 llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
 {
@@ -1396,6 +1398,13 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     kind = s->pending;
     if (kind == LLSMTP_PENDING_DATA) {
         s->pending = 0;
+        /* the piece that paused was the part of the message that fitted
+         * under max_size: the rest is not delivered (sess_emit) */
+        if (sess_over_size(s) && !s->dabort) {
+            int rc = sess_abort(s, LLSMTP_ABORT_SIZE);
+            if (rc != LLSMTP_OK)
+                return sess_settle(s, rc);
+        }
         /* on_data paused on a chunk's last octet: the chunk is complete
          * and its reply is due now (RFC 3030 2); the client sends nothing
          * more before it reads that reply, so no later feed would come to
@@ -2799,7 +2808,19 @@ llsmtp__scan_crlf(const char *p, const char *end)
 #endif
 }
 
-/* Delivers a piece of the message (or counts it when abandoned). */
+/* Whether the message has gone past max_size: it is then abandoned as
+ * soon as what fitted has been delivered. */
+static int
+sess_over_size(const llsmtp_server *s)
+{
+    return s->cfg->max_size != 0 && s->msg_size > s->cfg->max_size;
+}
+
+/* Delivers a piece of the message (or counts it when abandoned). Over
+ * max_size, exactly the octets up to the limit are delivered and then
+ * the message is abandoned (SIZE): where the limit falls must not depend
+ * on how the input was cut into pieces (DESIGN 3: any split, the same
+ * callbacks). */
 static int
 sess_emit(llsmtp_server *s, const char *p, size_t n)
 {
@@ -2807,18 +2828,28 @@ sess_emit(llsmtp_server *s, const char *p, size_t n)
     if (n == 0 || s->dabort)
         return LLSMTP_OK;
     if (s->cfg->max_size && s->msg_size + n > s->cfg->max_size) {
+        size_t fits = s->msg_size < s->cfg->max_size
+                          ? (size_t)(s->cfg->max_size - s->msg_size)
+                          : 0;
         s->msg_size += n;
-        return sess_abort(s, LLSMTP_ABORT_SIZE);
+        n = fits;
+        if (n == 0)
+            return sess_abort(s, LLSMTP_ABORT_SIZE);
     }
-    s->msg_size += n;
+    if (!sess_over_size(s))
+        s->msg_size += n;
     if (s->cb->on_data != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data(s, p, n));
     if (cbrc == LLSMTP_CB_PENDING) {
+        /* resume abandons the message if this was its last piece that
+         * fitted (sess_over_size) */
         s->pending = LLSMTP_PENDING_DATA;
         return LLSMTP_PAUSED;
     }
     if (cbrc != LLSMTP_CB_OK)
         return sess_fail(s, "on_data", LLSMTP_E_CALLBACK);
+    if (sess_over_size(s))
+        return sess_abort(s, LLSMTP_ABORT_SIZE);
     return LLSMTP_OK;
 }
 
