@@ -2431,44 +2431,43 @@ sess_bdat_end(llsmtp_server *s)
     return sess_put(s, 250, "2.0.0", sp, 2);
 }
 
+/* A BDAT whose chunk cannot be counted off closes the connection: the
+ * client sends the chunk without waiting (RFC 3030 2), so reading on would
+ * take its octets for commands. One reply refuses the BDAT, then 421, as
+ * RFC 5321 3.8 has a server that must close do. */
+typedef struct sess_bdat_close {
+    int why;            /* on_data_abort reason for an open message */
+    int code;           /* the reply to the BDAT line */
+    const char *enh;
+    const char *text;
+    const char *closing; /* the 421 text */
+} sess_bdat_close;
+
+/* A size that is not there or not digits. */
+static const sess_bdat_close sess_bdat_unparsable = {
+    LLSMTP_ABORT_CLOSED, 501, "5.5.4", "Syntax: BDAT size [LAST]",
+    "Error: chunk size unreadable, closing connection"};
+
 /* A chunk size past 2^64 - 1. RFC 3030 2 puts no bound on chunk-size
  * (1*DIGIT), and a refused chunk must still be read and dropped to stay in
  * sync; a count that cannot be held cannot be counted off, and taking it
  * modulo 2^64 would read the client's octets as commands. So 552 answers
- * the BDAT (larger than any message this server takes) and 421 closes the
- * connection, as RFC 5321 3.8 has a server that must close do. */
-static int
-sess_bdat_unreadable(llsmtp_server *s)
-{
-    int rc;
-    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_SIZE)) < 0)
-        return rc;
-    rc = sess_say(s, 552, "5.3.4",
-                  "Message size exceeds fixed maximum message size");
-    if (rc < 0)
-        return rc;
-    rc = sess_say_host(s, 421, "4.5.2",
-                       "Error: chunk size out of range, closing connection");
-    if (rc < 0)
-        return rc;
-    sess_tx_reset(s);
-    s->phase = PH_CLOSED;
-    return LLSMTP_CLOSE;
-}
+ * the BDAT (larger than any message this server takes). */
+static const sess_bdat_close sess_bdat_unreadable = {
+    LLSMTP_ABORT_SIZE, 552, "5.3.4",
+    "Message size exceeds fixed maximum message size",
+    "Error: chunk size out of range, closing connection"};
 
-/* A BDAT line whose size cannot be read: 501, then 421 and close
- * (RFC 5321 3.8), as sess_bdat_unreadable does. */
 static int
-sess_bdat_unparsable(llsmtp_server *s)
+sess_bdat_closing(llsmtp_server *s, const sess_bdat_close *c)
 {
     int rc;
-    if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
+    if (sess_msg_open(s) && (rc = sess_abort(s, c->why)) < 0)
         return rc;
-    rc = sess_say(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
+    rc = sess_say(s, c->code, c->enh, c->text);
     if (rc < 0)
         return rc;
-    rc = sess_say_host(s, 421, "4.5.2",
-                       "Error: chunk size unreadable, closing connection");
+    rc = sess_say_host(s, 421, "4.5.2", c->closing);
     if (rc < 0)
         return rc;
     sess_tx_reset(s);
@@ -2544,9 +2543,9 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         /* RFC 3030 2: without a size nobody knows where the chunk ends,
          * and the client sends it without waiting: reading on would take
          * its octets for commands (the smuggling class). Close. */
-        return sess_bdat_unparsable(s);
+        return sess_bdat_closing(s, &sess_bdat_unparsable);
     if (big)
-        return sess_bdat_unreadable(s);
+        return sess_bdat_closing(s, &sess_bdat_unreadable);
     if (rest.n && !llsmtp__iequal(rest.p, rest.n, "LAST", 4))
         /* RFC 3030 2: the chunk of a refused BDAT must still be read;
          * the size is known, so it is read and dropped */
