@@ -1561,8 +1561,9 @@ printable(char *dst, size_t cap, const char *p, size_t n)
 }
 
 /* Every reply the session queues, with what it answers as the library
- * tells it (verb, argument, phase; never a credential: AUTH and every
- * line of its exchange come with no argument), so smtpd keeps no model
+ * tells it (verb, argument, phase; never a credential: AUTH comes with
+ * its mechanism only, every line of its exchange with no argument, as
+ * "C: AUTH"), so smtpd keeps no model
  * of the session of its own and whole reads are fed at once. A refusal
  * leaves one line, --verbose or not, for operators and fail2ban: a
  * command's 4xx/5xx, a message's or a chunk's, and those no client line
@@ -1587,6 +1588,7 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     if (!opt.verbose)
         return;
     switch (ri->phase) {
+    case LLSMTP_RI_AUTH_STEP: /* verb "AUTH", no argument */
     case LLSMTP_RI_COMMAND:
         if (ri->verb[0] == '\0')
             snprintf(what, sizeof what, "C: (line not shown) ");

@@ -244,7 +244,8 @@ fz_lmtp(llsmtp_server *s, size_t index, llsmtp_reply *r)
 }
 
 /* on_reply: what it reports is what went out, one line's text, never a
- * control byte; an AUTH line's argument is never reported. */
+ * control byte; of an AUTH line only the mechanism (one SASL name, RFC
+ * 4422 3.1), and nothing of a line of its exchange. */
 static void
 fz_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
 {
@@ -256,8 +257,16 @@ fz_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     for (i = 0; i < ri->text.n; i++)
         if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
             abort();
-    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0)
-        abort();
+    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0) {
+        if (ri->phase != LLSMTP_RI_COMMAND || ri->arg.n > 20)
+            abort();
+        for (i = 0; i < ri->arg.n; i++) {
+            char c = ri->arg.p[i];
+            if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                  (c >= '0' && c <= '9') || c == '-' || c == '_'))
+                abort();
+        }
+    }
 }
 
 static const llsmtp_callbacks fz_cb = {

@@ -472,14 +472,19 @@ enum llsmtp_reply_phase {
                               the error limit, says the same) */
     LLSMTP_RI_GREETING = 1, /* the greeting; verb "" */
     LLSMTP_RI_CHUNK = 2,   /* a BDAT chunk, once its octets were read
-                              ("250 n octets received", 552); verb "BDAT" */
+                              ("250 n octets received", 552); verb "BDAT",
+                              arg the chunk's size */
     LLSMTP_RI_MESSAGE = 3, /* the final reply to a message: after
                               <CRLF>.<CRLF> (verb "DATA") or the BDAT LAST
                               chunk (verb "BDAT"); in LMTP one per
                               accepted recipient (rcpt says which) */
-    LLSMTP_RI_SESSION = 4  /* caused by no client line: timeout, shutdown,
+    LLSMTP_RI_SESSION = 4, /* caused by no client line: timeout, shutdown,
                               the 421 after a host failure, the
                               synchronization check's 554; verb "-" */
+    LLSMTP_RI_AUTH_STEP = 5 /* a line of an AUTH exchange (a SASL
+                               response, RFC 4954 4, "*" included) after
+                               the AUTH command's 334; verb "AUTH", arg
+                               always empty */
 };
 
 /* One queued reply, for on_reply (logging). Every pointer is valid only
@@ -492,9 +497,15 @@ typedef struct llsmtp_reply_info {
                          would arrive as one), an empty or overlong line;
                          "-" for LLSMTP_RI_SESSION */
     llsmtp_span arg;  /* the command's argument as received (trimmed);
-                         empty for AUTH and every line of an AUTH exchange
-                         (never a credential), for unknown verbs, and for
-                         replies after message data (CHUNK, MESSAGE) */
+                         for the AUTH command line only its mechanism,
+                         when it is one the configuration offers (else
+                         empty), never the initial response; empty for
+                         every line of an AUTH exchange (AUTH_STEP) and
+                         for unknown verbs (never a credential); for the
+                         replies after a BDAT chunk (CHUNK, and MESSAGE
+                         after BDAT LAST) the chunk's size and " LAST" if
+                         given ("7000", "123 LAST"; digits without leading
+                         zeros); empty after DATA's message */
     int code;         /* 200..599 */
     const char *enhanced; /* as sent: "" when none (or the extension is
                              off) */

@@ -40,6 +40,7 @@ enum {
 
 #define SESS_AUTH_USER_MAX 256 /* AUTH LOGIN user name kept between lines */
 #define SESS_MECH_MAX 20       /* RFC 4422 3.1: SASL names are 1-20 chars */
+#define SESS_RV_KEEP 32
 
 /* DATA scanner states (RFC 5321 4.5.2 transparency, 4.1.1.4 end). */
 enum {
@@ -113,6 +114,12 @@ struct llsmtp_server {
     llsmtp_span rv_arg;
     size_t pend_rv_len;   /* the deferred command's argument, in line[] */
     unsigned char rv_phase;
+    /* rv_arg's own copy when its line is gone by the reply (a BDAT chunk's
+     * size and LAST) or may be overwritten by decoded credentials (AUTH's
+     * mechanism): at most 20 digits and " LAST", or a 20-character name */
+    unsigned char rv_keep_len;
+    unsigned char pend_rv_kept; /* a deferral's rv_arg is rv_keep */
+    char rv_keep[SESS_RV_KEEP];
 };
 
 #ifdef __cplusplus /* vendored into C++: a const needs an initializer */
@@ -421,14 +428,26 @@ sess_rv_session(llsmtp_server *s)
     s->rv_phase = LLSMTP_RI_SESSION;
 }
 
-/* The next replies answer message data (a chunk, or the message). */
+/* The next replies answer message data (a chunk, or the message). A
+ * BDAT chunk's reply gives its BDAT line's argument, which sess_bdat_end
+ * kept in rv_keep; DATA has none. */
 static void
 sess_rv_data(llsmtp_server *s, int phase, int is_bdat)
 {
     s->rv_verb = is_bdat ? "BDAT" : "DATA";
-    s->rv_arg.p = NULL;
-    s->rv_arg.n = 0;
+    s->rv_arg.p = is_bdat ? s->rv_keep : NULL;
+    s->rv_arg.n = is_bdat ? s->rv_keep_len : 0;
     s->rv_phase = (unsigned char)phase;
+}
+
+/* on_reply's argument is a copy in rv_keep (n <= SESS_RV_KEEP). */
+static void
+sess_rv_keep(llsmtp_server *s, const char *p, size_t n)
+{
+    memcpy(s->rv_keep, p, n);
+    s->rv_keep_len = (unsigned char)n;
+    s->rv_arg.p = s->rv_keep;
+    s->rv_arg.n = n;
 }
 
 /* Tells on_reply about the reply just queued at w[0..n): "ddd" SP or
@@ -762,6 +781,22 @@ sess_mech_offered(const llsmtp_server *s, const char *p, size_t n)
         if (llsmtp__iequal(tok.p, tok.n, p, n))
             return 1;
     return 0;
+}
+
+/* on_reply's argument for an AUTH line: the mechanism alone, never the
+ * initial response after it (RFC 4954 4: a credential), and only when it
+ * names a mechanism this configuration offers, since a client that
+ * misplaces its response ("AUTH  <base64>") puts a credential where the
+ * name goes. A copy, because decoding the response may overwrite the
+ * line buffer the name is in. */
+static void
+sess_rv_auth(llsmtp_server *s, llsmtp_span arg)
+{
+    size_t m = 0;
+    while (m < arg.n && arg.p[m] != ' ')
+        m++;
+    if (m > 0 && m <= SESS_MECH_MAX && sess_mech_offered(s, arg.p, m))
+        sess_rv_keep(s, arg.p, m);
 }
 
 /* Reply text is gathered as spans before the writer folds it. The array
@@ -1294,7 +1329,10 @@ sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
         size_t off = 0;
         llsmtp_span keep = arg;
         s->pend_rv_len = 0;
-        if (s->rv_arg.n && s->rv_arg.n <= s->line_cap &&
+        /* already a copy of the session's own (and the line buffer may
+         * be wiped when an AUTH line has been handled) */
+        s->pend_rv_kept = s->rv_arg.p == s->rv_keep && s->rv_arg.n != 0;
+        if (!s->pend_rv_kept && s->rv_arg.n && s->rv_arg.n <= s->line_cap &&
             (arg.n == 0 || (arg.p >= s->rv_arg.p &&
                             arg.p + arg.n <= s->rv_arg.p + s->rv_arg.n))) {
             off = arg.n ? (size_t)(arg.p - s->rv_arg.p) : 0;
@@ -1432,9 +1470,10 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     arg.n = s->pend_arg_len;
     s->pend_arg_len = 0;
     s->pend_arg_off = 0;
-    s->rv_arg.p = s->line;
-    s->rv_arg.n = s->pend_rv_len;
+    s->rv_arg.p = s->pend_rv_kept ? s->rv_keep : s->line;
+    s->rv_arg.n = s->pend_rv_kept ? s->rv_keep_len : s->pend_rv_len;
     s->pend_rv_len = 0;
+    s->pend_rv_kept = 0;
     {
         int rc = sess_apply(s, kind, &r, arg);
         if (rc == LLSMTP_OK && s->phase == PH_BDAT && s->bdat_left == 0)
@@ -2402,6 +2441,15 @@ sess_bdat_end(llsmtp_server *s)
     char num[24];
     int rc;
     s->phase = PH_CMD;
+    /* the argument of the BDAT line this answers, rebuilt from what it
+     * said (its digits may have had leading zeros) */
+    sess_u64(num, sizeof num, s->bdat_size, &sp[0]);
+    memcpy(s->rv_keep, sp[0].p, sp[0].n);
+    s->rv_keep_len = (unsigned char)sp[0].n;
+    if (s->bdat_last) {
+        memcpy(s->rv_keep + sp[0].n, " LAST", 5);
+        s->rv_keep_len = (unsigned char)(sp[0].n + 5);
+    }
     sess_rv_data(s, s->bdat_last ? LLSMTP_RI_MESSAGE : LLSMTP_RI_CHUNK, 1);
     if (s->bdat_discard) {
         /* refused at the BDAT line; the reply went out then */
@@ -2656,14 +2704,18 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
             (s->auth_state != AUTH_NONE ||
              (n >= 5 && llsmtp__ieq(line, "auth ", 5)))) {
             s->rv_verb = "AUTH";
+            if (s->auth_state != AUTH_NONE)
+                s->rv_phase = LLSMTP_RI_AUTH_STEP;
             return sess_auth_abort(s, 500, "5.5.6",
                                    "Authentication exchange line is too "
                                    "long");
         }
         return sess_err(s, 500, "5.5.2", "Error: line too long");
     }
-    if (s->auth_state != AUTH_NONE)
+    if (s->auth_state != AUTH_NONE) {
         s->rv_verb = "AUTH"; /* a SASL response: never its text */
+        s->rv_phase = LLSMTP_RI_AUTH_STEP;
+    }
     len--; /* the LF */
     if (len && line[len - 1] == '\r') {
         len--;
@@ -2682,7 +2734,9 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     cmd = sess_verb(line, v, &s->rv_verb);
     arg = sess_trim(line + v, len - v);
     if (cmd != CMD_AUTH && cmd != CMD_UNKNOWN)
-        s->rv_arg = arg; /* AUTH's may be a credential (RFC 4954 4) */
+        s->rv_arg = arg;
+    else if (cmd == CMD_AUTH)
+        sess_rv_auth(s, arg);
     /* Only AUTH lines may be longer than a command line. */
     if (n > s->cfg->max_line && cmd != CMD_AUTH)
         return sess_err(s, 500, "5.5.2", "Error: line too long");
