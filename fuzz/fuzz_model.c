@@ -2387,8 +2387,19 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         fz_die("on_reply #%zu: model expects %d, reported %d", r->nrep,
                r->m->codes[r->nrep], ri->code);
     r->nrep++;
-    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0)
-        fz_die("on_reply: an AUTH argument was reported");
+    /* AUTH: the command line may name its mechanism (a SASL name: at
+     * most 20 of A-Z a-z 0-9 - _), never more; an exchange line nothing. */
+    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0) {
+        size_t k;
+        if (ri->phase != LLSMTP_RI_COMMAND || ri->arg.n > 20)
+            fz_die("on_reply: an AUTH argument was reported");
+        for (k = 0; k < ri->arg.n; k++) {
+            char ch = ri->arg.p[k];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+                fz_die("on_reply: AUTH's argument is not a mechanism name");
+        }
+    }
     for (i = 0; i < ri->text.n; i++)
         if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
             fz_die("on_reply: text spans lines");
