@@ -504,7 +504,9 @@ test_config_refused(void **state)
     mem = (char *)malloc(sz + 16);
     assert_non_null(mem);
     assert_null(llsmtp_server_init(mem + 1, sz, &cfg, NULL));
-    assert_null(llsmtp_server_init(mem + 4, sz, &cfg, NULL));
+    /* half a pointer off: misaligned on every target (malloc's alignment
+     * is only 4 on i386, where mem + 4 would be fine) */
+    assert_null(llsmtp_server_init(mem + sizeof(void *) / 2, sz, &cfg, NULL));
     assert_non_null(llsmtp_server_init(mem, sz, &cfg, NULL));
     free(mem);
 }
