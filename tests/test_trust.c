@@ -685,8 +685,8 @@ test_on_reply_no_credentials(void **state)
         "HELO x\r\nAUTH PLAIN\r\nAGFsaWNlAHNlc2FtZQ==\r\nQUIT\r\n",
         /* the response where the mechanism goes: not a mechanism, so
          * not shown; then one unknown, lower case, cancelled */
-        "EHLO x\r\nAUTH  AGFsaWNlAHNlc2FtZQ\r\nAUTH X-UNKNOWN "
-        "AGFsaWNlAHNlc2FtZQ==\r\nauth login\r\nYWxpY2U=\r\n*\r\nQUIT\r\n"};
+        ("EHLO x\r\nAUTH  AGFsaWNlAHNlc2FtZQ\r\nAUTH X-UNKNOWN "
+         "AGFsaWNlAHNlc2FtZQ==\r\nauth login\r\nYWxpY2U=\r\n*\r\nQUIT\r\n")};
     static const char *const secrets[] = {
         "AGFsaWNlAHNlc2FtZQ", "YWxpY2U", "c2VzYW1l", "sesame", "alice"};
     llsmtp_config cfg;
