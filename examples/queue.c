@@ -581,6 +581,7 @@ int
 queue_lock(const char *spool, long *holder)
 {
     char path[4200], buf[32];
+    struct flock fl;
     int fd, err;
     ssize_t r;
     *holder = 0;
@@ -588,12 +589,32 @@ queue_lock(const char *spool, long *holder)
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)
         return -1;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        err = errno;
-        r = pread(fd, buf, sizeof buf - 1, 0);
-        if (r > 0) {
-            buf[r] = '\0';
-            *holder = atol(buf);
+    /* A POSIX record lock, not flock(): it belongs to this process, is
+     * not inherited by fork() and goes when this process dies, whatever
+     * its children do. A flock() belongs to the open file description,
+     * which every child shares from fork() until it closes its copy: a
+     * runner or ETRN child forked just before a kill -9 (killed with
+     * it, or left running) could hold the lock after the server was
+     * gone, and the restart was refused ("spool in use"). Nothing else
+     * in this process may open and close this file: closing any
+     * descriptor of it would let go of the lock. */
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        err = errno == EACCES || errno == EAGAIN ? EWOULDBLOCK : errno;
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK &&
+            fl.l_pid > 0) {
+            *holder = (long)fl.l_pid;
+        } else {
+            r = pread(fd, buf, sizeof buf - 1, 0);
+            if (r > 0) {
+                buf[r] = '\0';
+                *holder = atol(buf);
+            }
         }
         close(fd);
         errno = err;
@@ -610,7 +631,8 @@ queue_lock(const char *spool, long *holder)
 void
 queue_child(void)
 {
-    /* the lock stays the parent's: a restart must not wait for runners */
+    /* a child never held the lock (a record lock is not inherited); the
+     * descriptor is the parent's business only */
     if (lock_fd >= 0)
         close(lock_fd);
     lock_fd = -1;

@@ -49,13 +49,15 @@ void queue_xtext_put(FILE *f, const char *p, size_t n);
  * control character; a parameter that does is left out). */
 void queue_params_put(FILE *f, const char *params);
 
-/* Takes SPOOL/smtpd.lock (flock, held until exit): one smtpd per spool,
+/* Takes SPOOL/smtpd.lock (a POSIX record lock: this process's, held
+ * until it exits, never inherited by its children): one smtpd per spool,
  * or its start-up scan could remove what the other is writing. Returns
  * 0, or -1 (errno; EWOULDBLOCK: another process holds it, its pid in
  * *holder when known). Call before queue_open. */
 int queue_lock(const char *spool, long *holder);
-/* In a child process: lets go of the lock's descriptor (the parent's
- * lock stays), so a restart need not wait for runners. */
+/* In a child process: closes the lock's descriptor. The lock is the
+ * parent's alone and goes when the parent dies, so a restart after a
+ * crash never waits for runners left from before. */
 void queue_child(void);
 
 /* Creates SPOOL/queue and reads the entries already there. Returns 0, or

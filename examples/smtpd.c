@@ -775,6 +775,10 @@ own_from_listener(const struct sockaddr_storage *ss)
     }
 }
 
+/* How many times bind() is tried, 100 ms apart, while the address is in
+ * use (see open_listener). */
+#define BIND_TRIES 50
+
 static int
 open_listener(const char *spec)
 {
@@ -782,7 +786,7 @@ open_listener(const char *spec)
     const char *colon, *port;
     struct sockaddr_storage ss;
     socklen_t sl;
-    int fd, one = 1;
+    int fd, one = 1, tries;
     long p;
     char *end;
     memset(&ss, 0, sizeof ss);
@@ -827,7 +831,27 @@ open_listener(const char *spec)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 511) != 0) {
+    /* A restart after a kill -9 can find the port still taken by the
+     * dead server's socket: a child forked just before the kill holds a
+     * copy until it closes it (runner_setup) or dies, which is a matter
+     * of moments; there is no way to fork without the descriptors.
+     * Refusing at once would leave the spool without a server, so the
+     * port is asked for again for a few seconds. */
+    for (tries = 0;; tries++) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        if (bind(fd, (struct sockaddr *)&ss, sl) == 0)
+            break;
+        if (errno != EADDRINUSE || tries == BIND_TRIES) {
+            fprintf(stderr, "smtpd: cannot listen on %s: %s\n", spec,
+                    strerror(errno));
+            exit(1);
+        }
+        if (tries == 0)
+            fprintf(stderr, "smtpd: %s is in use; trying again for %ds\n",
+                    spec, BIND_TRIES / 10);
+        nanosleep(&ts, NULL);
+    }
+    if (listen(fd, 511) != 0) {
         fprintf(stderr, "smtpd: cannot listen on %s: %s\n", spec,
                 strerror(errno));
         exit(1);
