@@ -150,6 +150,8 @@ fz_die(const char *fmt, ...)
 static void
 buf_add(buf *b, const void *p, size_t n)
 {
+    if (n > ((size_t)-1) / 4) /* a wrapped length: says so to gcc -O3 -flto */
+        abort();
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         char *q;
