@@ -173,6 +173,7 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
         llsmtp_span out;
         unsigned t;
         int rc;
+        memset(&ev, 0, sizeof ev); /* gcc -O3 -flto cannot see every path set it */
         if (++spins > 100000 + 10 * n)
             abort(); /* no progress */
         if (off >= stop_at)
