@@ -34,11 +34,14 @@
  *   byte 3   bits 0-3 number of AUTH mechanisms (0-8); 4-7 rotation
  *   byte 4   bits 0-1 max_line, 2-3 max_rcpt, 4-7 max_size choice
  *   byte 5   bits 0-3 max_errors, 4-7 max_auth_failures
- *   byte 6   bits 0-1 max_auth_line, 2-3 output_size, 4-7 cfg flags
+ *   byte 6   bits 0-1 max_auth_line, 2-3 output_size, 4-5 cfg flags,
+ *            6 LLSMTP_CFG_SYNC_CHECK, 7 the client talks before the
+ *            greeting (with the sync check)
  *   byte 7   host: bits 0-2 refusal rate, 3-5 deferral rate, 6-7 drain
  *   byte 8   end: bits 0-1 eof/timeout/shutdown/shutdown(reply); 2-7
  *            where (63: after the whole stream, else that fraction)
- *   bytes 9-12  seed of every random host choice and split
+ *   bytes 9-12  seed of every random host choice and split; its top two
+ *            bits: how the client's bytes fall into reads (sync check)
  *   byte 13+ the client's byte stream
  * The same input always gives the same run.
  */
@@ -221,6 +224,7 @@ typedef struct fzcfg {
     int end_kind;
     unsigned end_where;
     uint64_t seed;
+    int sync, early, sync_mode;
 } fzcfg;
 
 enum kind {
@@ -455,7 +459,34 @@ cfg_pick(fzcfg *c, const uint8_t *d)
     c->end_where = (unsigned)d[8] >> 2;
     c->seed = (uint64_t)d[9] | (uint64_t)d[10] << 8 | (uint64_t)d[11] << 16 |
               (uint64_t)d[12] << 24;
+    if (d[6] & 64) {
+        cfg->flags |= LLSMTP_CFG_SYNC_CHECK;
+        c->sync = 1;
+        c->early = (d[6] & 128) != 0;
+        c->sync_mode = (int)(c->seed >> 30);
+    }
     return llsmtp_server_size(cfg) != 0;
+}
+
+/* The client's reads (for the sync check): whether the client's bytes
+ * before stream offset x and from x on arrive in different reads. The
+ * client's behaviour, shared by the model and the real host (which calls
+ * llsmtp_server_input_drained there). Offset 0 always starts a read. */
+static int
+fz_boundary(const fzcfg *c, const char *s, size_t x)
+{
+    uint64_t r;
+    unsigned lf, mid;
+    static const unsigned lf16[4] = {15, 8, 2, 16};
+    static const unsigned mid32[4] = {0, 1, 1, 4};
+    if (x == 0)
+        return 1;
+    r = fz_mix(c->seed ^ 0xB0DA2920ULL ^ ((uint64_t)x << 20)) & 31;
+    lf = lf16[c->sync_mode & 3];
+    mid = mid32[c->sync_mode & 3];
+    if (s[x - 1] == '\n')
+        return (unsigned)(r & 15) < lf;
+    return (unsigned)r < mid;
 }
 
 /* ---- the reference model -------------------------------------------------- */
@@ -507,6 +538,10 @@ typedef struct model {
     int shut;         /* closed by a shutdown while deferred */
     int cut;          /* this command hits a known defect: cut the input */
     size_t cur;       /* current message index */
+    /* RFC 2920 3.1 sync check: a command that must end its group was
+     * read, ending at offset sync_g; early: the client talked first */
+    int sync_wait, early;
+    size_t sync_g;
 } model;
 
 static void
@@ -635,6 +670,79 @@ m_close(model *m)
 {
     m_abort_closed(m);
     m->closed = 1;
+}
+
+/* LLSMTP_CFG_SYNC_CHECK: the session is about to act on the byte at x. A
+ * client that talked before the greeting, or sent x in the same read as
+ * a command it had to wait on (RFC 2920 3.1), gets 554 and is closed.
+ * Returns 1 then. */
+static int
+m_sync(model *m, size_t x)
+{
+    size_t q;
+    if (!m->c->sync || x >= m->len || m->closed)
+        return 0;
+    if (!m->early) {
+        if (!m->sync_wait)
+            return 0;
+        for (q = m->sync_g; q <= x; q++)
+            if (fz_boundary(m->c, m->s, q)) {
+                m->sync_wait = 0;
+                return 0;
+            }
+    }
+    m_code(m, 554);
+    m_close(m);
+    return 1;
+}
+
+/* A line read up to offset g (exclusive) that the client must wait on. */
+static void
+m_group_end(model *m, size_t g)
+{
+    m->sync_wait = 1;
+    m->sync_g = g;
+}
+
+/* RFC 2920 3.1: without PIPELINING in force (EHLO/LHLO accepted, the
+ * extension on) every command ends a group; with it EHLO, DATA, VRFY,
+ * EXPN, TURN, QUIT and NOOP do, and so do commands of other extensions
+ * unless they say otherwise: STARTTLS (RFC 3207 4.2), ETRN, AUTH (RFC
+ * 4954 4) except with an initial response for PLAIN, which completes in
+ * one round trip. HELO/LHLO as EHLO. */
+static int
+m_ends_group(const model *m, const char *line, size_t n)
+{
+    static const char *const last[] = {"ehlo", "helo", "lhlo", "data",
+                                       "vrfy", "expn", "turn", "quit",
+                                       "noop", "starttls", "etrn"};
+    size_t vn, k;
+    if (!(m->helo == 2 && (m->c->cfg.extensions & LLSMTP_EXT_PIPELINING)))
+        return 1;
+    while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
+        n--;
+    for (vn = 0; vn < n && line[vn] != ' '; vn++)
+        ;
+    for (k = 0; k < sizeof last / sizeof last[0]; k++)
+        if (ieq(line, vn, last[k]))
+            return 1;
+    if (ieq(line, vn, "auth")) {
+        const char *a = line + vn;
+        size_t an = n - vn, mn;
+        while (an && a[0] == ' ')
+            a++, an--;
+        for (mn = 0; mn < an && a[mn] != ' '; mn++)
+            ;
+        if (ieq(a, mn, "plain")) {
+            a += mn, an -= mn;
+            while (an && a[0] == ' ')
+                a++, an--;
+            if (an)
+                return 0;
+        }
+        return 1;
+    }
+    return 0;
 }
 
 /* One complete message: the final decision and its replies. */
@@ -1315,6 +1423,8 @@ m_command(model *m, size_t i)
         if (v.code != 354)
             return lf + 1;
         m_new_msg(m, 0);
+        if (m_sync(m, lf + 1)) /* the message sent with DATA */
+            return lf + 1;
         {
             int done = 0;
             i = m_data_body(m, lf + 1, &done);
@@ -1537,6 +1647,7 @@ m_command(model *m, size_t i)
             m->ntls++;
             m_cb(m, "tls");
             m_reset_txn(m);
+            m->sync_wait = 0; /* a new connection, in effect */
             m->helo = 0;
             m->authed = 0;
             m->tls_on = 1;
@@ -1630,11 +1741,16 @@ m_auth_line(model *m, size_t *ip, const char **p, size_t *n)
 {
     size_t i = *ip, lf;
     const char *s = m->s;
+    if (m_sync(m, i)) /* a response sent before the 334 */
+        return -3;
     for (lf = i; lf < m->len && s[lf] != '\n'; lf++)
         ;
     if (lf == m->len)
         return 0;
     *ip = lf + 1;
+    /* RFC 4954 4: the client waits for each challenge or the result */
+    if (m->c->sync)
+        m_group_end(m, lf + 1);
     *p = s + i;
     *n = lf - i;
     if (*n && s[lf - 1] == '\r')
@@ -1740,6 +1856,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             if (!has_ir) {
                 m_code(m, 334);
                 r = m_auth_line(m, ip, &p, &n);
+                if (r == -3)
+                    goto done;
                 if (r == 0)
                     goto open;
                 if (r < 0) {
@@ -1772,6 +1890,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             if (!has_ir) {
                 m_code(m, 334);
                 r = m_auth_line(m, ip, &p, &n);
+                if (r == -3)
+                    goto done;
                 if (r == 0)
                     goto open;
                 if (r < 0) {
@@ -1796,6 +1916,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             un = dn;
             m_code(m, 334);
             r = m_auth_line(m, ip, &p, &n);
+            if (r == -3)
+                goto done;
             if (r == 0)
                 goto open;
             if (r < 0) {
@@ -1863,6 +1985,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 goto done;
             }
             r = m_auth_line(m, ip, &p, &n);
+            if (r == -3)
+                goto done;
             if (r == 0)
                 goto open;
             if (r < 0) {
@@ -1924,12 +2048,26 @@ model_run(model *m, const fzcfg *c, const char *s, size_t len, int kind)
     m->stop = len;
     m->tls_on = c->implicit_tls;
     m_greet(m);
+    m->early = c->sync && c->early;
     while (!m->closed && i < len) {
-        size_t nc = m->ncodes, ncb = m->ncbs, cbn = m->cbs.n;
-        size_t nmsg = m->nmsgs, nsec = m->nsecrets, ntls = m->ntls;
-        unsigned k = m->k;
-        model save = *m;
-        size_t r = m_command(m, i);
+        size_t nc, ncb, cbn, nmsg, nsec, ntls, r;
+        unsigned k;
+        model save;
+        if (m_sync(m, i))
+            break;
+        m->early = 0;
+        if (c->sync) {
+            size_t lf = i;
+            while (lf < len && s[lf] != '\n')
+                lf++;
+            if (lf < len && m_ends_group(m, s + i, lf + 1 - i))
+                m_group_end(m, lf + 1);
+        }
+        nc = m->ncodes, ncb = m->ncbs, cbn = m->cbs.n;
+        nmsg = m->nmsgs, nsec = m->nsecrets, ntls = m->ntls;
+        k = m->k;
+        save = *m;
+        r = m_command(m, i);
         if (m->cut) {
             /* forget the command: the real session never sees it */
             size_t q;
@@ -2550,6 +2688,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     real r;
     char *block, *full;
     size_t memlen, stream_len, P, hl, flen, off, tl = 0, nsec = 0;
+    size_t drained_at = (size_t)-1;
     const char *stream;
     int rc, end_kind;
     if (size < FZ_HDR)
@@ -2675,9 +2814,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 rc = llsmtp_server_feed(r.s, NULL, 0, &used);
                 continue;
             }
-        } else if (!r.nodrain && (r_rand(&r) & 1)) {
-            r_drain(&r, 0);
+        } else if (!r.nodrain && (r_rand(&r) & 1) &&
+                   !(c.sync && c.early && off == hl)) {
+            r_drain(&r, 0); /* (an early talker speaks before it) */
         }
+        if (c.sync && !c.early && off == hl)
+            r_drain(&r, 1); /* the client waits for the greeting */
         if (c.drain && (r_rand(&r) & 15) == 0)
             r.nodrain = (int)(r_rand(&r) % (uint64_t)(c.drain * 8));
         else if (r.nodrain)
@@ -2690,6 +2832,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         limit = flen;
         if (tl < m.ntls && hl + m.tls[tl].e > off)
             limit = hl + m.tls[tl].e + m.tls[tl].k;
+        if (c.sync) {
+            /* one read of the client's at a time; between them the host
+             * says it has fed everything it read */
+            size_t x;
+            if (off >= hl && drained_at != off &&
+                fz_boundary(&c, stream, off - hl)) {
+                llsmtp_server_input_drained(r.s);
+                drained_at = off;
+            }
+            if (off < hl) {
+                if (limit > hl)
+                    limit = hl;
+            } else {
+                for (x = off - hl + 1; hl + x < limit; x++)
+                    if (fz_boundary(&c, stream, x)) {
+                        limit = hl + x;
+                        break;
+                    }
+            }
+        }
         len = limit - off;
         switch (r_rand(&r) & 3) {
         case 0:
