@@ -113,6 +113,22 @@
 #define LIB_SIZE_OVERFLOW_552 0
 #endif
 
+/* Divergence, reported: under the sync check a line refused before it is
+ * read as a command (empty, too long, bare LF under bare_lf=reject)
+ * never ends a group, even without PIPELINING, where the client must
+ * wait for every reply (RFC 5321 4.3, RFC 2920 3.1). 1 follows. */
+#ifndef LIB_SYNC_BAD_LINE
+#define LIB_SYNC_BAD_LINE 1
+#endif
+
+/* Divergence, reported: under the sync check a SASL response line never
+ * ends a group, though the client must wait for the next 334 or the
+ * result (RFC 4954 4: only an initial response may be pipelined past).
+ * 1 follows the library. */
+#ifndef LIB_SYNC_SASL_RESPONSE
+#define LIB_SYNC_SASL_RESPONSE 1
+#endif
+
 #define FZ_HDR 13
 #define FZ_HOST "fuzz.example.test"
 
@@ -716,7 +732,21 @@ m_ends_group(const model *m, const char *line, size_t n)
     static const char *const last[] = {"ehlo", "helo", "lhlo", "data",
                                        "vrfy", "expn", "turn", "quit",
                                        "noop", "starttls", "etrn"};
-    size_t vn, k;
+    size_t vn, k, ln = n;
+#if LIB_SYNC_BAD_LINE
+    {
+        const llsmtp_config *cfg = &m->c->cfg;
+        size_t limit = cfg->max_line;
+        int crlf = n >= 2 && line[n - 2] == '\r';
+        if ((cfg->extensions & LLSMTP_EXT_AUTH) &&
+            iprefix(line, n, "auth ") && cfg->max_auth_line > limit)
+            limit = cfg->max_auth_line;
+        if (ln > limit || n == 1 + (size_t)crlf ||
+            (!crlf && cfg->bare_lf == LLSMTP_BARE_LF_REJECT))
+            return 0;
+    }
+#endif
+    (void)ln;
     if (!(m->helo == 2 && (m->c->cfg.extensions & LLSMTP_EXT_PIPELINING)))
         return 1;
     while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
@@ -1749,7 +1779,7 @@ m_auth_line(model *m, size_t *ip, const char **p, size_t *n)
         return 0;
     *ip = lf + 1;
     /* RFC 4954 4: the client waits for each challenge or the result */
-    if (m->c->sync)
+    if (m->c->sync && !LIB_SYNC_SASL_RESPONSE)
         m_group_end(m, lf + 1);
     *p = s + i;
     *n = lf - i;
