@@ -1868,6 +1868,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
     if (has_ir) {
         ir = a + mn + 1;
         irn = an - mn - 1;
+        while (irn && ir[0] == ' ') /* blanks tolerated, as elsewhere */
+            ir++, irn--;
     }
     for (i = 0; i < 8; i++)
         if (c->have_mech[i] && ieq(a, mn, fz_mechs[i]))
