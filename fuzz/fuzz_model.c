@@ -1290,6 +1290,8 @@ m_data_body(model *m, size_t i, int *done)
 }
 
 static void m_auth(model *m, const char *a, size_t n, size_t *ip);
+static void m_refused_auth_line(model *m, const char *a, size_t an,
+                                size_t end);
 
 /* visible ASCII only (RFC 1985 queue names are atoms) */
 static int
@@ -1701,15 +1703,20 @@ m_command(model *m, size_t i)
         return lf + 1;
     }
     if (VERB("auth")) {
+        /* refused before any exchange: what looks like an initial
+         * response is still a credential, wiped like one */
         if (!(ext & LLSMTP_EXT_AUTH)) {
+            m_refused_auth_line(m, a, an, lf + 1);
             m_error(m, 502);
             return lf + 1;
         }
         if ((m->helo != 2 && !(m->helo && lmtp)) || m->mail) {
+            m_refused_auth_line(m, a, an, lf + 1);
             m_error(m, 503);
             return lf + 1;
         }
         if (!auth_offered) {
+            m_refused_auth_line(m, a, an, lf + 1);
             m_code(m, 538);
             return lf + 1;
         }
@@ -1820,6 +1827,37 @@ m_secret(secret *sc, const char *p, size_t n)
 }
 
 static void
+m_push_secret(model *m, const secret *sc)
+{
+    secret *q = (secret *)realloc(m->secrets, (m->nsecrets + 1) * sizeof *q);
+    if (q == NULL)
+        abort();
+    m->secrets = q;
+    q[m->nsecrets++] = *sc;
+}
+
+/* An AUTH line answered without an exchange (ends at offset end): what
+ * follows the mechanism must not stay in session memory. */
+static void
+m_refused_auth_line(model *m, const char *a, size_t an, size_t end)
+{
+    secret sc;
+    size_t mn;
+    memset(&sc, 0, sizeof sc);
+    for (mn = 0; mn < an && a[mn] != ' '; mn++)
+        ;
+    while (mn < an && a[mn] == ' ')
+        mn++;
+    sc.start = (size_t)(a - m->s);
+    while (sc.start && m->s[sc.start - 1] != '\n')
+        sc.start--;
+    sc.end = end;
+    m_secret(&sc, a + mn, an - mn);
+    if (sc.ns)
+        m_push_secret(m, &sc);
+}
+
+static void
 m_auth_fail(model *m)
 {
     m->auth_failures++;
@@ -1844,15 +1882,9 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
     size_t dn;
     memset(&sc, 0, sizeof sc);
     sc.start = (size_t)(a - m->s);
-    if (m->helo != 2 && !(m->helo && (c->cfg.flags & LLSMTP_CFG_LMTP))) {
-        m_error(m, 503);
-        return;
-    }
-    if (m->authed) {
-        m_error(m, 503);
-        return;
-    }
-    if (m->mail) {
+    if ((m->helo != 2 && !(m->helo && (c->cfg.flags & LLSMTP_CFG_LMTP))) ||
+        m->authed || m->mail) {
+        m_refused_auth_line(m, a, an, *ip);
         m_error(m, 503);
         return;
     }
@@ -1875,6 +1907,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
         if (c->have_mech[i] && ieq(a, mn, fz_mechs[i]))
             mech = (int)i;
     if (mech < 0 || (mech >= 2 && c->cfg.callbacks->on_auth_step == NULL)) {
+        m_refused_auth_line(m, a, an, *ip);
         m_error(m, 504);
         return;
     }
@@ -2572,8 +2605,26 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         fz_die("on_reply #%zu: model expects %d, reported %d", r->nrep,
                r->m->codes[r->nrep], ri->code);
     r->nrep++;
-    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0)
-        fz_die("on_reply: an AUTH argument was reported");
+    /* at most the mechanism's name (a SASL name: RFC 4422 3.1), never a
+     * response or an initial response */
+    if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0) {
+        size_t j;
+        int jj;
+        if (ri->arg.n > 20)
+            fz_die("on_reply: an AUTH argument was reported");
+        for (i = 0; i < ri->arg.n; i++) {
+            char ch = ri->arg.p[i];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+                fz_die("on_reply: an AUTH argument was reported");
+        }
+        for (j = 0; j < r->m->nsecrets; j++)
+            for (jj = 0; jj < r->m->secrets[j].ns; jj++)
+                if (ri->arg.n >= 8 &&
+                    memmem_(r->m->secrets[j].s[jj].p,
+                            r->m->secrets[j].s[jj].n, ri->arg.p, ri->arg.n))
+                    fz_die("on_reply: an AUTH argument was reported");
+    }
     for (i = 0; i < ri->text.n; i++)
         if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
             fz_die("on_reply: text spans lines");
