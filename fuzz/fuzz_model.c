@@ -763,7 +763,9 @@ m_ends_group(const model *m, const char *line, size_t n)
     (void)ln;
     if (!(m->helo == 2 && (m->c->cfg.extensions & LLSMTP_EXT_PIPELINING)))
         return 1;
-    while (n && (line[n - 1] == '\r' || line[n - 1] == '\n'))
+    if (n && line[n - 1] == '\n') /* the line ending only */
+        n--;
+    if (n && line[n - 1] == '\r')
         n--;
     for (vn = 0; vn < n && line[vn] != ' '; vn++)
         ;
