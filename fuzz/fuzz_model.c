@@ -1362,7 +1362,7 @@ m_command(model *m, size_t i)
     /* blanks around the argument are tolerated everywhere (as the
      * library does; RFC 5321 4.1.1 wants one SP, 4.1.4 asks for
      * leniency) */
-    while (an && a[0] == ' ')
+    while (an && (a[0] == ' ' || a[0] == '\t'))
         a++, an--;
     while (an && (a[an - 1] == ' ' || a[an - 1] == '\t'))
         an--;
