@@ -144,6 +144,7 @@
 #endif
 
 #define FZ_HDR 13
+#define FZ_FILL ((char)0xA5) /* the session's block before init */
 #define FZ_HOST "fuzz.example.test"
 
 /* ---- small utilities ---------------------------------------------------- */
@@ -2742,10 +2743,13 @@ r_scan(real *r, size_t consumed, size_t *next_secret)
              * next to a legitimate copy of the rest (a line being
              * assembled, a reply): compare the rest. Trailing ones: after a
              * legitimate copy of the same text: a later line still being
-             * assembled that starts the same way */
-            while (trimmed.n && trimmed.p[trimmed.n - 1] == '\0')
+             * assembled that starts the same way. The same for the fill
+             * byte of memory the session never wrote */
+            while (trimmed.n && (trimmed.p[trimmed.n - 1] == '\0' ||
+                                 trimmed.p[trimmed.n - 1] == FZ_FILL))
                 trimmed.n--;
-            while (trimmed.n && trimmed.p[0] == '\0') /* likewise */
+            while (trimmed.n && (trimmed.p[0] == '\0' ||
+                                 trimmed.p[0] == FZ_FILL)) /* likewise */
                 trimmed.p++, trimmed.n--;
             if (trimmed.n < 8) /* too short to tell from other bytes */
                 continue;
@@ -2823,7 +2827,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (block == NULL)
         abort();
     /* no stale heap bytes (an earlier input's) for the credential scan */
-    memset(block, 0xA5, memlen);
+    memset(block, FZ_FILL, memlen);
     memset(&r, 0, sizeof r);
     fz_seen.n = 0;
     fz_allout.n = 0;
