@@ -226,15 +226,25 @@ iprefix(const char *a, size_t n, const char *lit)
     return n >= l && ieq(a, l, lit);
 }
 
+/* Not traced by the fuzzer (no memcmp, no coverage): it searches the
+ * session's memory, and comparisons the fuzzer sees end up in its
+ * dictionary, so it would learn pointer values stored there and "find"
+ * them as credentials in the next input, one run only (ASLR). */
+#if defined(__clang__)
+__attribute__((no_sanitize("coverage")))
+#endif
 static const char *
 memmem_(const char *h, size_t hn, const char *nd, size_t nn)
 {
-    size_t i;
+    size_t i, j;
     if (nn == 0 || hn < nn)
         return NULL;
-    for (i = 0; i + nn <= hn; i++)
-        if (h[i] == nd[0] && memcmp(h + i, nd, nn) == 0)
+    for (i = 0; i + nn <= hn; i++) {
+        for (j = 0; j < nn && h[i + j] == nd[j]; j++)
+            ;
+        if (j == nn)
             return h + i;
+    }
     return NULL;
 }
 
