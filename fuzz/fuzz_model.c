@@ -34,11 +34,14 @@
  *   byte 3   bits 0-3 number of AUTH mechanisms (0-8); 4-7 rotation
  *   byte 4   bits 0-1 max_line, 2-3 max_rcpt, 4-7 max_size choice
  *   byte 5   bits 0-3 max_errors, 4-7 max_auth_failures
- *   byte 6   bits 0-1 max_auth_line, 2-3 output_size, 4-7 cfg flags
+ *   byte 6   bits 0-1 max_auth_line, 2-3 output_size, 4-5 cfg flags,
+ *            6 LLSMTP_CFG_SYNC_CHECK, 7 the client talks before the
+ *            greeting (with the sync check)
  *   byte 7   host: bits 0-2 refusal rate, 3-5 deferral rate, 6-7 drain
  *   byte 8   end: bits 0-1 eof/timeout/shutdown/shutdown(reply); 2-7
  *            where (63: after the whole stream, else that fraction)
- *   bytes 9-12  seed of every random host choice and split
+ *   bytes 9-12  seed of every random host choice and split; its top two
+ *            bits: how the client's bytes fall into reads (sync check)
  *   byte 13+ the client's byte stream
  * The same input always gives the same run.
  */
@@ -110,7 +113,38 @@
 #define LIB_SIZE_OVERFLOW_552 0
 #endif
 
+/* Divergence, reported: under the sync check a line refused before it is
+ * read as a command (empty, too long, bare LF under bare_lf=reject)
+ * never ends a group, even without PIPELINING, where the client must
+ * wait for every reply (RFC 5321 4.3, RFC 2920 3.1). 1 follows. */
+#ifndef LIB_SYNC_BAD_LINE
+#define LIB_SYNC_BAD_LINE 1
+#endif
+
+/* Divergence, reported: under the sync check a SASL response line never
+ * ends a group, though the client must wait for the next 334 or the
+ * result (RFC 4954 4: only an initial response may be pipelined past).
+ * 1 follows the library. */
+#ifndef LIB_SYNC_SASL_RESPONSE
+#define LIB_SYNC_SASL_RESPONSE 1
+#endif
+
+/* NEW defect, reported: under the sync check every AUTH ends a group, so
+ * a client pipelining after "AUTH PLAIN <initial-response>" (allowed by
+ * RFC 4954 4) gets 554 and is closed. 1 follows the library. */
+#ifndef LIB_SYNC_AUTH_IR
+#define LIB_SYNC_AUTH_IR 1
+#endif
+
+/* Divergence, reported: under the sync check ETRN does not end a group;
+ * RFC 2920 3.1 has commands of other extensions end one unless they say
+ * otherwise, and RFC 1985 does not. 1 follows the library. */
+#ifndef LIB_SYNC_ETRN
+#define LIB_SYNC_ETRN 1
+#endif
+
 #define FZ_HDR 13
+#define FZ_FILL ((char)0xA5) /* the session's block before init */
 #define FZ_HOST "fuzz.example.test"
 
 /* ---- small utilities ---------------------------------------------------- */
@@ -194,15 +228,25 @@ iprefix(const char *a, size_t n, const char *lit)
     return n >= l && ieq(a, l, lit);
 }
 
+/* Not traced by the fuzzer (no memcmp, no coverage): it searches the
+ * session's memory, and comparisons the fuzzer sees end up in its
+ * dictionary, so it would learn pointer values stored there and "find"
+ * them as credentials in the next input, one run only (ASLR). */
+#if defined(__clang__)
+__attribute__((no_sanitize("coverage")))
+#endif
 static const char *
 memmem_(const char *h, size_t hn, const char *nd, size_t nn)
 {
-    size_t i;
+    size_t i, j;
     if (nn == 0 || hn < nn)
         return NULL;
-    for (i = 0; i + nn <= hn; i++)
-        if (h[i] == nd[0] && memcmp(h + i, nd, nn) == 0)
+    for (i = 0; i + nn <= hn; i++) {
+        for (j = 0; j < nn && h[i + j] == nd[j]; j++)
+            ;
+        if (j == nn)
             return h + i;
+    }
     return NULL;
 }
 
@@ -223,6 +267,7 @@ typedef struct fzcfg {
     int end_kind;
     unsigned end_where;
     uint64_t seed;
+    int sync, early, sync_mode;
 } fzcfg;
 
 enum kind {
@@ -457,7 +502,34 @@ cfg_pick(fzcfg *c, const uint8_t *d)
     c->end_where = (unsigned)d[8] >> 2;
     c->seed = (uint64_t)d[9] | (uint64_t)d[10] << 8 | (uint64_t)d[11] << 16 |
               (uint64_t)d[12] << 24;
+    if (d[6] & 64) {
+        cfg->flags |= LLSMTP_CFG_SYNC_CHECK;
+        c->sync = 1;
+        c->early = (d[6] & 128) != 0;
+        c->sync_mode = (int)(c->seed >> 30);
+    }
     return llsmtp_server_size(cfg) != 0;
+}
+
+/* The client's reads (for the sync check): whether the client's bytes
+ * before stream offset x and from x on arrive in different reads. The
+ * client's behaviour, shared by the model and the real host (which calls
+ * llsmtp_server_input_drained there). Offset 0 always starts a read. */
+static int
+fz_boundary(const fzcfg *c, const char *s, size_t x)
+{
+    uint64_t r;
+    unsigned lf, mid;
+    static const unsigned lf16[4] = {15, 8, 2, 16};
+    static const unsigned mid32[4] = {0, 1, 1, 4};
+    if (x == 0)
+        return 1;
+    r = fz_mix(c->seed ^ 0xB0DA2920ULL ^ ((uint64_t)x << 20)) & 31;
+    lf = lf16[c->sync_mode & 3];
+    mid = mid32[c->sync_mode & 3];
+    if (s[x - 1] == '\n')
+        return (unsigned)(r & 15) < lf;
+    return (unsigned)r < mid;
 }
 
 /* ---- the reference model -------------------------------------------------- */
@@ -509,6 +581,10 @@ typedef struct model {
     int shut;         /* closed by a shutdown while deferred */
     int cut;          /* this command hits a known defect: cut the input */
     size_t cur;       /* current message index */
+    /* RFC 2920 3.1 sync check: a command that must end its group was
+     * read, ending at offset sync_g; early: the client talked first */
+    int sync_wait, early;
+    size_t sync_g;
 } model;
 
 static void
@@ -637,6 +713,96 @@ m_close(model *m)
 {
     m_abort_closed(m);
     m->closed = 1;
+}
+
+/* LLSMTP_CFG_SYNC_CHECK: the session is about to act on the byte at x. A
+ * client that talked before the greeting, or sent x in the same read as
+ * a command it had to wait on (RFC 2920 3.1), gets 554 and is closed.
+ * Returns 1 then. */
+static int
+m_sync(model *m, size_t x)
+{
+    size_t q;
+    if (!m->c->sync || x >= m->len || m->closed)
+        return 0;
+    if (!m->early) {
+        if (!m->sync_wait)
+            return 0;
+        for (q = m->sync_g; q <= x; q++)
+            if (fz_boundary(m->c, m->s, q)) {
+                m->sync_wait = 0;
+                return 0;
+            }
+    }
+    m_code(m, 554);
+    m_close(m);
+    return 1;
+}
+
+/* A line read up to offset g (exclusive) that the client must wait on. */
+static void
+m_group_end(model *m, size_t g)
+{
+    m->sync_wait = 1;
+    m->sync_g = g;
+}
+
+/* RFC 2920 3.1: without PIPELINING in force (EHLO/LHLO accepted, the
+ * extension on) every command ends a group; with it EHLO, DATA, VRFY,
+ * EXPN, TURN, QUIT and NOOP do, and so do commands of other extensions
+ * unless they say otherwise: STARTTLS (RFC 3207 4.2), ETRN, AUTH (RFC
+ * 4954 4) except with an initial response for PLAIN, which completes in
+ * one round trip. HELO/LHLO as EHLO. */
+static int
+m_ends_group(const model *m, const char *line, size_t n)
+{
+    static const char *const last[] = {"ehlo", "helo", "lhlo", "data",
+                                       "vrfy", "expn", "turn", "quit",
+                                       "noop", "starttls", "etrn"};
+    size_t vn, k, ln = n;
+#if LIB_SYNC_BAD_LINE
+    {
+        const llsmtp_config *cfg = &m->c->cfg;
+        size_t limit = cfg->max_line;
+        int crlf = n >= 2 && line[n - 2] == '\r';
+        if ((cfg->extensions & LLSMTP_EXT_AUTH) &&
+            iprefix(line, n, "auth ") && cfg->max_auth_line > limit)
+            limit = cfg->max_auth_line;
+        if (ln > limit || n == 1 + (size_t)crlf ||
+            (!crlf && cfg->bare_lf == LLSMTP_BARE_LF_REJECT))
+            return 0;
+    }
+#endif
+    (void)ln;
+    if (!(m->helo == 2 && (m->c->cfg.extensions & LLSMTP_EXT_PIPELINING)))
+        return 1;
+    if (n && line[n - 1] == '\n') /* the line ending only */
+        n--;
+    if (n && line[n - 1] == '\r')
+        n--;
+    for (vn = 0; vn < n && line[vn] != ' '; vn++)
+        ;
+    for (k = 0; k < sizeof last / sizeof last[0]; k++)
+        if (ieq(line, vn, last[k]) &&
+            !(LIB_SYNC_ETRN && ieq(line, vn, "etrn")))
+            return 1;
+    if (ieq(line, vn, "auth")) {
+        const char *a = line + vn;
+        size_t an = n - vn, mn;
+        while (an && a[0] == ' ')
+            a++, an--;
+        for (mn = 0; mn < an && a[mn] != ' '; mn++)
+            ;
+        if (ieq(a, mn, "plain") && !LIB_SYNC_AUTH_IR) {
+            a += mn, an -= mn;
+            while (an && a[0] == ' ')
+                a++, an--;
+            if (an)
+                return 0;
+        }
+        return 1;
+    }
+    return 0;
 }
 
 /* One complete message: the final decision and its replies. */
@@ -1139,6 +1305,8 @@ m_data_body(model *m, size_t i, int *done)
 }
 
 static void m_auth(model *m, const char *a, size_t n, size_t *ip);
+static void m_refused_auth_line(model *m, const char *a, size_t an,
+                                size_t end);
 
 /* visible ASCII only (RFC 1985 queue names are atoms) */
 static int
@@ -1207,7 +1375,7 @@ m_command(model *m, size_t i)
     /* blanks around the argument are tolerated everywhere (as the
      * library does; RFC 5321 4.1.1 wants one SP, 4.1.4 asks for
      * leniency) */
-    while (an && a[0] == ' ')
+    while (an && (a[0] == ' ' || a[0] == '\t'))
         a++, an--;
     while (an && (a[an - 1] == ' ' || a[an - 1] == '\t'))
         an--;
@@ -1317,6 +1485,8 @@ m_command(model *m, size_t i)
         if (v.code != 354)
             return lf + 1;
         m_new_msg(m, 0);
+        if (m_sync(m, lf + 1)) /* the message sent with DATA */
+            return lf + 1;
         {
             int done = 0;
             i = m_data_body(m, lf + 1, &done);
@@ -1539,6 +1709,7 @@ m_command(model *m, size_t i)
             m->ntls++;
             m_cb(m, "tls");
             m_reset_txn(m);
+            m->sync_wait = 0; /* a new connection, in effect */
             m->helo = 0;
             m->authed = 0;
             m->tls_on = 1;
@@ -1547,15 +1718,20 @@ m_command(model *m, size_t i)
         return lf + 1;
     }
     if (VERB("auth")) {
+        /* refused before any exchange: what looks like an initial
+         * response is still a credential, wiped like one */
         if (!(ext & LLSMTP_EXT_AUTH)) {
+            m_refused_auth_line(m, a, an, lf + 1);
             m_error(m, 502);
             return lf + 1;
         }
         if ((m->helo != 2 && !(m->helo && lmtp)) || m->mail) {
+            m_refused_auth_line(m, a, an, lf + 1);
             m_error(m, 503);
             return lf + 1;
         }
         if (!auth_offered) {
+            m_refused_auth_line(m, a, an, lf + 1);
             m_code(m, 538);
             return lf + 1;
         }
@@ -1632,11 +1808,16 @@ m_auth_line(model *m, size_t *ip, const char **p, size_t *n)
 {
     size_t i = *ip, lf;
     const char *s = m->s;
+    if (m_sync(m, i)) /* a response sent before the 334 */
+        return -3;
     for (lf = i; lf < m->len && s[lf] != '\n'; lf++)
         ;
     if (lf == m->len)
         return 0;
     *ip = lf + 1;
+    /* RFC 4954 4: the client waits for each challenge or the result */
+    if (m->c->sync && !LIB_SYNC_SASL_RESPONSE)
+        m_group_end(m, lf + 1);
     *p = s + i;
     *n = lf - i;
     if (*n && s[lf - 1] == '\r')
@@ -1658,6 +1839,37 @@ m_secret(secret *sc, const char *p, size_t n)
     if (n < 10 || sc->ns == 4)
         return;
     buf_add(&sc->s[sc->ns++], p, n);
+}
+
+static void
+m_push_secret(model *m, const secret *sc)
+{
+    secret *q = (secret *)realloc(m->secrets, (m->nsecrets + 1) * sizeof *q);
+    if (q == NULL)
+        abort();
+    m->secrets = q;
+    q[m->nsecrets++] = *sc;
+}
+
+/* An AUTH line answered without an exchange (ends at offset end): what
+ * follows the mechanism must not stay in session memory. */
+static void
+m_refused_auth_line(model *m, const char *a, size_t an, size_t end)
+{
+    secret sc;
+    size_t mn;
+    memset(&sc, 0, sizeof sc);
+    for (mn = 0; mn < an && a[mn] != ' '; mn++)
+        ;
+    while (mn < an && a[mn] == ' ')
+        mn++;
+    sc.start = (size_t)(a - m->s);
+    while (sc.start && m->s[sc.start - 1] != '\n')
+        sc.start--;
+    sc.end = end;
+    m_secret(&sc, a + mn, an - mn);
+    if (sc.ns)
+        m_push_secret(m, &sc);
 }
 
 static void
@@ -1685,15 +1897,9 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
     size_t dn;
     memset(&sc, 0, sizeof sc);
     sc.start = (size_t)(a - m->s);
-    if (m->helo != 2 && !(m->helo && (c->cfg.flags & LLSMTP_CFG_LMTP))) {
-        m_error(m, 503);
-        return;
-    }
-    if (m->authed) {
-        m_error(m, 503);
-        return;
-    }
-    if (m->mail) {
+    if ((m->helo != 2 && !(m->helo && (c->cfg.flags & LLSMTP_CFG_LMTP))) ||
+        m->authed || m->mail) {
+        m_refused_auth_line(m, a, an, *ip);
         m_error(m, 503);
         return;
     }
@@ -1709,11 +1915,14 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
     if (has_ir) {
         ir = a + mn + 1;
         irn = an - mn - 1;
+        while (irn && ir[0] == ' ') /* blanks tolerated, as elsewhere */
+            ir++, irn--;
     }
     for (i = 0; i < 8; i++)
         if (c->have_mech[i] && ieq(a, mn, fz_mechs[i]))
             mech = (int)i;
     if (mech < 0 || (mech >= 2 && c->cfg.callbacks->on_auth_step == NULL)) {
+        m_refused_auth_line(m, a, an, *ip);
         m_error(m, 504);
         return;
     }
@@ -1742,6 +1951,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             if (!has_ir) {
                 m_code(m, 334);
                 r = m_auth_line(m, ip, &p, &n);
+                if (r == -3)
+                    goto done;
                 if (r == 0)
                     goto open;
                 if (r < 0) {
@@ -1774,6 +1985,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             if (!has_ir) {
                 m_code(m, 334);
                 r = m_auth_line(m, ip, &p, &n);
+                if (r == -3)
+                    goto done;
                 if (r == 0)
                     goto open;
                 if (r < 0) {
@@ -1798,6 +2011,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             un = dn;
             m_code(m, 334);
             r = m_auth_line(m, ip, &p, &n);
+            if (r == -3)
+                goto done;
             if (r == 0)
                 goto open;
             if (r < 0) {
@@ -1865,6 +2080,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 goto done;
             }
             r = m_auth_line(m, ip, &p, &n);
+            if (r == -3)
+                goto done;
             if (r == 0)
                 goto open;
             if (r < 0) {
@@ -1926,12 +2143,26 @@ model_run(model *m, const fzcfg *c, const char *s, size_t len, int kind)
     m->stop = len;
     m->tls_on = c->implicit_tls;
     m_greet(m);
+    m->early = c->sync && c->early;
     while (!m->closed && i < len) {
-        size_t nc = m->ncodes, ncb = m->ncbs, cbn = m->cbs.n;
-        size_t nmsg = m->nmsgs, nsec = m->nsecrets, ntls = m->ntls;
-        unsigned k = m->k;
-        model save = *m;
-        size_t r = m_command(m, i);
+        size_t nc, ncb, cbn, nmsg, nsec, ntls, r;
+        unsigned k;
+        model save;
+        if (m_sync(m, i))
+            break;
+        m->early = 0;
+        if (c->sync) {
+            size_t lf = i;
+            while (lf < len && s[lf] != '\n')
+                lf++;
+            if (lf < len && m_ends_group(m, s + i, lf + 1 - i))
+                m_group_end(m, lf + 1);
+        }
+        nc = m->ncodes, ncb = m->ncbs, cbn = m->cbs.n;
+        nmsg = m->nmsgs, nsec = m->nsecrets, ntls = m->ntls;
+        k = m->k;
+        save = *m;
+        r = m_command(m, i);
         if (m->cut) {
             /* forget the command: the real session never sees it */
             size_t q;
@@ -2389,18 +2620,26 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         fz_die("on_reply #%zu: model expects %d, reported %d", r->nrep,
                r->m->codes[r->nrep], ri->code);
     r->nrep++;
-    /* AUTH: the command line may name its mechanism (a SASL name: at
-     * most 20 of A-Z a-z 0-9 - _), never more; an exchange line nothing. */
+    /* at most the mechanism's name (a SASL name: RFC 4422 3.1), never a
+     * response or an initial response */
     if (strcmp(ri->verb, "AUTH") == 0 && ri->arg.n != 0) {
-        size_t k;
+        size_t j;
+        int jj;
+        /* and only on the AUTH command line, never an exchange line */
         if (ri->phase != LLSMTP_RI_COMMAND || ri->arg.n > 20)
             fz_die("on_reply: an AUTH argument was reported");
-        for (k = 0; k < ri->arg.n; k++) {
-            char ch = ri->arg.p[k];
+        for (i = 0; i < ri->arg.n; i++) {
+            char ch = ri->arg.p[i];
             if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-                fz_die("on_reply: AUTH's argument is not a mechanism name");
+                fz_die("on_reply: an AUTH argument was reported");
         }
+        for (j = 0; j < r->m->nsecrets; j++)
+            for (jj = 0; jj < r->m->secrets[j].ns; jj++)
+                if (ri->arg.n >= 8 &&
+                    memmem_(r->m->secrets[j].s[jj].p,
+                            r->m->secrets[j].s[jj].n, ri->arg.p, ri->arg.n))
+                    fz_die("on_reply: an AUTH argument was reported");
     }
     for (i = 0; i < ri->text.n; i++)
         if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
@@ -2517,10 +2756,13 @@ r_scan(real *r, size_t consumed, size_t *next_secret)
              * next to a legitimate copy of the rest (a line being
              * assembled, a reply): compare the rest. Trailing ones: after a
              * legitimate copy of the same text: a later line still being
-             * assembled that starts the same way */
-            while (trimmed.n && trimmed.p[trimmed.n - 1] == '\0')
+             * assembled that starts the same way. The same for the fill
+             * byte of memory the session never wrote */
+            while (trimmed.n && (trimmed.p[trimmed.n - 1] == '\0' ||
+                                 trimmed.p[trimmed.n - 1] == FZ_FILL))
                 trimmed.n--;
-            while (trimmed.n && trimmed.p[0] == '\0') /* likewise */
+            while (trimmed.n && (trimmed.p[0] == '\0' ||
+                                 trimmed.p[0] == FZ_FILL)) /* likewise */
                 trimmed.p++, trimmed.n--;
             if (trimmed.n < 8) /* too short to tell from other bytes */
                 continue;
@@ -2563,6 +2805,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     real r;
     char *block, *full;
     size_t memlen, stream_len, P, hl, flen, off, tl = 0, nsec = 0;
+    size_t drained_at = (size_t)-1;
     const char *stream;
     int rc, end_kind;
     if (size < FZ_HDR)
@@ -2597,7 +2840,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (block == NULL)
         abort();
     /* no stale heap bytes (an earlier input's) for the credential scan */
-    memset(block, 0xA5, memlen);
+    memset(block, FZ_FILL, memlen);
     memset(&r, 0, sizeof r);
     fz_seen.n = 0;
     fz_allout.n = 0;
@@ -2688,9 +2931,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 rc = llsmtp_server_feed(r.s, NULL, 0, &used);
                 continue;
             }
-        } else if (!r.nodrain && (r_rand(&r) & 1)) {
-            r_drain(&r, 0);
+        } else if (!r.nodrain && (r_rand(&r) & 1) &&
+                   !(c.sync && c.early && off == hl)) {
+            r_drain(&r, 0); /* (an early talker speaks before it) */
         }
+        if (c.sync && !c.early && off == hl)
+            r_drain(&r, 1); /* the client waits for the greeting */
         if (c.drain && (r_rand(&r) & 15) == 0)
             r.nodrain = (int)(r_rand(&r) % (uint64_t)(c.drain * 8));
         else if (r.nodrain)
@@ -2703,6 +2949,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         limit = flen;
         if (tl < m.ntls && hl + m.tls[tl].e > off)
             limit = hl + m.tls[tl].e + m.tls[tl].k;
+        if (c.sync) {
+            /* one read of the client's at a time; between them the host
+             * says it has fed everything it read */
+            size_t x;
+            if (off >= hl && drained_at != off &&
+                fz_boundary(&c, stream, off - hl)) {
+                llsmtp_server_input_drained(r.s);
+                drained_at = off;
+            }
+            if (off < hl) {
+                if (limit > hl)
+                    limit = hl;
+            } else {
+                for (x = off - hl + 1; hl + x < limit; x++)
+                    if (fz_boundary(&c, stream, x)) {
+                        limit = hl + x;
+                        break;
+                    }
+            }
+        }
         len = limit - off;
         switch (r_rand(&r) & 3) {
         case 0:

@@ -163,3 +163,26 @@ for pol in range(3):
     write('lmtp-mix-%d' % pol, bytes(h) + mix)
     h[2] &= ~0x40
     write('smtp-mix-%d' % pol, bytes(h) + b'EHLO' + mix[4:])
+
+# LLSMTP_CFG_SYNC_CHECK (byte 6 bit 6; bit 7: an early talker; the seed's
+# top two bits: how the client's bytes fall into reads)
+sync = {
+    'plain': ehlo + b'MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n'
+             b'DATA\r\nhello\r\n.\r\nNOOP\r\nNOOP\r\nQUIT\r\n',
+    'helo': b'HELO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n'
+            b'DATA\r\nhi\r\n.\r\nQUIT\r\n',
+    'auth': ehlo + b'AUTH PLAIN ' + plain + b'\r\nMAIL FROM:<a@b.example>\r\n'
+            b'RCPT TO:<c@d.example>\r\nBDAT 3 LAST\r\nabcNOOP\r\n'
+            b'AUTH LOGIN\r\n' + base64.b64encode(user) + b'\r\n' +
+            base64.b64encode(pw) + b'\r\nQUIT\r\n',
+}
+for name, d in sync.items():
+    for mode in range(4):
+        for early in (0, 1):
+            o = [('flags', 'cleartext'), ('ext', '+AUTH,+CHUNKING'),
+                 ('auth_mechanisms', 'PLAIN LOGIN CRAM-MD5 XOAUTH2')]
+            h = bytearray(header(o, refuse=1, defer=2,
+                                 seed=(mode << 30) | 77))
+            h[6] |= 0x40 | (0x80 if early else 0)
+            write('sync-%s-%d%s' % (name, mode, '-early' if early else ''),
+                  bytes(h) + d)
