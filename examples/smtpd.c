@@ -1191,6 +1191,8 @@ count_hops(conn *c, const char *p, size_t n)
         } else if (c->hdr_pos == 0 && ch == '\r') {
             c->hdr_pos = HDR_CR;
         } else if (c->hdr_pos < 9) {
+            if (c->hdr_pos == 8 && (ch == ' ' || ch == '\t'))
+                continue; /* RFC 5322 4.5 obs-optional: "Received :" */
             if (ch >= 'A' && ch <= 'Z')
                 ch = (char)(ch - 'A' + 'a');
             if (ch != rcv[c->hdr_pos])

@@ -502,6 +502,15 @@ def mail_loops_are_refused_by_hop_count():
                 raise AssertionError('a third hop was accepted')
             except smtplib.SMTPDataError as e:
                 assert e.smtp_code == 554, e
+            # RFC 5322 4.5 (obs-optional): blanks before the colon still
+            # make a Received: field
+            for name in (b'Received :', b'Received\t:'):
+                try:
+                    c.sendmail('a@example.org', ['b@example.test'],
+                               (name + b' from x by y; z\r\n') * 3 + b'\r\nbody\r\n')
+                    raise AssertionError('%r escaped the hop count' % name)
+                except smtplib.SMTPDataError as e:
+                    assert e.smtp_code == 554, e
         assert len(small.messages()) == 1 and os.listdir(os.path.join(small.spool, 'tmp')) == []
     finally:
         srv.stop()
