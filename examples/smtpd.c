@@ -1010,6 +1010,38 @@ domain_in(const char *d, size_t dn, const char *const *list, int n)
  * --relay-recipients the same for the relay domains. Domains and local
  * parts compare case-insensitively (ASCII), as Postfix's tables do.
  * Returns 1 for a known recipient. */
+/* RFC 5321 4.1.2: "alice"@d and alice@d name one mailbox. A quoted local
+ * part at the start of key (ln octets) whose content is a plain
+ * dot-string is rewritten unquoted in place (the rest of key moves up);
+ * returns the local part's new length. Anything else stays as written. */
+static size_t
+unquote_local(char *key, size_t ln)
+{
+    size_t i;
+    int dot = 1; /* the previous octet was a dot (or the start) */
+    if (ln < 3 || key[0] != '"' || key[ln - 1] != '"')
+        return ln;
+    for (i = 1; i + 1 < ln; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        if (ch == '.') {
+            if (dot)
+                return ln;
+            dot = 1;
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch >= '0' && ch <= '9') ||
+                   (ch != 0 && strchr("!#$%&'*+-/=?^_`{|}~", ch))) {
+            dot = 0;
+        } else {
+            return ln; /* needs its quotes: keep them */
+        }
+    }
+    if (dot)
+        return ln;
+    memmove(key, key + 1, ln - 2);
+    memmove(key + ln - 2, key + ln, strlen(key + ln) + 1);
+    return ln - 2;
+}
+
 static int
 rcpt_known(const llsmtp_path *to, int relay)
 {
@@ -1030,8 +1062,9 @@ rcpt_known(const llsmtp_path *to, int relay)
         return 1;
     }
     snprintf(key, sizeof key, "%.*s", (int)to->mailbox.n, to->mailbox.p);
+    ln = unquote_local(key, ln);
     ascii_lower(key);
-    at = key + ln; /* local part as written, then "@domain" */
+    at = key + ln; /* local part (unquoted when it can be), then "@domain" */
     if (*at != '@')
         return 0;
     if (relay)
@@ -1043,7 +1076,7 @@ rcpt_known(const llsmtp_path *to, int relay)
         const char *u = opt.users[i];
         size_t un = strcspn(u, ":");
         if ((un == ln && strncasecmp(u, key, ln) == 0) ||
-            (un == to->mailbox.n && strncasecmp(u, key, un) == 0))
+            (un == strlen(key) && strncasecmp(u, key, un) == 0))
             return 1;
     }
     if (to->flags & LLSMTP_PATH_LITERAL) {

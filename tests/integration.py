@@ -271,6 +271,11 @@ def recipient_verification_refuses_unknown_users():
                          'y@all.partner2.test'):
                 assert c.rcpt(rcpt)[0] == 250, rcpt
             assert c.docmd('RCPT TO:<Postmaster>')[0] == 250
+            # RFC 5321 4.1.2: a quoted local part that needs no quotes is
+            # the same mailbox; one that needs them is not bob
+            assert c.docmd('RCPT TO:<"bob"@example.test>')[0] == 250
+            assert c.docmd('RCPT TO:<"x"@partner.test>')[0] == 250
+            assert c.docmd('RCPT TO:<"bob "@example.test>')[0] == 550
             for rcpt in ('nobody@example.test', 'y@partner.test', 'x@other.partner2.test'):
                 code, msg = c.rcpt(rcpt)
                 assert code == 550 and msg == b'5.1.1 <%s>: Recipient address rejected: User unknown' \
