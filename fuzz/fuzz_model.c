@@ -2627,19 +2627,28 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         int jj;
         /* and only on the AUTH command line, never an exchange line */
         if (ri->phase != LLSMTP_RI_COMMAND || ri->arg.n > 20)
-            fz_die("on_reply: an AUTH argument was reported");
+            fz_die("on_reply: an AUTH argument was reported (phase %d, "
+                   "%zu octets)", ri->phase, ri->arg.n);
         for (i = 0; i < ri->arg.n; i++) {
             char ch = ri->arg.p[i];
             if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
                 fz_die("on_reply: an AUTH argument was reported");
         }
-        for (j = 0; j < r->m->nsecrets; j++)
+        int named = 0;
+        /* a configured mechanism's name is no secret, even where a
+         * secret happens to contain it */
+        for (j = 0; j < 8; j++)
+            if (r->m->c->have_mech[j] &&
+                ieq(ri->arg.p, ri->arg.n, fz_mechs[j]))
+                named = 1;
+        for (j = 0; !named && j < r->m->nsecrets; j++)
             for (jj = 0; jj < r->m->secrets[j].ns; jj++)
                 if (ri->arg.n >= 8 &&
                     memmem_(r->m->secrets[j].s[jj].p,
                             r->m->secrets[j].s[jj].n, ri->arg.p, ri->arg.n))
-                    fz_die("on_reply: an AUTH argument was reported");
+                    fz_die("on_reply: AUTH's argument %.*s is in a secret",
+                           (int)ri->arg.n, ri->arg.p);
     }
     for (i = 0; i < ri->text.n; i++)
         if (ri->text.p[i] == '\r' || ri->text.p[i] == '\n')
