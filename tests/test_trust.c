@@ -15,17 +15,6 @@
 
 #include "harness.h"
 
-static int
-mem_has(const void *hay, size_t n, const char *needle)
-{
-    size_t k = strlen(needle), i;
-    const char *h = (const char *)hay;
-    for (i = 0; i + k <= n; i++)
-        if (memcmp(h + i, needle, k) == 0)
-            return 1;
-    return 0;
-}
-
 /* Feeds a string one byte at a time, so every line is assembled in the
  * session's own line buffer. Returns the last status. */
 static int
@@ -240,8 +229,8 @@ test_auth_secrets_wiped(void **state)
             break;
         }
         assert_false(llsmtp_server_authenticated(s) && path != W_AUTHED);
-        if (mem_has(s, sz, "Sw0rdf1sh") || mem_has(s, sz, b64 + 8) ||
-            mem_has(s, sz, "MrSecretUser") || mem_has(s, sz, user64 + 4))
+        if (th_contains((const char *)s, sz, "Sw0rdf1sh") || th_contains((const char *)s, sz, b64 + 8) ||
+            th_contains((const char *)s, sz, "MrSecretUser") || th_contains((const char *)s, sz, user64 + 4))
         {
             print_error("path %d left a credential in session memory\n",
                         path);
