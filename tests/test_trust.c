@@ -607,6 +607,21 @@ ri_run(llsmtp_config *cfg, const char *in, int bytewise, th_buf *out)
     th_host_free(&h);
 }
 
+/* Runs in whole and byte by byte: the on_reply log must be want both times. */
+static void
+ri_expect(llsmtp_config *cfg, const char *in, const char *want)
+{
+    int bytewise;
+    for (bytewise = 0; bytewise < 2; bytewise++) {
+        th_buf out = {0};
+        ri_run(cfg, in, bytewise, &out);
+        if (strcmp(ri_log.p, want) != 0)
+            fail_msg("got\n%s", ri_log.p);
+        th_buf_free(&out);
+    }
+    th_buf_free(&ri_log);
+}
+
 static void
 ri_config(llsmtp_config *cfg, llsmtp_callbacks *cb)
 {
@@ -639,17 +654,9 @@ test_on_reply_pipelined(void **state)
         "channel\n";
     llsmtp_config cfg;
     llsmtp_callbacks cb;
-    int bytewise;
     (void)state;
     ri_config(&cfg, &cb);
-    for (bytewise = 0; bytewise < 2; bytewise++) {
-        th_buf out = {0};
-        ri_run(&cfg, in, bytewise, &out);
-        if (strcmp(ri_log.p, want) != 0)
-            fail_msg("got\n%s", ri_log.p);
-        th_buf_free(&out);
-    }
-    th_buf_free(&ri_log);
+    ri_expect(&cfg, in, want);
 }
 
 static int
@@ -748,19 +755,11 @@ test_on_reply_bdat_lmtp(void **state)
         "BDAT|2 LAST|250|2.6.0|3|0|Queued mail for delivery\n";
     llsmtp_config cfg;
     llsmtp_callbacks cb;
-    int bytewise;
     (void)state;
     ri_config(&cfg, &cb);
     cfg.extensions |= LLSMTP_EXT_CHUNKING;
     cfg.flags |= LLSMTP_CFG_LMTP;
-    for (bytewise = 0; bytewise < 2; bytewise++) {
-        th_buf out = {0};
-        ri_run(&cfg, in, bytewise, &out);
-        if (strcmp(ri_log.p, want) != 0)
-            fail_msg("got\n%s", ri_log.p);
-        th_buf_free(&out);
-    }
-    th_buf_free(&ri_log);
+    ri_expect(&cfg, in, want);
 }
 
 /* on_reply across a deferral: the reply the host gives at resume still
