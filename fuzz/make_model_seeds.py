@@ -5,28 +5,8 @@
 #   python3 fuzz/make_model_seeds.py
 import base64, glob, os, re
 
+from transcript_text import unescape
 
-def unescape(t):
-    # the escapes of tests/transcripts (as fuzz/make_seeds.py reads them)
-    out = bytearray(); i = 0
-    while i < len(t):
-        m = re.match(r'\{\{(\\.|.)\*(\d+)\}\}', t[i:])
-        if m:
-            c = m.group(1)
-            c = {'\\r': '\r', '\\n': '\n', '\\t': '\t'}.get(c, c[-1])
-            out += c.encode('latin-1') * min(int(m.group(2)), 2000)
-            i += m.end(); continue
-        c = t[i]
-        if c == '\\' and i + 1 < len(t):
-            e = t[i + 1]; i += 2
-            if e == 'x':
-                out.append(int(t[i:i + 2], 16)); i += 2
-            else:
-                out += {'r': b'\r', 'n': b'\n', 't': b'\t',
-                        '0': b'\0'}.get(e, e.encode('latin-1'))
-            continue
-        out += c.encode('latin-1'); i += 1
-    return bytes(out)
 
 EXT = {'PIPELINING': 0, 'SIZE': 1, '8BITMIME': 2, 'ENHANCEDSTATUSCODES': 3,
        'VRFY': 4, 'HELP': 5, 'AUTH': 6, 'STARTTLS': 7, 'CHUNKING': 8,
