@@ -1598,7 +1598,11 @@ m_command(model *m, size_t i)
             }
             if (accept_chunk) {
                 m_deliver(m, s + i, (size_t)sz);
-                if (m->aborted) {
+                if (m->aborted && last) {
+                    /* the message's end: under LMTP one 552 for every
+                     * recipient, as after DATA (RFC 2033 4.2) */
+                    m_end_message(m);
+                } else if (m->aborted) {
                     m_code(m, 552);
                     m->open = 0;
                     m->aborted = 0;
