@@ -113,36 +113,6 @@
 #define LIB_SIZE_OVERFLOW_552 0
 #endif
 
-/* Divergence, reported: under the sync check a line refused before it is
- * read as a command (empty, too long, bare LF under bare_lf=reject)
- * never ends a group, even without PIPELINING, where the client must
- * wait for every reply (RFC 5321 4.3, RFC 2920 3.1). 1 follows. */
-#ifndef LIB_SYNC_BAD_LINE
-#define LIB_SYNC_BAD_LINE 1
-#endif
-
-/* Divergence, reported: under the sync check a SASL response line never
- * ends a group, though the client must wait for the next 334 or the
- * result (RFC 4954 4: only an initial response may be pipelined past).
- * 1 follows the library. */
-#ifndef LIB_SYNC_SASL_RESPONSE
-#define LIB_SYNC_SASL_RESPONSE 1
-#endif
-
-/* NEW defect, reported: under the sync check every AUTH ends a group, so
- * a client pipelining after "AUTH PLAIN <initial-response>" (allowed by
- * RFC 4954 4) gets 554 and is closed. 1 follows the library. */
-#ifndef LIB_SYNC_AUTH_IR
-#define LIB_SYNC_AUTH_IR 1
-#endif
-
-/* Divergence, reported: under the sync check ETRN does not end a group;
- * RFC 2920 3.1 has commands of other extensions end one unless they say
- * otherwise, and RFC 1985 does not. 1 follows the library. */
-#ifndef LIB_SYNC_ETRN
-#define LIB_SYNC_ETRN 1
-#endif
-
 #define FZ_HDR 13
 #define FZ_FILL ((char)0xA5) /* the session's block before init */
 #define FZ_HOST "fuzz.example.test"
@@ -751,55 +721,47 @@ m_group_end(model *m, size_t g)
  * extension on) every command ends a group; with it EHLO, DATA, VRFY,
  * EXPN, TURN, QUIT and NOOP do, and so do commands of other extensions
  * unless they say otherwise: STARTTLS (RFC 3207 4.2), ETRN, AUTH (RFC
- * 4954 4) except with an initial response for PLAIN, which completes in
- * one round trip. HELO/LHLO as EHLO. */
+ * 4954 4) except with an initial response for PLAIN or EXTERNAL, which
+ * complete in one round trip. HELO/LHLO as EHLO. */
 static int
 m_ends_group(const model *m, const char *line, size_t n)
 {
     static const char *const last[] = {"ehlo", "helo", "lhlo", "data",
                                        "vrfy", "expn", "turn", "quit",
                                        "noop", "starttls", "etrn"};
-    size_t vn, k, ln = n;
-#if LIB_SYNC_BAD_LINE
-    {
-        const llsmtp_config *cfg = &m->c->cfg;
-        size_t limit = cfg->max_line;
-        int crlf = n >= 2 && line[n - 2] == '\r';
-        if ((cfg->extensions & LLSMTP_EXT_AUTH) &&
-            iprefix(line, n, "auth ") && cfg->max_auth_line > limit)
-            limit = cfg->max_auth_line;
-        if (ln > limit || n == 1 + (size_t)crlf ||
-            (!crlf && cfg->bare_lf == LLSMTP_BARE_LF_REJECT))
-            return 0;
-    }
-#endif
-    (void)ln;
-    if (!(m->helo == 2 && (m->c->cfg.extensions & LLSMTP_EXT_PIPELINING)))
+    const llsmtp_config *cfg = &m->c->cfg;
+    size_t vn, k, limit = cfg->max_line;
+    int crlf = n >= 2 && line[n - 2] == '\r';
+    if (!(m->helo == 2 && (cfg->extensions & LLSMTP_EXT_PIPELINING)))
         return 1;
-    if (n && line[n - 1] == '\n') /* the line ending only */
-        n--;
-    if (n && line[n - 1] == '\r')
-        n--;
+    /* a line refused before it is read as a command (too long, empty,
+     * bare LF under reject) says no command: it ends no group */
+    if ((cfg->extensions & LLSMTP_EXT_AUTH) && iprefix(line, n, "auth ") &&
+        cfg->max_auth_line > limit)
+        limit = cfg->max_auth_line;
+    if (n > limit || n == 1 + (size_t)crlf ||
+        (!crlf && cfg->bare_lf == LLSMTP_BARE_LF_REJECT))
+        return 0;
+    n -= 1 + (size_t)crlf; /* the line ending */
     for (vn = 0; vn < n && line[vn] != ' '; vn++)
         ;
     for (k = 0; k < sizeof last / sizeof last[0]; k++)
-        if (ieq(line, vn, last[k]) &&
-            !(LIB_SYNC_ETRN && ieq(line, vn, "etrn")))
+        if (ieq(line, vn, last[k]))
             return 1;
     if (ieq(line, vn, "auth")) {
+        /* the argument without blanks (space, tab) at either end */
         const char *a = line + vn;
         size_t an = n - vn, mn;
-        while (an && a[0] == ' ')
+        while (an && (a[0] == ' ' || a[0] == '\t'))
             a++, an--;
+        while (an && (a[an - 1] == ' ' || a[an - 1] == '\t'))
+            an--;
         for (mn = 0; mn < an && a[mn] != ' '; mn++)
             ;
-        if (ieq(a, mn, "plain") && !LIB_SYNC_AUTH_IR) {
-            a += mn, an -= mn;
-            while (an && a[0] == ' ')
-                a++, an--;
-            if (an)
-                return 0;
-        }
+        /* RFC 4954 4: an initial response for a mechanism done in one
+         * round trip without a security layer may be pipelined past */
+        if (ieq(a, mn, "plain") || ieq(a, mn, "external"))
+            return mn == an;
         return 1;
     }
     return 0;
@@ -1820,7 +1782,7 @@ m_auth_line(model *m, size_t *ip, const char **p, size_t *n)
         return 0;
     *ip = lf + 1;
     /* RFC 4954 4: the client waits for each challenge or the result */
-    if (m->c->sync && !LIB_SYNC_SASL_RESPONSE)
+    if (m->c->sync)
         m_group_end(m, lf + 1);
     *p = s + i;
     *n = lf - i;

@@ -384,7 +384,11 @@ enum llsmtp_cfg_flag {
     /* Refuse early talkers and improper pipelining with 554 5.5.0 and
      * close. The greeting counts as written when llsmtp_server_consume()
      * has drained it; the host calls llsmtp_server_input_drained() when
-     * everything it read so far has been fed. */
+     * everything it read so far has been fed. Improper: anything in the
+     * same read after a line that ends a group (RFC 2920 3.1): EHLO,
+     * HELO, LHLO, DATA, VRFY, EXPN, TURN, QUIT, NOOP, STARTTLS, ETRN, a
+     * SASL response, AUTH unless PLAIN or EXTERNAL with an initial
+     * response (RFC 4954 4); without PIPELINING in force, every line. */
     LLSMTP_CFG_SYNC_CHECK = 1u << 0,
     /* Reply 502 instead of 500 to unknown commands. */
     LLSMTP_CFG_502_UNKNOWN = 1u << 1,

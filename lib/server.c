@@ -2673,15 +2673,43 @@ sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
     return sess_decided(s, LLSMTP_PENDING_ETRN, cbrc, &r, arg);
 }
 
-/* RFC 2920 3.1: these must be last in a pipelined group. */
+/* RFC 2920 3.1: these must be last in a pipelined group, and so must
+ * the commands of other extensions unless they say otherwise: STARTTLS
+ * (RFC 3207 4.2), ETRN (RFC 1985 says nothing otherwise) and AUTH, except
+ * (RFC 4954 4) with an initial response for a mechanism that completes in
+ * one round trip and negotiates no security layer: PLAIN and EXTERNAL. */
 static int
-sess_ends_group(int cmd)
+sess_ends_group(int cmd, llsmtp_span arg)
 {
-    return cmd == CMD_EHLO || cmd == CMD_HELO || cmd == CMD_LHLO ||
-           cmd == CMD_DATA ||
-           cmd == CMD_VRFY || cmd == CMD_EXPN || cmd == CMD_TURN ||
-           cmd == CMD_QUIT || cmd == CMD_NOOP ||
-           cmd == CMD_STARTTLS || cmd == CMD_AUTH; /* RFC 3207 4.2 */
+    size_t m;
+    if (cmd != CMD_AUTH)
+        return cmd == CMD_EHLO || cmd == CMD_HELO || cmd == CMD_LHLO ||
+               cmd == CMD_DATA || cmd == CMD_VRFY || cmd == CMD_EXPN ||
+               cmd == CMD_TURN || cmd == CMD_QUIT || cmd == CMD_NOOP ||
+               cmd == CMD_STARTTLS || cmd == CMD_ETRN;
+    for (m = 0; m < arg.n && arg.p[m] != ' '; m++)
+        ;
+    if (!((m == 5 && llsmtp__ieq(arg.p, "plain", 5)) ||
+          (m == 8 && llsmtp__ieq(arg.p, "external", 8))))
+        return 1;
+    return m == arg.n; /* (arg is trimmed) no initial response: 334 next */
+}
+
+/* The sync check (RFC 2920 3.1): after a line that ends a group the
+ * client must wait for its reply, so anything more in this input is
+ * improper pipelining. Without PIPELINING in force every line ends one;
+ * with it, a line refused before it is read as a command (empty, too
+ * long, bare LF) does not, since nothing says which command it was. */
+static void
+sess_sync_mark(llsmtp_server *s, int ends_group)
+{
+    int piped;
+    if (!(s->cfg->flags & LLSMTP_CFG_SYNC_CHECK))
+        return;
+    piped = s->helo == HELO_EHLO &&
+            (s->cfg->extensions & LLSMTP_EXT_PIPELINING);
+    if (!piped || ends_group)
+        s->sync_wait = 1;
 }
 
 /* One complete command line, terminator included. */
@@ -2696,6 +2724,9 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     s->rv_arg.p = NULL;
     s->rv_arg.n = 0;
     s->rv_phase = LLSMTP_RI_COMMAND;
+    /* RFC 4954 4: the client waits for each challenge or the outcome
+     * before its next SASL response */
+    sess_sync_mark(s, s->auth_state != AUTH_NONE);
     if (truncated || n > s->line_cap) {
         /* Only the first bytes of a truncated line are kept: enough to
          * tell an AUTH line (RFC 4954 4: 500 5.5.6). */
@@ -2750,13 +2781,7 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
         s->phase = PH_CLOSED;
         return LLSMTP_CLOSE;
     }
-    if (s->cfg->flags & LLSMTP_CFG_SYNC_CHECK) {
-        /* Without PIPELINING in force every command ends a group. */
-        int piped = s->helo == HELO_EHLO &&
-                    (s->cfg->extensions & LLSMTP_EXT_PIPELINING);
-        if (!piped || sess_ends_group(cmd))
-            s->sync_wait = 1;
-    }
+    sess_sync_mark(s, sess_ends_group(cmd, arg));
     if (s->phase == PH_REFUSED && cmd != CMD_QUIT)
         return sess_err(s, 503, "5.5.1",
                         "Bad sequence of commands: no service here");

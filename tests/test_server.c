@@ -370,6 +370,74 @@ test_sync_check(void **state)
     free(s);
 }
 
+/* Which lines end a pipelined group (RFC 2920 3.1) under the sync check:
+ * after the first read the client must wait, so a second line in the
+ * same read is improper pipelining (554 and close) exactly when the
+ * first ends a group. Each row: the extensions changed from the
+ * default, a read the client waits on before, then the read tried. */
+static void
+test_sync_check_groups(void **state)
+{
+    static const struct {
+        unsigned ext_on, ext_off;
+        const char *before, *read;
+        int ends; /* 1: the read's first line ends a group */
+    } rows[] = {
+        /* RFC 4954 4: an initial response for PLAIN or EXTERNAL may be
+         * pipelined past; without one the client waits for 334 */
+        {LLSMTP_EXT_AUTH, 0, "",
+         "AUTH PLAIN AHUAcA==\r\nMAIL FROM:<>\r\n", 0},
+        {LLSMTP_EXT_AUTH, 0, "", "auth  plain AHUAcA== \r\nNOOP\r\n", 0},
+        {LLSMTP_EXT_AUTH, 0, "", "AUTH EXTERNAL =\r\nNOOP\r\n", 0},
+        {LLSMTP_EXT_AUTH, 0, "", "AUTH PLAIN\r\nAHUAcA==\r\n", 1},
+        {LLSMTP_EXT_AUTH, 0, "", "AUTH PLAIN \t\r\nAHUAcA==\r\n", 1},
+        {LLSMTP_EXT_AUTH, 0, "", "AUTH LOGIN dQ==\r\ncA==\r\n", 1},
+        /* each SASL response waits for the next challenge or outcome */
+        {LLSMTP_EXT_AUTH, 0, "AUTH LOGIN\r\n", "dQ==\r\ncA==\r\n", 1},
+        /* RFC 1985 says nothing otherwise: ETRN ends a group */
+        {LLSMTP_EXT_ETRN, 0, "", "ETRN example.test\r\nNOOP\r\n", 1},
+        {0, 0, "", "MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n", 0},
+        /* a line refused unread says no command: it ends no group... */
+        {0, 0, "", "\r\nNOOP\r\n", 0},
+        /* ...but without PIPELINING every line does */
+        {0, LLSMTP_EXT_PIPELINING, "", "\r\nNOOP\r\n", 1},
+        {0, LLSMTP_EXT_PIPELINING, "", "RSET\r\nNOOP\r\n", 1},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        llsmtp_config cfg = cfg_default(NULL);
+        th_host h;
+        llsmtp_server *s;
+        size_t used, olen;
+        const char *out;
+        int rc;
+        cfg.flags |= LLSMTP_CFG_SYNC_CHECK | LLSMTP_CFG_AUTH_CLEARTEXT;
+        cfg.extensions = (cfg.extensions | rows[i].ext_on) & ~rows[i].ext_off;
+        cfg.auth_mechanisms = "PLAIN LOGIN";
+        memset(&h, 0, sizeof h);
+        s = th_session(&cfg, &h);
+        llsmtp_server_start(s);
+        llsmtp_server_output(s, &olen);
+        llsmtp_server_consume(s, olen);
+        assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_OK);
+        llsmtp_server_input_drained(s);
+        if (rows[i].before[0] != '\0') {
+            assert_int_equal(feed_str(s, rows[i].before, &used), LLSMTP_OK);
+            llsmtp_server_input_drained(s);
+        }
+        llsmtp_server_output(s, &olen);
+        llsmtp_server_consume(s, olen);
+        rc = feed_str(s, rows[i].read, &used);
+        out = llsmtp_server_output(s, &olen);
+        if (rows[i].ends != th_contains(out, olen, "554 5.5.0") ||
+            rc != (rows[i].ends ? LLSMTP_CLOSE : LLSMTP_OK))
+            fail_msg("row %zu (%s): rc %d, output %.*s", i, rows[i].read,
+                     rc, (int)olen, out);
+        free(s);
+    }
+}
+
 static void
 test_timeouts(void **state)
 {
@@ -794,6 +862,7 @@ main(void)
         cmocka_unit_test(test_sticky_failure),
         cmocka_unit_test(test_reply_struct_edits),
         cmocka_unit_test(test_sync_check),
+        cmocka_unit_test(test_sync_check_groups),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_resume_after_eof),
         cmocka_unit_test(test_shutdown),
