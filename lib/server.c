@@ -502,6 +502,24 @@ sess_put(llsmtp_server *s, int code, const char *enh,
     return LLSMTP_OK;
 }
 
+/* The sync check (RFC 2920 3.1): after a line that ends a group the
+ * client must wait for its reply, so anything more in this input is
+ * improper pipelining. Without PIPELINING in force every line ends one
+ * (RFC 5321 4.3.1), and so does the end of a message or chunk; with it, a
+ * line refused before it is read as a command (empty, too long, bare LF)
+ * does not, since nothing says which command it was. */
+static void
+sess_sync_mark(llsmtp_server *s, int ends_group)
+{
+    int piped;
+    if (!(s->cfg->flags & LLSMTP_CFG_SYNC_CHECK))
+        return;
+    piped = s->helo == HELO_EHLO &&
+            (s->cfg->extensions & LLSMTP_EXT_PIPELINING);
+    if (!piped || ends_group)
+        s->sync_wait = 1;
+}
+
 /* Queues a reply whose text is one C string. */
 static int
 sess_say(llsmtp_server *s, int code, const char *enh, const char *text)
@@ -901,6 +919,35 @@ sess_auth_wipe(llsmtp_server *s)
     s->line_len = 0;
 }
 
+/* After EHLO/LHLO accepted: "\n" and a keyword per extension on offer
+ * (RFC 5321 4.1.1.1), whoever wrote the first line. num holds SIZE's
+ * digits. */
+static void
+sess_ehlo_keywords(const llsmtp_server *s, sess_parts *ps, char *num,
+                   size_t numcap)
+{
+    size_t i;
+    for (i = 0; s->pend_ehlo && i < SESS_EXT_ROWS; i++) {
+        const sess_ext_row *row = &sess_ext_rows[i];
+        if (!sess_ext_on(s, row->ext))
+            continue;
+        if (row->ext == LLSMTP_EXT_AUTH) {
+            sess_auth_list(s, ps, "\nAUTH");
+            if (s->cfg->flags & LLSMTP_CFG_AUTH_LEGACY)
+                sess_auth_list(s, ps, "\nAUTH=");
+            continue;
+        }
+        sess_parts_add(ps, "\n");
+        sess_parts_add(ps, row->keyword);
+        if (row->ext == LLSMTP_EXT_SIZE && s->cfg->max_size) {
+            llsmtp_span v;
+            sess_parts_add(ps, " ");
+            sess_u64(num, numcap, s->cfg->max_size, &v);
+            sess_part(ps, v.p, v.n);
+        }
+    }
+}
+
 /* Writes the library's default reply for a decision kind. */
 static int
 sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
@@ -931,25 +978,7 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
         SP(s->cfg->hostname);
         SP(" Hello ");
         sess_part(&ps, arg.p, arg.n);
-        for (i = 0; s->pend_ehlo && i < SESS_EXT_ROWS; i++) {
-            const sess_ext_row *row = &sess_ext_rows[i];
-            if (!sess_ext_on(s, row->ext))
-                continue;
-            if (row->ext == LLSMTP_EXT_AUTH) {
-                sess_auth_list(s, &ps, "\nAUTH");
-                if (s->cfg->flags & LLSMTP_CFG_AUTH_LEGACY)
-                    sess_auth_list(s, &ps, "\nAUTH=");
-                continue;
-            }
-            SP("\n");
-            SP(row->keyword);
-            if (row->ext == LLSMTP_EXT_SIZE && s->cfg->max_size) {
-                llsmtp_span v;
-                SP(" ");
-                sess_u64(num, sizeof num, s->cfg->max_size, &v);
-                sess_part(&ps, v.p, v.n);
-            }
-        }
+        sess_ehlo_keywords(s, &ps, num, sizeof num);
         enh = NULL;
         break;
     case LLSMTP_PENDING_MAIL:
@@ -1053,6 +1082,7 @@ sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     if (s->cb->on_reply != NULL)
         sess_report(s, 334, NULL, tail, w + 6);
     s->auth_state = AUTH_STEP;
+    sess_sync_mark(s, 1); /* the client waits for a challenge */
     return LLSMTP_OK;
 }
 
@@ -1066,24 +1096,33 @@ sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (r->is_default_) {
         rc = sess_put_default(s, kind, r, arg);
     } else {
-        llsmtp_span sp[3];
-        size_t np = 0;
+        llsmtp_span sp[SESS_EHLO_PARTS];
+        sess_parts ps;
+        char num[24];
         const char *enh = r->enhanced;
+        ps.v = sp;
+        ps.n = 0;
+        ps.cap = sizeof sp / sizeof sp[0];
+        ps.full = 0;
         if (r->id_len && r->code / 100 == 2) { /* a queue id means success */
-            sp[np].p = r->id;
-            sp[np++].n = r->id_len;
-            sp[np].p = " ";
-            sp[np++].n = 1;
+            sess_part(&ps, r->id, r->id_len);
+            sess_part(&ps, " ", 1);
         }
-        if (r->has_text_) {
-            sp[np].p = r->text;
-            sp[np++].n = r->text_len;
-        } else {
-            sp[np].p = llsmtp__reply_generic_text(r->code);
-            sp[np].n = strlen(sp[np].p);
-            np++;
+        if (r->has_text_)
+            sess_part(&ps, r->text, r->text_len);
+        else
+            sess_parts_add(&ps, llsmtp__reply_generic_text(r->code));
+        if (kind == LLSMTP_PENDING_HELO && r->code / 100 == 2) {
+            /* The host's own greeting line: the keywords still follow,
+             * since the session acts on them whatever the text says,
+             * and RFC 2034 3 puts no enhanced code on a HELO/EHLO
+             * reply. */
+            sess_ehlo_keywords(s, &ps, num, sizeof num);
+            enh = NULL;
         }
-        rc = sess_put(s, r->code, enh, sp, np);
+        if (ps.full)
+            return sess_fail(s, NULL, LLSMTP_E_BUFFER); /* cannot happen */
+        rc = sess_put(s, r->code, enh, sp, ps.n);
     }
     return rc;
 }
@@ -2216,6 +2255,7 @@ sess_auth_prompt(llsmtp_server *s, int state, const char *b64)
     s->auth_state = (unsigned char)state;
     sp.p = b64;
     sp.n = strlen(b64);
+    sess_sync_mark(s, 1); /* the client waits for a challenge */
     return sess_put(s, 334, NULL, &sp, 1);
 }
 
@@ -2441,6 +2481,7 @@ sess_bdat_end(llsmtp_server *s)
     char num[24];
     int rc;
     s->phase = PH_CMD;
+    sess_sync_mark(s, 0); /* RFC 5321 4.3.1: without PIPELINING, wait */
     /* the argument of the BDAT line this answers, rebuilt from what it
      * said (its digits may have had leading zeros) */
     sess_u64(num, sizeof num, s->bdat_size, &sp[0]);
@@ -2675,9 +2716,12 @@ sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
 
 /* RFC 2920 3.1: these must be last in a pipelined group, and so must
  * the commands of other extensions unless they say otherwise: STARTTLS
- * (RFC 3207 4.2), ETRN (RFC 1985 says nothing otherwise) and AUTH, except
- * (RFC 4954 4) with an initial response for a mechanism that completes in
- * one round trip and negotiates no security layer: PLAIN and EXTERNAL. */
+ * (RFC 3207 4.2), ETRN (RFC 1985 says nothing otherwise) and AUTH. RFC
+ * 4954 4 lets a client pipeline past AUTH with an initial response for a
+ * mechanism that completes in one round trip (PLAIN, EXTERNAL and
+ * ANONYMOUS, among others): the session cannot know every mechanism, so
+ * such a line ends no group here and the 334 that continues an exchange
+ * does (sess_sync_mark from the challenge). */
 static int
 sess_ends_group(int cmd, llsmtp_span arg)
 {
@@ -2689,27 +2733,7 @@ sess_ends_group(int cmd, llsmtp_span arg)
                cmd == CMD_STARTTLS || cmd == CMD_ETRN;
     for (m = 0; m < arg.n && arg.p[m] != ' '; m++)
         ;
-    if (!((m == 5 && llsmtp__ieq(arg.p, "plain", 5)) ||
-          (m == 8 && llsmtp__ieq(arg.p, "external", 8))))
-        return 1;
     return m == arg.n; /* (arg is trimmed) no initial response: 334 next */
-}
-
-/* The sync check (RFC 2920 3.1): after a line that ends a group the
- * client must wait for its reply, so anything more in this input is
- * improper pipelining. Without PIPELINING in force every line ends one;
- * with it, a line refused before it is read as a command (empty, too
- * long, bare LF) does not, since nothing says which command it was. */
-static void
-sess_sync_mark(llsmtp_server *s, int ends_group)
-{
-    int piped;
-    if (!(s->cfg->flags & LLSMTP_CFG_SYNC_CHECK))
-        return;
-    piped = s->helo == HELO_EHLO &&
-            (s->cfg->extensions & LLSMTP_EXT_PIPELINING);
-    if (!piped || ends_group)
-        s->sync_wait = 1;
 }
 
 /* One complete command line, terminator included. */
@@ -3122,6 +3146,8 @@ sess_data(llsmtp_server *s, const char *buf, size_t n, size_t *used)
                     p++;
                     s->dstate = D_BOL;
                     *used = (size_t)(p - buf);
+                    /* RFC 5321 4.3.1: without PIPELINING, wait */
+                    sess_sync_mark(s, 0);
                     return sess_data_end(s);
                 }
                 p++;
