@@ -51,6 +51,8 @@ typedef struct options {
     int nrelay;
     llsmtp_cidr relay_nets[MAX_DOMAINS];
     int nnets;
+    llsmtp_cidr proxy_from[MAX_DOMAINS]; /* whose PROXY header counts */
+    int nproxy_from;
     const char *spool;
     const char *tls_cert, *tls_key;
     const char *tls_ciphers; /* TLS 1.2 list (OpenSSL syntax) */
@@ -207,6 +209,10 @@ usage(FILE *f)
         "recipient\n"
         "  --proxy-protocol       expect a PROXY v1/v2 header (behind "
         "HAProxy or a TCP load balancer)\n"
+        "  --proxy-from CIDR      repeatable, required with PROXY: the "
+        "balancers; a connection\n"
+        "                         from anywhere else is closed without a "
+        "reply\n"
         "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
         "                         switch off an extension (all on by "
         "default)\n"
@@ -600,6 +606,19 @@ parse_args(int argc, char **argv)
             opt.lmtp = 1;
         } else if (strcmp(a, "--proxy-protocol") == 0) {
             opt.proxy = 1;
+        } else if (strcmp(a, "--proxy-from") == 0) {
+            int rc;
+            NEEDV();
+            if (opt.nproxy_from == MAX_DOMAINS)
+                die_usage("too many %s", a);
+            rc = llsmtp_cidr_parse(v, strlen(v),
+                                   &opt.proxy_from[opt.nproxy_from]);
+            if (rc != LLSMTP_OK) {
+                fprintf(stderr, "smtpd: bad --proxy-from %s: %s\n", v,
+                        llsmtp_strerror(rc));
+                exit(2);
+            }
+            opt.nproxy_from++;
         } else if (strcmp(a, "--no-chunking") == 0) {
             opt.no_ext |= LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME;
         } else if (strcmp(a, "--no-binarymime") == 0) {
@@ -699,6 +718,11 @@ parse_args(int argc, char **argv)
     }
     if ((opt.tls_cert == NULL) != (opt.tls_key == NULL))
         die_usage("--tls-cert and --tls-key go together%s", "");
+    /* A PROXY header names any client it likes: believed from anyone,
+     * it makes whoever reaches the port a --relay-net client. */
+    if (opt.proxy && opt.nproxy_from == 0)
+        die_usage("PROXY protocol needs --proxy-from CIDR: the balancers "
+                  "whose header is believed%s", "");
 #ifndef HAVE_OPENSSL
     if (opt.q.tls != 0)
         die_usage("built without OpenSSL: %s is not available",
@@ -1943,6 +1967,17 @@ tls_step(conn *c)
 #endif
 }
 
+/* Whether ip is one of the --proxy-from networks (a balancer). */
+static int
+proxy_trusted(const llsmtp_ip *ip)
+{
+    int i;
+    for (i = 0; ip->family != 0 && i < opt.nproxy_from; i++)
+        if (llsmtp_cidr_match(&opt.proxy_from[i], ip))
+            return 1;
+    return 0;
+}
+
 static void
 accept_clients(int lfd)
 {
@@ -1951,6 +1986,7 @@ accept_clients(int lfd)
         socklen_t sl = sizeof ss;
         int fd = accept(lfd, (struct sockaddr *)&ss, &sl), one = 1;
         conn *c;
+        llsmtp_ip ip;
         size_t sz;
         if (fd < 0)
             return;
@@ -1985,12 +2021,21 @@ accept_clients(int lfd)
                       c->peer, sizeof c->peer);
         else
             snprintf(c->peer, sizeof c->peer, "unknown");
-        llsmtp_server_init(c->s, sz, &cfg, c);
-        {
-            llsmtp_ip ip;
-            if (llsmtp_ip_parse(c->peer, strlen(c->peer), &ip) == LLSMTP_OK)
-                llsmtp_server_set_client(c->s, &ip);
+        if (llsmtp_ip_parse(c->peer, strlen(c->peer), &ip) != LLSMTP_OK)
+            memset(&ip, 0, sizeof ip);
+        if (opt.proxy && !proxy_trusted(&ip)) {
+            /* not a balancer: its header would be believed (any client
+             * address, a --relay-net one too); no reply, not SMTP yet */
+            logf_("session=%d refused connection from %s: not a "
+                  "--proxy-from address (PROXY listener)", fd, c->peer);
+            free(c->s);
+            free(c);
+            close(fd);
+            continue;
         }
+        llsmtp_server_init(c->s, sz, &cfg, c);
+        if (ip.family != 0)
+            llsmtp_server_set_client(c->s, &ip);
         /* before the greeting, which --verbose logs */
         logf_("session=%d connect from %s", fd, c->peer);
         if (llsmtp_server_start(c->s) == LLSMTP_CLOSE)

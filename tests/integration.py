@@ -821,7 +821,7 @@ def smtputf8_with_smtplib():
 
 @case
 def proxy_protocol_behind_a_balancer():
-    srv = Server('--proxy-protocol', '--relay-net', '10.0.0.0/8')
+    srv = Server('--proxy-protocol', '--proxy-from', '127.0.0.1', '--relay-net', '10.0.0.0/8')
     try:
         # v1: a client in the trusted network, as the balancer says
         s, f = raw(srv.port)
@@ -848,6 +848,77 @@ def proxy_protocol_behind_a_balancer():
         env = srv.envelope(srv.messages(queued=True)[0], queued=True)
         assert 'client 10.9.8.7' in env, env
         assert wait_log(srv, 'proxy client 203.0.113.9'), open(srv.log.name).read()
+    finally:
+        srv.stop()
+
+
+def raw_from(src, port, host='127.0.0.1'):
+    """A connection from the source address src (another 127.x, ::1)."""
+    fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.bind((src, 0))
+    s.connect((host, port))
+    return s, s.makefile('rb')
+
+
+def no_reply(f):
+    """The server closed without a word: EOF, or a reset when it closed
+    with our bytes unread."""
+    try:
+        return f.read() == b''
+    except ConnectionResetError:
+        return True
+
+
+def proxy_v1(src, dst='127.0.0.1', sport=40000, dport=25):
+    fam = b'TCP6' if ':' in src else b'TCP4'
+    return b'PROXY %s %s %s %d %d\r\n' % (fam, src.encode(), dst.encode(), sport, dport)
+
+
+@case
+def proxy_header_only_from_proxy_from_sources():
+    # --proxy-protocol alone would believe anyone's header: refused
+    r = subprocess.run([SMTPD, '--proxy-protocol', '--spool', '/nonexistent/x'],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b'--proxy-from' in r.stderr, r
+    r = subprocess.run([SMTPD, '--proxy-protocol', '--proxy-from', '10.1.2.3/8'],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b'--proxy-from' in r.stderr, r
+    port6 = free_port('::1')
+    srv = Server('--proxy-protocol', '--proxy-from', '127.0.0.1/32', '--proxy-from', '::1/128',
+                 '--listen', '[::1]:%d' % port6, '--relay-net', '127.0.0.5/32')
+    try:
+        # 127.0.0.6 reaches the port and claims to be 127.0.0.5 (a relay
+        # client): closed without a word, and the log says why
+        s, f = raw_from('127.0.0.6', srv.port)
+        s.sendall(proxy_v1('127.0.0.5') + b'EHLO x\r\nMAIL FROM:<a@example.org>\r\n'
+                  b'RCPT TO:<far@outside.test>\r\n')
+        assert no_reply(f)
+        f.close(); s.close()
+        assert wait_log(srv, 'refused connection from 127.0.0.6: not a --proxy-from address'), \
+            open(srv.log.name).read()
+        # the balancer (127.0.0.1, and ::1 by an IPv6 network) is believed
+        for host, src in (('127.0.0.1', '127.0.0.1'), ('::1', '::1')):
+            s, f = raw_from(src, port6 if host == '::1' else srv.port, host)
+            s.sendall(proxy_v1('127.0.0.5'))
+            assert reply(f)[0] == 220
+            s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<far@outside.test>\r\n'
+                      b'QUIT\r\n')
+            assert [reply(f)[0] for _ in range(4)] == [250, 250, 250, 221]
+            f.close(); s.close()
+    finally:
+        srv.stop()
+    # an IPv6 client that is not a balancer
+    port6 = free_port('::1')
+    srv = Server('--proxy-protocol', '--proxy-from', '127.0.0.1', '--listen', '[::1]:%d' % port6)
+    try:
+        s, f = raw_from('::1', port6, '::1')
+        s.sendall(proxy_v1('::5', '::1'))
+        assert no_reply(f)
+        f.close(); s.close()
+        assert wait_log(srv, 'refused connection from ::1: not a --proxy-from address'), \
+            open(srv.log.name).read()
     finally:
         srv.stop()
 
