@@ -42,7 +42,9 @@
 #define TEXT_SHOWN 300 /* octets of a reply's text in the log */
 
 typedef struct options {
-    const char *listen[MAX_LISTEN];
+    const char *listen[MAX_LISTEN]; /* "ADDR:PORT" (",proxy" cut off) */
+    int listen_proxy[MAX_LISTEN];   /* that listener expects PROXY */
+    char listen_buf[MAX_LISTEN][128];
     int nlisten;
     const char *hostname;
     const char *local_domains[MAX_DOMAINS];
@@ -109,6 +111,7 @@ typedef struct conn {
     unsigned char hdr_pos; /* header scan: see count_hops */
     short ssl_want;     /* poll events the TLS layer waits for */
     int tls_dead;       /* a fatal TLS error: no close_notify then */
+    int proxied;        /* came to a PROXY listener */
 #ifdef HAVE_OPENSSL
     SSL *ssl;
 #endif
@@ -119,7 +122,7 @@ enum { TLS_NONE = 0, TLS_FLUSH, TLS_HANDSHAKE, TLS_ON };
 
 static options opt;
 static int lfds[MAX_LISTEN];
-static llsmtp_config cfg;
+static llsmtp_config cfg, cfg_proxy; /* cfg_proxy: PROXY listeners' */
 static llsmtp_relay_policy policy;
 static conn **conns;
 static size_t nconns, conns_cap;
@@ -177,7 +180,9 @@ usage(FILE *f)
     fputs(
         "usage: smtpd [options]\n"
         "  --listen ADDR:PORT     default 127.0.0.1:2525; repeatable; IPv6 as "
-        "[::1]:2525\n"
+        "[::1]:2525;\n"
+        "                         ADDR:PORT,proxy: that port expects a PROXY "
+        "header\n"
         "  --hostname NAME        name in the greeting, EHLO and Received\n"
         "  --local-domain D       repeatable: mail for D is accepted and "
         "stored\n"
@@ -207,8 +212,9 @@ usage(FILE *f)
         "1.2)\n"
         "  --lmtp                 speak LMTP (RFC 2033): LHLO, a reply per "
         "recipient\n"
-        "  --proxy-protocol       expect a PROXY v1/v2 header (behind "
-        "HAProxy or a TCP load balancer)\n"
+        "  --proxy-protocol       every --listen expects a PROXY v1/v2 "
+        "header (behind HAProxy\n"
+        "                         or a TCP load balancer)\n"
         "  --proxy-from CIDR      repeatable, required with PROXY: the "
         "balancers; a connection\n"
         "                         from anywhere else is closed without a "
@@ -554,6 +560,21 @@ parse_args(int argc, char **argv)
             NEEDV();
             if (opt.nlisten == MAX_LISTEN)
                 die_usage("too many %s", a);
+            {
+                /* "ADDR:PORT,proxy": behind a balancer, this one only */
+                const char *comma = strchr(v, ',');
+                char *b = opt.listen_buf[opt.nlisten];
+                if (comma != NULL) {
+                    if (strcmp(comma, ",proxy") != 0 ||
+                        (size_t)(comma - v) >= sizeof opt.listen_buf[0])
+                        die_usage("bad --listen %s (ADDR:PORT or "
+                                  "ADDR:PORT,proxy)", v);
+                    memcpy(b, v, (size_t)(comma - v));
+                    b[comma - v] = '\0';
+                    opt.listen_proxy[opt.nlisten] = 1;
+                    v = b;
+                }
+            }
             opt.listen[opt.nlisten++] = v;
         } else if (strcmp(a, "--hostname") == 0) {
             NEEDV();
@@ -720,9 +741,15 @@ parse_args(int argc, char **argv)
         die_usage("--tls-cert and --tls-key go together%s", "");
     /* A PROXY header names any client it likes: believed from anyone,
      * it makes whoever reaches the port a --relay-net client. */
-    if (opt.proxy && opt.nproxy_from == 0)
-        die_usage("PROXY protocol needs --proxy-from CIDR: the balancers "
-                  "whose header is believed%s", "");
+    if (opt.nlisten == 0)
+        opt.listen[opt.nlisten++] = "127.0.0.1:2525";
+    for (i = 0; i < opt.nlisten; i++) {
+        if (opt.proxy) /* the old switch: every listener */
+            opt.listen_proxy[i] = 1;
+        if (opt.listen_proxy[i] && opt.nproxy_from == 0)
+            die_usage("PROXY protocol needs --proxy-from CIDR: the "
+                      "balancers whose header is believed%s", "");
+    }
 #ifndef HAVE_OPENSSL
     if (opt.q.tls != 0)
         die_usage("built without OpenSSL: %s is not available",
@@ -731,8 +758,6 @@ parse_args(int argc, char **argv)
         die_usage("built without OpenSSL: %s is not available "
                   "(install libssl-dev and rebuild)", "--tls-cert");
 #endif
-    if (opt.nlisten == 0)
-        opt.listen[opt.nlisten++] = "127.0.0.1:2525";
     opt.hostname = choose_hostname(opt.hostname);
     if (opt.nlocal == 0) {
         /* like Postfix's mydestination: this host's own names */
@@ -1621,7 +1646,7 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
     llsmtp_ip ip;
     uint16_t port;
     (void)r;
-    if (opt.proxy) {
+    if (c->proxied) {
         if (llsmtp_server_client(s, &ip, &port))
             llsmtp_ip_format(&ip, c->peer, sizeof c->peer);
         else
@@ -1979,8 +2004,10 @@ proxy_trusted(const llsmtp_ip *ip)
 }
 
 static void
-accept_clients(int lfd)
+accept_clients(int li)
 {
+    int lfd = lfds[li], proxied = opt.listen_proxy[li];
+    const llsmtp_config *lc = proxied ? &cfg_proxy : &cfg;
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -2005,7 +2032,7 @@ accept_clients(int lfd)
             continue;
         }
         c = calloc(1, sizeof *c);
-        sz = llsmtp_server_size(&cfg);
+        sz = llsmtp_server_size(lc);
         if (c == NULL || (c->s = malloc(sz)) == NULL) {
             free(c);
             close(fd);
@@ -2023,7 +2050,7 @@ accept_clients(int lfd)
             snprintf(c->peer, sizeof c->peer, "unknown");
         if (llsmtp_ip_parse(c->peer, strlen(c->peer), &ip) != LLSMTP_OK)
             memset(&ip, 0, sizeof ip);
-        if (opt.proxy && !proxy_trusted(&ip)) {
+        if (proxied && !proxy_trusted(&ip)) {
             /* not a balancer: its header would be believed (any client
              * address, a --relay-net one too); no reply, not SMTP yet */
             logf_("session=%d refused connection from %s: not a "
@@ -2033,7 +2060,8 @@ accept_clients(int lfd)
             close(fd);
             continue;
         }
-        llsmtp_server_init(c->s, sz, &cfg, c);
+        llsmtp_server_init(c->s, sz, lc, c);
+        c->proxied = proxied;
         if (ip.family != 0)
             llsmtp_server_set_client(c->s, &ip);
         /* before the greeting, which --verbose logs */
@@ -2115,8 +2143,6 @@ main(int argc, char **argv)
     policy.networks = opt.relay_nets;
     policy.nnetworks = (size_t)opt.nnets;
     cfg.relay = &policy;
-    if (opt.proxy)
-        cfg.flags |= LLSMTP_CFG_PROXY;
     if (opt.lmtp)
         cfg.flags |= LLSMTP_CFG_LMTP;
     /* RFC 3030, 3461, 6531, 1985: on unless switched off */
@@ -2160,6 +2186,10 @@ main(int argc, char **argv)
     {
         const char *why = NULL;
         if (llsmtp_config_check(&cfg, &why) != LLSMTP_OK)
+            die_usage("invalid configuration: %s", why);
+        cfg_proxy = cfg;
+        cfg_proxy.flags |= LLSMTP_CFG_PROXY;
+        if (llsmtp_config_check(&cfg_proxy, &why) != LLSMTP_OK)
             die_usage("invalid configuration: %s", why);
     }
     if (!opt.discard) {
@@ -2219,7 +2249,8 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     for (i = 0; i < opt.nlisten; i++) {
         lfds[i] = open_listener(opt.listen[i]);
-        logf_("listening on %s as %s", opt.listen[i], opt.hostname);
+        logf_("listening on %s%s as %s", opt.listen[i],
+              opt.listen_proxy[i] ? ",proxy" : "", opt.hostname);
     }
     policy.own_addrs = own_addrs; /* filled by open_listener */
     policy.nown = nown;
@@ -2337,7 +2368,7 @@ main(int argc, char **argv)
         if (!stop_flag)
             for (i = 0; i < opt.nlisten; i++, k++)
                 if (pfds[k].revents & POLLIN)
-                    accept_clients(lfds[i]);
+                    accept_clients(i);
         {
             size_t ci, base = k, nc = npolled;
             for (ci = 0; ci < nc; ci++) {

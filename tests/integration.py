@@ -924,6 +924,49 @@ def proxy_header_only_from_proxy_from_sources():
 
 
 @case
+def proxy_per_listener():
+    # one smtpd, a direct port (the office's submission) and a port
+    # behind the balancer (ADDR:PORT,proxy)
+    r = subprocess.run([SMTPD, '--listen', '127.0.0.1:%d,proxy' % free_port()],
+                       capture_output=True, timeout=10)
+    assert r.returncode == 2 and b'--proxy-from' in r.stderr, r
+    r = subprocess.run([SMTPD, '--listen', '127.0.0.1:%d,proxi' % free_port(), '--proxy-from',
+                        '127.0.0.1'], capture_output=True, timeout=10)
+    assert r.returncode == 2 and b'bad --listen' in r.stderr, r
+    pport = free_port()
+    srv = Server('--listen', '127.0.0.1:%d,proxy' % pport, '--proxy-from', '127.0.0.1',
+                 '--relay-net', '127.0.0.5/32')
+    try:
+        # the direct port greets at once; a PROXY line there is no header
+        # but an unknown command, and the client is the socket's address
+        s, f = raw_from('127.0.0.5', srv.port)
+        assert reply(f)[0] == 220
+        s.sendall(proxy_v1('127.0.0.9') + b'EHLO x\r\nMAIL FROM:<a@example.org>\r\n'
+                  b'RCPT TO:<far@outside.test>\r\nQUIT\r\n')
+        assert [reply(f)[0] for _ in range(5)] == [500, 250, 250, 250, 221]
+        f.close(); s.close()
+        # the PROXY port: the header first, then the greeting
+        s, f = raw(pport)
+        s.sendall(proxy_v1('127.0.0.9'))
+        assert reply(f)[0] == 220
+        s.sendall(b'EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<far@outside.test>\r\n'
+                  b'RCPT TO:<b@example.test>\r\nDATA\r\n')
+        assert [reply(f)[0] for _ in range(5)] == [250, 250, 550, 250, 354]
+        s.sendall(b'Subject: p\r\n\r\nx\r\n.\r\nQUIT\r\n')
+        assert [reply(f)[0] for _ in range(2)] == [250, 221]
+        f.close(); s.close()
+        assert 'client 127.0.0.9' in srv.envelope(srv.messages()[0])
+        # and without one, nothing
+        s, f = raw(pport)
+        s.sendall(b'EHLO x\r\n')
+        assert no_reply(f)
+        f.close(); s.close()
+        assert wait_log(srv, 'listening on 127.0.0.1:%d,proxy' % pport)
+    finally:
+        srv.stop()
+
+
+@case
 def lmtp_with_smtplib():
     srv = Server('--lmtp')
     try:
