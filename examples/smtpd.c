@@ -67,6 +67,7 @@ typedef struct options {
     size_t max_rcpt;
     int max_clients;
     int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
+    int proxy_timeout; /* seconds for the PROXY header */
     unsigned max_hops; /* Received: headers before 554 5.4.6 */
     /* Recipient verification (Postfix's local_recipient_maps and
      * relay_recipient_maps): lower-case "local@domain" and "@domain"
@@ -112,6 +113,10 @@ typedef struct conn {
     short ssl_want;     /* poll events the TLS layer waits for */
     int tls_dead;       /* a fatal TLS error: no close_notify then */
     int proxied;        /* came to a PROXY listener */
+    int awaiting_header; /* its PROXY header is not complete yet */
+    time_t header_deadline;
+    unsigned char hdr_seen[16]; /* the header's first octets: why it */
+    size_t hdr_seen_n;          /* was refused, for the log */
 #ifdef HAVE_OPENSSL
     SSL *ssl;
 #endif
@@ -219,6 +224,8 @@ usage(FILE *f)
         "balancers; a connection\n"
         "                         from anywhere else is closed without a "
         "reply\n"
+        "  --proxy-timeout T      time for the PROXY header (default 5s); "
+        "then closed\n"
         "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
         "                         switch off an extension (all on by "
         "default)\n"
@@ -534,6 +541,7 @@ parse_args(int argc, char **argv)
     opt.max_rcpt = 1000;
     opt.max_clients = 1000;
     opt.max_hops = 50; /* Postfix's hopcount_limit */
+    opt.proxy_timeout = 5; /* a balancer sends it at once */
     opt.tls_ciphers = TLS_CIPHERS;
     opt.tls_min = 12;
     parse_retry("5m,10m,20m,40m,1h,2h,4h");
@@ -627,6 +635,9 @@ parse_args(int argc, char **argv)
             opt.lmtp = 1;
         } else if (strcmp(a, "--proxy-protocol") == 0) {
             opt.proxy = 1;
+        } else if (strcmp(a, "--proxy-timeout") == 0) {
+            NEEDV();
+            opt.proxy_timeout = (int)parse_time(a, v);
         } else if (strcmp(a, "--proxy-from") == 0) {
             int rc;
             NEEDV();
@@ -1646,6 +1657,7 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
     llsmtp_ip ip;
     uint16_t port;
     (void)r;
+    c->awaiting_header = 0;
     if (c->proxied) {
         if (llsmtp_server_client(s, &ip, &port))
             llsmtp_ip_format(&ip, c->peer, sizeof c->peer);
@@ -1743,6 +1755,13 @@ static void
 arm_timer(conn *c)
 {
     unsigned sec = 0;
+    if (c->awaiting_header) {
+        /* its own short deadline, never extended by a trickle of bytes:
+         * a silent or slow peer would hold a --max-clients slot for the
+         * greeting's 5 minutes */
+        c->deadline = c->header_deadline;
+        return;
+    }
     llsmtp_server_timeout(c->s, &sec);
     if (opt.timeout)
         sec = (unsigned)opt.timeout;
@@ -1866,10 +1885,44 @@ flush_out(conn *c)
     return 0;
 }
 
+/* Why the library refused a PROXY header (it closes without a word),
+ * from its first octets; never the octets themselves but as printable
+ * text (a v2 header is binary). */
+static void
+header_refused(conn *c, const char *why)
+{
+    static const unsigned char v2sig[12] = {'\r', '\n', '\r', '\n', 0, '\r',
+                                            '\n', 'Q', 'U', 'I', 'T', '\n'};
+    const unsigned char *h = c->hdr_seen;
+    size_t n = c->hdr_seen_n;
+    char first[sizeof c->hdr_seen + 1];
+    if (why != NULL) {
+        /* nothing wrong with what came: too little of it */
+    } else if (n >= 6 && memcmp(h, "PROXY ", 6) == 0) {
+        why = "malformed PROXY v1 header";
+    } else if (n >= 14 && memcmp(h, v2sig, 12) == 0) {
+        why = (h[12] >> 4) != 2    ? "PROXY v2 header of another version"
+              : (h[12] & 0xF) > 1 ? "PROXY v2 header with an unknown command"
+                                  : "PROXY v2 header for neither TCP over "
+                                    "IPv4 nor IPv6";
+    } else {
+        printable(first, sizeof first, (const char *)h, n);
+        logf_("session=%d bad PROXY header from %s: not a PROXY header "
+              "(\"%s\")", c->fd, c->peer, first);
+        return;
+    }
+    logf_("session=%d bad PROXY header from %s: %s", c->fd, c->peer, why);
+}
+
 /* Feeds bytes; keeps what the session could not take yet. */
 static int
 feed(conn *c, const char *buf, size_t len)
 {
+    if (c->awaiting_header && c->hdr_seen_n < sizeof c->hdr_seen) {
+        size_t k = sizeof c->hdr_seen - c->hdr_seen_n;
+        memcpy(c->hdr_seen + c->hdr_seen_n, buf, k < len ? k : len);
+        c->hdr_seen_n += k < len ? k : len;
+    }
     for (;;) {
         size_t used = 0;
         int rc = llsmtp_server_feed(c->s, buf, len, &used);
@@ -1898,6 +1951,9 @@ feed(conn *c, const char *buf, size_t len)
             return 0;
         }
         if (rc == LLSMTP_CLOSE) {
+            if (c->awaiting_header)
+                header_refused(c, NULL);
+            c->awaiting_header = 0;
             c->closing = 1;
             return 0;
         }
@@ -2062,6 +2118,8 @@ accept_clients(int li)
         }
         llsmtp_server_init(c->s, sz, lc, c);
         c->proxied = proxied;
+        c->awaiting_header = proxied;
+        c->header_deadline = time(NULL) + opt.proxy_timeout;
         if (ip.family != 0)
             llsmtp_server_set_client(c->s, &ip);
         /* before the greeting, which --verbose logs */
@@ -2423,9 +2481,21 @@ main(int argc, char **argv)
                             tls_step(c) < 0)
                             dead = 1;
                     } else if (r != IO_AGAIN) {
+                        if (c->awaiting_header && c->hdr_seen_n == 0)
+                            logf_("session=%d no PROXY header from %s: "
+                                  "closed by the peer", c->fd, c->peer);
+                        else if (c->awaiting_header)
+                            header_refused(c, "closed by the peer in its "
+                                              "middle");
                         llsmtp_server_eof(c->s);
                         dead = 1;
                     }
+                }
+                if (!dead && c->awaiting_header && now >= c->deadline) {
+                    /* closed without a word, as a bad header is */
+                    logf_("session=%d no PROXY header from %s within %ds",
+                          c->fd, c->peer, opt.proxy_timeout);
+                    dead = 1;
                 }
                 if (!dead && c->deadline && now >= c->deadline) {
                     logf_("session=%d timeout", c->fd);

@@ -967,6 +967,48 @@ def proxy_per_listener():
 
 
 @case
+def proxy_header_deadline_frees_slots():
+    # --max-clients 2 and two silent connections: with the greeting's
+    # 5 minutes for the header they held every slot; the header has its
+    # own deadline (default 5 s), and each refusal says why
+    srv = Server('--proxy-protocol', '--proxy-from', '127.0.0.1', '--max-clients', '2')
+    try:
+        assert wait_log(srv, ' close')  # Server's probe: its slot is free
+        silent = [raw(srv.port) for _ in range(2)]
+        assert wait_log(srv, 'no PROXY header from 127.0.0.1 within 5s', count=2, timeout=60), \
+            open(srv.log.name).read()
+        for s, f in silent:
+            assert no_reply(f)
+            f.close(); s.close()
+        s, f = raw(srv.port)
+        s.sendall(proxy_v1('127.0.0.9'))
+        assert reply(f)[0] == 220
+        s.sendall(b'QUIT\r\n')
+        assert reply(f)[0] == 221
+        f.close(); s.close()
+        # a missing or malformed header: closed without a reply, the
+        # reason logged (a binary one as printable text)
+        v2 = b'\r\n\r\n\x00\r\nQUIT\n'
+        for data, why in ((b'EHLO x\r\n', 'not a PROXY header ("EHLO x??")'),
+                          (b'PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n', 'malformed PROXY v1 header'),
+                          (v2 + b'\x21\x12\x00\x0c' + bytes(12), 'PROXY v2 header for neither TCP'),
+                          (v2 + b'\x31\x11\x00\x0c' + bytes(12), 'PROXY v2 header of another version'),
+                          (b'PROXY TCP4 1.2', 'closed by the peer in its middle'),
+                          (b'', 'no PROXY header from 127.0.0.1: closed by the peer')):
+            s, f = raw(srv.port)
+            if data:
+                s.sendall(data)
+            if data.endswith(b'1.2') or not data:
+                s.shutdown(socket.SHUT_WR)
+            assert no_reply(f), data
+            f.close(); s.close()
+            assert wait_log(srv, why), (why, open(srv.log.name).read())
+        assert 'QUIT' not in open(srv.log.name).read()
+    finally:
+        srv.stop()
+
+
+@case
 def lmtp_with_smtplib():
     srv = Server('--lmtp')
     try:
