@@ -68,6 +68,7 @@ typedef struct options {
     int max_clients;
     int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
     int proxy_timeout; /* seconds for the PROXY header */
+    int drain_timeout; /* seconds sessions may finish after SIGTERM */
     unsigned max_hops; /* Received: headers before 554 5.4.6 */
     /* Recipient verification (Postfix's local_recipient_maps and
      * relay_recipient_maps): lower-case "local@domain" and "@domain"
@@ -132,6 +133,9 @@ static llsmtp_relay_policy policy;
 static conn **conns;
 static size_t nconns, conns_cap;
 static volatile sig_atomic_t stop_flag;
+/* The drain has begun (the loop saw stop_flag and closed the listeners):
+ * stop_flag itself may come in the middle of a round. */
+static int draining;
 #ifdef HAVE_OPENSSL
 static SSL_CTX *tls_ctx;
 #endif
@@ -226,6 +230,10 @@ usage(FILE *f)
         "reply\n"
         "  --proxy-timeout T      time for the PROXY header (default 5s); "
         "then closed\n"
+        "  --drain-timeout T      on SIGTERM: time for the messages under way "
+        "(default 30s);\n"
+        "                         each session gets 421 4.3.2 when its "
+        "transaction is over\n"
         "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
         "                         switch off an extension (all on by "
         "default)\n"
@@ -542,6 +550,7 @@ parse_args(int argc, char **argv)
     opt.max_clients = 1000;
     opt.max_hops = 50; /* Postfix's hopcount_limit */
     opt.proxy_timeout = 5; /* a balancer sends it at once */
+    opt.drain_timeout = 30; /* within Kubernetes' default 30 s grace */
     opt.tls_ciphers = TLS_CIPHERS;
     opt.tls_min = 12;
     parse_retry("5m,10m,20m,40m,1h,2h,4h");
@@ -638,6 +647,9 @@ parse_args(int argc, char **argv)
         } else if (strcmp(a, "--proxy-timeout") == 0) {
             NEEDV();
             opt.proxy_timeout = (int)parse_time(a, v);
+        } else if (strcmp(a, "--drain-timeout") == 0) {
+            NEEDV();
+            opt.drain_timeout = (int)parse_time(a, v);
         } else if (strcmp(a, "--proxy-from") == 0) {
             int rc;
             NEEDV();
@@ -1037,8 +1049,16 @@ on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    (void)r;
     free_tx(c);
+    if (draining) {
+        /* draining: no new transaction (a pipelined MAIL after the last
+         * message's reply); 421 closes the session */
+        static char text[300];
+        snprintf(text, sizeof text, "%s Service shutting down",
+                 opt.hostname);
+        llsmtp_reply_set(r, 421, "4.3.2", text);
+        return LLSMTP_CB_OK;
+    }
     c->sender = dupspan(from->mailbox.p, from->mailbox.n);
     c->params = params_text(ps);
     if (c->sender == NULL || c->params == NULL)
@@ -2048,6 +2068,20 @@ tls_step(conn *c)
 #endif
 }
 
+/* Draining (SIGTERM): whether 421 4.3.2 now loses nothing, as the
+ * session is between transactions (before MAIL, or after a message's
+ * final reply or RSET), awaits no decision of ours and is neither in a
+ * STARTTLS handshake nor behind on reading its replies. */
+static int
+drain_point(const conn *c)
+{
+    int t = llsmtp_server_timeout(c->s, NULL);
+    return !c->closing && c->pending == NULL && c->tls != TLS_FLUSH &&
+           c->tls != TLS_HANDSHAKE &&
+           llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE &&
+           (t == LLSMTP_TIMEOUT_IDLE || t == LLSMTP_TIMEOUT_MAIL);
+}
+
 /* Whether ip is one of the --proxy-from networks (a balancer). */
 static int
 proxy_trusted(const llsmtp_ip *ip)
@@ -2184,6 +2218,7 @@ main(int argc, char **argv)
     size_t pcap = 0;
     static char rbuf[READ_BUF];
     time_t stop_at = 0;
+    size_t ndrain = 0; /* sessions when the drain began */
     struct sigaction sa;
 
     parse_args(argc, argv);
@@ -2319,8 +2354,13 @@ main(int argc, char **argv)
         time_t now = time(NULL), next = 0;
         int timeout_ms;
         if (stop_flag && stop_at == 0) {
-            logf_("stopping: %zu sessions left", nconns);
-            stop_at = now + 10; /* grace period */
+            /* each session gets 421 at its next transaction boundary;
+             * what is still open after the grace is cut */
+            logf_("stopping: draining %zu sessions for up to %ds", nconns,
+                  opt.drain_timeout);
+            ndrain = nconns;
+            draining = 1;
+            stop_at = now + opt.drain_timeout;
             for (i = 0; i < opt.nlisten; i++)
                 close(lfds[i]);
         }
@@ -2328,6 +2368,8 @@ main(int argc, char **argv)
             queue_reap(now);
         if (stop_flag && ((nconns == 0 && queue_busy() == 0) ||
                           now >= stop_at)) {
+            logf_("stopping: %zu sessions drained, %zu cut",
+                  ndrain - nconns, nconns);
             for (k = 0; k < nconns; k++) {
                 llsmtp_server_shutdown(conns[k]->s, NULL);
                 flush_out(conns[k]);
@@ -2417,9 +2459,16 @@ main(int argc, char **argv)
         if (more)
             timeout_ms = 0;
         fflush(stderr); /* the log: one write per loop, not per line */
-        if (poll(pfds, (nfds_t)np, timeout_ms) < 0 && errno != EINTR) {
-            perror("smtpd: poll");
-            return 1;
+        if (poll(pfds, (nfds_t)np, timeout_ms) < 0) {
+            if (errno != EINTR) {
+                perror("smtpd: poll");
+                return 1;
+            }
+            /* a signal (SIGTERM: the drain starts): no event came, and
+             * revents still hold an earlier round's (a POLLERR of
+             * another connection) */
+            for (k = 0; k < np; k++)
+                pfds[k].revents = 0;
         }
         now = time(NULL);
         k = 0;
@@ -2500,6 +2549,12 @@ main(int argc, char **argv)
                 if (!dead && c->deadline && now >= c->deadline) {
                     logf_("session=%d timeout", c->fd);
                     llsmtp_server_timeout_expired(c->s);
+                    c->closing = 1;
+                }
+                if (!dead && draining && c->awaiting_header)
+                    dead = 1; /* no SMTP yet: nothing to say */
+                else if (!dead && draining && drain_point(c)) {
+                    llsmtp_server_shutdown(c->s, NULL); /* 421 4.3.2 */
                     c->closing = 1;
                 }
                 if (!dead && flush_out(c) < 0)
