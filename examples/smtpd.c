@@ -67,6 +67,7 @@ typedef struct options {
     size_t max_rcpt;
     int max_clients;
     int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
+    int quiet_checks; /* --log-health-checks no */
     int proxy_timeout; /* seconds for the PROXY header */
     int drain_timeout; /* seconds sessions may finish after SIGTERM */
     unsigned max_hops; /* Received: headers before 554 5.4.6 */
@@ -82,8 +83,13 @@ typedef struct options {
 
 typedef struct conn {
     int fd;
+    unsigned long sid;  /* "session=N": never reused while smtpd runs */
     llsmtp_server *s;
-    char peer[64];
+    char peer[64];      /* the client (the PROXY header's, if any) */
+    char via[64];       /* behind a balancer: the balancer's address */
+    char *held;         /* log lines held back: a health check's, maybe */
+    size_t held_len;
+    int hold;           /* lines go to held until MAIL (or are dropped) */
     char helo[256];
     int is_ehlo;
     char auth_user[256]; /* who authenticated, or "" */
@@ -114,6 +120,7 @@ typedef struct conn {
     short ssl_want;     /* poll events the TLS layer waits for */
     int tls_dead;       /* a fatal TLS error: no close_notify then */
     int proxied;        /* came to a PROXY listener */
+    int spoke;          /* the client's first octets came */
     int awaiting_header; /* its PROXY header is not complete yet */
     time_t header_deadline;
     unsigned char hdr_seen[16]; /* the header's first octets: why it */
@@ -140,6 +147,7 @@ static int draining;
 static SSL_CTX *tls_ctx;
 #endif
 static unsigned long id_counter;
+static unsigned long next_sid; /* the last session's id */
 /* TLS 1.2: forward secrecy and AEAD only, in the server's order (no CBC:
  * LUCKY13, no RSA key exchange, no SHA-1 MAC); TLS 1.3 keeps OpenSSL's
  * defaults, all AEAD. */
@@ -165,10 +173,9 @@ self_pid(void)
     return log_pid;
 }
 
-static void
-logf_(const char *fmt, ...)
+static const char *
+log_stamp(void)
 {
-    va_list ap;
     time_t now = time(NULL);
     if (now != log_sec) {
         struct tm tm;
@@ -176,11 +183,74 @@ logf_(const char *fmt, ...)
         strftime(log_ts, sizeof log_ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
         log_sec = now;
     }
-    fprintf(stderr, "%s smtpd[%ld]: ", log_ts, self_pid());
+    return log_ts;
+}
+
+static void
+logf_(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s smtpd[%ld]: ", log_stamp(), self_pid());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+#define HELD_MAX 16384 /* a session that logs more is not a check */
+
+/* The held lines of a session, out in the log now; no more holding. */
+static void
+log_release(struct conn *c)
+{
+    if (c->held != NULL)
+        fwrite(c->held, 1, c->held_len, stderr);
+    free(c->held);
+    c->held = NULL;
+    c->held_len = 0;
+    c->hold = 0;
+}
+
+/* A session's log line. --log-health-checks no: a session from a
+ * --proxy-from address (the balancer's own check, e.g. HAProxy's
+ * "option smtpchk") keeps its lines until MAIL, and they are dropped
+ * if it ends before. */
+static void
+slogf_(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    char line[1024];
+    int n, m;
+    char *h;
+    va_start(ap, fmt);
+    if (!c->hold) {
+        fprintf(stderr, "%s smtpd[%ld]: ", log_stamp(), self_pid());
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        return;
+    }
+    n = snprintf(line, sizeof line, "%s smtpd[%ld]: ", log_stamp(),
+                 self_pid());
+    m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m < sizeof line - (size_t)n - 1
+             ? m
+             : (int)(sizeof line - (size_t)n - 2);
+    line[n++] = '\n';
+    h = c->held_len + (size_t)n <= HELD_MAX
+            ? realloc(c->held, c->held_len + (size_t)n)
+            : NULL;
+    if (h == NULL) {
+        log_release(c);
+        fwrite(line, 1, (size_t)n, stderr);
+        return;
+    }
+    memcpy(h + c->held_len, line, (size_t)n);
+    c->held = h;
+    c->held_len += (size_t)n;
 }
 
 static void
@@ -274,6 +344,10 @@ usage(FILE *f)
         "  --no-fsync             skip fsync (benchmarks only; UNSAFE: "
         "acknowledged mail may be lost)\n"
         "  --verbose              one log line per command and reply\n"
+        "  --log-health-checks yes|no  no: sessions from a --proxy-from "
+        "address that end\n"
+        "                         before MAIL (a balancer's checks) leave no "
+        "lines\n"
         "  --version              the library's version and whether TLS is "
         "built in\n"
         "  --help                 this text\n",
@@ -738,6 +812,14 @@ parse_args(int argc, char **argv)
             opt.no_fsync = 1;
         } else if (strcmp(a, "--verbose") == 0) {
             opt.verbose = 1;
+        } else if (strcmp(a, "--log-health-checks") == 0) {
+            NEEDV();
+            if (strcmp(v, "yes") == 0)
+                opt.quiet_checks = 0;
+            else if (strcmp(v, "no") == 0)
+                opt.quiet_checks = 1;
+            else
+                die_usage("bad --log-health-checks %s (yes or no)", v);
         } else if (strcmp(a, "--max-size") == 0) {
             NEEDV();
             opt.max_size = parse_num(a, v);
@@ -1018,7 +1100,7 @@ on_helo(llsmtp_server *s, llsmtp_span d, int is_ehlo, llsmtp_reply *r)
     snprintf(c->helo, sizeof c->helo, "%.*s", (int)d.n, d.p);
     c->is_ehlo = is_ehlo;
     free_tx(c);
-    logf_("session=%d helo=%s", c->fd, c->helo);
+    slogf_(c, "session=%lu helo=%s", c->sid, c->helo);
     return LLSMTP_CB_OK;
 }
 
@@ -1063,7 +1145,8 @@ on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
     c->params = params_text(ps);
     if (c->sender == NULL || c->params == NULL)
         return LLSMTP_CB_FAIL;
-    logf_("session=%d mail=<%s>", c->fd, c->sender);
+    log_release(c); /* not a health check */
+    logf_("session=%lu mail=<%s>", c->sid, c->sender);
     return LLSMTP_CB_OK;
 }
 
@@ -1214,7 +1297,7 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     }
     c->relay[c->nrcpt] = (char)relay;
     c->nrcpt++;
-    logf_("session=%d rcpt=<%.*s> accepted=%s", c->fd, (int)to->mailbox.n,
+    logf_("session=%lu rcpt=<%.*s> accepted=%s", c->sid, (int)to->mailbox.n,
           to->mailbox.p, relay ? "relay" : "local");
     return LLSMTP_CB_OK;
 }
@@ -1267,7 +1350,7 @@ on_data_start(llsmtp_server *s, llsmtp_reply *r)
             close(fd);
             unlink(path);
         }
-        logf_("session=%d cannot create %s: %s", c->fd, path,
+        logf_("session=%lu cannot create %s: %s", c->sid, path,
               strerror(errno));
         llsmtp_reply_set(r, 451, "4.3.0", "Local error: cannot queue");
         return LLSMTP_CB_OK;
@@ -1328,7 +1411,7 @@ on_data(llsmtp_server *s, const char *p, size_t n)
         count_hops(c, p, n);
     if (c->msg != NULL && fwrite(p, 1, n, c->msg) != n) {
         c->write_errno = errno;
-        logf_("session=%d write failed: %s", c->fd, strerror(errno));
+        logf_("session=%lu write failed: %s", c->sid, strerror(errno));
         drop_message(c);
         c->id[0] = '\0';
     }
@@ -1475,13 +1558,13 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
     }
     if (opt.discard) {
         llsmtp_reply_set_id(r, c->id, strlen(c->id));
-        logf_("session=%d queued=%s discarded", c->fd, c->id);
+        logf_("session=%lu queued=%s discarded", c->sid, c->id);
         free_tx(c);
         return LLSMTP_CB_OK;
     }
     if (c->msg == NULL || store_message(c) != 0) {
         int err = c->write_errno ? c->write_errno : errno;
-        logf_("session=%d queue write failed: %s", c->fd, strerror(err));
+        logf_("session=%lu queue write failed: %s", c->sid, strerror(err));
         /* RFC 3463 4.3.1: mail system full; try again later */
         if (err == ENOSPC || err == EDQUOT)
             llsmtp_reply_set(r, 452, "4.3.1",
@@ -1492,7 +1575,7 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
         return LLSMTP_CB_OK;
     }
     llsmtp_reply_set_id(r, c->id, strlen(c->id));
-    logf_("session=%d queued=%s from=<%s> nrcpt=%zu", c->fd, c->id,
+    logf_("session=%lu queued=%s from=<%s> nrcpt=%zu", c->sid, c->id,
           c->sender ? c->sender : "", c->nrcpt);
     free_tx(c);
     return LLSMTP_CB_OK;
@@ -1502,7 +1585,7 @@ static int
 on_data_abort(llsmtp_server *s, int why)
 {
     conn *c = CONN(s);
-    logf_("session=%d message dropped (%s)", c->fd,
+    logf_("session=%lu message dropped (%s)", c->sid,
           why == LLSMTP_ABORT_SIZE      ? "too big"
           : why == LLSMTP_ABORT_BARE_LF ? "bare LF"
                                         : "connection lost");
@@ -1545,7 +1628,7 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
              same(cred->authzid.p, cred->authzid.n, u, un))) {
             snprintf(c->auth_user, sizeof c->auth_user, "%.*s", (int)un, u);
             llsmtp_reply_set(r, 235, "2.7.0", NULL);
-            logf_("session=%d auth=%s", c->fd, c->auth_user);
+            slogf_(c, "session=%lu auth=%s", c->sid, c->auth_user);
             return LLSMTP_CB_OK;
         }
     }
@@ -1569,7 +1652,7 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
     conn *c = CONN(s);
     int p[2];
     pid_t pid;
-    logf_("session=%d etrn=%.*s", c->fd, (int)arg.n, arg.p);
+    slogf_(c, "session=%lu etrn=%.*s", c->sid, (int)arg.n, arg.p);
     if (opt.discard || (arg.n > 0 && arg.p[0] == '#') ||
         arg.n >= sizeof c->etrn_node || etrn_running >= MAX_ETRN) {
         snprintf(text, sizeof text, "Unable to queue messages for node %.*s",
@@ -1650,7 +1733,7 @@ etrn_read(conn *c)
     free(c->etrn_buf);
     c->etrn_buf = NULL;
     c->etrn_len = c->etrn_cap = 0;
-    logf_("session=%d etrn=%s due=%zu", c->fd, c->etrn_node, due);
+    slogf_(c, "session=%lu etrn=%s due=%zu", c->sid, c->etrn_node, due);
     if (due == 0) {
         snprintf(text, sizeof text, "No messages waiting for node %s",
                  c->etrn_node);
@@ -1669,6 +1752,17 @@ etrn_read(conn *c)
     return 0;
 }
 
+/* Whether ip is one of the --proxy-from networks (a balancer). */
+static int
+proxy_trusted(const llsmtp_ip *ip)
+{
+    int i;
+    for (i = 0; ip->family != 0 && i < opt.nproxy_from; i++)
+        if (llsmtp_cidr_match(&opt.proxy_from[i], ip))
+            return 1;
+    return 0;
+}
+
 /* Behind a load balancer the PROXY header names the real client. */
 static int
 on_connect(llsmtp_server *s, llsmtp_reply *r)
@@ -1679,11 +1773,17 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
     (void)r;
     c->awaiting_header = 0;
     if (c->proxied) {
-        if (llsmtp_server_client(s, &ip, &port))
+        /* one line with both: the client, and the balancer it came by */
+        if (llsmtp_server_client(s, &ip, &port)) {
             llsmtp_ip_format(&ip, c->peer, sizeof c->peer);
-        else
+            if (!proxy_trusted(&ip))
+                log_release(c); /* a real client, not a check */
+        } else {
+            /* PROXY LOCAL (HAProxy's own check) or UNKNOWN */
             snprintf(c->peer, sizeof c->peer, "unknown");
-        logf_("session=%d proxy client %s", c->fd, c->peer);
+        }
+        slogf_(c, "session=%lu connect from %s via %s", c->sid, c->peer,
+               c->via);
     }
     return LLSMTP_CB_OK;
 }
@@ -1722,8 +1822,8 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     printable(arg, sizeof arg, ri->arg.p, ri->arg.n);
     printable(text, sizeof text, ri->text.p, ri->text.n);
     if (refused)
-        logf_("session=%d refused client=%s cmd=%s%s%s reply=%d%s%s %s",
-              c->fd, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
+        slogf_(c, "session=%lu refused client=%s cmd=%s%s%s reply=%d%s%s %s",
+              c->sid, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
               sp, ri->enhanced, text);
     if (!opt.verbose)
         return;
@@ -1750,7 +1850,7 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         what[0] = '\0';
         break;
     }
-    logf_("session=%d %sS: %d%s%s %s", c->fd, what, ri->code, sp,
+    slogf_(c, "session=%lu %sS: %d%s%s %s", c->sid, what, ri->code, sp,
           ri->enhanced, text);
 }
 
@@ -1817,7 +1917,8 @@ conn_free(conn *c)
 #endif
     close(c->fd);
     free(c->s);
-    logf_("session=%d close", c->fd);
+    slogf_(c, "session=%lu close", c->sid);
+    free(c->held); /* a health check's lines: dropped */
     free(c);
 }
 
@@ -1905,17 +2006,20 @@ flush_out(conn *c)
     return 0;
 }
 
+/* The PROXY v2 signature (proxy-protocol.txt 2.2). */
+static const unsigned char v2sig[12] = {'\r', '\n', '\r', '\n', 0,   '\r',
+                                        '\n', 'Q',  'U',  'I',  'T', '\n'};
+
 /* Why the library refused a PROXY header (it closes without a word),
  * from its first octets; never the octets themselves but as printable
  * text (a v2 header is binary). */
 static void
 header_refused(conn *c, const char *why)
 {
-    static const unsigned char v2sig[12] = {'\r', '\n', '\r', '\n', 0, '\r',
-                                            '\n', 'Q', 'U', 'I', 'T', '\n'};
     const unsigned char *h = c->hdr_seen;
     size_t n = c->hdr_seen_n;
     char first[sizeof c->hdr_seen + 1];
+    log_release(c); /* the balancer's header broken: never quiet */
     if (why != NULL) {
         /* nothing wrong with what came: too little of it */
     } else if (n >= 6 && memcmp(h, "PROXY ", 6) == 0) {
@@ -1927,17 +2031,31 @@ header_refused(conn *c, const char *why)
                                     "IPv4 nor IPv6";
     } else {
         printable(first, sizeof first, (const char *)h, n);
-        logf_("session=%d bad PROXY header from %s: not a PROXY header "
-              "(\"%s\")", c->fd, c->peer, first);
+        logf_("session=%lu bad PROXY header from %s: not a PROXY header "
+              "(\"%s\")", c->sid, c->peer, first);
         return;
     }
-    logf_("session=%d bad PROXY header from %s: %s", c->fd, c->peer, why);
+    logf_("session=%lu bad PROXY header from %s: %s", c->sid, c->peer, why);
 }
 
 /* Feeds bytes; keeps what the session could not take yet. */
 static int
 feed(conn *c, const char *buf, size_t len)
 {
+    if (!c->proxied && !c->spoke) {
+        /* A v2 header on a direct listener (a balancer sent to the wrong
+         * port): read as commands, its binary signature would end in a
+         * "QUIT" line, logged as if the client had said it. Closed,
+         * never shown. */
+        c->spoke = 1;
+        if (len >= sizeof v2sig && memcmp(buf, v2sig, sizeof v2sig) == 0) {
+            log_release(c);
+            logf_("session=%lu PROXY v2 header from %s on a listener "
+                  "without proxy: closed", c->sid, c->peer);
+            c->closing = 1;
+            return 0;
+        }
+    }
     if (c->awaiting_header && c->hdr_seen_n < sizeof c->hdr_seen) {
         size_t k = sizeof c->hdr_seen - c->hdr_seen_n;
         memcpy(c->hdr_seen + c->hdr_seen_n, buf, k < len ? k : len);
@@ -1984,7 +2102,7 @@ feed(conn *c, const char *buf, size_t len)
             return 0;
         }
         if (rc < 0) {
-            logf_("session=%d library error %s (%s)", c->fd,
+            slogf_(c, "session=%lu library error %s (%s)", c->sid,
                   llsmtp_errname(rc),
                   llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
                                                 : "-");
@@ -2040,7 +2158,7 @@ tls_step(conn *c)
         if (llsmtp_server_tls_started(c->s) != LLSMTP_OK)
             return -1;
         session_forget(c);
-        logf_("session=%d tls=%s cipher=%s", c->fd, SSL_get_version(c->ssl),
+        slogf_(c, "session=%lu tls=%s cipher=%s", c->sid, SSL_get_version(c->ssl),
               SSL_get_cipher_name(c->ssl));
         arm_timer(c);
         return 0;
@@ -2057,7 +2175,7 @@ tls_step(conn *c)
         else
             snprintf(why, sizeof why, "%s",
                      errno ? strerror(errno) : "connection closed");
-        logf_("session=%d tls handshake failed client=%s: %s", c->fd,
+        slogf_(c, "session=%lu tls handshake failed client=%s: %s", c->sid,
               c->peer, why);
         ERR_clear_error();
     }
@@ -2080,17 +2198,6 @@ drain_point(const conn *c)
            c->tls != TLS_HANDSHAKE &&
            llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE &&
            (t == LLSMTP_TIMEOUT_IDLE || t == LLSMTP_TIMEOUT_MAIL);
-}
-
-/* Whether ip is one of the --proxy-from networks (a balancer). */
-static int
-proxy_trusted(const llsmtp_ip *ip)
-{
-    int i;
-    for (i = 0; ip->family != 0 && i < opt.nproxy_from; i++)
-        if (llsmtp_cidr_match(&opt.proxy_from[i], ip))
-            return 1;
-    return 0;
 }
 
 static void
@@ -2129,6 +2236,7 @@ accept_clients(int li)
             continue;
         }
         c->fd = fd;
+        c->sid = ++next_sid;
         c->etrn_fd = -1;
         if (ss.ss_family == AF_INET)
             inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
@@ -2143,8 +2251,8 @@ accept_clients(int li)
         if (proxied && !proxy_trusted(&ip)) {
             /* not a balancer: its header would be believed (any client
              * address, a --relay-net one too); no reply, not SMTP yet */
-            logf_("session=%d refused connection from %s: not a "
-                  "--proxy-from address (PROXY listener)", fd, c->peer);
+            logf_("session=%lu refused connection from %s: not a "
+                  "--proxy-from address (PROXY listener)", c->sid, c->peer);
             free(c->s);
             free(c);
             close(fd);
@@ -2156,8 +2264,13 @@ accept_clients(int li)
         c->header_deadline = time(NULL) + opt.proxy_timeout;
         if (ip.family != 0)
             llsmtp_server_set_client(c->s, &ip);
-        /* before the greeting, which --verbose logs */
-        logf_("session=%d connect from %s", fd, c->peer);
+        c->hold = opt.quiet_checks && proxy_trusted(&ip);
+        /* before the greeting, which --verbose logs; behind a balancer
+         * once the header has named the client (on_connect) */
+        if (proxied)
+            snprintf(c->via, sizeof c->via, "%s", c->peer);
+        else
+            slogf_(c, "session=%lu connect from %s", c->sid, c->peer);
         if (llsmtp_server_start(c->s) == LLSMTP_CLOSE)
             c->closing = 1;
         arm_timer(c);
@@ -2530,9 +2643,11 @@ main(int argc, char **argv)
                             tls_step(c) < 0)
                             dead = 1;
                     } else if (r != IO_AGAIN) {
+                        if (c->awaiting_header)
+                            log_release(c);
                         if (c->awaiting_header && c->hdr_seen_n == 0)
-                            logf_("session=%d no PROXY header from %s: "
-                                  "closed by the peer", c->fd, c->peer);
+                            logf_("session=%lu no PROXY header from %s: "
+                                  "closed by the peer", c->sid, c->peer);
                         else if (c->awaiting_header)
                             header_refused(c, "closed by the peer in its "
                                               "middle");
@@ -2542,12 +2657,13 @@ main(int argc, char **argv)
                 }
                 if (!dead && c->awaiting_header && now >= c->deadline) {
                     /* closed without a word, as a bad header is */
-                    logf_("session=%d no PROXY header from %s within %ds",
-                          c->fd, c->peer, opt.proxy_timeout);
+                    log_release(c);
+                    logf_("session=%lu no PROXY header from %s within %ds",
+                          c->sid, c->peer, opt.proxy_timeout);
                     dead = 1;
                 }
                 if (!dead && c->deadline && now >= c->deadline) {
-                    logf_("session=%d timeout", c->fd);
+                    slogf_(c, "session=%lu timeout", c->sid);
                     llsmtp_server_timeout_expired(c->s);
                     c->closing = 1;
                 }

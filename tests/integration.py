@@ -848,7 +848,7 @@ def proxy_protocol_behind_a_balancer():
         f.close(); s.close()
         env = srv.envelope(srv.messages(queued=True)[0], queued=True)
         assert 'client 10.9.8.7' in env, env
-        assert wait_log(srv, 'proxy client 203.0.113.9'), open(srv.log.name).read()
+        assert wait_log(srv, 'connect from 203.0.113.9 via 127.0.0.1'), open(srv.log.name).read()
     finally:
         srv.stop()
 
@@ -1133,6 +1133,111 @@ def drain_under_load_loses_no_acknowledged_message():
         srv.stop()
 
 
+V2_SIG = b'\r\n\r\n\x00\r\nQUIT\n'
+
+
+def proxy_v2(src=None):
+    """A v2 header: PROXY TCP4 from src, or LOCAL (a balancer's check)."""
+    if src is None:
+        return V2_SIG + b'\x20\x00\x00\x00'
+    return V2_SIG + b'\x21\x11\x00\x0c' + socket.inet_aton(src) + socket.inet_aton('127.0.0.1') + \
+        (40000).to_bytes(2, 'big') + (25).to_bytes(2, 'big')
+
+
+def session_lines(log, sid):
+    return [l for l in log.splitlines() if ' session=%s ' % sid in l]
+
+
+@case
+def logs_that_tie_together():
+    pport = free_port()
+    srv = Server('--listen', '127.0.0.1:%d,proxy' % pport, '--proxy-from', '127.0.0.1', '--verbose')
+    try:
+        # one connect line for a proxied session, with both addresses
+        s, f = raw(pport)
+        s.sendall(proxy_v2('127.0.0.6'))
+        assert reply(f)[0] == 220
+        s.sendall(b'QUIT\r\n')
+        assert reply(f)[0] == 221
+        f.close(); s.close()
+        assert wait_log(srv, 'connect from 127.0.0.6 via 127.0.0.1')
+        # session ids are never reused, though the fds are
+        for _ in range(5):
+            s, f = raw(srv.port)
+            reply(f)
+            s.sendall(b'QUIT\r\n')
+            reply(f)
+            f.close(); s.close()
+        # a v2 header on the direct port is not read as commands (its
+        # signature ends in "QUIT") nor shown: closed, and logged
+        s, f = raw(srv.port)
+        assert reply(f)[0] == 220
+        s.sendall(proxy_v2('127.0.0.7') + b'EHLO x\r\n')
+        assert no_reply(f)
+        f.close(); s.close()
+        assert wait_log(srv, 'PROXY v2 header from 127.0.0.1 on a listener without proxy: closed')
+        assert wait_log(srv, ' close', count=8)
+        log = open(srv.log.name).read()
+        sids = [l.split('session=')[1].split()[0] for l in log.splitlines() if ' connect from ' in l]
+        assert len(sids) == 8 and len(set(sids)) == 8, log
+        proxied = [l for l in log.splitlines() if 'connect from 127.0.0.6' in l][0]
+        sid = proxied.split('session=')[1].split()[0]
+        assert [l for l in session_lines(log, sid) if 'connect' in l] == [proxied], log
+        assert 'C: QUIT' not in ''.join(session_lines(log, sids[-1])), log
+    finally:
+        srv.stop()
+
+
+@case
+def health_checks_logged_quietly():
+    # --log-health-checks no: sessions from a --proxy-from address (a
+    # PROXY LOCAL check, or a check on a direct port) that end before
+    # MAIL leave no line; real clients, and a check that sends MAIL, do
+    pport = free_port()
+    for quiet in (False, True):
+        extra = ('--log-health-checks', 'no') if quiet else ()
+        srv = Server('--listen', '127.0.0.1:%d,proxy' % pport, '--proxy-from', '127.0.0.1',
+                     '--verbose', *extra)
+        try:
+            s, f = raw(pport)  # HAProxy's check through PROXY: LOCAL
+            s.sendall(proxy_v2())
+            assert reply(f)[0] == 220
+            s.sendall(b'EHLO haproxy\r\nQUIT\r\n')
+            assert [reply(f)[0] for _ in range(2)] == [250, 221]
+            f.close(); s.close()
+            s, f = raw(srv.port)  # a check on the direct port
+            reply(f)
+            s.sendall(b'HELO check\r\nQUIT\r\n')
+            assert [reply(f)[0] for _ in range(2)] == [250, 221]
+            f.close(); s.close()
+            s, f = raw(pport)  # a real client, no MAIL
+            s.sendall(proxy_v2('127.0.0.6'))
+            assert reply(f)[0] == 220
+            s.sendall(b'EHLO client\r\nQUIT\r\n')
+            assert [reply(f)[0] for _ in range(2)] == [250, 221]
+            f.close(); s.close()
+            s, f = raw(srv.port)  # from the balancer's address, with MAIL
+            reply(f)
+            s.sendall(b'HELO sender\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n')
+            assert [reply(f)[0] for _ in range(3)] == [250, 250, 221]
+            f.close(); s.close()
+            srv.proc.send_signal(signal.SIGTERM)  # the last lines out
+            assert srv.proc.wait(timeout=60) == 0
+            log = open(srv.log.name).read()
+            assert ('helo=haproxy' in log) != quiet and ('helo=check' in log) != quiet, log
+            assert ('connect from unknown via 127.0.0.1' in log) != quiet, log
+            # the sender's lines all there, in order, its connect first
+            sid = [l for l in log.splitlines() if 'helo=sender' in l][0].split('session=')[1].split()[0]
+            lines = session_lines(log, sid)
+            assert 'connect from 127.0.0.1' in lines[0] and 'S: 220' in lines[1] and \
+                'mail=<a@example.org>' in ''.join(lines) and lines[-1].endswith(' close'), lines
+            assert 'connect from 127.0.0.6 via 127.0.0.1' in log, log
+            # (Server's own probe is a check too)
+            assert log.count(' connect from ') == (2 if quiet else 5), log
+        finally:
+            srv.stop()
+
+
 @case
 def lmtp_with_smtplib():
     srv = Server('--lmtp')
@@ -1185,8 +1290,7 @@ def command_line_contract_details():
         assert reply(f)[0] == 250 and reply(f)[0] == 221
         f.close(); s.close()
         logname = os.path.join(d, 'log')
-        wait_until(lambda: 'session=4 close' in open(logname).read() or
-                   'session=5 close' in open(logname).read())
+        wait_until(lambda: open(logname).read().count(' close') >= 3)
         log = open(logname).read()
         # --verbose: a line per command and per reply; no secrets
         # (AUTH with its mechanism only: the library never reports more)
