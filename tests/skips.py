@@ -28,7 +28,8 @@ def closing_line(results):
     """The suite's last line; results are (name, None | Skip | Exception)."""
     skipped = sum(1 for _, e in results if isinstance(e, Skip))
     failed = sum(1 for _, e in results if e is not None and not isinstance(e, Skip))
+    passed = len(results) - failed - skipped
     if NO_SKIPS:
         failed += skipped
-    print('%d passed, %d failed, %d skipped' % (len(results) - failed - skipped, failed, skipped))
+    print('%d passed, %d failed, %d skipped' % (passed, failed, skipped))
     return failed
