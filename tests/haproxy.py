@@ -95,11 +95,16 @@ class Backend:
         return rc
 
     def close(self):
-        self.stop()
+        rc = self.stop()
         self.log.close()
+        log = open(self.logname).read()
         if VERBOSE:
-            sys.stdout.write('--- smtpd %s\n%s' % (self.name, open(self.logname).read()))
+            sys.stdout.write('--- smtpd %s\n%s' % (self.name, log))
         shutil.rmtree(self.dir, ignore_errors=True)
+        # a clean stop exits 0 (under SANITIZE=1: no leak); kill -9 is
+        # some cases' own doing
+        if rc not in (0, -signal.SIGKILL):
+            raise AssertionError('smtpd %s exited %r: %s' % (self.name, rc, log[-2000:]))
 
 
 class Balancer:
