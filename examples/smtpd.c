@@ -1823,8 +1823,8 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     printable(text, sizeof text, ri->text.p, ri->text.n);
     if (refused)
         slogf_(c, "session=%lu refused client=%s cmd=%s%s%s reply=%d%s%s %s",
-              c->sid, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
-              sp, ri->enhanced, text);
+               c->sid, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
+               sp, ri->enhanced, text);
     if (!opt.verbose)
         return;
     switch (ri->phase) {
@@ -1851,7 +1851,7 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         break;
     }
     slogf_(c, "session=%lu %sS: %d%s%s %s", c->sid, what, ri->code, sp,
-          ri->enhanced, text);
+           ri->enhanced, text);
 }
 
 static const llsmtp_callbacks callbacks = {
@@ -2103,9 +2103,9 @@ feed(conn *c, const char *buf, size_t len)
         }
         if (rc < 0) {
             slogf_(c, "session=%lu library error %s (%s)", c->sid,
-                  llsmtp_errname(rc),
-                  llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
-                                                : "-");
+                   llsmtp_errname(rc),
+                   llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
+                                                 : "-");
             /* the session queued a 421 for the client: write it first */
             c->closing = 1;
             return 0;
@@ -2158,8 +2158,8 @@ tls_step(conn *c)
         if (llsmtp_server_tls_started(c->s) != LLSMTP_OK)
             return -1;
         session_forget(c);
-        slogf_(c, "session=%lu tls=%s cipher=%s", c->sid, SSL_get_version(c->ssl),
-              SSL_get_cipher_name(c->ssl));
+        slogf_(c, "session=%lu tls=%s cipher=%s", c->sid,
+               SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
         arm_timer(c);
         return 0;
     }
@@ -2176,7 +2176,7 @@ tls_step(conn *c)
             snprintf(why, sizeof why, "%s",
                      errno ? strerror(errno) : "connection closed");
         slogf_(c, "session=%lu tls handshake failed client=%s: %s", c->sid,
-              c->peer, why);
+               c->peer, why);
         ERR_clear_error();
     }
     return -1;
