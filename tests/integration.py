@@ -1036,8 +1036,10 @@ def drain_on_sigterm():
         # grace it heard nothing until the others were cut as well)
         assert reply(fi) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
         assert fi.read() == b''
-        # the listener is closed
-        assert wait_until(lambda: socket.socket().connect_ex(('127.0.0.1', srv.port)) != 0)
+        # the listener is closed (before the 421 above was sent)
+        probe = socket.socket()
+        assert probe.connect_ex(('127.0.0.1', srv.port)) != 0
+        probe.close()
         # the message in DATA finishes: 250, then 421
         in_data.sendall(b'the second half\r\n.\r\n')
         assert reply(fd)[0] == 250
