@@ -143,43 +143,51 @@ class Balancer:
         self.log = open(self.logname, 'w')
         self.proc = subprocess.Popen([HAPROXY, '-db', '-f', self.conf], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        if not wait_until(lambda: self.proc.poll() is not None or self.accepts(), 30) \
+        if not wait_until(lambda: self.proc.poll() is not None or self.ready(), 30) \
                 or self.proc.poll() is not None:
             raise RuntimeError('haproxy did not start: %s' % open(self.logname).read()[-1000:])
 
-    def accepts(self):
-        # listening, known without connecting: a probe's session would
-        # take a backend's slot (--max-clients) for a moment
-        s = socket.socket()
-        try:
-            s.bind(('127.0.0.1', self.port))
-            return False
-        except OSError:
-            return True
-        finally:
-            s.close()
+    def ready(self):
+        # known from its stats socket, not by connecting: a probe's
+        # session would take a backend's slot (--max-clients) a moment
+        return self.show_stat() is not None
 
     def text(self):
         self.log.flush()
         return open(self.logname, errors='replace').read()
 
-    def stat(self, server):
-        """The server's row of `show stat` (its stats socket, a file)."""
+    def show_stat(self):
+        """`show stat` on its stats socket (a file): one dict per row,
+        or None while HAProxy is not answering yet."""
         u = socket.socket(socket.AF_UNIX)
         u.settimeout(10)
-        u.connect(os.path.join(self.dir, 'stats.sock'))
-        u.sendall(b'show stat\n')
-        data = b''
-        while True:
-            chunk = u.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        u.close()
+        try:
+            u.connect(os.path.join(self.dir, 'stats.sock'))
+            u.sendall(b'show stat\n')
+            data = b''
+            while True:
+                chunk = u.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            return None
+        finally:
+            u.close()
         rows = data.decode().splitlines()
+        if not rows or not rows[0].startswith('#'):
+            return None
         head = rows[0].lstrip('# ').split(',')
-        for r in rows[1:]:
-            v = dict(zip(head, r.split(',')))
+        out = [dict(zip(head, r.split(','))) for r in rows[1:]]
+        # listening: the frontend is open
+        if not any(v.get('pxname') == 'smtp' and v.get('svname') == 'FRONTEND' and
+                   v.get('status') == 'OPEN' for v in out):
+            return None
+        return out
+
+    def stat(self, server):
+        """The server's row of `show stat`."""
+        for v in self.show_stat() or []:
             if v.get('pxname') == 'mx' and v.get('svname') == server:
                 return v
         return {}
