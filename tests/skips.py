@@ -2,7 +2,7 @@
 #
 # skips.py - a case that cannot run on this build says so instead of
 # failing: today, the TLS cases when smtpd was built without OpenSSL
-# (no libssl-dev). CI sets LLSMTP_NO_SKIPS=1, so a skip there is a failure:
+# (no libssl-dev), and tests/haproxy.py's when haproxy is not installed. CI sets LLSMTP_NO_SKIPS=1, so a skip there is a failure:
 # the native run must exercise every case.
 import os, subprocess
 
