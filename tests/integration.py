@@ -883,6 +883,7 @@ def proxy_header_only_from_proxy_from_sources():
     r = subprocess.run([SMTPD, '--proxy-protocol', '--spool', '/nonexistent/x'],
                        capture_output=True, timeout=10)
     assert r.returncode == 2 and b'--proxy-from' in r.stderr, r
+    # a network written with host bits (10.1.2.3/8) is a mistake: refused
     r = subprocess.run([SMTPD, '--proxy-protocol', '--proxy-from', '10.1.2.3/8'],
                        capture_output=True, timeout=10)
     assert r.returncode == 2 and b'--proxy-from' in r.stderr, r
