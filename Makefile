@@ -103,7 +103,9 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
              dnsmasq-base libssl-dev openssl swaks msmtp gcc-12-multilib gcovr \
-             cppcheck clang-tidy python3-aiosmtpd
+             cppcheck clang-tidy python3-aiosmtpd haproxy
+# HAProxy is for tests/haproxy.py, which starts private instances on
+# loopback ports (haproxy -db -f <conf>); its system service is not used.
 # Postfix comes for smtp-source, smtp-sink and the private instance that
 # tests/delivery.py starts on a loopback port: "No configuration", and
 # the system's own Postfix is never started.
@@ -127,6 +129,8 @@ check-deps:
 	    command -v $$t >/dev/null || missing="$$missing $$t"; \
 	done; \
 	[ -x /usr/sbin/smtp-source ] || missing="$$missing smtp-source"; \
+	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || \
+	    missing="$$missing haproxy"; \
 	/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || \
 	    missing="$$missing python3-aiosmtpd"; \
 	$(PKG_CONFIG) --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
@@ -161,6 +165,8 @@ test-run:
 	python3 tests/integration.py $(BUILD)/examples/smtpd || fail=1; \
 	echo "== tests/delivery.py"; \
 	python3 tests/delivery.py $(BUILD)/examples/smtpd || fail=1; \
+	echo "== tests/haproxy.py"; \
+	python3 tests/haproxy.py $(BUILD)/examples/smtpd || fail=1; \
 	exit $$fail
 
 $(BUILD)/tests/replay_%: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a
