@@ -128,4 +128,14 @@ LLSMTP_INTERNAL size_t llsmtp__reply_write(char *out, size_t cap, int code,
 /* Validates an enhanced status code against a reply code. */
 LLSMTP_INTERNAL int llsmtp__enhanced_check(int code, const char *e, size_t n);
 
+/* ---- the server session's tables, for the unit tests ------------------ */
+
+#if !defined(LLSMTP_AMALGAMATION) || defined(LLSMTP_TEST_INTERNALS)
+/* Row i of the decision-kind table: its enum llsmtp_pending value and
+ * callback name; -1 past the last row. */
+LLSMTP_INTERNAL int llsmtp__server_kind_row(size_t i, const char **cb);
+/* Row i of the command table: its verb; NULL past the last row. */
+LLSMTP_INTERNAL const char *llsmtp__server_cmd_row(size_t i);
+#endif
+
 #endif /* LLSMTP_INTERNAL_H */

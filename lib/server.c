@@ -690,13 +690,6 @@ sess_err(llsmtp_server *s, int code, const char *enh, const char *text)
     return sess_error(s);
 }
 
-static const char *const sess_cb_names[] = {
-    "none",        "on_connect", "on_helo",  "on_mail_from",
-    "on_rcpt",     "on_data_start", "on_data", "on_data_end",
-    "on_rset",     "on_vrfy",    "on_expn",  "on_help",
-    "on_turn",     "on_quit",    "on_auth",  "on_starttls",
-    "on_etrn"};
-
 static int sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r);
 static int sess_bdat_fits(llsmtp_server *s);
 
@@ -806,6 +799,7 @@ typedef struct sess_parts {
     llsmtp_span *v;
     size_t n, cap;
     int full;
+    char num[24]; /* digits a part may point to (SIZE's value) */
 } sess_parts;
 
 static void
@@ -826,29 +820,52 @@ sess_parts_add(sess_parts *ps, const char *str)
     sess_part(ps, str, strlen(str));
 }
 
+/* How a decision kind's default text is put together (sess_kinds). */
+enum {
+    RK_ARG = 1,    /* pre, the decision's argument, post */
+    RK_HOST = 2,   /* the hostname first */
+    RK_ID = 4,     /* the queue id and a space first, when the host set one */
+    RK_NO_ENH = 8  /* no enhanced code, even with ENHANCEDSTATUSCODES */
+};
+
+/* A row of sess_kinds: a deciding callback and its default reply. */
+typedef struct sess_kind_row {
+    int kind;          /* enum llsmtp_pending: the row's own index */
+    const char *cb;    /* the callback, as llsmtp_server_failed_cb names it */
+    int code;          /* the default reply */
+    const char *enh;
+    const char *pre;   /* its text (NULL: the code's generic text) */
+    const char *post;
+    unsigned shape;    /* RK_* */
+    /* builds the default text instead, when there is more to it */
+    void (*build)(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg);
+    /* what an applied decision changes, after its reply (or NULL) */
+    int (*apply)(llsmtp_server *s, const llsmtp_reply *r);
+} sess_kind_row;
+
+static const sess_kind_row *sess_kind(int kind);
+
 /* One source for what this session offers: the EHLO keywords (RFC 5321
- * 4.1.1.1) in the order they are listed, and the command each one adds,
- * which HELP lists. */
+ * 4.1.1.1) in the order they are listed. */
 typedef struct sess_ext_row {
     unsigned ext;        /* enum llsmtp_ext bit */
     const char *keyword; /* EHLO line */
-    const char *verb;    /* command HELP names, or NULL */
 } sess_ext_row;
 
 static const sess_ext_row sess_ext_rows[] = {
-    {LLSMTP_EXT_PIPELINING, "PIPELINING", NULL},
-    {LLSMTP_EXT_SIZE, "SIZE", NULL},
-    {LLSMTP_EXT_VRFY, "VRFY", NULL},
-    {LLSMTP_EXT_HELP, "HELP", NULL},
-    {LLSMTP_EXT_ETRN, "ETRN", "ETRN"},
-    {LLSMTP_EXT_STARTTLS, "STARTTLS", "STARTTLS"},
-    {LLSMTP_EXT_AUTH, "AUTH", "AUTH"},
-    {LLSMTP_EXT_ENHANCEDSTATUS, "ENHANCEDSTATUSCODES", NULL},
-    {LLSMTP_EXT_8BITMIME, "8BITMIME", NULL},
-    {LLSMTP_EXT_BINARYMIME, "BINARYMIME", NULL},
-    {LLSMTP_EXT_CHUNKING, "CHUNKING", "BDAT"},
-    {LLSMTP_EXT_DSN, "DSN", NULL},
-    {LLSMTP_EXT_SMTPUTF8, "SMTPUTF8", NULL}};
+    {LLSMTP_EXT_PIPELINING, "PIPELINING"},
+    {LLSMTP_EXT_SIZE, "SIZE"},
+    {LLSMTP_EXT_VRFY, "VRFY"},
+    {LLSMTP_EXT_HELP, "HELP"},
+    {LLSMTP_EXT_ETRN, "ETRN"},
+    {LLSMTP_EXT_STARTTLS, "STARTTLS"},
+    {LLSMTP_EXT_AUTH, "AUTH"},
+    {LLSMTP_EXT_ENHANCEDSTATUS, "ENHANCEDSTATUSCODES"},
+    {LLSMTP_EXT_8BITMIME, "8BITMIME"},
+    {LLSMTP_EXT_BINARYMIME, "BINARYMIME"},
+    {LLSMTP_EXT_CHUNKING, "CHUNKING"},
+    {LLSMTP_EXT_DSN, "DSN"},
+    {LLSMTP_EXT_SMTPUTF8, "SMTPUTF8"}};
 
 #define SESS_EXT_ROWS (sizeof sess_ext_rows / sizeof sess_ext_rows[0])
 
@@ -901,129 +918,93 @@ sess_auth_wipe(llsmtp_server *s)
     s->line_len = 0;
 }
 
+/* The greeting's default text: "<host> ESMTP|LMTP [banner]". */
+static void
+sess_text_greeting(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg)
+{
+    (void)arg;
+    sess_parts_add(ps, s->cfg->hostname);
+    sess_parts_add(ps, (s->cfg->flags & LLSMTP_CFG_LMTP) ? " LMTP" : " ESMTP");
+    if (s->cfg->banner != NULL && s->cfg->banner[0]) {
+        sess_parts_add(ps, " ");
+        sess_parts_add(ps, s->cfg->banner);
+    }
+}
+
+/* HELO's "<host> Hello <arg>"; EHLO (and LHLO) add a line per keyword
+ * on offer, from sess_ext_rows. */
+static void
+sess_text_ehlo(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg)
+{
+    size_t i;
+    sess_parts_add(ps, s->cfg->hostname);
+    sess_parts_add(ps, " Hello ");
+    sess_part(ps, arg.p, arg.n);
+    for (i = 0; s->pend_ehlo && i < SESS_EXT_ROWS; i++) {
+        const sess_ext_row *row = &sess_ext_rows[i];
+        if (!sess_ext_on(s, row->ext))
+            continue;
+        if (row->ext == LLSMTP_EXT_AUTH) {
+            sess_auth_list(s, ps, "\nAUTH");
+            if (s->cfg->flags & LLSMTP_CFG_AUTH_LEGACY)
+                sess_auth_list(s, ps, "\nAUTH=");
+            continue;
+        }
+        sess_parts_add(ps, "\n");
+        sess_parts_add(ps, row->keyword);
+        if (row->ext == LLSMTP_EXT_SIZE && s->cfg->max_size) {
+            llsmtp_span v;
+            sess_parts_add(ps, " ");
+            sess_u64(ps->num, sizeof ps->num, s->cfg->max_size, &v);
+            sess_part(ps, v.p, v.n);
+        }
+    }
+}
+
+/* The library's default text for a decision: for builder rows the
+ * function's parts, otherwise [hostname] [queue id " "] pre [arg post],
+ * or the code's generic text when the row has none. */
+static void sess_text_greeting(const llsmtp_server *s, sess_parts *ps,
+                               llsmtp_span arg);
+static void sess_text_ehlo(const llsmtp_server *s, sess_parts *ps,
+                           llsmtp_span arg);
+static void sess_text_help(const llsmtp_server *s, sess_parts *ps,
+                           llsmtp_span arg);
+
 /* Writes the library's default reply for a decision kind. */
 static int
 sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
                  llsmtp_span arg)
 {
+    const sess_kind_row *k = sess_kind(kind);
     llsmtp_span sp[SESS_EHLO_PARTS];
     sess_parts ps;
-    char num[24];
-    const char *enh = r->enhanced;
-    size_t i;
 
     ps.v = sp;
     ps.n = 0;
     ps.cap = sizeof sp / sizeof sp[0];
     ps.full = 0;
-#define SP(str) sess_parts_add(&ps, (str))
-    switch (kind) {
-    case LLSMTP_PENDING_CONNECT:
-        SP(s->cfg->hostname);
-        SP((s->cfg->flags & LLSMTP_CFG_LMTP) ? " LMTP" : " ESMTP");
-        if (s->cfg->banner != NULL && s->cfg->banner[0]) {
-            SP(" ");
-            SP(s->cfg->banner);
-        }
-        enh = NULL;
-        break;
-    case LLSMTP_PENDING_HELO:
-        SP(s->cfg->hostname);
-        SP(" Hello ");
-        sess_part(&ps, arg.p, arg.n);
-        for (i = 0; s->pend_ehlo && i < SESS_EXT_ROWS; i++) {
-            const sess_ext_row *row = &sess_ext_rows[i];
-            if (!sess_ext_on(s, row->ext))
-                continue;
-            if (row->ext == LLSMTP_EXT_AUTH) {
-                sess_auth_list(s, &ps, "\nAUTH");
-                if (s->cfg->flags & LLSMTP_CFG_AUTH_LEGACY)
-                    sess_auth_list(s, &ps, "\nAUTH=");
-                continue;
-            }
-            SP("\n");
-            SP(row->keyword);
-            if (row->ext == LLSMTP_EXT_SIZE && s->cfg->max_size) {
-                llsmtp_span v;
-                SP(" ");
-                sess_u64(num, sizeof num, s->cfg->max_size, &v);
-                sess_part(&ps, v.p, v.n);
-            }
-        }
-        enh = NULL;
-        break;
-    case LLSMTP_PENDING_MAIL:
-        SP("Sender <");
-        sess_part(&ps, arg.p, arg.n);
-        SP("> OK");
-        break;
-    case LLSMTP_PENDING_RCPT:
-        SP("Recipient <");
-        sess_part(&ps, arg.p, arg.n);
-        SP("> OK");
-        break;
-    case LLSMTP_PENDING_DATA_START:
-        SP("Start mail input; end with <CRLF>.<CRLF>");
-        enh = NULL;
-        break;
-    case LLSMTP_PENDING_DATA_END:
-        if (r->id_len) {
+    if (k->build != NULL) {
+        k->build(s, &ps, arg);
+    } else {
+        if (k->shape & RK_HOST)
+            sess_parts_add(&ps, s->cfg->hostname);
+        if ((k->shape & RK_ID) && r->id_len) {
             sess_part(&ps, r->id, r->id_len);
-            SP(" ");
+            sess_parts_add(&ps, " ");
         }
-        SP("Queued mail for delivery");
-        break;
-    case LLSMTP_PENDING_RSET:
-        SP("Flushed");
-        break;
-    case LLSMTP_PENDING_VRFY:
-        SP("Cannot VRFY user, but will accept message and attempt "
-           "delivery");
-        break;
-    case LLSMTP_PENDING_EXPN:
-        SP("EXPN not available");
-        break;
-    case LLSMTP_PENDING_HELP:
-        /* the commands offered here, from the same rows as EHLO */
-        SP((s->cfg->flags & LLSMTP_CFG_LMTP) ? "Commands: LHLO"
-                                              : "Commands: HELO EHLO");
-        SP(" MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
-        for (i = 0; i < SESS_EXT_ROWS; i++) {
-            if (sess_ext_rows[i].verb == NULL ||
-                !sess_ext_on(s, sess_ext_rows[i].ext))
-                continue;
-            SP(" ");
-            SP(sess_ext_rows[i].verb);
+        sess_parts_add(&ps, k->pre != NULL
+                                ? k->pre
+                                : llsmtp__reply_generic_text(r->code));
+        if (k->shape & RK_ARG) {
+            sess_part(&ps, arg.p, arg.n);
+            sess_parts_add(&ps, k->post);
         }
-        SP("; see RFC 5321");
-        break;
-    case LLSMTP_PENDING_TURN:
-        SP("TURN not available");
-        break;
-    case LLSMTP_PENDING_QUIT:
-        SP(s->cfg->hostname);
-        SP(" Service closing transmission channel");
-        break;
-    case LLSMTP_PENDING_AUTH:
-        SP(r->code == 235 ? "Authentication successful"
-                          : "Authentication credentials invalid");
-        break;
-    case LLSMTP_PENDING_STARTTLS:
-        SP("Ready to start TLS");
-        break;
-    case LLSMTP_PENDING_ETRN:
-        SP("Queuing for node ");
-        sess_part(&ps, arg.p, arg.n);
-        SP(" started");
-        break;
-    default:
-        SP(llsmtp__reply_generic_text(r->code));
-        break;
     }
-#undef SP
     if (ps.full)
         return sess_fail(s, NULL, LLSMTP_E_BUFFER); /* cannot happen */
-    return sess_put(s, r->code, enh, sp, ps.n);
+    return sess_put(s, r->code, (k->shape & RK_NO_ENH) ? NULL : r->enhanced,
+                    sp, ps.n);
 }
 
 /* A recipient was refused for good: at the limit (a dictionary attack or
@@ -1088,10 +1069,199 @@ sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     return rc;
 }
 
+/* ---- decisions: what each kind changes once its reply is queued ---- */
+
+static int
+sess_apply_connect(llsmtp_server *s, const llsmtp_reply *r)
+{
+    if (r->code / 100 == 2)
+        s->phase = PH_CMD;
+    else if (r->code != 421)
+        s->phase = PH_REFUSED;
+    s->greet_left = s->out_end - s->out_start;
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_helo(llsmtp_server *s, const llsmtp_reply *r)
+{
+    int rc = sess_tx_end(s);
+    if (rc < 0)
+        return rc;
+    s->helo = r->code / 100 == 2 ? (s->pend_ehlo ? HELO_EHLO : HELO_HELO)
+                                 : HELO_NONE;
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_mail(llsmtp_server *s, const llsmtp_reply *r)
+{
+    if (r->code / 100 == 2) {
+        s->in_mail = 1;
+        s->decl_size = s->pend_size;
+        s->body = s->pend_body;
+        s->smtputf8 = s->pend_utf8;
+    }
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_rcpt(llsmtp_server *s, const llsmtp_reply *r)
+{
+    s->rcpt_tried++;
+    if (r->code / 100 == 2)
+        s->rcpt_count++;
+    else if (r->code / 100 == 5)
+        return sess_rcpt_refused(s);
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_data_start(llsmtp_server *s, const llsmtp_reply *r)
+{
+    if (r->code / 100 == 3) {
+        s->dstate = D_BOL;
+        s->dabort = 0;
+        s->dbare_cr = 0;
+        s->msg_size = 0;
+        s->msg = s->msg_cmd;
+        s->phase = s->msg == MSG_BDAT ? PH_BDAT : PH_DATA;
+        if (s->msg == MSG_BDAT)
+            return sess_bdat_fits(s);
+    } else if (s->msg_cmd == MSG_BDAT) {
+        /* refused, but the chunk is on its way: read and drop it */
+        sess_tx_reset(s);
+        s->bdat_discard = 1;
+        s->phase = PH_BDAT;
+    }
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_data_end(llsmtp_server *s, const llsmtp_reply *r)
+{
+    (void)r;
+    sess_tx_reset(s);
+    s->phase = PH_CMD;
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_rset(llsmtp_server *s, const llsmtp_reply *r)
+{
+    (void)r;
+    return sess_tx_end(s);
+}
+
+static int
+sess_apply_quit(llsmtp_server *s, const llsmtp_reply *r)
+{
+    (void)r;
+    s->phase = PH_CLOSED;
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_auth(llsmtp_server *s, const llsmtp_reply *r)
+{
+    s->auth_state = AUTH_NONE;
+    if (r->code == 235) {
+        s->authenticated = 1;
+    } else if (r->code / 100 == 5 && r->code != 501) {
+        s->auth_failures++;
+        if (s->cfg->max_auth_failures &&
+            s->auth_failures >= s->cfg->max_auth_failures) {
+            int rc = sess_say_host(s, 421, "4.7.0",
+                                   "Too many failed authentication "
+                                   "attempts, closing connection");
+            if (rc < 0)
+                return rc;
+            s->phase = PH_CLOSED;
+        }
+    }
+    return LLSMTP_OK;
+}
+
+static int
+sess_apply_starttls(llsmtp_server *s, const llsmtp_reply *r)
+{
+    if (r->code / 100 == 2) {
+        s->phase = PH_TLS_WAIT;
+        s->line_len = 0;
+        s->discarding = 0;
+    }
+    return LLSMTP_OK;
+}
+
+/* One row per enum llsmtp_pending value, in enum order (a unit test
+ * checks it: C++ has no designated array initialisers): the deciding
+ * callback, the default reply and its text, and what the decision
+ * changes. Adding a decision is one row here. */
+static const sess_kind_row sess_kinds[] = {
+    {LLSMTP_PENDING_NONE, "none", 250, "2.0.0", NULL, NULL, 0, NULL, NULL},
+    {LLSMTP_PENDING_CONNECT, "on_connect", 220, "", NULL, NULL, RK_NO_ENH,
+     sess_text_greeting, sess_apply_connect},
+    {LLSMTP_PENDING_HELO, "on_helo", 250, "", NULL, NULL, RK_NO_ENH,
+     sess_text_ehlo, sess_apply_helo},
+    {LLSMTP_PENDING_MAIL, "on_mail_from", 250, "2.1.0", "Sender <", "> OK",
+     RK_ARG, NULL, sess_apply_mail},
+    {LLSMTP_PENDING_RCPT, "on_rcpt", 250, "2.1.5", "Recipient <", "> OK",
+     RK_ARG, NULL, sess_apply_rcpt},
+    {LLSMTP_PENDING_DATA_START, "on_data_start", 354, "",
+     "Start mail input; end with <CRLF>.<CRLF>", NULL, RK_NO_ENH, NULL,
+     sess_apply_data_start},
+    {LLSMTP_PENDING_DATA, "on_data", 250, "2.0.0", NULL, NULL, 0, NULL,
+     NULL},
+    {LLSMTP_PENDING_DATA_END, "on_data_end", 250, "2.6.0",
+     "Queued mail for delivery", NULL, RK_ID, NULL, sess_apply_data_end},
+    {LLSMTP_PENDING_RSET, "on_rset", 250, "2.0.0", "Flushed", NULL, 0, NULL,
+     sess_apply_rset},
+    {LLSMTP_PENDING_VRFY, "on_vrfy", 252, "2.5.2",
+     "Cannot VRFY user, but will accept message and attempt delivery", NULL,
+     0, NULL, NULL},
+    {LLSMTP_PENDING_EXPN, "on_expn", 502, "5.5.1", "EXPN not available",
+     NULL, 0, NULL, NULL},
+    {LLSMTP_PENDING_HELP, "on_help", 214, "2.0.0", NULL, NULL, 0,
+     sess_text_help, NULL},
+    {LLSMTP_PENDING_TURN, "on_turn", 502, "5.5.1", "TURN not available",
+     NULL, 0, NULL, NULL},
+    {LLSMTP_PENDING_QUIT, "on_quit", 221, "2.0.0",
+     " Service closing transmission channel", NULL, RK_HOST, NULL,
+     sess_apply_quit},
+    /* refused unless the host says yes (RFC 4954 6: 535 5.7.8); the text
+     * is the code's own (235 or 535: sess_normalize) */
+    {LLSMTP_PENDING_AUTH, "on_auth", 535, "5.7.8", NULL, NULL, 0, NULL,
+     sess_apply_auth},
+    {LLSMTP_PENDING_STARTTLS, "on_starttls", 220, "2.0.0",
+     "Ready to start TLS", NULL, 0, NULL, sess_apply_starttls},
+    {LLSMTP_PENDING_ETRN, "on_etrn", 250, "2.0.0", "Queuing for node ",
+     " started", RK_ARG, NULL, NULL}};
+
+#define SESS_KINDS (sizeof sess_kinds / sizeof sess_kinds[0])
+
+static const sess_kind_row *
+sess_kind(int kind)
+{
+    return &sess_kinds[kind];
+}
+
+#if !defined(LLSMTP_AMALGAMATION) || defined(LLSMTP_TEST_INTERNALS)
+int
+llsmtp__server_kind_row(size_t i, const char **cb)
+{
+    if (i >= SESS_KINDS)
+        return -1;
+    if (cb != NULL)
+        *cb = sess_kinds[i].cb;
+    return sess_kinds[i].kind;
+}
+#endif
+
 static int
 sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
            llsmtp_span arg)
 {
+    const sess_kind_row *k = sess_kind(kind);
     int rc, cls = r->code / 100;
     if (kind == LLSMTP_PENDING_AUTH && r->code == 334)
         return sess_put_challenge(s, r->text, r->text_len);
@@ -1104,90 +1274,8 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
         rc = sess_put_reply(s, kind, r, arg);
     if (rc < 0)
         return rc;
-    switch (kind) {
-    case LLSMTP_PENDING_CONNECT:
-        if (cls == 2)
-            s->phase = PH_CMD;
-        else if (r->code != 421)
-            s->phase = PH_REFUSED;
-        s->greet_left = s->out_end - s->out_start;
-        break;
-    case LLSMTP_PENDING_HELO:
-        if ((rc = sess_tx_end(s)) < 0)
-            return rc;
-        s->helo = cls == 2 ? (s->pend_ehlo ? HELO_EHLO : HELO_HELO)
-                           : HELO_NONE;
-        break;
-    case LLSMTP_PENDING_MAIL:
-        if (cls == 2) {
-            s->in_mail = 1;
-            s->decl_size = s->pend_size;
-            s->body = s->pend_body;
-            s->smtputf8 = s->pend_utf8;
-        }
-        break;
-    case LLSMTP_PENDING_RCPT:
-        s->rcpt_tried++;
-        if (cls == 2)
-            s->rcpt_count++;
-        else if (cls == 5 && (rc = sess_rcpt_refused(s)) != LLSMTP_OK)
-            return rc;
-        break;
-    case LLSMTP_PENDING_DATA_START:
-        if (cls == 3) {
-            s->dstate = D_BOL;
-            s->dabort = 0;
-            s->dbare_cr = 0;
-            s->msg_size = 0;
-            s->msg = s->msg_cmd;
-            s->phase = s->msg == MSG_BDAT ? PH_BDAT : PH_DATA;
-            if (s->msg == MSG_BDAT && (rc = sess_bdat_fits(s)) != LLSMTP_OK)
-                return rc;
-        } else if (s->msg_cmd == MSG_BDAT) {
-            /* refused, but the chunk is on its way: read and drop it */
-            sess_tx_reset(s);
-            s->bdat_discard = 1;
-            s->phase = PH_BDAT;
-        }
-        break;
-    case LLSMTP_PENDING_DATA_END:
-        sess_tx_reset(s);
-        s->phase = PH_CMD;
-        break;
-    case LLSMTP_PENDING_RSET:
-        if ((rc = sess_tx_end(s)) < 0)
-            return rc;
-        break;
-    case LLSMTP_PENDING_QUIT:
-        s->phase = PH_CLOSED;
-        break;
-    case LLSMTP_PENDING_AUTH:
-        s->auth_state = AUTH_NONE;
-        if (r->code == 235) {
-            s->authenticated = 1;
-        } else if (cls == 5 && r->code != 501) {
-            s->auth_failures++;
-            if (s->cfg->max_auth_failures &&
-                s->auth_failures >= s->cfg->max_auth_failures) {
-                rc = sess_say_host(s, 421, "4.7.0",
-                                   "Too many failed authentication "
-                                   "attempts, closing connection");
-                if (rc < 0)
-                    return rc;
-                s->phase = PH_CLOSED;
-            }
-        }
-        break;
-    case LLSMTP_PENDING_STARTTLS:
-        if (cls == 2) {
-            s->phase = PH_TLS_WAIT;
-            s->line_len = 0;
-            s->discarding = 0;
-        }
-        break;
-    default:
-        break;
-    }
+    if (k->apply != NULL && (rc = k->apply(s, r)) != LLSMTP_OK)
+        return rc;
     if (r->code == 421)
         s->phase = PH_CLOSED;
     if (s->phase == PH_TLS_WAIT)
@@ -1312,7 +1400,7 @@ sess_cb_name(const llsmtp_server *s, int kind)
 {
     if (kind == LLSMTP_PENDING_AUTH && s->auth_is_step)
         return "on_auth_step";
-    return sess_cb_names[kind];
+    return sess_kind(kind)->cb;
 }
 
 /* Handles a deciding callback's return: apply, defer or fail. */
@@ -1396,23 +1484,7 @@ llsmtp_server_start(llsmtp_server *s)
 static void
 sess_kind_default(int kind, llsmtp_reply *r)
 {
-    switch (kind) {
-    case LLSMTP_PENDING_CONNECT: sess_default_reply(r, 220, ""); break;
-    case LLSMTP_PENDING_MAIL: sess_default_reply(r, 250, "2.1.0"); break;
-    case LLSMTP_PENDING_RCPT: sess_default_reply(r, 250, "2.1.5"); break;
-    case LLSMTP_PENDING_DATA_START: sess_default_reply(r, 354, ""); break;
-    case LLSMTP_PENDING_DATA_END: sess_default_reply(r, 250, "2.6.0"); break;
-    case LLSMTP_PENDING_VRFY: sess_default_reply(r, 252, "2.5.2"); break;
-    case LLSMTP_PENDING_EXPN: sess_default_reply(r, 502, "5.5.1"); break;
-    case LLSMTP_PENDING_HELP: sess_default_reply(r, 214, "2.0.0"); break;
-    case LLSMTP_PENDING_TURN: sess_default_reply(r, 502, "5.5.1"); break;
-    case LLSMTP_PENDING_QUIT: sess_default_reply(r, 221, "2.0.0"); break;
-    case LLSMTP_PENDING_HELO: sess_default_reply(r, 250, ""); break;
-    /* AUTH is refused unless the host says yes (RFC 4954 6: 535 5.7.8) */
-    case LLSMTP_PENDING_AUTH: sess_default_reply(r, 535, "5.7.8"); break;
-    case LLSMTP_PENDING_STARTTLS: sess_default_reply(r, 220, "2.0.0"); break;
-    default: sess_default_reply(r, 250, "2.0.0"); break; /* RSET, ETRN */
-    }
+    sess_default_reply(r, sess_kind(kind)->code, sess_kind(kind)->enh);
 }
 
 static int sess_over_size(const llsmtp_server *s);
@@ -1716,47 +1788,6 @@ llsmtp_server_eof(llsmtp_server *s)
 
 /* ---- commands ------------------------------------------------------------ */
 
-enum {
-    CMD_UNKNOWN = 0, CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA,
-    CMD_RSET, CMD_NOOP, CMD_QUIT, CMD_VRFY, CMD_EXPN, CMD_HELP, CMD_TURN,
-    CMD_HTTP, CMD_NOTIMPL, CMD_AUTH, CMD_STARTTLS, CMD_BDAT, CMD_ETRN,
-    CMD_LHLO
-};
-
-/* Every verb the session knows, with the canonical name on_reply
- * reports. An unknown verb sets *name to "": it is not echoed, as a
- * stray SASL response sent after a refused AUTH would arrive as one. */
-static int
-sess_verb(const char *v, size_t n, const char **name)
-{
-    static const struct {
-        char name[12];
-        int cmd;
-    } verbs[] = {
-        {"HELO", CMD_HELO}, {"EHLO", CMD_EHLO}, {"MAIL", CMD_MAIL},
-        {"RCPT", CMD_RCPT}, {"DATA", CMD_DATA}, {"RSET", CMD_RSET},
-        {"NOOP", CMD_NOOP}, {"QUIT", CMD_QUIT}, {"VRFY", CMD_VRFY},
-        {"EXPN", CMD_EXPN}, {"HELP", CMD_HELP}, {"TURN", CMD_TURN},
-        /* Known SMTP commands this session does not offer (RFC 5321
-         * 4.2.4: 502, not 500). */
-        {"STARTTLS", CMD_STARTTLS}, {"AUTH", CMD_AUTH},
-        {"BDAT", CMD_BDAT}, {"ETRN", CMD_ETRN}, {"ATRN", CMD_NOTIMPL},
-        {"SEND", CMD_NOTIMPL}, {"SOML", CMD_NOTIMPL}, {"SAML", CMD_NOTIMPL},
-        {"VERB", CMD_NOTIMPL}, {"LHLO", CMD_LHLO},
-        /* Cross-protocol attacks: an HTTP request sent to port 25. */
-        {"GET", CMD_HTTP}, {"POST", CMD_HTTP}, {"HEAD", CMD_HTTP},
-        {"PUT", CMD_HTTP}, {"CONNECT", CMD_HTTP}, {"OPTIONS", CMD_HTTP},
-        {"DELETE", CMD_HTTP}, {"PATCH", CMD_HTTP}, {"TRACE", CMD_HTTP}};
-    size_t i;
-    for (i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
-        if (llsmtp__iequal(v, n, verbs[i].name, strlen(verbs[i].name))) {
-            *name = verbs[i].name;
-            return verbs[i].cmd;
-        }
-    *name = "";
-    return CMD_UNKNOWN;
-}
-
 static llsmtp_span
 sess_trim(const char *p, size_t n)
 {
@@ -1785,7 +1816,7 @@ sess_has_ctl(llsmtp_span a)
 }
 
 static int
-sess_cmd_helo(llsmtp_server *s, int is_ehlo, llsmtp_span arg)
+sess_helo(llsmtp_server *s, int is_ehlo, llsmtp_span arg)
 {
     llsmtp_reply r;
     int cbrc = LLSMTP_CB_OK;
@@ -1798,6 +1829,25 @@ sess_cmd_helo(llsmtp_server *s, int is_ehlo, llsmtp_span arg)
     if (s->cb->on_helo != NULL)
         SESS_CALL(s, cbrc, s->cb->on_helo(s, arg, is_ehlo, &r));
     return sess_decided(s, LLSMTP_PENDING_HELO, cbrc, &r, arg);
+}
+
+static int
+sess_cmd_helo(llsmtp_server *s, llsmtp_span arg)
+{
+    return sess_helo(s, 0, arg);
+}
+
+static int
+sess_cmd_ehlo(llsmtp_server *s, llsmtp_span arg)
+{
+    return sess_helo(s, 1, arg);
+}
+
+/* RFC 2033 4.1: LHLO follows EHLO's rules */
+static int
+sess_cmd_lhlo(llsmtp_server *s, llsmtp_span arg)
+{
+    return sess_helo(s, 1, arg);
 }
 
 /* Runs on_param for a parameter the library does not know. When it is
@@ -1900,8 +1950,6 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
     int rc, done, cbrc = LLSMTP_CB_OK;
     unsigned ext = s->cfg->extensions;
 
-    if (s->helo == HELO_NONE)
-        return sess_err(s, 503, "5.5.1", "Error: send HELO/EHLO first");
     if ((s->cfg->flags & LLSMTP_CFG_REQUIRE_TLS) && !s->tls_active)
         return sess_say(s, 530, "5.7.0",
                         "Must issue a STARTTLS command first");
@@ -2111,8 +2159,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
-    if (arg.n)
-        return sess_err(s, 501, "5.5.4", "Syntax: DATA");
+    (void)arg; /* none: CMD_NO_ARG */
     if (!s->in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
     /* RFC 3030 3: DATA and BDAT do not mix; BINARYMIME needs BDAT */
@@ -2133,44 +2180,120 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
     return sess_decided(s, LLSMTP_PENDING_DATA_START, cbrc, &r, none);
 }
 
-/* Commands whose only argument is free text handed to the host. */
 static int
-sess_cmd_simple(llsmtp_server *s, int kind, llsmtp_span arg)
+sess_cmd_rset(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
-    const llsmtp_callbacks *cb = s->cb;
-    sess_kind_default(kind, &r);
-    switch (kind) {
-    case LLSMTP_PENDING_RSET:
-        if (cb->on_rset != NULL)
-            SESS_CALL(s, cbrc, cb->on_rset(s, &r));
-        break;
-    case LLSMTP_PENDING_VRFY:
-        if (cb->on_vrfy != NULL)
-            SESS_CALL(s, cbrc, cb->on_vrfy(s, arg, &r));
-        break;
-    case LLSMTP_PENDING_EXPN:
-        if (cb->on_expn != NULL)
-            SESS_CALL(s, cbrc, cb->on_expn(s, arg, &r));
-        break;
-    case LLSMTP_PENDING_HELP:
-        if (cb->on_help != NULL)
-            SESS_CALL(s, cbrc, cb->on_help(s, arg, &r));
-        break;
-    case LLSMTP_PENDING_TURN:
-        if (cb->on_turn != NULL)
-            SESS_CALL(s, cbrc, cb->on_turn(s, &r));
-        break;
-    case LLSMTP_PENDING_QUIT:
-        if (cb->on_quit != NULL)
-            SESS_CALL(s, cbrc, cb->on_quit(s, &r));
-        break;
-    default:
-        break;
-    }
-    return sess_decided(s, kind, cbrc, &r, none);
+    (void)arg;
+    sess_kind_default(LLSMTP_PENDING_RSET, &r);
+    if (s->cb->on_rset != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_rset(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_RSET, cbrc, &r, none);
+}
+
+/* RFC 5321 4.1.1.9: a parameter, if any, is ignored. */
+static int
+sess_cmd_noop(llsmtp_server *s, llsmtp_span arg)
+{
+    (void)arg;
+    return sess_say(s, 250, "2.0.0", "OK");
+}
+
+static int
+sess_cmd_quit(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    (void)arg;
+    sess_kind_default(LLSMTP_PENDING_QUIT, &r);
+    if (s->cb->on_quit != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_quit(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_QUIT, cbrc, &r, none);
+}
+
+static int
+sess_cmd_vrfy(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    sess_kind_default(LLSMTP_PENDING_VRFY, &r);
+    if (s->cb->on_vrfy != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_vrfy(s, arg, &r));
+    return sess_decided(s, LLSMTP_PENDING_VRFY, cbrc, &r, none);
+}
+
+static int
+sess_cmd_expn(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    sess_kind_default(LLSMTP_PENDING_EXPN, &r);
+    if (s->cb->on_expn != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_expn(s, arg, &r));
+    return sess_decided(s, LLSMTP_PENDING_EXPN, cbrc, &r, none);
+}
+
+static int
+sess_cmd_help(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    sess_kind_default(LLSMTP_PENDING_HELP, &r);
+    if (s->cb->on_help != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_help(s, arg, &r));
+    return sess_decided(s, LLSMTP_PENDING_HELP, cbrc, &r, none);
+}
+
+/* RFC 821 4.1.1 (and RFC 1985 5): TURN takes no argument */
+static int
+sess_cmd_turn(llsmtp_server *s, llsmtp_span arg)
+{
+    llsmtp_reply r;
+    llsmtp_span none = {NULL, 0};
+    int cbrc = LLSMTP_CB_OK;
+    (void)arg;
+    sess_kind_default(LLSMTP_PENDING_TURN, &r);
+    if (s->cb->on_turn != NULL)
+        SESS_CALL(s, cbrc, s->cb->on_turn(s, &r));
+    return sess_decided(s, LLSMTP_PENDING_TURN, cbrc, &r, none);
+}
+
+/* Known SMTP commands this session does not offer (RFC 5321 4.2.4: 502,
+ * not 500). */
+static int
+sess_cmd_notimpl(llsmtp_server *s, llsmtp_span arg)
+{
+    (void)arg;
+    return sess_err(s, 502, "5.5.1", "Error: command not implemented");
+}
+
+/* Cross-protocol attacks: an HTTP request sent to port 25. */
+static int
+sess_cmd_http(llsmtp_server *s, llsmtp_span arg)
+{
+    int rc = sess_say_host(s, 421, "4.7.0",
+                           "HTTP command not accepted, closing "
+                           "connection");
+    (void)arg;
+    if (rc < 0)
+        return rc;
+    s->phase = PH_CLOSED;
+    return LLSMTP_CLOSE;
+}
+
+static int
+sess_cmd_unknown(llsmtp_server *s, llsmtp_span arg)
+{
+    (void)arg;
+    if (s->cfg->flags & LLSMTP_CFG_502_UNKNOWN)
+        return sess_err(s, 502, "5.5.1", "Error: command not recognized");
+    return sess_err(s, 500, "5.5.1", "Error: command not recognized");
 }
 
 static int sess_data_end(llsmtp_server *s);
@@ -2270,10 +2393,6 @@ sess_cmd_auth(llsmtp_server *s, llsmtp_span arg)
     size_t m = 0;
     llsmtp_span mech, ir, data = {NULL, 0};
     int has_ir, is_plain, is_login;
-    if (!(s->cfg->extensions & LLSMTP_EXT_AUTH))
-        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
-    if (s->helo != HELO_EHLO)
-        return sess_err(s, 503, "5.5.1", "Error: send EHLO first");
     if (s->authenticated)
         return sess_err(s, 503, "5.5.1", "Error: already authenticated");
     if (s->in_mail)
@@ -2378,10 +2497,7 @@ sess_cmd_starttls(llsmtp_server *s, llsmtp_span arg)
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
-    if (!(s->cfg->extensions & LLSMTP_EXT_STARTTLS))
-        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
-    if (arg.n)
-        return sess_err(s, 501, "5.5.4", "Syntax: STARTTLS");
+    (void)arg; /* none: CMD_NO_ARG */
     if (s->tls_active)
         return sess_err(s, 503, "5.5.1", "Error: TLS already active");
     if (s->in_mail)
@@ -2575,8 +2691,6 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
     const char *err = NULL, *err_enh = "5.5.1";
     int err_code = 503;
 
-    if (!(s->cfg->extensions & LLSMTP_EXT_CHUNKING))
-        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
     /* chunk-size = 1*DIGIT: leading zeros make no digit count a limit */
     while (i < arg.n && llsmtp__is_digit((unsigned char)arg.p[i])) {
         unsigned d = (unsigned)(arg.p[i] - '0');
@@ -2644,10 +2758,6 @@ sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
     llsmtp_reply r;
     int cbrc = LLSMTP_CB_OK;
     size_t k;
-    if (!(s->cfg->extensions & LLSMTP_EXT_ETRN))
-        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
-    if (s->helo == HELO_NONE)
-        return sess_err(s, 503, "5.5.1", "Error: send HELO/EHLO first");
     if (s->in_mail)
         return sess_err(s, 503, "5.5.1",
                         "Error: MAIL transaction in progress");
@@ -2673,26 +2783,176 @@ sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
     return sess_decided(s, LLSMTP_PENDING_ETRN, cbrc, &r, arg);
 }
 
-/* RFC 2920 3.1: these must be last in a pipelined group, and so must
- * the commands of other extensions unless they say otherwise: STARTTLS
- * (RFC 3207 4.2), ETRN (RFC 1985 says nothing otherwise) and AUTH, except
- * (RFC 4954 4) with an initial response for a mechanism that completes in
- * one round trip and negotiates no security layer: PLAIN and EXTERNAL. */
+/* ---- the command table -------------------------------------------------- */
+
+/* What the dispatcher (sess_line) checks before a command's handler, in
+ * this order, and what else it needs to know about a verb. */
+enum {
+    /* RFC 2920 3.1: last in a pipelined group, and so are the commands
+     * of other extensions unless they say otherwise: STARTTLS (RFC 3207
+     * 4.2), ETRN (RFC 1985 says nothing otherwise) and AUTH */
+    CMD_ENDS_GROUP = 1 << 0,
+    /* ... except (RFC 4954 4) with an initial response for a mechanism
+     * that completes in one round trip and negotiates no security layer:
+     * PLAIN and EXTERNAL (sess_ends_group) */
+    CMD_ENDS_GROUP_NO_IR = 1 << 1,
+    CMD_CLOSES = 1 << 2,      /* handled first, before the sync check */
+    CMD_REFUSED_OK = 1 << 3,  /* answered after a 554 greeting */
+    CMD_NOT_LMTP = 1 << 4,    /* 500 under LMTP */
+    CMD_LMTP_ONLY = 1 << 5,   /* 502 unless LMTP */
+    CMD_NEEDS_HELO = 1 << 6,  /* 503 before HELO/EHLO/LHLO */
+    CMD_NEEDS_EHLO = 1 << 7,  /* 503 before EHLO/LHLO */
+    CMD_NO_ARG = 1 << 8,      /* 501 with the row's syntax if an argument */
+    CMD_NEEDS_ARG = 1 << 9,   /* 501 with the row's syntax if none */
+    /* the argument may carry a credential (RFC 4954 4): lines up to
+     * max_auth_line, and on_reply sees the mechanism only */
+    CMD_SECRET = 1 << 10,
+    CMD_NO_ECHO = 1 << 11,    /* on_reply gets no argument */
+    CMD_HELP = 1 << 12        /* HELP lists it (when its extension is on) */
+};
+
+typedef struct sess_cmd {
+    char name[12];      /* the verb, as on_reply reports it */
+    unsigned flags;     /* CMD_* */
+    unsigned ext;       /* 502 unless this extension is configured (0: none) */
+    const char *syntax; /* the 501 text for CMD_NO_ARG and CMD_NEEDS_ARG */
+    int (*handler)(llsmtp_server *s, llsmtp_span arg);
+} sess_cmd;
+
+#define CMD_G CMD_ENDS_GROUP
+
+/* Every verb the session knows. Adding a command is a row here and its
+ * handler. HELP lists the CMD_HELP rows in this order. */
+static const sess_cmd sess_cmds[] = {
+    {"HELO", CMD_G | CMD_NOT_LMTP | CMD_HELP, 0, NULL, sess_cmd_helo},
+    {"EHLO", CMD_G | CMD_NOT_LMTP | CMD_HELP, 0, NULL, sess_cmd_ehlo},
+    {"LHLO", CMD_G | CMD_LMTP_ONLY | CMD_HELP, 0, NULL, sess_cmd_lhlo},
+    {"MAIL", CMD_NEEDS_HELO | CMD_HELP, 0, NULL, sess_cmd_mail},
+    {"RCPT", CMD_HELP, 0, NULL, sess_cmd_rcpt},
+    {"DATA", CMD_G | CMD_NO_ARG | CMD_HELP, 0, "Syntax: DATA",
+     sess_cmd_data},
+    {"RSET", CMD_NO_ARG | CMD_HELP, 0, "Syntax: RSET", sess_cmd_rset},
+    {"NOOP", CMD_G | CMD_HELP, 0, NULL, sess_cmd_noop},
+    {"QUIT", CMD_G | CMD_REFUSED_OK | CMD_NO_ARG | CMD_HELP, 0,
+     "Syntax: QUIT", sess_cmd_quit},
+    {"VRFY", CMD_G | CMD_NEEDS_ARG | CMD_HELP, 0, "Syntax: VRFY address",
+     sess_cmd_vrfy},
+    {"HELP", CMD_HELP, 0, NULL, sess_cmd_help},
+    {"ETRN", CMD_G | CMD_NEEDS_HELO | CMD_HELP, LLSMTP_EXT_ETRN, NULL,
+     sess_cmd_etrn},
+    {"STARTTLS", CMD_G | CMD_NO_ARG | CMD_HELP, LLSMTP_EXT_STARTTLS,
+     "Syntax: STARTTLS", sess_cmd_starttls},
+    {"AUTH", CMD_G | CMD_ENDS_GROUP_NO_IR | CMD_NEEDS_EHLO | CMD_SECRET |
+                 CMD_HELP,
+     LLSMTP_EXT_AUTH, NULL, sess_cmd_auth},
+    {"BDAT", CMD_HELP, LLSMTP_EXT_CHUNKING, NULL, sess_cmd_bdat},
+    {"EXPN", CMD_G | CMD_NEEDS_ARG, 0, "Syntax: EXPN list", sess_cmd_expn},
+    {"TURN", CMD_G | CMD_NO_ARG, 0, "Syntax: TURN", sess_cmd_turn},
+    {"ATRN", 0, 0, NULL, sess_cmd_notimpl},
+    {"SEND", 0, 0, NULL, sess_cmd_notimpl},
+    {"SOML", 0, 0, NULL, sess_cmd_notimpl},
+    {"SAML", 0, 0, NULL, sess_cmd_notimpl},
+    {"VERB", 0, 0, NULL, sess_cmd_notimpl},
+    {"GET", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"POST", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"HEAD", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"PUT", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"CONNECT", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"OPTIONS", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"DELETE", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"PATCH", CMD_CLOSES, 0, NULL, sess_cmd_http},
+    {"TRACE", CMD_CLOSES, 0, NULL, sess_cmd_http}};
+
+#undef CMD_G
+
+#define SESS_CMDS (sizeof sess_cmds / sizeof sess_cmds[0])
+
+/* An unknown verb: not echoed, as a stray SASL response sent after a
+ * refused AUTH would arrive as one. */
+static const sess_cmd sess_cmd_none = {"", CMD_NO_ECHO, 0, NULL,
+                                       sess_cmd_unknown};
+
+static const sess_cmd *
+sess_verb(const char *v, size_t n)
+{
+    size_t i;
+    for (i = 0; i < SESS_CMDS; i++)
+        if (llsmtp__iequal(v, n, sess_cmds[i].name,
+                           strlen(sess_cmds[i].name)))
+            return &sess_cmds[i];
+    return &sess_cmd_none;
+}
+
+#if !defined(LLSMTP_AMALGAMATION) || defined(LLSMTP_TEST_INTERNALS)
+const char *
+llsmtp__server_cmd_row(size_t i)
+{
+    return i < SESS_CMDS ? sess_cmds[i].name : NULL;
+}
+#endif
+
+/* HELP's default text: the commands offered here, from the same table
+ * (and, for extensions, the same rule as EHLO). */
+static void
+sess_text_help(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg)
+{
+    int lmtp = (s->cfg->flags & LLSMTP_CFG_LMTP) != 0;
+    size_t i;
+    (void)arg;
+    sess_parts_add(ps, "Commands:");
+    for (i = 0; i < SESS_CMDS; i++) {
+        const sess_cmd *c = &sess_cmds[i];
+        if (!(c->flags & CMD_HELP) ||
+            (lmtp && (c->flags & CMD_NOT_LMTP)) ||
+            (!lmtp && (c->flags & CMD_LMTP_ONLY)) ||
+            (c->ext != 0 && !sess_ext_on(s, c->ext)))
+            continue;
+        sess_parts_add(ps, " ");
+        sess_parts_add(ps, c->name);
+    }
+    sess_parts_add(ps, "; see RFC 5321");
+}
+
+/* Whether this line ends a pipelined group (RFC 2920 3.1). */
 static int
-sess_ends_group(int cmd, llsmtp_span arg)
+sess_ends_group(const sess_cmd *c, llsmtp_span arg)
 {
     size_t m;
-    if (cmd != CMD_AUTH)
-        return cmd == CMD_EHLO || cmd == CMD_HELO || cmd == CMD_LHLO ||
-               cmd == CMD_DATA || cmd == CMD_VRFY || cmd == CMD_EXPN ||
-               cmd == CMD_TURN || cmd == CMD_QUIT || cmd == CMD_NOOP ||
-               cmd == CMD_STARTTLS || cmd == CMD_ETRN;
+    if (!(c->flags & CMD_ENDS_GROUP_NO_IR))
+        return (c->flags & CMD_ENDS_GROUP) != 0;
     for (m = 0; m < arg.n && arg.p[m] != ' '; m++)
         ;
     if (!((m == 5 && llsmtp__ieq(arg.p, "plain", 5)) ||
           (m == 8 && llsmtp__ieq(arg.p, "external", 8))))
         return 1;
     return m == arg.n; /* (arg is trimmed) no initial response: 334 next */
+}
+
+/* The checks the table's flags ask for, in order; 0 when the handler
+ * runs, else what the line's reply returned. */
+static int
+sess_cmd_refused(llsmtp_server *s, const sess_cmd *c, llsmtp_span arg,
+                 int *rc)
+{
+    unsigned lmtp = s->cfg->flags & LLSMTP_CFG_LMTP;
+    if (s->phase == PH_REFUSED && !(c->flags & CMD_REFUSED_OK))
+        *rc = sess_err(s, 503, "5.5.1",
+                       "Bad sequence of commands: no service here");
+    else if (lmtp && (c->flags & CMD_NOT_LMTP))
+        *rc = sess_err(s, 500, "5.5.1", "Error: this is LMTP, use LHLO");
+    else if ((!lmtp && (c->flags & CMD_LMTP_ONLY)) ||
+             (c->ext != 0 && !(s->cfg->extensions & c->ext)))
+        *rc = sess_err(s, 502, "5.5.1", "Error: command not implemented");
+    else if ((c->flags & CMD_NEEDS_HELO) && s->helo == HELO_NONE)
+        *rc = sess_err(s, 503, "5.5.1", "Error: send HELO/EHLO first");
+    else if ((c->flags & CMD_NEEDS_EHLO) && s->helo != HELO_EHLO)
+        *rc = sess_err(s, 503, "5.5.1", "Error: send EHLO first");
+    else if (((c->flags & CMD_NO_ARG) && arg.n) ||
+             ((c->flags & CMD_NEEDS_ARG) && !arg.n))
+        *rc = sess_err(s, 501, "5.5.4", c->syntax);
+    else
+        return 0;
+    return 1;
 }
 
 /* The sync check (RFC 2920 3.1): after a line that ends a group the
@@ -2718,7 +2978,8 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
 {
     size_t len = n, v;
     llsmtp_span arg;
-    int cmd;
+    const sess_cmd *c;
+    int rc;
 
     s->rv_verb = "";
     s->rv_arg.p = NULL;
@@ -2762,89 +3023,22 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
         ;
     if (len == 0)
         return sess_err(s, 500, "5.5.2", "Error: bad syntax");
-    cmd = sess_verb(line, v, &s->rv_verb);
+    c = sess_verb(line, v);
+    s->rv_verb = c->name;
     arg = sess_trim(line + v, len - v);
-    if (cmd != CMD_AUTH && cmd != CMD_UNKNOWN)
-        s->rv_arg = arg;
-    else if (cmd == CMD_AUTH)
+    if (c->flags & CMD_SECRET)
         sess_rv_auth(s, arg);
+    else if (!(c->flags & CMD_NO_ECHO))
+        s->rv_arg = arg;
     /* Only AUTH lines may be longer than a command line. */
-    if (n > s->cfg->max_line && cmd != CMD_AUTH)
+    if (n > s->cfg->max_line && !(c->flags & CMD_SECRET))
         return sess_err(s, 500, "5.5.2", "Error: line too long");
-
-    if (cmd == CMD_HTTP) {
-        int rc = sess_say_host(s, 421, "4.7.0",
-                               "HTTP command not accepted, closing "
-                               "connection");
-        if (rc < 0)
-            return rc;
-        s->phase = PH_CLOSED;
-        return LLSMTP_CLOSE;
-    }
-    sess_sync_mark(s, sess_ends_group(cmd, arg));
-    if (s->phase == PH_REFUSED && cmd != CMD_QUIT)
-        return sess_err(s, 503, "5.5.1",
-                        "Bad sequence of commands: no service here");
-    if ((s->cfg->flags & LLSMTP_CFG_LMTP) &&
-        (cmd == CMD_HELO || cmd == CMD_EHLO))
-        return sess_err(s, 500, "5.5.1", "Error: this is LMTP, use LHLO");
-    switch (cmd) {
-    case CMD_HELO:
-        return sess_cmd_helo(s, 0, arg);
-    case CMD_EHLO:
-        return sess_cmd_helo(s, 1, arg);
-    case CMD_LHLO:
-        if (!(s->cfg->flags & LLSMTP_CFG_LMTP))
-            return sess_err(s, 502, "5.5.1",
-                            "Error: command not implemented");
-        return sess_cmd_helo(s, 1, arg); /* RFC 2033 4.1: EHLO's rules */
-    case CMD_MAIL:
-        return sess_cmd_mail(s, arg);
-    case CMD_RCPT:
-        return sess_cmd_rcpt(s, arg);
-    case CMD_DATA:
-        return sess_cmd_data(s, arg);
-    case CMD_RSET:
-        if (arg.n)
-            return sess_err(s, 501, "5.5.4", "Syntax: RSET");
-        return sess_cmd_simple(s, LLSMTP_PENDING_RSET, arg);
-    case CMD_NOOP:
-        /* RFC 5321 4.1.1.9: a parameter, if any, is ignored. */
-        return sess_say(s, 250, "2.0.0", "OK");
-    case CMD_QUIT:
-        if (arg.n)
-            return sess_err(s, 501, "5.5.4", "Syntax: QUIT");
-        return sess_cmd_simple(s, LLSMTP_PENDING_QUIT, arg);
-    case CMD_VRFY:
-        if (arg.n == 0)
-            return sess_err(s, 501, "5.5.4", "Syntax: VRFY address");
-        return sess_cmd_simple(s, LLSMTP_PENDING_VRFY, arg);
-    case CMD_EXPN:
-        if (arg.n == 0)
-            return sess_err(s, 501, "5.5.4", "Syntax: EXPN list");
-        return sess_cmd_simple(s, LLSMTP_PENDING_EXPN, arg);
-    case CMD_HELP:
-        return sess_cmd_simple(s, LLSMTP_PENDING_HELP, arg);
-    case CMD_TURN:
-        /* RFC 821 4.1.1 (and RFC 1985 5): TURN takes no argument */
-        if (arg.n)
-            return sess_err(s, 501, "5.5.4", "Syntax: TURN");
-        return sess_cmd_simple(s, LLSMTP_PENDING_TURN, arg);
-    case CMD_NOTIMPL:
-        return sess_err(s, 502, "5.5.1", "Error: command not implemented");
-    case CMD_AUTH:
-        return sess_cmd_auth(s, arg);
-    case CMD_BDAT:
-        return sess_cmd_bdat(s, arg);
-    case CMD_ETRN:
-        return sess_cmd_etrn(s, arg);
-    case CMD_STARTTLS:
-        return sess_cmd_starttls(s, arg);
-    default:
-        if (s->cfg->flags & LLSMTP_CFG_502_UNKNOWN)
-            return sess_err(s, 502, "5.5.1", "Error: command not recognized");
-        return sess_err(s, 500, "5.5.1", "Error: command not recognized");
-    }
+    if (c->flags & CMD_CLOSES)
+        return c->handler(s, arg);
+    sess_sync_mark(s, sess_ends_group(c, arg));
+    if (sess_cmd_refused(s, c, arg, &rc))
+        return rc;
+    return c->handler(s, arg);
 }
 
 /* ---- DATA ---------------------------------------------------------------- */
