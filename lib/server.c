@@ -16,7 +16,16 @@
 #define SESS_SSE2 1
 #endif
 
-/* Session phases. */
+/* Session phases: what the next input byte is. sess_enter is the one
+ * place the phase changes. Other states have names too:
+ *   the transaction          s->tx.in_mail (sess_tx; sess_tx_reset)
+ *   a message is in progress sess_msg_open: the host opened it and it was
+ *                            neither accepted nor abandoned
+ *   inside a BDAT transaction sess_in_bdat: the first chunk was accepted,
+ *                            and DATA and RCPT are refused until LAST
+ *   an AUTH exchange         sess_in_auth: the next line answers a 334
+ *   a deferred decision      s->pend.kind (llsmtp_server_pending)
+ *   LMTP replies due         s->lmtp.active (RFC 2033 4.2) */
 enum {
     PH_NEW = 0,   /* initialised, llsmtp_server_start not called */
     PH_CMD,       /* reading command lines */
@@ -68,6 +77,67 @@ enum {
     MSG_BDAT      /* the first BDAT accepted: chunks until BDAT LAST */
 };
 
+/* The transaction (RFC 5321 3.3): from an accepted MAIL to its end;
+ * sess_tx_reset clears it in one go. */
+typedef struct sess_tx {
+    size_t rcpt_count, rcpt_tried;
+    uint64_t decl_size;     /* MAIL's SIZE= */
+    unsigned char in_mail;  /* MAIL accepted */
+    unsigned char body;     /* MAIL's BODY=: 0, 7, 8 or 9 (BINARYMIME) */
+    unsigned char msg;      /* MSG_*: the message open in this transaction */
+    unsigned char smtputf8; /* MAIL's SMTPUTF8 */
+} sess_tx;
+
+/* A decision the host deferred (LLSMTP_CB_PENDING), and what applying
+ * it will need: the command's argument kept in line[], MAIL's parameters. */
+typedef struct sess_pend {
+    size_t arg_len;         /* the decision's argument, kept in line[] */
+    size_t arg_off;         /* ... at this offset */
+    size_t rv_len;          /* the command's argument (on_reply), in line[] */
+    uint64_t size;          /* MAIL's SIZE=, BODY= and SMTPUTF8 until the */
+    unsigned char body;     /* decision (then sess_tx) */
+    unsigned char utf8;
+    unsigned char ehlo;     /* HELO's decision is for EHLO or LHLO */
+    unsigned char kind;     /* enum llsmtp_pending: 0 when none */
+    unsigned char rv_kept;  /* a deferral's rv_arg is rv_keep */
+    unsigned char msg_cmd;  /* MSG_DATA or MSG_BDAT: whose on_data_start
+                               decision is being made */
+} sess_pend;
+
+/* AUTH (RFC 4954): the exchange and its outcome. */
+typedef struct sess_auth {
+    char *user;             /* SESS_AUTH_USER_MAX bytes when AUTH is on */
+    size_t user_len;        /* AUTH LOGIN's user name, between lines */
+    unsigned failures, step;
+    unsigned char authenticated, state, is_step;
+    char mech[SESS_MECH_MAX + 1];
+} sess_auth;
+
+/* The message being read (DATA or BDAT chunks). */
+typedef struct sess_msgdata {
+    uint64_t size;          /* octets of the message so far */
+    unsigned char state;    /* D_*: the DATA scanner */
+    unsigned char abort;    /* LLSMTP_ABORT_* once abandoned, else 0 */
+    unsigned char bare_cr;  /* what the bare-line-end refusal names */
+} sess_msgdata;
+
+/* The BDAT chunk being read (RFC 3030). */
+typedef struct sess_bdat {
+    uint64_t left;          /* octets of the current chunk still to come */
+    uint64_t size;          /* size of the current chunk */
+    unsigned char last;     /* BDAT ... LAST */
+    unsigned char discard;  /* refused: read and dropped */
+} sess_bdat;
+
+/* LMTP (RFC 2033 4.2): the message decision, replayed per recipient. */
+typedef struct sess_lmtp {
+    size_t next;              /* next recipient to reply for */
+    size_t text_len, id_len;  /* the decision's text and id, in line[] */
+    int code;
+    char enh[12];
+    unsigned char active, is_default;
+} sess_lmtp;
+
 struct llsmtp_server {
     const llsmtp_config *cfg;
     const llsmtp_callbacks *cb;
@@ -79,48 +149,63 @@ struct llsmtp_server {
     size_t out_cap, out_start, out_end;
     size_t reserve;       /* free output needed before a command is read */
     size_t greet_left;    /* greeting bytes not yet consumed (sync check) */
-    size_t rcpt_count, rcpt_tried;
-    size_t pend_arg_len;  /* deferred decision's argument, kept in line[] */
-    size_t pend_arg_off;  /* ... at this offset */
-    uint64_t decl_size, pend_size, msg_size;
     unsigned errors, rcpt_rejects;
     llsmtp_ip client;     /* for the relay policy; family 0 = unknown */
-    signed char rcpt_verdict;
-    unsigned char authenticated, tls_active, auth_state, auth_is_step;
-    unsigned auth_failures, auth_step;
-    char *auth_user;      /* SESS_AUTH_USER_MAX bytes when AUTH is on */
-    size_t auth_user_len;
-    char auth_mech[SESS_MECH_MAX + 1];
     uint16_t client_port;
-    size_t lmtp_next;     /* LMTP: next recipient to reply for */
-    size_t lmtp_text_len, lmtp_id_len; /* saved decision, in line[] */
-    int lmtp_code;
-    char lmtp_enh[12];
-    unsigned char lmtp_active, lmtp_default;
     uint16_t proxy_skip;  /* v2 header bytes past the addresses, skipped */
-    uint64_t bdat_left;   /* octets of the current chunk still to come */
-    uint64_t bdat_size;   /* size of the current chunk */
-    unsigned char bdat_last, bdat_discard, smtputf8, pend_utf8;
-    unsigned char msg;      /* MSG_*: the message open in this transaction */
-    unsigned char msg_cmd;  /* MSG_DATA or MSG_BDAT: whose on_data_start
-                               decision is being made */
-    unsigned char phase, helo, in_mail, body, pend_body, pend_ehlo;
-    unsigned char pending, dstate, dabort, dbare_cr, in_cb, failed;
+    signed char rcpt_verdict;
+    unsigned char tls_active;
+    unsigned char phase, helo;
+    unsigned char in_cb, failed;
     unsigned char discarding, sync_wait;
+    sess_tx tx;
+    sess_pend pend;
+    sess_auth auth;
+    sess_msgdata data;
+    sess_bdat bdat;
+    sess_lmtp lmtp;
     /* What the next queued reply answers, for on_reply: verb (static
      * text), the command's argument (valid while its line is being
      * handled, or copied into line[] across a deferral) and phase. */
     const char *rv_verb;
     llsmtp_span rv_arg;
-    size_t pend_rv_len;   /* the deferred command's argument, in line[] */
     unsigned char rv_phase;
     /* rv_arg's own copy when its line is gone by the reply (a BDAT chunk's
      * size and LAST) or may be overwritten by decoded credentials (AUTH's
      * mechanism): at most 20 digits and " LAST", or a 20-character name */
     unsigned char rv_keep_len;
-    unsigned char pend_rv_kept; /* a deferral's rv_arg is rv_keep */
     char rv_keep[SESS_RV_KEEP];
 };
+
+/* The one place the phase changes. Entering TLS_WAIT (after the 220 to
+ * STARTTLS) or PROXY (before the greeting) empties the line buffer: what
+ * was read before does not count (CVE-2011-0411), and the PROXY header
+ * is read into it. */
+static void
+sess_enter(llsmtp_server *s, int phase)
+{
+    s->phase = (unsigned char)phase;
+    if (phase == PH_TLS_WAIT || phase == PH_PROXY) {
+        s->line_len = 0;
+        s->discarding = 0;
+    }
+}
+
+/* The first BDAT chunk of this transaction was accepted: its message
+ * goes on in chunks until BDAT LAST (RFC 3030 2), DATA and RCPT are
+ * refused meanwhile. */
+static int
+sess_in_bdat(const llsmtp_server *s)
+{
+    return s->tx.msg == MSG_BDAT;
+}
+
+/* The next line answers a 334 (RFC 4954 4), not a command. */
+static int
+sess_in_auth(const llsmtp_server *s)
+{
+    return s->auth.state != AUTH_NONE;
+}
 
 #ifdef __cplusplus /* vendored into C++: a const needs an initializer */
 static const llsmtp_callbacks sess_no_callbacks = {};
@@ -358,11 +443,11 @@ sess_clear(llsmtp_server *s)
     s->line_cap = sess_line_cap(cfg);
     s->out = s->line + SESS_ALIGN(s->line_cap);
     s->out_cap = sess_out_cap(cfg);
-    s->auth_user = sess_auth_area(cfg)
+    s->auth.user = sess_auth_area(cfg)
                        ? s->out + SESS_ALIGN(s->out_cap)
                        : NULL;
     s->reserve = sess_reserve(cfg);
-    s->phase = PH_NEW;
+    sess_enter(s, PH_NEW);
 }
 
 llsmtp_server *
@@ -474,8 +559,8 @@ sess_report(llsmtp_server *s, int code, const char *enh, const char *w,
     ri.text.p = w + start;
     ri.text.n = end - start;
     ri.phase = s->rv_phase;
-    ri.rcpt = s->lmtp_active && s->rv_phase == LLSMTP_RI_MESSAGE
-                  ? (long)s->lmtp_next
+    ri.rcpt = s->lmtp.active && s->rv_phase == LLSMTP_RI_MESSAGE
+                  ? (long)s->lmtp.next
                   : -1;
     s->in_cb = 1; /* an observer: feed/resume from here is refused */
     s->cb->on_reply(s, &ri);
@@ -590,7 +675,7 @@ sess_fail(llsmtp_server *s, const char *cb, int err)
         (void)sess_say_host(s, 421, "4.3.0",
                             "Service not available, closing transmission "
                             "channel");
-    s->phase = PH_CLOSED;
+    sess_enter(s, PH_CLOSED);
     return err;
 }
 
@@ -631,13 +716,7 @@ sess_reply_ok(const llsmtp_reply *r)
 static void
 sess_tx_reset(llsmtp_server *s)
 {
-    s->in_mail = 0;
-    s->rcpt_count = 0;
-    s->rcpt_tried = 0;
-    s->decl_size = 0;
-    s->body = 0;
-    s->msg = MSG_NONE;
-    s->smtputf8 = 0;
+    memset(&s->tx, 0, sizeof s->tx); /* MSG_NONE too */
 }
 
 /* The client ended the transaction (RSET, HELO/EHLO/LHLO again): a
@@ -668,7 +747,7 @@ sess_count(llsmtp_server *s, unsigned *count, unsigned limit,
     rc = sess_say_host(s, 421, "4.7.0", text);
     if (rc < 0)
         return rc;
-    s->phase = PH_CLOSED;
+    sess_enter(s, PH_CLOSED);
     return LLSMTP_CLOSE;
 }
 
@@ -912,9 +991,9 @@ static void
 sess_auth_wipe(llsmtp_server *s)
 {
     llsmtp__wipe(s->line, s->line_cap);
-    if (s->auth_user != NULL)
-        llsmtp__wipe(s->auth_user, SESS_AUTH_USER_MAX);
-    s->auth_user_len = 0;
+    if (s->auth.user != NULL)
+        llsmtp__wipe(s->auth.user, SESS_AUTH_USER_MAX);
+    s->auth.user_len = 0;
     s->line_len = 0;
 }
 
@@ -940,7 +1019,7 @@ sess_text_ehlo(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg)
     sess_parts_add(ps, s->cfg->hostname);
     sess_parts_add(ps, " Hello ");
     sess_part(ps, arg.p, arg.n);
-    for (i = 0; s->pend_ehlo && i < SESS_EXT_ROWS; i++) {
+    for (i = 0; s->pend.ehlo && i < SESS_EXT_ROWS; i++) {
         const sess_ext_row *row = &sess_ext_rows[i];
         if (!sess_ext_on(s, row->ext))
             continue;
@@ -1033,7 +1112,7 @@ sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     s->out_end += w + 6;
     if (s->cb->on_reply != NULL)
         sess_report(s, 334, NULL, tail, w + 6);
-    s->auth_state = AUTH_STEP;
+    s->auth.state = AUTH_STEP;
     return LLSMTP_OK;
 }
 
@@ -1075,9 +1154,9 @@ static int
 sess_apply_connect(llsmtp_server *s, const llsmtp_reply *r)
 {
     if (r->code / 100 == 2)
-        s->phase = PH_CMD;
+        sess_enter(s, PH_CMD);
     else if (r->code != 421)
-        s->phase = PH_REFUSED;
+        sess_enter(s, PH_REFUSED);
     s->greet_left = s->out_end - s->out_start;
     return LLSMTP_OK;
 }
@@ -1088,7 +1167,7 @@ sess_apply_helo(llsmtp_server *s, const llsmtp_reply *r)
     int rc = sess_tx_end(s);
     if (rc < 0)
         return rc;
-    s->helo = r->code / 100 == 2 ? (s->pend_ehlo ? HELO_EHLO : HELO_HELO)
+    s->helo = r->code / 100 == 2 ? (s->pend.ehlo ? HELO_EHLO : HELO_HELO)
                                  : HELO_NONE;
     return LLSMTP_OK;
 }
@@ -1097,10 +1176,10 @@ static int
 sess_apply_mail(llsmtp_server *s, const llsmtp_reply *r)
 {
     if (r->code / 100 == 2) {
-        s->in_mail = 1;
-        s->decl_size = s->pend_size;
-        s->body = s->pend_body;
-        s->smtputf8 = s->pend_utf8;
+        s->tx.in_mail = 1;
+        s->tx.decl_size = s->pend.size;
+        s->tx.body = s->pend.body;
+        s->tx.smtputf8 = s->pend.utf8;
     }
     return LLSMTP_OK;
 }
@@ -1108,9 +1187,9 @@ sess_apply_mail(llsmtp_server *s, const llsmtp_reply *r)
 static int
 sess_apply_rcpt(llsmtp_server *s, const llsmtp_reply *r)
 {
-    s->rcpt_tried++;
+    s->tx.rcpt_tried++;
     if (r->code / 100 == 2)
-        s->rcpt_count++;
+        s->tx.rcpt_count++;
     else if (r->code / 100 == 5)
         return sess_rcpt_refused(s);
     return LLSMTP_OK;
@@ -1120,19 +1199,19 @@ static int
 sess_apply_data_start(llsmtp_server *s, const llsmtp_reply *r)
 {
     if (r->code / 100 == 3) {
-        s->dstate = D_BOL;
-        s->dabort = 0;
-        s->dbare_cr = 0;
-        s->msg_size = 0;
-        s->msg = s->msg_cmd;
-        s->phase = s->msg == MSG_BDAT ? PH_BDAT : PH_DATA;
-        if (s->msg == MSG_BDAT)
+        s->data.state = D_BOL;
+        s->data.abort = 0;
+        s->data.bare_cr = 0;
+        s->data.size = 0;
+        s->tx.msg = s->pend.msg_cmd;
+        sess_enter(s, sess_in_bdat(s) ? PH_BDAT : PH_DATA);
+        if (sess_in_bdat(s))
             return sess_bdat_fits(s);
-    } else if (s->msg_cmd == MSG_BDAT) {
+    } else if (s->pend.msg_cmd == MSG_BDAT) {
         /* refused, but the chunk is on its way: read and drop it */
         sess_tx_reset(s);
-        s->bdat_discard = 1;
-        s->phase = PH_BDAT;
+        s->bdat.discard = 1;
+        sess_enter(s, PH_BDAT);
     }
     return LLSMTP_OK;
 }
@@ -1142,7 +1221,7 @@ sess_apply_data_end(llsmtp_server *s, const llsmtp_reply *r)
 {
     (void)r;
     sess_tx_reset(s);
-    s->phase = PH_CMD;
+    sess_enter(s, PH_CMD);
     return LLSMTP_OK;
 }
 
@@ -1157,26 +1236,26 @@ static int
 sess_apply_quit(llsmtp_server *s, const llsmtp_reply *r)
 {
     (void)r;
-    s->phase = PH_CLOSED;
+    sess_enter(s, PH_CLOSED);
     return LLSMTP_OK;
 }
 
 static int
 sess_apply_auth(llsmtp_server *s, const llsmtp_reply *r)
 {
-    s->auth_state = AUTH_NONE;
+    s->auth.state = AUTH_NONE;
     if (r->code == 235) {
-        s->authenticated = 1;
+        s->auth.authenticated = 1;
     } else if (r->code / 100 == 5 && r->code != 501) {
-        s->auth_failures++;
+        s->auth.failures++;
         if (s->cfg->max_auth_failures &&
-            s->auth_failures >= s->cfg->max_auth_failures) {
+            s->auth.failures >= s->cfg->max_auth_failures) {
             int rc = sess_say_host(s, 421, "4.7.0",
                                    "Too many failed authentication "
                                    "attempts, closing connection");
             if (rc < 0)
                 return rc;
-            s->phase = PH_CLOSED;
+            sess_enter(s, PH_CLOSED);
         }
     }
     return LLSMTP_OK;
@@ -1185,11 +1264,8 @@ sess_apply_auth(llsmtp_server *s, const llsmtp_reply *r)
 static int
 sess_apply_starttls(llsmtp_server *s, const llsmtp_reply *r)
 {
-    if (r->code / 100 == 2) {
-        s->phase = PH_TLS_WAIT;
-        s->line_len = 0;
-        s->discarding = 0;
-    }
+    if (r->code / 100 == 2)
+        sess_enter(s, PH_TLS_WAIT);
     return LLSMTP_OK;
 }
 
@@ -1268,7 +1344,7 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (kind == LLSMTP_PENDING_DATA_END && (s->cfg->flags & LLSMTP_CFG_LMTP))
         return sess_lmtp_start(s, r); /* RFC 2033 4.2: a reply each */
     if (kind == LLSMTP_PENDING_DATA_START && cls == 3 &&
-        s->msg_cmd == MSG_BDAT)
+        s->pend.msg_cmd == MSG_BDAT)
         rc = LLSMTP_OK; /* BDAT answers after its chunk, not with 354 */
     else
         rc = sess_put_reply(s, kind, r, arg);
@@ -1277,7 +1353,7 @@ sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (k->apply != NULL && (rc = k->apply(s, r)) != LLSMTP_OK)
         return rc;
     if (r->code == 421)
-        s->phase = PH_CLOSED;
+        sess_enter(s, PH_CLOSED);
     if (s->phase == PH_TLS_WAIT)
         return LLSMTP_TLS;
     return s->phase == PH_CLOSED ? LLSMTP_CLOSE : LLSMTP_OK;
@@ -1294,7 +1370,7 @@ sess_code_fits(const llsmtp_server *s, int kind, int code)
     if (kind == LLSMTP_PENDING_DATA_START)
         return code / 100 != 2;
     if (kind == LLSMTP_PENDING_AUTH && code == 334)
-        return s->auth_is_step;
+        return s->auth.is_step;
     return code / 100 != 3;
 }
 
@@ -1332,23 +1408,23 @@ sess_normalize(int kind, llsmtp_reply *r)
 static int
 sess_lmtp_emit(llsmtp_server *s)
 {
-    while (s->lmtp_next < s->rcpt_count) {
+    while (s->lmtp.next < s->tx.rcpt_count) {
         llsmtp_reply r;
         llsmtp_span none = {NULL, 0};
         int rc, cbrc = LLSMTP_CB_OK;
         if (sess_out_free(s) < s->reserve)
             return LLSMTP_BLOCKED;
         memset(&r, 0, sizeof r);
-        r.code = s->lmtp_code;
-        memcpy(r.enhanced, s->lmtp_enh, sizeof r.enhanced);
-        r.is_default_ = s->lmtp_default;
-        r.id_len = s->lmtp_id_len;
-        memcpy(r.id, s->line, s->lmtp_id_len);
-        r.text_len = s->lmtp_text_len;
-        r.has_text_ = s->lmtp_text_len != 0;
-        memcpy(r.text, s->line + s->lmtp_id_len, s->lmtp_text_len);
-        if (s->lmtp_code / 100 == 2 && s->cb->on_lmtp_rcpt != NULL) {
-            SESS_CALL(s, cbrc, s->cb->on_lmtp_rcpt(s, s->lmtp_next, &r));
+        r.code = s->lmtp.code;
+        memcpy(r.enhanced, s->lmtp.enh, sizeof r.enhanced);
+        r.is_default_ = s->lmtp.is_default;
+        r.id_len = s->lmtp.id_len;
+        memcpy(r.id, s->line, s->lmtp.id_len);
+        r.text_len = s->lmtp.text_len;
+        r.has_text_ = s->lmtp.text_len != 0;
+        memcpy(r.text, s->line + s->lmtp.id_len, s->lmtp.text_len);
+        if (s->lmtp.code / 100 == 2 && s->cb->on_lmtp_rcpt != NULL) {
+            SESS_CALL(s, cbrc, s->cb->on_lmtp_rcpt(s, s->lmtp.next, &r));
             if (cbrc != LLSMTP_CB_OK)
                 return sess_fail(s, "on_lmtp_rcpt", LLSMTP_E_CALLBACK);
             sess_normalize(LLSMTP_PENDING_DATA_END, &r);
@@ -1358,11 +1434,11 @@ sess_lmtp_emit(llsmtp_server *s)
         rc = sess_put_reply(s, LLSMTP_PENDING_DATA_END, &r, none);
         if (rc < 0)
             return rc;
-        s->lmtp_next++;
+        s->lmtp.next++;
     }
-    s->lmtp_active = 0;
+    s->lmtp.active = 0;
     sess_tx_reset(s);
-    s->phase = PH_CMD;
+    sess_enter(s, PH_CMD);
     return LLSMTP_OK;
 }
 
@@ -1374,31 +1450,31 @@ sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
     /* The message is decided (on_data_end accepted it, or it was already
      * abandoned): it is no longer open, so a close while the replies wait
      * for room (BLOCKED) never aborts what the host stored. */
-    s->msg = MSG_NONE;
-    s->lmtp_code = r->code;
-    memcpy(s->lmtp_enh, r->enhanced, sizeof s->lmtp_enh);
-    s->lmtp_default = (unsigned char)r->is_default_;
-    s->lmtp_id_len = 0;
-    s->lmtp_text_len = 0;
+    s->tx.msg = MSG_NONE;
+    s->lmtp.code = r->code;
+    memcpy(s->lmtp.enh, r->enhanced, sizeof s->lmtp.enh);
+    s->lmtp.is_default = (unsigned char)r->is_default_;
+    s->lmtp.id_len = 0;
+    s->lmtp.text_len = 0;
     if (r->id_len && r->id_len <= s->line_cap) {
         memcpy(s->line, r->id, r->id_len);
-        s->lmtp_id_len = r->id_len;
+        s->lmtp.id_len = r->id_len;
     }
     if (!r->is_default_ && r->has_text_ &&
-        s->lmtp_id_len + r->text_len <= s->line_cap) {
-        memmove(s->line + s->lmtp_id_len, r->text, r->text_len);
-        s->lmtp_text_len = r->text_len;
+        s->lmtp.id_len + r->text_len <= s->line_cap) {
+        memmove(s->line + s->lmtp.id_len, r->text, r->text_len);
+        s->lmtp.text_len = r->text_len;
     }
     /* text too long to keep: the generic text of the code is used */
-    s->lmtp_next = 0;
-    s->lmtp_active = 1;
+    s->lmtp.next = 0;
+    s->lmtp.active = 1;
     return sess_lmtp_emit(s);
 }
 
 static const char *
 sess_cb_name(const llsmtp_server *s, int kind)
 {
-    if (kind == LLSMTP_PENDING_AUTH && s->auth_is_step)
+    if (kind == LLSMTP_PENDING_AUTH && s->auth.is_step)
         return "on_auth_step";
     return sess_kind(kind)->cb;
 }
@@ -1416,24 +1492,24 @@ sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
          * argument then, and find the decision's in it. */
         size_t off = 0;
         llsmtp_span keep = arg;
-        s->pend_rv_len = 0;
+        s->pend.rv_len = 0;
         /* already a copy of the session's own (and the line buffer may
          * be wiped when an AUTH line has been handled) */
-        s->pend_rv_kept = s->rv_arg.p == s->rv_keep && s->rv_arg.n != 0;
-        if (!s->pend_rv_kept && s->rv_arg.n && s->rv_arg.n <= s->line_cap &&
+        s->pend.rv_kept = s->rv_arg.p == s->rv_keep && s->rv_arg.n != 0;
+        if (!s->pend.rv_kept && s->rv_arg.n && s->rv_arg.n <= s->line_cap &&
             (arg.n == 0 || (arg.p >= s->rv_arg.p &&
                             arg.p + arg.n <= s->rv_arg.p + s->rv_arg.n))) {
             off = arg.n ? (size_t)(arg.p - s->rv_arg.p) : 0;
             keep = s->rv_arg;
-            s->pend_rv_len = s->rv_arg.n;
+            s->pend.rv_len = s->rv_arg.n;
         }
         if (keep.n > s->line_cap)
             keep.n = s->line_cap;
         if (keep.n)
             memmove(s->line, keep.p, keep.n);
-        s->pend_arg_off = s->pend_rv_len ? off : 0;
-        s->pend_arg_len = s->pend_rv_len ? arg.n : keep.n;
-        s->pending = (unsigned char)kind;
+        s->pend.arg_off = s->pend.rv_len ? off : 0;
+        s->pend.arg_len = s->pend.rv_len ? arg.n : keep.n;
+        s->pend.kind = (unsigned char)kind;
         return LLSMTP_PAUSED;
     }
     if (cbrc != LLSMTP_CB_OK)
@@ -1454,7 +1530,7 @@ sess_greet(llsmtp_server *s)
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
-    s->phase = PH_NEW;
+    sess_enter(s, PH_NEW);
     s->rv_verb = "";
     s->rv_phase = LLSMTP_RI_GREETING;
     sess_default_reply(&r, 220, "");
@@ -1470,12 +1546,11 @@ llsmtp_server_start(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if (s->phase != PH_NEW || s->pending)
+    if (s->phase != PH_NEW || s->pend.kind)
         return LLSMTP_E_STATE;
     if (s->cfg->flags & LLSMTP_CFG_PROXY) {
         /* the greeting waits for the real client address */
-        s->phase = PH_PROXY;
-        s->line_len = 0;
+        sess_enter(s, PH_PROXY);
         return LLSMTP_OK;
     }
     return sess_greet(s);
@@ -1503,14 +1578,14 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
         return LLSMTP_E_CALLBACK;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if (!s->pending)
+    if (!s->pend.kind)
         return LLSMTP_E_STATE;
-    kind = s->pending;
+    kind = s->pend.kind;
     if (kind == LLSMTP_PENDING_DATA) {
-        s->pending = 0;
+        s->pend.kind = 0;
         /* the piece that paused was the part of the message that fitted
          * under max_size: the rest is not delivered (sess_emit) */
-        if (sess_over_size(s) && !s->dabort) {
+        if (sess_over_size(s) && !s->data.abort) {
             int rc = sess_abort(s, LLSMTP_ABORT_SIZE);
             if (rc != LLSMTP_OK)
                 return sess_settle(s, rc);
@@ -1519,7 +1594,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
          * and its reply is due now (RFC 3030 2); the client sends nothing
          * more before it reads that reply, so no later feed would come to
          * finish it. The octet was passed only with room for the reply. */
-        if (s->phase == PH_BDAT && s->bdat_left == 0)
+        if (s->phase == PH_BDAT && s->bdat.left == 0)
             return sess_settle(s, sess_bdat_end(s));
         return LLSMTP_OK;
     }
@@ -1537,18 +1612,18 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
     }
     /* The line that deferred found s->reserve free and nothing has been
      * queued since, so the reply fits. */
-    s->pending = 0;
-    arg.p = s->line + s->pend_arg_off;
-    arg.n = s->pend_arg_len;
-    s->pend_arg_len = 0;
-    s->pend_arg_off = 0;
-    s->rv_arg.p = s->pend_rv_kept ? s->rv_keep : s->line;
-    s->rv_arg.n = s->pend_rv_kept ? s->rv_keep_len : s->pend_rv_len;
-    s->pend_rv_len = 0;
-    s->pend_rv_kept = 0;
+    s->pend.kind = 0;
+    arg.p = s->line + s->pend.arg_off;
+    arg.n = s->pend.arg_len;
+    s->pend.arg_len = 0;
+    s->pend.arg_off = 0;
+    s->rv_arg.p = s->pend.rv_kept ? s->rv_keep : s->line;
+    s->rv_arg.n = s->pend.rv_kept ? s->rv_keep_len : s->pend.rv_len;
+    s->pend.rv_len = 0;
+    s->pend.rv_kept = 0;
     {
         int rc = sess_apply(s, kind, &r, arg);
-        if (rc == LLSMTP_OK && s->phase == PH_BDAT && s->bdat_left == 0)
+        if (rc == LLSMTP_OK && s->phase == PH_BDAT && s->bdat.left == 0)
             rc = sess_bdat_end(s); /* "BDAT 0 LAST" after a deferral */
         s->rv_arg.p = NULL;
         s->rv_arg.n = 0;
@@ -1559,7 +1634,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
 int
 llsmtp_server_pending(const llsmtp_server *s)
 {
-    return s != NULL ? (int)s->pending : (int)LLSMTP_PENDING_NONE;
+    return s != NULL ? (int)s->pend.kind : (int)LLSMTP_PENDING_NONE;
 }
 
 void
@@ -1577,7 +1652,7 @@ void
 llsmtp_server_set_authenticated(llsmtp_server *s, int yes)
 {
     if (s != NULL)
-        s->authenticated = yes != 0;
+        s->auth.authenticated = yes != 0;
 }
 
 int
@@ -1621,25 +1696,25 @@ llsmtp_server_helo_kind(const llsmtp_server *s)
 size_t
 llsmtp_server_rcpt_count(const llsmtp_server *s)
 {
-    return s != NULL ? s->rcpt_count : 0;
+    return s != NULL ? s->tx.rcpt_count : 0;
 }
 
 uint64_t
 llsmtp_server_data_size(const llsmtp_server *s)
 {
-    return s != NULL ? s->msg_size : 0;
+    return s != NULL ? s->data.size : 0;
 }
 
 int
 llsmtp_server_body_type(const llsmtp_server *s)
 {
-    return s != NULL ? s->body : 0;
+    return s != NULL ? s->tx.body : 0;
 }
 
 int
 llsmtp_server_smtputf8(const llsmtp_server *s)
 {
-    return s != NULL && s->smtputf8;
+    return s != NULL && s->tx.smtputf8;
 }
 
 int
@@ -1647,12 +1722,12 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
 {
     int t;
     unsigned sec = 300; /* RFC 5321 4.5.3.2.7: at least 5 minutes */
-    if (s != NULL && s->pending == LLSMTP_PENDING_DATA_END && !s->failed &&
+    if (s != NULL && s->pend.kind == LLSMTP_PENDING_DATA_END && !s->failed &&
         s->phase != PH_CLOSED) {
         t = LLSMTP_TIMEOUT_FINAL_DOT;
         sec = 600; /* 4.5.3.2.6: the client waits 10 minutes */
     } else if (s == NULL || s->phase == PH_CLOSED ||
-               s->phase == PH_TLS_WAIT || s->failed || s->pending) {
+               s->phase == PH_TLS_WAIT || s->failed || s->pend.kind) {
         /* closed, the host's handshake, or the host deciding */
         t = LLSMTP_TIMEOUT_NONE;
         sec = 0;
@@ -1661,13 +1736,13 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
     } else if (s->phase == PH_DATA || s->phase == PH_BDAT) {
         /* 4.5.3.2.5: the client's data block timer is 3 minutes; a server
          * waits longer, as the final-dot wait is 10 minutes. */
-        t = s->msg_size == 0 && s->dstate == D_BOL
+        t = s->data.size == 0 && s->data.state == D_BOL
                 ? LLSMTP_TIMEOUT_DATA_INIT
                 : LLSMTP_TIMEOUT_DATA_BLOCK;
         sec = 600;
     } else if (s->helo == HELO_NONE) {
         t = LLSMTP_TIMEOUT_IDLE;
-    } else if (!s->in_mail) {
+    } else if (!s->tx.in_mail) {
         t = LLSMTP_TIMEOUT_MAIL;
     } else {
         t = LLSMTP_TIMEOUT_RCPT;
@@ -1683,7 +1758,7 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
 static int
 sess_msg_open(const llsmtp_server *s)
 {
-    return s->msg != MSG_NONE && !s->dabort;
+    return s->tx.msg != MSG_NONE && !s->data.abort;
 }
 
 /* Tells the host to drop a message that will not be completed. */
@@ -1692,9 +1767,9 @@ static int
 sess_abort(llsmtp_server *s, int why)
 {
     int cbrc = LLSMTP_CB_OK;
-    if (s->dabort)
+    if (s->data.abort)
         return LLSMTP_OK;
-    s->dabort = (unsigned char)why;
+    s->data.abort = (unsigned char)why;
     if (s->cb->on_data_abort != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data_abort(s, why));
     if (cbrc != LLSMTP_CB_OK)
@@ -1729,7 +1804,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         return LLSMTP_CLOSE;
     if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
-    s->pending = 0; /* a late decision has no one to go to */
+    s->pend.kind = 0; /* a late decision has no one to go to */
     sess_auth_wipe(s); /* also a half-sent AUTH line, AUTH on or not */
     sess_rv_session(s);
     /* The queue may be full of replies the client never read; then the
@@ -1742,7 +1817,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
             (void)sess_say_host(s, 421, enh, text);
         }
     }
-    s->phase = PH_CLOSED;
+    sess_enter(s, PH_CLOSED);
     return LLSMTP_CLOSE;
 }
 
@@ -1781,8 +1856,8 @@ llsmtp_server_eof(llsmtp_server *s)
     if (sess_msg_open(s) && (rc = sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
-    s->pending = 0;
-    s->phase = PH_CLOSED;
+    s->pend.kind = 0;
+    sess_enter(s, PH_CLOSED);
     return LLSMTP_CLOSE;
 }
 
@@ -1824,7 +1899,7 @@ sess_helo(llsmtp_server *s, int is_ehlo, llsmtp_span arg)
         return sess_err(s, 501, "5.5.4",
                         is_ehlo ? "Syntax: EHLO hostname"
                                 : "Syntax: HELO hostname");
-    s->pend_ehlo = (unsigned char)is_ehlo;
+    s->pend.ehlo = (unsigned char)is_ehlo;
     sess_default_reply(&r, 250, "");
     if (s->cb->on_helo != NULL)
         SESS_CALL(s, cbrc, s->cb->on_helo(s, arg, is_ehlo, &r));
@@ -1953,16 +2028,16 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
     if ((s->cfg->flags & LLSMTP_CFG_REQUIRE_TLS) && !s->tls_active)
         return sess_say(s, 530, "5.7.0",
                         "Must issue a STARTTLS command first");
-    if ((s->cfg->flags & LLSMTP_CFG_REQUIRE_AUTH) && !s->authenticated)
+    if ((s->cfg->flags & LLSMTP_CFG_REQUIRE_AUTH) && !s->auth.authenticated)
         return sess_say(s, 530, "5.7.0", "Authentication required");
-    if (s->in_mail)
+    if (s->tx.in_mail)
         return sess_err(s, 503, "5.5.1", "Error: nested MAIL command");
     rc = sess_parse_path_cmd(s, arg, 0, &path, &params, &done);
     if (done || rc != LLSMTP_OK)
         return rc;
-    s->pend_size = 0;
-    s->pend_body = 0;
-    s->pend_utf8 = 0;
+    s->pend.size = 0;
+    s->pend.body = 0;
+    s->pend.utf8 = 0;
     for (i = 0; i < params.n; i++) {
         const llsmtp_param *p = &params.v[i];
         if ((ext & LLSMTP_EXT_SIZE) && sess_key_is(p, "size")) {
@@ -1990,7 +2065,7 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
                                 "Message size exceeds fixed maximum message "
                                 "size");
             }
-            s->pend_size = v;
+            s->pend.size = v;
         } else if ((ext & LLSMTP_EXT_AUTH) && sess_key_is(p, "auth")) {
             /* RFC 4954 5: AUTH=<> or AUTH=xtext; the host decides. A
              * bare "AUTH" has no value at all: a syntax error. */
@@ -2005,20 +2080,20 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
                    sess_key_is(p, "body")) {
             /* RFC 6152, RFC 3030 3 */
             if (p->value.n == 4 && llsmtp__ieq(p->value.p, "7bit", 4))
-                s->pend_body = 7;
+                s->pend.body = 7;
             else if ((ext & LLSMTP_EXT_8BITMIME) && p->value.n == 8 &&
                      llsmtp__ieq(p->value.p, "8bitmime", 8))
-                s->pend_body = 8;
+                s->pend.body = 8;
             else if ((ext & LLSMTP_EXT_BINARYMIME) &&
                      (ext & LLSMTP_EXT_CHUNKING) && p->value.n == 10 &&
                      llsmtp__ieq(p->value.p, "binarymime", 10))
-                s->pend_body = 9;
+                s->pend.body = 9;
             else
                 return sess_err(s, 501, "5.5.4", "Bad BODY value");
         } else if ((ext & LLSMTP_EXT_SMTPUTF8) && sess_key_is(p, "smtputf8")) {
             if (p->value.p != NULL) /* RFC 6531 3.4: no value */
                 return sess_err(s, 501, "5.5.4", "SMTPUTF8 takes no value");
-            s->pend_utf8 = 1;
+            s->pend.utf8 = 1;
         } else if ((ext & LLSMTP_EXT_DSN) && sess_key_is(p, "ret")) {
             /* RFC 3461 4.3 */
             if (!(p->value.n == 4 && llsmtp__ieq(p->value.p, "full", 4)) &&
@@ -2036,7 +2111,7 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
                 return rc;
         }
     }
-    if ((path.flags & LLSMTP_PATH_UTF8) && !s->pend_utf8)
+    if ((path.flags & LLSMTP_PATH_UTF8) && !s->pend.utf8)
         return sess_say(s, 553, "5.6.7",
                         "Non-ASCII address requires the SMTPUTF8 parameter");
     sess_default_reply(&r, 250, "2.1.0");
@@ -2073,7 +2148,7 @@ sess_relay_denied(llsmtp_server *s, const llsmtp_path *path)
     rc = sess_put(s, code, enh, sp, np);
     if (rc < 0)
         return rc;
-    s->rcpt_tried++;
+    s->tx.rcpt_tried++;
     if (s->cb->on_relay_denied != NULL) {
         int cbrc;
         SESS_CALL(s, cbrc, s->cb->on_relay_denied(s, path));
@@ -2095,25 +2170,25 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
     size_t i;
     int rc, done, cbrc = LLSMTP_CB_OK;
 
-    if (!s->in_mail)
+    if (!s->tx.in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
     /* RFC 3030 2: the recipients come before the data. Once a chunk has
      * been accepted the recipient list is fixed (in LMTP it is also the
      * number of replies due at the end). */
-    if (s->msg == MSG_BDAT)
+    if (sess_in_bdat(s))
         return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
     rc = sess_parse_path_cmd(s, arg, 1, &path, &params, &done);
     if (done || rc != LLSMTP_OK)
         return rc;
-    if (s->rcpt_count >= s->cfg->max_rcpt) {
+    if (s->tx.rcpt_count >= s->cfg->max_rcpt) {
         /* RFC 5321 4.5.3.1.10: 452 lets the client retry the rest in
          * another transaction (4.5.3.1.8); a client pipelining more than
          * max_rcpt recipients does nothing wrong, so this is not counted
          * towards max_errors. */
-        s->rcpt_tried++;
+        s->tx.rcpt_tried++;
         return sess_say(s, 452, "4.5.3", "Too many recipients");
     }
-    if ((path.flags & LLSMTP_PATH_UTF8) && !s->smtputf8)
+    if ((path.flags & LLSMTP_PATH_UTF8) && !s->tx.smtputf8)
         return sess_say(s, 553, "5.6.7",
                         "Non-ASCII address requires the SMTPUTF8 parameter");
     for (i = 0; i < params.n; i++) {
@@ -2141,7 +2216,7 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
     if (s->cfg->relay != NULL) {
         int v = llsmtp_relay_check(s->cfg->relay,
                                    s->client.family ? &s->client : NULL,
-                                   s->authenticated, &path);
+                                   s->auth.authenticated, &path);
         if (v == LLSMTP_RELAY_DENIED)
             return sess_relay_denied(s, &path);
         s->rcpt_verdict = (signed char)v;
@@ -2160,20 +2235,20 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
     (void)arg; /* none: CMD_NO_ARG */
-    if (!s->in_mail)
+    if (!s->tx.in_mail)
         return sess_err(s, 503, "5.5.1", "Error: need MAIL command");
     /* RFC 3030 3: DATA and BDAT do not mix; BINARYMIME needs BDAT */
-    if (s->msg == MSG_BDAT)
+    if (sess_in_bdat(s))
         return sess_err(s, 503, "5.5.1", "Error: BDAT in progress");
-    if (s->body == 9)
+    if (s->tx.body == 9)
         return sess_err(s, 503, "5.5.1", "Error: BINARYMIME requires BDAT");
-    if (s->rcpt_count == 0) {
+    if (s->tx.rcpt_count == 0) {
         /* RFC 5321 3.3: 554 when every RCPT failed, 503 when none came. */
-        if (s->rcpt_tried)
+        if (s->tx.rcpt_tried)
             return sess_err(s, 554, "5.5.1", "Error: no valid recipients");
         return sess_err(s, 503, "5.5.1", "Error: need RCPT command");
     }
-    s->msg_cmd = MSG_DATA;
+    s->pend.msg_cmd = MSG_DATA;
     sess_default_reply(&r, 354, "");
     if (s->cb->on_data_start != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
@@ -2283,7 +2358,7 @@ sess_cmd_http(llsmtp_server *s, llsmtp_span arg)
     (void)arg;
     if (rc < 0)
         return rc;
-    s->phase = PH_CLOSED;
+    sess_enter(s, PH_CLOSED);
     return LLSMTP_CLOSE;
 }
 
@@ -2327,7 +2402,7 @@ static int
 sess_auth_abort(llsmtp_server *s, int code, const char *enh,
                 const char *text)
 {
-    s->auth_state = AUTH_NONE;
+    s->auth.state = AUTH_NONE;
     sess_auth_wipe(s);
     return sess_err(s, code, enh, text);
 }
@@ -2336,7 +2411,7 @@ static int
 sess_auth_prompt(llsmtp_server *s, int state, const char *b64)
 {
     llsmtp_span sp;
-    s->auth_state = (unsigned char)state;
+    s->auth.state = (unsigned char)state;
     sp.p = b64;
     sp.n = strlen(b64);
     return sess_put(s, 334, NULL, &sp, 1);
@@ -2349,7 +2424,7 @@ sess_auth_decide(llsmtp_server *s, const llsmtp_auth *cred)
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK, rc;
-    s->auth_is_step = 0;
+    s->auth.is_step = 0;
     sess_kind_default(LLSMTP_PENDING_AUTH, &r);
     if (s->cb->on_auth != NULL)
         SESS_CALL(s, cbrc, s->cb->on_auth(s, cred, &r));
@@ -2375,11 +2450,11 @@ sess_auth_hoststep(llsmtp_server *s, llsmtp_span data, int has_data)
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK;
-    s->auth_is_step = 1;
-    st.mechanism.p = s->auth_mech;
-    st.mechanism.n = strlen(s->auth_mech);
+    s->auth.is_step = 1;
+    st.mechanism.p = s->auth.mech;
+    st.mechanism.n = strlen(s->auth.mech);
     st.data = data;
-    st.step = s->auth_step++;
+    st.step = s->auth.step++;
     st.has_data = has_data;
     sess_kind_default(LLSMTP_PENDING_AUTH, &r);
     SESS_CALL(s, cbrc, s->cb->on_auth_step(s, &st, &r));
@@ -2393,9 +2468,9 @@ sess_cmd_auth(llsmtp_server *s, llsmtp_span arg)
     size_t m = 0;
     llsmtp_span mech, ir, data = {NULL, 0};
     int has_ir, is_plain, is_login;
-    if (s->authenticated)
+    if (s->auth.authenticated)
         return sess_err(s, 503, "5.5.1", "Error: already authenticated");
-    if (s->in_mail)
+    if (s->tx.in_mail)
         return sess_err(s, 503, "5.5.1",
                         "Error: MAIL transaction in progress");
     if (!sess_auth_offered(s))
@@ -2417,8 +2492,8 @@ sess_cmd_auth(llsmtp_server *s, llsmtp_span arg)
      * buffer, which may be where this line (and the name) still is. */
     is_plain = llsmtp__iequal(mech.p, mech.n, "PLAIN", 5);
     is_login = llsmtp__iequal(mech.p, mech.n, "LOGIN", 5);
-    memcpy(s->auth_mech, mech.p, mech.n);
-    s->auth_mech[mech.n] = '\0';
+    memcpy(s->auth.mech, mech.p, mech.n);
+    s->auth.mech[mech.n] = '\0';
     if (has_ir && sess_auth_decode(s, ir, &data) != 0)
         return sess_auth_abort(s, 501, "5.5.2", "Cannot decode response");
     if (is_plain) {
@@ -2433,7 +2508,7 @@ sess_cmd_auth(llsmtp_server *s, llsmtp_span arg)
         /* an initial response is the user name */
         return sess_auth_login_user(s, data);
     }
-    s->auth_step = 0;
+    s->auth.step = 0;
     return sess_auth_hoststep(s, data, has_ir);
 }
 
@@ -2443,8 +2518,8 @@ sess_auth_login_user(llsmtp_server *s, llsmtp_span data)
     if (data.n == 0 || data.n > SESS_AUTH_USER_MAX ||
         !llsmtp__sasl_name_ok(data.p, data.n))
         return sess_auth_abort(s, 501, "5.5.2", "Invalid user name");
-    memcpy(s->auth_user, data.p, data.n);
-    s->auth_user_len = data.n;
+    memcpy(s->auth.user, data.p, data.n);
+    s->auth.user_len = data.n;
     llsmtp__wipe(s->line, s->line_cap);
     return sess_auth_prompt(s, AUTH_LOGIN_PASS,
                             llsmtp_sasl_login_pass_prompt);
@@ -2465,28 +2540,28 @@ sess_auth_line(llsmtp_server *s, const char *line, size_t len)
     } else if (sess_auth_decode(s, in, &data) != 0) {
         return sess_auth_abort(s, 501, "5.5.2", "Cannot decode response");
     }
-    switch (s->auth_state) {
+    switch (s->auth.state) {
     case AUTH_PLAIN_WAIT:
-        s->auth_state = AUTH_NONE;
+        s->auth.state = AUTH_NONE;
         return sess_auth_plain(s, data);
     case AUTH_LOGIN_USER:
         return sess_auth_login_user(s, data);
     case AUTH_LOGIN_PASS: {
         llsmtp_auth cred;
-        s->auth_state = AUTH_NONE;
+        s->auth.state = AUTH_NONE;
         if (data.n == 0 || !llsmtp__sasl_name_ok(data.p, data.n))
             return sess_auth_abort(s, 501, "5.5.2", "Invalid password");
         memset(&cred, 0, sizeof cred);
         cred.mechanism.p = "LOGIN";
         cred.mechanism.n = 5;
         cred.authzid.p = "";
-        cred.user.p = s->auth_user;
-        cred.user.n = s->auth_user_len;
+        cred.user.p = s->auth.user;
+        cred.user.n = s->auth.user_len;
         cred.password = data;
         return sess_auth_decide(s, &cred);
     }
     default:
-        s->auth_state = AUTH_NONE;
+        s->auth.state = AUTH_NONE;
         return sess_auth_hoststep(s, data, 1);
     }
 }
@@ -2500,7 +2575,7 @@ sess_cmd_starttls(llsmtp_server *s, llsmtp_span arg)
     (void)arg; /* none: CMD_NO_ARG */
     if (s->tls_active)
         return sess_err(s, 503, "5.5.1", "Error: TLS already active");
-    if (s->in_mail)
+    if (s->tx.in_mail)
         return sess_err(s, 503, "5.5.1",
                         "Error: MAIL transaction in progress");
     sess_kind_default(LLSMTP_PENDING_STARTTLS, &r);
@@ -2516,7 +2591,7 @@ llsmtp_server_tls_started(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if (s->phase == PH_NEW && !s->pending) {
+    if (s->phase == PH_NEW && !s->pend.kind) {
         s->tls_active = 1; /* implicit TLS, before the greeting */
         return LLSMTP_OK;
     }
@@ -2524,10 +2599,10 @@ llsmtp_server_tls_started(llsmtp_server *s)
         return LLSMTP_E_STATE;
     /* RFC 3207 4.2: forget everything learnt in the clear */
     s->tls_active = 1;
-    s->phase = PH_CMD;
+    sess_enter(s, PH_CMD);
     s->helo = HELO_NONE;
-    s->authenticated = 0;
-    s->auth_state = AUTH_NONE;
+    s->auth.authenticated = 0;
+    s->auth.state = AUTH_NONE;
     s->line_len = 0;
     s->discarding = 0;
     s->sync_wait = 0;
@@ -2544,7 +2619,7 @@ llsmtp_server_tls_active(const llsmtp_server *s)
 int
 llsmtp_server_authenticated(const llsmtp_server *s)
 {
-    return s != NULL && s->authenticated;
+    return s != NULL && s->auth.authenticated;
 }
 
 /* ---- BDAT (RFC 3030) and ETRN (RFC 1985) ------------------------------- */
@@ -2556,42 +2631,42 @@ sess_bdat_end(llsmtp_server *s)
     llsmtp_span sp[2];
     char num[24];
     int rc;
-    s->phase = PH_CMD;
+    sess_enter(s, PH_CMD);
     /* the argument of the BDAT line this answers, rebuilt from what it
      * said (its digits may have had leading zeros) */
-    sess_u64(num, sizeof num, s->bdat_size, &sp[0]);
+    sess_u64(num, sizeof num, s->bdat.size, &sp[0]);
     memcpy(s->rv_keep, sp[0].p, sp[0].n);
     s->rv_keep_len = (unsigned char)sp[0].n;
-    if (s->bdat_last) {
+    if (s->bdat.last) {
         memcpy(s->rv_keep + sp[0].n, " LAST", 5);
         s->rv_keep_len = (unsigned char)(sp[0].n + 5);
     }
-    sess_rv_data(s, s->bdat_last ? LLSMTP_RI_MESSAGE : LLSMTP_RI_CHUNK, 1);
-    if (s->bdat_discard) {
+    sess_rv_data(s, s->bdat.last ? LLSMTP_RI_MESSAGE : LLSMTP_RI_CHUNK, 1);
+    if (s->bdat.discard) {
         /* refused at the BDAT line; the reply went out then */
-        s->bdat_discard = 0;
-        s->bdat_size = 0;
-        s->bdat_last = 0;
+        s->bdat.discard = 0;
+        s->bdat.size = 0;
+        s->bdat.last = 0;
         return LLSMTP_OK;
     }
-    if (s->bdat_last) {
-        s->bdat_last = 0;
-        s->bdat_size = 0;
+    if (s->bdat.last) {
+        s->bdat.last = 0;
+        s->bdat.size = 0;
         return sess_data_end(s); /* the message decision (RFC 3030 2) */
     }
-    if (s->dabort) {
+    if (s->data.abort) {
         /* over the size limit: the transaction is over; later chunks are
          * read and refused with 503 */
         rc = sess_say(s, 552, "5.3.4",
                       "Message size exceeds fixed maximum message size");
         sess_tx_reset(s);
-        s->bdat_size = 0;
+        s->bdat.size = 0;
         return rc;
     }
-    sess_u64(num, sizeof num, s->bdat_size, &sp[0]);
+    sess_u64(num, sizeof num, s->bdat.size, &sp[0]);
     sp[1].p = " octets received";
     sp[1].n = 16;
-    s->bdat_size = 0;
+    s->bdat.size = 0;
     return sess_put(s, 250, "2.0.0", sp, 2);
 }
 
@@ -2635,7 +2710,7 @@ sess_bdat_closing(llsmtp_server *s, const sess_bdat_close *c)
     if (rc < 0)
         return rc;
     sess_tx_reset(s);
-    s->phase = PH_CLOSED;
+    sess_enter(s, PH_CLOSED);
     return LLSMTP_CLOSE;
 }
 
@@ -2649,17 +2724,17 @@ static int
 sess_bdat_junk(llsmtp_server *s, uint64_t size)
 {
     int rc;
-    if (s->msg == MSG_BDAT && (rc = sess_tx_end(s)) < 0)
+    if (sess_in_bdat(s) && (rc = sess_tx_end(s)) < 0)
         return rc;
-    s->bdat_size = size;
-    s->bdat_left = size;
-    s->bdat_last = 0;
-    s->bdat_discard = 1;
-    s->phase = PH_BDAT;
+    s->bdat.size = size;
+    s->bdat.left = size;
+    s->bdat.last = 0;
+    s->bdat.discard = 1;
+    sess_enter(s, PH_BDAT);
     rc = sess_err(s, 501, "5.5.4", "Syntax: BDAT size [LAST]");
     if (rc != LLSMTP_OK) {
-        s->bdat_discard = 0;
-        s->bdat_left = 0;
+        s->bdat.discard = 0;
+        s->bdat.left = 0;
         return rc;
     }
     return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
@@ -2672,9 +2747,9 @@ static int
 sess_bdat_fits(llsmtp_server *s)
 {
     uint64_t max = s->cfg->max_size;
-    if (max == 0 || s->dabort)
+    if (max == 0 || s->data.abort)
         return LLSMTP_OK;
-    if (s->msg_size > max || s->bdat_size > max - s->msg_size)
+    if (s->data.size > max || s->bdat.size > max - s->data.size)
         return sess_abort(s, LLSMTP_ABORT_SIZE);
     return LLSMTP_OK;
 }
@@ -2713,29 +2788,29 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
          * the size is known, so it is read and dropped */
         return sess_bdat_junk(s, size);
     last = rest.n != 0;
-    s->bdat_size = size;
-    s->bdat_left = size;
-    s->bdat_last = (unsigned char)last;
-    s->bdat_discard = 0;
-    if (!s->in_mail)
+    s->bdat.size = size;
+    s->bdat.left = size;
+    s->bdat.last = (unsigned char)last;
+    s->bdat.discard = 0;
+    if (!s->tx.in_mail)
         err = "Error: need MAIL command";
-    else if (s->rcpt_count == 0 && s->rcpt_tried) {
+    else if (s->tx.rcpt_count == 0 && s->tx.rcpt_tried) {
         err_code = 554;
         err = "Error: no valid recipients";
-    } else if (s->rcpt_count == 0)
+    } else if (s->tx.rcpt_count == 0)
         err = "Error: need RCPT command";
     if (err != NULL) {
         /* the chunk is still read (and dropped) to stay in sync */
-        s->bdat_discard = 1;
-        s->phase = PH_BDAT;
+        s->bdat.discard = 1;
+        sess_enter(s, PH_BDAT);
         rc = sess_err(s, err_code, err_enh, err);
         if (rc != LLSMTP_OK)
             return rc;
         return size == 0 ? sess_bdat_end(s) : LLSMTP_OK;
     }
-    if (s->msg != MSG_BDAT) {
+    if (!sess_in_bdat(s)) {
         /* the first chunk: the host opens the message */
-        s->msg_cmd = MSG_BDAT;
+        s->pend.msg_cmd = MSG_BDAT;
         sess_default_reply(&r, 354, "");
         if (s->cb->on_data_start != NULL)
             SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
@@ -2743,11 +2818,11 @@ sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         if (rc != LLSMTP_OK)
             return rc;
     } else {
-        s->phase = PH_BDAT;
+        sess_enter(s, PH_BDAT);
         if ((rc = sess_bdat_fits(s)) != LLSMTP_OK)
             return rc;
     }
-    if (s->phase == PH_BDAT && s->bdat_left == 0)
+    if (s->phase == PH_BDAT && s->bdat.left == 0)
         return sess_bdat_end(s);
     return LLSMTP_OK;
 }
@@ -2758,7 +2833,7 @@ sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
     llsmtp_reply r;
     int cbrc = LLSMTP_CB_OK;
     size_t k;
-    if (s->in_mail)
+    if (s->tx.in_mail)
         return sess_err(s, 503, "5.5.1",
                         "Error: MAIL transaction in progress");
     /* RFC 1985: "domain", "@domain" (and subdomains), "#queue" */
@@ -2987,16 +3062,16 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     s->rv_phase = LLSMTP_RI_COMMAND;
     /* RFC 4954 4: the client waits for each challenge or the outcome
      * before its next SASL response */
-    sess_sync_mark(s, s->auth_state != AUTH_NONE);
+    sess_sync_mark(s, sess_in_auth(s));
     if (truncated || n > s->line_cap) {
         /* Only the first bytes of a truncated line are kept: enough to
          * tell an AUTH line (RFC 4954 4: 500 5.5.6). */
         s->discarding = 0;
         if ((s->cfg->extensions & LLSMTP_EXT_AUTH) &&
-            (s->auth_state != AUTH_NONE ||
+            (sess_in_auth(s) ||
              (n >= 5 && llsmtp__ieq(line, "auth ", 5)))) {
             s->rv_verb = "AUTH";
-            if (s->auth_state != AUTH_NONE)
+            if (sess_in_auth(s))
                 s->rv_phase = LLSMTP_RI_AUTH_STEP;
             return sess_auth_abort(s, 500, "5.5.6",
                                    "Authentication exchange line is too "
@@ -3004,7 +3079,7 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
         }
         return sess_err(s, 500, "5.5.2", "Error: line too long");
     }
-    if (s->auth_state != AUTH_NONE) {
+    if (sess_in_auth(s)) {
         s->rv_verb = "AUTH"; /* a SASL response: never its text */
         s->rv_phase = LLSMTP_RI_AUTH_STEP;
     }
@@ -3012,12 +3087,12 @@ sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     if (len && line[len - 1] == '\r') {
         len--;
     } else if (s->cfg->bare_lf == LLSMTP_BARE_LF_REJECT) {
-        if (s->auth_state != AUTH_NONE)
+        if (sess_in_auth(s))
             return sess_auth_abort(s, 500, "5.5.2",
                                    "Error: bare <LF> received");
         return sess_err(s, 500, "5.5.2", "Error: bare <LF> received");
     }
-    if (s->auth_state != AUTH_NONE)
+    if (sess_in_auth(s))
         return sess_auth_line(s, line, len);
     for (v = 0; v < len && line[v] != ' '; v++)
         ;
@@ -3085,7 +3160,7 @@ llsmtp__scan_crlf(const char *p, const char *end)
 static int
 sess_over_size(const llsmtp_server *s)
 {
-    return s->cfg->max_size != 0 && s->msg_size > s->cfg->max_size;
+    return s->cfg->max_size != 0 && s->data.size > s->cfg->max_size;
 }
 
 /* Delivers a piece of the message (or counts it when abandoned). Over
@@ -3097,25 +3172,25 @@ static int
 sess_emit(llsmtp_server *s, const char *p, size_t n)
 {
     int cbrc = LLSMTP_CB_OK;
-    if (n == 0 || s->dabort)
+    if (n == 0 || s->data.abort)
         return LLSMTP_OK;
-    if (s->cfg->max_size && s->msg_size + n > s->cfg->max_size) {
-        size_t fits = s->msg_size < s->cfg->max_size
-                          ? (size_t)(s->cfg->max_size - s->msg_size)
+    if (s->cfg->max_size && s->data.size + n > s->cfg->max_size) {
+        size_t fits = s->data.size < s->cfg->max_size
+                          ? (size_t)(s->cfg->max_size - s->data.size)
                           : 0;
-        s->msg_size += n;
+        s->data.size += n;
         n = fits;
         if (n == 0)
             return sess_abort(s, LLSMTP_ABORT_SIZE);
     }
     if (!sess_over_size(s))
-        s->msg_size += n;
+        s->data.size += n;
     if (s->cb->on_data != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data(s, p, n));
     if (cbrc == LLSMTP_CB_PENDING) {
         /* resume abandons the message if this was its last piece that
          * fitted (sess_over_size) */
-        s->pending = LLSMTP_PENDING_DATA;
+        s->pend.kind = LLSMTP_PENDING_DATA;
         return LLSMTP_PAUSED;
     }
     if (cbrc != LLSMTP_CB_OK)
@@ -3129,9 +3204,9 @@ sess_emit(llsmtp_server *s, const char *p, size_t n)
 static int
 sess_bare(llsmtp_server *s, int is_cr)
 {
-    if (s->cfg->bare_lf != LLSMTP_BARE_LF_REJECT || s->dabort)
+    if (s->cfg->bare_lf != LLSMTP_BARE_LF_REJECT || s->data.abort)
         return LLSMTP_OK;
-    s->dbare_cr = (unsigned char)is_cr;
+    s->data.bare_cr = (unsigned char)is_cr;
     return sess_abort(s, LLSMTP_ABORT_BARE_LF);
 }
 
@@ -3142,32 +3217,32 @@ sess_data_end(llsmtp_server *s)
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_CB_OK, rc;
-    sess_rv_data(s, LLSMTP_RI_MESSAGE, s->msg == MSG_BDAT);
-    if (s->dabort) {
+    sess_rv_data(s, LLSMTP_RI_MESSAGE, sess_in_bdat(s));
+    if (s->data.abort) {
         if (s->cfg->flags & LLSMTP_CFG_LMTP) {
             /* every recipient hears the same refusal (RFC 2033 4.2) */
             llsmtp_reply e = LLSMTP_REPLY_INIT;
-            if (s->dabort == LLSMTP_ABORT_SIZE)
+            if (s->data.abort == LLSMTP_ABORT_SIZE)
                 llsmtp_reply_set(&e, 552, "5.3.4",
                                  "Message size exceeds fixed maximum "
                                  "message size");
             else
                 llsmtp_reply_set(&e, 550, "5.5.2",
-                                 s->dbare_cr ? "Message contains bare CR"
+                                 s->data.bare_cr ? "Message contains bare CR"
                                              : "Message contains bare LF");
             return sess_lmtp_start(s, &e);
         }
-        if (s->dabort == LLSMTP_ABORT_SIZE)
+        if (s->data.abort == LLSMTP_ABORT_SIZE)
             rc = sess_say(s, 552, "5.3.4",
                           "Message size exceeds fixed maximum message size");
         else
             rc = sess_say(s, 550, "5.5.2",
-                          s->dbare_cr ? "Message contains bare CR"
+                          s->data.bare_cr ? "Message contains bare CR"
                                       : "Message contains bare LF");
         if (rc < 0)
             return rc;
         sess_tx_reset(s);
-        s->phase = PH_CMD;
+        sess_enter(s, PH_CMD);
         return LLSMTP_OK;
     }
     sess_default_reply(&r, 250, "2.6.0");
@@ -3183,7 +3258,7 @@ static int
 sess_data(llsmtp_server *s, const char *buf, size_t n, size_t *used)
 {
     const char *p = buf, *end = buf + n, *run = buf;
-    int st = s->dstate, rc = LLSMTP_OK, cr_in_run = 0;
+    int st = s->data.state, rc = LLSMTP_OK, cr_in_run = 0;
     int policy = s->cfg->bare_lf;
 
 #define FLUSH_TO(x)                                                          \
@@ -3314,7 +3389,7 @@ sess_data(llsmtp_server *s, const char *buf, size_t n, size_t *used)
                         goto out;
                     }
                     p++;
-                    s->dstate = D_BOL;
+                    s->data.state = D_BOL;
                     *used = (size_t)(p - buf);
                     return sess_data_end(s);
                 }
@@ -3355,7 +3430,7 @@ out:
 #undef FLUSH_TO
 #undef EMIT_STATIC
 #undef CHECK
-    s->dstate = (unsigned char)st;
+    s->data.state = (unsigned char)st;
     *used = (size_t)(p - buf);
     (void)run;
     return rc;
@@ -3542,7 +3617,7 @@ sess_proxy(llsmtp_server *s, const char *buf, size_t n, size_t *used)
     if (ok == 0) {
         /* not a PROXY header: close without a word (not SMTP yet) */
         s->line_len = 0;
-        s->phase = PH_CLOSED;
+        sess_enter(s, PH_CLOSED);
         return LLSMTP_CLOSE;
     }
     if (ok < 0)
@@ -3593,7 +3668,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         return LLSMTP_E_CALLBACK;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if (s->pending)
+    if (s->pend.kind)
         return LLSMTP_PAUSED;
     if (s->phase == PH_NEW)
         return LLSMTP_E_STATE;
@@ -3602,7 +3677,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         *used = len;
         return LLSMTP_TLS;
     }
-    if (s->lmtp_active && (rc = sess_lmtp_emit(s)) != LLSMTP_OK)
+    if (s->lmtp.active && (rc = sess_lmtp_emit(s)) != LLSMTP_OK)
         return rc; /* LMTP replies still waiting for room */
 
     while (i < len) {
@@ -3625,9 +3700,9 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
         if (s->phase == PH_BDAT) {
             /* RFC 3030: exactly bdat_left octets, byte-exact */
             k = len - i;
-            if ((uint64_t)k > s->bdat_left)
-                k = (size_t)s->bdat_left;
-            if ((uint64_t)k == s->bdat_left && sess_out_free(s) < s->reserve) {
+            if ((uint64_t)k > s->bdat.left)
+                k = (size_t)s->bdat.left;
+            if ((uint64_t)k == s->bdat.left && sess_out_free(s) < s->reserve) {
                 /* the chunk would end with no room for its reply: keep its
                  * last byte for after the host drains */
                 if (k <= 1) {
@@ -3636,14 +3711,14 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
                 }
                 k--;
             }
-            s->bdat_left -= k;
+            s->bdat.left -= k;
             i += k;
-            if (!s->bdat_discard) {
+            if (!s->bdat.discard) {
                 rc = sess_emit(s, buf + i - k, k);
                 if (rc != LLSMTP_OK)
                     break; /* paused after this piece, or failed */
             }
-            if (s->bdat_left == 0) {
+            if (s->bdat.left == 0) {
                 rc = sess_bdat_end(s);
                 if (rc != LLSMTP_OK)
                     break;
@@ -3661,7 +3736,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             rc = sess_say(s, 554, "5.5.0", "SMTP protocol synchronization");
             if (rc < 0)
                 break;
-            s->phase = PH_CLOSED;
+            sess_enter(s, PH_CLOSED);
             rc = LLSMTP_CLOSE;
             break;
         }
@@ -3698,7 +3773,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
             /* An AUTH line may carry credentials (RFC 4954 4 initial
              * response) whatever becomes of it: refused, too long,
              * cancelled. Once answered, its copy here is wiped. */
-            secret = s->auth_state != AUTH_NONE ||
+            secret = sess_in_auth(s) ||
                      (k >= 4 && llsmtp__ieq(s->line, "auth", 4));
             rc = sess_line(s, s->line, k, truncated);
             if (secret)
