@@ -8,9 +8,11 @@
 #                 bench/compare.sh then compares smtpd with smtp-sink
 # make run        example server on 127.0.0.1:2525
 
-MAJOR := 0
-MINOR := 1
-PATCH := 0
+# The version lives in include/llsmtp.h.
+llsmtp_version = $(shell sed -n 's/^\#define LLSMTP_VERSION_$(1) \([0-9]*\)$$/\1/p' include/llsmtp.h)
+MAJOR := $(call llsmtp_version,MAJOR)
+MINOR := $(call llsmtp_version,MINOR)
+PATCH := $(call llsmtp_version,PATCH)
 VERSION := $(MAJOR).$(MINOR).$(PATCH)
 
 CC ?= cc
@@ -32,8 +34,10 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 BUILD := build/san
 endif
 
-LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c lib/relay.c lib/base64.c lib/sasl.c lib/client.c
-LIB_HDRS := include/llsmtp.h lib/internal.h
+# The library's files: lib/modules.txt, which tools/amalgamate.sh reads too.
+LIB_FILES := $(shell sed 's/\#.*//' lib/modules.txt)
+LIB_SRCS := $(filter %.c,$(LIB_FILES))
+LIB_HDRS := include/llsmtp.h $(filter %.h,$(LIB_FILES))
 
 ALL_CFLAGS := $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Ilib $(CFLAGS)
 
@@ -42,7 +46,7 @@ ifeq ($(AMALG),1)
 LIB_OBJS := $(BUILD)/obj/llsmtp.o
 PIC_OBJS := $(BUILD)/pic/llsmtp.o
 AMALG_DIR := build/amalgamation
-$(AMALG_DIR)/llsmtp.c: $(LIB_SRCS) $(LIB_HDRS) tools/amalgamate.sh
+$(AMALG_DIR)/llsmtp.c: $(LIB_SRCS) $(LIB_HDRS) lib/modules.txt tools/amalgamate.sh
 	sh tools/amalgamate.sh $(AMALG_DIR)
 $(BUILD)/obj/llsmtp.o: $(AMALG_DIR)/llsmtp.c
 	@mkdir -p $(dir $@)
@@ -87,9 +91,9 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 # ---- tests ---------------------------------------------------------------
 
-TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client test_overread test_trust
+TEST_NAMES := test_reply test_path test_proxy test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client test_overread test_trust
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
-FUZZ_TARGETS := fuzz_server fuzz_model fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
+FUZZ_TARGETS := fuzz_server fuzz_model fuzz_proxy fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
