@@ -125,6 +125,14 @@ LLSMTP_INTERNAL size_t llsmtp__reply_write(char *out, size_t cap, int code,
                                            const llsmtp_span *parts,
                                            size_t nparts);
 
+/* The text of a host's reply as parts[0..3): its queue id and a space
+ * (when it has one, and id_any is set or the code is 2xx), then its text,
+ * or the code's generic text when it has none or is a default reply.
+ * Returns the number of parts. llsmtp_reply_format and the session's
+ * replies both render through it. */
+LLSMTP_INTERNAL size_t llsmtp__reply_parts(const llsmtp_reply *r, int id_any,
+                                           llsmtp_span *parts);
+
 /* Validates an enhanced status code against a reply code. */
 LLSMTP_INTERNAL int llsmtp__enhanced_check(int code, const char *e, size_t n);
 

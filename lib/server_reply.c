@@ -375,24 +375,11 @@ llsmtp__sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (r->is_default_) {
         rc = sess_put_default(s, kind, r, arg);
     } else {
+        /* the host's reply, rendered as llsmtp_reply_format renders it,
+         * except that a queue id means success: printed on 2xx only */
         llsmtp_span sp[3];
-        size_t np = 0;
-        const char *enh = r->enhanced;
-        if (r->id_len && r->code / 100 == 2) { /* a queue id means success */
-            sp[np].p = r->id;
-            sp[np++].n = r->id_len;
-            sp[np].p = " ";
-            sp[np++].n = 1;
-        }
-        if (r->has_text_) {
-            sp[np].p = r->text;
-            sp[np++].n = r->text_len;
-        } else {
-            sp[np].p = llsmtp__reply_generic_text(r->code);
-            sp[np].n = strlen(sp[np].p);
-            np++;
-        }
-        rc = llsmtp__sess_put(s, r->code, enh, sp, np);
+        size_t np = llsmtp__reply_parts(r, 0, sp);
+        rc = llsmtp__sess_put(s, r->code, r->enhanced, sp, np);
     }
     return rc;
 }
