@@ -1,5 +1,6 @@
 # llsmtp - build, test, fuzz, bench. GNU make.
 # make            static + shared library in build/
+# make unit       cmocka unit and transcript suites only (after every edit)
 # make test       cmocka suite (runs `make deps` itself when root and missing)
 # make test SANITIZE=1   the same under ASan + UBSan
 # make valgrind   the suite under valgrind --error-exitcode=1
@@ -61,7 +62,7 @@ LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
 PIC_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/pic/%.o)
 endif
 
-.PHONY: all static shared test check valgrind fuzz fuzz-run fuzz-smoke \
+.PHONY: all static shared test unit check valgrind fuzz fuzz-run fuzz-smoke \
         fuzz-regress bench examples run deps clean amalgamation \
         test-amalgamation install uninstall check-symbols check-switches \
         lint coverage check-builds test-install
@@ -95,14 +96,20 @@ TEST_NAMES := test_reply test_path test_proxy test_server test_transcripts test_
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
 FUZZ_TARGETS := fuzz_server fuzz_model fuzz_proxy fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
-TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
+TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 TEST_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
+# tests/harness.c: the recording host every suite links (tests/harness.h).
+$(BUILD)/tests/harness.o: tests/harness.c tests/harness.h include/llsmtp.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a \
-	    $(LDFLAGS) $(TEST_LIBS)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
+    $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< $(BUILD)/tests/harness.o -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TEST_LIBS)
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
@@ -148,6 +155,16 @@ test check: check-deps
 	@$(MAKE) --no-print-directory test-run
 
 test-build: $(TEST_BINS) $(REPLAY_BINS) examples
+
+# The loop after every edit: the cmocka unit and transcript suites only
+# (no package installation, no fuzz replays, no integration tests).
+unit: $(TEST_BINS)
+	@fail=0; for t in $(TEST_BINS); do \
+	    (cd tests && ../$$t >../$$t.log 2>&1) || \
+	        { fail=1; cat $$t.log; echo "FAILED: $$t"; }; \
+	done; \
+	[ $$fail = 0 ] && echo "unit: $(words $(TEST_BINS)) suites passed"; \
+	exit $$fail
 
 # Unit and transcript tests, the fuzz corpora replayed as plain tests,
 # then the integration tests against the real example server.
@@ -473,10 +490,11 @@ CROSS_BINS = $(patsubst %,$(BUILD)/tests/%$(EXE),$(filter-out $(CROSS_SKIP),$(TE
              $(BUILD)/examples/hello$(EXE)
 cross-build: $(CROSS_BINS)
 
-$(BUILD)/tests/%.exe: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
+$(BUILD)/tests/%.exe: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
+    $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a \
-	    $(LDFLAGS) $(TEST_LIBS)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< $(BUILD)/tests/harness.o -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TEST_LIBS)
 
 $(BUILD)/tests/replay_%.exe: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
