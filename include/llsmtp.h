@@ -339,8 +339,11 @@ enum llsmtp_cfg_flag {
      * everything it read so far has been fed. Improper: anything in the
      * same read after a line that ends a group (RFC 2920 3.1): EHLO,
      * HELO, LHLO, DATA, VRFY, EXPN, TURN, QUIT, NOOP, STARTTLS, ETRN, a
-     * SASL response, AUTH unless PLAIN or EXTERNAL with an initial
-     * response (RFC 4954 4); without PIPELINING in force, every line. */
+     * SASL response, AUTH without an initial response, and any line
+     * answered with 334 (RFC 4954 4: an initial response may be
+     * pipelined past only when the exchange ends in one round trip);
+     * without PIPELINING in force (RFC 5321 4.3.1), every line and the
+     * end of every message and chunk. */
     LLSMTP_CFG_SYNC_CHECK = 1u << 0,
     /* Reply 502 instead of 500 to unknown commands. */
     LLSMTP_CFG_502_UNKNOWN = 1u << 1,
@@ -481,7 +484,9 @@ typedef struct llsmtp_callbacks {
     /* Greeting. Default "220 <hostname> ESMTP <banner>". A 421 closes at
      * once; a 554 makes the session answer 503 until QUIT (RFC 5321 3.1). */
     int (*on_connect)(llsmtp_server *s, llsmtp_reply *r);
-    /* HELO/EHLO. domain: the argument as given. */
+    /* HELO/EHLO. domain: the argument as given. A 2xx set here replaces
+     * the first line only: the EHLO keywords still follow (the session
+     * acts on them), and no enhanced code is sent (RFC 2034 3). */
     int (*on_helo)(llsmtp_server *s, llsmtp_span domain, int is_ehlo,
                    llsmtp_reply *r);
     /* MAIL FROM. SIZE and BODY are already validated; other parameters

@@ -162,6 +162,7 @@ sess_auth_prompt(llsmtp_server *s, int state, const char *b64)
     s->auth.state = (unsigned char)state;
     sp.p = b64;
     sp.n = strlen(b64);
+    sess_sync_mark(s, 1); /* the client waits for a challenge */
     return llsmtp__sess_put(s, 334, NULL, &sp, 1);
 }
 

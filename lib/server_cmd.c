@@ -956,9 +956,11 @@ enum {
      * of other extensions unless they say otherwise: STARTTLS (RFC 3207
      * 4.2), ETRN (RFC 1985 says nothing otherwise) and AUTH */
     CMD_ENDS_GROUP = 1 << 0,
-    /* ... except (RFC 4954 4) with an initial response for a mechanism
-     * that completes in one round trip and negotiates no security layer:
-     * PLAIN and EXTERNAL (sess_ends_group) */
+    /* ... except with an initial response: RFC 4954 4 lets a client
+     * pipeline past one for a mechanism that completes in one round trip
+     * (PLAIN, EXTERNAL, ANONYMOUS, among others); the session cannot know
+     * every mechanism, so such a line ends no group and the 334 that
+     * continues an exchange does (sess_sync_mark at the challenge) */
     CMD_ENDS_GROUP_NO_IR = 1 << 1,
     CMD_CLOSES = 1 << 2,      /* handled first, before the sync check */
     CMD_REFUSED_OK = 1 << 3,  /* answered after a 554 greeting */
@@ -1084,9 +1086,6 @@ sess_ends_group(const sess_cmd *c, llsmtp_span arg)
         return (c->flags & CMD_ENDS_GROUP) != 0;
     for (m = 0; m < arg.n && arg.p[m] != ' '; m++)
         ;
-    if (!((m == 5 && llsmtp__ieq(arg.p, "plain", 5)) ||
-          (m == 8 && llsmtp__ieq(arg.p, "external", 8))))
-        return 1;
     return m == arg.n; /* (arg is trimmed) no initial response: 334 next */
 }
 
@@ -1117,23 +1116,6 @@ sess_cmd_refused(llsmtp_server *s, const sess_cmd *c, llsmtp_span arg,
     else
         return 0;
     return 1;
-}
-
-/* The sync check (RFC 2920 3.1): after a line that ends a group the
- * client must wait for its reply, so anything more in this input is
- * improper pipelining. Without PIPELINING in force every line ends one;
- * with it, a line refused before it is read as a command (empty, too
- * long, bare LF) does not, since nothing says which command it was. */
-static void
-sess_sync_mark(llsmtp_server *s, int ends_group)
-{
-    int piped;
-    if (!(s->cfg->flags & LLSMTP_CFG_SYNC_CHECK))
-        return;
-    piped = s->helo == HELO_EHLO &&
-            (s->cfg->extensions & LLSMTP_EXT_PIPELINING);
-    if (!piped || ends_group)
-        s->sync_wait = 1;
 }
 
 /* One complete command line, terminator included. */

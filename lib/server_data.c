@@ -112,6 +112,7 @@ llsmtp__sess_bdat_end(llsmtp_server *s)
     char num[24];
     int rc;
     sess_enter(s, PH_CMD);
+    sess_sync_mark(s, 0); /* RFC 5321 4.3.1: without PIPELINING, wait */
     /* the argument of the BDAT line this answers, rebuilt from what it
      * said (its digits may have had leading zeros) */
     llsmtp__sess_u64(num, sizeof num, s->bdat.size, &sp[0]);
@@ -587,6 +588,8 @@ llsmtp__sess_data(llsmtp_server *s, const char *buf, size_t n, size_t *used)
                     p++;
                     s->data.state = D_BOL;
                     *used = (size_t)(p - buf);
+                    /* RFC 5321 4.3.1: without PIPELINING, wait */
+                    sess_sync_mark(s, 0);
                     return sess_data_end(s);
                 }
                 p++;

@@ -203,6 +203,24 @@ sess_in_auth(const llsmtp_server *s)
 }
 
 /* Calls a deciding callback with the re-entrancy guard set. */
+/* The sync check (RFC 2920 3.1): after a line that ends a group the
+ * client must wait for its reply, so anything more in this input is
+ * improper pipelining. Without PIPELINING in force every line ends one
+ * (RFC 5321 4.3.1), and so does the end of a message or chunk; with it, a
+ * line refused before it is read as a command (empty, too long, bare LF)
+ * does not, since nothing says which command it was. */
+static inline void
+sess_sync_mark(llsmtp_server *s, int ends_group)
+{
+    int piped;
+    if (!(s->cfg->flags & LLSMTP_CFG_SYNC_CHECK))
+        return;
+    piped = s->helo == HELO_EHLO &&
+            (s->cfg->extensions & LLSMTP_EXT_PIPELINING);
+    if (!piped || ends_group)
+        s->sync_wait = 1;
+}
+
 #define SESS_CALL(s, rcvar, expr)                                            \
     do {                                                                     \
         (s)->in_cb = 1;                                                      \

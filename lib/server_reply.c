@@ -278,15 +278,12 @@ llsmtp__sess_text_greeting(const llsmtp_server *s, sess_parts *ps,
     }
 }
 
-/* HELO's "<host> Hello <arg>"; EHLO (and LHLO) add a line per keyword
- * on offer, from sess_ext_rows. */
-void
-llsmtp__sess_text_ehlo(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg)
+/* After EHLO/LHLO accepted: "\n" and a keyword per extension on offer
+ * (RFC 5321 4.1.1.1), from sess_ext_rows, whoever wrote the first line. */
+static void
+sess_ehlo_keywords(const llsmtp_server *s, sess_parts *ps)
 {
     size_t i;
-    sess_parts_add(ps, s->cfg->hostname);
-    sess_parts_add(ps, " Hello ");
-    sess_part(ps, arg.p, arg.n);
     for (i = 0; s->pend.ehlo && i < SESS_EXT_ROWS; i++) {
         const sess_ext_row *row = &sess_ext_rows[i];
         if (!llsmtp__sess_ext_on(s, row->ext))
@@ -306,6 +303,16 @@ llsmtp__sess_text_ehlo(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg)
             sess_part(ps, v.p, v.n);
         }
     }
+}
+
+/* HELO's "<host> Hello <arg>"; EHLO (and LHLO) add the keywords. */
+void
+llsmtp__sess_text_ehlo(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg)
+{
+    sess_parts_add(ps, s->cfg->hostname);
+    sess_parts_add(ps, " Hello ");
+    sess_part(ps, arg.p, arg.n);
+    sess_ehlo_keywords(s, ps);
 }
 
 /* Writes the library's default reply for a decision kind. */
@@ -362,6 +369,7 @@ llsmtp__sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     if (s->cb->on_reply != NULL)
         sess_report(s, 334, NULL, tail, w + 6);
     s->auth.state = AUTH_STEP;
+    sess_sync_mark(s, 1); /* the client waits for a challenge */
     return LLSMTP_OK;
 }
 
@@ -377,9 +385,25 @@ llsmtp__sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     } else {
         /* the host's reply, rendered as llsmtp_reply_format renders it,
          * except that a queue id means success: printed on 2xx only */
-        llsmtp_span sp[3];
-        size_t np = llsmtp__reply_parts(r, 0, sp);
-        rc = llsmtp__sess_put(s, r->code, r->enhanced, sp, np);
+        llsmtp_span sp[SESS_EHLO_PARTS];
+        sess_parts ps;
+        const char *enh = r->enhanced;
+        ps.v = sp;
+        ps.cap = sizeof sp / sizeof sp[0];
+        ps.full = 0;
+        ps.n = llsmtp__reply_parts(r, 0, sp);
+        if (kind == LLSMTP_PENDING_HELO && r->code / 100 == 2) {
+            /* The host's own greeting line: the keywords still follow,
+             * since the session acts on them whatever the text says,
+             * and RFC 2034 3 puts no enhanced code on a HELO/EHLO
+             * reply. */
+            sess_ehlo_keywords(s, &ps);
+            enh = NULL;
+        }
+        if (ps.full)
+            return llsmtp__sess_fail(s, NULL,
+                                     LLSMTP_E_BUFFER); /* cannot happen */
+        rc = llsmtp__sess_put(s, r->code, enh, sp, ps.n);
     }
     return rc;
 }
