@@ -299,8 +299,7 @@ llsmtp__sess_fail(llsmtp_server *s, const char *cb, int err)
     if (s->phase != PH_CLOSED)
         (void)llsmtp__sess_say_host(
             s, 421, "4.3.0",
-            "Service not available, closing transmission "
-            "channel");
+            "Service not available, closing transmission channel");
     sess_enter(s, PH_CLOSED);
     return err;
 }

@@ -1145,9 +1145,7 @@ llsmtp__sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
             if (sess_in_auth(s))
                 s->rv_phase = LLSMTP_RI_AUTH_STEP;
             return llsmtp__sess_auth_abort(
-                s, 500, "5.5.6",
-                "Authentication exchange line is too "
-                "long");
+                s, 500, "5.5.6", "Authentication exchange line is too long");
         }
         return llsmtp__sess_err(s, 500, "5.5.2", "Error: line too long");
     }

@@ -202,7 +202,6 @@ sess_in_auth(const llsmtp_server *s)
     return s->auth.state != AUTH_NONE;
 }
 
-/* Calls a deciding callback with the re-entrancy guard set. */
 /* The sync check (RFC 2920 3.1): after a line that ends a group the
  * client must wait for its reply, so anything more in this input is
  * improper pipelining. Without PIPELINING in force every line ends one
@@ -221,6 +220,7 @@ sess_sync_mark(llsmtp_server *s, int ends_group)
         s->sync_wait = 1;
 }
 
+/* Calls a deciding callback with the re-entrancy guard set. */
 #define SESS_CALL(s, rcvar, expr)                                            \
     do {                                                                     \
         (s)->in_cb = 1;                                                      \
@@ -228,7 +228,7 @@ sess_sync_mark(llsmtp_server *s, int ends_group)
         (s)->in_cb = 0;                                                      \
     } while (0)
 
-
+/* Free room in the output queue. */
 static inline size_t
 sess_out_free(const llsmtp_server *s)
 {

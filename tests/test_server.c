@@ -14,7 +14,7 @@
 
 #include "harness.h"
 
-/* lib/server.c's tables (LLSMTP_TEST_INTERNALS in the amalgamation) */
+/* lib/server_cmd.c's tables (LLSMTP_TEST_INTERNALS in the amalgamation) */
 int llsmtp__server_kind_row(size_t i, const char **cb);
 const char *llsmtp__server_cmd_row(size_t i);
 
