@@ -14,6 +14,10 @@
 
 #include "harness.h"
 
+/* lib/server_cmd.c's tables (LLSMTP_TEST_INTERNALS in the amalgamation) */
+int llsmtp__server_kind_row(size_t i, const char **cb);
+const char *llsmtp__server_cmd_row(size_t i);
+
 static llsmtp_config
 cfg_default(const llsmtp_callbacks *cb)
 {
@@ -866,6 +870,42 @@ test_452_not_an_error(void **state)
     th_host_free(&h);
 }
 
+/* The decision-kind table is indexed by enum llsmtp_pending: its rows
+ * must be in enum order, one per value (C++ has no designated array
+ * initialisers to say so in the table itself). */
+static void
+test_kind_table_in_enum_order(void **state)
+{
+    static const char *const names[] = {
+        "none",    "on_connect", "on_helo",  "on_mail_from", "on_rcpt",
+        "on_data_start", "on_data", "on_data_end", "on_rset", "on_vrfy",
+        "on_expn", "on_help",    "on_turn",  "on_quit",      "on_auth",
+        "on_starttls", "on_etrn"};
+    size_t i;
+    const char *cb = NULL;
+    (void)state;
+    for (i = 0; llsmtp__server_kind_row(i, &cb) >= 0; i++) {
+        assert_int_equal(llsmtp__server_kind_row(i, NULL), (int)i);
+        assert_true(i < sizeof names / sizeof names[0]);
+        assert_string_equal(cb, names[i]);
+    }
+    assert_int_equal(i, LLSMTP_PENDING_ETRN + 1);
+    assert_int_equal(i, sizeof names / sizeof names[0]);
+}
+
+/* Each verb has one row of the command table. */
+static void
+test_cmd_table_verbs_unique(void **state)
+{
+    size_t i, j;
+    (void)state;
+    assert_non_null(llsmtp__server_cmd_row(0));
+    for (i = 0; llsmtp__server_cmd_row(i) != NULL; i++)
+        for (j = i + 1; llsmtp__server_cmd_row(j) != NULL; j++)
+            assert_true(strcmp(llsmtp__server_cmd_row(i),
+                               llsmtp__server_cmd_row(j)) != 0);
+}
+
 int
 main(void)
 {
@@ -891,6 +931,8 @@ main(void)
         cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),
         cmocka_unit_test(test_452_not_an_error),
+        cmocka_unit_test(test_kind_table_in_enum_order),
+        cmocka_unit_test(test_cmd_table_verbs_unique),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
