@@ -1905,7 +1905,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
     if (has_ir) {
         ir = a + mn + 1;
         irn = an - mn - 1;
-        while (irn && ir[0] == ' ') /* blanks tolerated, as elsewhere */
+        /* blanks (spaces, tabs) tolerated, as around every argument */
+        while (irn && (ir[0] == ' ' || ir[0] == '\t'))
             ir++, irn--;
     }
     for (i = 0; i < 8; i++)
