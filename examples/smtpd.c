@@ -89,7 +89,7 @@ typedef struct conn {
     char via[64];       /* behind a balancer: the balancer's address */
     char *held;         /* log lines held back: a health check's, maybe */
     size_t held_len;
-    int hold;           /* lines go to held until MAIL (or are dropped) */
+    int hold;           /* a check's: lines go to held (see slogf_) */
     char helo[256];
     int is_ehlo;
     char auth_user[256]; /* who authenticated, or "" */
@@ -211,10 +211,11 @@ log_release(struct conn *c)
     c->hold = 0;
 }
 
-/* A session's log line. --log-health-checks no: a session from a
- * --proxy-from address (the balancer's own check, e.g. HAProxy's
- * "option smtpchk") keeps its lines until MAIL, and they are dropped
- * if it ends before. */
+/* A session's log line. --log-health-checks no: a session on a PROXY
+ * listener whose header named no client (v2 LOCAL, v1 UNKNOWN: the
+ * balancer's own check, e.g. HAProxy's "option smtpchk") keeps its lines
+ * while it says only EHLO/HELO/NOOP/RSET/QUIT and hears no 4xx/5xx
+ * (see on_reply); they are dropped if it ends so. */
 static void
 slogf_(struct conn *c, const char *fmt, ...)
 {
@@ -344,10 +345,11 @@ usage(FILE *f)
         "  --no-fsync             skip fsync (benchmarks only; UNSAFE: "
         "acknowledged mail may be lost)\n"
         "  --verbose              one log line per command and reply\n"
-        "  --log-health-checks yes|no  no: sessions from a --proxy-from "
-        "address that end\n"
-        "                         before MAIL (a balancer's checks) leave no "
-        "lines\n"
+        "  --log-health-checks yes|no  no: a PROXY LOCAL/UNKNOWN session "
+        "(a balancer's\n"
+        "                         check) that says only EHLO/HELO/NOOP/RSET/"
+        "QUIT and hears\n"
+        "                         no 4xx/5xx leaves no lines\n"
         "  --version              the library's version and whether TLS is "
         "built in\n"
         "  --help                 this text\n",
@@ -1776,11 +1778,11 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
         /* one line with both: the client, and the balancer it came by */
         if (llsmtp_server_client(s, &ip, &port)) {
             llsmtp_ip_format(&ip, c->peer, sizeof c->peer);
-            if (!proxy_trusted(&ip))
-                log_release(c); /* a real client, not a check */
         } else {
-            /* PROXY LOCAL (HAProxy's own check) or UNKNOWN */
+            /* PROXY LOCAL (HAProxy's own check) or UNKNOWN: held back
+             * until it does more than a check does */
             snprintf(c->peer, sizeof c->peer, "unknown");
+            c->hold = opt.quiet_checks;
         }
         slogf_(c, "session=%lu connect from %s via %s", c->sid, c->peer,
                c->via);
@@ -1817,6 +1819,14 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     const char *sp = ri->enhanced[0] != '\0' ? " " : "";
     char arg[ARG_SHOWN + 1], text[TEXT_SHOWN + 1], what[ARG_SHOWN + 40];
     int refused = ri->code >= 400 && ri->phase != LLSMTP_RI_GREETING;
+    if (c->hold &&
+        (ri->code >= 400 ||
+         (ri->phase != LLSMTP_RI_GREETING &&
+          !(ri->phase == LLSMTP_RI_COMMAND &&
+            (strcmp(verb, "EHLO") == 0 || strcmp(verb, "HELO") == 0 ||
+             strcmp(verb, "NOOP") == 0 || strcmp(verb, "RSET") == 0 ||
+             strcmp(verb, "QUIT") == 0)))))
+        log_release(c); /* more than a health check does: all of it */
     if (!refused && !opt.verbose)
         return;
     printable(arg, sizeof arg, ri->arg.p, ri->arg.n);
@@ -2264,7 +2274,6 @@ accept_clients(int li)
         c->header_deadline = time(NULL) + opt.proxy_timeout;
         if (ip.family != 0)
             llsmtp_server_set_client(c->s, &ip);
-        c->hold = opt.quiet_checks && proxy_trusted(&ip);
         /* before the greeting, which --verbose logs; behind a balancer
          * once the header has named the client (on_connect) */
         if (proxied)

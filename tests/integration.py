@@ -1193,9 +1193,10 @@ def logs_that_tie_together():
 
 @case
 def health_checks_logged_quietly():
-    # --log-health-checks no: sessions from a --proxy-from address (a
-    # PROXY LOCAL check, or a check on a direct port) that end before
-    # MAIL leave no line; real clients, and a check that sends MAIL, do
+    # --log-health-checks no: a balancer's check (a PROXY LOCAL header)
+    # that says only EHLO and QUIT leaves no line; a session on a direct
+    # port (even from the balancer's address), real clients, and a check
+    # that sends MAIL do
     pport = free_port()
     for quiet in (False, True):
         extra = ('--log-health-checks', 'no') if quiet else ()
@@ -1227,7 +1228,7 @@ def health_checks_logged_quietly():
             srv.proc.send_signal(signal.SIGTERM)  # the last lines out
             assert srv.proc.wait(timeout=60) == 0
             log = open(srv.log.name).read()
-            assert ('helo=haproxy' in log) != quiet and ('helo=check' in log) != quiet, log
+            assert ('helo=haproxy' in log) != quiet and 'helo=check' in log, log
             assert ('connect from unknown via 127.0.0.1' in log) != quiet, log
             # the sender's lines all there, in order, its connect first
             sid = [l for l in log.splitlines() if 'helo=sender' in l][0].split('session=')[1].split()[0]
@@ -1235,10 +1236,66 @@ def health_checks_logged_quietly():
             assert 'connect from 127.0.0.1' in lines[0] and 'S: 220' in lines[1] and \
                 'mail=<a@example.org>' in ''.join(lines) and lines[-1].endswith(' close'), lines
             assert 'connect from 127.0.0.6 via 127.0.0.1' in log, log
-            # (Server's own probe is a check too)
-            assert log.count(' connect from ') == (2 if quiet else 5), log
+            # (Server's own probe on the direct port is logged too)
+            assert log.count(' connect from ') == (4 if quiet else 5), log
         finally:
             srv.stop()
+
+
+@case
+def health_check_quieting_hides_only_checks():
+    # --log-health-checks no holds back only a session whose PROXY header
+    # named no client (v2 LOCAL, v1 UNKNOWN: what HAProxy's checks send),
+    # and only while it says EHLO/HELO/NOOP/RSET/QUIT and hears no
+    # 4xx/5xx: a password guesser inside --proxy-from (on a direct port,
+    # or named by the header) or behind a LOCAL header is logged whole
+    import base64
+    pport = free_port()
+    srv = Server('--listen', '127.0.0.1:%d,proxy' % pport, '--proxy-from', '127.0.0.0/29',
+                 '--log-health-checks', 'no', '--user', 'alice:s3cret', '--insecure-auth')
+
+    def auth(pw):
+        return b'AUTH PLAIN ' + base64.b64encode(b'\0alice\0' + pw) + b'\r\n'
+    try:
+        def session(src, port, header, script, codes):
+            s, f = raw_from(src, port)
+            if header:
+                s.sendall(header)
+            assert reply(f)[0] == 220
+            s.sendall(script)
+            got = [reply(f)[0] for _ in codes]
+            assert got == codes, (script, got)
+            f.close(); s.close()
+        # the checks: quiet
+        session('127.0.0.1', pport, proxy_v2(), b'EHLO chk1\r\nNOOP\r\nRSET\r\nQUIT\r\n',
+                [250, 250, 250, 221])
+        session('127.0.0.1', pport, b'PROXY UNKNOWN\r\n', b'HELO chk2\r\nQUIT\r\n', [250, 221])
+        # the rest: logged
+        session('127.0.0.1', pport, proxy_v2(), b'EHLO guess1\r\n' + auth(b'123456') +
+                auth(b'qwerty') + b'QUIT\r\n', [250, 535, 535, 221])
+        session('127.0.0.1', pport, proxy_v2(), b'EHLO good\r\n' + auth(b's3cret') + b'QUIT\r\n',
+                [250, 235, 221])
+        session('127.0.0.1', pport, proxy_v2(), b'EHLO vrfy\r\nVRFY alice\r\nQUIT\r\n',
+                [250, 252, 221])
+        session('127.0.0.1', pport, proxy_v2(), b'EHLO bogus\r\nBOGUS\r\nQUIT\r\n', [250, 500, 221])
+        session('127.0.0.1', pport, proxy_v1('127.0.0.4'), b'EHLO named\r\nQUIT\r\n', [250, 221])
+        session('127.0.0.3', srv.port, None, b'EHLO direct\r\n' + auth(b'letmein') + b'QUIT\r\n',
+                [250, 535, 221])
+        srv.proc.send_signal(signal.SIGTERM)  # the last lines out
+        assert srv.proc.wait(timeout=60) == 0
+        log = open(srv.log.name).read()
+        assert 'chk1' not in log and 'chk2' not in log, log
+        for helo in ('guess1', 'good', 'vrfy', 'bogus', 'named', 'direct'):
+            sid = [l for l in log.splitlines() if 'helo=%s' % helo in l][0] \
+                .split('session=')[1].split()[0]
+            lines = session_lines(log, sid)
+            assert ' connect from ' in lines[0] and lines[-1].endswith(' close'), (helo, lines)
+        assert log.count('cmd=AUTH arg=PLAIN reply=535') == 3, log
+        assert 'auth=alice' in log and 'cmd=- reply=500' in log, log
+        assert 'connect from 127.0.0.4 via 127.0.0.1' in log and \
+            'connect from 127.0.0.3' in log, log
+    finally:
+        srv.stop()
 
 
 @case
