@@ -2222,10 +2222,31 @@ accept_clients(int li)
         conn *c;
         llsmtp_ip ip;
         size_t sz;
+        char peer[sizeof c->peer];
         if (fd < 0)
             return;
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer,
+                      sizeof peer);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+                      peer, sizeof peer);
+        else
+            snprintf(peer, sizeof peer, "unknown");
+        if (llsmtp_ip_parse(peer, strlen(peer), &ip) != LLSMTP_OK)
+            memset(&ip, 0, sizeof ip);
+        if (proxied && !proxy_trusted(&ip)) {
+            /* not a balancer: its header would be believed (any client
+             * address, a --relay-net one too); no reply, not SMTP yet,
+             * and before the 421 below, which would name the host to
+             * whoever reaches the port */
+            logf_("session=%lu refused connection from %s: not a "
+                  "--proxy-from address (PROXY listener)", ++next_sid, peer);
+            close(fd);
+            continue;
+        }
         if ((int)nconns >= opt.max_clients || stop_flag) {
             char msg[300];
             int n = snprintf(msg, sizeof msg,
@@ -2248,26 +2269,7 @@ accept_clients(int li)
         c->fd = fd;
         c->sid = ++next_sid;
         c->etrn_fd = -1;
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
-                      c->peer, sizeof c->peer);
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-                      c->peer, sizeof c->peer);
-        else
-            snprintf(c->peer, sizeof c->peer, "unknown");
-        if (llsmtp_ip_parse(c->peer, strlen(c->peer), &ip) != LLSMTP_OK)
-            memset(&ip, 0, sizeof ip);
-        if (proxied && !proxy_trusted(&ip)) {
-            /* not a balancer: its header would be believed (any client
-             * address, a --relay-net one too); no reply, not SMTP yet */
-            logf_("session=%lu refused connection from %s: not a "
-                  "--proxy-from address (PROXY listener)", c->sid, c->peer);
-            free(c->s);
-            free(c);
-            close(fd);
-            continue;
-        }
+        memcpy(c->peer, peer, sizeof c->peer);
         llsmtp_server_init(c->s, sz, lc, c);
         c->proxied = proxied;
         c->awaiting_header = proxied;

@@ -926,6 +926,35 @@ def proxy_header_only_from_proxy_from_sources():
 
 
 @case
+def proxy_untrusted_refused_silently_when_full():
+    # every slot taken: a source outside --proxy-from on a PROXY listener
+    # is still closed without a word (no 421 naming the host) and logged
+    srv = Server('--proxy-protocol', '--proxy-from', '127.0.0.1/32', '--max-clients', '1')
+    try:
+        # Server's probe (no header) must have left its slot
+        assert wait_log(srv, 'no PROXY header from 127.0.0.1: closed by the peer'), \
+            open(srv.log.name).read()
+        b, fb = raw(srv.port)
+        b.sendall(proxy_v1('127.0.0.5'))
+        assert reply(fb)[0] == 220
+        s, f = raw_from('127.0.0.6', srv.port)
+        assert no_reply(f)
+        f.close(); s.close()
+        assert wait_log(srv, 'refused connection from 127.0.0.6: not a --proxy-from address'), \
+            open(srv.log.name).read()
+        # a balancer is told why, as before
+        s, f = raw(srv.port)
+        code, lines = reply(f)
+        assert code == 421 and 'Too many connections' in lines[0], lines
+        f.close(); s.close()
+        b.sendall(b'QUIT\r\n')
+        assert reply(fb)[0] == 221
+        fb.close(); b.close()
+    finally:
+        srv.stop()
+
+
+@case
 def proxy_per_listener():
     # one smtpd, a direct port (the office's submission) and a port
     # behind the balancer (ADDR:PORT,proxy)
