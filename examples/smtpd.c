@@ -2056,14 +2056,37 @@ feed(conn *c, const char *buf, size_t len)
         /* A v2 header on a direct listener (a balancer sent to the wrong
          * port): read as commands, its binary signature would end in a
          * "QUIT" line, logged as if the client had said it. Closed,
-         * never shown. */
-        c->spoke = 1;
-        if (len >= sizeof v2sig && memcmp(buf, v2sig, sizeof v2sig) == 0) {
+         * never shown. Its octets may come in several reads: while all
+         * that came is a prefix of the signature it is kept in hdr_seen
+         * (unused on a direct listener), not fed (the greeting's timeout
+         * bounds the wait). */
+        size_t have = c->hdr_seen_n, k = sizeof v2sig - have;
+        if (k > len)
+            k = len;
+        memcpy(c->hdr_seen + have, buf, k);
+        if (memcmp(c->hdr_seen, v2sig, have + k) == 0) {
+            if (have + k < sizeof v2sig) {
+                c->hdr_seen_n = have + k;
+                return 0;
+            }
             log_release(c);
             logf_("session=%lu PROXY v2 header from %s on a listener "
                   "without proxy: closed", c->sid, c->peer);
             c->closing = 1;
             return 0;
+        }
+        c->spoke = 1;
+        if (have > 0) {
+            /* the octets kept were no signature: fed before these */
+            char *p = malloc(have + len);
+            int rc;
+            if (p == NULL)
+                return -1;
+            memcpy(p, c->hdr_seen, have);
+            memcpy(p + have, buf, len);
+            rc = feed(c, p, have + len);
+            free(p);
+            return rc;
         }
     }
     if (c->awaiting_header && c->hdr_seen_n < sizeof c->hdr_seen) {

@@ -1221,6 +1221,39 @@ def logs_that_tie_together():
 
 
 @case
+def proxy_v2_header_split_on_a_direct_port():
+    # a v2 header on a direct port whose signature comes in pieces is
+    # not read as commands either (its "QUIT" line would end the
+    # session with 221); a client whose first read only looks like the
+    # signature's start (an empty line) is served as before
+    srv = Server('--verbose')
+    try:
+        hdr = proxy_v2('127.0.0.7')
+        for cut in (2, 4, 11):
+            s, f = raw(srv.port)
+            assert reply(f)[0] == 220
+            s.sendall(hdr[:cut])
+            time.sleep(0.3)  # two reads, most likely (one would pass too)
+            s.sendall(hdr[cut:] + b'EHLO x\r\n')
+            assert no_reply(f), cut
+            f.close(); s.close()
+        assert wait_log(srv, 'PROXY v2 header from 127.0.0.1 on a listener without proxy: closed',
+                        count=3), open(srv.log.name).read()
+        s, f = raw(srv.port)
+        assert reply(f)[0] == 220
+        s.sendall(b'\r\n')
+        time.sleep(0.3)
+        s.sendall(b'EHLO x\r\nQUIT\r\n')
+        assert [reply(f)[0] for _ in range(3)] == [500, 250, 221]
+        f.close(); s.close()
+        assert wait_log(srv, ' close', count=5)
+        log = open(srv.log.name).read()
+        assert log.count('C: QUIT') == 1 and 'C: EHLO x' in log, log
+    finally:
+        srv.stop()
+
+
+@case
 def health_checks_logged_quietly():
     # --log-health-checks no: a balancer's check (a PROXY LOCAL header)
     # that says only EHLO and QUIT leaves no line; a session on a direct
