@@ -122,7 +122,7 @@ typedef struct conn {
     int proxied;        /* came to a PROXY listener */
     int spoke;          /* the client's first octets came */
     int awaiting_header; /* its PROXY header is not complete yet */
-    time_t header_deadline;
+    long long header_deadline; /* mono_ms() */
     unsigned char hdr_seen[16]; /* the header's first octets: why it */
     size_t hdr_seen_n;          /* was refused, for the log */
 #ifdef HAVE_OPENSSL
@@ -164,6 +164,16 @@ static size_t nown;
 static long log_pid;
 static time_t log_sec = -1;
 static char log_ts[32];
+
+/* Milliseconds on a clock that never jumps: the PROXY header's and the
+ * drain's deadlines (whole seconds of time() fired up to 1 s early). */
+static long long
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static long
 self_pid(void)
@@ -1886,10 +1896,11 @@ arm_timer(conn *c)
 {
     unsigned sec = 0;
     if (c->awaiting_header) {
-        /* its own short deadline, never extended by a trickle of bytes:
-         * a silent or slow peer would hold a --max-clients slot for the
-         * greeting's 5 minutes */
-        c->deadline = c->header_deadline;
+        /* its own short deadline (header_deadline, which the loop
+         * watches), never extended by a trickle of bytes: a silent or
+         * slow peer would hold a --max-clients slot for the greeting's
+         * 5 minutes */
+        c->deadline = 0;
         return;
     }
     llsmtp_server_timeout(c->s, &sec);
@@ -2296,7 +2307,8 @@ accept_clients(int li)
         llsmtp_server_init(c->s, sz, lc, c);
         c->proxied = proxied;
         c->awaiting_header = proxied;
-        c->header_deadline = time(NULL) + opt.proxy_timeout;
+        c->header_deadline =
+            mono_ms() + (long long)opt.proxy_timeout * 1000;
         if (ip.family != 0)
             llsmtp_server_set_client(c->s, &ip);
         /* before the greeting, which --verbose logs; behind a balancer
@@ -2364,7 +2376,7 @@ main(int argc, char **argv)
     struct pollfd *pfds = NULL;
     size_t pcap = 0;
     static char rbuf[READ_BUF];
-    time_t stop_at = 0;
+    long long stop_at = 0; /* mono_ms() */
     size_t ndrain = 0; /* sessions when the drain began */
     struct sigaction sa;
 
@@ -2499,6 +2511,7 @@ main(int argc, char **argv)
         size_t k, np = 0, npolled;
         int more = 0;
         time_t now = time(NULL), next = 0;
+        long long now_ms = mono_ms(), hdr_next = 0;
         int timeout_ms;
         if (stop_flag && stop_at == 0) {
             /* each session gets 421 at its next transaction boundary;
@@ -2507,14 +2520,14 @@ main(int argc, char **argv)
                   opt.drain_timeout);
             ndrain = nconns;
             draining = 1;
-            stop_at = now + opt.drain_timeout;
+            stop_at = now_ms + (long long)opt.drain_timeout * 1000;
             for (i = 0; i < opt.nlisten; i++)
                 close(lfds[i]);
         }
         if (!opt.discard)
             queue_reap(now);
         if (stop_flag && ((nconns == 0 && queue_busy() == 0) ||
-                          now >= stop_at)) {
+                          now_ms >= stop_at)) {
             logf_("stopping: %zu sessions drained, %zu cut",
                   ndrain - nconns, nconns);
             for (k = 0; k < nconns; k++) {
@@ -2581,6 +2594,9 @@ main(int argc, char **argv)
             np++;
             if (c->deadline && (next == 0 || c->deadline < next))
                 next = c->deadline;
+            if (c->awaiting_header &&
+                (hdr_next == 0 || c->header_deadline < hdr_next))
+                hdr_next = c->header_deadline;
         }
         npolled = nconns; /* sessions accepted below were not polled */
         for (k = 0; k < nconns; k++) { /* ETRN scans after the sessions */
@@ -2594,6 +2610,8 @@ main(int argc, char **argv)
             }
         }
         timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
+        if (hdr_next && (timeout_ms < 0 || hdr_next - now_ms < timeout_ms))
+            timeout_ms = hdr_next > now_ms ? (int)(hdr_next - now_ms) : 0;
         if (!opt.discard && !stop_flag) {
             int q = queue_run(now); /* starts what is due */
             if (q >= 0 && (timeout_ms < 0 || q < timeout_ms))
@@ -2601,8 +2619,10 @@ main(int argc, char **argv)
         } else if (queue_busy() > 0 && timeout_ms < 0) {
             timeout_ms = 500;
         }
-        if (stop_flag)
+        if (stop_flag && (timeout_ms < 0 || timeout_ms > 1000))
             timeout_ms = 1000;
+        if (stop_at && (timeout_ms < 0 || stop_at - now_ms < timeout_ms))
+            timeout_ms = stop_at > now_ms ? (int)(stop_at - now_ms) : 0;
         if (more)
             timeout_ms = 0;
         fflush(stderr); /* the log: one write per loop, not per line */
@@ -2618,6 +2638,7 @@ main(int argc, char **argv)
                 pfds[k].revents = 0;
         }
         now = time(NULL);
+        now_ms = mono_ms();
         k = 0;
         if (!stop_flag)
             for (i = 0; i < opt.nlisten; i++, k++)
@@ -2689,7 +2710,8 @@ main(int argc, char **argv)
                         dead = 1;
                     }
                 }
-                if (!dead && c->awaiting_header && now >= c->deadline) {
+                if (!dead && c->awaiting_header &&
+                    now_ms >= c->header_deadline) {
                     /* closed without a word, as a bad header is */
                     log_release(c);
                     logf_("session=%lu no PROXY header from %s within %ds",

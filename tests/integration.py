@@ -1039,6 +1039,63 @@ def proxy_header_deadline_frees_slots():
         srv.stop()
 
 
+def no_reply_soon(f):
+    """Whether the server closed without a word (EOF or reset) before
+    any reply line; the reply, if any, is left to read."""
+    try:
+        return f.peek(1) == b''
+    except ConnectionResetError:
+        return True
+
+
+@case
+def proxy_header_deadline_is_never_early():
+    # --proxy-timeout 1: a header sent half a second after the connect is
+    # in time. The deadline was whole seconds of the wall clock, so it
+    # fired at the next second's turn, up to 1 s early, whenever another
+    # session woke the loop; it is counted in milliseconds now
+    pport = free_port()
+    srv = Server('--listen', '127.0.0.1:%d,proxy' % pport, '--proxy-from', '127.0.0.1',
+                 '--proxy-timeout', '1')
+    stop = []
+
+    def busy():  # wakes the loop every few milliseconds
+        s, f = raw(srv.port)
+        reply(f)
+        while not stop:
+            s.sendall(b'NOOP\r\n')
+            reply(f)
+            time.sleep(0.01)
+        s.sendall(b'QUIT\r\n')
+        reply(f)
+        f.close(); s.close()
+    t = threading.Thread(target=busy)
+    t.start()
+    try:
+        counted = 0
+        for _ in range(8):
+            # connect a quarter second before the wall clock's second turns
+            time.sleep((0.75 - time.time() % 1) % 1)
+            s, f = raw(pport)
+            t0 = time.monotonic()
+            time.sleep(0.5)
+            s.sendall(proxy_v1('127.0.0.9'))
+            sent = time.monotonic() - t0
+            code = reply(f)[0] if not no_reply_soon(f) else None
+            f.close(); s.close()
+            if sent > 0.8:
+                continue  # this host was too slow to tell: not counted
+            counted += 1
+            assert code == 220, 'a header %.2fs after the connect was refused: %s' % (
+                sent, open(srv.log.name).read()[-1000:])
+        if counted < 3:
+            raise Skip('the test itself ran too slowly to time its headers')
+    finally:
+        stop.append(1)
+        t.join(timeout=30)
+        srv.stop()
+
+
 @case
 def drain_on_sigterm():
     # SIGTERM: the listener closes; each session gets 421 4.3.2 at its
