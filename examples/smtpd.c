@@ -2335,6 +2335,22 @@ accept_clients(int li)
     }
 }
 
+/* SIGTERM seen: the listeners close, and each session gets 421 at its
+ * next transaction boundary (the loop); what is still open after the
+ * grace is cut. */
+static void
+drain_begin(long long now_ms, long long *stop_at, size_t *ndrain)
+{
+    int i;
+    logf_("stopping: draining %zu sessions for up to %ds", nconns,
+          opt.drain_timeout);
+    *ndrain = nconns;
+    draining = 1;
+    *stop_at = now_ms + (long long)opt.drain_timeout * 1000;
+    for (i = 0; i < opt.nlisten; i++)
+        close(lfds[i]);
+}
+
 static void
 on_signal(int sig)
 {
@@ -2508,25 +2524,14 @@ main(int argc, char **argv)
     policy.nown = nown;
 
     for (;;) {
-        size_t k, np = 0, npolled;
+        size_t k, np = 0, npolled, nlpolled = 0;
         int more = 0;
         time_t now = time(NULL), next = 0;
         long long now_ms = mono_ms(), hdr_next = 0;
         int timeout_ms;
-        if (stop_flag && stop_at == 0) {
-            /* each session gets 421 at its next transaction boundary;
-             * what is still open after the grace is cut */
-            logf_("stopping: draining %zu sessions for up to %ds", nconns,
-                  opt.drain_timeout);
-            ndrain = nconns;
-            draining = 1;
-            stop_at = now_ms + (long long)opt.drain_timeout * 1000;
-            for (i = 0; i < opt.nlisten; i++)
-                close(lfds[i]);
-        }
         if (!opt.discard)
             queue_reap(now);
-        if (stop_flag && ((nconns == 0 && queue_busy() == 0) ||
+        if (draining && ((nconns == 0 && queue_busy() == 0) ||
                           now_ms >= stop_at)) {
             logf_("stopping: %zu sessions drained, %zu cut",
                   ndrain - nconns, nconns);
@@ -2567,6 +2572,7 @@ main(int argc, char **argv)
                 pfds[np].fd = lfds[i];
                 pfds[np].events = POLLIN;
                 np++;
+                nlpolled++;
             }
         for (k = 0; k < nconns; k++) {
             conn *c = conns[k];
@@ -2623,8 +2629,8 @@ main(int argc, char **argv)
             timeout_ms = 1000;
         if (stop_at && (timeout_ms < 0 || stop_at - now_ms < timeout_ms))
             timeout_ms = stop_at > now_ms ? (int)(stop_at - now_ms) : 0;
-        if (more)
-            timeout_ms = 0;
+        if (more || (stop_flag && !draining))
+            timeout_ms = 0; /* the signal came meanwhile: drain now */
         fflush(stderr); /* the log: one write per loop, not per line */
         if (poll(pfds, (nfds_t)np, timeout_ms) < 0) {
             if (errno != EINTR) {
@@ -2639,11 +2645,12 @@ main(int argc, char **argv)
         }
         now = time(NULL);
         now_ms = mono_ms();
+        if (stop_flag && !draining) /* in this round: an idle session */
+            drain_begin(now_ms, &stop_at, &ndrain); /* hears it at once */
         k = 0;
-        if (!stop_flag)
-            for (i = 0; i < opt.nlisten; i++, k++)
-                if (pfds[k].revents & POLLIN)
-                    accept_clients(i);
+        for (i = 0; i < (int)nlpolled; i++, k++) /* polled, maybe closed */
+            if (!draining && (pfds[k].revents & POLLIN))
+                accept_clients(i);
         {
             size_t ci, base = k, nc = npolled;
             for (ci = 0; ci < nc; ci++) {

@@ -1150,6 +1150,35 @@ def drain_on_sigterm():
 
 
 @case
+def drain_tells_an_idle_session_in_the_round_of_the_signal():
+    # the drain began only in the loop round after the one SIGTERM woke,
+    # so an idle session heard its 421 when that round's 1 s poll ended;
+    # it is told in the round the signal woke now. Several tries, and one
+    # prompt answer is enough: a slow host may delay any of them (before,
+    # every one waited the full second)
+    waits = []
+    for _ in range(5):
+        srv = Server()
+        try:
+            s, f = raw(srv.port)
+            reply(f)
+            s.sendall(b'EHLO idle\r\n')
+            reply(f)
+            t0 = time.monotonic()
+            srv.proc.send_signal(signal.SIGTERM)
+            assert reply(f) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
+            waits.append(time.monotonic() - t0)
+            f.close(); s.close()
+            assert srv.proc.wait(timeout=60) == 0
+            assert wait_log(srv, 'stopping: 1 sessions drained, 0 cut'), open(srv.log.name).read()
+        finally:
+            srv.stop()
+        if waits[-1] < 0.5:
+            break
+    assert min(waits) < 0.5, waits
+
+
+@case
 def drain_cuts_what_outlives_the_grace():
     # a message that does not end within --drain-timeout is cut (421,
     # nothing stored: it was never acknowledged); the log counts both
