@@ -125,6 +125,7 @@ typedef struct conn {
     long long header_deadline; /* mono_ms() */
     unsigned char hdr_seen[16]; /* the header's first octets: why it */
     size_t hdr_seen_n;          /* was refused, for the log */
+    int drained;                /* told the drain's 421 4.3.2 */
 #ifdef HAVE_OPENSSL
     SSL *ssl;
 #endif
@@ -143,6 +144,18 @@ static volatile sig_atomic_t stop_flag;
 /* The drain has begun (the loop saw stop_flag and closed the listeners):
  * stop_flag itself may come in the middle of a round. */
 static int draining;
+/* Sessions told 421 4.3.2 by the drain, at a boundary: "N sessions
+ * drained" (one that quits on its own, or never sent its PROXY header,
+ * is neither drained nor cut). */
+static size_t ndrained;
+
+static void
+drain_told(conn *c)
+{
+    if (!c->drained)
+        ndrained++;
+    c->drained = 1;
+}
 #ifdef HAVE_OPENSSL
 static SSL_CTX *tls_ctx;
 #endif
@@ -1151,6 +1164,7 @@ on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
         snprintf(text, sizeof text, "%s Service shutting down",
                  opt.hostname);
         llsmtp_reply_set(r, 421, "4.3.2", text);
+        drain_told(c);
         return LLSMTP_CB_OK;
     }
     c->sender = dupspan(from->mailbox.p, from->mailbox.n);
@@ -2339,12 +2353,11 @@ accept_clients(int li)
  * next transaction boundary (the loop); what is still open after the
  * grace is cut. */
 static void
-drain_begin(long long now_ms, long long *stop_at, size_t *ndrain)
+drain_begin(long long now_ms, long long *stop_at)
 {
     int i;
     logf_("stopping: draining %zu sessions for up to %ds", nconns,
           opt.drain_timeout);
-    *ndrain = nconns;
     draining = 1;
     *stop_at = now_ms + (long long)opt.drain_timeout * 1000;
     for (i = 0; i < opt.nlisten; i++)
@@ -2393,7 +2406,6 @@ main(int argc, char **argv)
     size_t pcap = 0;
     static char rbuf[READ_BUF];
     long long stop_at = 0; /* mono_ms() */
-    size_t ndrain = 0; /* sessions when the drain began */
     struct sigaction sa;
 
     parse_args(argc, argv);
@@ -2533,8 +2545,10 @@ main(int argc, char **argv)
             queue_reap(now);
         if (draining && ((nconns == 0 && queue_busy() == 0) ||
                           now_ms >= stop_at)) {
-            logf_("stopping: %zu sessions drained, %zu cut",
-                  ndrain - nconns, nconns);
+            size_t ncut = 0;
+            for (k = 0; k < nconns; k++)
+                ncut += !conns[k]->drained; /* told, yet still writing */
+            logf_("stopping: %zu sessions drained, %zu cut", ndrained, ncut);
             for (k = 0; k < nconns; k++) {
                 llsmtp_server_shutdown(conns[k]->s, NULL);
                 flush_out(conns[k]);
@@ -2646,7 +2660,7 @@ main(int argc, char **argv)
         now = time(NULL);
         now_ms = mono_ms();
         if (stop_flag && !draining) /* in this round: an idle session */
-            drain_begin(now_ms, &stop_at, &ndrain); /* hears it at once */
+            drain_begin(now_ms, &stop_at); /* hears it at once */
         k = 0;
         for (i = 0; i < (int)nlpolled; i++, k++) /* polled, maybe closed */
             if (!draining && (pfds[k].revents & POLLIN))
@@ -2734,6 +2748,7 @@ main(int argc, char **argv)
                     dead = 1; /* no SMTP yet: nothing to say */
                 else if (!dead && draining && drain_point(c)) {
                     llsmtp_server_shutdown(c->s, NULL); /* 421 4.3.2 */
+                    drain_told(c);
                     c->closing = 1;
                 }
                 if (!dead && flush_out(c) < 0)

@@ -1179,6 +1179,34 @@ def drain_tells_an_idle_session_in_the_round_of_the_signal():
 
 
 @case
+def drain_counts_only_sessions_told_at_a_boundary():
+    # "N sessions drained" counts the sessions told 421 4.3.2 at a
+    # boundary: a connection still waiting for its PROXY header (closed
+    # without a word) is neither drained nor cut
+    pport = free_port()
+    srv = Server('--listen', '127.0.0.1:%d,proxy' % pport, '--proxy-from', '127.0.0.1')
+    try:
+        assert wait_log(srv, ' close')  # Server's probe is gone
+        a, fa = raw(pport)
+        a.sendall(proxy_v1('127.0.0.9') + b'EHLO a\r\n')
+        assert [reply(fa)[0] for _ in range(2)] == [220, 250]
+        b, fb = raw(pport)  # no header yet
+        a.sendall(b'NOOP\r\n')  # b's connect came first: accepted by now
+        assert reply(fa)[0] == 250
+        srv.proc.send_signal(signal.SIGTERM)
+        assert reply(fa) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
+        assert no_reply(fb)
+        for f, s in ((fa, a), (fb, b)):
+            f.close(); s.close()
+        assert srv.proc.wait(timeout=60) == 0
+        log = open(srv.log.name).read()
+        assert 'stopping: draining 2 sessions' in log, log
+        assert 'stopping: 1 sessions drained, 0 cut' in log, log
+    finally:
+        srv.stop()
+
+
+@case
 def drain_cuts_what_outlives_the_grace():
     # a message that does not end within --drain-timeout is cut (421,
     # nothing stored: it was never acknowledged); the log counts both
