@@ -2053,17 +2053,28 @@ header_refused(conn *c, const char *why)
 {
     const unsigned char *h = c->hdr_seen;
     size_t n = c->hdr_seen_n;
-    char first[sizeof c->hdr_seen + 1];
+    char first[sizeof c->hdr_seen + 1], block[100];
     log_release(c); /* the balancer's header broken: never quiet */
     if (why != NULL) {
         /* nothing wrong with what came: too little of it */
     } else if (n >= 6 && memcmp(h, "PROXY ", 6) == 0) {
         why = "malformed PROXY v1 header";
     } else if (n >= 14 && memcmp(h, v2sig, 12) == 0) {
+        /* the library's refusals, in its order (lib/proxy.c) */
+        unsigned alen = n >= 16 ? (unsigned)(h[14] << 8 | h[15]) : 0;
         why = (h[12] >> 4) != 2    ? "PROXY v2 header of another version"
               : (h[12] & 0xF) > 1 ? "PROXY v2 header with an unknown command"
                                   : "PROXY v2 header for neither TCP over "
                                     "IPv4 nor IPv6";
+        if (h[12] == 0x21 && n >= 16 &&
+            ((h[13] == 0x11 && alen < 12) || (h[13] == 0x21 && alen < 36))) {
+            snprintf(block, sizeof block,
+                     "PROXY v2 header for TCP over IPv%c with a %u-octet "
+                     "address block (%u needed)",
+                     h[13] == 0x11 ? '4' : '6', alen,
+                     h[13] == 0x11 ? 12u : 36u);
+            why = block;
+        }
     } else {
         printable(first, sizeof first, (const char *)h, n);
         logf_("session=%lu bad PROXY header from %s: not a PROXY header "

@@ -1023,6 +1023,10 @@ def proxy_header_deadline_frees_slots():
         for data, why in ((b'EHLO x\r\n', 'not a PROXY header ("EHLO x??")'),
                           (b'PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n', 'malformed PROXY v1 header'),
                           (v2 + b'\x21\x12\x00\x0c' + bytes(12), 'PROXY v2 header for neither TCP'),
+                          (v2 + b'\x21\x11\x00\x04' + bytes(4), 'PROXY v2 header for TCP over '
+                           'IPv4 with a 4-octet address block (12 needed)'),
+                          (v2 + b'\x21\x21\x00\x0c' + bytes(12), 'PROXY v2 header for TCP over '
+                           'IPv6 with a 12-octet address block (36 needed)'),
                           (v2 + b'\x31\x11\x00\x0c' + bytes(12), 'PROXY v2 header of another version'),
                           (b'PROXY TCP4 1.2', 'closed by the peer in its middle'),
                           (b'', 'no PROXY header from 127.0.0.1: closed by the peer')):
