@@ -761,6 +761,12 @@ parse_args(int argc, char **argv)
                         llsmtp_strerror(rc));
                 exit(2);
             }
+            if (opt.proxy_from[opt.nproxy_from].bits == 0)
+                fprintf(stderr, "smtpd: warning: --proxy-from %s trusts "
+                                "every address: whoever reaches a PROXY "
+                                "listener can claim any client address "
+                                "(a --relay-net one too)\n",
+                        v);
             opt.nproxy_from++;
         } else if (strcmp(a, "--no-chunking") == 0) {
             opt.no_ext |= LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME;

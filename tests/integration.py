@@ -887,6 +887,19 @@ def proxy_header_only_from_proxy_from_sources():
     r = subprocess.run([SMTPD, '--proxy-protocol', '--proxy-from', '10.1.2.3/8'],
                        capture_output=True, timeout=10)
     assert r.returncode == 2 and b'--proxy-from' in r.stderr, r
+    # a network of everyone is allowed, with a warning on stderr
+    for everyone in ('0.0.0.0/0', '::/0'):
+        srv = Server('--proxy-protocol', '--proxy-from', everyone)
+        try:
+            assert wait_log(srv, 'warning: --proxy-from %s trusts every address' % everyone), \
+                open(srv.log.name).read()
+        finally:
+            srv.stop()
+    srv = Server('--proxy-protocol', '--proxy-from', '127.0.0.0/8')
+    try:
+        assert 'warning' not in open(srv.log.name).read()
+    finally:
+        srv.stop()
     port6 = free_port('::1')
     srv = Server('--proxy-protocol', '--proxy-from', '127.0.0.1/32', '--proxy-from', '::1/128',
                  '--listen', '[::1]:%d' % port6, '--relay-net', '127.0.0.5/32')
