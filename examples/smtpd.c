@@ -2338,8 +2338,7 @@ accept_clients(int li)
         llsmtp_server_init(c->s, sz, lc, c);
         c->proxied = proxied;
         c->awaiting_header = proxied;
-        c->header_deadline =
-            mono_ms() + (long long)opt.proxy_timeout * 1000;
+        c->header_deadline = mono_ms() + (long long)opt.proxy_timeout * 1000;
         if (ip.family != 0)
             llsmtp_server_set_client(c->s, &ip);
         /* before the greeting, which --verbose logs; behind a balancer
@@ -2676,8 +2675,10 @@ main(int argc, char **argv)
         }
         now = time(NULL);
         now_ms = mono_ms();
-        if (stop_flag && !draining) /* in this round: an idle session */
-            drain_begin(now_ms, &stop_at); /* hears it at once */
+        /* the drain begins in the round that saw the signal: an idle
+         * session hears its 421 at once, not after the next poll */
+        if (stop_flag && !draining)
+            drain_begin(now_ms, &stop_at);
         k = 0;
         for (i = 0; i < (int)nlpolled; i++, k++) /* polled, maybe closed */
             if (!draining && (pfds[k].revents & POLLIN))
