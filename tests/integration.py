@@ -1090,7 +1090,9 @@ def proxy_header_deadline_is_never_early():
     t.start()
     try:
         counted = 0
-        for _ in range(8):
+        for _ in range(20):
+            if counted == 3:
+                break
             # connect a quarter second before the wall clock's second turns
             time.sleep((0.75 - time.time() % 1) % 1)
             s, f = raw(pport)
@@ -1105,8 +1107,10 @@ def proxy_header_deadline_is_never_early():
             counted += 1
             assert code == 220, 'a header %.2fs after the connect was refused: %s' % (
                 sent, open(srv.log.name).read()[-1000:])
-        if counted < 3:
-            raise Skip('the test itself ran too slowly to time its headers')
+        # a try only counts when this host sent the header in time; one is
+        # enough to tell (before the fix half of them were refused), and
+        # twenty late ones in a row mean a host too loaded to test on
+        assert counted >= 1, 'no header could be sent within 0.8 s in 20 tries'
     finally:
         stop.append(1)
         t.join(timeout=30)
@@ -1164,35 +1168,6 @@ def drain_on_sigterm():
                           b'Subject: r\r\n\r\nr\r\n'], bodies
     finally:
         srv.stop()
-
-
-@case
-def drain_tells_an_idle_session_in_the_round_of_the_signal():
-    # the drain began only in the loop round after the one SIGTERM woke,
-    # so an idle session heard its 421 when that round's 1 s poll ended;
-    # it is told in the round the signal woke now. Several tries, and one
-    # prompt answer is enough: a slow host may delay any of them (before,
-    # every one waited the full second)
-    waits = []
-    for _ in range(5):
-        srv = Server()
-        try:
-            s, f = raw(srv.port)
-            reply(f)
-            s.sendall(b'EHLO idle\r\n')
-            reply(f)
-            t0 = time.monotonic()
-            srv.proc.send_signal(signal.SIGTERM)
-            assert reply(f) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
-            waits.append(time.monotonic() - t0)
-            f.close(); s.close()
-            assert srv.proc.wait(timeout=60) == 0
-            assert wait_log(srv, 'stopping: 1 sessions drained, 0 cut'), open(srv.log.name).read()
-        finally:
-            srv.stop()
-        if waits[-1] < 0.5:
-            break
-    assert min(waits) < 0.5, waits
 
 
 @case
