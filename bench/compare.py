@@ -23,13 +23,28 @@ SMTPD = os.path.join(BUILD, 'examples', 'smtpd')
 LOAD = os.path.join(BUILD, 'bench', 'smtp-load')
 SOURCE, SINK = '/usr/sbin/smtp-source', '/usr/sbin/smtp-sink'
 TICK = os.sysconf('SC_CLK_TCK')
-# The spools live under BUILD, not /tmp: on a file system without a
-# journal (this machine's ext4), ext4 skips inodes freed in the last 30 s
-# when it makes a file, and where many tests and fuzzers make and remove
-# files (/tmp) every create then costs 0.5 ms of CPU or more (perf:
-# recently_deleted, find_inode_bit), for either server.
+# The durable spools live in BUILD/bench-spool, kept from run to run and
+# never emptied (make clean removes them; over 200,000 files they are
+# started afresh): on a file system without a journal (this machine's
+# ext4), ext4 skips every inode freed in the last minute or so when it
+# makes a file (perf: recently_deleted in find_inode_bit), and after
+# thousands of removals nearby (or in /tmp, where tests and fuzzers make
+# and remove files all day) each create costs 0.5 ms of CPU or more, for
+# either server, which then measures the file system's allocator.
+KEEP = os.path.join(os.path.abspath(BUILD), 'bench-spool')
 TMP = tempfile.mkdtemp(prefix='bench-', dir=os.path.abspath(BUILD))
 os.chmod(TMP, 0o755)  # Postfix's unprivileged processes look inside
+
+
+def keep_dir(name):
+    d = os.path.join(KEEP, name)
+    n = sum(len(files) for _, _, files in os.walk(d))
+    if n > 200000:
+        shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d, exist_ok=True)
+    for p in (os.path.dirname(KEEP), KEEP, d):
+        os.chmod(p, 0o755)
+    return d
 
 
 def free_port():
@@ -53,7 +68,7 @@ class Server:
             args = [SINK, '-m', '20000'] + (['-u', 'nobody'] if os.geteuid() == 0 else []) + \
                 ['127.0.0.1:%d' % self.port, '1000']
         else:
-            self.spool = os.path.join(TMP, 'spool-%d' % self.port)
+            self.spool = keep_dir('smtpd') if kind == 'spool' else os.path.join(TMP, 'spool-%d' % self.port)
             args = [SMTPD, '--listen', '127.0.0.1:%d' % self.port, '--hostname', 'bench.test',
                     '--local-domain', 'example.test', '--max-clients', '20000',
                     '--max-size', '20000000', '--spool', self.spool]
@@ -81,7 +96,7 @@ class Server:
     def clean(self):
         """What a run stored stays (for either durable server): removing
         thousands of files would make the next run's creates pay for
-        them (see TMP)."""
+        them (see KEEP)."""
 
     def pids(self):
         return [self.proc.pid]
@@ -101,7 +116,7 @@ def proc_stat(pid):
 
 class Postfix:
     """A private Postfix 3.x as tests/delivery.py runs one: its own config
-    and queue directories under TMP, its smtpd on a loopback port, its
+    and queue directories under KEEP, its smtpd on a loopback port, its
     cleanup writing (and fsyncing) each queue file as it always does.
     Every message is put on hold (check_client_access static:HOLD), so
     Postfix, like smtpd with its spool, stops once the message is safe
@@ -113,10 +128,10 @@ class Postfix:
     def __init__(self, name):
         import grp, pwd
         self.name, self.port = name, free_port()
-        self.dir = os.path.join(TMP, 'postfix')
+        self.dir = keep_dir('postfix')  # its queue is kept (KEEP)
         etc = self.etc = os.path.join(self.dir, 'etc')
         for d in ('etc', 'spool', 'data'):
-            os.makedirs(os.path.join(self.dir, d))
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         uid, gid = pwd.getpwnam('postfix').pw_uid, grp.getgrnam('postfix').gr_gid
         os.chown(os.path.join(self.dir, 'data'), uid, gid)
         conf = {
