@@ -253,8 +253,14 @@ fuzz-run: fuzz
 
 # ---- benchmarks --------------------------------------------------------------
 
-bench: $(BUILD)/bench/engine $(BUILD)/bench/smtp-load examples
+bench: $(BUILD)/bench/engine $(BUILD)/bench/smtp-load $(BUILD)/bench/floor \
+    examples
 	$(BUILD)/bench/engine
+
+# The cost floor bench/compare.sh sets smtpd beside (no library).
+$(BUILD)/bench/floor: bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -D_POSIX_C_SOURCE=200809L -O2 -g $< -o $@
 
 $(BUILD)/bench/smtp-load: bench/smtp-load.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)

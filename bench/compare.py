@@ -11,8 +11,10 @@
 # private Postfix (its own configuration, queue and port on 127.0.0.1,
 # its default fsync behaviour, every message held in its queue), with
 # the flush calls per message counted by strace in an extra, untimed run.
-# Then memory: server RSS with 0, 1,000 and 10,000 idle connections
-# after EHLO.
+# The cost floor (scenarios a with smtp-load and c pipelined): bench/floor,
+# a responder with smtpd's reads and writes and no parsing; smtpd's CPU
+# per message is given as a ratio to it. Then memory: server RSS with 0,
+# 1,000 and 10,000 idle connections after EHLO.
 import os, resource, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else 'build'
@@ -21,6 +23,7 @@ REPS = int(os.environ.get('REPS', '3'))
 ONLY = os.environ.get('ONLY', '')
 SMTPD = os.path.join(BUILD, 'examples', 'smtpd')
 LOAD = os.path.join(BUILD, 'bench', 'smtp-load')
+FLOOR = os.path.join(BUILD, 'bench', 'floor')
 SOURCE, SINK = '/usr/sbin/smtp-source', '/usr/sbin/smtp-sink'
 TICK = os.sysconf('SC_CLK_TCK')
 # The durable spools live in BUILD/bench-spool, kept from run to run and
@@ -63,7 +66,10 @@ def raise_nofile():
 class Server:
     def __init__(self, name, kind):
         self.name, self.kind, self.port = name, kind, free_port()
-        if kind == 'sink':
+        if kind.startswith('floor'):
+            # the cost floor (bench/floor.c) for smtp-load with R recipients
+            args = [FLOOR, '127.0.0.1:%d' % self.port, kind.split('-')[1]]
+        elif kind == 'sink':
             # -m: sessions at once (default 256)
             args = [SINK, '-m', '20000'] + (['-u', 'nobody'] if os.geteuid() == 0 else []) + \
                 ['127.0.0.1:%d' % self.port, '1000']
@@ -255,9 +261,9 @@ FAST = ('llsmtp', 'smtp-sink')
 DURABLE = ('llsmtp+spool', 'postfix')
 SCENARIOS = [
     ('a  20 x 20,000 x 1 KB, smtp-source', 'smtp-source', 20, 20000, 1024, 1, ['-d'], 'msg', FAST),
-    ('a  20 x 20,000 x 1 KB, smtp-load', 'smtp-load', 20, 20000, 1024, 1, [], 'msg', FAST),
+    ('a  20 x 20,000 x 1 KB, smtp-load', 'smtp-load', 20, 20000, 1024, 1, [], 'msg', FAST + ('floor-1',)),
     ('b  4 x 200 x 5 MB, smtp-load', 'smtp-load', 4, 200, 5000000, 1, [], 'GB', FAST),
-    ('c  20 x 2,000 x 50 rcpt, pipelined', 'smtp-load', 20, 2000, 1024, 50, [], 'msg', FAST),
+    ('c  20 x 6,000 x 50 rcpt, pipelined', 'smtp-load', 20, 6000, 1024, 50, [], 'msg', FAST + ('floor-50',)),
     ('c  20 x 2,000 x 50 rcpt, no pipelining', 'smtp-load', 20, 2000, 1024, 50, ['--no-pipelining'], 'msg', FAST),
     ('d  5,000, one per connection', 'smtp-load', 20, 5000, 1024, 1, ['--one-per-conn'], 'msg', FAST),
     # durability: smtpd's real spool (group commit: each 250 after its
@@ -268,7 +274,8 @@ SCENARIOS = [
     ('e  100 sessions x 3,000 x 1 KB, one per connection, durable', 'smtp-load', 100, 3000, 1024, 1,
      ['--one-per-conn'], 'msg', DURABLE),
 ]
-BASE = {FAST: 'smtp-sink', DURABLE: 'postfix'}
+BASE = {FAST: 'smtp-sink', FAST + ('floor-1',): 'smtp-sink', FAST + ('floor-50',): 'smtp-sink',
+        DURABLE: 'postfix'}
 
 
 def throughput_table(servers):
@@ -348,7 +355,7 @@ def idle_memory(sv, counts=(1000, 10000)):
 
 
 def main():
-    for exe in (SMTPD, LOAD, SOURCE, SINK, '/usr/sbin/postfix'):
+    for exe in (SMTPD, LOAD, FLOOR, SOURCE, SINK, '/usr/sbin/postfix'):
         if not os.path.exists(exe):
             sys.exit('missing %s (make bench; make deps for Postfix)' % exe)
     if os.geteuid() != 0 or shutil.which('strace') is None:
@@ -357,8 +364,8 @@ def main():
     print('# bench/compare.sh, %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     print('# %d cores, %s; %d repetitions, interleaved' % (os.cpu_count(), cpu[0] if cpu else '?', REPS))
     t0 = time.monotonic()
-    servers = [Server('llsmtp', 'discard'), Server('smtp-sink', 'sink'), Server('llsmtp+spool', 'spool'),
-               Postfix('postfix')]
+    servers = [Server('llsmtp', 'discard'), Server('smtp-sink', 'sink'), Server('floor-1', 'floor-1'),
+               Server('floor-50', 'floor-50'), Server('llsmtp+spool', 'spool'), Postfix('postfix')]
     try:
         rows = throughput_table(servers)
         flushes = {sv.name: flush_calls(sv) for sv in servers
@@ -379,6 +386,16 @@ def main():
                 name, sv, fmt_range(thr), fmt_range(cpu), ' /GB' if unit == 'GB' else '',
                 '%.2fx' % ratio if sv != base else '1', '%.2fx' % (statistics.median(thr) / base_thr)
                 if sv != base else '1', num(statistics.median(lcpu))))
+    # the cost floor: smtpd's CPU per message over the floor's, same run
+    floors = [(name, res) for name, unit, res, m, base in rows if any(k.startswith('floor') for k in res)]
+    if floors:
+        print()
+        print('| scenario | llsmtp CPU s per 1,000 msg | floor CPU s per 1,000 msg | llsmtp / floor |')
+        print('|---|---|---|---|')
+        for name, res in floors:
+            fl = [k for k in res if k.startswith('floor')][0]
+            a, b = statistics.median(res['llsmtp'][1]), statistics.median(res[fl][1])
+            print('| %s | %s | %s | %.2fx |' % (name, num(a), num(b), a / b if b > 0 else float('nan')))
     # the loaders themselves: messages per CPU second of the load client
     a_src = [r for r in rows if r[0].endswith('smtp-source')]
     a_load = [r for r in rows if r[0].endswith('smtp-load') and r[0].startswith('a')]

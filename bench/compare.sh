@@ -9,6 +9,7 @@
 set -e
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
-make --no-print-directory "$BUILD/examples/smtpd" "$BUILD/bench/smtp-load" >/dev/null
+make --no-print-directory "$BUILD/examples/smtpd" "$BUILD/bench/smtp-load" \
+    "$BUILD/bench/floor" >/dev/null
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 exec python3 bench/compare.py "$BUILD"
