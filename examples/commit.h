@@ -9,7 +9,7 @@
  * envelopes. The thread takes every
  * job waiting (a batch: no timer, a lonely message goes at once), writes
  * the envelopes under DIR/tmp, flushes every file of the batch
- * (fdatasync), links the files into DIR (local recipients: .env first)
+ * (fdatasync, side by side with 7 helper threads), links the files into DIR (local recipients: .env first)
  * and DIR/queue (relayed ones: .eml first), fsyncs each directory once
  * for the whole batch, and only then hands the jobs back (a byte on the
  * pipe commit_fd() returns). So no final name ever points at a file that
