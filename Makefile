@@ -1,5 +1,6 @@
 # llsmtp - build, test, fuzz, bench. GNU make.
 # make            static + shared library in build/
+# make unit       cmocka unit and transcript suites only (after every edit)
 # make test       cmocka suite (runs `make deps` itself when root and missing)
 # make test SANITIZE=1   the same under ASan + UBSan
 # make valgrind   the suite under valgrind --error-exitcode=1
@@ -8,9 +9,11 @@
 #                 bench/compare.sh then compares smtpd with smtp-sink
 # make run        example server on 127.0.0.1:2525
 
-MAJOR := 0
-MINOR := 1
-PATCH := 0
+# The version lives in include/llsmtp.h.
+llsmtp_version = $(shell sed -n 's/^\#define LLSMTP_VERSION_$(1) \([0-9]*\)$$/\1/p' include/llsmtp.h)
+MAJOR := $(call llsmtp_version,MAJOR)
+MINOR := $(call llsmtp_version,MINOR)
+PATCH := $(call llsmtp_version,PATCH)
 VERSION := $(MAJOR).$(MINOR).$(PATCH)
 
 CC ?= cc
@@ -32,8 +35,10 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 BUILD := build/san
 endif
 
-LIB_SRCS := lib/errors.c lib/reply.c lib/path.c lib/server.c lib/mx.c lib/dns.c lib/relay.c lib/base64.c lib/sasl.c lib/client.c
-LIB_HDRS := include/llsmtp.h lib/internal.h
+# The library's files: lib/modules.txt, which tools/amalgamate.sh reads too.
+LIB_FILES := $(shell sed 's/\#.*//' lib/modules.txt)
+LIB_SRCS := $(filter %.c,$(LIB_FILES))
+LIB_HDRS := include/llsmtp.h $(filter %.h,$(LIB_FILES))
 
 ALL_CFLAGS := $(WARN) $(OPT) $(SANFLAGS) -Iinclude -Ilib $(CFLAGS)
 
@@ -42,7 +47,7 @@ ifeq ($(AMALG),1)
 LIB_OBJS := $(BUILD)/obj/llsmtp.o
 PIC_OBJS := $(BUILD)/pic/llsmtp.o
 AMALG_DIR := build/amalgamation
-$(AMALG_DIR)/llsmtp.c: $(LIB_SRCS) $(LIB_HDRS) tools/amalgamate.sh
+$(AMALG_DIR)/llsmtp.c: $(LIB_SRCS) $(LIB_HDRS) lib/modules.txt tools/amalgamate.sh
 	sh tools/amalgamate.sh $(AMALG_DIR)
 $(BUILD)/obj/llsmtp.o: $(AMALG_DIR)/llsmtp.c
 	@mkdir -p $(dir $@)
@@ -57,7 +62,7 @@ LIB_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
 PIC_OBJS := $(LIB_SRCS:lib/%.c=$(BUILD)/pic/%.o)
 endif
 
-.PHONY: all static shared test check valgrind fuzz fuzz-run fuzz-smoke \
+.PHONY: all static shared test unit check valgrind fuzz fuzz-run fuzz-smoke \
         fuzz-regress bench examples run deps clean amalgamation \
         test-amalgamation install uninstall check-symbols check-switches \
         lint coverage check-builds test-install
@@ -87,23 +92,31 @@ $(BUILD)/libllsmtp.so: $(PIC_OBJS)
 
 # ---- tests ---------------------------------------------------------------
 
-TEST_NAMES := test_reply test_path test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client test_overread test_trust
+TEST_NAMES := test_reply test_path test_proxy test_server test_transcripts test_data test_mx test_dns test_relay test_auth test_client test_overread test_trust
 TEST_BINS := $(TEST_NAMES:%=$(BUILD)/tests/%)
-FUZZ_TARGETS := fuzz_server fuzz_model fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
+FUZZ_TARGETS := fuzz_server fuzz_model fuzz_proxy fuzz_path fuzz_dns fuzz_mx fuzz_relay fuzz_base64 fuzz_sasl fuzz_client
 REPLAY_BINS := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
-TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes -Wno-unused-function $(OPT) $(SANFLAGS) -Iinclude \
+TEST_CFLAGS = $(WARN) -D_POSIX_C_SOURCE=200809L -Wno-missing-prototypes $(OPT) $(SANFLAGS) -Iinclude \
               -Ilib $(CFLAGS) $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 TEST_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
+# tests/harness.c: the recording host every suite links (tests/harness.h).
+$(BUILD)/tests/harness.o: tests/harness.c tests/harness.h include/llsmtp.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a \
-	    $(LDFLAGS) $(TEST_LIBS)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
+    $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< $(BUILD)/tests/harness.o -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TEST_LIBS)
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
              dnsmasq-base libssl-dev openssl swaks msmtp gcc-12-multilib gcovr \
-             cppcheck clang-tidy python3-aiosmtpd
+             cppcheck clang-tidy python3-aiosmtpd haproxy
+# HAProxy is for tests/haproxy.py, which starts private instances on
+# loopback ports (haproxy -db -f <conf>); its system service is not used.
 # Postfix comes for smtp-source, smtp-sink and the private instance that
 # tests/delivery.py starts on a loopback port: "No configuration", and
 # the system's own Postfix is never started.
@@ -127,6 +140,8 @@ check-deps:
 	    command -v $$t >/dev/null || missing="$$missing $$t"; \
 	done; \
 	[ -x /usr/sbin/smtp-source ] || missing="$$missing smtp-source"; \
+	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || \
+	    missing="$$missing haproxy"; \
 	/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || \
 	    missing="$$missing python3-aiosmtpd"; \
 	$(PKG_CONFIG) --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
@@ -145,6 +160,16 @@ test check: check-deps
 
 test-build: $(TEST_BINS) $(REPLAY_BINS) examples
 
+# The loop after every edit: the cmocka unit and transcript suites only
+# (no package installation, no fuzz replays, no integration tests).
+unit: $(TEST_BINS)
+	@fail=0; for t in $(TEST_BINS); do \
+	    (cd tests && ../$$t >../$$t.log 2>&1) || \
+	        { fail=1; cat $$t.log; echo "FAILED: $$t"; }; \
+	done; \
+	[ $$fail = 0 ] && echo "unit: $(words $(TEST_BINS)) suites passed"; \
+	exit $$fail
+
 # Unit and transcript tests, the fuzz corpora replayed as plain tests,
 # then the integration tests against the real example server.
 test-run:
@@ -161,6 +186,8 @@ test-run:
 	python3 tests/integration.py $(BUILD)/examples/smtpd || fail=1; \
 	echo "== tests/delivery.py"; \
 	python3 tests/delivery.py $(BUILD)/examples/smtpd || fail=1; \
+	echo "== tests/haproxy.py"; \
+	python3 tests/haproxy.py $(BUILD)/examples/smtpd || fail=1; \
 	exit $$fail
 
 $(BUILD)/tests/replay_%: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a
@@ -479,10 +506,11 @@ CROSS_BINS = $(patsubst %,$(BUILD)/tests/%$(EXE),$(filter-out $(CROSS_SKIP),$(TE
              $(BUILD)/examples/hello$(EXE)
 cross-build: $(CROSS_BINS)
 
-$(BUILD)/tests/%.exe: tests/%.c tests/harness.h $(BUILD)/libllsmtp.a
+$(BUILD)/tests/%.exe: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
+    $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a \
-	    $(LDFLAGS) $(TEST_LIBS)
+	$(CC) $(CPPFLAGS) $(TEST_CFLAGS) $< $(BUILD)/tests/harness.o -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TEST_LIBS)
 
 $(BUILD)/tests/replay_%.exe: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)

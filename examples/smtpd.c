@@ -46,7 +46,9 @@
 #define MEM_MSG (128 * 1024) /* a message up to this stays in memory */
 
 typedef struct options {
-    const char *listen[MAX_LISTEN];
+    const char *listen[MAX_LISTEN]; /* "ADDR:PORT" (",proxy" cut off) */
+    int listen_proxy[MAX_LISTEN];   /* that listener expects PROXY */
+    char listen_buf[MAX_LISTEN][128];
     int nlisten;
     const char *hostname;
     const char *local_domains[MAX_DOMAINS];
@@ -55,6 +57,8 @@ typedef struct options {
     int nrelay;
     llsmtp_cidr relay_nets[MAX_DOMAINS];
     int nnets;
+    llsmtp_cidr proxy_from[MAX_DOMAINS]; /* whose PROXY header counts */
+    int nproxy_from;
     const char *spool;
     const char *tls_cert, *tls_key;
     const char *tls_ciphers; /* TLS 1.2 list (OpenSSL syntax) */
@@ -67,6 +71,9 @@ typedef struct options {
     size_t max_rcpt;
     int max_clients;
     int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
+    int quiet_checks; /* --log-health-checks no */
+    int proxy_timeout; /* seconds for the PROXY header */
+    int drain_timeout; /* seconds sessions may finish after SIGTERM */
     unsigned max_hops; /* Received: headers before 554 5.4.6 */
     /* Recipient verification (Postfix's local_recipient_maps and
      * relay_recipient_maps): lower-case "local@domain" and "@domain"
@@ -80,8 +87,13 @@ typedef struct options {
 
 typedef struct conn {
     int fd;
+    unsigned long sid;  /* "session=N": never reused while smtpd runs */
     llsmtp_server *s;
-    char peer[64];
+    char peer[64];      /* the client (the PROXY header's, if any) */
+    char via[64];       /* behind a balancer: the balancer's address */
+    char *held;         /* log lines held back: a health check's, maybe */
+    size_t held_len;
+    int hold;           /* a check's: lines go to held (see slogf_) */
     char helo[256];
     int is_ehlo;
     char auth_user[256]; /* who authenticated, or "" */
@@ -116,6 +128,13 @@ typedef struct conn {
     unsigned char hdr_pos; /* header scan: see count_hops */
     short ssl_want;     /* poll events the TLS layer waits for */
     int tls_dead;       /* a fatal TLS error: no close_notify then */
+    int proxied;        /* came to a PROXY listener */
+    int spoke;          /* the client's first octets came */
+    int awaiting_header; /* its PROXY header is not complete yet */
+    long long header_deadline; /* mono_ms() */
+    unsigned char hdr_seen[16]; /* the header's first octets: why it */
+    size_t hdr_seen_n;          /* was refused, for the log */
+    int drained;                /* told the drain's 421 4.3.2 */
 #ifdef HAVE_OPENSSL
     SSL *ssl;
 #endif
@@ -126,15 +145,31 @@ enum { TLS_NONE = 0, TLS_FLUSH, TLS_HANDSHAKE, TLS_ON };
 
 static options opt;
 static int lfds[MAX_LISTEN];
-static llsmtp_config cfg;
+static llsmtp_config cfg, cfg_proxy; /* cfg_proxy: PROXY listeners' */
 static llsmtp_relay_policy policy;
 static conn **conns;
 static size_t nconns, conns_cap;
 static volatile sig_atomic_t stop_flag;
+/* The drain has begun (the loop saw stop_flag and closed the listeners):
+ * stop_flag itself may come in the middle of a round. */
+static int draining;
+/* Sessions told 421 4.3.2 by the drain, at a boundary: "N sessions
+ * drained" (one that quits on its own, or never sent its PROXY header,
+ * is neither drained nor cut). */
+static size_t ndrained;
+
+static void
+drain_told(conn *c)
+{
+    if (!c->drained)
+        ndrained++;
+    c->drained = 1;
+}
 #ifdef HAVE_OPENSSL
 static SSL_CTX *tls_ctx;
 #endif
 static unsigned long id_counter;
+static unsigned long next_sid; /* the last session's id */
 /* TLS 1.2: forward secrecy and AEAD only, in the server's order (no CBC:
  * LUCKY13, no RSA key exchange, no SHA-1 MAC); TLS 1.3 keeps OpenSSL's
  * defaults, all AEAD. */
@@ -152,6 +187,16 @@ static long log_pid;
 static time_t log_sec = -1;
 static char log_ts[32];
 
+/* Milliseconds on a clock that never jumps: the PROXY header's and the
+ * drain's deadlines (whole seconds of time() fired up to 1 s early). */
+static long long
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static long
 self_pid(void)
 {
@@ -160,10 +205,9 @@ self_pid(void)
     return log_pid;
 }
 
-static void
-logf_(const char *fmt, ...)
+static const char *
+log_stamp(void)
 {
-    va_list ap;
     time_t now = time(NULL);
     if (now != log_sec) {
         struct tm tm;
@@ -171,11 +215,75 @@ logf_(const char *fmt, ...)
         strftime(log_ts, sizeof log_ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
         log_sec = now;
     }
-    fprintf(stderr, "%s smtpd[%ld]: ", log_ts, self_pid());
+    return log_ts;
+}
+
+static void
+logf_(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s smtpd[%ld]: ", log_stamp(), self_pid());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+#define HELD_MAX 16384 /* a session that logs more is not a check */
+
+/* The held lines of a session, out in the log now; no more holding. */
+static void
+log_release(struct conn *c)
+{
+    if (c->held != NULL)
+        fwrite(c->held, 1, c->held_len, stderr);
+    free(c->held);
+    c->held = NULL;
+    c->held_len = 0;
+    c->hold = 0;
+}
+
+/* A session's log line. --log-health-checks no: a session on a PROXY
+ * listener whose header named no client (v2 LOCAL, v1 UNKNOWN: the
+ * balancer's own check, e.g. HAProxy's "option smtpchk") keeps its lines
+ * while it says only EHLO/HELO/NOOP/RSET/QUIT and hears no 4xx/5xx
+ * (see on_reply); they are dropped if it ends so. */
+static void
+slogf_(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    char line[1024];
+    int n, m;
+    char *h;
+    va_start(ap, fmt);
+    if (!c->hold) {
+        fprintf(stderr, "%s smtpd[%ld]: ", log_stamp(), self_pid());
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        return;
+    }
+    n = snprintf(line, sizeof line, "%s smtpd[%ld]: ", log_stamp(),
+                 self_pid());
+    m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m < sizeof line - (size_t)n - 1
+             ? m
+             : (int)(sizeof line - (size_t)n - 2);
+    line[n++] = '\n';
+    h = c->held_len + (size_t)n <= HELD_MAX
+            ? realloc(c->held, c->held_len + (size_t)n)
+            : NULL;
+    if (h == NULL) {
+        log_release(c);
+        fwrite(line, 1, (size_t)n, stderr);
+        return;
+    }
+    memcpy(h + c->held_len, line, (size_t)n);
+    c->held = h;
+    c->held_len += (size_t)n;
 }
 
 static void
@@ -184,7 +292,9 @@ usage(FILE *f)
     fputs(
         "usage: smtpd [options]\n"
         "  --listen ADDR:PORT     default 127.0.0.1:2525; repeatable; IPv6 as "
-        "[::1]:2525\n"
+        "[::1]:2525;\n"
+        "                         ADDR:PORT,proxy: that port expects a PROXY "
+        "header\n"
         "  --hostname NAME        name in the greeting, EHLO and Received\n"
         "  --local-domain D       repeatable: mail for D is accepted and "
         "stored\n"
@@ -214,8 +324,19 @@ usage(FILE *f)
         "1.2)\n"
         "  --lmtp                 speak LMTP (RFC 2033): LHLO, a reply per "
         "recipient\n"
-        "  --proxy-protocol       expect a PROXY v1/v2 header (behind "
-        "HAProxy or a TCP load balancer)\n"
+        "  --proxy-protocol       every --listen expects a PROXY v1/v2 "
+        "header (behind HAProxy\n"
+        "                         or a TCP load balancer)\n"
+        "  --proxy-from CIDR      repeatable, required with PROXY: the "
+        "balancers; a connection\n"
+        "                         from anywhere else is closed without a "
+        "reply\n"
+        "  --proxy-timeout T      time for the PROXY header (default 5s); "
+        "then closed\n"
+        "  --drain-timeout T      on SIGTERM: time for the messages under way "
+        "(default 30s);\n"
+        "                         each session gets 421 4.3.2 when its "
+        "transaction is over\n"
         "  --no-chunking --no-binarymime --no-dsn --no-smtputf8 --no-etrn\n"
         "                         switch off an extension (all on by "
         "default)\n"
@@ -256,6 +377,11 @@ usage(FILE *f)
         "  --no-fsync             skip fsync (benchmarks only; UNSAFE: "
         "acknowledged mail may be lost)\n"
         "  --verbose              one log line per command and reply\n"
+        "  --log-health-checks yes|no  no: a PROXY LOCAL/UNKNOWN session "
+        "(a balancer's\n"
+        "                         check) that says only EHLO/HELO/NOOP/RSET/"
+        "QUIT and hears\n"
+        "                         no 4xx/5xx leaves no lines\n"
         "  --version              the library's version and whether TLS is "
         "built in\n"
         "  --help                 this text\n",
@@ -531,6 +657,8 @@ parse_args(int argc, char **argv)
     opt.max_rcpt = 1000;
     opt.max_clients = 1000;
     opt.max_hops = 50; /* Postfix's hopcount_limit */
+    opt.proxy_timeout = 5; /* a balancer sends it at once */
+    opt.drain_timeout = 30; /* within Kubernetes' default 30 s grace */
     opt.tls_ciphers = TLS_CIPHERS;
     opt.tls_min = 12;
     parse_retry("5m,10m,20m,40m,1h,2h,4h");
@@ -557,6 +685,21 @@ parse_args(int argc, char **argv)
             NEEDV();
             if (opt.nlisten == MAX_LISTEN)
                 die_usage("too many %s", a);
+            {
+                /* "ADDR:PORT,proxy": behind a balancer, this one only */
+                const char *comma = strchr(v, ',');
+                char *b = opt.listen_buf[opt.nlisten];
+                if (comma != NULL) {
+                    if (strcmp(comma, ",proxy") != 0 ||
+                        (size_t)(comma - v) >= sizeof opt.listen_buf[0])
+                        die_usage("bad --listen %s (ADDR:PORT or "
+                                  "ADDR:PORT,proxy)", v);
+                    memcpy(b, v, (size_t)(comma - v));
+                    b[comma - v] = '\0';
+                    opt.listen_proxy[opt.nlisten] = 1;
+                    v = b;
+                }
+            }
             opt.listen[opt.nlisten++] = v;
         } else if (strcmp(a, "--hostname") == 0) {
             NEEDV();
@@ -609,6 +752,31 @@ parse_args(int argc, char **argv)
             opt.lmtp = 1;
         } else if (strcmp(a, "--proxy-protocol") == 0) {
             opt.proxy = 1;
+        } else if (strcmp(a, "--proxy-timeout") == 0) {
+            NEEDV();
+            opt.proxy_timeout = (int)parse_time(a, v);
+        } else if (strcmp(a, "--drain-timeout") == 0) {
+            NEEDV();
+            opt.drain_timeout = (int)parse_time(a, v);
+        } else if (strcmp(a, "--proxy-from") == 0) {
+            int rc;
+            NEEDV();
+            if (opt.nproxy_from == MAX_DOMAINS)
+                die_usage("too many %s", a);
+            rc = llsmtp_cidr_parse(v, strlen(v),
+                                   &opt.proxy_from[opt.nproxy_from]);
+            if (rc != LLSMTP_OK) {
+                fprintf(stderr, "smtpd: bad --proxy-from %s: %s\n", v,
+                        llsmtp_strerror(rc));
+                exit(2);
+            }
+            if (opt.proxy_from[opt.nproxy_from].bits == 0)
+                fprintf(stderr, "smtpd: warning: --proxy-from %s trusts "
+                                "every address: whoever reaches a PROXY "
+                                "listener can claim any client address "
+                                "(a --relay-net one too)\n",
+                        v);
+            opt.nproxy_from++;
         } else if (strcmp(a, "--no-chunking") == 0) {
             opt.no_ext |= LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME;
         } else if (strcmp(a, "--no-binarymime") == 0) {
@@ -684,6 +852,14 @@ parse_args(int argc, char **argv)
             opt.no_fsync = 1;
         } else if (strcmp(a, "--verbose") == 0) {
             opt.verbose = 1;
+        } else if (strcmp(a, "--log-health-checks") == 0) {
+            NEEDV();
+            if (strcmp(v, "yes") == 0)
+                opt.quiet_checks = 0;
+            else if (strcmp(v, "no") == 0)
+                opt.quiet_checks = 1;
+            else
+                die_usage("bad --log-health-checks %s (yes or no)", v);
         } else if (strcmp(a, "--max-size") == 0) {
             NEEDV();
             opt.max_size = parse_num(a, v);
@@ -708,6 +884,17 @@ parse_args(int argc, char **argv)
     }
     if ((opt.tls_cert == NULL) != (opt.tls_key == NULL))
         die_usage("--tls-cert and --tls-key go together%s", "");
+    /* A PROXY header names any client it likes: believed from anyone,
+     * it makes whoever reaches the port a --relay-net client. */
+    if (opt.nlisten == 0)
+        opt.listen[opt.nlisten++] = "127.0.0.1:2525";
+    for (i = 0; i < opt.nlisten; i++) {
+        if (opt.proxy) /* the old switch: every listener */
+            opt.listen_proxy[i] = 1;
+        if (opt.listen_proxy[i] && opt.nproxy_from == 0)
+            die_usage("PROXY protocol needs --proxy-from CIDR: the "
+                      "balancers whose header is believed%s", "");
+    }
 #ifndef HAVE_OPENSSL
     if (opt.q.tls != 0)
         die_usage("built without OpenSSL: %s is not available",
@@ -716,8 +903,6 @@ parse_args(int argc, char **argv)
         die_usage("built without OpenSSL: %s is not available "
                   "(install libssl-dev and rebuild)", "--tls-cert");
 #endif
-    if (opt.nlisten == 0)
-        opt.listen[opt.nlisten++] = "127.0.0.1:2525";
     opt.hostname = choose_hostname(opt.hostname);
     if (opt.nlocal == 0) {
         /* like Postfix's mydestination: this host's own names */
@@ -979,7 +1164,7 @@ on_helo(llsmtp_server *s, llsmtp_span d, int is_ehlo, llsmtp_reply *r)
     snprintf(c->helo, sizeof c->helo, "%.*s", (int)d.n, d.p);
     c->is_ehlo = is_ehlo;
     free_tx(c);
-    logf_("session=%d helo=%s", c->fd, c->helo);
+    slogf_(c, "session=%lu helo=%s", c->sid, c->helo);
     return LLSMTP_CB_OK;
 }
 
@@ -1010,13 +1195,23 @@ on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    (void)r;
     free_tx(c);
+    if (draining) {
+        /* draining: no new transaction (a pipelined MAIL after the last
+         * message's reply); 421 closes the session */
+        static char text[300];
+        snprintf(text, sizeof text, "%s Service shutting down",
+                 opt.hostname);
+        llsmtp_reply_set(r, 421, "4.3.2", text);
+        drain_told(c);
+        return LLSMTP_CB_OK;
+    }
     c->sender = dupspan(from->mailbox.p, from->mailbox.n);
     c->params = params_text(ps);
     if (c->sender == NULL || c->params == NULL)
         return LLSMTP_CB_FAIL;
-    logf_("session=%d mail=<%s>", c->fd, c->sender);
+    log_release(c); /* not a health check */
+    logf_("session=%lu mail=<%s>", c->sid, c->sender);
     return LLSMTP_CB_OK;
 }
 
@@ -1167,7 +1362,7 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     }
     c->relay[c->nrcpt] = (char)relay;
     c->nrcpt++;
-    logf_("session=%d rcpt=<%.*s> accepted=%s", c->fd, (int)to->mailbox.n,
+    logf_("session=%lu rcpt=<%.*s> accepted=%s", c->sid, (int)to->mailbox.n,
           to->mailbox.p, relay ? "relay" : "local");
     return LLSMTP_CB_OK;
 }
@@ -1209,7 +1404,7 @@ on_data_start(llsmtp_server *s, llsmtp_reply *r)
     c->mlen = 0;
     c->msg = open_memstream(&c->mbuf, &c->mlen);
     if (c->msg == NULL) {
-        logf_("session=%d cannot queue: %s", c->fd, strerror(errno));
+        logf_("session=%lu cannot queue: %s", c->sid, strerror(errno));
         llsmtp_reply_set(r, 451, "4.3.0", "Local error: cannot queue");
         return LLSMTP_CB_OK;
     }
@@ -1270,14 +1465,14 @@ on_data(llsmtp_server *s, const char *p, size_t n)
     if (c->msg != NULL && c->mem && (size_t)ftell(c->msg) + n > MEM_MSG &&
         spill_message(c) != 0) {
         c->write_errno = errno;
-        logf_("session=%d cannot create DIR/tmp/%s.eml: %s", c->fd, c->id,
+        logf_("session=%lu cannot create DIR/tmp/%s.eml: %s", c->sid, c->id,
               strerror(errno));
         drop_message(c);
         c->id[0] = '\0';
     }
     if (c->msg != NULL && fwrite(p, 1, n, c->msg) != n) {
         c->write_errno = errno;
-        logf_("session=%d write failed: %s", c->fd, strerror(errno));
+        logf_("session=%lu write failed: %s", c->sid, strerror(errno));
         drop_message(c);
         c->id[0] = '\0';
     }
@@ -1362,7 +1557,7 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
     }
     if (opt.discard) {
         llsmtp_reply_set_id(r, c->id, strlen(c->id));
-        logf_("session=%d queued=%s discarded", c->fd, c->id);
+        logf_("session=%lu queued=%s discarded", c->sid, c->id);
         free_tx(c);
         return LLSMTP_CB_OK;
     }
@@ -1414,7 +1609,7 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
 static void
 store_failed(conn *c, llsmtp_reply *r, int err)
 {
-    logf_("session=%d queue write failed: %s", c->fd, strerror(err));
+    logf_("session=%lu queue write failed: %s", c->sid, strerror(err));
     /* RFC 3463 4.3.1: mail system full; try again later */
     if (err == ENOSPC || err == EDQUOT)
         llsmtp_reply_set(r, 452, "4.3.1",
@@ -1431,13 +1626,13 @@ on_data_abort(llsmtp_server *s, int why)
     if (c->job != NULL) {
         /* ended before its 250: the storage thread drops the message if
          * it has not taken it yet, else stores it (see stored()) */
-        logf_("session=%d connection lost while queue=%s was being stored",
-              c->fd, c->job->id);
+        logf_("session=%lu connection lost while queue=%s was being stored",
+              c->sid, c->job->id);
         commit_cancel(c->job);
         c->job = NULL;
         return LLSMTP_CB_OK;
     }
-    logf_("session=%d message dropped (%s)", c->fd,
+    logf_("session=%lu message dropped (%s)", c->sid,
           why == LLSMTP_ABORT_SIZE      ? "too big"
           : why == LLSMTP_ABORT_BARE_LF ? "bare LF"
                                         : "connection lost");
@@ -1480,7 +1675,7 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
              same(cred->authzid.p, cred->authzid.n, u, un))) {
             snprintf(c->auth_user, sizeof c->auth_user, "%.*s", (int)un, u);
             llsmtp_reply_set(r, 235, "2.7.0", NULL);
-            logf_("session=%d auth=%s", c->fd, c->auth_user);
+            slogf_(c, "session=%lu auth=%s", c->sid, c->auth_user);
             return LLSMTP_CB_OK;
         }
     }
@@ -1504,7 +1699,7 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
     conn *c = CONN(s);
     int p[2];
     pid_t pid;
-    logf_("session=%d etrn=%.*s", c->fd, (int)arg.n, arg.p);
+    slogf_(c, "session=%lu etrn=%.*s", c->sid, (int)arg.n, arg.p);
     if (opt.discard || (arg.n > 0 && arg.p[0] == '#') ||
         arg.n >= sizeof c->etrn_node || etrn_running >= MAX_ETRN) {
         snprintf(text, sizeof text, "Unable to queue messages for node %.*s",
@@ -1585,7 +1780,7 @@ etrn_read(conn *c)
     free(c->etrn_buf);
     c->etrn_buf = NULL;
     c->etrn_len = c->etrn_cap = 0;
-    logf_("session=%d etrn=%s due=%zu", c->fd, c->etrn_node, due);
+    slogf_(c, "session=%lu etrn=%s due=%zu", c->sid, c->etrn_node, due);
     if (due == 0) {
         snprintf(text, sizeof text, "No messages waiting for node %s",
                  c->etrn_node);
@@ -1604,6 +1799,17 @@ etrn_read(conn *c)
     return 0;
 }
 
+/* Whether ip is one of the --proxy-from networks (a balancer). */
+static int
+proxy_trusted(const llsmtp_ip *ip)
+{
+    int i;
+    for (i = 0; ip->family != 0 && i < opt.nproxy_from; i++)
+        if (llsmtp_cidr_match(&opt.proxy_from[i], ip))
+            return 1;
+    return 0;
+}
+
 /* Behind a load balancer the PROXY header names the real client. */
 static int
 on_connect(llsmtp_server *s, llsmtp_reply *r)
@@ -1612,12 +1818,19 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
     llsmtp_ip ip;
     uint16_t port;
     (void)r;
-    if (opt.proxy) {
-        if (llsmtp_server_client(s, &ip, &port))
+    c->awaiting_header = 0;
+    if (c->proxied) {
+        /* one line with both: the client, and the balancer it came by */
+        if (llsmtp_server_client(s, &ip, &port)) {
             llsmtp_ip_format(&ip, c->peer, sizeof c->peer);
-        else
+        } else {
+            /* PROXY LOCAL (HAProxy's own check) or UNKNOWN: held back
+             * until it does more than a check does */
             snprintf(c->peer, sizeof c->peer, "unknown");
-        logf_("session=%d proxy client %s", c->fd, c->peer);
+            c->hold = opt.quiet_checks;
+        }
+        slogf_(c, "session=%lu connect from %s via %s", c->sid, c->peer,
+               c->via);
     }
     return LLSMTP_CB_OK;
 }
@@ -1651,14 +1864,22 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     const char *sp = ri->enhanced[0] != '\0' ? " " : "";
     char arg[ARG_SHOWN + 1], text[TEXT_SHOWN + 1], what[ARG_SHOWN + 40];
     int refused = ri->code >= 400 && ri->phase != LLSMTP_RI_GREETING;
+    if (c->hold &&
+        (ri->code >= 400 ||
+         (ri->phase != LLSMTP_RI_GREETING &&
+          !(ri->phase == LLSMTP_RI_COMMAND &&
+            (strcmp(verb, "EHLO") == 0 || strcmp(verb, "HELO") == 0 ||
+             strcmp(verb, "NOOP") == 0 || strcmp(verb, "RSET") == 0 ||
+             strcmp(verb, "QUIT") == 0)))))
+        log_release(c); /* more than a health check does: all of it */
     if (!refused && !opt.verbose)
         return;
     printable(arg, sizeof arg, ri->arg.p, ri->arg.n);
     printable(text, sizeof text, ri->text.p, ri->text.n);
     if (refused)
-        logf_("session=%d refused client=%s cmd=%s%s%s reply=%d%s%s %s",
-              c->fd, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
-              sp, ri->enhanced, text);
+        slogf_(c, "session=%lu refused client=%s cmd=%s%s%s reply=%d%s%s %s",
+               c->sid, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
+               sp, ri->enhanced, text);
     if (!opt.verbose)
         return;
     switch (ri->phase) {
@@ -1684,8 +1905,8 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         what[0] = '\0';
         break;
     }
-    logf_("session=%d %sS: %d%s%s %s", c->fd, what, ri->code, sp,
-          ri->enhanced, text);
+    slogf_(c, "session=%lu %sS: %d%s%s %s", c->sid, what, ri->code, sp,
+           ri->enhanced, text);
 }
 
 static const llsmtp_callbacks callbacks = {
@@ -1709,6 +1930,14 @@ static void
 arm_timer(conn *c)
 {
     unsigned sec = 0;
+    if (c->awaiting_header) {
+        /* its own short deadline (header_deadline, which the loop
+         * watches), never extended by a trickle of bytes: a silent or
+         * slow peer would hold a --max-clients slot for the greeting's
+         * 5 minutes */
+        c->deadline = 0;
+        return;
+    }
     llsmtp_server_timeout(c->s, &sec);
     if (opt.timeout)
         sec = (unsigned)opt.timeout;
@@ -1748,7 +1977,8 @@ conn_free(conn *c)
 #endif
     close(c->fd);
     free(c->s);
-    logf_("session=%d close", c->fd);
+    slogf_(c, "session=%lu close", c->sid);
+    free(c->held); /* a health check's lines: dropped */
     free(c);
 }
 
@@ -1836,10 +2066,95 @@ flush_out(conn *c)
     return 0;
 }
 
+/* The PROXY v2 signature (proxy-protocol.txt 2.2). */
+static const unsigned char v2sig[12] = {'\r', '\n', '\r', '\n', 0,   '\r',
+                                        '\n', 'Q',  'U',  'I',  'T', '\n'};
+
+/* Why the library refused a PROXY header (it closes without a word),
+ * from its first octets; never the octets themselves but as printable
+ * text (a v2 header is binary). */
+static void
+header_refused(conn *c, const char *why)
+{
+    const unsigned char *h = c->hdr_seen;
+    size_t n = c->hdr_seen_n;
+    char first[sizeof c->hdr_seen + 1], block[100];
+    log_release(c); /* the balancer's header broken: never quiet */
+    if (why != NULL) {
+        /* nothing wrong with what came: too little of it */
+    } else if (n >= 6 && memcmp(h, "PROXY ", 6) == 0) {
+        why = "malformed PROXY v1 header";
+    } else if (n >= 14 && memcmp(h, v2sig, 12) == 0) {
+        /* the library's refusals, in its order (lib/proxy.c) */
+        unsigned alen = n >= 16 ? (unsigned)(h[14] << 8 | h[15]) : 0;
+        why = (h[12] >> 4) != 2    ? "PROXY v2 header of another version"
+              : (h[12] & 0xF) > 1 ? "PROXY v2 header with an unknown command"
+                                  : "PROXY v2 header for neither TCP over "
+                                    "IPv4 nor IPv6";
+        if (h[12] == 0x21 && n >= 16 &&
+            ((h[13] == 0x11 && alen < 12) || (h[13] == 0x21 && alen < 36))) {
+            snprintf(block, sizeof block,
+                     "PROXY v2 header for TCP over IPv%c with a %u-octet "
+                     "address block (%u needed)",
+                     h[13] == 0x11 ? '4' : '6', alen,
+                     h[13] == 0x11 ? 12u : 36u);
+            why = block;
+        }
+    } else {
+        printable(first, sizeof first, (const char *)h, n);
+        logf_("session=%lu bad PROXY header from %s: not a PROXY header "
+              "(\"%s\")", c->sid, c->peer, first);
+        return;
+    }
+    logf_("session=%lu bad PROXY header from %s: %s", c->sid, c->peer, why);
+}
+
 /* Feeds bytes; keeps what the session could not take yet. */
 static int
 feed(conn *c, const char *buf, size_t len)
 {
+    if (!c->proxied && !c->spoke) {
+        /* A v2 header on a direct listener (a balancer sent to the wrong
+         * port): read as commands, its binary signature would end in a
+         * "QUIT" line, logged as if the client had said it. Closed,
+         * never shown. Its octets may come in several reads: while all
+         * that came is a prefix of the signature it is kept in hdr_seen
+         * (unused on a direct listener), not fed (the greeting's timeout
+         * bounds the wait). */
+        size_t have = c->hdr_seen_n, k = sizeof v2sig - have;
+        if (k > len)
+            k = len;
+        memcpy(c->hdr_seen + have, buf, k);
+        if (memcmp(c->hdr_seen, v2sig, have + k) == 0) {
+            if (have + k < sizeof v2sig) {
+                c->hdr_seen_n = have + k;
+                return 0;
+            }
+            log_release(c);
+            logf_("session=%lu PROXY v2 header from %s on a listener "
+                  "without proxy: closed", c->sid, c->peer);
+            c->closing = 1;
+            return 0;
+        }
+        c->spoke = 1;
+        if (have > 0) {
+            /* the octets kept were no signature: fed before these */
+            char *p = malloc(have + len);
+            int rc;
+            if (p == NULL)
+                return -1;
+            memcpy(p, c->hdr_seen, have);
+            memcpy(p + have, buf, len);
+            rc = feed(c, p, have + len);
+            free(p);
+            return rc;
+        }
+    }
+    if (c->awaiting_header && c->hdr_seen_n < sizeof c->hdr_seen) {
+        size_t k = sizeof c->hdr_seen - c->hdr_seen_n;
+        memcpy(c->hdr_seen + c->hdr_seen_n, buf, k < len ? k : len);
+        c->hdr_seen_n += k < len ? k : len;
+    }
     for (;;) {
         size_t used = 0;
         int rc = llsmtp_server_feed(c->s, buf, len, &used);
@@ -1868,6 +2183,9 @@ feed(conn *c, const char *buf, size_t len)
             return 0;
         }
         if (rc == LLSMTP_CLOSE) {
+            if (c->awaiting_header)
+                header_refused(c, NULL);
+            c->awaiting_header = 0;
             c->closing = 1;
             return 0;
         }
@@ -1878,10 +2196,10 @@ feed(conn *c, const char *buf, size_t len)
             return 0;
         }
         if (rc < 0) {
-            logf_("session=%d library error %s (%s)", c->fd,
-                  llsmtp_errname(rc),
-                  llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
-                                                : "-");
+            slogf_(c, "session=%lu library error %s (%s)", c->sid,
+                   llsmtp_errname(rc),
+                   llsmtp_server_failed_cb(c->s) ? llsmtp_server_failed_cb(c->s)
+                                                 : "-");
             /* the session queued a 421 for the client: write it first */
             c->closing = 1;
             return 0;
@@ -1934,8 +2252,8 @@ tls_step(conn *c)
         if (llsmtp_server_tls_started(c->s) != LLSMTP_OK)
             return -1;
         session_forget(c);
-        logf_("session=%d tls=%s cipher=%s", c->fd, SSL_get_version(c->ssl),
-              SSL_get_cipher_name(c->ssl));
+        slogf_(c, "session=%lu tls=%s cipher=%s", c->sid,
+               SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
         arm_timer(c);
         return 0;
     }
@@ -1951,8 +2269,8 @@ tls_step(conn *c)
         else
             snprintf(why, sizeof why, "%s",
                      errno ? strerror(errno) : "connection closed");
-        logf_("session=%d tls handshake failed client=%s: %s", c->fd,
-              c->peer, why);
+        slogf_(c, "session=%lu tls handshake failed client=%s: %s", c->sid,
+               c->peer, why);
         ERR_clear_error();
     }
     return -1;
@@ -1986,7 +2304,7 @@ stored(commit_job *j)
         store_failed(c, &r, j->err);
     } else {
         llsmtp_reply_set_id(&r, j->id, strlen(j->id));
-        logf_("session=%d queued=%s from=<%s> nrcpt=%zu", c->fd, j->id,
+        logf_("session=%lu queued=%s from=<%s> nrcpt=%zu", c->sid, j->id,
               c->sender ? c->sender : "", c->nrcpt);
         free_tx(c);
     }
@@ -1995,26 +2313,64 @@ stored(commit_job *j)
     if (rc == LLSMTP_CLOSE) {
         c->closing = 1;
     } else if (rc < 0) {
-        logf_("session=%d library error %s", c->fd, llsmtp_errname(rc));
+        logf_("session=%lu library error %s", c->sid, llsmtp_errname(rc));
         c->closing = 1;
     }
     arm_timer(c);
     flush_out(c); /* a lost peer shows again in the loop */
 }
 
-static void
-accept_clients(int lfd)
+/* Draining (SIGTERM): whether 421 4.3.2 now loses nothing, as the
+ * session is between transactions (before MAIL, or after a message's
+ * final reply or RSET), awaits no decision of ours and is neither in a
+ * STARTTLS handshake nor behind on reading its replies. */
+static int
+drain_point(const conn *c)
 {
+    int t = llsmtp_server_timeout(c->s, NULL);
+    return !c->closing && c->pending == NULL && c->tls != TLS_FLUSH &&
+           c->tls != TLS_HANDSHAKE &&
+           llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE &&
+           (t == LLSMTP_TIMEOUT_IDLE || t == LLSMTP_TIMEOUT_MAIL);
+}
+
+static void
+accept_clients(int li)
+{
+    int lfd = lfds[li], proxied = opt.listen_proxy[li];
+    const llsmtp_config *lc = proxied ? &cfg_proxy : &cfg;
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept(lfd, (struct sockaddr *)&ss, &sl), one = 1;
         conn *c;
+        llsmtp_ip ip;
         size_t sz;
+        char peer[sizeof c->peer];
         if (fd < 0)
             return;
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer,
+                      sizeof peer);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
+                      peer, sizeof peer);
+        else
+            snprintf(peer, sizeof peer, "unknown");
+        if (llsmtp_ip_parse(peer, strlen(peer), &ip) != LLSMTP_OK)
+            memset(&ip, 0, sizeof ip);
+        if (proxied && !proxy_trusted(&ip)) {
+            /* not a balancer: its header would be believed (any client
+             * address, a --relay-net one too); no reply, not SMTP yet,
+             * and before the 421 below, which would name the host to
+             * whoever reaches the port */
+            logf_("session=%lu refused connection from %s: not a "
+                  "--proxy-from address (PROXY listener)", ++next_sid, peer);
+            close(fd);
+            continue;
+        }
         if ((int)nconns >= opt.max_clients || stop_flag) {
             char msg[300];
             int n = snprintf(msg, sizeof msg,
@@ -2028,30 +2384,28 @@ accept_clients(int lfd)
             continue;
         }
         c = calloc(1, sizeof *c);
-        sz = llsmtp_server_size(&cfg);
+        sz = llsmtp_server_size(lc);
         if (c == NULL || (c->s = malloc(sz)) == NULL) {
             free(c);
             close(fd);
             continue;
         }
         c->fd = fd;
+        c->sid = ++next_sid;
         c->etrn_fd = -1;
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr,
-                      c->peer, sizeof c->peer);
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr,
-                      c->peer, sizeof c->peer);
+        memcpy(c->peer, peer, sizeof c->peer);
+        llsmtp_server_init(c->s, sz, lc, c);
+        c->proxied = proxied;
+        c->awaiting_header = proxied;
+        c->header_deadline = mono_ms() + (long long)opt.proxy_timeout * 1000;
+        if (ip.family != 0)
+            llsmtp_server_set_client(c->s, &ip);
+        /* before the greeting, which --verbose logs; behind a balancer
+         * once the header has named the client (on_connect) */
+        if (proxied)
+            snprintf(c->via, sizeof c->via, "%s", c->peer);
         else
-            snprintf(c->peer, sizeof c->peer, "unknown");
-        llsmtp_server_init(c->s, sz, &cfg, c);
-        {
-            llsmtp_ip ip;
-            if (llsmtp_ip_parse(c->peer, strlen(c->peer), &ip) == LLSMTP_OK)
-                llsmtp_server_set_client(c->s, &ip);
-        }
-        /* before the greeting, which --verbose logs */
-        logf_("session=%d connect from %s", fd, c->peer);
+            slogf_(c, "session=%lu connect from %s", c->sid, c->peer);
         if (llsmtp_server_start(c->s) == LLSMTP_CLOSE)
             c->closing = 1;
         arm_timer(c);
@@ -2068,6 +2422,21 @@ accept_clients(int lfd)
         conns[nconns++] = c;
         flush_out(c);
     }
+}
+
+/* SIGTERM seen: the listeners close, and each session gets 421 at its
+ * next transaction boundary (the loop); what is still open after the
+ * grace is cut. */
+static void
+drain_begin(long long now_ms, long long *stop_at)
+{
+    int i;
+    logf_("stopping: draining %zu sessions for up to %ds", nconns,
+          opt.drain_timeout);
+    draining = 1;
+    *stop_at = now_ms + (long long)opt.drain_timeout * 1000;
+    for (i = 0; i < opt.nlisten; i++)
+        close(lfds[i]);
 }
 
 static void
@@ -2111,7 +2480,7 @@ main(int argc, char **argv)
     struct pollfd *pfds = NULL;
     size_t pcap = 0;
     static char rbuf[READ_BUF];
-    time_t stop_at = 0;
+    long long stop_at = 0; /* mono_ms() */
     struct sigaction sa;
 
     parse_args(argc, argv);
@@ -2129,8 +2498,6 @@ main(int argc, char **argv)
     policy.networks = opt.relay_nets;
     policy.nnetworks = (size_t)opt.nnets;
     cfg.relay = &policy;
-    if (opt.proxy)
-        cfg.flags |= LLSMTP_CFG_PROXY;
     if (opt.lmtp)
         cfg.flags |= LLSMTP_CFG_LMTP;
     /* RFC 3030, 3461, 6531, 1985: on unless switched off */
@@ -2174,6 +2541,10 @@ main(int argc, char **argv)
     {
         const char *why = NULL;
         if (llsmtp_config_check(&cfg, &why) != LLSMTP_OK)
+            die_usage("invalid configuration: %s", why);
+        cfg_proxy = cfg;
+        cfg_proxy.flags |= LLSMTP_CFG_PROXY;
+        if (llsmtp_config_check(&cfg_proxy, &why) != LLSMTP_OK)
             die_usage("invalid configuration: %s", why);
     }
     if (!opt.discard) {
@@ -2238,26 +2609,26 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     for (i = 0; i < opt.nlisten; i++) {
         lfds[i] = open_listener(opt.listen[i]);
-        logf_("listening on %s as %s", opt.listen[i], opt.hostname);
+        logf_("listening on %s%s as %s", opt.listen[i],
+              opt.listen_proxy[i] ? ",proxy" : "", opt.hostname);
     }
     policy.own_addrs = own_addrs; /* filled by open_listener */
     policy.nown = nown;
 
     for (;;) {
-        size_t k, np = 0, npolled, commit_pi = (size_t)-1;
+        size_t k, np = 0, npolled, nlpolled = 0, commit_pi = (size_t)-1;
         int more = 0;
         time_t now = time(NULL), next = 0;
+        long long now_ms = mono_ms(), hdr_next = 0;
         int timeout_ms;
-        if (stop_flag && stop_at == 0) {
-            logf_("stopping: %zu sessions left", nconns);
-            stop_at = now + 10; /* grace period */
-            for (i = 0; i < opt.nlisten; i++)
-                close(lfds[i]);
-        }
         if (!opt.discard)
             queue_reap(now);
-        if (stop_flag && ((nconns == 0 && queue_busy() == 0) ||
-                          now >= stop_at)) {
+        if (draining && ((nconns == 0 && queue_busy() == 0) ||
+                          now_ms >= stop_at)) {
+            size_t ncut = 0;
+            for (k = 0; k < nconns; k++)
+                ncut += !conns[k]->drained; /* told, yet still writing */
+            logf_("stopping: %zu sessions drained, %zu cut", ndrained, ncut);
             for (k = 0; k < nconns; k++) {
                 llsmtp_server_shutdown(conns[k]->s, NULL);
                 flush_out(conns[k]);
@@ -2296,6 +2667,7 @@ main(int argc, char **argv)
                 pfds[np].fd = lfds[i];
                 pfds[np].events = POLLIN;
                 np++;
+                nlpolled++;
             }
         for (k = 0; k < nconns; k++) {
             conn *c = conns[k];
@@ -2323,6 +2695,9 @@ main(int argc, char **argv)
             np++;
             if (c->deadline && (next == 0 || c->deadline < next))
                 next = c->deadline;
+            if (c->awaiting_header &&
+                (hdr_next == 0 || c->header_deadline < hdr_next))
+                hdr_next = c->header_deadline;
         }
         npolled = nconns; /* sessions accepted below were not polled */
         for (k = 0; k < nconns; k++) { /* ETRN scans after the sessions */
@@ -2342,6 +2717,8 @@ main(int argc, char **argv)
             np++;
         }
         timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
+        if (hdr_next && (timeout_ms < 0 || hdr_next - now_ms < timeout_ms))
+            timeout_ms = hdr_next > now_ms ? (int)(hdr_next - now_ms) : 0;
         if (!opt.discard && !stop_flag) {
             int q = queue_run(now); /* starts what is due */
             if (q >= 0 && (timeout_ms < 0 || q < timeout_ms))
@@ -2349,21 +2726,34 @@ main(int argc, char **argv)
         } else if (queue_busy() > 0 && timeout_ms < 0) {
             timeout_ms = 500;
         }
-        if (stop_flag)
+        if (stop_flag && (timeout_ms < 0 || timeout_ms > 1000))
             timeout_ms = 1000;
-        if (more)
-            timeout_ms = 0;
+        if (stop_at && (timeout_ms < 0 || stop_at - now_ms < timeout_ms))
+            timeout_ms = stop_at > now_ms ? (int)(stop_at - now_ms) : 0;
+        if (more || (stop_flag && !draining))
+            timeout_ms = 0; /* the signal came meanwhile: drain now */
         fflush(stderr); /* the log: one write per loop, not per line */
-        if (poll(pfds, (nfds_t)np, timeout_ms) < 0 && errno != EINTR) {
-            perror("smtpd: poll");
-            return 1;
+        if (poll(pfds, (nfds_t)np, timeout_ms) < 0) {
+            if (errno != EINTR) {
+                perror("smtpd: poll");
+                return 1;
+            }
+            /* a signal (SIGTERM: the drain starts): no event came, and
+             * revents still hold an earlier round's (a POLLERR of
+             * another connection) */
+            for (k = 0; k < np; k++)
+                pfds[k].revents = 0;
         }
         now = time(NULL);
+        now_ms = mono_ms();
+        /* the drain begins in the round that saw the signal: an idle
+         * session hears its 421 at once, not after the next poll */
+        if (stop_flag && !draining)
+            drain_begin(now_ms, &stop_at);
         k = 0;
-        if (!stop_flag)
-            for (i = 0; i < opt.nlisten; i++, k++)
-                if (pfds[k].revents & POLLIN)
-                    accept_clients(lfds[i]);
+        for (i = 0; i < (int)nlpolled; i++, k++) /* polled, maybe closed */
+            if (!draining && (pfds[k].revents & POLLIN))
+                accept_clients(i);
         if (commit_pi != (size_t)-1 && pfds[commit_pi].revents != 0) {
             commit_job *j = commit_done(), *next;
             for (; j != NULL; j = next) {
@@ -2425,13 +2815,36 @@ main(int argc, char **argv)
                             tls_step(c) < 0)
                             dead = 1;
                     } else if (r != IO_AGAIN) {
+                        if (c->awaiting_header)
+                            log_release(c);
+                        if (c->awaiting_header && c->hdr_seen_n == 0)
+                            logf_("session=%lu no PROXY header from %s: "
+                                  "closed by the peer", c->sid, c->peer);
+                        else if (c->awaiting_header)
+                            header_refused(c, "closed by the peer in its "
+                                              "middle");
                         llsmtp_server_eof(c->s);
                         dead = 1;
                     }
                 }
+                if (!dead && c->awaiting_header &&
+                    now_ms >= c->header_deadline) {
+                    /* closed without a word, as a bad header is */
+                    log_release(c);
+                    logf_("session=%lu no PROXY header from %s within %ds",
+                          c->sid, c->peer, opt.proxy_timeout);
+                    dead = 1;
+                }
                 if (!dead && c->deadline && now >= c->deadline) {
-                    logf_("session=%d timeout", c->fd);
+                    slogf_(c, "session=%lu timeout", c->sid);
                     llsmtp_server_timeout_expired(c->s);
+                    c->closing = 1;
+                }
+                if (!dead && draining && c->awaiting_header)
+                    dead = 1; /* no SMTP yet: nothing to say */
+                else if (!dead && draining && drain_point(c)) {
+                    llsmtp_server_shutdown(c->s, NULL); /* 421 4.3.2 */
+                    drain_told(c);
                     c->closing = 1;
                 }
                 if (!dead && flush_out(c) < 0)

@@ -717,12 +717,33 @@ m_group_end(model *m, size_t g)
     m->sync_g = g;
 }
 
+/* A message or chunk ended at g: without PIPELINING in force the client
+ * waits for its reply (RFC 5321 4.3.1). */
+static void
+m_msg_end_sync(model *m, size_t g)
+{
+    if (m->c->sync &&
+        !(m->helo == 2 && (m->c->cfg.extensions & LLSMTP_EXT_PIPELINING)))
+        m_group_end(m, g);
+}
+
+/* A 334: the client waits for it before its next line (RFC 4954 4), even
+ * after an initial response it hoped would end the exchange; g is where
+ * the line it answers ends. */
+static void
+m_challenge(model *m, size_t g)
+{
+    m_code(m, 334);
+    if (m->c->sync)
+        m_group_end(m, g);
+}
+
 /* RFC 2920 3.1: without PIPELINING in force (EHLO/LHLO accepted, the
  * extension on) every command ends a group; with it EHLO, DATA, VRFY,
  * EXPN, TURN, QUIT and NOOP do, and so do commands of other extensions
  * unless they say otherwise: STARTTLS (RFC 3207 4.2), ETRN, AUTH (RFC
- * 4954 4) except with an initial response for PLAIN or EXTERNAL, which
- * complete in one round trip. HELO/LHLO as EHLO. */
+ * 4954 4) except with an initial response (then the 334 that continues
+ * the exchange ends the group: m_challenge). HELO/LHLO as EHLO. */
 static int
 m_ends_group(const model *m, const char *line, size_t n)
 {
@@ -759,10 +780,10 @@ m_ends_group(const model *m, const char *line, size_t n)
         for (mn = 0; mn < an && a[mn] != ' '; mn++)
             ;
         /* RFC 4954 4: an initial response for a mechanism done in one
-         * round trip without a security layer may be pipelined past */
-        if (ieq(a, mn, "plain") || ieq(a, mn, "external"))
-            return mn == an;
-        return 1;
+         * round trip may be pipelined past; the session cannot know which
+         * those are, so any initial response ends no group here and a
+         * 334 that continues the exchange does (m_challenge) */
+        return mn == an;
     }
     return 0;
 }
@@ -1455,6 +1476,7 @@ m_command(model *m, size_t i)
             if (!done)
                 return P;
         }
+        m_msg_end_sync(m, i);
         m_end_message(m);
         return i;
     }
@@ -1512,6 +1534,7 @@ m_command(model *m, size_t i)
             i = lf + 1;
             if (P - i < sz)
                 return P;
+            m_msg_end_sync(m, i + (size_t)sz);
             return i + (size_t)sz;
         }
         i = lf + 1;
@@ -1558,6 +1581,7 @@ m_command(model *m, size_t i)
                     m_deliver(m, s + i, P - i);
                 return P; /* chunk incomplete */
             }
+            m_msg_end_sync(m, i + (size_t)sz);
             if (accept_chunk) {
                 m_deliver(m, s + i, (size_t)sz);
                 if (m->aborted && last) {
@@ -1881,7 +1905,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
     if (has_ir) {
         ir = a + mn + 1;
         irn = an - mn - 1;
-        while (irn && ir[0] == ' ') /* blanks tolerated, as elsewhere */
+        /* blanks (spaces, tabs) tolerated, as around every argument */
+        while (irn && (ir[0] == ' ' || ir[0] == '\t'))
             ir++, irn--;
     }
     for (i = 0; i < 8; i++)
@@ -1915,7 +1940,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
         verdict v;
         if (mech == 0) {
             if (!has_ir) {
-                m_code(m, 334);
+                m_challenge(m, *ip);
                 r = m_auth_line(m, ip, &p, &n);
                 if (r == -3)
                     goto done;
@@ -1949,7 +1974,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                  (int)cred.password.n, cred.password.p);
         } else {
             if (!has_ir) {
-                m_code(m, 334);
+                m_challenge(m, *ip);
                 r = m_auth_line(m, ip, &p, &n);
                 if (r == -3)
                     goto done;
@@ -1975,7 +2000,7 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
             }
             memcpy(user, dec, dn);
             un = dn;
-            m_code(m, 334);
+            m_challenge(m, *ip);
             r = m_auth_line(m, ip, &p, &n);
             if (r == -3)
                 goto done;
@@ -2037,7 +2062,10 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 m_close(m);
                 goto done;
             }
-            m_code(m, v.code);
+            if (v.challenge)
+                m_challenge(m, *ip);
+            else
+                m_code(m, v.code);
             if (!v.challenge) {
                 if (v.code == 235)
                     m->authed = sc.ok = 1;

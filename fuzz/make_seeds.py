@@ -83,3 +83,23 @@ for i, t in enumerate([b'\x05220 mx ESMTP\r\n', b'\x03250-mx\r\n250-PIPELINING\r
                        b'\x01250-a\r\n251 b\r\n', b'\x07.\r\n..x\n.\r.', b'\x02' + b'x' * 600 + b'\r\n']):
     open('fuzz/corpus/fuzz_client/seed-%d' % i, 'wb').write(t)
 print('client seeds written')
+
+# PROXY protocol headers (lib/proxy.c): v1 lines and v2 headers, taken and
+# refused.
+os.makedirs('fuzz/corpus/fuzz_proxy', exist_ok=True)
+sig = b'\r\n\r\n\x00\r\nQUIT\n'
+for i, t in enumerate([
+        b'PROXY TCP4 192.0.2.1 198.51.100.2 56324 25\r\n',
+        b'PROXY TCP6 2001:db8::1 2001:db8::2 4000 25\r\n',
+        b'PROXY UNKNOWN\r\n',
+        b'PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n',
+        b'PROXY TCP4 192.0.2.1 198.51.100.2 056324 25\r\n',
+        b'PROXY TCP4 2001:db8::1 198.51.100.2 1 25\r\n',
+        sig + b'\x21\x11\x00\x0c' + bytes([192, 0, 2, 1, 198, 51, 100, 2]) + b'\xdc\x04\x00\x19',
+        sig + b'\x21\x21\x00\x24' + bytes(range(32)) + b'\x0f\xa0\x00\x19',
+        sig + b'\x20\x00\x00\x00',
+        sig + b'\x21\x11\x00\x13' + bytes([192, 0, 2, 1, 198, 51, 100, 2]) + b'\x00\x01\x00\x19\x04\x00\x04abcd',
+        sig + b'\x21\x31\x00\xd8' + bytes(216),
+        sig + b'\x21\x12\x00\x0c' + bytes(12)]):
+    open('fuzz/corpus/fuzz_proxy/seed-%d' % i, 'wb').write(t)
+print('proxy seeds written')

@@ -8,6 +8,18 @@
  * llsmtp never opens a socket, reads a clock or touches a file. The host
  * feeds bytes in, drains reply bytes out, and decides policy in callbacks.
  *
+ * Contents, in the order a host reads them:
+ *   1. version, export macros, errors and statuses
+ *   2. spans and replies (llsmtp_reply: every decision is one)
+ *   3. the server session: what it hands the host (IP addresses, paths,
+ *      ESMTP parameters, AUTH credentials) and the relay policy it may
+ *      use; then its configuration, callbacks, feed/output/resume and
+ *      queries
+ *   4. the client session, after its building blocks (reply parser,
+ *      body encoder)
+ *   5. standalone helpers: IP text, paths and domains, parameters and
+ *      xtext, Base64, SASL, relay policy, MX selection, DNS wire format
+ *
  * Build switches (define them when compiling the library, e.g. llsmtp.c,
  * and in code using this header): none changes a public type's layout.
  *   LLSMTP_NO_DNS    leave out lib/dns.c (DNS wire format)
@@ -102,126 +114,6 @@ typedef struct llsmtp_span {
     size_t n;
 } llsmtp_span;
 
-/* ---- IP addresses (lib/mx.c) -------------------------------------------- */
-
-/* An IPv4 or IPv6 address in network byte order. */
-typedef struct llsmtp_ip {
-    uint8_t family; /* 4 or 6; 0 = none */
-    uint8_t addr[16];
-} llsmtp_ip;
-
-/* Formats an address as text ("192.0.2.1", "2001:db8::1", RFC 5952
- * compressed) into buf. Returns the length (NUL not counted), or 0 when
- * buf is too small (48 bytes always suffice) or ip is not 4 or 6. */
-LLSMTP_API size_t llsmtp_ip_format(const llsmtp_ip *ip, char *buf,
-                                   size_t buflen);
-
-/* Parses IPv4 or IPv6 text (no brackets) into *ip. LLSMTP_OK or
- * LLSMTP_E_SYNTAX. */
-LLSMTP_API int llsmtp_ip_parse(const char *p, size_t n, llsmtp_ip *ip);
-
-/* ---- paths (RFC 5321 4.1.2), lib/path.c -------------------------------- */
-
-enum llsmtp_path_flag {
-    LLSMTP_PATH_NULL = 1u << 0,       /* the null reverse path <> */
-    LLSMTP_PATH_QUOTED = 1u << 1,     /* local part is a quoted-string */
-    LLSMTP_PATH_LITERAL = 1u << 2,    /* domain is an address literal */
-    LLSMTP_PATH_ROUTE = 1u << 3,      /* a source route was given (ignored) */
-    LLSMTP_PATH_UTF8 = 1u << 4,       /* contains UTF-8 (RFC 6531) */
-    LLSMTP_PATH_POSTMASTER = 1u << 5, /* <Postmaster> with no domain */
-    LLSMTP_PATH_IPV4 = 1u << 6,       /* literal is [a.b.c.d] */
-    LLSMTP_PATH_IPV6 = 1u << 7        /* literal is [IPv6:...] */
-};
-
-/* A parsed path. All spans point into the parsed text. */
-typedef struct llsmtp_path {
-    llsmtp_span mailbox; /* "local@domain" as written, without <> or route */
-    llsmtp_span local;   /* local part as written (quotes included) */
-    llsmtp_span domain;  /* domain, or address literal with its [ ] */
-    llsmtp_span route;   /* "@a,@b" as written, when LLSMTP_PATH_ROUTE */
-    unsigned flags;      /* enum llsmtp_path_flag */
-} llsmtp_path;
-
-/* Options for llsmtp_path_parse. */
-enum llsmtp_path_opt {
-    LLSMTP_PARSE_ALLOW_NULL = 1u << 0,       /* accept <> (reverse path) */
-    LLSMTP_PARSE_ALLOW_POSTMASTER = 1u << 1, /* accept <Postmaster> */
-    LLSMTP_PARSE_UTF8 = 1u << 2              /* RFC 6531 UTF-8 addresses */
-};
-
-/* Parses a Path or "<>" at the start of p[0..n): "<" [route ":"] mailbox
- * ">". On success returns LLSMTP_OK, fills *out and sets *end to the
- * offset just past ">". On failure returns LLSMTP_E_SYNTAX (or E_RANGE for
- * a domain or label too long) and sets *end to the offset of the offending
- * byte. Pure function; may be called anywhere. */
-LLSMTP_API int llsmtp_path_parse(const char *p, size_t n, unsigned opts,
-                                 llsmtp_path *out, size_t *end);
-
-/* Validates a whole Domain (RFC 5321 4.1.2 sub-domain rules, labels <= 63,
- * total <= 255). Returns LLSMTP_OK or LLSMTP_E_SYNTAX / LLSMTP_E_RANGE. */
-LLSMTP_API int llsmtp_domain_check(const char *p, size_t n, unsigned opts);
-
-/* Parses dotted-quad IPv4 text (exactly, no leading/trailing bytes) into
- * out[4]. Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
-LLSMTP_API int llsmtp_ipv4_parse(const char *p, size_t n, uint8_t out[4]);
-
-/* Parses RFC 4291 IPv6 text (with "::" and a trailing dotted quad) into
- * out[16]. Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
-LLSMTP_API int llsmtp_ipv6_parse(const char *p, size_t n, uint8_t out[16]);
-
-/* ---- ESMTP parameters (RFC 5321 4.1.2 Mail-parameters) ----------------- */
-
-#define LLSMTP_PARAMS_MAX 16
-
-typedef struct llsmtp_param {
-    llsmtp_span key;   /* esmtp-keyword as written */
-    llsmtp_span value; /* esmtp-value, empty (p may be NULL) if no "=" */
-} llsmtp_param;
-
-typedef struct llsmtp_params {
-    size_t n;
-    llsmtp_param v[LLSMTP_PARAMS_MAX];
-} llsmtp_params;
-
-/* Parses "KEY[=VALUE] KEY[=VALUE] ..." (SP separated, the text after a
- * path). Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad keyword or value, *end at
- * the offending byte) or LLSMTP_E_RANGE (more than LLSMTP_PARAMS_MAX). */
-LLSMTP_API int llsmtp_params_parse(const char *p, size_t n, unsigned opts,
-                                   llsmtp_params *out, size_t *end);
-
-/* Decodes RFC 3461 xtext ("+2B" for "+"; printable ASCII otherwise, no
- * "=" or raw "+"). out may be NULL (and cap 0) to validate only. Returns
- * LLSMTP_OK, LLSMTP_E_SYNTAX or LLSMTP_E_BUFFER; *outlen (may be NULL)
- * gets the decoded length. */
-LLSMTP_API int llsmtp_xtext_decode(const char *p, size_t n, char *out,
-                                   size_t cap, size_t *outlen);
-
-/* DSN (RFC 3461) NOTIFY= flags. */
-enum llsmtp_notify {
-    LLSMTP_NOTIFY_NEVER = 1u << 0,
-    LLSMTP_NOTIFY_SUCCESS = 1u << 1,
-    LLSMTP_NOTIFY_FAILURE = 1u << 2,
-    LLSMTP_NOTIFY_DELAY = 1u << 3
-};
-
-/* Parses a NOTIFY value: "NEVER" alone, or a comma list of SUCCESS,
- * FAILURE, DELAY (each at most once), case-insensitive. Returns LLSMTP_OK
- * with *flags, or LLSMTP_E_SYNTAX. */
-LLSMTP_API int llsmtp_dsn_notify_parse(const char *p, size_t n,
-                                       unsigned *flags);
-
-/* Splits an ORCPT value "addr-type;xtext" (RFC 3461 4.2): addr-type is an
- * atom ("rfc822", "utf-8"), the rest valid xtext (decode it with
- * llsmtp_xtext_decode). Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
-LLSMTP_API int llsmtp_dsn_orcpt_parse(const char *p, size_t n,
-                                      llsmtp_span *addr_type,
-                                      llsmtp_span *xtext);
-
-/* Finds a parameter by keyword, ASCII case-insensitively. Returns it or
- * NULL. */
-LLSMTP_API const llsmtp_param *llsmtp_params_get(const llsmtp_params *ps,
-                                                 const char *key);
-
 /* ---- replies, lib/reply.c ----------------------------------------------- */
 
 /* Limits on host-supplied reply text (before folding) and queue ids. */
@@ -288,25 +180,58 @@ LLSMTP_API int llsmtp_reply_set_id(llsmtp_reply *r, const char *id,
 LLSMTP_API size_t llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced,
                                       char *buf, size_t buflen);
 
-/* ---- Base64 (lib/base64.c), RFC 4648 ------------------------------------ */
+/* ---- IP addresses (their text: lib/mx.c, below) ------------------------- */
 
-/* Encoded length of n bytes (with padding). */
-LLSMTP_API size_t llsmtp_b64_encoded_len(size_t n);
-/* Largest decoded length of n Base64 characters. */
-LLSMTP_API size_t llsmtp_b64_decoded_max(size_t n);
+/* An IPv4 or IPv6 address in network byte order. */
+typedef struct llsmtp_ip {
+    uint8_t family; /* 4 or 6; 0 = none */
+    uint8_t addr[16];
+} llsmtp_ip;
 
-/* Encodes n bytes into out (cap >= llsmtp_b64_encoded_len(n)); no NUL is
- * written. Returns LLSMTP_OK or LLSMTP_E_BUFFER. */
-LLSMTP_API int llsmtp_b64_encode(const void *in, size_t n, char *out,
-                                 size_t cap, size_t *outlen);
-/* Decodes strictly: length a multiple of 4, '=' only as the padding the
- * length needs, unused bits zero, nothing outside the alphabet (no
- * whitespace). out may equal in. Returns LLSMTP_OK, LLSMTP_E_SYNTAX or
- * LLSMTP_E_BUFFER. */
-LLSMTP_API int llsmtp_b64_decode(const char *in, size_t n, void *out,
-                                 size_t cap, size_t *outlen);
+/* ---- paths (RFC 5321 4.1.2), as MAIL and RCPT hand them over ------------ */
 
-/* ---- SASL (lib/sasl.c) --------------------------------------------------- */
+enum llsmtp_path_flag {
+    LLSMTP_PATH_NULL = 1u << 0,       /* the null reverse path <> */
+    LLSMTP_PATH_QUOTED = 1u << 1,     /* local part is a quoted-string */
+    LLSMTP_PATH_LITERAL = 1u << 2,    /* domain is an address literal */
+    LLSMTP_PATH_ROUTE = 1u << 3,      /* a source route was given (ignored) */
+    LLSMTP_PATH_UTF8 = 1u << 4,       /* contains UTF-8 (RFC 6531) */
+    LLSMTP_PATH_POSTMASTER = 1u << 5, /* <Postmaster> with no domain */
+    LLSMTP_PATH_IPV4 = 1u << 6,       /* literal is [a.b.c.d] */
+    LLSMTP_PATH_IPV6 = 1u << 7        /* literal is [IPv6:...] */
+};
+
+/* A parsed path. All spans point into the parsed text. */
+typedef struct llsmtp_path {
+    llsmtp_span mailbox; /* "local@domain" as written, without <> or route */
+    llsmtp_span local;   /* local part as written (quotes included) */
+    llsmtp_span domain;  /* domain, or address literal with its [ ] */
+    llsmtp_span route;   /* "@a,@b" as written, when LLSMTP_PATH_ROUTE */
+    unsigned flags;      /* enum llsmtp_path_flag */
+} llsmtp_path;
+
+/* Options for llsmtp_path_parse. */
+enum llsmtp_path_opt {
+    LLSMTP_PARSE_ALLOW_NULL = 1u << 0,       /* accept <> (reverse path) */
+    LLSMTP_PARSE_ALLOW_POSTMASTER = 1u << 1, /* accept <Postmaster> */
+    LLSMTP_PARSE_UTF8 = 1u << 2              /* RFC 6531 UTF-8 addresses */
+};
+
+/* ---- ESMTP parameters (RFC 5321 4.1.2 Mail-parameters) ----------------- */
+
+#define LLSMTP_PARAMS_MAX 16
+
+typedef struct llsmtp_param {
+    llsmtp_span key;   /* esmtp-keyword as written */
+    llsmtp_span value; /* esmtp-value, empty (p may be NULL) if no "=" */
+} llsmtp_param;
+
+typedef struct llsmtp_params {
+    size_t n;
+    llsmtp_param v[LLSMTP_PARAMS_MAX];
+} llsmtp_params;
+
+/* ---- AUTH credentials (RFC 4954), for on_auth and on_auth_step ---------- */
 
 /* Credentials from AUTH PLAIN or AUTH LOGIN, handed to on_auth. The spans
  * point into session memory that is wiped when on_auth returns. */
@@ -326,17 +251,44 @@ typedef struct llsmtp_auth_step {
     int has_data;          /* step 0: whether an initial response came */
 } llsmtp_auth_step;
 
-/* Splits a decoded PLAIN message (RFC 4616: authzid NUL authcid NUL
- * passwd). Returns LLSMTP_OK or LLSMTP_E_SYNTAX (not two NULs, an empty
- * user or password, CR or LF inside). */
-LLSMTP_API int llsmtp_sasl_plain_parse(const char *p, size_t n,
-                                       llsmtp_auth *out);
+/* ---- the relay policy a configuration may name (lib/relay.c) ------------ */
 
-/* The AUTH LOGIN prompts: Base64 of "Username:" and "Password:". */
-LLSMTP_API_DATA const char llsmtp_sasl_login_user_prompt[13];
-LLSMTP_API_DATA const char llsmtp_sasl_login_pass_prompt[13];
+/* A network: an address and a prefix length. IPv4-mapped IPv6 networks
+ * (::ffff:a.b.c.d/96..128) are kept as IPv4. */
+typedef struct llsmtp_cidr {
+    llsmtp_ip ip;
+    uint8_t bits;
+} llsmtp_cidr;
 
-/* ---- server session, lib/server.c --------------------------------------- */
+/* Who may send mail where. Everything is borrowed (arrays and strings
+ * must outlive the policy); nothing is allocated. Domain entries match
+ * exactly, ASCII case-insensitively, ignoring one trailing dot; an entry
+ * written ".company.test" matches every subdomain, not company.test. */
+typedef struct llsmtp_relay_policy {
+    const char *const *local_domains; /* mail for these is delivered here */
+    size_t nlocal;
+    const char *const *relay_domains; /* accepted and forwarded */
+    size_t nrelay;
+    const llsmtp_cidr *networks; /* clients here may relay anywhere */
+    size_t nnetworks;
+    const llsmtp_ip *own_addrs; /* user@[addr] is local for these */
+    size_t nown;
+    int auth_may_relay;    /* authenticated clients relay anywhere (1) */
+    int trusted_may_relay; /* clients in networks relay anywhere (1) */
+    int deny_code;         /* reply for DENIED: 550 */
+    const char *deny_enhanced; /* "5.7.1" */
+    const char *deny_text;     /* NULL: "Unable to relay for <rcpt>" */
+} llsmtp_relay_policy;
+
+/* llsmtp_relay_check() verdicts; llsmtp_server_rcpt_verdict() returns
+ * them too, so they are declared whatever the switches. */
+enum llsmtp_relay_verdict {
+    LLSMTP_RELAY_LOCAL = 0,   /* the final domain is ours: deliver here */
+    LLSMTP_RELAY_ALLOWED = 1, /* relay domain, trusted or authenticated */
+    LLSMTP_RELAY_DENIED = 2   /* refuse: 550 5.7.1 Unable to relay */
+};
+
+/* ---- the server session (lib/server*.c) --------------------------------- */
 
 typedef struct llsmtp_server llsmtp_server;
 
@@ -387,8 +339,11 @@ enum llsmtp_cfg_flag {
      * everything it read so far has been fed. Improper: anything in the
      * same read after a line that ends a group (RFC 2920 3.1): EHLO,
      * HELO, LHLO, DATA, VRFY, EXPN, TURN, QUIT, NOOP, STARTTLS, ETRN, a
-     * SASL response, AUTH unless PLAIN or EXTERNAL with an initial
-     * response (RFC 4954 4); without PIPELINING in force, every line. */
+     * SASL response, AUTH without an initial response, and any line
+     * answered with 334 (RFC 4954 4: an initial response may be
+     * pipelined past only when the exchange ends in one round trip);
+     * without PIPELINING in force (RFC 5321 4.3.1), every line and the
+     * end of every message and chunk. */
     LLSMTP_CFG_SYNC_CHECK = 1u << 0,
     /* Reply 502 instead of 500 to unknown commands. */
     LLSMTP_CFG_502_UNKNOWN = 1u << 1,
@@ -529,7 +484,9 @@ typedef struct llsmtp_callbacks {
     /* Greeting. Default "220 <hostname> ESMTP <banner>". A 421 closes at
      * once; a 554 makes the session answer 503 until QUIT (RFC 5321 3.1). */
     int (*on_connect)(llsmtp_server *s, llsmtp_reply *r);
-    /* HELO/EHLO. domain: the argument as given. */
+    /* HELO/EHLO. domain: the argument as given. A 2xx set here replaces
+     * the first line only: the EHLO keywords still follow (the session
+     * acts on them), and no enhanced code is sent (RFC 2034 3). */
     int (*on_helo)(llsmtp_server *s, llsmtp_span domain, int is_ehlo,
                    llsmtp_reply *r);
     /* MAIL FROM. SIZE and BODY are already validated; other parameters
@@ -782,139 +739,6 @@ LLSMTP_API int llsmtp_server_body_type(const llsmtp_server *s);
 /* Whether the transaction declared SMTPUTF8 (RFC 6531) at MAIL. */
 LLSMTP_API int llsmtp_server_smtputf8(const llsmtp_server *s);
 
-
-/* ---- MX selection (lib/mx.c) -------------------------------------------- */
-
-#define LLSMTP_NAME_MAX 253   /* a domain name in text, RFC 1035 2.3.4 */
-#define LLSMTP_MX_ADDRS_MAX 8 /* addresses kept per mail exchanger */
-
-/* One mail exchanger (RFC 5321 5.1). host is lower-case text without a
- * trailing dot, NUL-terminated; "" is the root "." of a null MX. */
-typedef struct llsmtp_mx {
-    uint16_t pref;
-    char host[LLSMTP_NAME_MAX + 1];
-    size_t naddrs;
-    llsmtp_ip addrs[LLSMTP_MX_ADDRS_MAX];
-} llsmtp_mx;
-
-/* What llsmtp_mx_order() concluded. */
-enum llsmtp_mx_result {
-    LLSMTP_MX_OK = 0,       /* v[0..*n) are the targets, in delivery order */
-    LLSMTP_MX_IMPLICIT = 1, /* no MX records: the domain itself, pref 0 */
-    LLSMTP_MX_NULL = 2,     /* RFC 7505 null MX: the domain takes no mail */
-    LLSMTP_MX_LOOP = 3,     /* this host is the best MX: mail would loop */
-    LLSMTP_MX_BAD = 4       /* a "." record mixed with others (RFC 7505 3) */
-};
-
-/* How this host knows itself, and the randomness for equal preferences. */
-typedef struct llsmtp_mx_opts {
-    const char *const *local_names; /* NUL-terminated names, or NULL */
-    size_t nlocal_names;
-    const llsmtp_ip *local_addrs; /* or NULL */
-    size_t nlocal_addrs;
-    uint64_t seed; /* shuffles records of equal preference; any value */
-} llsmtp_mx_opts;
-
-#ifndef LLSMTP_NO_MX
-/* Orders the *n MX records in v (capacity cap) for delivery to domain
- * (RFC 5321 5.1): duplicate hosts merged (lowest preference, addresses
- * joined), ascending preference, equal preferences in an order drawn from
- * opts->seed, this host and every record not better than it removed. With
- * no records, v[0] becomes the domain itself (needs cap >= 1). Updates *n.
- * Returns an enum llsmtp_mx_result, or LLSMTP_E_INVAL. opts may be NULL.
- * Pure function: no I/O, no allocation. */
-LLSMTP_API int llsmtp_mx_order(const char *domain, size_t domain_len,
-                               llsmtp_mx *v, size_t *n, size_t cap,
-                               const llsmtp_mx_opts *opts);
-
-/* The reply a relay gives a recipient whose domain got this result:
- * NULL: 556 5.1.10 (RFC 7505 4.2), LOOP: 554 5.4.6, BAD: 451 4.4.4.
- * Returns LLSMTP_OK, or LLSMTP_E_INVAL for OK/IMPLICIT. */
-LLSMTP_API int llsmtp_mx_reply(int result, llsmtp_reply *r);
-
-/* A relay host as MTAs write it: "host", "host:port" (look up MX for
- * host), "[host]", "[host]:port", "[192.0.2.1]", "[2001:db8::1]:587" or
- * "[IPv6:2001:db8::1]" (connect to exactly this, no MX lookup). */
-typedef struct llsmtp_relayhost {
-    char host[LLSMTP_NAME_MAX + 1]; /* name or address text, no brackets */
-    uint16_t port;                  /* 0: not given (use 25) */
-    int no_mx;                      /* bracketed: skip the MX lookup */
-    llsmtp_ip ip;                   /* family 0 unless host is an address */
-} llsmtp_relayhost;
-
-/* Parses a relay host. Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad host, a
- * missing "]", an unbracketed IPv6 address) or LLSMTP_E_RANGE (port not
- * in 1..65535); *err_at (may be NULL) gets the offending offset. */
-LLSMTP_API int llsmtp_relayhost_parse(const char *p, size_t n,
-                                      llsmtp_relayhost *out, size_t *err_at);
-#endif /* LLSMTP_NO_MX */
-
-
-/* ---- relay policy (lib/relay.c) ----------------------------------------- */
-
-/* A network: an address and a prefix length. IPv4-mapped IPv6 networks
- * (::ffff:a.b.c.d/96..128) are kept as IPv4. */
-typedef struct llsmtp_cidr {
-    llsmtp_ip ip;
-    uint8_t bits;
-} llsmtp_cidr;
-
-#ifndef LLSMTP_NO_RELAY
-/* Parses "192.168.0.0/16", "10.1.2.3" (a /32), "2001:db8::/32",
- * "::ffff:10.0.0.0/104". Returns LLSMTP_OK, LLSMTP_E_SYNTAX (not an
- * address), LLSMTP_E_RANGE (prefix too long) or LLSMTP_E_HOSTBITS
- * ("10.1.2.3/8": did you mean 10.0.0.0/8?). */
-LLSMTP_API int llsmtp_cidr_parse(const char *p, size_t n, llsmtp_cidr *out);
-
-/* Whether ip lies in net (IPv4-mapped addresses count as IPv4). */
-LLSMTP_API int llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip);
-#endif
-
-/* Who may send mail where. Everything is borrowed (arrays and strings
- * must outlive the policy); nothing is allocated. Domain entries match
- * exactly, ASCII case-insensitively, ignoring one trailing dot; an entry
- * written ".company.test" matches every subdomain, not company.test. */
-typedef struct llsmtp_relay_policy {
-    const char *const *local_domains; /* mail for these is delivered here */
-    size_t nlocal;
-    const char *const *relay_domains; /* accepted and forwarded */
-    size_t nrelay;
-    const llsmtp_cidr *networks; /* clients here may relay anywhere */
-    size_t nnetworks;
-    const llsmtp_ip *own_addrs; /* user@[addr] is local for these */
-    size_t nown;
-    int auth_may_relay;    /* authenticated clients relay anywhere (1) */
-    int trusted_may_relay; /* clients in networks relay anywhere (1) */
-    int deny_code;         /* reply for DENIED: 550 */
-    const char *deny_enhanced; /* "5.7.1" */
-    const char *deny_text;     /* NULL: "Unable to relay for <rcpt>" */
-} llsmtp_relay_policy;
-
-#ifndef LLSMTP_NO_RELAY
-/* Fills *p: no domains, no networks, both *_may_relay on, 550 5.7.1. */
-LLSMTP_API void llsmtp_relay_policy_init(llsmtp_relay_policy *p);
-
-/* llsmtp_relay_check() verdicts. */
-enum llsmtp_relay_verdict {
-    LLSMTP_RELAY_LOCAL = 0,   /* the final domain is ours: deliver here */
-    LLSMTP_RELAY_ALLOWED = 1, /* relay domain, trusted or authenticated */
-    LLSMTP_RELAY_DENIED = 2   /* refuse: 550 5.7.1 Unable to relay */
-};
-
-/* Judges a recipient (a path from llsmtp_path_parse) for a client (ip
- * may be NULL when unknown; authenticated: AUTH succeeded). The real
- * final domain is judged: a source route is ignored (RFC 5321 App. C),
- * and from untrusted, unauthenticated clients the classic relay tricks
- * are refused even when the right-most domain is local: "%" hacks, "!"
- * bang paths, quoted local parts holding "@", "%" or "!", and address
- * literals that are not one of own_addrs. Returns an enum
- * llsmtp_relay_verdict, or LLSMTP_E_INVAL. Pure function. */
-LLSMTP_API int llsmtp_relay_check(const llsmtp_relay_policy *p,
-                                  const llsmtp_ip *ip, int authenticated,
-                                  const llsmtp_path *rcpt);
-#endif /* LLSMTP_NO_RELAY */
-
-
 /* ---- client building blocks (lib/client.c) ------------------------------ */
 
 #define LLSMTP_REPLY_LINE_MAX 512 /* RFC 5321 4.5.3.1.5, CRLF included */
@@ -1158,6 +982,207 @@ LLSMTP_API const llsmtp_ehlo_info *llsmtp_client_caps(const llsmtp_client *c);
  * after the final dot; 0 when nothing is awaited. */
 LLSMTP_API unsigned llsmtp_client_timeout(const llsmtp_client *c);
 #endif /* LLSMTP_NO_CLIENT */
+
+/* ---- IP addresses as text (lib/mx.c) ------------------------------------ */
+
+/* Formats an address as text ("192.0.2.1", "2001:db8::1", RFC 5952
+ * compressed) into buf. Returns the length (NUL not counted), or 0 when
+ * buf is too small (48 bytes always suffice) or ip is not 4 or 6. */
+LLSMTP_API size_t llsmtp_ip_format(const llsmtp_ip *ip, char *buf,
+                                   size_t buflen);
+
+/* Parses IPv4 or IPv6 text (no brackets) into *ip. LLSMTP_OK or
+ * LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_ip_parse(const char *p, size_t n, llsmtp_ip *ip);
+
+/* ---- paths and domains (lib/path.c) ------------------------------------- */
+
+/* Parses a Path or "<>" at the start of p[0..n): "<" [route ":"] mailbox
+ * ">". On success returns LLSMTP_OK, fills *out and sets *end to the
+ * offset just past ">". On failure returns LLSMTP_E_SYNTAX (or E_RANGE for
+ * a domain or label too long) and sets *end to the offset of the offending
+ * byte. Pure function; may be called anywhere. */
+LLSMTP_API int llsmtp_path_parse(const char *p, size_t n, unsigned opts,
+                                 llsmtp_path *out, size_t *end);
+
+/* Validates a whole Domain (RFC 5321 4.1.2 sub-domain rules, labels <= 63,
+ * total <= 255). Returns LLSMTP_OK or LLSMTP_E_SYNTAX / LLSMTP_E_RANGE. */
+LLSMTP_API int llsmtp_domain_check(const char *p, size_t n, unsigned opts);
+
+/* Parses dotted-quad IPv4 text (exactly, no leading/trailing bytes) into
+ * out[4]. Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_ipv4_parse(const char *p, size_t n, uint8_t out[4]);
+
+/* Parses RFC 4291 IPv6 text (with "::" and a trailing dotted quad) into
+ * out[16]. Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_ipv6_parse(const char *p, size_t n, uint8_t out[16]);
+
+/* ---- ESMTP parameters, xtext, DSN values (lib/path.c) ------------------- */
+
+/* Parses "KEY[=VALUE] KEY[=VALUE] ..." (SP separated, the text after a
+ * path). Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad keyword or value, *end at
+ * the offending byte) or LLSMTP_E_RANGE (more than LLSMTP_PARAMS_MAX). */
+LLSMTP_API int llsmtp_params_parse(const char *p, size_t n, unsigned opts,
+                                   llsmtp_params *out, size_t *end);
+
+/* Decodes RFC 3461 xtext ("+2B" for "+"; printable ASCII otherwise, no
+ * "=" or raw "+"). out may be NULL (and cap 0) to validate only. Returns
+ * LLSMTP_OK, LLSMTP_E_SYNTAX or LLSMTP_E_BUFFER; *outlen (may be NULL)
+ * gets the decoded length. */
+LLSMTP_API int llsmtp_xtext_decode(const char *p, size_t n, char *out,
+                                   size_t cap, size_t *outlen);
+
+/* DSN (RFC 3461) NOTIFY= flags. */
+enum llsmtp_notify {
+    LLSMTP_NOTIFY_NEVER = 1u << 0,
+    LLSMTP_NOTIFY_SUCCESS = 1u << 1,
+    LLSMTP_NOTIFY_FAILURE = 1u << 2,
+    LLSMTP_NOTIFY_DELAY = 1u << 3
+};
+
+/* Parses a NOTIFY value: "NEVER" alone, or a comma list of SUCCESS,
+ * FAILURE, DELAY (each at most once), case-insensitive. Returns LLSMTP_OK
+ * with *flags, or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_dsn_notify_parse(const char *p, size_t n,
+                                       unsigned *flags);
+
+/* Splits an ORCPT value "addr-type;xtext" (RFC 3461 4.2): addr-type is an
+ * atom ("rfc822", "utf-8"), the rest valid xtext (decode it with
+ * llsmtp_xtext_decode). Returns LLSMTP_OK or LLSMTP_E_SYNTAX. */
+LLSMTP_API int llsmtp_dsn_orcpt_parse(const char *p, size_t n,
+                                      llsmtp_span *addr_type,
+                                      llsmtp_span *xtext);
+
+/* Finds a parameter by keyword, ASCII case-insensitively. Returns it or
+ * NULL. */
+LLSMTP_API const llsmtp_param *llsmtp_params_get(const llsmtp_params *ps,
+                                                 const char *key);
+
+/* ---- Base64 (lib/base64.c), RFC 4648 ------------------------------------ */
+
+/* Encoded length of n bytes (with padding). */
+LLSMTP_API size_t llsmtp_b64_encoded_len(size_t n);
+/* Largest decoded length of n Base64 characters. */
+LLSMTP_API size_t llsmtp_b64_decoded_max(size_t n);
+
+/* Encodes n bytes into out (cap >= llsmtp_b64_encoded_len(n)); no NUL is
+ * written. Returns LLSMTP_OK or LLSMTP_E_BUFFER. */
+LLSMTP_API int llsmtp_b64_encode(const void *in, size_t n, char *out,
+                                 size_t cap, size_t *outlen);
+/* Decodes strictly: length a multiple of 4, '=' only as the padding the
+ * length needs, unused bits zero, nothing outside the alphabet (no
+ * whitespace). out may equal in. Returns LLSMTP_OK, LLSMTP_E_SYNTAX or
+ * LLSMTP_E_BUFFER. */
+LLSMTP_API int llsmtp_b64_decode(const char *in, size_t n, void *out,
+                                 size_t cap, size_t *outlen);
+
+/* ---- SASL (lib/sasl.c) --------------------------------------------------- */
+
+/* Splits a decoded PLAIN message (RFC 4616: authzid NUL authcid NUL
+ * passwd). Returns LLSMTP_OK or LLSMTP_E_SYNTAX (not two NULs, an empty
+ * user or password, CR or LF inside). */
+LLSMTP_API int llsmtp_sasl_plain_parse(const char *p, size_t n,
+                                       llsmtp_auth *out);
+
+/* The AUTH LOGIN prompts: Base64 of "Username:" and "Password:". */
+LLSMTP_API_DATA const char llsmtp_sasl_login_user_prompt[13];
+LLSMTP_API_DATA const char llsmtp_sasl_login_pass_prompt[13];
+
+/* ---- relay policy functions (lib/relay.c) ------------------------------- */
+
+#ifndef LLSMTP_NO_RELAY
+/* Parses "192.168.0.0/16", "10.1.2.3" (a /32), "2001:db8::/32",
+ * "::ffff:10.0.0.0/104". Returns LLSMTP_OK, LLSMTP_E_SYNTAX (not an
+ * address), LLSMTP_E_RANGE (prefix too long) or LLSMTP_E_HOSTBITS
+ * ("10.1.2.3/8": did you mean 10.0.0.0/8?). */
+LLSMTP_API int llsmtp_cidr_parse(const char *p, size_t n, llsmtp_cidr *out);
+
+/* Whether ip lies in net (IPv4-mapped addresses count as IPv4). */
+LLSMTP_API int llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip);
+#endif
+
+#ifndef LLSMTP_NO_RELAY
+/* Fills *p: no domains, no networks, both *_may_relay on, 550 5.7.1. */
+LLSMTP_API void llsmtp_relay_policy_init(llsmtp_relay_policy *p);
+
+/* Judges a recipient (a path from llsmtp_path_parse) for a client (ip
+ * may be NULL when unknown; authenticated: AUTH succeeded). The real
+ * final domain is judged: a source route is ignored (RFC 5321 App. C),
+ * and from untrusted, unauthenticated clients the classic relay tricks
+ * are refused even when the right-most domain is local: "%" hacks, "!"
+ * bang paths, quoted local parts holding "@", "%" or "!", and address
+ * literals that are not one of own_addrs. Returns an enum
+ * llsmtp_relay_verdict, or LLSMTP_E_INVAL. Pure function. */
+LLSMTP_API int llsmtp_relay_check(const llsmtp_relay_policy *p,
+                                  const llsmtp_ip *ip, int authenticated,
+                                  const llsmtp_path *rcpt);
+#endif /* LLSMTP_NO_RELAY */
+
+/* ---- MX selection (lib/mx.c) -------------------------------------------- */
+
+#define LLSMTP_NAME_MAX 253   /* a domain name in text, RFC 1035 2.3.4 */
+#define LLSMTP_MX_ADDRS_MAX 8 /* addresses kept per mail exchanger */
+
+/* One mail exchanger (RFC 5321 5.1). host is lower-case text without a
+ * trailing dot, NUL-terminated; "" is the root "." of a null MX. */
+typedef struct llsmtp_mx {
+    uint16_t pref;
+    char host[LLSMTP_NAME_MAX + 1];
+    size_t naddrs;
+    llsmtp_ip addrs[LLSMTP_MX_ADDRS_MAX];
+} llsmtp_mx;
+
+/* What llsmtp_mx_order() concluded. */
+enum llsmtp_mx_result {
+    LLSMTP_MX_OK = 0,       /* v[0..*n) are the targets, in delivery order */
+    LLSMTP_MX_IMPLICIT = 1, /* no MX records: the domain itself, pref 0 */
+    LLSMTP_MX_NULL = 2,     /* RFC 7505 null MX: the domain takes no mail */
+    LLSMTP_MX_LOOP = 3,     /* this host is the best MX: mail would loop */
+    LLSMTP_MX_BAD = 4       /* a "." record mixed with others (RFC 7505 3) */
+};
+
+/* How this host knows itself, and the randomness for equal preferences. */
+typedef struct llsmtp_mx_opts {
+    const char *const *local_names; /* NUL-terminated names, or NULL */
+    size_t nlocal_names;
+    const llsmtp_ip *local_addrs; /* or NULL */
+    size_t nlocal_addrs;
+    uint64_t seed; /* shuffles records of equal preference; any value */
+} llsmtp_mx_opts;
+
+#ifndef LLSMTP_NO_MX
+/* Orders the *n MX records in v (capacity cap) for delivery to domain
+ * (RFC 5321 5.1): duplicate hosts merged (lowest preference, addresses
+ * joined), ascending preference, equal preferences in an order drawn from
+ * opts->seed, this host and every record not better than it removed. With
+ * no records, v[0] becomes the domain itself (needs cap >= 1). Updates *n.
+ * Returns an enum llsmtp_mx_result, or LLSMTP_E_INVAL. opts may be NULL.
+ * Pure function: no I/O, no allocation. */
+LLSMTP_API int llsmtp_mx_order(const char *domain, size_t domain_len,
+                               llsmtp_mx *v, size_t *n, size_t cap,
+                               const llsmtp_mx_opts *opts);
+
+/* The reply a relay gives a recipient whose domain got this result:
+ * NULL: 556 5.1.10 (RFC 7505 4.2), LOOP: 554 5.4.6, BAD: 451 4.4.4.
+ * Returns LLSMTP_OK, or LLSMTP_E_INVAL for OK/IMPLICIT. */
+LLSMTP_API int llsmtp_mx_reply(int result, llsmtp_reply *r);
+
+/* A relay host as MTAs write it: "host", "host:port" (look up MX for
+ * host), "[host]", "[host]:port", "[192.0.2.1]", "[2001:db8::1]:587" or
+ * "[IPv6:2001:db8::1]" (connect to exactly this, no MX lookup). */
+typedef struct llsmtp_relayhost {
+    char host[LLSMTP_NAME_MAX + 1]; /* name or address text, no brackets */
+    uint16_t port;                  /* 0: not given (use 25) */
+    int no_mx;                      /* bracketed: skip the MX lookup */
+    llsmtp_ip ip;                   /* family 0 unless host is an address */
+} llsmtp_relayhost;
+
+/* Parses a relay host. Returns LLSMTP_OK, LLSMTP_E_SYNTAX (bad host, a
+ * missing "]", an unbracketed IPv6 address) or LLSMTP_E_RANGE (port not
+ * in 1..65535); *err_at (may be NULL) gets the offending offset. */
+LLSMTP_API int llsmtp_relayhost_parse(const char *p, size_t n,
+                                      llsmtp_relayhost *out, size_t *err_at);
+#endif /* LLSMTP_NO_MX */
 
 /* ---- DNS wire format (lib/dns.c), RFC 1035 ----------------------------- */
 

@@ -125,7 +125,36 @@ LLSMTP_INTERNAL size_t llsmtp__reply_write(char *out, size_t cap, int code,
                                            const llsmtp_span *parts,
                                            size_t nparts);
 
+/* The text of a host's reply as parts[0..3): its queue id and a space
+ * (when it has one, and id_any is set or the code is 2xx), then its text,
+ * or the code's generic text when it has none or is a default reply.
+ * Returns the number of parts. llsmtp_reply_format and the session's
+ * replies both render through it. */
+LLSMTP_INTERNAL size_t llsmtp__reply_parts(const llsmtp_reply *r, int id_any,
+                                           llsmtp_span *parts);
+
 /* Validates an enhanced status code against a reply code. */
 LLSMTP_INTERNAL int llsmtp__enhanced_check(int code, const char *e, size_t n);
+
+/* ---- the PROXY protocol header (proxy.c) ------------------------------ */
+
+#define LLSMTP__PROXY_V1_MAX 107  /* the longest v1 line, CRLF included */
+#define LLSMTP__PROXY_V2_HDR 16   /* v2: signature, command, family, length */
+#define LLSMTP__PROXY_V2_ADDR 216 /* the largest v2 address block (UNIX) */
+
+/* Parses a whole PROXY header gathered from the start of a connection:
+ * a v1 line with its CRLF, or v2's 16 fixed bytes and its address block
+ * (at most LLSMTP__PROXY_V2_ADDR bytes of it; the TLVs after it are not
+ * needed). Returns 1 and sets *client and *port (family 0 when the
+ * header names no client: UNKNOWN, LOCAL, UNSPEC), or 0 when it is not
+ * a header this server takes; *client and *port may be changed then. */
+LLSMTP_INTERNAL int llsmtp__proxy_parse(const char *h, size_t n,
+                                        llsmtp_ip *client, uint16_t *port);
+/* Whether h[0..n) can still be a v2 header (its 12-byte signature). */
+LLSMTP_INTERNAL int llsmtp__proxy_v2_sig(const char *h, size_t n);
+/* A v2 header (16 bytes or more at h): its whole length, TLVs included,
+ * and how many bytes of its address block llsmtp__proxy_parse needs. */
+LLSMTP_INTERNAL size_t llsmtp__proxy_len(const char *h);
+LLSMTP_INTERNAL size_t llsmtp__proxy_v2_addr(const char *h);
 
 #endif /* LLSMTP_INTERNAL_H */

@@ -336,21 +336,11 @@ llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
 }
 
 size_t
-llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
-                    size_t buflen)
+llsmtp__reply_parts(const llsmtp_reply *r, int id_any, llsmtp_span *parts)
 {
-    llsmtp_span parts[3];
     size_t np = 0;
-    const char *enh;
-    size_t w;
-    if (r == NULL || buf == NULL || buflen == 0 || r->code < 200 ||
-        r->code > 599)
-        return 0;
-    enh = with_enhanced && r->enhanced[0] ? r->enhanced : NULL;
-    if (enh != NULL &&
-        !llsmtp__enhanced_check(r->code, enh, strlen(enh)))
-        return 0;
-    if (r->id_len && r->id_len <= LLSMTP_REPLY_ID_MAX) {
+    if (r->id_len && r->id_len <= LLSMTP_REPLY_ID_MAX &&
+        (id_any || r->code / 100 == 2)) {
         parts[np].p = r->id;
         parts[np++].n = r->id_len;
         parts[np].p = " ";
@@ -365,6 +355,27 @@ llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
         parts[np].n = strlen(parts[np].p);
         np++;
     }
+    return np;
+}
+
+size_t
+llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
+                    size_t buflen)
+{
+    llsmtp_span parts[3];
+    size_t np;
+    const char *enh;
+    size_t w;
+    if (r == NULL || buf == NULL || buflen == 0 || r->code < 200 ||
+        r->code > 599)
+        return 0;
+    enh = with_enhanced && r->enhanced[0] ? r->enhanced : NULL;
+    if (enh != NULL &&
+        !llsmtp__enhanced_check(r->code, enh, strlen(enh)))
+        return 0;
+    /* the id whatever the code: llsmtp_reply_format has always printed
+     * it so (the session prints it on 2xx replies only) */
+    np = llsmtp__reply_parts(r, 1, parts);
     w = llsmtp__reply_write(buf, buflen - 1, r->code, enh, parts, np);
     buf[w] = '\0';
     return w;

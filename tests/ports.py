@@ -6,8 +6,8 @@ import socket
 
 
 def free_port(host='127.0.0.1'):
-    """A TCP port nobody listens on at host, right now."""
-    s = socket.socket()
+    """A TCP port nobody listens on at host (IPv4 or IPv6), right now."""
+    s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
     s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()

@@ -14,6 +14,10 @@
 
 #include "harness.h"
 
+/* lib/server_cmd.c's tables (LLSMTP_TEST_INTERNALS in the amalgamation) */
+int llsmtp__server_kind_row(size_t i, const char **cb);
+const char *llsmtp__server_cmd_row(size_t i);
+
 static llsmtp_config
 cfg_default(const llsmtp_callbacks *cb)
 {
@@ -371,39 +375,55 @@ test_sync_check(void **state)
 }
 
 /* Which lines end a pipelined group (RFC 2920 3.1) under the sync check:
- * after the first read the client must wait, so a second line in the
- * same read is improper pipelining (554 and close) exactly when the
+ * the client must wait after a line that ends one, so a second line in
+ * the same read is improper pipelining (554 and close) exactly when the
  * first ends a group. Each row: the extensions changed from the
- * default, a read the client waits on before, then the read tried. */
+ * default, reads the client waits on before (each its own read), then the
+ * read tried. */
 static void
 test_sync_check_groups(void **state)
 {
     static const struct {
         unsigned ext_on, ext_off;
-        const char *before, *read;
+        const char *before[3], *read;
         int ends; /* 1: the read's first line ends a group */
     } rows[] = {
-        /* RFC 4954 4: an initial response for PLAIN or EXTERNAL may be
-         * pipelined past; without one the client waits for 334 */
-        {LLSMTP_EXT_AUTH, 0, "",
+        /* RFC 4954 4: an initial response may be pipelined past when the
+         * exchange completes in one round trip; a 334 says it did not */
+        {LLSMTP_EXT_AUTH, 0, {NULL},
          "AUTH PLAIN AHUAcA==\r\nMAIL FROM:<>\r\n", 0},
-        {LLSMTP_EXT_AUTH, 0, "", "auth  plain AHUAcA== \r\nNOOP\r\n", 0},
-        {LLSMTP_EXT_AUTH, 0, "", "AUTH EXTERNAL =\r\nNOOP\r\n", 0},
-        {LLSMTP_EXT_AUTH, 0, "", "AUTH PLAIN\r\nAHUAcA==\r\n", 1},
-        {LLSMTP_EXT_AUTH, 0, "", "AUTH PLAIN \t\r\nAHUAcA==\r\n", 1},
-        {LLSMTP_EXT_AUTH, 0, "", "AUTH LOGIN dQ==\r\ncA==\r\n", 1},
+        {LLSMTP_EXT_AUTH, 0, {NULL}, "auth  plain AHUAcA== \r\nNOOP\r\n", 0},
+        {LLSMTP_EXT_AUTH, 0, {NULL}, "AUTH EXTERNAL =\r\nNOOP\r\n", 0},
+        {LLSMTP_EXT_AUTH, 0, {NULL}, "AUTH ANONYMOUS dHJhY2U=\r\nNOOP\r\n", 0},
+        {LLSMTP_EXT_AUTH, 0, {NULL}, "AUTH PLAIN\r\nAHUAcA==\r\n", 1},
+        {LLSMTP_EXT_AUTH, 0, {NULL}, "AUTH PLAIN \t\r\nAHUAcA==\r\n", 1},
+        {LLSMTP_EXT_AUTH, 0, {NULL}, "AUTH LOGIN dQ==\r\ncA==\r\n", 1},
         /* each SASL response waits for the next challenge or outcome */
-        {LLSMTP_EXT_AUTH, 0, "AUTH LOGIN\r\n", "dQ==\r\ncA==\r\n", 1},
+        {LLSMTP_EXT_AUTH, 0, {"AUTH LOGIN\r\n"}, "dQ==\r\ncA==\r\n", 1},
         /* RFC 1985 says nothing otherwise: ETRN ends a group */
-        {LLSMTP_EXT_ETRN, 0, "", "ETRN example.test\r\nNOOP\r\n", 1},
-        {0, 0, "", "MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n", 0},
+        {LLSMTP_EXT_ETRN, 0, {NULL}, "ETRN example.test\r\nNOOP\r\n", 1},
+        {0, 0, {NULL}, "MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n", 0},
         /* a line refused unread says no command: it ends no group... */
-        {0, 0, "", "\r\nNOOP\r\n", 0},
-        /* ...but without PIPELINING every line does */
-        {0, LLSMTP_EXT_PIPELINING, "", "\r\nNOOP\r\n", 1},
-        {0, LLSMTP_EXT_PIPELINING, "", "RSET\r\nNOOP\r\n", 1},
+        {0, 0, {NULL}, "\r\nNOOP\r\n", 0},
+        /* ...but without PIPELINING every line does (RFC 5321 4.3.1) */
+        {0, LLSMTP_EXT_PIPELINING, {NULL}, "\r\nNOOP\r\n", 1},
+        {0, LLSMTP_EXT_PIPELINING, {NULL}, "RSET\r\nNOOP\r\n", 1},
+        /* and so does the end of a message or of a chunk */
+        {0, LLSMTP_EXT_PIPELINING,
+         {"MAIL FROM:<>\r\n", "RCPT TO:<a@b.c>\r\n", "DATA\r\n"},
+         "hi\r\n.\r\nNOOP\r\n", 1},
+        {0, 0, {"MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\nDATA\r\n"},
+         "hi\r\n.\r\nNOOP\r\n", 0},
+        {LLSMTP_EXT_CHUNKING, LLSMTP_EXT_PIPELINING,
+         {"MAIL FROM:<>\r\n", "RCPT TO:<a@b.c>\r\n", "BDAT 5\r\n"},
+         "helloNOOP\r\n", 1},
+        {LLSMTP_EXT_CHUNKING, LLSMTP_EXT_PIPELINING,
+         {"MAIL FROM:<>\r\n", "RCPT TO:<a@b.c>\r\n"},
+         "BDAT 5\r\nhelloNOOP\r\n", 1},
+        {LLSMTP_EXT_CHUNKING, 0, {"MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n"},
+         "BDAT 5\r\nhelloBDAT 0 LAST\r\n", 0},
     };
-    size_t i;
+    size_t i, k;
     (void)state;
     for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         llsmtp_config cfg = cfg_default(NULL);
@@ -422,8 +442,9 @@ test_sync_check_groups(void **state)
         llsmtp_server_consume(s, olen);
         assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_OK);
         llsmtp_server_input_drained(s);
-        if (rows[i].before[0] != '\0') {
-            assert_int_equal(feed_str(s, rows[i].before, &used), LLSMTP_OK);
+        for (k = 0; k < 3 && rows[i].before[k] != NULL; k++) {
+            assert_int_equal(feed_str(s, rows[i].before[k], &used),
+                             LLSMTP_OK);
             llsmtp_server_input_drained(s);
         }
         llsmtp_server_output(s, &olen);
@@ -849,6 +870,42 @@ test_452_not_an_error(void **state)
     th_host_free(&h);
 }
 
+/* The decision-kind table is indexed by enum llsmtp_pending: its rows
+ * must be in enum order, one per value (C++ has no designated array
+ * initialisers to say so in the table itself). */
+static void
+test_kind_table_in_enum_order(void **state)
+{
+    static const char *const names[] = {
+        "none",    "on_connect", "on_helo",  "on_mail_from", "on_rcpt",
+        "on_data_start", "on_data", "on_data_end", "on_rset", "on_vrfy",
+        "on_expn", "on_help",    "on_turn",  "on_quit",      "on_auth",
+        "on_starttls", "on_etrn"};
+    size_t i;
+    const char *cb = NULL;
+    (void)state;
+    for (i = 0; llsmtp__server_kind_row(i, &cb) >= 0; i++) {
+        assert_int_equal(llsmtp__server_kind_row(i, NULL), (int)i);
+        assert_true(i < sizeof names / sizeof names[0]);
+        assert_string_equal(cb, names[i]);
+    }
+    assert_int_equal(i, LLSMTP_PENDING_ETRN + 1);
+    assert_int_equal(i, sizeof names / sizeof names[0]);
+}
+
+/* Each verb has one row of the command table. */
+static void
+test_cmd_table_verbs_unique(void **state)
+{
+    size_t i, j;
+    (void)state;
+    assert_non_null(llsmtp__server_cmd_row(0));
+    for (i = 0; llsmtp__server_cmd_row(i) != NULL; i++)
+        for (j = i + 1; llsmtp__server_cmd_row(j) != NULL; j++)
+            assert_true(strcmp(llsmtp__server_cmd_row(i),
+                               llsmtp__server_cmd_row(j)) != 0);
+}
+
 int
 main(void)
 {
@@ -874,6 +931,8 @@ main(void)
         cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),
         cmocka_unit_test(test_452_not_an_error),
+        cmocka_unit_test(test_kind_table_in_enum_order),
+        cmocka_unit_test(test_cmd_table_verbs_unique),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }

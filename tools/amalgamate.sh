@@ -1,7 +1,7 @@
 #!/bin/sh
 # amalgamate.sh - writes the vendored pair OUT/llsmtp.h (include/llsmtp.h
-# unchanged) and OUT/llsmtp.c (lib/internal.h, then every lib/*.c in a
-# fixed order, local #include "..." lines removed, #line directives so
+# unchanged) and OUT/llsmtp.c (the files lib/modules.txt lists, in its
+# order, local #include "..." lines removed, #line directives so
 # compiler errors and debuggers point at the original files).
 # Usage: tools/amalgamate.sh [OUT]    (default build/amalgamation)
 set -eu
@@ -11,9 +11,16 @@ cd "$(dirname "$0")/.."
 out=${1:-build/amalgamation}
 mkdir -p "$out"
 version=$(sed -n 's/^#define LLSMTP_VERSION_STRING "\(.*\)"$/\1/p' include/llsmtp.h)
-# Fixed order: helpers first, the session last (it uses the others).
-modules="lib/errors.c lib/reply.c lib/path.c lib/base64.c lib/sasl.c
-lib/mx.c lib/dns.c lib/relay.c lib/server.c lib/client.c"
+# The files and their order: lib/modules.txt (the Makefile reads it too).
+files=$(sed 's/#.*//' lib/modules.txt)
+missing=
+for f in lib/*.c lib/*.h; do
+    case " $(echo $files) " in *" $f "*) ;; *) missing="$missing $f";; esac
+done
+if [ -n "$missing" ]; then
+    echo "amalgamate.sh: not in lib/modules.txt:$missing" >&2
+    exit 1
+fi
 
 cp include/llsmtp.h "$out/llsmtp.h"
 {
@@ -23,7 +30,7 @@ cp include/llsmtp.h "$out/llsmtp.h"
     printf ' * Compile it next to llsmtp.h: cc -c llsmtp.c\n */\n'
     printf '#define LLSMTP_AMALGAMATION 1\n'
     printf '#include "llsmtp.h"\n'
-    for f in lib/internal.h $modules; do
+    for f in $files; do
         printf '\n/* ---- begin %s ---- */\n' "$f"
         printf '#line 1 "%s"\n' "$f"
         # drop local includes, keep line numbers by leaving blank lines
