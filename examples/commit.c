@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A job's files; private to this file. */
@@ -35,6 +36,7 @@ typedef struct job_priv {
 
 static char spool[4096];
 static int no_fsync, kill_at, pipe_r = -1, pipe_w = -1;
+static int fsync_delay_ms; /* LLSMTP_TEST_DIR_FSYNC_DELAY_MS */
 static int dir_fd = -1, qdir_fd = -1;
 static pthread_t thread;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -370,6 +372,13 @@ commit_batch(commit_job *batch)
             any_local = 1;
         }
     }
+    if (fsync_delay_ms > 0) { /* tests only: a slow disk (commit.h) */
+        struct timespec ts;
+        ts.tv_sec = fsync_delay_ms / 1000;
+        ts.tv_nsec = (long)(fsync_delay_ms % 1000) * 1000000L;
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
     /* 4. one fsync per directory for the whole batch */
     if (any_relay && flush_dir(qdir_fd) != 0) {
         int err = errno;
@@ -429,6 +438,8 @@ commit_open(const char *dir, int nofsync)
     snprintf(spool, sizeof spool, "%s", dir);
     no_fsync = nofsync;
     kill_at = k != NULL ? atoi(k) : 0;
+    k = getenv("LLSMTP_TEST_DIR_FSYNC_DELAY_MS");
+    fsync_delay_ms = k != NULL ? atoi(k) : 0;
     snprintf(path, sizeof path, "%s/queue", dir);
     dir_fd = open(dir, O_RDONLY);
     qdir_fd = open(path, O_RDONLY);

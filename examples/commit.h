@@ -40,7 +40,10 @@ typedef struct commit_job {
  * LLSMTP_TEST_KILL_BEFORE_FLUSH=N (tests only: tests/integration.py)
  * makes the server kill itself with SIGKILL after writing the first batch
  * of at least N messages and before flushing it, having first written
- * "commit: killed before the flush of a batch of K" to standard error. */
+ * "commit: killed before the flush of a batch of K" to standard error.
+ * LLSMTP_TEST_DIR_FSYNC_DELAY_MS=N (tests only) waits N ms after a
+ * batch's files have their final names and before the directories are
+ * flushed: a slow disk, so tests can see what happens in that window. */
 int commit_open(const char *spool, int no_fsync);
 /* The descriptor to poll for POLLIN: jobs are done. -1 when not open. */
 int commit_fd(void);

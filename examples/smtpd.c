@@ -1595,6 +1595,8 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
             }
             j->owner = c;
             c->job = j;
+            if (j->env_relay != NULL)
+                queue_hold(j->id); /* no runner before the flush */
             commit_submit(j);
             return LLSMTP_CB_PENDING;
         }
@@ -2288,6 +2290,8 @@ stored(commit_job *j)
     conn *c = j->owner;
     llsmtp_reply r = LLSMTP_REPLY_INIT;
     int rc;
+    if (j->env_relay != NULL)
+        queue_release(j->id);
     if (j->err == 0 && j->env_relay != NULL)
         queue_add(j->id);
     if (c == NULL) {

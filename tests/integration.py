@@ -2269,6 +2269,100 @@ def kill_9_never_loses_an_acknowledged_message():
         shutil.rmtree(srv.dir, ignore_errors=True)
 
 
+class Sink:
+    """A next hop on a loopback port that takes every message and notes
+    when each Subject arrived (time.monotonic)."""
+
+    def __init__(self):
+        self.got = {}
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(('127.0.0.1', 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        f = c.makefile('rb')
+        c.sendall(b'220 sink.test ESMTP\r\n')
+        try:
+            for line in f:
+                verb = line[:4].upper()
+                if verb == b'DATA':
+                    c.sendall(b'354 go\r\n')
+                    subject = b''
+                    for body in f:
+                        if body == b'.\r\n':
+                            break
+                        if body.startswith(b'Subject: '):
+                            subject = body[9:].strip()
+                    self.got[subject.decode()] = time.monotonic()
+                    c.sendall(b'250 2.0.0 taken\r\n')
+                elif verb == b'QUIT':
+                    c.sendall(b'221 bye\r\n')
+                    break
+                elif verb == b'EHLO':
+                    c.sendall(b'250 sink.test\r\n')
+                else:
+                    c.sendall(b'250 ok\r\n')
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.ls.close()
+
+
+@case
+def no_runner_before_the_flush():
+    # A relayed message's names are in DIR/queue before its batch's
+    # directory flush (a slow disk, LLSMTP_TEST_DIR_FSYNC_DELAY_MS): the
+    # scan that follows another runner's exit must not hand it to a runner
+    # then; it is delivered only after its 250 (before, B went out while
+    # its client still waited, and even when the flush then failed)
+    sink = Sink()
+    env = dict(os.environ, LLSMTP_TEST_DIR_FSYNC_DELAY_MS='2000')
+    srv = Server('--relay-domain', 'relay.test', '--smarthost',
+                 '[127.0.0.1]:%d' % sink.port, env=env)
+    acked = {}
+
+    def send(subject):
+        m = EmailMessage()
+        m['From'] = 'a@example.org'
+        m['To'] = 'x@relay.test'
+        m['Subject'] = subject
+        m.set_content('hello')
+        with smtplib.SMTP('127.0.0.1', srv.port, timeout=60) as c:
+            c.send_message(m)
+            acked[subject] = time.monotonic()
+    try:
+        a = threading.Thread(target=send, args=('A-message',))
+        a.start()
+        time.sleep(0.5)  # B waits for the next batch, behind A's flush
+        send('B-message')
+        a.join(timeout=60)
+        for _ in range(300):
+            if 'B-message' in sink.got:
+                break
+            time.sleep(0.05)
+        assert set(sink.got) == {'A-message', 'B-message'}, (sink.got, open(srv.log.name).read()[-2000:])
+        for m in ('A-message', 'B-message'):
+            assert sink.got[m] > acked[m], (m, 'delivered before its 250')
+    finally:
+        srv.stop()
+        sink.close()
+
+
 @case
 def killed_between_a_batchs_writes_and_its_flush():
     # LLSMTP_TEST_KILL_BEFORE_FLUSH (test only, commit.h): smtpd kills
