@@ -2364,6 +2364,39 @@ def no_runner_before_the_flush():
 
 
 @case
+def drain_waits_for_a_message_being_flushed():
+    # SIGTERM while a message is in the storage thread (a slow disk,
+    # LLSMTP_TEST_DIR_FSYNC_DELAY_MS): the session is not at a boundary
+    # until its 250, which it gets, then 421 4.3.2; the message is stored
+    env = dict(os.environ, LLSMTP_TEST_DIR_FSYNC_DELAY_MS='1500')
+    srv = Server(env=env)
+    try:
+        c, f = raw(srv.port)
+        reply(f)
+        c.sendall(b'EHLO d\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<c@example.test>\r\n'
+                  b'DATA\r\n')
+        assert [reply(f)[0] for _ in range(4)] == [250, 250, 250, 354]
+        c.sendall(b'Subject: flushed\r\n\r\nbody\r\n.\r\n')
+        # the envelope is written under tmp/ only once the thread has it
+        for _ in range(400):
+            tmp = os.path.join(srv.spool, 'tmp')
+            if any(n.endswith('.env') for n in os.listdir(tmp)):
+                break
+            time.sleep(0.01)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert reply(f)[0] == 250
+        assert reply(f) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
+        f.close(); c.close()
+        assert srv.proc.wait(timeout=60) == 0
+        emls = [n for n in os.listdir(srv.spool) if n.endswith('.eml')]
+        assert len(emls) == 1, os.listdir(srv.spool)
+        assert b'Subject: flushed' in open(os.path.join(srv.spool, emls[0]), 'rb').read()
+        assert wait_log(srv, 'stopping: 1 sessions drained, 0 cut'), open(srv.log.name).read()
+    finally:
+        srv.stop()
+
+
+@case
 def killed_between_a_batchs_writes_and_its_flush():
     # LLSMTP_TEST_KILL_BEFORE_FLUSH (test only, commit.h): smtpd kills
     # itself once the first batch of at least 3 messages is written
