@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT
  *
  * commit.c - smtpd's group commit (see commit.h): one storage thread
- * makes every message of a batch durable with one pass of flushes and one
- * fsync per directory, while the poll loop goes on.
+ * (and its flush helpers) makes every message of a batch durable with
+ * one pass of flushes and one fsync per directory, while the poll loop
+ * goes on.
  *
- * The thread touches files and its own lists only: no stdio but the
+ * These threads touch files and their own lists only: no stdio but the
  * message's own FILE, no log (errors go back in the job), no malloc, so
  * a fork() in the main thread (queue runners, ETRN scans) never inherits
- * a lock this thread holds but the mutex below, which no child uses.
+ * a lock they hold but the mutexes below, which no child uses.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* sync_file_range */
