@@ -219,14 +219,18 @@ TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
 # route.c (DNS, MX) and deliver.c (the client over a socket) are shared.
 # queue.c is smtpd's delivery queue.
 EX_SHARED := examples/route.c examples/deliver.c
-EX_SHARED_H := examples/route.h examples/deliver.h examples/queue.h
+EX_SHARED_H := examples/route.h examples/deliver.h examples/queue.h \
+               examples/commit.h
+# commit.c is smtpd's storage thread (group commit): smtpd needs -pthread.
 $(BUILD)/examples/smtpd $(BUILD)/examples/smtp-send: $(BUILD)/examples/%: \
     examples/%.c $(EX_SHARED) $(EX_SHARED_H) examples/queue.c \
-    $(BUILD)/libllsmtp.a
+    examples/commit.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) $< $(EX_SHARED) \
-	    $(if $(filter %/smtpd,$@),examples/queue.c) -o $@ \
-	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(if $(TLS_CFLAGS),$(TLS_LIBS))
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) \
+	    $(if $(filter %/smtpd,$@),-pthread) $< $(EX_SHARED) \
+	    $(if $(filter %/smtpd,$@),examples/queue.c examples/commit.c) \
+	    -o $@ $(BUILD)/libllsmtp.a $(LDFLAGS) \
+	    $(if $(TLS_CFLAGS),$(TLS_LIBS))
 
 $(BUILD)/examples/mxlookup: examples/mxlookup.c examples/route.c \
     examples/route.h $(BUILD)/libllsmtp.a
@@ -276,8 +280,14 @@ fuzz-run: fuzz
 
 # ---- benchmarks --------------------------------------------------------------
 
-bench: $(BUILD)/bench/engine $(BUILD)/bench/smtp-load examples
+bench: $(BUILD)/bench/engine $(BUILD)/bench/smtp-load $(BUILD)/bench/floor \
+    examples
 	$(BUILD)/bench/engine
+
+# The cost floor bench/compare.sh sets smtpd beside (no library).
+$(BUILD)/bench/floor: bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) -D_POSIX_C_SOURCE=200809L -O2 -g $< -o $@
 
 $(BUILD)/bench/smtp-load: bench/smtp-load.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)

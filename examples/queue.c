@@ -549,11 +549,51 @@ due_time(const char *id)
     return next > now + longest ? now + longest : next;
 }
 
+/* Ids the storage thread holds (queue_hold): at most the messages of a
+ * batch or two, so a list. */
+static char (*held)[64];
+static size_t nheld, held_cap;
+
+static int
+is_held(const char *id)
+{
+    size_t i;
+    for (i = 0; i < nheld; i++)
+        if (strcmp(held[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+void
+queue_hold(const char *id)
+{
+    if (nheld == held_cap) {
+        size_t cap = held_cap ? held_cap * 2 : 64;
+        char (*v)[64] = realloc(held, cap * sizeof *v);
+        if (v == NULL)
+            abort(); /* a message no runner must see would be seen */
+        held = v;
+        held_cap = cap;
+    }
+    snprintf(held[nheld++], sizeof held[0], "%s", id);
+}
+
+void
+queue_release(const char *id)
+{
+    size_t i;
+    for (i = 0; i < nheld; i++)
+        if (strcmp(held[i], id) == 0) {
+            memcpy(held[i], held[--nheld], sizeof held[0]);
+            return;
+        }
+}
+
 void
 queue_add(const char *id)
 {
     entry *v;
-    if (find(id) != NULL)
+    if (find(id) != NULL || is_held(id))
         return;
     if (nents == ents_cap) {
         size_t cap = ents_cap ? ents_cap * 2 : 64;
@@ -837,6 +877,9 @@ queue_close(void)
     free(ents);
     ents = NULL;
     nents = ents_cap = 0;
+    free(held);
+    held = NULL;
+    nheld = held_cap = 0;
 }
 
 /* ---- storing a message (bounces) ---------------------------------------- */

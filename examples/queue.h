@@ -63,8 +63,14 @@ void queue_child(void);
 /* Creates SPOOL/queue and reads the entries already there. Returns 0, or
  * -1 (errno) when the directory cannot be made. */
 int queue_open(const queue_conf *qc);
-/* A new entry (its .env and .eml are in SPOOL/queue): due now. */
+/* A new entry (its .env and .eml are in SPOOL/queue): due now. Not while
+ * the id is held. */
 void queue_add(const char *id);
+/* The storage thread is making id's files durable: they may already have
+ * their names in SPOOL/queue, but no runner may take them (a scan skips
+ * them) until queue_release; then queue_add when they were stored. */
+void queue_hold(const char *id);
+void queue_release(const char *id);
 /* Starts runners for due entries. Returns the poll timeout in ms until
  * the next thing to do, or -1 for nothing. */
 int queue_run(time_t now);

@@ -2,10 +2,13 @@
  *
  * smtpd.c - a real SMTP server on llsmtp: one poll() event loop,
  * non-blocking sockets, a durable spool (each message written under
- * DIR/tmp, fsync'ed and renamed into DIR before "250 ... Queued" is
- * sent), local domains, RFC 5321 timeouts, graceful shutdown. POSIX C.
+ * DIR/tmp, fsync'ed and linked into DIR before "250 ... Queued" is
+ * sent, by commit.c's storage thread, which flushes a whole batch of
+ * messages at once), local domains, RFC 5321 timeouts, graceful
+ * shutdown. POSIX C.
  * The library does the protocol; this file does sockets, files, policy.
  */
+#include "commit.h"
 #include "queue.h"
 
 #include <arpa/inet.h>
@@ -40,6 +43,7 @@
 #define MAX_OWN 64 /* own addresses for user@[addr] */
 #define ARG_SHOWN 200 /* octets of a command's argument in the log */
 #define TEXT_SHOWN 300 /* octets of a reply's text in the log */
+#define MEM_MSG (128 * 1024) /* a message up to this stays in memory */
 
 typedef struct options {
     const char *listen[MAX_LISTEN]; /* "ADDR:PORT" (",proxy" cut off) */
@@ -100,7 +104,12 @@ typedef struct conn {
     size_t nrcpt, rcpt_cap;
     char *params;       /* MAIL parameters as text */
     int write_errno;    /* why storing the message failed, or 0 */
-    FILE *msg;          /* DIR/tmp/<id>.eml while receiving */
+    FILE *msg;          /* the message while receiving: in memory (mem),
+                           or past MEM_MSG octets DIR/tmp/<id>.eml */
+    int mem;            /* msg writes to mbuf (open_memstream) */
+    char *mbuf;
+    size_t mlen;
+    commit_job *job;    /* the message being stored (commit.c), or NULL */
     char id[40];
     char *pending;      /* input not yet consumed (BLOCKED) */
     size_t pending_len;
@@ -1069,27 +1078,51 @@ tmp_path(char *buf, size_t n, const conn *c, const char *ext)
 }
 
 static void
-final_path(char *buf, size_t n, const conn *c, const char *ext)
-{
-    snprintf(buf, n, "%s/%s.%s", opt.spool, c->id, ext);
-}
-
-static void
-queue_path(char *buf, size_t n, const conn *c, const char *ext)
-{
-    snprintf(buf, n, "%s/queue/%s.%s", opt.spool, c->id, ext);
-}
-
-static void
 drop_message(conn *c)
 {
     char path[4096];
     if (c->msg != NULL) {
         fclose(c->msg);
         c->msg = NULL;
-        tmp_path(path, sizeof path, c, "eml");
+        if (c->mem) {
+            free(c->mbuf);
+            c->mbuf = NULL;
+            c->mem = 0;
+        } else {
+            tmp_path(path, sizeof path, c, "eml");
+            unlink(path);
+        }
+    }
+}
+
+/* A message grown past MEM_MSG goes on in DIR/tmp/<id>.eml (a file of
+ * its own, never another message's: O_EXCL). Smaller ones never make a
+ * file here: creating one can wait for the disk (the file system's
+ * journal), and the poll loop must not; commit.c's thread makes it. */
+static int
+spill_message(conn *c)
+{
+    char path[4096];
+    FILE *f = NULL;
+    int fd, ok;
+    if (fflush(c->msg) != 0)
+        return -1;
+    tmp_path(path, sizeof path, c, "eml");
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
+    if (fd >= 0 && (f = fdopen(fd, "wb")) == NULL) {
+        close(fd);
         unlink(path);
     }
+    if (f == NULL)
+        return -1;
+    setvbuf(f, NULL, _IOFBF, 65536);
+    ok = fwrite(c->mbuf, 1, c->mlen, f) == c->mlen;
+    fclose(c->msg);
+    free(c->mbuf);
+    c->mbuf = NULL;
+    c->mem = 0;
+    c->msg = f; /* dropped (and unlinked) with the file's name */
+    return ok ? 0 : -1;
 }
 
 static void
@@ -1359,35 +1392,23 @@ static int
 on_data_start(llsmtp_server *s, llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    char path[4096], date[64];
-    int fd = -1, tries;
+    char date[64];
     c->write_errno = 0;
     new_id(c->id, sizeof c->id);
     c->hops = 0;
     c->hdr_pos = 0;
     if (opt.discard)
         return LLSMTP_CB_OK;
-    /* a file of its own, never another message's (O_EXCL) */
-    for (tries = 0; fd < 0 && tries < 5; tries++) {
-        if (tries > 0)
-            new_id(c->id, sizeof c->id);
-        tmp_path(path, sizeof path, c, "eml");
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    c->msg = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    /* in memory first (spill_message) */
+    c->mbuf = NULL;
+    c->mlen = 0;
+    c->msg = open_memstream(&c->mbuf, &c->mlen);
     if (c->msg == NULL) {
-        if (fd >= 0) {
-            close(fd);
-            unlink(path);
-        }
-        logf_("session=%lu cannot create %s: %s", c->sid, path,
-              strerror(errno));
+        logf_("session=%lu cannot queue: %s", c->sid, strerror(errno));
         llsmtp_reply_set(r, 451, "4.3.0", "Local error: cannot queue");
         return LLSMTP_CB_OK;
     }
-    setvbuf(c->msg, NULL, _IOFBF, 65536);
+    c->mem = 1;
     rfc5322_date(date, sizeof date);
     /* RFC 5321 4.4: trace information. */
     fprintf(c->msg, "Return-Path: <%s>\r\n", c->sender ? c->sender : "");
@@ -1441,6 +1462,14 @@ on_data(llsmtp_server *s, const char *p, size_t n)
     conn *c = CONN(s);
     if (c->hdr_pos != HDR_DONE)
         count_hops(c, p, n);
+    if (c->msg != NULL && c->mem && (size_t)ftell(c->msg) + n > MEM_MSG &&
+        spill_message(c) != 0) {
+        c->write_errno = errno;
+        logf_("session=%lu cannot create DIR/tmp/%s.eml: %s", c->sid, c->id,
+              strerror(errno));
+        drop_message(c);
+        c->id[0] = '\0';
+    }
     if (c->msg != NULL && fwrite(p, 1, n, c->msg) != n) {
         c->write_errno = errno;
         logf_("session=%lu write failed: %s", c->sid, strerror(errno));
@@ -1451,18 +1480,19 @@ on_data(llsmtp_server *s, const char *p, size_t n)
 }
 
 /* The envelope of the local (relay == 0) or relayed (relay == 1)
- * recipients. */
-static int
-write_envelope(conn *c, const char *path, int relay)
+ * recipients, as text (commit.c writes it), or NULL. */
+static char *
+envelope_text(conn *c, int relay, size_t *len)
 {
     /* README "Envelope files": every value from the client is xtext, so
      * a quoted local part with ">" or a space in it stays one field */
 #define ENV_PUT(s) queue_xtext_put(f, (s), strlen(s))
-    FILE *f = fopen(path, "wb");
+    char *text = NULL;
+    FILE *f = open_memstream(&text, len);
     size_t i;
     int ok;
     if (f == NULL)
-        return -1;
+        return NULL;
     fprintf(f, "version %d\nid %s\nreceived %ld\nclient ", QUEUE_ENV_VERSION,
             c->id, (long)time(NULL));
     ENV_PUT(c->peer);
@@ -1504,79 +1534,16 @@ write_envelope(conn *c, const char *path, int relay)
             fputc('\n', f);
         }
 #undef ENV_PUT
-    ok = fflush(f) == 0 && (opt.no_fsync || fsync(fileno(f)) == 0);
+    ok = !ferror(f);
     ok = fclose(f) == 0 && ok;
-    return ok ? 0 : -1;
+    if (!ok) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
-/* Moves DIR/tmp/<id>.eml in: to DIR for the local recipients (its
- * envelope first, so a reader never finds an .eml without its .env), to
- * DIR/queue (a hard link: one copy on disk) for the relayed ones (its
- * envelope last: what the queue's start-up scan relies on). */
-static int
-store_message(conn *c)
-{
-    char te[4096], tv[4096], fe[4096], fv[4096], qdir[4096];
-    size_t i, nlocal = 0, nrelay = 0;
-    int made_qe = 0, made_qv = 0, made_le = 0, made_lv = 0;
-    int ok = fflush(c->msg) == 0 &&
-             (opt.no_fsync || fsync(fileno(c->msg)) == 0);
-    ok = fclose(c->msg) == 0 && ok;
-    c->msg = NULL;
-    for (i = 0; i < c->nrcpt; i++)
-        nrelay += c->relay[i] != 0;
-    nlocal = c->nrcpt - nrelay;
-    tmp_path(tv, sizeof tv, c, "eml");
-    tmp_path(te, sizeof te, c, "env");
-    snprintf(qdir, sizeof qdir, "%s/queue", opt.spool);
-    /* Every name is made with link(), which never replaces a file: an id
-     * that exists already (it should not) fails this message instead of
-     * clobbering another; and only what this transaction made is
-     * removed when it fails. */
-    if (ok && nrelay > 0) {
-        /* in the queue the .env comes last: an .eml alone there is being
-         * stored, an .env alone half removed (queue.h, queue_store) */
-        queue_path(fe, sizeof fe, c, "env");
-        queue_path(fv, sizeof fv, c, "eml");
-        ok = write_envelope(c, te, 1) == 0 && link(tv, fv) == 0;
-        made_qv = ok;
-        ok = ok && link(te, fe) == 0;
-        made_qe = ok;
-        ok = ok && queue_sync_dir(qdir, opt.no_fsync) == 0;
-        unlink(te);
-    }
-    if (ok && nlocal > 0) {
-        final_path(fv, sizeof fv, c, "eml");
-        final_path(fe, sizeof fe, c, "env");
-        ok = write_envelope(c, te, 0) == 0 && link(te, fe) == 0;
-        made_le = ok;
-        ok = ok && link(tv, fv) == 0;
-        made_lv = ok;
-        ok = ok && queue_sync_dir(opt.spool, opt.no_fsync) == 0;
-    }
-    if (!ok) { /* nothing half-stored */
-        int err = errno;
-        queue_path(fv, sizeof fv, c, "eml");
-        queue_path(fe, sizeof fe, c, "env");
-        if (made_qv)
-            unlink(fv);
-        if (made_qe)
-            unlink(fe);
-        final_path(fv, sizeof fv, c, "eml");
-        final_path(fe, sizeof fe, c, "env");
-        if (made_lv)
-            unlink(fv);
-        if (made_le)
-            unlink(fe);
-        errno = err;
-    }
-    c->write_errno = ok ? 0 : errno;
-    unlink(tv);
-    unlink(te);
-    if (ok && nrelay > 0)
-        queue_add(c->id);
-    return ok ? 0 : -1;
-}
+static void store_failed(conn *c, llsmtp_reply *r, int err);
 
 static int
 on_data_end(llsmtp_server *s, llsmtp_reply *r)
@@ -1594,29 +1561,79 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
         free_tx(c);
         return LLSMTP_CB_OK;
     }
-    if (c->msg == NULL || store_message(c) != 0) {
-        int err = c->write_errno ? c->write_errno : errno;
-        logf_("session=%lu queue write failed: %s", c->sid, strerror(err));
-        /* RFC 3463 4.3.1: mail system full; try again later */
-        if (err == ENOSPC || err == EDQUOT)
-            llsmtp_reply_set(r, 452, "4.3.1",
-                             "Insufficient system storage: message not queued");
-        else
-            llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
-        free_tx(c);
-        return LLSMTP_CB_OK;
+    if (c->msg != NULL) {
+        /* The storage thread writes the envelopes, flushes this message
+         * with the others of its batch and links it in; stored() sends
+         * the 250 once that is done. */
+        commit_job *j = commit_new();
+        size_t i, nrelay = 0;
+        for (i = 0; i < c->nrcpt; i++)
+            nrelay += c->relay[i] != 0;
+        if (j != NULL && nrelay > 0)
+            j->env_relay = envelope_text(c, 1, &j->env_relay_n);
+        if (j != NULL && nrelay < c->nrcpt)
+            j->env_local = envelope_text(c, 0, &j->env_local_n);
+        if (j != NULL && (j->env_relay != NULL) == (nrelay > 0) &&
+            (j->env_local != NULL) == (nrelay < c->nrcpt)) {
+            snprintf(j->id, sizeof j->id, "%s", c->id);
+            if (c->mem) { /* in memory: the thread makes its file */
+                int ok = fclose(c->msg) == 0; /* mbuf and mlen final */
+                c->msg = NULL;
+                c->mem = 0;
+                j->mem = c->mbuf;
+                j->mem_n = c->mlen;
+                c->mbuf = NULL;
+                if (!ok) {
+                    c->write_errno = errno;
+                    commit_free(j);
+                    store_failed(c, r, c->write_errno);
+                    return LLSMTP_CB_OK;
+                }
+            } else {
+                j->msg = c->msg;
+                c->msg = NULL;
+            }
+            j->owner = c;
+            c->job = j;
+            if (j->env_relay != NULL)
+                queue_hold(j->id); /* no runner before the flush */
+            commit_submit(j);
+            return LLSMTP_CB_PENDING;
+        }
+        c->write_errno = ENOMEM;
+        commit_free(j);
     }
-    llsmtp_reply_set_id(r, c->id, strlen(c->id));
-    logf_("session=%lu queued=%s from=<%s> nrcpt=%zu", c->sid, c->id,
-          c->sender ? c->sender : "", c->nrcpt);
-    free_tx(c);
+    store_failed(c, r, c->write_errno ? c->write_errno : errno);
     return LLSMTP_CB_OK;
+}
+
+/* The message was not stored: 451, or 452 when the disk is full. */
+static void
+store_failed(conn *c, llsmtp_reply *r, int err)
+{
+    logf_("session=%lu queue write failed: %s", c->sid, strerror(err));
+    /* RFC 3463 4.3.1: mail system full; try again later */
+    if (err == ENOSPC || err == EDQUOT)
+        llsmtp_reply_set(r, 452, "4.3.1",
+                         "Insufficient system storage: message not queued");
+    else
+        llsmtp_reply_set(r, 451, "4.3.0", "Local error: message not queued");
+    free_tx(c);
 }
 
 static int
 on_data_abort(llsmtp_server *s, int why)
 {
     conn *c = CONN(s);
+    if (c->job != NULL) {
+        /* ended before its 250: the storage thread drops the message if
+         * it has not taken it yet, else stores it (see stored()) */
+        logf_("session=%lu connection lost while queue=%s was being stored",
+              c->sid, c->job->id);
+        commit_cancel(c->job);
+        c->job = NULL;
+        return LLSMTP_CB_OK;
+    }
     logf_("session=%lu message dropped (%s)", c->sid,
           why == LLSMTP_ABORT_SIZE      ? "too big"
           : why == LLSMTP_ABORT_BARE_LF ? "bare LF"
@@ -1932,8 +1949,12 @@ arm_timer(conn *c)
 static void
 conn_free(conn *c)
 {
-    if (c->s != NULL && c->msg != NULL)
+    if (c->s != NULL && (c->msg != NULL || c->job != NULL))
         llsmtp_server_eof(c->s);
+    if (c->job != NULL) {
+        commit_cancel(c->job);
+        c->job = NULL;
+    }
     free_tx(c);
     free(c->rcpts);
     free(c->rcpt_params);
@@ -2261,6 +2282,48 @@ tls_step(conn *c)
 #endif
 }
 
+/* The storage thread is done with j: the session hears its 250 now (or
+ * 451/452), and gets on with what its client sent meanwhile. */
+static void
+stored(commit_job *j)
+{
+    conn *c = j->owner;
+    llsmtp_reply r = LLSMTP_REPLY_INIT;
+    int rc;
+    if (j->env_relay != NULL)
+        queue_release(j->id);
+    if (j->err == 0 && j->env_relay != NULL)
+        queue_add(j->id);
+    if (c == NULL) {
+        /* duplicate at worst: the client saw no 250 and may send it
+         * again; a loss never */
+        if (j->err == 0)
+            logf_("queue=%s stored after its session ended: no 250 sent",
+                  j->id);
+        commit_free(j);
+        return;
+    }
+    c->job = NULL;
+    if (j->err != 0) {
+        store_failed(c, &r, j->err);
+    } else {
+        llsmtp_reply_set_id(&r, j->id, strlen(j->id));
+        logf_("session=%lu queued=%s from=<%s> nrcpt=%zu", c->sid, j->id,
+              c->sender ? c->sender : "", c->nrcpt);
+        free_tx(c);
+    }
+    commit_free(j);
+    rc = llsmtp_server_resume(c->s, &r);
+    if (rc == LLSMTP_CLOSE) {
+        c->closing = 1;
+    } else if (rc < 0) {
+        logf_("session=%lu library error %s", c->sid, llsmtp_errname(rc));
+        c->closing = 1;
+    }
+    arm_timer(c);
+    flush_out(c); /* a lost peer shows again in the loop */
+}
+
 /* Draining (SIGTERM): whether 421 4.3.2 now loses nothing, as the
  * session is between transactions (before MAIL, or after a message's
  * final reply or RSET), awaits no decision of ours and is neither in a
@@ -2533,6 +2596,11 @@ main(int argc, char **argv)
                     strerror(errno));
             return 1;
         }
+        if (commit_open(opt.spool, opt.no_fsync) != 0) {
+            fprintf(stderr, "smtpd: cannot start the storage thread: %s\n",
+                    strerror(errno));
+            return 1;
+        }
     }
     raise_nofile();
     /* log lines are gathered and written before each poll(): a message
@@ -2552,7 +2620,7 @@ main(int argc, char **argv)
     policy.nown = nown;
 
     for (;;) {
-        size_t k, np = 0, npolled, nlpolled = 0;
+        size_t k, np = 0, npolled, nlpolled = 0, commit_pi = (size_t)-1;
         int more = 0;
         time_t now = time(NULL), next = 0;
         long long now_ms = mono_ms(), hdr_next = 0;
@@ -2584,6 +2652,7 @@ main(int argc, char **argv)
 #ifdef HAVE_OPENSSL
             SSL_CTX_free(tls_ctx);
 #endif
+            commit_close(); /* what it had taken is stored */
             if (queue_busy() > 0)
                 logf_("stopping with %zu deliveries under way: they finish "
                       "on their own", queue_busy());
@@ -2591,8 +2660,8 @@ main(int argc, char **argv)
             logf_("stopped");
             return 0;
         }
-        if (pcap < 2 * nconns + MAX_LISTEN) {
-            pcap = (2 * nconns + MAX_LISTEN) * 2;
+        if (pcap < 2 * nconns + MAX_LISTEN + 1) {
+            pcap = (2 * nconns + MAX_LISTEN + 1) * 2;
             pfds = realloc(pfds, pcap * sizeof *pfds);
             if (pfds == NULL)
                 return 1;
@@ -2645,6 +2714,12 @@ main(int argc, char **argv)
                 np++;
             }
         }
+        if (commit_fd() >= 0) { /* messages stored: their 250s are due */
+            commit_pi = np;
+            pfds[np].fd = commit_fd();
+            pfds[np].events = POLLIN;
+            np++;
+        }
         timeout_ms = next ? (int)((next > now ? next - now : 0) * 1000) : -1;
         if (hdr_next && (timeout_ms < 0 || hdr_next - now_ms < timeout_ms))
             timeout_ms = hdr_next > now_ms ? (int)(hdr_next - now_ms) : 0;
@@ -2683,6 +2758,13 @@ main(int argc, char **argv)
         for (i = 0; i < (int)nlpolled; i++, k++) /* polled, maybe closed */
             if (!draining && (pfds[k].revents & POLLIN))
                 accept_clients(i);
+        if (commit_pi != (size_t)-1 && pfds[commit_pi].revents != 0) {
+            commit_job *j = commit_done(), *next;
+            for (; j != NULL; j = next) {
+                next = j->next;
+                stored(j);
+            }
+        }
         {
             size_t ci, base = k, nc = npolled;
             for (ci = 0; ci < nc; ci++) {

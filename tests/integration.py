@@ -19,7 +19,7 @@ RESULTS = []
 
 
 class Server:
-    def __init__(self, *extra, host='127.0.0.1'):
+    def __init__(self, *extra, host='127.0.0.1', env=None):
         self.dir = tempfile.mkdtemp(prefix='llsmtp-it-')
         self.spool = os.path.join(self.dir, 'spool')
         self.queue = os.path.join(self.spool, 'queue')
@@ -32,7 +32,7 @@ class Server:
         self.proc = subprocess.Popen(
             [SMTPD, '--listen', '%s:%d' % (host, self.port), '--hostname', 'mx.example.test',
              '--local-domain', 'example.test', '--spool', self.spool] + list(extra),
-            stderr=self.log)
+            stderr=self.log, env=env)
         for _ in range(200):
             try:
                 socket.create_connection((host, self.port), timeout=1).close()
@@ -44,7 +44,7 @@ class Server:
         self.log.close()
         raise RuntimeError('smtpd did not start: %s' % open(self.log.name).read()[-500:])
 
-    def stop(self):
+    def stop(self, remove=True):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -57,7 +57,8 @@ class Server:
         log = open(self.log.name).read()
         if os.environ.get('LLSMTP_IT_VERBOSE'):
             sys.stdout.write(log)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
         # a clean stop exits 0 (and, under SANITIZE=1, leaks nothing)
         if rc != 0:
             raise AssertionError('smtpd exited %r: %s' % (rc, log[-2000:]))
@@ -2188,54 +2189,329 @@ def thousand_concurrent_sessions():
         srv.stop()
 
 
-@case
-def kill_9_never_loses_an_acknowledged_message():
-    srv = Server()
+def concurrent_senders(srv, n):
+    """n smtplib clients, each sending messages one after another until
+    stopped or refused; every other one to a relayed recipient (queued),
+    the others to a local one. Returns (acked Message-IDs, lock, stop
+    event, threads)."""
     acked, lock = [], threading.Lock()
     stop = threading.Event()
 
-    def sender(n):
+    def sender(k):
         i = 0
+        rcpt = 'r@relay.test' if k % 2 else 'b@example.test'
         while not stop.is_set():
             try:
                 with smtplib.SMTP('127.0.0.1', srv.port, timeout=10) as c:
                     while not stop.is_set():
-                        mid = 'm%d-%d' % (n, i)
+                        mid = 'm%d-%d' % (k, i)
                         body = ('Message-ID: <%s@test>\r\n\r\n' % mid + ('line %s\r\n' % mid) * 300 +
                                 'END %s\r\n' % mid)
-                        c.sendmail('a@example.org', ['b@example.test'], body)
+                        c.sendmail('a@example.org', [rcpt], body)
                         with lock:
                             acked.append(mid)
                         i += 1
             except Exception:
                 return
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(n)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    return acked, lock, stop, threads
+
+
+def spool_after_crash(srv, acked):
+    """What a kill -9 left: every .eml in DIR and DIR/queue complete, one
+    in DIR with its .env; every acknowledged message there (local ones in
+    DIR, relayed ones in DIR/queue, with their .env). Returns the
+    Message-IDs stored."""
+    stored = {}
+    for queued in (False, True):
+        for m in srv.messages(queued):
+            body = srv.body(m, queued)
+            mid = body.split(b'Message-ID: <', 1)[1].split(b'@', 1)[0].decode()
+            # every .eml a reader can find is complete
+            assert body.endswith(('END %s\r\n' % mid).encode()), (queued, m)
+            if not queued:
+                assert os.path.exists(os.path.join(srv.spool, m[:-4] + '.env')), m
+            stored[mid] = (queued, m)
+    for mid in acked:
+        assert mid in stored, 'acknowledged but lost: %r' % mid
+        queued, m = stored[mid]
+        # a local message in DIR, a relayed one in the queue, each with its envelope
+        assert queued == (int(mid[1:].split('-')[0]) % 2 == 1), (mid, queued)
+        d = srv.queue if queued else srv.spool
+        assert os.path.exists(os.path.join(d, m[:-4] + '.env')), (mid, m)
+    return stored
+
+
+@case
+def kill_9_never_loses_an_acknowledged_message():
+    # 60 concurrent senders: messages are flushed in batches (group
+    # commit), each 250 after its batch's fsyncs
+    srv = Server('--relay-domain', 'relay.test')
+    acked, lock, stop, threads = concurrent_senders(srv, 60)
+    time.sleep(1.5)
     srv.proc.send_signal(signal.SIGKILL)
     srv.proc.wait()
     stop.set()
     for t in threads:
         t.join(timeout=30)
     try:
-        msgs = srv.messages()
+        with lock:
+            acked = list(acked)
         assert len(acked) > 20, len(acked)
-        stored = {}
-        for m in msgs:
-            body = srv.body(m)
-            mid = body.split(b'Message-ID: <', 1)[1].split(b'@', 1)[0].decode()
-            # every .eml in DIR is complete
-            assert body.endswith(('END %s\r\n' % mid).encode()), m
-            assert os.path.exists(os.path.join(srv.spool, m[:-4] + '.env')), m
-            stored[mid] = True
-        lost = [m for m in acked if m not in stored]
-        assert not lost, 'acknowledged but lost: %r' % lost[:5]
+        spool_after_crash(srv, acked)
     finally:
         try:
             srv.log.close()
         except Exception:
             pass
+        shutil.rmtree(srv.dir, ignore_errors=True)
+
+
+class Sink:
+    """A next hop on a loopback port that takes every message and notes
+    when each Subject arrived (time.monotonic)."""
+
+    def __init__(self):
+        self.got = {}
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(('127.0.0.1', 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        f = c.makefile('rb')
+        c.sendall(b'220 sink.test ESMTP\r\n')
+        try:
+            for line in f:
+                verb = line[:4].upper()
+                if verb == b'DATA':
+                    c.sendall(b'354 go\r\n')
+                    subject = b''
+                    for body in f:
+                        if body == b'.\r\n':
+                            break
+                        if body.startswith(b'Subject: '):
+                            subject = body[9:].strip()
+                    self.got[subject.decode()] = time.monotonic()
+                    c.sendall(b'250 2.0.0 taken\r\n')
+                elif verb == b'QUIT':
+                    c.sendall(b'221 bye\r\n')
+                    break
+                elif verb == b'EHLO':
+                    c.sendall(b'250 sink.test\r\n')
+                else:
+                    c.sendall(b'250 ok\r\n')
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.ls.close()
+
+
+@case
+def no_runner_before_the_flush():
+    # A relayed message's names are in DIR/queue before its batch's
+    # directory flush (a slow disk, LLSMTP_TEST_DIR_FSYNC_DELAY_MS): the
+    # scan that follows another runner's exit must not hand it to a runner
+    # then; it is delivered only after its 250 (before, B went out while
+    # its client still waited, and even when the flush then failed)
+    sink = Sink()
+    env = dict(os.environ, LLSMTP_TEST_DIR_FSYNC_DELAY_MS='2000')
+    srv = Server('--relay-domain', 'relay.test', '--smarthost',
+                 '[127.0.0.1]:%d' % sink.port, env=env)
+    acked = {}
+
+    def send(subject):
+        m = EmailMessage()
+        m['From'] = 'a@example.org'
+        m['To'] = 'x@relay.test'
+        m['Subject'] = subject
+        m.set_content('hello')
+        with smtplib.SMTP('127.0.0.1', srv.port, timeout=60) as c:
+            c.send_message(m)
+            acked[subject] = time.monotonic()
+    try:
+        a = threading.Thread(target=send, args=('A-message',))
+        a.start()
+        time.sleep(0.5)  # B waits for the next batch, behind A's flush
+        send('B-message')
+        a.join(timeout=60)
+        for _ in range(300):
+            if 'B-message' in sink.got:
+                break
+            time.sleep(0.05)
+        assert set(sink.got) == {'A-message', 'B-message'}, (sink.got, open(srv.log.name).read()[-2000:])
+        for m in ('A-message', 'B-message'):
+            assert sink.got[m] > acked[m], (m, 'delivered before its 250')
+    finally:
+        srv.stop()
+        sink.close()
+
+
+@case
+def drain_waits_for_a_message_being_flushed():
+    # SIGTERM while a message is in the storage thread (a slow disk,
+    # LLSMTP_TEST_DIR_FSYNC_DELAY_MS): the session is not at a boundary
+    # until its 250, which it gets, then 421 4.3.2; the message is stored
+    env = dict(os.environ, LLSMTP_TEST_DIR_FSYNC_DELAY_MS='1500')
+    srv = Server(env=env)
+    try:
+        c, f = raw(srv.port)
+        reply(f)
+        c.sendall(b'EHLO d\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<c@example.test>\r\n'
+                  b'DATA\r\n')
+        assert [reply(f)[0] for _ in range(4)] == [250, 250, 250, 354]
+        c.sendall(b'Subject: flushed\r\n\r\nbody\r\n.\r\n')
+        # the envelope is written under tmp/ only once the thread has it
+        for _ in range(400):
+            tmp = os.path.join(srv.spool, 'tmp')
+            if any(n.endswith('.env') for n in os.listdir(tmp)):
+                break
+            time.sleep(0.01)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert reply(f)[0] == 250
+        assert reply(f) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
+        f.close(); c.close()
+        assert srv.proc.wait(timeout=60) == 0
+        emls = [n for n in os.listdir(srv.spool) if n.endswith('.eml')]
+        assert len(emls) == 1, os.listdir(srv.spool)
+        assert b'Subject: flushed' in open(os.path.join(srv.spool, emls[0]), 'rb').read()
+        assert wait_log(srv, 'stopping: 1 sessions drained, 0 cut'), open(srv.log.name).read()
+    finally:
+        srv.stop()
+
+
+@case
+def killed_between_a_batchs_writes_and_its_flush():
+    # LLSMTP_TEST_KILL_BEFORE_FLUSH (test only, commit.h): smtpd kills
+    # itself once the first batch of at least 3 messages is written
+    # (envelopes under DIR/tmp, messages complete) and before any of it
+    # is flushed or linked in. With 50 senders such a batch forms; the
+    # wait for it is bounded only to fail rather than hang.
+    env = dict(os.environ, LLSMTP_TEST_KILL_BEFORE_FLUSH='3')
+    srv = Server('--relay-domain', 'relay.test', env=env)
+    acked, lock, stop, threads = concurrent_senders(srv, 50)
+    try:
+        try:
+            rc = srv.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise AssertionError('no batch of 3 messages formed (the kill never came)')
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        assert rc == -signal.SIGKILL, rc
+        srv.log.close()
+        log = open(srv.log.name).read()
+        line = [l for l in log.splitlines() if l.startswith('commit: killed before the flush')]
+        assert len(line) == 1, log[-2000:]
+        k = int(line[0].split()[-1])
+        assert k >= 3, line
+        with lock:
+            acked = list(acked)
+        stored = spool_after_crash(srv, acked)
+        # The batch: the messages whose envelopes were written under
+        # DIR/tmp (.env local, .qenv relayed). Messages still arriving,
+        # or waiting for the next batch, have an .eml there only.
+        tmp = os.path.join(srv.spool, 'tmp')
+        names = os.listdir(tmp)
+        batch = sorted(set(f.rsplit('.', 1)[0] for f in names if f.endswith(('.env', '.qenv'))))
+        assert len(batch) == k, (k, names)
+        for qid in batch:
+            data = open(os.path.join(tmp, qid + '.eml'), 'rb').read()
+            mid = data.split(b'Message-ID: <', 1)[1].split(b'@', 1)[0].decode()
+            # written whole, never acknowledged, visible to no reader
+            assert data.endswith(('END %s\r\n' % mid).encode()), qid
+            assert mid not in acked, 'acknowledged before its flush: %s' % mid
+            assert mid not in stored, 'visible before its flush: %s' % mid
+            for d in (srv.spool, srv.queue):
+                for ext in ('.eml', '.env'):
+                    assert not os.path.exists(os.path.join(d, qid + ext)), (d, qid + ext)
+    finally:
+        stop.set()
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+        try:
+            srv.log.close()
+        except Exception:
+            pass
+        shutil.rmtree(srv.dir, ignore_errors=True)
+
+
+@case
+def sessions_reset_while_their_messages_are_stored():
+    # 40 clients end each message and reset the connection (RST) at once,
+    # while it is with the storage thread or waiting for it: each message
+    # is either stored whole (no 250 was seen: a duplicate at worst) or
+    # not at all, nothing stays under DIR/tmp, and the server goes on.
+    import struct
+    srv = Server('--relay-domain', 'relay.test')
+    sent = []
+
+    def resetter(k):
+        for i in range(5):
+            mid = 'x%d-%d' % (k, i)
+            s, f = raw(srv.port)
+            try:
+                reply(f)
+                s.sendall(b'EHLO x.test\r\n')
+                reply(f)
+                rcpt = 'r@relay.test' if (k + i) % 2 else 'b@example.test'
+                s.sendall(b'MAIL FROM:<a@example.org>\r\nRCPT TO:<%s>\r\nDATA\r\n' % rcpt.encode())
+                reply(f), reply(f), reply(f)
+                s.sendall(('Message-ID: <%s@test>\r\n\r\n' % mid + 'line\r\n' * 100 +
+                           'END %s\r\n.\r\n' % mid).encode())
+                sent.append(mid)
+            finally:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+                f.close()
+                s.close()
+    threads = [threading.Thread(target=resetter, args=(k,)) for k in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        # the server still takes mail
+        with smtplib.SMTP('127.0.0.1', srv.port, timeout=10) as c:
+            c.sendmail('a@example.org', ['b@example.test'], 'Message-ID: <after@test>\r\n\r\nEND after\r\n')
+        assert len(sent) == 200, len(sent)
+    finally:
+        srv.stop(remove=False)  # exits 0: every job finished or dropped
+    spool, queue, tmp = srv.spool, srv.queue, os.path.join(srv.spool, 'tmp')
+    try:
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+        stored = {}
+        for d in (spool, queue):
+            for m in sorted(f for f in os.listdir(d) if f.endswith('.eml')):
+                data = open(os.path.join(d, m), 'rb').read()
+                mid = data.split(b'Message-ID: <', 1)[1].split(b'@', 1)[0].decode()
+                assert data.endswith(('END %s\r\n' % mid).encode()), m
+                assert os.path.exists(os.path.join(d, m[:-4] + '.env')), m
+                stored[mid] = d
+        assert 'after' in stored
+        assert set(stored) - set(sent) == {'after'}, set(stored) - set(sent)
+        text = open(srv.log.name).read()
+        assert 'library error' not in text, text[-2000:]
+        if os.environ.get('LLSMTP_IT_VERBOSE'):
+            print('%d of 200 stored; %d lost their session while being stored' % (
+                len(stored) - 1, text.count('was being stored')))
+    finally:
         shutil.rmtree(srv.dir, ignore_errors=True)
 
 
