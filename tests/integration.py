@@ -1315,7 +1315,7 @@ def logs_that_tie_together():
         assert no_reply(f)
         f.close(); s.close()
         assert wait_log(srv, 'PROXY v2 header from 127.0.0.1 on a listener without proxy: closed')
-        assert wait_log(srv, ' close', count=8)
+        assert wait_log(srv, ' close\n', count=8)
         log = open(srv.log.name).read()
         sids = [l.split('session=')[1].split()[0] for l in log.splitlines() if ' connect from ' in l]
         assert len(sids) == 8 and len(set(sids)) == 8, log
@@ -1353,7 +1353,7 @@ def proxy_v2_header_split_on_a_direct_port():
         s.sendall(b'EHLO x\r\nQUIT\r\n')
         assert [reply(f)[0] for _ in range(3)] == [500, 250, 221]
         f.close(); s.close()
-        assert wait_log(srv, ' close', count=5)
+        assert wait_log(srv, ' close\n', count=5)
         log = open(srv.log.name).read()
         assert log.count('C: QUIT') == 1 and 'C: EHLO x' in log, log
     finally:
@@ -1590,7 +1590,7 @@ def verbose_log_never_shows_auth_secrets():
                        3) == [503, 500, 500]
         assert session([b'EHLO x\r\nAUTH BOGUS\r\n' + login_user + b'\r\n' + login_pw + b'\r\n'],
                        4)[2:] == [500, 500]
-        assert wait_log(srv, ' close', count=9)
+        assert wait_log(srv, ' close\n', count=9)
         log = open(srv.log.name).read()
         for secret in secrets:
             # the log once showed a stray line's first octets upper-cased
@@ -1664,7 +1664,7 @@ def refused_commands_leave_one_log_line():
         codes = [reply(f)[0] for _ in range(21)]
         assert codes == [500] * 20 + [421], codes
         f.close(); s.close()
-        assert wait_log(srv, ' close', count=2), open(srv.log.name).read()
+        assert wait_log(srv, ' close\n', count=2), open(srv.log.name).read()
         log = open(srv.log.name).read()
         assert 'refused client=127.0.0.1 cmd=DATA reply=552 5.3.4' in log, log
         assert 'refused client=127.0.0.1 cmd=DATA reply=554 5.4.6 Too many hops' in log, log
