@@ -14,6 +14,7 @@
 #define _GNU_SOURCE /* sync_file_range */
 #endif
 #include "commit.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,21 +73,6 @@ path_of(char *buf, size_t n, const char *dir, const char *id,
     snprintf(buf, n, "%s%s/%s.%s", spool, dir, id, ext);
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* DIR/tmp/<id>.<ext> with text in it (not flushed yet), or -1. */
 static int
 put_tmp(const char *id, const char *ext, const char *text, size_t n)
@@ -97,7 +83,7 @@ put_tmp(const char *id, const char *ext, const char *text, size_t n)
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
     if (fd < 0)
         return -1;
-    if (write_all(fd, text, n) != 0) {
+    if (queue_write_all(fd, text, n) != 0) {
         int err = errno;
         close(fd);
         unlink(path);

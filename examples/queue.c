@@ -371,8 +371,8 @@ fail:
     return -1;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
+int
+queue_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -394,7 +394,7 @@ st_append(const char *id, const char *text)
     int fd = st_open(id), ok, err;
     if (fd < 0)
         return -1;
-    ok = write_all(fd, text, strlen(text)) == 0 &&
+    ok = queue_write_all(fd, text, strlen(text)) == 0 &&
          (Q->no_fsync || fsync(fd) == 0);
     err = errno;
     if (close(fd) != 0)
@@ -438,7 +438,7 @@ st_reserve(const char *id, size_t n, off_t *at)
         return -1;
     }
     *at = lseek(fd, 0, SEEK_END);
-    ok = *at >= 0 && write_all(fd, pad, n) == 0 &&
+    ok = *at >= 0 && queue_write_all(fd, pad, n) == 0 &&
          (Q->no_fsync || fsync(fd) == 0);
     err = errno;
     if (!ok && *at >= 0 && ftruncate(fd, *at) == 0 && !Q->no_fsync)

@@ -89,6 +89,10 @@ size_t queue_busy(void);
 /* Frees what the queue holds (runners are left to finish). */
 void queue_close(void);
 
+/* Writes all n octets to fd (retrying after EINTR and short writes).
+ * Returns 0, or -1 (errno). */
+int queue_write_all(int fd, const char *p, size_t n);
+
 /* fsync()s a directory, so the renames into it survive a crash. Returns
  * 0, or -1 (errno). With no_fsync: nothing, 0. */
 int queue_sync_dir(const char *dir, int no_fsync);

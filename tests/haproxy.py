@@ -382,28 +382,35 @@ def health_checks_are_harmless():
         a.close(); b.close()
 
 
+def senders(lb, prefix, n=8):
+    """n clients sending through the balancer until stop is set, each
+    starting a new session when one ends (a backend killed, or its 421
+    4.3.2); acked: the ids of the messages a client was told 250."""
+    acked, lock, stop = [], threading.Lock(), threading.Event()
+
+    def sender(k):
+        i = 0
+        while not stop.is_set():
+            try:
+                with SMTPFrom(lb.port) as c:
+                    while not stop.is_set():
+                        mid = '%s%d-%d' % (prefix, k, i)
+                        i += 1
+                        c.sendmail('alice@example.org', ['bob@example.test'], message(mid))
+                        with lock:
+                            acked.append(mid)
+            except (smtplib.SMTPException, OSError):
+                pass  # the session ended: a new one
+    return acked, stop, [threading.Thread(target=sender, args=(k,)) for k in range(n)]
+
+
 @case
 def backend_killed_under_load_loses_nothing_acknowledged():
     # 8 senders through HAProxy; backend a is killed with -9 among them:
     # HAProxy sends the next sessions to b; every message a client was
     # told 250 is stored, complete, in a's spool or b's
     a, b, lb = pair()
-    acked, lock, stop = [], threading.Lock(), threading.Event()
-
-    def sender(n):
-        i = 0
-        while not stop.is_set():
-            try:
-                with SMTPFrom(lb.port) as c:
-                    while not stop.is_set():
-                        mid = 'k%d-%d' % (n, i)
-                        i += 1
-                        c.sendmail('alice@example.org', ['bob@example.test'], message(mid))
-                        with lock:
-                            acked.append(mid)
-            except (smtplib.SMTPException, OSError):
-                pass  # the backend died mid-session: a new session
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+    acked, stop, threads = senders(lb, 'k')
     try:
         for t in threads:
             t.start()
@@ -511,22 +518,7 @@ def rolling_restart_drains_behind_haproxy():
     # next sessions to b; a exits 0 with every session drained, none cut,
     # and nothing a client was told 250 is lost
     a, b, lb = pair()
-    acked, lock, stop = [], threading.Lock(), threading.Event()
-
-    def sender(n):
-        i = 0
-        while not stop.is_set():
-            try:
-                with SMTPFrom(lb.port) as c:
-                    while not stop.is_set():
-                        mid = 'r%d-%d' % (n, i)
-                        i += 1
-                        c.sendmail('alice@example.org', ['bob@example.test'], message(mid))
-                        with lock:
-                            acked.append(mid)
-            except (smtplib.SMTPException, OSError):
-                pass  # 421 4.3.2: a new session, through b
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(8)]
+    acked, stop, threads = senders(lb, 'r')
     try:
         for t in threads:
             t.start()
