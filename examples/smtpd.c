@@ -150,6 +150,10 @@ static llsmtp_relay_policy policy;
 static conn **conns;
 static size_t nconns, conns_cap;
 static volatile sig_atomic_t stop_flag;
+/* The self-pipe: the signal handler writes a byte, the loop polls the read
+ * end, so a signal that comes between the loop's look at stop_flag and
+ * poll() still wakes it (else poll could wait forever). */
+static int sig_pipe[2] = {-1, -1};
 /* The drain has begun (the loop saw stop_flag and closed the listeners):
  * stop_flag itself may come in the middle of a round. */
 static int draining;
@@ -2446,8 +2450,14 @@ drain_begin(long long now_ms, long long *stop_at)
 static void
 on_signal(int sig)
 {
+    int e = errno;
     (void)sig;
     stop_flag = 1;
+    if (sig_pipe[1] >= 0) {
+        ssize_t w = write(sig_pipe[1], "", 1); /* full: a wake-up waits */
+        (void)w;
+    }
+    errno = e;
 }
 
 /* In a queue runner: the sockets belong to the server. */
@@ -2458,6 +2468,11 @@ runner_setup(void)
     int i;
     log_pid = 0; /* a new process */
     queue_child(); /* the spool's lock stays the server's */
+    if (sig_pipe[0] >= 0) {
+        close(sig_pipe[0]);
+        close(sig_pipe[1]);
+        sig_pipe[0] = sig_pipe[1] = -1;
+    }
     for (i = 0; i < opt.nlisten; i++)
         close(lfds[i]);
     for (k = 0; k < nconns; k++) {
@@ -2606,6 +2621,14 @@ main(int argc, char **argv)
     /* log lines are gathered and written before each poll(): a message
      * with 50 recipients costs one write(2), not 55 */
     setvbuf(stderr, NULL, _IOFBF, 1 << 16);
+    if (pipe(sig_pipe) != 0) {
+        perror("smtpd: pipe");
+        return 1;
+    }
+    for (i = 0; i < 2; i++) {
+        fcntl(sig_pipe[i], F_SETFL, fcntl(sig_pipe[i], F_GETFL) | O_NONBLOCK);
+        fcntl(sig_pipe[i], F_SETFD, FD_CLOEXEC);
+    }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -2621,6 +2644,7 @@ main(int argc, char **argv)
 
     for (;;) {
         size_t k, np = 0, npolled, nlpolled = 0, commit_pi = (size_t)-1;
+        size_t sig_pi;
         int more = 0;
         time_t now = time(NULL), next = 0;
         long long now_ms = mono_ms(), hdr_next = 0;
@@ -2660,8 +2684,8 @@ main(int argc, char **argv)
             logf_("stopped");
             return 0;
         }
-        if (pcap < 2 * nconns + MAX_LISTEN + 1) {
-            pcap = (2 * nconns + MAX_LISTEN + 1) * 2;
+        if (pcap < 2 * nconns + MAX_LISTEN + 2) {
+            pcap = (2 * nconns + MAX_LISTEN + 2) * 2;
             pfds = realloc(pfds, pcap * sizeof *pfds);
             if (pfds == NULL)
                 return 1;
@@ -2714,6 +2738,10 @@ main(int argc, char **argv)
                 np++;
             }
         }
+        sig_pi = np; /* a signal: read below, acted on through stop_flag */
+        pfds[np].fd = sig_pipe[0];
+        pfds[np].events = POLLIN;
+        np++;
         if (commit_fd() >= 0) { /* messages stored: their 250s are due */
             commit_pi = np;
             pfds[np].fd = commit_fd();
@@ -2758,6 +2786,11 @@ main(int argc, char **argv)
         for (i = 0; i < (int)nlpolled; i++, k++) /* polled, maybe closed */
             if (!draining && (pfds[k].revents & POLLIN))
                 accept_clients(i);
+        if (pfds[sig_pi].revents != 0) {
+            char drain[64];
+            while (read(sig_pipe[0], drain, sizeof drain) > 0)
+                ;
+        }
         if (commit_pi != (size_t)-1 && pfds[commit_pi].revents != 0) {
             commit_job *j = commit_done(), *next;
             for (; j != NULL; j = next) {
