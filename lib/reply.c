@@ -301,6 +301,31 @@ llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
     for (i = 0; i < nparts && !w.overflow; i++) {
         for (j = 0; j < parts[i].n; j++) {
             unsigned char c = (unsigned char)parts[i].p[j];
+            if (!pend_cr && !pend_nl && c >= 0x20 && c < 0x7f &&
+                w.o - w.text0 < w.width) {
+                /* A run of printable octets that fits the line as it
+                 * is: copied at once, exactly as rpl_put would put it
+                 * octet by octet (no fold, the last space kept as the
+                 * fold point). The common reply is one such run. */
+                size_t k = j, room = w.width - (w.o - w.text0), sp = 0;
+                while (k < parts[i].n && k - j < room &&
+                       (unsigned char)parts[i].p[k] >= 0x20 &&
+                       (unsigned char)parts[i].p[k] < 0x7f) {
+                    if (parts[i].p[k] == ' ')
+                        sp = w.o + (k - j);
+                    k++;
+                }
+                if (w.o + (k - j) > w.cap) {
+                    w.overflow = 1;
+                    break;
+                }
+                memcpy(w.out + w.o, parts[i].p + j, k - j);
+                w.o += k - j;
+                if (sp != 0)
+                    w.sp = sp;
+                j = k - 1;
+                continue;
+            }
             if (pend_cr && c != '\n')
                 rpl_put(&w, ' ');
             pend_cr = 0;

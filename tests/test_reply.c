@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "internal.h"
 
 static void
 test_reply_set_validation(void **state)
@@ -119,6 +120,60 @@ test_folding(void **state)
     assert_non_null(strstr(buf, "\r\n550 5.7.1 q"));
 }
 
+/* The writer copies runs of plain octets at once and falls back to one
+ * octet at a time at control octets, line ends and folds: the output must
+ * not depend on how the text is cut into parts (one part, one part per
+ * octet, random cuts), and every line stays within 512 octets. */
+static void
+test_rendering_independent_of_parts(void **state)
+{
+    static const char alpha[] = "ab  \r\n\t\x01\x7f\x80xyz0123<>@.";
+    static char text[1400], a[4096], b[4096];
+    static llsmtp_span parts[1400];
+    unsigned long seed = 12345;
+    int round;
+    (void)state;
+    for (round = 0; round < 3000; round++) {
+        size_t n, i, np = 0, wa, wb, cap, line = 0;
+        int mode;
+        const char *enh;
+        seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+        n = (size_t)(seed >> 33) % (round % 4 == 0 ? 1400 : 80);
+        mode = (int)((seed >> 20) % 3);
+        enh = (seed >> 40) % 2 ? "2.1.5" : NULL;
+        cap = (seed >> 41) % 3 == 0 ? (size_t)(seed >> 45) % 1200 : sizeof a;
+        for (i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+            text[i] = mode == 0   ? alpha[(seed >> 33) % (sizeof alpha - 1)]
+                      : mode == 1 ? ((seed >> 33) % 8 ? 'q' : ' ')
+                                  : (char)(seed >> 33);
+        }
+        parts[0].p = text;
+        parts[0].n = n;
+        wa = llsmtp__reply_write(a, cap, 250, enh, parts, 1);
+        for (i = 0; i < n; np++) {
+            size_t k = round % 2 ? 1 : 1 + (size_t)(seed >> (np % 40)) % 7;
+            if (k > n - i)
+                k = n - i;
+            parts[np].p = text + i;
+            parts[np].n = k;
+            i += k;
+        }
+        wb = llsmtp__reply_write(b, cap, 250, enh, parts, np);
+        assert_int_equal(wa, wb);
+        assert_memory_equal(a, b, wa);
+        for (i = 0; i < wa; i++) {
+            assert_true(a[i] == '\r' || a[i] == '\n' ||
+                        (a[i] >= 0x20 && a[i] < 0x7f));
+            line++;
+            if (a[i] == '\n') {
+                assert_true(line <= 512 && a[i - 1] == '\r');
+                line = 0;
+            }
+        }
+    }
+}
+
 /* Every code has a text and a well-formed line; 3xx carry no enhanced
  * code, others the class or the code's usual one. */
 static void
@@ -151,6 +206,7 @@ main(void)
         cmocka_unit_test(test_reply_set_validation),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_folding),
+        cmocka_unit_test(test_rendering_independent_of_parts),
     };
     return cmocka_run_group_tests_name("reply", tests, NULL, NULL);
 }
