@@ -307,23 +307,25 @@ llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
                  * is: copied at once, exactly as rpl_put would put it
                  * octet by octet (no fold, the last space kept as the
                  * fold point). The common reply is one such run. */
-                size_t k = j, room = w.width - (w.o - w.text0), sp = 0;
-                while (k < parts[i].n && k - j < room &&
-                       (unsigned char)parts[i].p[k] >= 0x20 &&
-                       (unsigned char)parts[i].p[k] < 0x7f) {
-                    if (parts[i].p[k] == ' ')
-                        sp = w.o + (k - j);
-                    k++;
-                }
-                if (w.o + (k - j) > w.cap) {
+                const unsigned char *q =
+                    (const unsigned char *)parts[i].p + j;
+                size_t lim = parts[i].n - j, room = w.width - (w.o - w.text0),
+                       m = 0, sp;
+                if (lim > room)
+                    lim = room;
+                while (m < lim && (unsigned)(q[m] - 0x20) < 0x5f)
+                    m++;
+                if (w.o + m > w.cap) {
                     w.overflow = 1;
                     break;
                 }
-                memcpy(w.out + w.o, parts[i].p + j, k - j);
-                w.o += k - j;
+                memcpy(w.out + w.o, q, m);
+                for (sp = m; sp > 0 && q[sp - 1] != ' '; sp--)
+                    ;
                 if (sp != 0)
-                    w.sp = sp;
-                j = k - 1;
+                    w.sp = w.o + sp - 1;
+                w.o += m;
+                j += m - 1; /* m >= 1: q[0] is c */
                 continue;
             }
             if (pend_cr && c != '\n')
