@@ -28,10 +28,10 @@
 #include <unistd.h>
 
 typedef struct sess {
-    int fd;             /* -1: not connected */
-    int used;           /* a message was started on this connection */
+    int fd;   /* -1: not connected */
+    int used; /* a message was started on this connection */
     llsmtp_client c;
-    const char *body;   /* encoded body bytes still to write */
+    const char *body; /* encoded body bytes still to write */
     size_t body_left;
     char in[4096];
     size_t in_off, in_len;
@@ -40,7 +40,7 @@ typedef struct sess {
 static struct sockaddr_in server;
 static llsmtp_client_cfg ccfg;
 static llsmtp_client_msg msg;
-static char *enc;      /* the message, dot-encoded, ending in CRLF */
+static char *enc; /* the message, dot-encoded, ending in CRLF */
 static size_t enc_len;
 static unsigned long total, started, done_ok, done_fail, rcpt_ok, rcpt_fail,
     connects;
@@ -357,7 +357,8 @@ main(int argc, char **argv)
     if (!quiet || done_ok != total) {
         double el = t1 - t0;
         double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-                     ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) /
+                     ((double)ru.ru_utime.tv_usec +
+                      (double)ru.ru_stime.tv_usec) /
                          1e6;
         printf("messages %lu ok %lu failed %lu recipients ok %lu refused %lu "
                "connections %lu\n",

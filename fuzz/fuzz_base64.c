@@ -24,8 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc;
     if (enc == NULL || dec == NULL || out == NULL)
         abort();
-    if (llsmtp_b64_encode(data, size, enc, elen, &n) != LLSMTP_OK ||
-        n != elen)
+    if (llsmtp_b64_encode(data, size, enc, elen, &n) != LLSMTP_OK || n != elen)
         abort();
     if (llsmtp_b64_decode(enc, n, dec, size, &m) != LLSMTP_OK || m != size ||
         memcmp(dec, data, size) != 0)
@@ -37,8 +36,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t k;
         if (again == NULL || m > cap)
             abort();
-        if (llsmtp_b64_encode(out, m, again, llsmtp_b64_encoded_len(m),
-                              &k) != LLSMTP_OK ||
+        if (llsmtp_b64_encode(out, m, again, llsmtp_b64_encoded_len(m), &k) !=
+                LLSMTP_OK ||
             k != size || memcmp(again, data, size) != 0)
             abort();
         free(again);

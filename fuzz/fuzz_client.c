@@ -116,8 +116,8 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
 {
     static char names[300][16];
     static llsmtp_span to[300], prm[300];
-    static const uint64_t sizes[8] = {0, 100, 1ull << 32, 1ull << 63,
-                                      UINT64_MAX, 1, 99999999, 5000};
+    static const uint64_t sizes[8] = {0,          100, 1ull << 32, 1ull << 63,
+                                      UINT64_MAX, 1,   99999999,   5000};
     static const char body[] = ".x\nline\r\n..y\rz\xc3\xa9\r\n.\r\n";
     llsmtp_client c;
     llsmtp_client_cfg cfg;
@@ -173,7 +173,8 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
         llsmtp_span out;
         unsigned t;
         int rc;
-        memset(&ev, 0, sizeof ev); /* gcc -O3 -flto cannot see every path set it */
+        /* gcc -O3 -flto cannot see every path set it */
+        memset(&ev, 0, sizeof ev);
         if (++spins > 100000 + 10 * n)
             abort(); /* no progress */
         if (off >= stop_at)
@@ -234,13 +235,13 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
                     /* pre-encoded: written by the host, then only "." */
                 } else if (host & 8) {
                     for (i = 0; i < sizeof body - 1; i += 5) {
-                        size_t k = sizeof body - 1 - i < 5 ? sizeof body - 1 - i
-                                                           : 5;
+                        size_t k = sizeof body - 1 - i < 5
+                                       ? sizeof body - 1 - i
+                                       : 5;
                         rc = llsmtp_client_body(&c, body + i, k, enc,
                                                 sizeof enc, &w);
-                        if (rc != LLSMTP_OK &&
-                            !(rc == LLSMTP_E_SYNTAX &&
-                              !(m.flags & LLSMTP_MSG_8BIT)))
+                        if (rc != LLSMTP_OK && !(rc == LLSMTP_E_SYNTAX &&
+                                                 !(m.flags & LLSMTP_MSG_8BIT)))
                             abort();
                         if (rc != LLSMTP_OK)
                             break;
@@ -342,8 +343,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.callbacks = &cb;
     cfg.bare_lf = LLSMTP_BARE_LF_REJECT;
     s = (llsmtp_server *)malloc(llsmtp_server_size(&cfg));
-    if (s == NULL || llsmtp_server_init(s, llsmtp_server_size(&cfg), &cfg,
-                                        NULL) == NULL)
+    if (s == NULL ||
+        llsmtp_server_init(s, llsmtp_server_size(&cfg), &cfg, NULL) == NULL)
         abort();
     llsmtp_server_start(s);
     delivered_n = 0;

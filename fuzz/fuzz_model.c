@@ -55,6 +55,7 @@
 
 /* Known library defects being fixed on other branches. Set to 0 once the
  * fix is merged to exercise the area again. All fixed on main now. */
+/* clang-format off */
 #ifndef KNOWN_BDAT0_FIRST
 #define KNOWN_BDAT0_FIRST 0      /* BDAT 0 as the first chunk -> DATA mode */
 #endif
@@ -79,6 +80,7 @@
 #ifndef KNOWN_BORROWED_TEXT
 #define KNOWN_BORROWED_TEXT 0    /* reply text from a stack buffer */
 #endif
+/* clang-format on */
 
 /* Library choices the model follows although the RFC does not ask for
  * them (reported to the lead; see the notes at each use). */
@@ -117,7 +119,8 @@
 #define FZ_FILL ((char)0xA5) /* the session's block before init */
 #define FZ_HOST "fuzz.example.test"
 /* The PROXY headers the harness sends before the stream (v1, v2). */
-static const char fz_proxy1[] = "PROXY TCP4 192.0.2.7 198.51.100.1 56324 25\r\n";
+static const char fz_proxy1[] =
+    "PROXY TCP4 192.0.2.7 198.51.100.1 56324 25\r\n";
 static const char fz_proxy2[] =
     "\x0d\x0a\x0d\x0a\x00\x0d\x0aQUIT\x0a\x21\x11\x00\x0c\xc0\x00\x02\x07"
     "\xc6\x33\x64\x01\xdc\x04\x00\x19";
@@ -227,9 +230,9 @@ memmem_(const char *h, size_t hn, const char *nd, size_t nn)
 
 /* ---- configuration and host choices ------------------------------------- */
 
-static const char *const fz_mechs[8] = {"PLAIN", "LOGIN", "CRAM-MD5",
+static const char *const fz_mechs[8] = {"PLAIN",   "LOGIN",       "CRAM-MD5",
                                         "XOAUTH2", "SCRAM-SHA-1", "NTLM",
-                                        "GSSAPI", "DIGEST-MD5"};
+                                        "GSSAPI",  "DIGEST-MD5"};
 
 typedef struct fzcfg {
     llsmtp_config cfg;
@@ -246,9 +249,24 @@ typedef struct fzcfg {
 } fzcfg;
 
 enum kind {
-    K_CONNECT, K_HELO, K_MAIL, K_RCPT, K_DATA_START, K_DATA_END, K_RSET,
-    K_VRFY, K_EXPN, K_HELP, K_TURN, K_QUIT, K_AUTH, K_STEP, K_STARTTLS,
-    K_ETRN, K_LMTP, K_PARAM
+    K_CONNECT,
+    K_HELO,
+    K_MAIL,
+    K_RCPT,
+    K_DATA_START,
+    K_DATA_END,
+    K_RSET,
+    K_VRFY,
+    K_EXPN,
+    K_HELP,
+    K_TURN,
+    K_QUIT,
+    K_AUTH,
+    K_STEP,
+    K_STARTTLS,
+    K_ETRN,
+    K_LMTP,
+    K_PARAM
 };
 
 /* What the host decides for its k-th decision. Shared by the model and
@@ -404,6 +422,7 @@ cfg_pick(fzcfg *c, const uint8_t *d)
 {
     static const size_t max_lines[4] = {512, 513, 1000, 4096};
     static const size_t max_rcpts[4] = {100, 101, 1000, 100000};
+    /* clang-format off */
     static const uint64_t max_sizes[16] = {
         0, 0, 0, 0, 1, 2, 10, 12, 40, 100, 1000, 65536, 4294967296ULL,
         UINT64_MAX, UINT64_MAX - 1, 0};
@@ -411,6 +430,7 @@ cfg_pick(fzcfg *c, const uint8_t *d)
                                           20, 20, 100, 1000, 20, 20, 20, 0};
     static const unsigned max_authf[16] = {0, 1, 2, 3, 3, 3, 3, 3,
                                            10, 100, 3, 3, 3, 1, 2, 0};
+    /* clang-format on */
     static const size_t auth_lines[4] = {512, 600, 12288, 65536};
     static const size_t out_sizes[4] = {0, 1024, 4096, 65536};
     llsmtp_config *cfg = &c->cfg;
@@ -510,8 +530,8 @@ fz_boundary(const fzcfg *c, const char *s, size_t x)
 /* ---- the reference model -------------------------------------------------- */
 
 typedef struct msg {
-    buf data;     /* what on_data must deliver, in total */
-    buf partial;  /* after an abort: what may also have been delivered */
+    buf data;    /* what on_data must deliver, in total */
+    buf partial; /* after an abort: what may also have been delivered */
     int bdat;
 } msg;
 
@@ -534,7 +554,7 @@ typedef struct model {
     /* results */
     int *codes;
     size_t ncodes, capcodes;
-    buf cbs;          /* one callback per line */
+    buf cbs; /* one callback per line */
     size_t ncbs;
     msg *msgs;
     size_t nmsgs;
@@ -542,20 +562,20 @@ typedef struct model {
     size_t nsecrets;
     tlspt tls[8];
     size_t ntls;
-    size_t stop;      /* the real session is fed s[0..stop) */
+    size_t stop; /* the real session is fed s[0..stop) */
     int truncated;
     /* state */
-    unsigned k;       /* host decisions so far */
+    unsigned k; /* host decisions so far */
     int closed, no_service, helo, tls_on, authed;
     unsigned errors, auth_failures;
     int mail, rcpt_tried, smtputf8, binary, bdat_txn, open;
     size_t nrcpt;
-    int *lmtp_ok;     /* per accepted rcpt: unused, count only */
+    int *lmtp_ok; /* per accepted rcpt: unused, count only */
     uint64_t size;
-    int aborted;      /* current message already aborted (why) */
-    int shut;         /* closed by a shutdown while deferred */
-    int cut;          /* this command hits a known defect: cut the input */
-    size_t cur;       /* current message index */
+    int aborted; /* current message already aborted (why) */
+    int shut;    /* closed by a shutdown while deferred */
+    int cut;     /* this command hits a known defect: cut the input */
+    size_t cur;  /* current message index */
     /* RFC 2920 3.1 sync check: a command that must end its group was
      * read, ending at offset sync_g; early: the client talked first */
     int sync_wait, early;
@@ -752,8 +772,8 @@ m_challenge(model *m, size_t g)
 static int
 m_ends_group(const model *m, const char *line, size_t n)
 {
-    static const char *const last[] = {"ehlo", "helo", "lhlo", "data",
-                                       "vrfy", "expn", "turn", "quit",
+    static const char *const last[] = {"ehlo", "helo",     "lhlo", "data",
+                                       "vrfy", "expn",     "turn", "quit",
                                        "noop", "starttls", "etrn"};
     const llsmtp_config *cfg = &m->c->cfg;
     size_t vn, k, limit = cfg->max_line;
@@ -962,23 +982,20 @@ m_params(model *m, const char *p, size_t n, int is_rcpt, llsmtp_params *ps,
             known = 1;
             if (!ieq(v, vn, "full") && !ieq(v, vn, "hdrs"))
                 return 501;
-        } else if (!is_rcpt && (ext & LLSMTP_EXT_DSN) &&
-                   ieq(k, kn, "envid")) {
+        } else if (!is_rcpt && (ext & LLSMTP_EXT_DSN) && ieq(k, kn, "envid")) {
             known = 1;
             if (vn == 0 || vn > 100 ||
                 llsmtp_xtext_decode(v, vn, NULL, 0, NULL) != LLSMTP_OK)
                 return 501;
-        } else if (!is_rcpt && (ext & LLSMTP_EXT_AUTH) &&
-                   ieq(k, kn, "auth")) {
+        } else if (!is_rcpt && (ext & LLSMTP_EXT_AUTH) && ieq(k, kn, "auth")) {
             known = 1;
             if (LIB_AUTH_PARAM_NO_VALUE && pa->value.p == NULL)
                 ;
             else if (!(vn == 2 && v[0] == '<' && v[1] == '>') &&
-                (vn == 0 ||
-                 llsmtp_xtext_decode(v, vn, NULL, 0, NULL) != LLSMTP_OK))
+                     (vn == 0 ||
+                      llsmtp_xtext_decode(v, vn, NULL, 0, NULL) != LLSMTP_OK))
                 return 501;
-        } else if (is_rcpt && (ext & LLSMTP_EXT_DSN) &&
-                   ieq(k, kn, "notify")) {
+        } else if (is_rcpt && (ext & LLSMTP_EXT_DSN) && ieq(k, kn, "notify")) {
             unsigned fl;
             known = 1;
             if (llsmtp_dsn_notify_parse(v, vn, &fl) != LLSMTP_OK)
@@ -1641,7 +1658,7 @@ m_command(model *m, size_t i)
         return lf + 1;
     }
     if (VERB("vrfy") || VERB("expn") || VERB("help") || VERB("turn")) {
-        int kind = VERB("vrfy") ? K_VRFY
+        int kind = VERB("vrfy")   ? K_VRFY
                    : VERB("expn") ? K_EXPN
                    : VERB("help") ? K_HELP
                                   : K_TURN;
@@ -1756,9 +1773,9 @@ m_command(model *m, size_t i)
                 d++;
                 dn--;
             }
-            ok = dn > 0 && (a[0] == '#' ? m_printable(d, dn)
-                                        : llsmtp_domain_check(d, dn, 0) ==
-                                              LLSMTP_OK);
+            ok = dn > 0 &&
+                 (a[0] == '#' ? m_printable(d, dn)
+                              : llsmtp_domain_check(d, dn, 0) == LLSMTP_OK);
             if (!ok) {
                 m_error(m, 501);
                 return lf + 1;
@@ -1924,15 +1941,15 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
     }
     if (has_ir)
         m_secret(&sc, ir, irn);
-#define M_DECODE(p, n, okvar)                                                \
-    do {                                                                     \
-        okvar = 1;                                                           \
-        dn = 0;                                                              \
-        if ((n) == 1 && (p)[0] == '=')                                       \
-            dn = 0;                                                          \
-        else if (llsmtp_b64_decode((p), (n), dec, sizeof dec, &dn) !=        \
-                 LLSMTP_OK)                                                  \
-            okvar = 0;                                                       \
+#define M_DECODE(p, n, okvar)                                                 \
+    do {                                                                      \
+        okvar = 1;                                                            \
+        dn = 0;                                                               \
+        if ((n) == 1 && (p)[0] == '=')                                        \
+            dn = 0;                                                           \
+        else if (llsmtp_b64_decode((p), (n), dec, sizeof dec, &dn) !=         \
+                 LLSMTP_OK)                                                   \
+            okvar = 0;                                                        \
     } while (0)
     if (mech == 0 || mech == 1) {
         /* PLAIN or LOGIN, run by the session */
@@ -1999,7 +2016,8 @@ m_auth(model *m, const char *a, size_t an, size_t *ip)
                 goto done;
             }
             M_DECODE(p, n, ok);
-            if (!ok || dn == 0 || dn > 255 || has_crlfnul((const char *)dec, dn)) {
+            if (!ok || dn == 0 || dn > 255 ||
+                has_crlfnul((const char *)dec, dn)) {
                 m_error(m, 501);
                 goto done;
             }
@@ -2108,12 +2126,14 @@ done:
         q[m->nsecrets++] = sc;
     }
     return;
+    /* clang-format off */
 open:
     {
         int j;
         for (j = 0; j < sc.ns; j++)
             free(sc.s[j].p);
     }
+    /* clang-format on */
 }
 
 static void
@@ -2239,8 +2259,8 @@ typedef struct real {
     llsmtp_server *s;
     size_t memlen;
     uint64_t rng;
-    unsigned k;           /* host decisions so far */
-    const char *cbp;      /* next expected callback line */
+    unsigned k;      /* host decisions so far */
+    const char *cbp; /* next expected callback line */
     size_t ncb;
     int closed;
     /* pending decision */
@@ -2251,10 +2271,10 @@ typedef struct real {
     int end_failed; /* on_data_end failed: its message is then aborted */
     size_t nrep;    /* on_reply calls so far */
     /* messages */
-    long cur;             /* index of the open message, -1 none */
+    long cur; /* index of the open message, -1 none */
     long nmsg;
-    buf got;              /* delivered bytes of the current message */
-    int ended;            /* current message ended (end accepted) */
+    buf got;   /* delivered bytes of the current message */
+    int ended; /* current message ended (end accepted) */
     /* output checker */
     size_t ncodes;
     int line_code;
@@ -2263,8 +2283,8 @@ typedef struct real {
     char head[4];
     int nodrain;
     int in_cb;
-    int failed;           /* a callback returned LLSMTP_CB_FAIL */
-    char scratch[64];     /* reply text lent to the library */
+    int failed;       /* a callback returned LLSMTP_CB_FAIL */
+    char scratch[64]; /* reply text lent to the library */
 } real;
 
 #define R(s) ((real *)llsmtp_server_user(s))
@@ -2435,11 +2455,10 @@ r_prefix(const real *r, const msg *mm)
 {
     size_t i;
     for (i = 0; i < r->got.n; i++) {
-        char want = i < mm->data.n
-                        ? mm->data.p[i]
-                        : (i - mm->data.n < mm->partial.n
-                               ? mm->partial.p[i - mm->data.n]
-                               : 0);
+        char want = i < mm->data.n ? mm->data.p[i]
+                                   : (i - mm->data.n < mm->partial.n
+                                          ? mm->partial.p[i - mm->data.n]
+                                          : 0);
         if (i >= mm->data.n + mm->partial.n || r->got.p[i] != want)
             fz_die("message %ld: on_data delivered byte %zu (0x%02x) that "
                    "the model does not have there (model: %zu bytes, %zu "
@@ -2627,7 +2646,8 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         /* and only on the AUTH command line, never an exchange line */
         if (ri->phase != LLSMTP_RI_COMMAND || ri->arg.n > 20)
             fz_die("on_reply: an AUTH argument was reported (phase %d, "
-                   "%zu octets)", ri->phase, ri->arg.n);
+                   "%zu octets)",
+                   ri->phase, ri->arg.n);
         for (i = 0; i < ri->arg.n; i++) {
             char ch = ri->arg.p[i];
             if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
@@ -2644,8 +2664,8 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         for (j = 0; !named && j < r->m->nsecrets; j++)
             for (jj = 0; jj < r->m->secrets[j].ns; jj++)
                 if (ri->arg.n >= 8 &&
-                    memmem_(r->m->secrets[j].s[jj].p,
-                            r->m->secrets[j].s[jj].n, ri->arg.p, ri->arg.n))
+                    memmem_(r->m->secrets[j].s[jj].p, r->m->secrets[j].s[jj].n,
+                            ri->arg.p, ri->arg.n))
                     fz_die("on_reply: AUTH's argument %.*s is in a secret",
                            (int)ri->arg.n, ri->arg.p);
     }
@@ -2655,11 +2675,10 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
 }
 
 static const llsmtp_callbacks fz_cbs = {
-    cb_connect, cb_helo,  cb_mail,      cb_rcpt,     cb_param,
-    cb_data_start, cb_data, cb_data_end, cb_abort,   cb_rset,
-    cb_vrfy,    cb_expn,  cb_help,      cb_turn,     cb_quit,
-    cb_auth,    cb_auth_step, cb_starttls, NULL,     cb_etrn,
-    cb_lmtp,    cb_reply};
+    cb_connect, cb_helo,     cb_mail,  cb_rcpt, cb_param,     cb_data_start,
+    cb_data,    cb_data_end, cb_abort, cb_rset, cb_vrfy,      cb_expn,
+    cb_help,    cb_turn,     cb_quit,  cb_auth, cb_auth_step, cb_starttls,
+    NULL,       cb_etrn,     cb_lmtp,  cb_reply};
 
 /* Output: well-formed reply lines; each complete reply's code recorded and
  * compared with the model's. */
@@ -2675,8 +2694,8 @@ r_out(real *r, const char *p, size_t n)
             r->cr = 0;
             r->line_len = 0;
             if (r->head[3] == ' ') {
-                int code = (r->head[0] - '0') * 100 +
-                           (r->head[1] - '0') * 10 + (r->head[2] - '0');
+                int code = (r->head[0] - '0') * 100 + (r->head[1] - '0') * 10 +
+                           (r->head[2] - '0');
                 if (r->ncodes >= r->m->ncodes)
                     fz_die("reply #%zu (%d) not expected by the model "
                            "(it expects %zu replies)",

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const names[8] = {
-    "a.example", "B.example", "b.example.", "c.example",
-    "me.example", ".", "", "d.example"};
+static const char *const names[8] = {"a.example", "B.example",  "b.example.",
+                                     "c.example", "me.example", ".",
+                                     "",          "d.example"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

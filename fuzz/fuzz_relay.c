@@ -88,9 +88,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&client, 0, sizeof client);
     client.family = (flags & 2) ? 6 : 4;
     client.addr[0] = (uint8_t)flags;
-    if (llsmtp_path_parse((const char *)data, size,
-                          (unsigned)(flags >> 4) & 7, &path, &end) !=
-        LLSMTP_OK)
+    if (llsmtp_path_parse((const char *)data, size, (unsigned)(flags >> 4) & 7,
+                          &path, &end) != LLSMTP_OK)
         return 0;
     v = llsmtp_relay_check(&p, (flags & 4) ? &client : NULL, auth, &path);
     if (v < 0 || v > LLSMTP_RELAY_DENIED)

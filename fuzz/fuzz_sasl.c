@@ -13,8 +13,8 @@
 static void
 inside(const uint8_t *d, size_t n, llsmtp_span sp)
 {
-    if (sp.n && ((const uint8_t *)sp.p < d ||
-                 (const uint8_t *)sp.p + sp.n > d + n))
+    if (sp.n &&
+        ((const uint8_t *)sp.p < d || (const uint8_t *)sp.p + sp.n > d + n))
         abort();
 }
 

@@ -80,7 +80,8 @@ fz_check(fz *f, const char *p, size_t n)
                 abort();
             if (head[3] != ' ' && head[3] != '-')
                 abort();
-            code = (head[0] - '0') * 100 + (head[1] - '0') * 10 + head[2] - '0';
+            code = (head[0] - '0') * 100 + (head[1] - '0') * 10 + head[2] -
+                   '0';
             if (f->line_code && f->line_code != code)
                 abort(); /* multiline codes must match */
             f->line_code = head[3] == '-' ? code : 0;
@@ -160,8 +161,7 @@ fz_path(llsmtp_server *s, const llsmtp_path *p, const llsmtp_params *ps,
     return fz_decide(s, r);
 }
 static int
-fz_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
-         llsmtp_reply *r)
+fz_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p, llsmtp_reply *r)
 {
     (void)is_rcpt;
     (void)p;
@@ -270,11 +270,10 @@ fz_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
 }
 
 static const llsmtp_callbacks fz_cb = {
-    fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,
-    fz_simple,  fz_data,   fz_simple, fz_abort,  fz_simple,
-    fz_arg,     fz_arg,    fz_arg,    fz_simple, fz_simple,
-    fz_auth,    fz_auth_step, fz_simple, NULL,      fz_arg,
-    fz_lmtp,    fz_reply};
+    fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,     fz_simple,
+    fz_data,    fz_simple, fz_abort,  fz_simple, fz_arg,       fz_arg,
+    fz_arg,     fz_simple, fz_simple, fz_auth,   fz_auth_step, fz_simple,
+    NULL,       fz_arg,    fz_lmtp,   fz_reply};
 
 static int
 fz_resume(llsmtp_server *s, fz *f)
@@ -323,12 +322,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The rest of the configuration space, drawn from the same
          * header (existing seeds keep their meaning when x & 3 == 0):
          * 0 to 8 mechanisms, and every limit at its minimum and maximum. */
-        static const char *const mechs[8] = {
-            "PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "SCRAM-SHA-1",
-            "NTLM", "GSSAPI", "DIGEST-MD5"};
-        static const uint64_t sizes[8] = {0, 1, 2, 100, 65536,
-                                          4294967296ULL, UINT64_MAX - 1,
-                                          UINT64_MAX};
+        static const char *const mechs[8] = {"PLAIN",       "LOGIN",
+                                             "CRAM-MD5",    "XOAUTH2",
+                                             "SCRAM-SHA-1", "NTLM",
+                                             "GSSAPI",      "DIGEST-MD5"};
+        static const uint64_t sizes[8] = {
+            0, 1, 2, 100, 65536, 4294967296ULL, UINT64_MAX - 1, UINT64_MAX};
         static const size_t lines[4] = {512, 513, 1000, 65536};
         static const size_t auth_lines[4] = {512, 600, 12288, 65536};
         static const size_t rcpts[4] = {100, 101, 1000, 100000};
@@ -387,7 +386,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += used;
         if (rc == LLSMTP_TLS) {
             /* the handshake: sometimes it completes */
-            if (!(fz_rand(&f) & 1) && llsmtp_server_tls_started(s) != LLSMTP_OK)
+            if (!(fz_rand(&f) & 1) &&
+                llsmtp_server_tls_started(s) != LLSMTP_OK)
                 abort();
             rc = LLSMTP_OK;
         }

@@ -48,8 +48,8 @@ extern "C" {
 #define LLSMTP_VERSION_MINOR 1
 #define LLSMTP_VERSION_PATCH 0
 #define LLSMTP_VERSION_STRING "0.1.0"
-#define LLSMTP_VERSION_NUM                                                   \
-    ((LLSMTP_VERSION_MAJOR << 16) | (LLSMTP_VERSION_MINOR << 8) |            \
+#define LLSMTP_VERSION_NUM                                                    \
+    ((LLSMTP_VERSION_MAJOR << 16) | (LLSMTP_VERSION_MINOR << 8) |             \
      LLSMTP_VERSION_PATCH)
 
 /* ---- export macro ----------------------------------------------------- */
@@ -77,28 +77,30 @@ LLSMTP_API unsigned long llsmtp_version(void);
 
 /* Non-negative values are statuses, negative values are errors.
  * Enumerators are append-only: values never change. */
-#define LLSMTP_ERRNO_MAP(X)                                                  \
-    X(OK, 0, "success")                                                      \
-    X(PAUSED, 1, "paused: a callback deferred its decision")                 \
-    X(BLOCKED, 2, "blocked: drain the output queue first")                   \
-    X(CLOSE, 3, "flush the output, then close the connection")               \
-    X(TLS, 4, "flush the output, then start the TLS handshake")              \
-    X(E_INVAL, -1, "invalid argument")                                       \
-    X(E_STATE, -2, "call not valid in the current state")                    \
-    X(E_REENTRANT, -3, "called from inside a callback")                      \
-    X(E_CALLBACK, -4, "a callback reported failure")                         \
-    X(E_NOMEM, -5, "not enough memory")                                      \
-    X(E_BUFFER, -6, "output buffer too small")                               \
-    X(E_REPLY, -7, "invalid reply code or text")                             \
-    X(E_SYNTAX, -8, "syntax error")                                          \
-    X(E_RANGE, -9, "value out of range")                                     \
+#define LLSMTP_ERRNO_MAP(X)                                                   \
+    X(OK, 0, "success")                                                       \
+    X(PAUSED, 1, "paused: a callback deferred its decision")                  \
+    X(BLOCKED, 2, "blocked: drain the output queue first")                    \
+    X(CLOSE, 3, "flush the output, then close the connection")                \
+    X(TLS, 4, "flush the output, then start the TLS handshake")               \
+    X(E_INVAL, -1, "invalid argument")                                        \
+    X(E_STATE, -2, "call not valid in the current state")                     \
+    X(E_REENTRANT, -3, "called from inside a callback")                       \
+    X(E_CALLBACK, -4, "a callback reported failure")                          \
+    X(E_NOMEM, -5, "not enough memory")                                       \
+    X(E_BUFFER, -6, "output buffer too small")                                \
+    X(E_REPLY, -7, "invalid reply code or text")                              \
+    X(E_SYNTAX, -8, "syntax error")                                           \
+    X(E_RANGE, -9, "value out of range")                                      \
     X(E_HOSTBITS, -10, "address has bits set beyond its prefix length")
 
 enum llsmtp_error {
 #define LLSMTP_X_ENUM(name, value, text) LLSMTP_##name = value,
+    /* clang-format off */
     LLSMTP_ERRNO_MAP(LLSMTP_X_ENUM)
 #undef LLSMTP_X_ENUM
     LLSMTP_ERROR_LAST_ = -11
+    /* clang-format on */
 };
 
 /* A static description of any value above; never NULL. */
@@ -129,8 +131,8 @@ typedef struct llsmtp_span {
  * callback's stack frame, a reused buffer before llsmtp_server_resume).
  * Change text and id only through the setters. */
 typedef struct llsmtp_reply {
-    int code;             /* 200..599 */
-    char enhanced[12];    /* "5.1.1", or "" for none; NUL-terminated */
+    int code;          /* 200..599 */
+    char enhanced[12]; /* "5.1.1", or "" for none; NUL-terminated */
     char text[LLSMTP_REPLY_TEXT_MAX + 1]; /* text_len octets, then a NUL */
     size_t text_len;
     char id[LLSMTP_REPLY_ID_MAX + 1]; /* on_data_end: queue id shown in
@@ -141,7 +143,9 @@ typedef struct llsmtp_reply {
 } llsmtp_reply;
 
 /* An accept-by-default reply for llsmtp_server_resume(). */
+/* clang-format off */
 #define LLSMTP_REPLY_INIT {0, {0}, {0}, 0, {0}, 0, 1, 0}
+/* clang-format on */
 
 /* Sets code, enhanced code and NUL-terminated text (NULL for a generic
  * text); the text is copied. enhanced may be NULL: the code's usual one
@@ -273,9 +277,9 @@ typedef struct llsmtp_relay_policy {
     size_t nnetworks;
     const llsmtp_ip *own_addrs; /* user@[addr] is local for these */
     size_t nown;
-    int auth_may_relay;    /* authenticated clients relay anywhere (1) */
-    int trusted_may_relay; /* clients in networks relay anywhere (1) */
-    int deny_code;         /* reply for DENIED: 550 */
+    int auth_may_relay;        /* authenticated clients relay anywhere (1) */
+    int trusted_may_relay;     /* clients in networks relay anywhere (1) */
+    int deny_code;             /* reply for DENIED: 550 */
     const char *deny_enhanced; /* "5.7.1" */
     const char *deny_text;     /* NULL: "Unable to relay for <rcpt>" */
 } llsmtp_relay_policy;
@@ -315,8 +319,8 @@ enum llsmtp_ext {
     LLSMTP_EXT_SMTPUTF8 = 1u << 11,      /* RFC 6531 */
     LLSMTP_EXT_ETRN = 1u << 12           /* RFC 1985 */
 };
-#define LLSMTP_EXT_DEFAULT                                                   \
-    (LLSMTP_EXT_PIPELINING | LLSMTP_EXT_SIZE | LLSMTP_EXT_8BITMIME |         \
+#define LLSMTP_EXT_DEFAULT                                                    \
+    (LLSMTP_EXT_PIPELINING | LLSMTP_EXT_SIZE | LLSMTP_EXT_8BITMIME |          \
      LLSMTP_EXT_ENHANCEDSTATUS | LLSMTP_EXT_VRFY | LLSMTP_EXT_HELP)
 
 /* What to do with a bare LF or bare CR inside DATA (as Postfix 3.9's
@@ -379,16 +383,16 @@ enum llsmtp_abort {
      * is delivered (it is read and dropped, then 552), so on_data has
      * seen only the whole chunks before it. */
     LLSMTP_ABORT_SIZE = 1,
-    LLSMTP_ABORT_BARE_LF = 2,   /* bare LF/CR under REJECT: 550 at the end */
-    LLSMTP_ABORT_CLOSED = 3,    /* the session ended with the message open:
-                                   eof, timeout, shutdown, QUIT or a 421
-                                   (error limit, HTTP verb, unreadable BDAT
-                                   size) between BDAT chunks */
-    LLSMTP_ABORT_RESET = 4      /* the client ended the transaction between
-                                   BDAT chunks: RSET, HELO/EHLO/LHLO again,
-                                   or a BDAT with junk after its size (its
-                                   chunk is dropped); STARTTLS cannot, as it
-                                   is refused inside a transaction */
+    LLSMTP_ABORT_BARE_LF = 2, /* bare LF/CR under REJECT: 550 at the end */
+    LLSMTP_ABORT_CLOSED = 3,  /* the session ended with the message open:
+                                 eof, timeout, shutdown, QUIT or a 421
+                                 (error limit, HTTP verb, unreadable BDAT
+                                 size) between BDAT chunks */
+    LLSMTP_ABORT_RESET = 4    /* the client ended the transaction between
+                                 BDAT chunks: RSET, HELO/EHLO/LHLO again,
+                                 or a BDAT with junk after its size (its
+                                 chunk is dropped); STARTTLS cannot, as it
+                                 is refused inside a transaction */
 };
 
 /* Which decision a paused session awaits (llsmtp_server_pending). */
@@ -399,7 +403,7 @@ enum llsmtp_pending {
     LLSMTP_PENDING_MAIL,
     LLSMTP_PENDING_RCPT,
     LLSMTP_PENDING_DATA_START,
-    LLSMTP_PENDING_DATA,     /* on_data asked for backpressure */
+    LLSMTP_PENDING_DATA, /* on_data asked for backpressure */
     LLSMTP_PENDING_DATA_END,
     LLSMTP_PENDING_RSET,
     LLSMTP_PENDING_VRFY,
@@ -407,39 +411,39 @@ enum llsmtp_pending {
     LLSMTP_PENDING_HELP,
     LLSMTP_PENDING_TURN,
     LLSMTP_PENDING_QUIT,
-    LLSMTP_PENDING_AUTH,     /* on_auth or on_auth_step */
+    LLSMTP_PENDING_AUTH, /* on_auth or on_auth_step */
     LLSMTP_PENDING_STARTTLS,
     LLSMTP_PENDING_ETRN
 };
 
 /* The RFC 5321 4.5.3.2 timer that applies now (llsmtp_server_timeout). */
 enum llsmtp_timeout {
-    LLSMTP_TIMEOUT_NONE = 0,       /* closed, or waiting on the host */
-    LLSMTP_TIMEOUT_GREETING,       /* before the greeting is decided */
-    LLSMTP_TIMEOUT_IDLE,           /* awaiting HELO/EHLO or any command */
-    LLSMTP_TIMEOUT_MAIL,           /* awaiting MAIL after HELO/EHLO */
-    LLSMTP_TIMEOUT_RCPT,           /* inside a transaction: RCPT or DATA */
-    LLSMTP_TIMEOUT_DATA_INIT,      /* 354 sent, no data yet */
-    LLSMTP_TIMEOUT_DATA_BLOCK,     /* receiving message data */
-    LLSMTP_TIMEOUT_FINAL_DOT       /* end of data seen; host deciding */
+    LLSMTP_TIMEOUT_NONE = 0,   /* closed, or waiting on the host */
+    LLSMTP_TIMEOUT_GREETING,   /* before the greeting is decided */
+    LLSMTP_TIMEOUT_IDLE,       /* awaiting HELO/EHLO or any command */
+    LLSMTP_TIMEOUT_MAIL,       /* awaiting MAIL after HELO/EHLO */
+    LLSMTP_TIMEOUT_RCPT,       /* inside a transaction: RCPT or DATA */
+    LLSMTP_TIMEOUT_DATA_INIT,  /* 354 sent, no data yet */
+    LLSMTP_TIMEOUT_DATA_BLOCK, /* receiving message data */
+    LLSMTP_TIMEOUT_FINAL_DOT   /* end of data seen; host deciding */
 };
 
 /* What a reply answers (llsmtp_reply_info.phase). */
 enum llsmtp_reply_phase {
-    LLSMTP_RI_COMMAND = 0, /* the command line named by verb (a second
-                              reply to the same line, e.g. the 421 after
-                              the error limit, says the same) */
+    LLSMTP_RI_COMMAND = 0,  /* the command line named by verb (a second
+                               reply to the same line, e.g. the 421 after
+                               the error limit, says the same) */
     LLSMTP_RI_GREETING = 1, /* the greeting; verb "" */
-    LLSMTP_RI_CHUNK = 2,   /* a BDAT chunk, once its octets were read
-                              ("250 n octets received", 552); verb "BDAT",
-                              arg the chunk's size */
-    LLSMTP_RI_MESSAGE = 3, /* the final reply to a message: after
-                              <CRLF>.<CRLF> (verb "DATA") or the BDAT LAST
-                              chunk (verb "BDAT"); in LMTP one per
-                              accepted recipient (rcpt says which) */
-    LLSMTP_RI_SESSION = 4, /* caused by no client line: timeout, shutdown,
-                              the 421 after a host failure, the
-                              synchronization check's 554; verb "-" */
+    LLSMTP_RI_CHUNK = 2,    /* a BDAT chunk, once its octets were read
+                               ("250 n octets received", 552); verb "BDAT",
+                               arg the chunk's size */
+    LLSMTP_RI_MESSAGE = 3,  /* the final reply to a message: after
+                               <CRLF>.<CRLF> (verb "DATA") or the BDAT LAST
+                               chunk (verb "BDAT"); in LMTP one per
+                               accepted recipient (rcpt says which) */
+    LLSMTP_RI_SESSION = 4,  /* caused by no client line: timeout, shutdown,
+                               the 421 after a host failure, the
+                               synchronization check's 554; verb "-" */
     LLSMTP_RI_AUTH_STEP = 5 /* a line of an AUTH exchange (a SASL
                                response, RFC 4954 4, "*" included) after
                                the AUTH command's 334; verb "AUTH", arg
@@ -449,29 +453,29 @@ enum llsmtp_reply_phase {
 /* One queued reply, for on_reply (logging). Every pointer is valid only
  * during the call. */
 typedef struct llsmtp_reply_info {
-    const char *verb; /* canonical upper-case verb of the command answered
-                         ("MAIL", "RCPT", "DATA", "BDAT", "AUTH", "GET",
-                         ...), NUL-terminated; "" for the greeting, for an
-                         unknown verb (never echoed: a stray SASL response
-                         would arrive as one), an empty or overlong line;
-                         "-" for LLSMTP_RI_SESSION */
-    llsmtp_span arg;  /* the command's argument as received (trimmed);
-                         for the AUTH command line only its mechanism,
-                         when it is one the configuration offers (else
-                         empty), never the initial response; empty for
-                         every line of an AUTH exchange (AUTH_STEP) and
-                         for unknown verbs (never a credential); for the
-                         replies after a BDAT chunk (CHUNK, and MESSAGE
-                         after BDAT LAST) the chunk's size and " LAST" if
-                         given ("7000", "123 LAST"; digits without leading
-                         zeros); empty after DATA's message */
-    int code;         /* 200..599 */
+    const char *verb;     /* canonical upper-case verb of the command answered
+                             ("MAIL", "RCPT", "DATA", "BDAT", "AUTH", "GET",
+                             ...), NUL-terminated; "" for the greeting, for an
+                             unknown verb (never echoed: a stray SASL response
+                             would arrive as one), an empty or overlong line;
+                             "-" for LLSMTP_RI_SESSION */
+    llsmtp_span arg;      /* the command's argument as received (trimmed);
+                             for the AUTH command line only its mechanism,
+                             when it is one the configuration offers (else
+                             empty), never the initial response; empty for
+                             every line of an AUTH exchange (AUTH_STEP) and
+                             for unknown verbs (never a credential); for the
+                             replies after a BDAT chunk (CHUNK, and MESSAGE
+                             after BDAT LAST) the chunk's size and " LAST" if
+                             given ("7000", "123 LAST"; digits without leading
+                             zeros); empty after DATA's message */
+    int code;             /* 200..599 */
     const char *enhanced; /* as sent: "" when none (or the extension is
                              off) */
-    llsmtp_span text;  /* the first reply line's text, as sent */
-    int phase;         /* enum llsmtp_reply_phase */
-    long rcpt;         /* LMTP message replies: the recipient index (RCPT
-                          order); otherwise -1 */
+    llsmtp_span text;     /* the first reply line's text, as sent */
+    int phase;            /* enum llsmtp_reply_phase */
+    long rcpt;            /* LMTP message replies: the recipient index (RCPT
+                             order); otherwise -1 */
 } llsmtp_reply_info;
 
 /* Callback table. Every member may be NULL: "accept with the default
@@ -535,8 +539,7 @@ typedef struct llsmtp_callbacks {
      * from session memory when this returns; so is every AUTH line the
      * session copied, once answered (refused, cancelled, too long), and
      * a half-received one at eof, timeout, shutdown and reset. */
-    int (*on_auth)(llsmtp_server *s, const llsmtp_auth *cred,
-                   llsmtp_reply *r);
+    int (*on_auth)(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r);
     /* Any other mechanism in cfg.auth_mechanisms: answer each step with
      * llsmtp_reply_challenge() to continue, or 235 / 535 / 454 to end. */
     int (*on_auth_step)(llsmtp_server *s, const llsmtp_auth_step *st,
@@ -573,17 +576,17 @@ typedef struct llsmtp_callbacks {
 struct llsmtp_relay_policy;
 
 typedef struct llsmtp_config {
-    const char *hostname;     /* NUL-terminated; greeting, EHLO, 221, 421 */
-    const char *banner;       /* text after "ESMTP" in the greeting */
-    unsigned extensions;      /* enum llsmtp_ext, LLSMTP_EXT_DEFAULT */
-    unsigned flags;           /* enum llsmtp_cfg_flag, 0 */
-    int bare_lf;              /* enum llsmtp_bare_lf, NORMALIZE */
-    size_t max_line;          /* command line incl. CRLF, 512 (>= 512) */
-    size_t max_rcpt;          /* recipients per transaction, 1000 (>= 100) */
-    uint64_t max_size;        /* message size limit, 0 = none; see
-                                 LLSMTP_ABORT_SIZE for what is delivered */
-    unsigned max_errors;      /* bad commands before 421, 20 */
-    size_t output_size;       /* output queue bytes, 4096 (raised as needed) */
+    const char *hostname; /* NUL-terminated; greeting, EHLO, 221, 421 */
+    const char *banner;   /* text after "ESMTP" in the greeting */
+    unsigned extensions;  /* enum llsmtp_ext, LLSMTP_EXT_DEFAULT */
+    unsigned flags;       /* enum llsmtp_cfg_flag, 0 */
+    int bare_lf;          /* enum llsmtp_bare_lf, NORMALIZE */
+    size_t max_line;      /* command line incl. CRLF, 512 (>= 512) */
+    size_t max_rcpt;      /* recipients per transaction, 1000 (>= 100) */
+    uint64_t max_size;    /* message size limit, 0 = none; see
+                             LLSMTP_ABORT_SIZE for what is delivered */
+    unsigned max_errors;  /* bad commands before 421, 20 */
+    size_t output_size;   /* output queue bytes, 4096 (raised as needed) */
     const llsmtp_callbacks *callbacks; /* may be NULL */
     /* Relay policy applied at RCPT before on_rcpt (NULL: none, every
      * recipient goes to on_rcpt). A DENIED recipient is refused with the
@@ -597,8 +600,8 @@ typedef struct llsmtp_config {
      * (RFC 4954 3: AUTH lists the mechanisms). */
     const char *auth_mechanisms;
     unsigned max_auth_failures; /* failed AUTH before 421, 3 */
-    size_t max_auth_line; /* AUTH lines, 12288 (RFC 4954 4); the line
-                             buffer grows to this when AUTH is on */
+    size_t max_auth_line;       /* AUTH lines, 12288 (RFC 4954 4); the line
+                                   buffer grows to this when AUTH is on */
 } llsmtp_config;
 
 /* Fills *cfg with the defaults above (hostname "localhost"). */
@@ -614,8 +617,7 @@ LLSMTP_API void llsmtp_config_init(llsmtp_config *cfg);
  * LLSMTP_E_INVAL with *why (when why is not NULL) set to a static
  * sentence naming the field and the problem ("hostname: ..."); *why is
  * NULL on success. May be called anywhere. */
-LLSMTP_API int llsmtp_config_check(const llsmtp_config *cfg,
-                                   const char **why);
+LLSMTP_API int llsmtp_config_check(const llsmtp_config *cfg, const char **why);
 
 /* Bytes of memory a session with this configuration needs, or 0 if the
  * configuration is invalid (llsmtp_config_check says why). */
@@ -746,9 +748,9 @@ LLSMTP_API int llsmtp_server_smtputf8(const llsmtp_server *s);
 /* One line of a server reply. text excludes "ddd-"/"ddd " and the CRLF;
  * it is valid until the next call on the parser. */
 typedef struct llsmtp_reply_line {
-    int code;         /* 200..599 */
-    int last;         /* 1 on the final line of the reply ("ddd ") */
-    unsigned index;   /* 0 for the first line of the reply */
+    int code;       /* 200..599 */
+    int last;       /* 1 on the final line of the reply ("ddd ") */
+    unsigned index; /* 0 for the first line of the reply */
     llsmtp_span text;
 } llsmtp_reply_line;
 
@@ -776,8 +778,7 @@ LLSMTP_API void llsmtp_reply_parser_init(llsmtp_reply_parser *p,
  * many lines. Any split of the input gives the same lines. */
 LLSMTP_API int llsmtp_reply_parser_feed(llsmtp_reply_parser *p,
                                         const char *buf, size_t len,
-                                        size_t *used,
-                                        llsmtp_reply_line *line);
+                                        size_t *used, llsmtp_reply_line *line);
 #endif /* LLSMTP_NO_CLIENT */
 
 /* AUTH mechanisms a server offers (llsmtp_ehlo_keyword). */
@@ -837,22 +838,22 @@ LLSMTP_API size_t llsmtp_dot_finish(llsmtp_dot_encoder *e, char *out,
  * again) gives the result. After any call, call feed (even with no bytes)
  * until it returns 0, so queued events are not missed. */
 
-#define LLSMTP_CLIENT_OUT 2048     /* command output queue, octets */
+#define LLSMTP_CLIENT_OUT 2048      /* command output queue, octets */
 #define LLSMTP_CLIENT_RCPT_MAX 1000 /* recipients per message */
 
 enum llsmtp_client_flag {
-    LLSMTP_CLI_STARTTLS = 1u << 0,        /* use STARTTLS when offered */
-    LLSMTP_CLI_REQUIRE_TLS = 1u << 1,     /* never go on in cleartext */
-    LLSMTP_CLI_LMTP = 1u << 2,            /* RFC 2033: LHLO, per-rcpt results */
-    LLSMTP_CLI_AUTH_CLEARTEXT = 1u << 3,  /* allow AUTH without TLS */
-    LLSMTP_CLI_NO_PIPELINING = 1u << 4    /* one command at a time */
+    LLSMTP_CLI_STARTTLS = 1u << 0,       /* use STARTTLS when offered */
+    LLSMTP_CLI_REQUIRE_TLS = 1u << 1,    /* never go on in cleartext */
+    LLSMTP_CLI_LMTP = 1u << 2,           /* RFC 2033: LHLO, per-rcpt results */
+    LLSMTP_CLI_AUTH_CLEARTEXT = 1u << 3, /* allow AUTH without TLS */
+    LLSMTP_CLI_NO_PIPELINING = 1u << 4   /* one command at a time */
 };
 
 typedef struct llsmtp_client_cfg {
-    llsmtp_span helo;     /* our name for EHLO/HELO/LHLO */
-    unsigned flags;       /* enum llsmtp_client_flag */
-    llsmtp_span user;     /* AUTH PLAIN/LOGIN when not empty (<= 255) */
-    llsmtp_span password; /* (<= 255); both copied at init */
+    llsmtp_span helo;         /* our name for EHLO/HELO/LHLO */
+    unsigned flags;           /* enum llsmtp_client_flag */
+    llsmtp_span user;         /* AUTH PLAIN/LOGIN when not empty (<= 255) */
+    llsmtp_span password;     /* (<= 255); both copied at init */
     unsigned max_reply_lines; /* 0: 100 */
 } llsmtp_client_cfg;
 
@@ -891,13 +892,13 @@ enum llsmtp_msg_flag {
 /* One message. It and everything it points to must stay valid until its
  * MESSAGE event (the last one, in LMTP). */
 typedef struct llsmtp_client_msg {
-    llsmtp_span from;            /* mailbox without <>; empty: null path */
-    const llsmtp_span *to;       /* mailboxes without <> */
-    size_t nto;                  /* 1..LLSMTP_CLIENT_RCPT_MAX */
-    uint64_t size;               /* body octets for SIZE=, 0 when unknown */
-    unsigned flags;              /* enum llsmtp_msg_flag */
-    llsmtp_span mail_params;     /* DSN "RET=HDRS ENVID=..." sent only
-                                    when the server offers DSN */
+    llsmtp_span from;               /* mailbox without <>; empty: null path */
+    const llsmtp_span *to;          /* mailboxes without <> */
+    size_t nto;                     /* 1..LLSMTP_CLIENT_RCPT_MAX */
+    uint64_t size;                  /* body octets for SIZE=, 0 when unknown */
+    unsigned flags;                 /* enum llsmtp_msg_flag */
+    llsmtp_span mail_params;        /* DSN "RET=HDRS ENVID=..." sent only
+                                       when the server offers DSN */
     const llsmtp_span *rcpt_params; /* per recipient "NOTIFY=... ORCPT=...",
                                        likewise; may be NULL */
 } llsmtp_client_msg;
@@ -919,8 +920,8 @@ typedef struct llsmtp_client {
     unsigned nev_;
     char mail_text_[LLSMTP_REPLY_LINE_MAX];
     size_t mail_text_n_;
-    int state_, tls_, tls_tried_, authed_, dirty_, mail_ok_,
-        mail_code_, throwaway_;
+    int state_, tls_, tls_tried_, authed_, dirty_, mail_ok_, mail_code_,
+        throwaway_;
     size_t sent_, got_, nok_, lmtp_left_, lmtp_next_;
     unsigned char ok_[(LLSMTP_CLIENT_RCPT_MAX + 7) / 8];
 } llsmtp_client;
@@ -962,9 +963,8 @@ LLSMTP_API int llsmtp_client_mail(llsmtp_client *c,
  * LLSMTP_E_BUFFER, LLSMTP_E_STATE, or LLSMTP_E_SYNTAX for an octet over
  * 127 in a message not declared LLSMTP_MSG_8BIT (the session then fails:
  * close the connection, the server never sees an end of data). */
-LLSMTP_API int llsmtp_client_body(llsmtp_client *c, const char *in,
-                                  size_t n, char *out, size_t cap,
-                                  size_t *outlen);
+LLSMTP_API int llsmtp_client_body(llsmtp_client *c, const char *in, size_t n,
+                                  char *out, size_t cap, size_t *outlen);
 /* Ends the body: queues the last CRLF if needed and ".". A host that
  * sends the same message many times may instead encode it once with
  * llsmtp_dot_encode() (its last line closed) and write those bytes
@@ -1209,10 +1209,10 @@ enum llsmtp_dns_status {
 /* A resource record from the answer or additional section. Names are
  * lower-case text without the trailing dot. */
 typedef struct llsmtp_dns_rr {
-    uint16_t type;     /* enum llsmtp_dns_type (others are skipped) */
-    uint16_t pref;     /* MX preference */
+    uint16_t type; /* enum llsmtp_dns_type (others are skipped) */
+    uint16_t pref; /* MX preference */
     uint32_t ttl;
-    int in_answer;     /* 1: answer section, 0: additional (glue) */
+    int in_answer; /* 1: answer section, 0: additional (glue) */
     char owner[LLSMTP_NAME_MAX + 1];
     char target[LLSMTP_NAME_MAX + 1]; /* MX exchange or CNAME target */
     llsmtp_ip ip;                     /* A / AAAA */
@@ -1235,10 +1235,9 @@ LLSMTP_API int llsmtp_dns_query(uint16_t id, const char *name, size_t name_len,
  * llsmtp_dns_status, or LLSMTP_E_SYNTAX for a malformed packet. Never
  * reads outside pkt[0..len). */
 LLSMTP_API int llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp,
-                                uint16_t id, const char *name,
-                                size_t name_len, uint16_t qtype,
-                                llsmtp_dns_rr *rrs, size_t cap, size_t *nrr,
-                                size_t *total);
+                                uint16_t id, const char *name, size_t name_len,
+                                uint16_t qtype, llsmtp_dns_rr *rrs, size_t cap,
+                                size_t *nrr, size_t *total);
 
 /* From parsed records, the MX set of name: follows a CNAME chain from
  * name (at most 8 links), takes its MX records and attaches A/AAAA
@@ -1249,8 +1248,8 @@ LLSMTP_API int llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp,
  * llsmtp_mx_order). Returns LLSMTP_OK, LLSMTP_DNS_PARTIAL, or
  * LLSMTP_E_RANGE (CNAME chain too long or looping). */
 LLSMTP_API int llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr,
-                             const char *name, size_t name_len,
-                             llsmtp_mx *v, size_t cap, size_t *n);
+                             const char *name, size_t name_len, llsmtp_mx *v,
+                             size_t cap, size_t *n);
 
 /* Adds the A/AAAA addresses owned by host (or by a CNAME chain from it)
  * in rrs to mx->addrs (duplicates skipped, at most LLSMTP_MX_ADDRS_MAX).

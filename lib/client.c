@@ -259,9 +259,20 @@ llsmtp_dot_finish(llsmtp_dot_encoder *e, char *out, size_t cap)
  * 1870, 6152, 6531, 3461, 2033) ------------------------------------------ */
 
 enum {
-    CS_GREET, CS_EHLO, CS_HELO, CS_STARTTLS, CS_TLS_WAIT, CS_AUTH,
-    CS_LOGIN_USER, CS_LOGIN_PASS, CS_READY, CS_TXN, CS_BODY, CS_DOT,
-    CS_QUIT, CS_DEAD
+    CS_GREET,
+    CS_EHLO,
+    CS_HELO,
+    CS_STARTTLS,
+    CS_TLS_WAIT,
+    CS_AUTH,
+    CS_LOGIN_USER,
+    CS_LOGIN_PASS,
+    CS_READY,
+    CS_TXN,
+    CS_BODY,
+    CS_DOT,
+    CS_QUIT,
+    CS_DEAD
 };
 
 /* Positions in a transaction's command sequence: 0 RSET (only after a
@@ -294,8 +305,8 @@ cli_path_ok(llsmtp_span mb, int is_rcpt)
     char buf[258];
     llsmtp_path path;
     size_t end = 0;
-    unsigned opts = LLSMTP_PARSE_UTF8 | (is_rcpt ? LLSMTP_PARSE_ALLOW_POSTMASTER
-                                                 : 0);
+    unsigned opts = LLSMTP_PARSE_UTF8 |
+                    (is_rcpt ? LLSMTP_PARSE_ALLOW_POSTMASTER : 0);
     if (mb.n == 0)
         return !is_rcpt;
     if (mb.n > 254)
@@ -331,8 +342,8 @@ cli_event(llsmtp_client *c, int type, int code, int local, long rcpt,
 
 /* Queues one command line made of up to four pieces; 0 when no room. */
 static int
-cli_cmd(llsmtp_client *c, const char *a, size_t an, const char *b,
-        size_t bn, const char *d, size_t dn)
+cli_cmd(llsmtp_client *c, const char *a, size_t an, const char *b, size_t bn,
+        const char *d, size_t dn)
 {
     size_t need = an + bn + dn + 2;
     if (c->out_off_ > 0 && c->out_len_ + need > LLSMTP_CLIENT_OUT) {
@@ -447,7 +458,8 @@ cli_ready(llsmtp_client *c)
 static void
 cli_next(llsmtp_client *c)
 {
-    unsigned want_tls = c->flags_ & (LLSMTP_CLI_STARTTLS | LLSMTP_CLI_REQUIRE_TLS);
+    unsigned want_tls = c->flags_ &
+                        (LLSMTP_CLI_STARTTLS | LLSMTP_CLI_REQUIRE_TLS);
     if (!c->tls_ && want_tls && !c->tls_tried_ &&
         (c->caps_.extensions & LLSMTP_EXT_STARTTLS)) {
         c->tls_tried_ = 1;
@@ -463,8 +475,8 @@ cli_next(llsmtp_client *c)
         char raw[2 + 255 + 255], b64[700];
         size_t rn = 0, bn = 0;
         if (!c->tls_ && !(c->flags_ & LLSMTP_CLI_AUTH_CLEARTEXT)) {
-            cli_fail_local(c, 530, "5.7.0 will not send credentials in "
-                                   "cleartext", 1);
+            cli_fail_local(c, 530,
+                           "5.7.0 will not send credentials in cleartext", 1);
             return;
         }
         if (c->caps_.mechanisms & LLSMTP_MECH_PLAIN) {
@@ -488,8 +500,8 @@ cli_next(llsmtp_client *c)
             c->state_ = CS_LOGIN_USER;
             return;
         }
-        cli_fail_local(c, 530, "5.7.4 the server offers no AUTH PLAIN or "
-                               "LOGIN", 1);
+        cli_fail_local(c, 530,
+                       "5.7.4 the server offers no AUTH PLAIN or LOGIN", 1);
         return;
     }
     cli_ready(c);
@@ -638,8 +650,7 @@ cli_txn_reply(llsmtp_client *c, int code)
     }
     /* RFC 5321 4.3.2: 354 to DATA and nothing else starts the body; no
      * other 2xx/3xx fits DATA, and no 3xx fits MAIL, RCPT or RSET */
-    if (pos == CP_DATA(m) ? code != 354 && code / 100 <= 3
-                          : code / 100 == 3) {
+    if (pos == CP_DATA(m) ? code != 354 && code / 100 <= 3 : code / 100 == 3) {
         cli_protocol(c, name, code,
                      pos == CP_DATA(m) ? ", not 354: no message was sent"
                                        : ": no message was sent");
@@ -679,8 +690,8 @@ cli_txn_reply(llsmtp_client *c, int code)
         if (c->flags_ & LLSMTP_CLI_LMTP) {
             /* RFC 2033 4.2: DATA MUST fail without a recipient, and no
              * reply would follow an empty message */
-            cli_fail_local(c, 0, "LMTP server accepted DATA without a "
-                                 "recipient", 1);
+            cli_fail_local(c, 0,
+                           "LMTP server accepted DATA without a recipient", 1);
             return;
         }
         /* RFC 2920 3.1: DATA accepted though nothing can be delivered:
@@ -752,8 +763,8 @@ cli_reply(llsmtp_client *c, int code)
         cli_fail_reply(c, code); /* RFC 5321 3.8: service closing */
         return;
     }
-    if (c->state_ != CS_TXN && c->state_ != CS_DOT &&
-        c->state_ != CS_QUIT && cli_unwritten(c) > 0) {
+    if (c->state_ != CS_TXN && c->state_ != CS_DOT && c->state_ != CS_QUIT &&
+        cli_unwritten(c) > 0) {
         /* one command at a time here, and it was not written yet */
         cli_protocol(c, "", 0, "reply before the command was sent");
         return;
@@ -834,14 +845,13 @@ int
 llsmtp_client_init(llsmtp_client *c, const llsmtp_client_cfg *cfg)
 {
     if (c == NULL || cfg == NULL || cfg->helo.n == 0 || cfg->helo.n > 255 ||
-        cfg->helo.p == NULL || cfg->user.n > 255 ||
-        cfg->password.n > 255 || (cfg->user.n && cfg->user.p == NULL) ||
+        cfg->helo.p == NULL || cfg->user.n > 255 || cfg->password.n > 255 ||
+        (cfg->user.n && cfg->user.p == NULL) ||
         (cfg->password.n && cfg->password.p == NULL) ||
         (cfg->user.n == 0) != (cfg->password.n == 0) ||
         !cli_clean(cfg->helo.p, cfg->helo.n, 0) ||
         memchr(cfg->user.p ? cfg->user.p : "", '\0', cfg->user.n) ||
-        memchr(cfg->password.p ? cfg->password.p : "", '\0',
-               cfg->password.n))
+        memchr(cfg->password.p ? cfg->password.p : "", '\0', cfg->password.n))
         return LLSMTP_E_INVAL;
     memset(c, 0, sizeof *c);
     llsmtp_reply_parser_init(&c->rp_, cfg->max_reply_lines);
@@ -870,8 +880,8 @@ cli_pop(llsmtp_client *c, llsmtp_client_event *ev)
 }
 
 int
-llsmtp_client_feed(llsmtp_client *c, const char *buf, size_t len,
-                   size_t *used, llsmtp_client_event *ev)
+llsmtp_client_feed(llsmtp_client *c, const char *buf, size_t len, size_t *used,
+                   llsmtp_client_event *ev)
 {
     if (used == NULL)
         return LLSMTP_E_INVAL;
@@ -902,8 +912,7 @@ llsmtp_client_feed(llsmtp_client *c, const char *buf, size_t len,
             break;
         }
         if (l.index == 0) {
-            size_t n = l.text.n < sizeof c->text_ ? l.text.n
-                                                   : sizeof c->text_;
+            size_t n = l.text.n < sizeof c->text_ ? l.text.n : sizeof c->text_;
             memcpy(c->text_, l.text.p, n);
             c->text_n_ = n;
         } else if (c->state_ == CS_EHLO) {
@@ -966,8 +975,7 @@ llsmtp_client_mail(llsmtp_client *c, const llsmtp_client_msg *m)
     if (m->nto == 0 || m->nto > LLSMTP_CLIENT_RCPT_MAX)
         return LLSMTP_E_RANGE;
     /* RFC 5321 4.5.3.1.3: a path is at most 256 octets with its <> */
-    if (!cli_path_ok(m->from, 0) ||
-        m->mail_params.n > 400 ||
+    if (!cli_path_ok(m->from, 0) || m->mail_params.n > 400 ||
         !cli_clean(m->mail_params.p, m->mail_params.n, 1))
         return LLSMTP_E_SYNTAX;
     for (i = 0; i < m->nto; i++) {

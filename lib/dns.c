@@ -24,8 +24,8 @@ dns_u16(const uint8_t *p)
 static uint32_t
 dns_u32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-           (uint32_t)p[2] << 8 | p[3];
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
 }
 
 /* Bytes a name may hold and still be written as plain text. */
@@ -244,8 +244,8 @@ llsmtp_dns_parse(const uint8_t *pkt, size_t len, int tcp, uint16_t id,
                     nameoff += 2;
                 }
                 /* the name must end inside the rdata */
-                if (dns_name(pkt, end, nameoff, &after, rr.target,
-                             &plain) != LLSMTP_OK ||
+                if (dns_name(pkt, end, nameoff, &after, rr.target, &plain) !=
+                        LLSMTP_OK ||
                     after != end)
                     return LLSMTP_E_SYNTAX;
                 ok = ok && plain;
@@ -281,7 +281,7 @@ dns_follow(const llsmtp_dns_rr *rrs, size_t nrr, const char *name,
         for (i = 0; i < nrr; i++)
             if (rrs[i].type == LLSMTP_DNS_CNAME &&
                 llsmtp__name_eq(rrs[i].owner, strlen(rrs[i].owner), buf,
-                            strlen(buf)))
+                                strlen(buf)))
                 break;
         if (i == nrr)
             return LLSMTP_OK;
@@ -350,8 +350,7 @@ llsmtp_dns_mx(const llsmtp_dns_rr *rrs, size_t nrr, const char *name,
                     worst = k;
             if (cap == 0 || r->pref >= v[worst].pref)
                 continue;
-            memmove(&v[worst], &v[worst + 1],
-                    (cap - worst - 1) * sizeof *v);
+            memmove(&v[worst], &v[worst + 1], (cap - worst - 1) * sizeof *v);
             (*n)--;
         }
         m = &v[(*n)++];

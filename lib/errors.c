@@ -16,8 +16,8 @@ const char *
 llsmtp_strerror(int err)
 {
     switch (err) {
-#define LLSMTP_X_TEXT(name, value, text)                                     \
-    case value:                                                              \
+#define LLSMTP_X_TEXT(name, value, text)                                      \
+    case value:                                                               \
         return text;
         LLSMTP_ERRNO_MAP(LLSMTP_X_TEXT)
 #undef LLSMTP_X_TEXT
@@ -30,8 +30,8 @@ const char *
 llsmtp_errname(int err)
 {
     switch (err) {
-#define LLSMTP_X_NAME(name, value, text)                                     \
-    case value:                                                              \
+#define LLSMTP_X_NAME(name, value, text)                                      \
+    case value:                                                               \
         return "LLSMTP_" #name;
         LLSMTP_ERRNO_MAP(LLSMTP_X_NAME)
 #undef LLSMTP_X_NAME

@@ -31,35 +31,42 @@
 
 /* Credentials never outlive their use (a volatile write the compiler
  * cannot drop). */
-static inline void llsmtp__wipe(void *p, size_t n)
+static inline void
+llsmtp__wipe(void *p, size_t n)
 {
     volatile unsigned char *v = (volatile unsigned char *)p;
     while (n--)
         *v++ = 0;
 }
 
-static inline int llsmtp__is_alpha(unsigned char c)
+static inline int
+llsmtp__is_alpha(unsigned char c)
 {
     return (unsigned char)((c | 0x20) - 'a') < 26;
 }
-static inline int llsmtp__is_digit(unsigned char c)
+static inline int
+llsmtp__is_digit(unsigned char c)
 {
     return (unsigned char)(c - '0') < 10;
 }
-static inline int llsmtp__is_alnum(unsigned char c)
+static inline int
+llsmtp__is_alnum(unsigned char c)
 {
     return llsmtp__is_alpha(c) || llsmtp__is_digit(c);
 }
-static inline int llsmtp__is_xdigit(unsigned char c)
+static inline int
+llsmtp__is_xdigit(unsigned char c)
 {
     return llsmtp__is_digit(c) || (unsigned char)((c | 0x20) - 'a') < 6;
 }
-static inline unsigned char llsmtp__lower(unsigned char c)
+static inline unsigned char
+llsmtp__lower(unsigned char c)
 {
     return (unsigned char)((unsigned char)(c - 'A') < 26 ? c | 0x20 : c);
 }
 /* Compares n bytes of a with the lower-case ASCII literal b. */
-static inline int llsmtp__ieq(const char *a, const char *b, size_t n)
+static inline int
+llsmtp__ieq(const char *a, const char *b, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++)
@@ -91,14 +98,17 @@ llsmtp__name_eq(const char *a, size_t an, const char *b, size_t bn)
     return llsmtp__iequal(a, an, b, bn);
 }
 /* RFC 5322 atext (RFC 5321 4.1.2 Atom). */
-static inline int llsmtp__is_atext(unsigned char c)
+static inline int
+llsmtp__is_atext(unsigned char c)
 {
     if (llsmtp__is_alnum(c))
         return 1;
     switch (c) {
+    /* clang-format off */
     case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
     case '+': case '-': case '/': case '=': case '?': case '^': case '_':
     case '`': case '{': case '|': case '}': case '~':
+        /* clang-format on */
         return 1;
     default:
         return 0;

@@ -69,8 +69,10 @@ llsmtp_ip_format(const llsmtp_ip *ip, char *buf, size_t buflen)
          * or more zero groups (the first of equals) as "::" */
         unsigned g[8];
         int best = -1, bestlen = 0, run = 0, i;
+        /* clang-format off */
         static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                            0xff, 0xff};
+        /* clang-format on */
         if (memcmp(ip->addr, mapped, 12) == 0) {
             memcpy(tmp, "::ffff:", 8); /* with its NUL */
             n = 7 + mx_put_v4(tmp + 7, ip->addr + 12);
@@ -149,7 +151,7 @@ mx_is_local(const llsmtp_mx *m, const llsmtp_mx_opts *o)
     for (i = 0; i < o->nlocal_names; i++)
         if (o->local_names[i] != NULL &&
             llsmtp__name_eq(m->host, strlen(m->host), o->local_names[i],
-                       strlen(o->local_names[i])))
+                            strlen(o->local_names[i])))
             return 1;
     for (i = 0; i < m->naddrs && i < LLSMTP_MX_ADDRS_MAX; i++)
         for (j = 0; j < o->nlocal_addrs; j++)
@@ -191,8 +193,8 @@ mx_add_addr(llsmtp_mx *m, const llsmtp_ip *ip)
 }
 
 int
-llsmtp_mx_order(const char *domain, size_t domain_len, llsmtp_mx *v,
-                size_t *n, size_t cap, const llsmtp_mx_opts *opts)
+llsmtp_mx_order(const char *domain, size_t domain_len, llsmtp_mx *v, size_t *n,
+                size_t cap, const llsmtp_mx_opts *opts)
 {
     size_t i, j, cnt;
     uint64_t st = opts != NULL ? opts->seed : 0;
@@ -225,7 +227,7 @@ llsmtp_mx_order(const char *domain, size_t domain_len, llsmtp_mx *v,
     for (i = 0; i < cnt; i++) {
         for (j = 0; j < i; j++) {
             if (llsmtp__name_eq(v[i].host, strlen(v[i].host), v[j].host,
-                           strlen(v[j].host))) {
+                                strlen(v[j].host))) {
                 size_t k;
                 if (v[i].pref < v[j].pref)
                     v[j].pref = v[i].pref;
@@ -382,13 +384,12 @@ llsmtp_relayhost_parse(const char *p, size_t n, llsmtp_relayhost *out,
             *err_at = rest;
             return LLSMTP_E_SYNTAX;
         }
-        rc = mx_port(p + rest + 1, n - rest - 1, rest + 1, &out->port,
-                     err_at);
+        rc = mx_port(p + rest + 1, n - rest - 1, rest + 1, &out->port, err_at);
         if (rc != LLSMTP_OK)
             return rc;
     }
-    if (out->ip.family == 0 && llsmtp_ip_parse(p + h0, hn, &out->ip) ==
-                                   LLSMTP_OK) {
+    if (out->ip.family == 0 &&
+        llsmtp_ip_parse(p + h0, hn, &out->ip) == LLSMTP_OK) {
         /* an address needs no MX lookup, bracketed or not */
         out->no_mx = 1;
     } else if (out->ip.family == 0) {
@@ -396,9 +397,9 @@ llsmtp_relayhost_parse(const char *p, size_t n, llsmtp_relayhost *out,
         rc = llsmtp_domain_check(p + h0, dl, 0);
         if (rc != LLSMTP_OK || dl > LLSMTP_NAME_MAX) {
             *err_at = h0;
-            return dl > LLSMTP_NAME_MAX ? LLSMTP_E_RANGE
-                                        : (rc == LLSMTP_OK ? LLSMTP_E_SYNTAX
-                                                           : rc);
+            return dl > LLSMTP_NAME_MAX
+                       ? LLSMTP_E_RANGE
+                       : (rc == LLSMTP_OK ? LLSMTP_E_SYNTAX : rc);
         }
         hn = dl;
     }

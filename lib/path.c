@@ -58,8 +58,7 @@ llsmtp_ipv4_parse(const char *p, size_t n, uint8_t out[4])
                 return LLSMTP_E_SYNTAX;
             start = ++i;
         }
-        while (i < n && llsmtp__is_digit((unsigned char)p[i]) &&
-               i - start < 3)
+        while (i < n && llsmtp__is_digit((unsigned char)p[i]) && i - start < 3)
             v = v * 10 + (unsigned)(p[i++] - '0');
         /* RFC 5321 Snum allows "010", but other software reads it as
          * octal 8: refuse the ambiguity rather than guess. */
@@ -261,8 +260,7 @@ path_utf8(const char *p, size_t n, size_t *j, size_t *err, unsigned *flags)
 
 /* Local-part = Dot-string / Quoted-string */
 static int
-path_local(const char *p, size_t n, size_t *i, unsigned opts,
-           unsigned *flags)
+path_local(const char *p, size_t n, size_t *i, unsigned opts, unsigned *flags)
 {
     size_t j = *i;
     if (j < n && p[j] == '"') {
@@ -434,8 +432,8 @@ llsmtp_path_parse(const char *p, size_t n, unsigned opts, llsmtp_path *out,
  * esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
  * esmtp-value = 1*(%d33-60 / %d62-126) (plus UTF-8 under RFC 6531) */
 int
-llsmtp_params_parse(const char *p, size_t n, unsigned opts,
-                    llsmtp_params *out, size_t *end)
+llsmtp_params_parse(const char *p, size_t n, unsigned opts, llsmtp_params *out,
+                    size_t *end)
 {
     size_t i = 0, dummy;
     if (end == NULL)
@@ -462,8 +460,7 @@ llsmtp_params_parse(const char *p, size_t n, unsigned opts,
             *end = i;
             return LLSMTP_E_SYNTAX;
         }
-        while (i < n && (llsmtp__is_alnum((unsigned char)p[i]) ||
-                         p[i] == '-'))
+        while (i < n && (llsmtp__is_alnum((unsigned char)p[i]) || p[i] == '-'))
             i++;
         pp->key.p = p + k0;
         pp->key.n = i - k0;
@@ -476,8 +473,8 @@ llsmtp_params_parse(const char *p, size_t n, unsigned opts,
                 if (c >= 33 && c <= 126 && c != '=') {
                     i++;
                 } else if (c >= 0x80 && (opts & LLSMTP_PARSE_UTF8)) {
-                    size_t l = llsmtp__utf8_len(
-                        (const unsigned char *)p + i, n - i);
+                    size_t l = llsmtp__utf8_len((const unsigned char *)p + i,
+                                                n - i);
                     if (l == 0)
                         break;
                     i += l;
@@ -603,8 +600,7 @@ llsmtp_dsn_orcpt_parse(const char *p, size_t n, llsmtp_span *addr_type,
     }
     if (i == 0 || i >= n - 1)
         return LLSMTP_E_SYNTAX;
-    if (llsmtp_xtext_decode(p + i + 1, n - i - 1, NULL, 0, NULL) !=
-        LLSMTP_OK)
+    if (llsmtp_xtext_decode(p + i + 1, n - i - 1, NULL, 0, NULL) != LLSMTP_OK)
         return LLSMTP_E_SYNTAX;
     addr_type->p = p;
     addr_type->n = i;

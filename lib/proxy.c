@@ -11,7 +11,7 @@
 #include "internal.h"
 
 static const char proxy_v2_sig[12] = {'\r', '\n', '\r', '\n', '\0', '\r',
-                                      '\n', 'Q',  'U',  'I',  'T', '\n'};
+                                      '\n', 'Q',  'U',  'I',  'T',  '\n'};
 
 /* A decimal port, 0..65535, no leading zeros (as the spec writes them). */
 static int
@@ -77,8 +77,7 @@ proxy_v1(const char *line, size_t n, llsmtp_ip *client, uint16_t *port)
 /* The fixed part and the address block of a v2 header; len is the
  * address length the header declares. */
 static int
-proxy_v2(const unsigned char *h, size_t len, llsmtp_ip *client,
-         uint16_t *port)
+proxy_v2(const unsigned char *h, size_t len, llsmtp_ip *client, uint16_t *port)
 {
     unsigned cmd = h[12] & 0x0F, fam = h[13];
     const unsigned char *a = h + LLSMTP__PROXY_V2_HDR;
@@ -123,8 +122,8 @@ llsmtp__proxy_v2_sig(const char *h, size_t n)
 size_t
 llsmtp__proxy_len(const char *h)
 {
-    return LLSMTP__PROXY_V2_HDR + (size_t)((unsigned char)h[14] << 8 |
-                                           (unsigned char)h[15]);
+    return LLSMTP__PROXY_V2_HDR +
+           (size_t)((unsigned char)h[14] << 8 | (unsigned char)h[15]);
 }
 
 size_t
@@ -135,8 +134,7 @@ llsmtp__proxy_v2_addr(const char *h)
 }
 
 int
-llsmtp__proxy_parse(const char *h, size_t n, llsmtp_ip *client,
-                    uint16_t *port)
+llsmtp__proxy_parse(const char *h, size_t n, llsmtp_ip *client, uint16_t *port)
 {
     if (n > 0 && h[0] == 'P')
         return n >= 2 && h[n - 2] == '\r' && h[n - 1] == '\n' &&
@@ -145,6 +143,5 @@ llsmtp__proxy_parse(const char *h, size_t n, llsmtp_ip *client,
         n < LLSMTP__PROXY_V2_HDR + llsmtp__proxy_v2_addr(h))
         return 0;
     return proxy_v2((const unsigned char *)h,
-                    llsmtp__proxy_len(h) - LLSMTP__PROXY_V2_HDR, client,
-                    port);
+                    llsmtp__proxy_len(h) - LLSMTP__PROXY_V2_HDR, client, port);
 }

@@ -10,8 +10,10 @@
 #include "internal.h"
 
 #ifndef LLSMTP_NO_RELAY
+/* clang-format off */
 static const uint8_t relay_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                          0xff, 0xff};
+/* clang-format on */
 
 /* IPv4-mapped IPv6 becomes IPv4, so both spellings match each other. */
 static llsmtp_ip

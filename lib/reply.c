@@ -14,6 +14,7 @@
 const char *
 llsmtp__reply_generic_text(int code)
 {
+    /* clang-format off */
     switch (code) {
     case 211: return "System status";
     case 214: return "Help message";
@@ -56,6 +57,7 @@ llsmtp__reply_generic_text(int code)
     case 4: return "Temporary failure, try again later";
     default: return "Permanent failure";
     }
+    /* clang-format on */
 }
 
 /* The enhanced code a reply code implies when the host gives none (RFC
@@ -63,6 +65,7 @@ llsmtp__reply_generic_text(int code)
 static const char *
 rpl_generic_enhanced(int code)
 {
+    /* clang-format off */
     switch (code) {
     case 235: return "2.7.0";
     case 432: return "4.7.12";
@@ -77,6 +80,7 @@ rpl_generic_enhanced(int code)
     case 502: case 503: return "5.5.1";
     default: return NULL;
     }
+    /* clang-format on */
 }
 
 /* RFC 3463 2: class "." subject "." detail; subject and detail are 1-3
@@ -307,8 +311,7 @@ llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
                  * is: copied at once, exactly as rpl_put would put it
                  * octet by octet (no fold, the last space kept as the
                  * fold point). The common reply is one such run. */
-                const unsigned char *q =
-                    (const unsigned char *)parts[i].p + j;
+                const unsigned char *q = (const unsigned char *)parts[i].p + j;
                 size_t lim = parts[i].n - j, room = w.width - (w.o - w.text0),
                        m = 0, sp;
                 if (lim > room)
@@ -397,8 +400,7 @@ llsmtp_reply_format(const llsmtp_reply *r, int with_enhanced, char *buf,
         r->code > 599)
         return 0;
     enh = with_enhanced && r->enhanced[0] ? r->enhanced : NULL;
-    if (enh != NULL &&
-        !llsmtp__enhanced_check(r->code, enh, strlen(enh)))
+    if (enh != NULL && !llsmtp__enhanced_check(r->code, enh, strlen(enh)))
         return 0;
     /* the id whatever the code: llsmtp_reply_format has always printed
      * it so (the session prints it on 2xx replies only) */

@@ -225,9 +225,8 @@ llsmtp_server_size(const llsmtp_config *cfg)
 {
     if (!sess_cfg_ok(cfg))
         return 0;
-    return SESS_ALIGN(sizeof(llsmtp_server)) +
-           SESS_ALIGN(sess_line_cap(cfg)) + SESS_ALIGN(sess_out_cap(cfg)) +
-           sess_auth_area(cfg);
+    return SESS_ALIGN(sizeof(llsmtp_server)) + SESS_ALIGN(sess_line_cap(cfg)) +
+           SESS_ALIGN(sess_out_cap(cfg)) + sess_auth_area(cfg);
 }
 
 static void
@@ -244,9 +243,8 @@ sess_clear(llsmtp_server *s)
     s->line_cap = sess_line_cap(cfg);
     s->out = s->line + SESS_ALIGN(s->line_cap);
     s->out_cap = sess_out_cap(cfg);
-    s->auth.user = sess_auth_area(cfg)
-                       ? s->out + SESS_ALIGN(s->out_cap)
-                       : NULL;
+    s->auth.user = sess_auth_area(cfg) ? s->out + SESS_ALIGN(s->out_cap)
+                                       : NULL;
     s->reserve = sess_reserve(cfg);
     sess_enter(s, PH_NEW);
 }
@@ -508,8 +506,8 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
         s->phase != PH_CLOSED) {
         t = LLSMTP_TIMEOUT_FINAL_DOT;
         sec = 600; /* 4.5.3.2.6: the client waits 10 minutes */
-    } else if (s == NULL || s->phase == PH_CLOSED ||
-               s->phase == PH_TLS_WAIT || s->failed || s->pend.kind) {
+    } else if (s == NULL || s->phase == PH_CLOSED || s->phase == PH_TLS_WAIT ||
+               s->failed || s->pend.kind) {
         /* closed, the host's handshake, or the host deciding */
         t = LLSMTP_TIMEOUT_NONE;
         sec = 0;
@@ -562,7 +560,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
     if (sess_msg_open(s) &&
         (rc = llsmtp__sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
-    s->pend.kind = 0; /* a late decision has no one to go to */
+    s->pend.kind = 0;          /* a late decision has no one to go to */
     llsmtp__sess_auth_wipe(s); /* also a half-sent AUTH line, AUTH on or not */
     llsmtp__sess_rv_session(s);
     /* The queue may be full of replies the client never read; then the
@@ -758,8 +756,7 @@ sess_keep_prefix(llsmtp_server *s, const char *p, size_t k)
 }
 
 int
-llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len,
-                   size_t *used)
+llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
 {
     size_t i = 0;
     int rc = LLSMTP_OK;

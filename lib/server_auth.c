@@ -15,7 +15,8 @@ static int sess_auth_login_user(llsmtp_server *s, llsmtp_span data);
 static int
 sess_mech_builtin(const char *p, size_t n)
 {
-    return llsmtp__iequal(p, n, "PLAIN", 5) || llsmtp__iequal(p, n, "LOGIN", 5);
+    return llsmtp__iequal(p, n, "PLAIN", 5) ||
+           llsmtp__iequal(p, n, "LOGIN", 5);
 }
 
 /* The one rule for which mechanisms are offered, used by the
@@ -137,8 +138,7 @@ sess_auth_decode(llsmtp_server *s, llsmtp_span in, llsmtp_span *out)
         out->n = 0;
         return 0;
     }
-    if (llsmtp_b64_decode(in.p, in.n, s->line, s->line_cap, &n) !=
-        LLSMTP_OK)
+    if (llsmtp_b64_decode(in.p, in.n, s->line, s->line_cap, &n) != LLSMTP_OK)
         return -1;
     out->p = s->line;
     out->n = n;
@@ -275,8 +275,7 @@ sess_auth_login_user(llsmtp_server *s, llsmtp_span data)
     memcpy(s->auth.user, data.p, data.n);
     s->auth.user_len = data.n;
     llsmtp__wipe(s->line, s->line_cap);
-    return sess_auth_prompt(s, AUTH_LOGIN_PASS,
-                            llsmtp_sasl_login_pass_prompt);
+    return sess_auth_prompt(s, AUTH_LOGIN_PASS, llsmtp_sasl_login_pass_prompt);
 }
 
 /* A line answering a 334 (RFC 4954 4). */

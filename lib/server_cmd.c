@@ -36,8 +36,7 @@ llsmtp__sess_reply_ok(const llsmtp_reply *r)
         return 0;
     if (!llsmtp__enhanced_check(r->code, r->enhanced, strlen(r->enhanced)))
         return 0;
-    if (r->text_len > LLSMTP_REPLY_TEXT_MAX ||
-        r->id_len > LLSMTP_REPLY_ID_MAX)
+    if (r->text_len > LLSMTP_REPLY_TEXT_MAX || r->id_len > LLSMTP_REPLY_ID_MAX)
         return 0;
     return 1;
 }
@@ -478,8 +477,8 @@ sess_params_dup(const llsmtp_params *ps)
     size_t i, j;
     for (i = 0; i < ps->n; i++)
         for (j = i + 1; j < ps->n; j++)
-            if (llsmtp__iequal(ps->v[i].key.p, ps->v[i].key.n,
-                               ps->v[j].key.p, ps->v[j].key.n))
+            if (llsmtp__iequal(ps->v[i].key.p, ps->v[i].key.n, ps->v[j].key.p,
+                               ps->v[j].key.n))
                 return 1;
     return 0;
 }
@@ -716,7 +715,8 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
             "Non-ASCII address requires the SMTPUTF8 parameter");
     for (i = 0; i < params.n; i++) {
         const llsmtp_param *p = &params.v[i];
-        if ((s->cfg->extensions & LLSMTP_EXT_DSN) && sess_key_is(p, "notify")) {
+        if ((s->cfg->extensions & LLSMTP_EXT_DSN) &&
+            sess_key_is(p, "notify")) {
             unsigned fl;
             if (llsmtp_dsn_notify_parse(p->value.p != NULL ? p->value.p : "",
                                         p->value.n, &fl) != LLSMTP_OK)
@@ -933,10 +933,9 @@ sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
                 break;
         if (k < arg.n)
             arg.n = 0;
-    } else if (arg.n == 0 ||
-               llsmtp_domain_check(arg.p + (arg.p[0] == '@'),
-                                   arg.n - (arg.p[0] == '@'), 0) !=
-                   LLSMTP_OK) {
+    } else if (arg.n == 0 || llsmtp_domain_check(arg.p + (arg.p[0] == '@'),
+                                                 arg.n - (arg.p[0] == '@'),
+                                                 0) != LLSMTP_OK) {
         arg.n = 0;
     }
     if (arg.n == 0)
@@ -962,19 +961,19 @@ enum {
      * every mechanism, so such a line ends no group and the 334 that
      * continues an exchange does (sess_sync_mark at the challenge) */
     CMD_ENDS_GROUP_NO_IR = 1 << 1,
-    CMD_CLOSES = 1 << 2,      /* handled first, before the sync check */
-    CMD_REFUSED_OK = 1 << 3,  /* answered after a 554 greeting */
-    CMD_NOT_LMTP = 1 << 4,    /* 500 under LMTP */
-    CMD_LMTP_ONLY = 1 << 5,   /* 502 unless LMTP */
-    CMD_NEEDS_HELO = 1 << 6,  /* 503 before HELO/EHLO/LHLO */
-    CMD_NEEDS_EHLO = 1 << 7,  /* 503 before EHLO/LHLO */
-    CMD_NO_ARG = 1 << 8,      /* 501 with the row's syntax if an argument */
-    CMD_NEEDS_ARG = 1 << 9,   /* 501 with the row's syntax if none */
+    CMD_CLOSES = 1 << 2,     /* handled first, before the sync check */
+    CMD_REFUSED_OK = 1 << 3, /* answered after a 554 greeting */
+    CMD_NOT_LMTP = 1 << 4,   /* 500 under LMTP */
+    CMD_LMTP_ONLY = 1 << 5,  /* 502 unless LMTP */
+    CMD_NEEDS_HELO = 1 << 6, /* 503 before HELO/EHLO/LHLO */
+    CMD_NEEDS_EHLO = 1 << 7, /* 503 before EHLO/LHLO */
+    CMD_NO_ARG = 1 << 8,     /* 501 with the row's syntax if an argument */
+    CMD_NEEDS_ARG = 1 << 9,  /* 501 with the row's syntax if none */
     /* the argument may carry a credential (RFC 4954 4): lines up to
      * max_auth_line, and on_reply sees the mechanism only */
     CMD_SECRET = 1 << 10,
-    CMD_NO_ECHO = 1 << 11,    /* on_reply gets no argument */
-    CMD_HELP = 1 << 12        /* HELP lists it (when its extension is on) */
+    CMD_NO_ECHO = 1 << 11, /* on_reply gets no argument */
+    CMD_HELP = 1 << 12     /* HELP lists it (when its extension is on) */
 };
 
 typedef struct sess_cmd {
@@ -1042,8 +1041,7 @@ sess_verb(const char *v, size_t n)
 {
     size_t i;
     for (i = 0; i < SESS_CMDS; i++)
-        if (llsmtp__iequal(v, n, sess_cmds[i].name,
-                           strlen(sess_cmds[i].name)))
+        if (llsmtp__iequal(v, n, sess_cmds[i].name, strlen(sess_cmds[i].name)))
             return &sess_cmds[i];
     return &sess_cmd_none;
 }
@@ -1092,16 +1090,15 @@ sess_ends_group(const sess_cmd *c, llsmtp_span arg)
 /* The checks the table's flags ask for, in order; 0 when the handler
  * runs, else what the line's reply returned. */
 static int
-sess_cmd_refused(llsmtp_server *s, const sess_cmd *c, llsmtp_span arg,
-                 int *rc)
+sess_cmd_refused(llsmtp_server *s, const sess_cmd *c, llsmtp_span arg, int *rc)
 {
     unsigned lmtp = s->cfg->flags & LLSMTP_CFG_LMTP;
     if (s->phase == PH_REFUSED && !(c->flags & CMD_REFUSED_OK))
         *rc = llsmtp__sess_err(s, 503, "5.5.1",
                                "Bad sequence of commands: no service here");
     else if (lmtp && (c->flags & CMD_NOT_LMTP))
-        *rc =
-            llsmtp__sess_err(s, 500, "5.5.1", "Error: this is LMTP, use LHLO");
+        *rc = llsmtp__sess_err(s, 500, "5.5.1",
+                               "Error: this is LMTP, use LHLO");
     else if ((!lmtp && (c->flags & CMD_LMTP_ONLY)) ||
              (c->ext != 0 && !(s->cfg->extensions & c->ext)))
         *rc = llsmtp__sess_err(s, 502, "5.5.1",
@@ -1139,8 +1136,7 @@ llsmtp__sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
          * tell an AUTH line (RFC 4954 4: 500 5.5.6). */
         s->discarding = 0;
         if ((s->cfg->extensions & LLSMTP_EXT_AUTH) &&
-            (sess_in_auth(s) ||
-             (n >= 5 && llsmtp__ieq(line, "auth ", 5)))) {
+            (sess_in_auth(s) || (n >= 5 && llsmtp__ieq(line, "auth ", 5)))) {
             s->rv_verb = "AUTH";
             if (sess_in_auth(s))
                 s->rv_phase = LLSMTP_RI_AUTH_STEP;

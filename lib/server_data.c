@@ -158,8 +158,8 @@ llsmtp__sess_bdat_end(llsmtp_server *s)
  * take its octets for commands. One reply refuses the BDAT, then 421, as
  * RFC 5321 3.8 has a server that must close do. */
 typedef struct sess_bdat_close {
-    int why;            /* on_data_abort reason for an open message */
-    int code;           /* the reply to the BDAT line */
+    int why;  /* on_data_abort reason for an open message */
+    int code; /* the reply to the BDAT line */
     const char *enh;
     const char *text;
     const char *closing; /* the 421 text */
@@ -297,8 +297,8 @@ llsmtp__sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
         llsmtp__sess_default_reply(&r, 354, "");
         if (s->cb->on_data_start != NULL)
             SESS_CALL(s, cbrc, s->cb->on_data_start(s, &r));
-        rc =
-            llsmtp__sess_decided(s, LLSMTP_PENDING_DATA_START, cbrc, &r, none);
+        rc = llsmtp__sess_decided(s, LLSMTP_PENDING_DATA_START, cbrc, &r,
+                                  none);
         if (rc != LLSMTP_OK)
             return rc;
     } else {
@@ -424,7 +424,7 @@ sess_data_end(llsmtp_server *s)
             else
                 llsmtp_reply_set(&e, 550, "5.5.2",
                                  s->data.bare_cr ? "Message contains bare CR"
-                                             : "Message contains bare LF");
+                                                 : "Message contains bare LF");
             return llsmtp__sess_lmtp_start(s, &e);
         }
         if (s->data.abort == LLSMTP_ABORT_SIZE)
@@ -432,10 +432,10 @@ sess_data_end(llsmtp_server *s)
                 s, 552, "5.3.4",
                 "Message size exceeds fixed maximum message size");
         else
-            rc =
-                llsmtp__sess_say(s, 550, "5.5.2",
-                                 s->data.bare_cr ? "Message contains bare CR"
-                                                 : "Message contains bare LF");
+            rc = llsmtp__sess_say(s, 550, "5.5.2",
+                                  s->data.bare_cr
+                                      ? "Message contains bare CR"
+                                      : "Message contains bare LF");
         if (rc < 0)
             return rc;
         llsmtp__sess_tx_reset(s);
@@ -471,11 +471,11 @@ llsmtp__sess_data(llsmtp_server *s, const char *buf, size_t n, size_t *used)
         if (rc != LLSMTP_OK)                                                  \
             goto out;                                                         \
     } while (0)
-#define CHECK(x)                                                             \
-    do {                                                                     \
-        rc = (x);                                                            \
-        if (rc != LLSMTP_OK)                                                 \
-            goto out;                                                        \
+#define CHECK(x)                                                              \
+    do {                                                                      \
+        rc = (x);                                                             \
+        if (rc != LLSMTP_OK)                                                  \
+            goto out;                                                         \
     } while (0)
 
     while (p < end) {

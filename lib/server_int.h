@@ -22,15 +22,15 @@
  *   a deferred decision      s->pend.kind (llsmtp_server_pending)
  *   LMTP replies due         s->lmtp.active (RFC 2033 4.2) */
 enum {
-    PH_NEW = 0,   /* initialised, llsmtp_server_start not called */
-    PH_CMD,       /* reading command lines */
-    PH_DATA,      /* reading message data after 354 */
-    PH_REFUSED,   /* 554 greeting: 503 to all but QUIT (RFC 5321 3.1) */
-    PH_BDAT,      /* reading a BDAT chunk (RFC 3030), byte-exact */
-    PH_PROXY,     /* reading a PROXY protocol header, before greeting */
-    PH_TLS_WAIT,  /* 220 to STARTTLS queued: input discarded until
-                     llsmtp_server_tls_started (CVE-2011-0411) */
-    PH_CLOSED     /* a 221/421 was queued: nothing more */
+    PH_NEW = 0,  /* initialised, llsmtp_server_start not called */
+    PH_CMD,      /* reading command lines */
+    PH_DATA,     /* reading message data after 354 */
+    PH_REFUSED,  /* 554 greeting: 503 to all but QUIT (RFC 5321 3.1) */
+    PH_BDAT,     /* reading a BDAT chunk (RFC 3030), byte-exact */
+    PH_PROXY,    /* reading a PROXY protocol header, before greeting */
+    PH_TLS_WAIT, /* 220 to STARTTLS queued: input discarded until
+                    llsmtp_server_tls_started (CVE-2011-0411) */
+    PH_CLOSED    /* a 221/421 was queued: nothing more */
 };
 
 /* AUTH exchange states (RFC 4954 4): what the next line answers. */
@@ -86,23 +86,23 @@ typedef struct sess_tx {
 /* A decision the host deferred (LLSMTP_CB_PENDING), and what applying
  * it will need: the command's argument kept in line[], MAIL's parameters. */
 typedef struct sess_pend {
-    size_t arg_len;         /* the decision's argument, kept in line[] */
-    size_t arg_off;         /* ... at this offset */
-    size_t rv_len;          /* the command's argument (on_reply), in line[] */
-    uint64_t size;          /* MAIL's SIZE=, BODY= and SMTPUTF8 until the */
-    unsigned char body;     /* decision (then sess_tx) */
+    size_t arg_len;     /* the decision's argument, kept in line[] */
+    size_t arg_off;     /* ... at this offset */
+    size_t rv_len;      /* the command's argument (on_reply), in line[] */
+    uint64_t size;      /* MAIL's SIZE=, BODY= and SMTPUTF8 until the */
+    unsigned char body; /* decision (then sess_tx) */
     unsigned char utf8;
-    unsigned char ehlo;     /* HELO's decision is for EHLO or LHLO */
-    unsigned char kind;     /* enum llsmtp_pending: 0 when none */
-    unsigned char rv_kept;  /* a deferral's rv_arg is rv_keep */
-    unsigned char msg_cmd;  /* MSG_DATA or MSG_BDAT: whose on_data_start
-                               decision is being made */
+    unsigned char ehlo;    /* HELO's decision is for EHLO or LHLO */
+    unsigned char kind;    /* enum llsmtp_pending: 0 when none */
+    unsigned char rv_kept; /* a deferral's rv_arg is rv_keep */
+    unsigned char msg_cmd; /* MSG_DATA or MSG_BDAT: whose on_data_start
+                              decision is being made */
 } sess_pend;
 
 /* AUTH (RFC 4954): the exchange and its outcome. */
 typedef struct sess_auth {
-    char *user;             /* SESS_AUTH_USER_MAX bytes when AUTH is on */
-    size_t user_len;        /* AUTH LOGIN's user name, between lines */
+    char *user;      /* SESS_AUTH_USER_MAX bytes when AUTH is on */
+    size_t user_len; /* AUTH LOGIN's user name, between lines */
     unsigned failures, step;
     unsigned char authenticated, state, is_step;
     char mech[SESS_MECH_MAX + 1];
@@ -110,24 +110,24 @@ typedef struct sess_auth {
 
 /* The message being read (DATA or BDAT chunks). */
 typedef struct sess_msgdata {
-    uint64_t size;          /* octets of the message so far */
-    unsigned char state;    /* D_*: the DATA scanner */
-    unsigned char abort;    /* LLSMTP_ABORT_* once abandoned, else 0 */
-    unsigned char bare_cr;  /* what the bare-line-end refusal names */
+    uint64_t size;         /* octets of the message so far */
+    unsigned char state;   /* D_*: the DATA scanner */
+    unsigned char abort;   /* LLSMTP_ABORT_* once abandoned, else 0 */
+    unsigned char bare_cr; /* what the bare-line-end refusal names */
 } sess_msgdata;
 
 /* The BDAT chunk being read (RFC 3030). */
 typedef struct sess_bdat {
-    uint64_t left;          /* octets of the current chunk still to come */
-    uint64_t size;          /* size of the current chunk */
-    unsigned char last;     /* BDAT ... LAST */
-    unsigned char discard;  /* refused: read and dropped */
+    uint64_t left;         /* octets of the current chunk still to come */
+    uint64_t size;         /* size of the current chunk */
+    unsigned char last;    /* BDAT ... LAST */
+    unsigned char discard; /* refused: read and dropped */
 } sess_bdat;
 
 /* LMTP (RFC 2033 4.2): the message decision, replayed per recipient. */
 typedef struct sess_lmtp {
-    size_t next;              /* next recipient to reply for */
-    size_t text_len, id_len;  /* the decision's text and id, in line[] */
+    size_t next;             /* next recipient to reply for */
+    size_t text_len, id_len; /* the decision's text and id, in line[] */
     int code;
     char enh[12];
     unsigned char active, is_default;
@@ -138,16 +138,16 @@ struct llsmtp_server {
     const llsmtp_callbacks *cb;
     void *user;
     const char *failed_cb;
-    char *line;           /* line buffer, cfg->max_line bytes */
-    char *out;            /* output queue */
+    char *line; /* line buffer, cfg->max_line bytes */
+    char *out;  /* output queue */
     size_t line_cap, line_len;
     size_t out_cap, out_start, out_end;
-    size_t reserve;       /* free output needed before a command is read */
-    size_t greet_left;    /* greeting bytes not yet consumed (sync check) */
+    size_t reserve;    /* free output needed before a command is read */
+    size_t greet_left; /* greeting bytes not yet consumed (sync check) */
     unsigned errors, rcpt_rejects;
-    llsmtp_ip client;     /* for the relay policy; family 0 = unknown */
+    llsmtp_ip client; /* for the relay policy; family 0 = unknown */
     uint16_t client_port;
-    uint16_t proxy_skip;  /* v2 header bytes past the addresses, skipped */
+    uint16_t proxy_skip; /* v2 header bytes past the addresses, skipped */
     signed char rcpt_verdict;
     unsigned char tls_active;
     unsigned char phase, helo;
@@ -221,11 +221,11 @@ sess_sync_mark(llsmtp_server *s, int ends_group)
 }
 
 /* Calls a deciding callback with the re-entrancy guard set. */
-#define SESS_CALL(s, rcvar, expr)                                            \
-    do {                                                                     \
-        (s)->in_cb = 1;                                                      \
-        (rcvar) = (expr);                                                    \
-        (s)->in_cb = 0;                                                      \
+#define SESS_CALL(s, rcvar, expr)                                             \
+    do {                                                                      \
+        (s)->in_cb = 1;                                                       \
+        (rcvar) = (expr);                                                     \
+        (s)->in_cb = 0;                                                       \
     } while (0)
 
 /* Free room in the output queue. */
@@ -265,25 +265,25 @@ sess_parts_add(sess_parts *ps, const char *str)
 
 /* How a decision kind's default text is put together (sess_kinds). */
 enum {
-    RK_ARG = 1,    /* pre, the decision's argument, post */
-    RK_HOST = 2,   /* the hostname first */
-    RK_ID = 4,     /* the queue id and a space first, when the host set one */
-    RK_NO_ENH = 8  /* no enhanced code, even with ENHANCEDSTATUSCODES */
+    RK_ARG = 1,   /* pre, the decision's argument, post */
+    RK_HOST = 2,  /* the hostname first */
+    RK_ID = 4,    /* the queue id and a space first, when the host set one */
+    RK_NO_ENH = 8 /* no enhanced code, even with ENHANCEDSTATUSCODES */
 };
 
 /* A row of sess_kinds: a deciding callback and its default reply. */
 typedef struct sess_kind_row {
-    const char *cb;    /* the callback, as llsmtp_server_failed_cb names it */
-    int kind;          /* enum llsmtp_pending: the row's own index */
-    int code;          /* the default reply */
+    const char *cb; /* the callback, as llsmtp_server_failed_cb names it */
+    int kind;       /* enum llsmtp_pending: the row's own index */
+    int code;       /* the default reply */
     const char *enh;
-    const char *pre;   /* its text (NULL: the code's generic text) */
+    const char *pre; /* its text (NULL: the code's generic text) */
     const char *post;
     /* builds the default text instead, when there is more to it */
     void (*build)(const llsmtp_server *s, sess_parts *ps, llsmtp_span arg);
     /* what an applied decision changes, after its reply (or NULL) */
     int (*apply)(llsmtp_server *s, const llsmtp_reply *r);
-    unsigned shape;    /* RK_* */
+    unsigned shape; /* RK_* */
 } sess_kind_row;
 
 /* A message the host opened (on_data_start accepted) that has neither
@@ -308,8 +308,8 @@ LLSMTP_INTERNAL int llsmtp__sess_err(llsmtp_server *s, int code,
                                      const char *enh, const char *text);
 LLSMTP_INTERNAL int llsmtp__sess_ext_on(const llsmtp_server *s, unsigned ext);
 LLSMTP_INTERNAL int llsmtp__sess_put(llsmtp_server *s, int code,
-                                     const char *enh,
-                                     const llsmtp_span *parts, size_t np);
+                                     const char *enh, const llsmtp_span *parts,
+                                     size_t np);
 LLSMTP_INTERNAL int llsmtp__sess_put_challenge(llsmtp_server *s,
                                                const char *data, size_t n);
 LLSMTP_INTERNAL int llsmtp__sess_put_reply(llsmtp_server *s, int kind,
@@ -335,8 +335,7 @@ LLSMTP_INTERNAL void llsmtp__sess_u64(char *buf, size_t cap, uint64_t v,
 /* ---- server_cmd.c: commands and decisions ------------------------------ */
 
 LLSMTP_INTERNAL int llsmtp__sess_apply(llsmtp_server *s, int kind,
-                                       const llsmtp_reply *r,
-                                       llsmtp_span arg);
+                                       const llsmtp_reply *r, llsmtp_span arg);
 LLSMTP_INTERNAL int llsmtp__sess_code_fits(const llsmtp_server *s, int kind,
                                            int code);
 LLSMTP_INTERNAL int llsmtp__sess_decided(llsmtp_server *s, int kind, int cbrc,
@@ -356,8 +355,7 @@ LLSMTP_INTERNAL void llsmtp__sess_tx_reset(llsmtp_server *s);
 /* ---- server_auth.c: AUTH ----------------------------------------------- */
 
 LLSMTP_INTERNAL int llsmtp__sess_auth_abort(llsmtp_server *s, int code,
-                                            const char *enh,
-                                            const char *text);
+                                            const char *enh, const char *text);
 LLSMTP_INTERNAL int llsmtp__sess_auth_line(llsmtp_server *s, const char *line,
                                            size_t len);
 LLSMTP_INTERNAL void llsmtp__sess_auth_list(const llsmtp_server *s,

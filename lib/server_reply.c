@@ -244,7 +244,7 @@ static const sess_ext_row sess_ext_rows[] = {
 /* Parts of the largest EHLO reply: "<host> Hello <arg>", "\n" and the
  * keyword per row, " <n>" after SIZE, and per AUTH line (plain and the
  * legacy "AUTH=") " MECH" for each mechanism. */
-#define SESS_EHLO_PARTS                                                      \
+#define SESS_EHLO_PARTS                                                       \
     (3 + 2 * SESS_EXT_ROWS + 2 + 2 * (1 + 2 * (size_t)LLSMTP_AUTH_MECHS_MAX))
 
 /* Whether an extension is on offer now: STARTTLS until TLS is active,
@@ -347,8 +347,9 @@ sess_put_default(llsmtp_server *s, int kind, const llsmtp_reply *r,
     }
     if (ps.full)
         return llsmtp__sess_fail(s, NULL, LLSMTP_E_BUFFER); /* cannot happen */
-    return llsmtp__sess_put(
-        s, r->code, (k->shape & RK_NO_ENH) ? NULL : r->enhanced, sp, ps.n);
+    return llsmtp__sess_put(s, r->code,
+                            (k->shape & RK_NO_ENH) ? NULL : r->enhanced, sp,
+                            ps.n);
 }
 
 /* "334 <base64>" on one line, never folded (RFC 4954 4: a SASL
@@ -360,7 +361,8 @@ llsmtp__sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     char *tail = sess_out_tail(s, &avail);
     if (llsmtp_b64_encoded_len(n) + 6 > avail)
         return llsmtp__sess_fail(s, NULL, LLSMTP_E_BUFFER);
-    memcpy(tail, "334 ", 4); /* NOLINT(bugprone-not-null-terminated-result): wire bytes, not a string */
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): wire bytes */
+    memcpy(tail, "334 ", 4);
     if (llsmtp_b64_encode(data, n, tail + 4, avail - 6, &w) != LLSMTP_OK)
         return llsmtp__sess_fail(s, NULL, LLSMTP_E_BUFFER);
     tail[4 + w] = '\r';

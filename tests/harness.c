@@ -106,8 +106,7 @@ th_decide(th_host *h, const char *kind, const char *arg, size_t argn,
         h->have_resume = 1;
         h->resume = d;
         if (rule->code) {
-            snprintf(h->resume_text, sizeof h->resume_text, "%s",
-                     rule->text);
+            snprintf(h->resume_text, sizeof h->resume_text, "%s", rule->text);
             if (llsmtp_reply_set(&h->resume, rule->code,
                                  rule->enh[0] ? rule->enh : NULL,
                                  rule->text[0] ? h->resume_text : NULL) !=
@@ -315,8 +314,7 @@ th_on_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
 }
 
 static int
-th_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st,
-                llsmtp_reply *r)
+th_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st, llsmtp_reply *r)
 {
     th_host *h = TH_HOST(s);
     th_buf line = {0};
@@ -372,13 +370,17 @@ th_on_etrn(llsmtp_server *s, llsmtp_span a, llsmtp_reply *r)
     return th_decide(TH_HOST(s), "etrn", a.p, a.n, r);
 }
 
-const llsmtp_callbacks th_callbacks = {
-    th_on_connect,   th_on_helo, th_on_mail,       th_on_rcpt,
-    th_on_param,     th_on_data_start, th_on_data, th_on_data_end,
-    th_on_data_abort, th_on_rset, th_on_vrfy,      th_on_expn,
-    th_on_help,      th_on_turn, th_on_quit,       th_on_auth,
-    th_on_auth_step, th_on_starttls, th_on_relay_denied, th_on_etrn,
-    th_on_lmtp_rcpt, NULL};
+const llsmtp_callbacks th_callbacks = {th_on_connect,      th_on_helo,
+                                       th_on_mail,         th_on_rcpt,
+                                       th_on_param,        th_on_data_start,
+                                       th_on_data,         th_on_data_end,
+                                       th_on_data_abort,   th_on_rset,
+                                       th_on_vrfy,         th_on_expn,
+                                       th_on_help,         th_on_turn,
+                                       th_on_quit,         th_on_auth,
+                                       th_on_auth_step,    th_on_starttls,
+                                       th_on_relay_denied, th_on_etrn,
+                                       th_on_lmtp_rcpt,    NULL};
 
 /* Drains the session's output into h->out. */
 void

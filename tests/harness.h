@@ -42,17 +42,17 @@ typedef struct th_host {
     th_buf out;    /* everything the session wrote */
     th_rule rules[TH_MAX_RULES];
     size_t nrules;
-    int have_resume;        /* a deferral is waiting for the driver */
-    llsmtp_reply resume;    /* ... with this decision */
+    int have_resume;     /* a deferral is waiting for the driver */
+    llsmtp_reply resume; /* ... with this decision */
     char resume_text[1100];
     char resume_id[65];
-    int data_pauses;        /* on_data PENDING count */
+    int data_pauses; /* on_data PENDING count */
 } th_host;
 
 #define TH_HOST(s) ((th_host *)llsmtp_server_user(s))
 
 /* Feeds a string literal (its length counted by the compiler). */
-#define TH_FEED(s, lit, used)                                                \
+#define TH_FEED(s, lit, used)                                                 \
     llsmtp_server_feed((s), (lit), sizeof(lit) - 1, (used))
 
 /* The recording callbacks: each logs an event and decides by the rules. */

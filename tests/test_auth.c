@@ -17,10 +17,13 @@
 static void
 test_base64_vectors(void **state)
 {
-    static const char *const v[][2] = {
-        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
-        {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
-        {"foobar", "Zm9vYmFy"}};
+    static const char *const v[][2] = {{"", ""},
+                                       {"f", "Zg=="},
+                                       {"fo", "Zm8="},
+                                       {"foo", "Zm9v"},
+                                       {"foob", "Zm9vYg=="},
+                                       {"fooba", "Zm9vYmE="},
+                                       {"foobar", "Zm9vYmFy"}};
     size_t i, n;
     char buf[64];
     (void)state;
@@ -45,9 +48,8 @@ test_base64_vectors(void **state)
         assert_int_equal(llsmtp_b64_encode(bin, 256, (char *)enc, sizeof enc,
                                            &n),
                          LLSMTP_OK);
-        assert_int_equal(llsmtp_b64_decode((char *)enc, n, enc, sizeof enc,
-                                           &n),
-                         LLSMTP_OK);
+        assert_int_equal(
+            llsmtp_b64_decode((char *)enc, n, enc, sizeof enc, &n), LLSMTP_OK);
         assert_int_equal(n, 256);
         assert_memory_equal(enc, bin, 256);
     }
@@ -141,12 +143,12 @@ md5_block(md5 *m, const unsigned char *p)
         0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92,
         0xffeff47d, 0x85845dd1, 0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1,
         0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391};
-    static const unsigned r[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                                   7, 12, 17, 22, 5, 9,  14, 20, 5, 9,  14, 20,
-                                   5, 9,  14, 20, 5, 9,  14, 20, 4, 11, 16, 23,
-                                   4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                                   6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
-                                   6, 10, 15, 21};
+    static const unsigned r[64] = {7,  12, 17, 22, 7,  12, 17, 22, 7,  12, 17,
+                                   22, 7,  12, 17, 22, 5,  9,  14, 20, 5,  9,
+                                   14, 20, 5,  9,  14, 20, 5,  9,  14, 20, 4,
+                                   11, 16, 23, 4,  11, 16, 23, 4,  11, 16, 23,
+                                   4,  11, 16, 23, 6,  10, 15, 21, 6,  10, 15,
+                                   21, 6,  10, 15, 21, 6,  10, 15, 21};
     uint32_t w[16], a = m->h[0], b = m->h[1], c = m->h[2], d = m->h[3];
     unsigned i;
     for (i = 0; i < 16; i++)
@@ -275,7 +277,8 @@ cram_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st,
     }
     hmac_md5("tanstaaftanstaaf", cram_challenge, hex);
     snprintf(want, sizeof want, "tim %s", hex);
-    if (st->data.n == strlen(want) && memcmp(st->data.p, want, st->data.n) == 0)
+    if (st->data.n == strlen(want) &&
+        memcmp(st->data.p, want, st->data.n) == 0)
         llsmtp_reply_set(r, 235, NULL, NULL);
     else
         llsmtp_reply_set(r, 535, NULL, NULL);
@@ -421,7 +424,8 @@ test_starttls_api(void **state)
     th_host h;
     llsmtp_server *s;
     size_t used, olen;
-    static const char in[] = "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x.test>\r\n";
+    static const char in[] =
+        "EHLO c\r\nSTARTTLS\r\nMAIL FROM:<evil@x.test>\r\n";
     const char *out;
     (void)state;
     llsmtp_config_init(&cfg);
@@ -440,16 +444,14 @@ test_starttls_api(void **state)
                         30);
     llsmtp_server_consume(s, olen);
     /* more plaintext before the handshake is dropped as well */
-    assert_int_equal(TH_FEED(s, "RCPT TO:<a@b.c>\r\n", &used),
-                     LLSMTP_TLS);
+    assert_int_equal(TH_FEED(s, "RCPT TO:<a@b.c>\r\n", &used), LLSMTP_TLS);
     assert_int_equal(used, 17);
     assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_NONE);
     assert_int_equal(llsmtp_server_tls_started(s), LLSMTP_OK);
     assert_true(llsmtp_server_tls_active(s));
     assert_int_equal(llsmtp_server_helo_kind(s), -1);
     assert_int_equal(llsmtp_server_tls_started(s), LLSMTP_E_STATE);
-    assert_int_equal(TH_FEED(s, "MAIL FROM:<a@b.c>\r\n", &used),
-                     LLSMTP_OK);
+    assert_int_equal(TH_FEED(s, "MAIL FROM:<a@b.c>\r\n", &used), LLSMTP_OK);
     out = llsmtp_server_output(s, &olen);
     assert_memory_equal(out, "503 5.5.1 Error: send HELO/EHLO first\r\n", 39);
     free(s);

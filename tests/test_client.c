@@ -153,12 +153,12 @@ test_ehlo_keywords(void **state)
     llsmtp_ehlo_keyword(&i, sp("CHUNKING"));
     llsmtp_ehlo_keyword(&i, sp("X-EXPS GSSAPI NTLM"));
     llsmtp_ehlo_keyword(&i, sp("PIPELININGX"));
-    assert_int_equal(i.extensions,
-                     LLSMTP_EXT_PIPELINING | LLSMTP_EXT_SIZE |
-                         LLSMTP_EXT_8BITMIME | LLSMTP_EXT_AUTH |
-                         LLSMTP_EXT_STARTTLS | LLSMTP_EXT_ENHANCEDSTATUS |
-                         LLSMTP_EXT_DSN | LLSMTP_EXT_SMTPUTF8 |
-                         LLSMTP_EXT_CHUNKING);
+    assert_int_equal(i.extensions, LLSMTP_EXT_PIPELINING | LLSMTP_EXT_SIZE |
+                                       LLSMTP_EXT_8BITMIME | LLSMTP_EXT_AUTH |
+                                       LLSMTP_EXT_STARTTLS |
+                                       LLSMTP_EXT_ENHANCEDSTATUS |
+                                       LLSMTP_EXT_DSN | LLSMTP_EXT_SMTPUTF8 |
+                                       LLSMTP_EXT_CHUNKING);
     assert_true(i.max_size == 10240000);
     assert_int_equal(i.mechanisms, LLSMTP_MECH_PLAIN | LLSMTP_MECH_LOGIN |
                                        LLSMTP_MECH_CRAM_MD5 |
@@ -273,7 +273,8 @@ test_encoder_against_server(void **state)
             body[k] = alphabet[th_rand(&seed) % (sizeof alphabet - 1)];
         enc = (char *)malloc(llsmtp_dot_encoded_max(n) + 8);
         elen = encode(body, n, 1 + (size_t)(th_rand(&seed) % 16), enc);
-        th_buf_adds(&in, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\nDATA\r\n");
+        th_buf_adds(&in,
+                    "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\nDATA\r\n");
         th_buf_add(&in, enc, elen);
         memset(&h, 0, sizeof h);
         s = th_session(&cfg, &h);
@@ -344,9 +345,8 @@ cli_drive(const llsmtp_client_cfg *cfg, const char *const *segs,
                 continue;
             }
             assert_int_equal(rc, 1);
-            snprintf(head, sizeof head, "E: %s %d%s %ld ",
-                     cev_names[ev.type], ev.code, ev.local ? "L" : "",
-                     ev.rcpt);
+            snprintf(head, sizeof head, "E: %s %d%s %ld ", cev_names[ev.type],
+                     ev.code, ev.local ? "L" : "", ev.rcpt);
             th_buf_adds(log, head);
             th_buf_add(log, ev.text.p, ev.text.n);
             th_buf_adds(log, "\n");
@@ -417,7 +417,8 @@ test_client_pipelined(void **state)
         "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n"
         "250 2.1.5 ok\r\n354 go\r\n",
         "250 2.0.0 queued as X\r\n",
-        "221 2.0.0 bye\r\n", NULL};
+        "221 2.0.0 bye\r\n",
+        NULL};
     llsmtp_span to[3];
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
@@ -457,10 +458,16 @@ test_client_pipelined(void **state)
 static void
 test_client_helo_fallback(void **state)
 {
-    static const char *const segs[] = {
-        "220 old.example.test\r\n", "502 what?\r\n", "250 old\r\n",
-        "250 ok\r\n", "550 no\r\n", "250 ok\r\n", "354 go\r\n", "250 kept\r\n",
-        "221 bye\r\n", NULL};
+    static const char *const segs[] = {"220 old.example.test\r\n",
+                                       "502 what?\r\n",
+                                       "250 old\r\n",
+                                       "250 ok\r\n",
+                                       "550 no\r\n",
+                                       "250 ok\r\n",
+                                       "354 go\r\n",
+                                       "250 kept\r\n",
+                                       "221 bye\r\n",
+                                       NULL};
     llsmtp_span to[2];
     llsmtp_client_msg m[2];
     llsmtp_client_cfg cfg = cli_cfg(0);
@@ -503,11 +510,13 @@ static void
 test_client_pipelined_refusals(void **state)
 {
     static const char *const segs[] = {
-        "220 mx\r\n", "250-mx\r\n250 PIPELINING\r\n",
+        "220 mx\r\n",
+        "250-mx\r\n250 PIPELINING\r\n",
         "451 4.3.0 try later\r\n503 5.5.1 no MAIL\r\n503 5.5.1 no RCPT\r\n",
         "250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n",
         "250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n250 done\r\n",
-        "221 bye\r\n", NULL};
+        "221 bye\r\n",
+        NULL};
     llsmtp_span to = sp("r@mx.test");
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
@@ -547,12 +556,14 @@ static void
 test_client_tls_auth_lmtp(void **state)
 {
     static const char *const segs[] = {
-        "220 lmtp\r\n", "250-lmtp\r\n250-STARTTLS\r\n250 PIPELINING\r\n",
+        "220 lmtp\r\n",
+        "250-lmtp\r\n250-STARTTLS\r\n250 PIPELINING\r\n",
         "220 2.0.0 go ahead\r\n",
         "250-lmtp\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n",
         "235 2.7.0 ok\r\n",
         "250 ok\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n",
-        "250 2.0.0 a done\r\n452 4.2.2 c over quota\r\n", "221 bye\r\n",
+        "250 2.0.0 a done\r\n452 4.2.2 c over quota\r\n",
+        "221 bye\r\n",
         NULL};
     llsmtp_span to[3];
     llsmtp_client_msg m;
@@ -592,9 +603,12 @@ test_client_tls_auth_lmtp(void **state)
 static void
 test_client_auth_login(void **state)
 {
-    static const char *const segs[] = {
-        "220 s\r\n", "250-s\r\n250 AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n",
-        "334 UGFzc3dvcmQ6\r\n", "535 5.7.8 bad credentials\r\n", NULL};
+    static const char *const segs[] = {"220 s\r\n",
+                                       "250-s\r\n250 AUTH LOGIN\r\n",
+                                       "334 VXNlcm5hbWU6\r\n",
+                                       "334 UGFzc3dvcmQ6\r\n",
+                                       "535 5.7.8 bad credentials\r\n",
+                                       NULL};
     llsmtp_client_cfg cfg = cli_cfg(LLSMTP_CLI_AUTH_CLEARTEXT);
     (void)state;
     cfg.user = sp("u");
@@ -618,12 +632,12 @@ test_client_failures(void **state)
     static const char *const inject[] = {
         "220 s\r\n", "250-s\r\n250 STARTTLS\r\n",
         "220 go\r\n250-s\r\n250 AUTH PLAIN\r\n", NULL};
-    static const char *const bad[] = {"220 s\r\n", "250-s\r\n25O x\r\n",
-                                      NULL};
-    static const char *const closing[] = {
-        "220 s\r\n", "250 s\r\n", "421 4.3.2 shutting down\r\n", NULL};
+    static const char *const bad[] = {"220 s\r\n", "250-s\r\n25O x\r\n", NULL};
+    static const char *const closing[] = {"220 s\r\n", "250 s\r\n",
+                                          "421 4.3.2 shutting down\r\n", NULL};
     static const char *const greet554[] = {"554 5.7.1 go away\r\n", NULL};
-    static const char *const sized[] = {"220 s\r\n", "250-s\r\n250 SIZE 10\r\n",
+    static const char *const sized[] = {"220 s\r\n",
+                                        "250-s\r\n250 SIZE 10\r\n",
                                         "221 bye\r\n", NULL};
     llsmtp_client_cfg cfg = cli_cfg(LLSMTP_CLI_REQUIRE_TLS);
     llsmtp_span to = sp("r@s");
@@ -709,9 +723,8 @@ test_client_api_guards(void **state)
                      LLSMTP_OK);
     /* a host writes the commands before it reads their replies */
     llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(llsmtp_client_feed(&c, segs[1], strlen(segs[1]), &used,
-                                        &ev),
-                     1);
+    assert_int_equal(
+        llsmtp_client_feed(&c, segs[1], strlen(segs[1]), &used, &ev), 1);
     assert_int_equal(ev.type, LLSMTP_CEV_READY);
     assert_int_equal(used, strlen(segs[1]));
     assert_int_equal(llsmtp_client_feed(&c, NULL, 0, &used, &ev), LLSMTP_OK);
@@ -750,8 +763,9 @@ static void
 test_client_quoted_local_part(void **state)
 {
     static const char *const bad[] = {
-        "\"x\r\n\"@far.test", "a@b> SIZE=1", "a b@far.test", "<a@far.test>",
-        "\"x> y@far.test", "a@far.test\r\nRSET", "\"x\\\r\"@far.test"};
+        "\"x\r\n\"@far.test", "a@b> SIZE=1",     "a b@far.test",
+        "<a@far.test>",       "\"x> y@far.test", "a@far.test\r\nRSET",
+        "\"x\\\r\"@far.test"};
     llsmtp_client_cfg cfg = cli_cfg(0);
     llsmtp_client c;
     llsmtp_client_event ev;
@@ -787,8 +801,8 @@ test_client_quoted_local_part(void **state)
     m.nto = 2;
     assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
     o = llsmtp_client_output(&c);
-    if (!(o.n > 0 && strstr(o.p, "MAIL FROM:<\"q<t>e\\\"d\"@here.test>\r\n")
-          != NULL))
+    if (!(o.n > 0 &&
+          strstr(o.p, "MAIL FROM:<\"q<t>e\\\"d\"@here.test>\r\n") != NULL))
         fail_msg("got %.*s", (int)o.n, o.p);
 }
 
@@ -803,19 +817,19 @@ static void
 test_client_data_not_354(void **state)
 {
     static const char *const smtp250[] = {
-        "220 s\r\n", "250 s\r\n", "250 ok\r\n", "250 ok\r\n",
+        "220 s\r\n",          "250 s\r\n",   "250 ok\r\n", "250 ok\r\n",
         "250 2.0.0 fine\r\n", "221 bye\r\n", NULL};
-    static const char *const smtp3xx[] = {
-        "220 s\r\n", "250 s\r\n", "250 ok\r\n", "250 ok\r\n",
-        "334 what\r\n", NULL};
+    static const char *const smtp3xx[] = {"220 s\r\n",    "250 s\r\n",
+                                          "250 ok\r\n",   "250 ok\r\n",
+                                          "334 what\r\n", NULL};
     static const char *const lmtp250[] = {
         "220 l\r\n", "250-l\r\n250 PIPELINING\r\n",
         "250 ok\r\n250 ok\r\n250 2.0.0 fine\r\n", NULL};
     static const char *const refused[] = {
         "220 s\r\n", "250-s\r\n250 PIPELINING\r\n",
         "250 ok\r\n250 ok\r\n451 4.3.0 later\r\n", "221 bye\r\n", NULL};
-    static const char *const rcpt3xx[] = {
-        "220 s\r\n", "250 s\r\n", "250 ok\r\n", "354 go\r\n", NULL};
+    static const char *const rcpt3xx[] = {"220 s\r\n", "250 s\r\n",
+                                          "250 ok\r\n", "354 go\r\n", NULL};
     llsmtp_span to = sp("b@s");
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
@@ -899,8 +913,7 @@ test_client_reply_before_command(void **state)
     m.nto = 2;
     /* the EHLO reply before EHLO was written */
     assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(feed_str(&c, "220 s\r\n250 s\r\n", &ev),
-                     LLSMTP_CEV_FAIL);
+    assert_int_equal(feed_str(&c, "220 s\r\n250 s\r\n", &ev), LLSMTP_CEV_FAIL);
     assert_int_equal(ev.code, 451);
     /* pipelined: MAIL written, RCPTs and DATA not yet */
     assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
@@ -966,8 +979,9 @@ static void
 test_client_size_overflow(void **state)
 {
     static const char *const segs[] = {
-        "220 s\r\n", "250-s\r\n250 SIZE 18446744073709551617\r\n",
-        "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 done\r\n",
+        "220 s\r\n",   "250-s\r\n250 SIZE 18446744073709551617\r\n",
+        "250 ok\r\n",  "250 ok\r\n",
+        "354 go\r\n",  "250 done\r\n",
         "221 bye\r\n", NULL};
     llsmtp_span to = sp("b@s");
     llsmtp_client_msg m;
@@ -1000,9 +1014,12 @@ test_client_size_overflow(void **state)
 static void
 test_client_single_rcpt_refused(void **state)
 {
-    static const char *const segs[] = {
-        "220 s\r\n", "250-s\r\n250 8BITMIME\r\n", "250 ok\r\n",
-        "450 4.3.0 later\r\n", "221 bye\r\n", NULL};
+    static const char *const segs[] = {"220 s\r\n",
+                                       "250-s\r\n250 8BITMIME\r\n",
+                                       "250 ok\r\n",
+                                       "450 4.3.0 later\r\n",
+                                       "221 bye\r\n",
+                                       NULL};
     llsmtp_span to = sp("b@s");
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
@@ -1131,8 +1148,8 @@ test_client_against_server(void **state)
     m[1].from = sp("refused@example.org");
     llsmtp_config_init(&cfg);
     cfg.callbacks = &th_callbacks;
-    cfg.max_rcpt = 100;         /* the other 200 get 452 */
-    cfg.max_errors = 1000;      /* RCPTs after a refused MAIL are errors */
+    cfg.max_rcpt = 100;    /* the other 200 get 452 */
+    cfg.max_errors = 1000; /* RCPTs after a refused MAIL are errors */
     cfg.max_rcpt_rejects = 0;
     memset(&h, 0, sizeof h);
     strcpy(h.rules[0].kind, "mail");
@@ -1148,7 +1165,8 @@ test_client_against_server(void **state)
     x.m = m;
     assert_true(cs_run(&c, s, 10000, against_event, &x));
     assert_int_equal(x.results, 2);
-    assert_int_equal(x.ok + x.refused, 300); /* RCPT events only when MAIL ok */
+    /* RCPT events only when MAIL ok */
+    assert_int_equal(x.ok + x.refused, 300);
     assert_int_equal(x.ok, 100);
     assert_non_null(strstr(h.events.p, "data_end"));
     free(s);
@@ -1164,8 +1182,8 @@ typedef struct preenc_ctx {
 } preenc_ctx;
 
 static void
-preenc_event(llsmtp_client *c, llsmtp_server *s,
-             const llsmtp_client_event *ev, void *vctx)
+preenc_event(llsmtp_client *c, llsmtp_server *s, const llsmtp_client_event *ev,
+             void *vctx)
 {
     preenc_ctx *x = vctx;
     size_t used;

@@ -43,8 +43,7 @@ model(const char *in, size_t n, int policy, th_buf *out, int *bad)
                 next = i + 1;
                 break;
             }
-            if (policy != LLSMTP_BARE_LF_PASS && in[i] == '\r' &&
-                i + 1 < n) {
+            if (policy != LLSMTP_BARE_LF_PASS && in[i] == '\r' && i + 1 < n) {
                 term = 3;
                 next = i + 1;
                 break;
@@ -87,7 +86,7 @@ run_random(int policy, unsigned iterations)
         size_t len = (size_t)(th_rand(&seed) % 200), k, body0;
         int bad = 0, split;
         th_buf_adds(&in, "EHLO x.test\r\nMAIL FROM:<a@b.test>\r\n"
-                        "RCPT TO:<c@d.test>\r\nDATA\r\n");
+                         "RCPT TO:<c@d.test>\r\nDATA\r\n");
         body0 = in.n;
         for (k = 0; k < len; k++) {
             char c = alphabet[th_rand(&seed) % (sizeof alphabet - 1)];
@@ -199,7 +198,8 @@ test_normalize_no_bare(void **state)
         llsmtp_server *s;
         size_t k, len = (size_t)(th_rand(&seed) % 300);
         memset(&h, 0, sizeof h);
-        th_buf_adds(&in, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<p@q.r>\r\nDATA\r\n");
+        th_buf_adds(&in,
+                    "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<p@q.r>\r\nDATA\r\n");
         for (k = 0; k < len; k++) {
             char c = alphabet[th_rand(&seed) % 4];
             th_buf_add(&in, &c, 1);

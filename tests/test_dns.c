@@ -122,8 +122,7 @@ build_mx(pk *p)
     u8(p, 192), u8(p, 0), u8(p, 2), u8(p, 1);
     ptr(p, 43);
     rr(p, 28, 16);
-    u16(p, 0x2001), u16(p, 0xdb8), u32(p, 0), u32(p, 0), u16(p, 0),
-        u16(p, 1);
+    u16(p, 0x2001), u16(p, 0xdb8), u32(p, 0), u32(p, 0), u16(p, 0), u16(p, 1);
 }
 
 static int
@@ -140,9 +139,10 @@ test_query(void **state)
 {
     uint8_t buf[512];
     size_t len;
-    static const uint8_t want[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0,
-                                   0, 0, 7, 'e', 'x', 'a', 'm', 'p', 'l',
-                                   'e', 3, 'o', 'r', 'g', 0, 0, 15, 0, 1};
+    static const uint8_t want[] = {0x12, 0x34, 0x01, 0x00, 0, 1,   0,   0,
+                                   0,    0,    0,    0,    7, 'e', 'x', 'a',
+                                   'm',  'p',  'l',  'e',  3, 'o', 'r', 'g',
+                                   0,    0,    15,   0,    1};
     char big[300];
     (void)state;
     assert_int_equal(llsmtp_dns_query(0x1234, "example.org.", 12, 15, 0, buf,

@@ -108,34 +108,50 @@ static void
 test_path_and_params(void **state)
 {
     static const char *const paths[] = {
-        "<a@b.example>", "<>", "<Postmaster>", "<postmaster@x.example>",
-        "<@r1.example,@r2.example:u@d.example>", "<\"q x\\\"y\"@d.example>",
-        "<u@[192.0.2.1]>", "<u@[IPv6:2001:db8::1]>",
-        "<u@[IPv6:::ffff:192.0.2.1]>", "<u@[tag:abc]>",
-        "<\xc3\xbc@ex\xc3\xa4mple.example>", "<a.b.c@d-e.f-g.example> SIZE=1",
-        "a@b", "<a@b", "<a@b.>", "<a..b@c>", "<\"\">"};
+        "<a@b.example>",
+        "<>",
+        "<Postmaster>",
+        "<postmaster@x.example>",
+        "<@r1.example,@r2.example:u@d.example>",
+        "<\"q x\\\"y\"@d.example>",
+        "<u@[192.0.2.1]>",
+        "<u@[IPv6:2001:db8::1]>",
+        "<u@[IPv6:::ffff:192.0.2.1]>",
+        "<u@[tag:abc]>",
+        "<\xc3\xbc@ex\xc3\xa4mple.example>",
+        "<a.b.c@d-e.f-g.example> SIZE=1",
+        "a@b",
+        "<a@b",
+        "<a@b.>",
+        "<a..b@c>",
+        "<\"\">"};
     static const char *const params[] = {
-        "SIZE=100 BODY=8BITMIME", "RET=HDRS ENVID=a+2Bb",
+        "SIZE=100 BODY=8BITMIME",
+        "RET=HDRS ENVID=a+2Bb",
         "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+40b.example",
-        "SMTPUTF8", "A= B", "X-Y=\xc3\xa9", "AUTH=<>", "K=v  K2"};
-    static const char *const xtexts[] = {"abc+2B+3Ddef", "+2", "+",
-                                         "a+4", "rfc822;a+40b", "+2b"};
+        "SMTPUTF8",
+        "A= B",
+        "X-Y=\xc3\xa9",
+        "AUTH=<>",
+        "K=v  K2"};
+    static const char *const xtexts[] = {"abc+2B+3Ddef", "+2", "+", "a+4",
+                                         "rfc822;a+40b", "+2b"};
     static const char *const notify[] = {"NEVER", "SUCCESS,DELAY",
                                          "FAILURE,SUCCESS,DELAY", "NEV"};
     static const char *const domains[] = {"example.com", "a-b.c-d.example",
                                           "[192.0.2.1]", "x"};
-    static const char *const ips[] = {"192.0.2.1", "2001:db8::1",
-                                      "::ffff:1.2.3.4", "1::", "::",
-                                      "fe80:0:0:0:0:0:0:1", "255.255.255.255"};
+    static const char *const ips[] = {
+        "192.0.2.1", "2001:db8::1",        "::ffff:1.2.3.4", "1::",
+        "::",        "fe80:0:0:0:0:0:0:1", "255.255.255.255"};
     static const char *const cidrs[] = {"10.0.0.0/8", "2001:db8::/32",
                                         "::ffff:10.0.0.0/104", "192.0.2.1"};
     static const char *const hosts[] = {"smtp.example:587", "[host.example]",
                                         "[192.0.2.1]:25",
                                         "[IPv6:2001:db8::1]:587",
                                         "[2001:db8::1]"};
-    static const unsigned popts[] = {
-        0, LLSMTP_PARSE_ALLOW_NULL | LLSMTP_PARSE_ALLOW_POSTMASTER |
-               LLSMTP_PARSE_UTF8};
+    static const unsigned popts[] = {0, LLSMTP_PARSE_ALLOW_NULL |
+                                            LLSMTP_PARSE_ALLOW_POSTMASTER |
+                                            LLSMTP_PARSE_UTF8};
     size_t i, l, k;
     (void)state;
     for (i = 0; i < sizeof paths / sizeof paths[0]; i++)
@@ -151,8 +167,8 @@ test_path_and_params(void **state)
             for (k = 0; k < 2; k++) {
                 llsmtp_params out;
                 size_t end;
-                llsmtp_params_parse(ov_place(params[i], l), l, popts[k],
-                                    &out, &end);
+                llsmtp_params_parse(ov_place(params[i], l), l, popts[k], &out,
+                                    &end);
             }
     for (i = 0; i < sizeof xtexts / sizeof xtexts[0]; i++)
         for (l = 0; l <= strlen(xtexts[i]); l++) {
@@ -199,9 +215,9 @@ test_path_and_params(void **state)
 static void
 test_base64_and_sasl(void **state)
 {
-    static const char *const b64[] = {"dGVzdA==", "AHVzZXIAc2VjcmV0", "YQ==",
-                                      "YWI=", "*", "=", "YW=j",
-                                      "VXNlcm5hbWU6"};
+    static const char *const b64[] = {
+        "dGVzdA==", "AHVzZXIAc2VjcmV0", "YQ==", "YWI=", "*", "=",
+        "YW=j",     "VXNlcm5hbWU6"};
     static const char plain[] = "authz\0user@example\0secret";
     static const char *const names[] = {"user@example", "u", "a b"};
     size_t i, l;
@@ -238,9 +254,12 @@ static void
 test_ehlo_keyword(void **state)
 {
     static const char *const kws[] = {
-        "SIZE 10240000", "AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2", "AUTH=LOGIN",
-        "PIPELINING", "8BITMIME", "SIZE 18446744073709551617", "STARTTLS",
-        "SIZE", "AUTH ", "ENHANCEDSTATUSCODES", "X-UNKNOWN arg"};
+        "SIZE 10240000", "AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2",
+        "AUTH=LOGIN",    "PIPELINING",
+        "8BITMIME",      "SIZE 18446744073709551617",
+        "STARTTLS",      "SIZE",
+        "AUTH ",         "ENHANCEDSTATUSCODES",
+        "X-UNKNOWN arg"};
     size_t i, l;
     (void)state;
     for (i = 0; i < sizeof kws / sizeof kws[0]; i++)
@@ -286,8 +305,8 @@ test_dns(void **state)
         int rc;
         if (l <= n) {
             rc = llsmtp_dns_parse((const uint8_t *)ov_place(pkt, l), l, 0,
-                                  0x1234, "company.test", 12, 15, rrs, 8,
-                                  &nrr, &total);
+                                  0x1234, "company.test", 12, 15, rrs, 8, &nrr,
+                                  &total);
             if (l == n) {
                 assert_int_equal(rc, LLSMTP_DNS_NOERROR);
                 assert_int_equal(llsmtp_dns_mx(rrs, nrr, "company.test", 12,
@@ -340,8 +359,12 @@ test_reply_parser(void **state)
     static const char *const in[] = {
         "220 mx.example ESMTP\r\n",
         "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 100\r\n250 8BITMIME\r\n",
-        "354 go\r\n", "250 \r\n250\r\n", "550-x\r\n551 y\r\n", "25",
-        "250 a\n", "250-\r\n250 \r\n"};
+        "354 go\r\n",
+        "250 \r\n250\r\n",
+        "550-x\r\n551 y\r\n",
+        "25",
+        "250 a\n",
+        "250-\r\n250 \r\n"};
     size_t i, l;
     (void)state;
     for (i = 0; i < sizeof in / sizeof in[0]; i++) {
@@ -457,6 +480,7 @@ typedef struct ov_dialogue {
     const char *want; /* in the replies to the whole dialogue */
 } ov_dialogue;
 
+/* clang-format off */
 static const char ov_proxy_v2_tcp4[] =
     "\r\n\r\n\0\r\nQUIT\n"      /* signature */
     "\x21\x11\x00\x11"          /* v2 PROXY, TCP over IPv4, 17 bytes */
@@ -474,6 +498,7 @@ static const char ov_proxy_v2_local[] =
     "\r\n\r\n\0\r\nQUIT\n"
     "\x20\x00\x00\x00"
     "HELO x\r\n";
+/* clang-format on */
 
 static void
 ov_run_dialogue(const ov_dialogue *d)
@@ -498,8 +523,8 @@ ov_run_dialogue(const ov_dialogue *d)
         th_drain(s, &h);
         th_buf_add(&h.out, "", 1);
         if (strstr(h.out.p, d->want) == NULL) /* it got where it should */
-            fail_msg("cut at %zu of %.20s...: no \"%s\" in:\n%s", l,
-                     d->text, d->want, h.out.p);
+            fail_msg("cut at %zu of %.20s...: no \"%s\" in:\n%s", l, d->text,
+                     d->want, h.out.p);
         free(s);
         th_host_free(&h);
     }
@@ -532,8 +557,7 @@ test_server_session(void **state)
          "dXNlcg==\r\nc2VjcmV0\r\nAUTH PLAIN\r\n*\r\n"
          "AUTH LOGIN dXNlcg==\r\nc2VjcmV0\r\nAUTH PLAIN =\r\n"
          "AUTH CRAM-MD5\r\n*\r\nAUTH PLAIN !!!!\r\nQUIT\r\n",
-         0, LLSMTP_EXT_AUTH, LLSMTP_CFG_AUTH_CLEARTEXT,
-         "334 UGFzc3dvcmQ6"},
+         0, LLSMTP_EXT_AUTH, LLSMTP_CFG_AUTH_CLEARTEXT, "334 UGFzc3dvcmQ6"},
         {"EHLO x\r\nMAIL FROM:<\xc3\xbc@ex\xc3\xa4mple> SMTPUTF8\r\n"
          "RCPT TO:<\xce\xb4@\xcf\x80.example>\r\nDATA\r\n.\r\n",
          0, LLSMTP_EXT_SMTPUTF8, 0, "354 "},
@@ -542,8 +566,8 @@ test_server_session(void **state)
          0, 0, LLSMTP_CFG_LMTP, "221 "},
         {"EHLO x\r\nETRN @example.com\r\nSTARTTLS\r\nEHLO y\r\nQUIT\r\n", 0,
          LLSMTP_EXT_STARTTLS | LLSMTP_EXT_ETRN, 0, "220 2.0.0 Ready"},
-        {"PROXY TCP4 192.0.2.1 192.0.2.2 12345 25\r\nEHLO x\r\nQUIT\r\n", 0,
-         0, LLSMTP_CFG_PROXY, "221 "},
+        {"PROXY TCP4 192.0.2.1 192.0.2.2 12345 25\r\nEHLO x\r\nQUIT\r\n", 0, 0,
+         LLSMTP_CFG_PROXY, "221 "},
         {"PROXY TCP6 2001:db8::1 2001:db8::2 1 25\r\nHELO x\r\n", 0, 0,
          LLSMTP_CFG_PROXY, "250 "},
         {"PROXY UNKNOWN\r\nHELO x\r\n", 0, 0, LLSMTP_CFG_PROXY, "250 "},
@@ -551,8 +575,8 @@ test_server_session(void **state)
          "221 "},
         {ov_proxy_v2_tcp6, sizeof ov_proxy_v2_tcp6 - 1, 0, LLSMTP_CFG_PROXY,
          "221 "},
-        {ov_proxy_v2_local, sizeof ov_proxy_v2_local - 1, 0,
-         LLSMTP_CFG_PROXY, "250 "},
+        {ov_proxy_v2_local, sizeof ov_proxy_v2_local - 1, 0, LLSMTP_CFG_PROXY,
+         "250 "},
         {longline, 0, 0, 0, "221 "},
     };
     size_t i;

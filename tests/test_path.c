@@ -34,7 +34,8 @@ static const path_case cases[] = {
     {"<>", 0, LLSMTP_E_SYNTAX, NULL, NULL, 0},
     {"<\"john doe\"@x.y>", 0, LLSMTP_OK, "\"john doe\"", "x.y",
      LLSMTP_PATH_QUOTED},
-    {"<\"a\\\"b\"@x.y>", 0, LLSMTP_OK, "\"a\\\"b\"", "x.y", LLSMTP_PATH_QUOTED},
+    {"<\"a\\\"b\"@x.y>", 0, LLSMTP_OK, "\"a\\\"b\"", "x.y",
+     LLSMTP_PATH_QUOTED},
     {"<\"\"@x.y>", 0, LLSMTP_OK, "\"\"", "x.y", LLSMTP_PATH_QUOTED},
     {"<\"a\"b@x.y>", 0, LLSMTP_E_SYNTAX, NULL, NULL, 0},
     {"<a@[192.0.2.1]>", 0, LLSMTP_OK, "a", "[192.0.2.1]",
@@ -55,8 +56,7 @@ static const path_case cases[] = {
      LLSMTP_PATH_ROUTE},
     {"<@r1.example,r2.example:a@x.y>", 0, LLSMTP_E_SYNTAX, NULL, NULL, 0},
     {"<@r1.example>", 0, LLSMTP_E_SYNTAX, NULL, NULL, 0},
-    {"<Postmaster>", P, LLSMTP_OK, "Postmaster", "",
-     LLSMTP_PATH_POSTMASTER},
+    {"<Postmaster>", P, LLSMTP_OK, "Postmaster", "", LLSMTP_PATH_POSTMASTER},
     {"<postmaster>", 0, LLSMTP_E_SYNTAX, NULL, NULL, 0},
     {"<postmaster2>", P, LLSMTP_E_SYNTAX, NULL, NULL, 0},
     {"<a>", 0, LLSMTP_E_SYNTAX, NULL, NULL, 0},
@@ -76,9 +76,11 @@ static const path_case cases[] = {
     {"<j\xc3\xb6rg@x.y>", 0, LLSMTP_E_SYNTAX, NULL, NULL, 0},
     {"<j\xc3\xb6rg@x.y>", U, LLSMTP_OK, "j\xc3\xb6rg", "x.y",
      LLSMTP_PATH_UTF8},
+    /* clang-format off */
     {"<a@b\xc3\xbc" "cher.example>", U, LLSMTP_OK, "a", "b\xc3\xbc" "cher.example",
      LLSMTP_PATH_UTF8},
-    {"<j\xc0\xafrg@x.y>", U, LLSMTP_E_SYNTAX, NULL, NULL, 0}, /* overlong */
+    /* clang-format on */
+    {"<j\xc0\xafrg@x.y>", U, LLSMTP_E_SYNTAX, NULL, NULL, 0},   /* overlong */
     {"<j\xed\xa0\x80@x.y>", U, LLSMTP_E_SYNTAX, NULL, NULL, 0}, /* surrogate */
     {"<j\xf4\x90\x80\x80@x.y>", U, LLSMTP_E_SYNTAX, NULL, NULL, 0},
     {"<j\xc3@x.y>", U, LLSMTP_E_SYNTAX, NULL, NULL, 0}, /* truncated */
@@ -118,12 +120,14 @@ test_path_limits(void **state)
     size_t end;
     (void)state;
     /* label of 63 ok, 64 too long */
-    snprintf(buf, sizeof buf, "<a@%.*s.x>", 63,
-             "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll");
+    snprintf(
+        buf, sizeof buf, "<a@%.*s.x>", 63,
+        "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll");
     assert_int_equal(llsmtp_path_parse(buf, strlen(buf), 0, &p, &end),
                      LLSMTP_OK);
-    snprintf(buf, sizeof buf, "<a@%.*sl.x>", 63,
-             "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll");
+    snprintf(
+        buf, sizeof buf, "<a@%.*sl.x>", 63,
+        "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll");
     assert_int_equal(llsmtp_path_parse(buf, strlen(buf), 0, &p, &end),
                      LLSMTP_E_RANGE);
     /* domain of 256 octets is too long */
@@ -167,8 +171,10 @@ test_ip_text(void **state)
     uint8_t a4[4], a6[16];
     static const uint8_t v6_1[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0,
                                      0,    0,    0,    0,    0, 0, 0, 1};
+    /* clang-format off */
     static const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0,
                                        0, 0, 0xff, 0xff, 10, 1, 2, 3};
+    /* clang-format on */
     (void)state;
     assert_int_equal(llsmtp_ipv4_parse("192.0.2.255", 11, a4), LLSMTP_OK);
     assert_int_equal(a4[0], 192);
@@ -234,9 +240,8 @@ test_params(void **state)
                      LLSMTP_E_SYNTAX);
     assert_int_equal(llsmtp_params_parse("A=\xc3\xa9", 4, U, &ps, &end),
                      LLSMTP_OK);
-    assert_int_equal(llsmtp_params_parse(
-                         "A B C D E F G H I J K L M N O P Q", 33, 0, &ps,
-                         &end),
+    assert_int_equal(llsmtp_params_parse("A B C D E F G H I J K L M N O P Q",
+                                         33, 0, &ps, &end),
                      LLSMTP_E_RANGE);
 }
 

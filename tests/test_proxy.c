@@ -43,9 +43,9 @@ test_v1_accepted(void **state)
     assert_int_equal(ip.family, 4);
     assert_memory_equal(ip.addr, v4, 4);
     assert_int_equal(port, 56324);
-    assert_int_equal(
-        parse_str("PROXY TCP6 2001:db8::1 2001:db8::2 0 25\r\n", &ip, &port),
-        1);
+    assert_int_equal(parse_str("PROXY TCP6 2001:db8::1 2001:db8::2 0 25\r\n",
+                               &ip, &port),
+                     1);
     assert_int_equal(ip.family, 6);
     assert_int_equal(ip.addr[0], 0x20);
     assert_int_equal(ip.addr[15], 1);
@@ -66,8 +66,8 @@ static void
 test_v1_refused(void **state)
 {
     static const char *const bad[] = {
-        "PROXY TCP4 192.0.2.1 198.51.100.2 56324 25\n",   /* no CR */
-        "PROXY TCP4 192.0.2.1 198.51.100.2 56324 25",     /* no CRLF */
+        "PROXY TCP4 192.0.2.1 198.51.100.2 56324 25\n",    /* no CR */
+        "PROXY TCP4 192.0.2.1 198.51.100.2 56324 25",      /* no CRLF */
         "PROXY TCP4 192.0.2.1 198.51.100.2 056324 25\r\n", /* leading 0 */
         "PROXY TCP4 192.0.2.1 198.51.100.2 65536 25\r\n",  /* > 65535 */
         "PROXY TCP4 192.0.2.1 198.51.100.2 1 2 3\r\n",     /* a field more */
@@ -78,7 +78,7 @@ test_v1_refused(void **state)
         "PROXY UDP4 192.0.2.1 198.51.100.2 1 25\r\n",      /* protocol */
         "PROXY  TCP4 192.0.2.1 198.51.100.2 1 25\r\n",     /* two spaces */
         "PROXY\r\n",
-        "proxy TCP4 192.0.2.1 198.51.100.2 1 25\r\n",      /* case */
+        "proxy TCP4 192.0.2.1 198.51.100.2 1 25\r\n", /* case */
         "P\r\n",
         ""};
     size_t i;
@@ -98,7 +98,7 @@ v2(char *h, unsigned ver_cmd, unsigned fam, size_t len, const char *block,
    size_t have)
 {
     static const char sig[12] = {'\r', '\n', '\r', '\n', '\0', '\r',
-                                 '\n', 'Q',  'U',  'I',  'T', '\n'};
+                                 '\n', 'Q',  'U',  'I',  'T',  '\n'};
     memcpy(h, sig, 12);
     h[12] = (char)ver_cmd;
     h[13] = (char)fam;

@@ -176,14 +176,12 @@ static const relay_case relay_cases[] = {
 static const char *const local_domains[] = {"company.test",
                                             "Mail.Company2.TEST.",
                                             ".hosted.test"};
-static const char *const relay_domains[] = {"partner.test",
-                                            ".partner2.test"};
+static const char *const relay_domains[] = {"partner.test", ".partner2.test"};
 
 static void
 make_policy(llsmtp_relay_policy *p, llsmtp_cidr *nets, llsmtp_ip *own)
 {
-    static const char *const netspecs[] = {"192.168.0.0/16",
-                                           "2001:db8:1::/48",
+    static const char *const netspecs[] = {"192.168.0.0/16", "2001:db8:1::/48",
                                            "::ffff:10.0.0.0/104"};
     size_t i;
     llsmtp_relay_policy_init(p);
@@ -192,8 +190,7 @@ make_policy(llsmtp_relay_policy *p, llsmtp_cidr *nets, llsmtp_ip *own)
                                            &nets[i]),
                          LLSMTP_OK);
     assert_int_equal(llsmtp_ip_parse("192.0.2.25", 10, &own[0]), LLSMTP_OK);
-    assert_int_equal(llsmtp_ip_parse("2001:db8::25", 12, &own[1]),
-                     LLSMTP_OK);
+    assert_int_equal(llsmtp_ip_parse("2001:db8::25", 12, &own[1]), LLSMTP_OK);
     p->local_domains = local_domains;
     p->nlocal = 3;
     p->relay_domains = relay_domains;
@@ -226,20 +223,18 @@ test_relay_table(void **state)
             got = 'S';
         } else {
             if (c->client != NULL)
-                assert_int_equal(
-                    llsmtp_ip_parse(c->client, strlen(c->client), &ip),
-                    LLSMTP_OK);
-            v = llsmtp_relay_check(&p, c->client ? &ip : NULL, c->auth,
-                                   &path);
+                assert_int_equal(llsmtp_ip_parse(c->client, strlen(c->client),
+                                                 &ip),
+                                 LLSMTP_OK);
+            v = llsmtp_relay_check(&p, c->client ? &ip : NULL, c->auth, &path);
             got = v == LLSMTP_RELAY_LOCAL     ? 'L'
                   : v == LLSMTP_RELAY_ALLOWED ? 'A'
                   : v == LLSMTP_RELAY_DENIED  ? 'D'
                                               : '?';
         }
         if (got != c->want)
-            fail_msg("case %zu %s from %s auth %d: got %c want %c", i,
-                     c->rcpt, c->client ? c->client : "?", c->auth, got,
-                     c->want);
+            fail_msg("case %zu %s from %s auth %d: got %c want %c", i, c->rcpt,
+                     c->client ? c->client : "?", c->auth, got, c->want);
     }
     /* policy switches */
     {
@@ -314,7 +309,8 @@ test_relay_table_in_session(void **state)
         }
         llsmtp_server_set_authenticated(s, c->auth);
         llsmtp_server_start(s);
-        th_buf_adds(&in, "EHLO client.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:");
+        th_buf_adds(&in,
+                    "EHLO client.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:");
         th_buf_adds(&in, c->rcpt);
         th_buf_adds(&in, "\r\n");
         verdict_seen = -2;
@@ -335,8 +331,7 @@ test_relay_table_in_session(void **state)
                                                : LLSMTP_RELAY_ALLOWED);
             break;
         case 'D':
-            if (strstr(h.out.p, "\r\n550 5.7.1 Unable to relay for <") ==
-                NULL)
+            if (strstr(h.out.p, "\r\n550 5.7.1 Unable to relay for <") == NULL)
                 fail_msg("case %zu %s: no 550 in %s", i, c->rcpt, h.out.p);
             assert_int_equal(verdict_seen, -2); /* on_rcpt not asked */
             break;
@@ -373,10 +368,11 @@ test_rejected_recipient_limit(void **state)
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
     {
-        static const char in[] = "EHLO x\r\nMAIL FROM:<a@b.test>\r\n"
-                                 "RCPT TO:<a@o1.test>\r\nRCPT TO:<b@o2.test>\r\n"
-                                 "RCPT TO:<ok@company.test>\r\n"
-                                 "RCPT TO:<c@o3.test>\r\nRCPT TO:<d@o4.test>\r\n";
+        static const char in[] =
+            "EHLO x\r\nMAIL FROM:<a@b.test>\r\n"
+            "RCPT TO:<a@o1.test>\r\nRCPT TO:<b@o2.test>\r\n"
+            "RCPT TO:<ok@company.test>\r\n"
+            "RCPT TO:<c@o3.test>\r\nRCPT TO:<d@o4.test>\r\n";
         assert_int_equal(llsmtp_server_feed(s, in, sizeof in - 1, &used),
                          LLSMTP_CLOSE);
     }
@@ -424,9 +420,10 @@ test_proxy_address_drives_relay(void **state)
     s = th_session(&cfg, &h);
     assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
     assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_GREETING);
-    assert_int_equal(TH_FEED(s, "PROXY TCP4 10.1.2.3 192.0.2.25 40000 25\r\n"
-                                "EHLO x\r\nMAIL FROM:<a@b.test>\r\n"
-                                "RCPT TO:<far@outside.test>\r\n",
+    assert_int_equal(TH_FEED(s,
+                             "PROXY TCP4 10.1.2.3 192.0.2.25 40000 25\r\n"
+                             "EHLO x\r\nMAIL FROM:<a@b.test>\r\n"
+                             "RCPT TO:<far@outside.test>\r\n",
                              &used),
                      LLSMTP_OK);
     assert_int_equal(llsmtp_server_client(s, &ip, &port), 1);
@@ -434,7 +431,8 @@ test_proxy_address_drives_relay(void **state)
     assert_string_equal(text, "10.1.2.3");
     assert_int_equal(port, 40000);
     th_drain(s, &h);
-    assert_non_null(strstr(h.out.p, "250 2.1.5 Recipient <far@outside.test> OK"));
+    assert_non_null(
+        strstr(h.out.p, "250 2.1.5 Recipient <far@outside.test> OK"));
     free(s);
     th_host_free(&h);
     /* the same client without PROXY mode is just unknown: denied */
@@ -442,7 +440,8 @@ test_proxy_address_drives_relay(void **state)
     memset(&h, 0, sizeof h);
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    TH_FEED(s, "EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<far@outside.test>\r\n",
+    TH_FEED(s,
+            "EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<far@outside.test>\r\n",
             &used);
     th_drain(s, &h);
     assert_non_null(strstr(h.out.p, "550 5.7.1 Unable to relay"));

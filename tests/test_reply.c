@@ -27,13 +27,11 @@ test_reply_set_validation(void **state)
     assert_int_equal(llsmtp_reply_set(&r, 600, NULL, "x"), LLSMTP_E_REPLY);
     assert_int_equal(r.code, 550); /* unchanged on error */
     assert_int_equal(llsmtp_reply_set(&r, 550, "4.1.1", "x"), LLSMTP_E_REPLY);
-    assert_int_equal(llsmtp_reply_set(&r, 550, "5.01.1", "x"),
-                     LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 550, "5.01.1", "x"), LLSMTP_E_REPLY);
     assert_int_equal(llsmtp_reply_set(&r, 550, "5.1000.1", "x"),
                      LLSMTP_E_REPLY);
     assert_int_equal(llsmtp_reply_set(&r, 550, "5.1", "x"), LLSMTP_E_REPLY);
-    assert_int_equal(llsmtp_reply_set(&r, 550, "5.1.1x", "x"),
-                     LLSMTP_E_REPLY);
+    assert_int_equal(llsmtp_reply_set(&r, 550, "5.1.1x", "x"), LLSMTP_E_REPLY);
     assert_int_equal(llsmtp_reply_set(&r, 354, "3.0.0", "x"), LLSMTP_E_REPLY);
     assert_int_equal(llsmtp_reply_set(&r, 354, NULL, "go"), LLSMTP_OK);
     assert_string_equal(r.enhanced, "");
@@ -44,8 +42,9 @@ test_reply_set_validation(void **state)
     big[sizeof big - 1] = '\0';
     assert_int_equal(llsmtp_reply_set(&r, 550, NULL, big), LLSMTP_E_REPLY);
     assert_int_equal(
-        llsmtp_reply_set(&r, 550, NULL,
-                         "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17"),
+        llsmtp_reply_set(
+            &r, 550, NULL,
+            "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17"),
         LLSMTP_E_REPLY);
     assert_int_equal(llsmtp_reply_set_id(&r, "ABC", 3), LLSMTP_OK);
     assert_int_equal(llsmtp_reply_set_id(&r, "A C", 3), LLSMTP_E_REPLY);
@@ -75,7 +74,9 @@ test_format(void **state)
     assert_string_equal(buf, "250-2.0.0 line1\r\n250-2.0.0 line2\r\n"
                              "250 2.0.0 line3\r\n");
     /* injection attempts: CR alone, NUL, other controls */
+    /* clang-format off */
     llsmtp_reply_setn(&r, 550, NULL, "a\rb\0c\x1b" "d\te", 9);
+    /* clang-format on */
     fmt(&r, 0, buf, sizeof buf);
     assert_string_equal(buf, "550 a b?c?d e\r\n");
     llsmtp_reply_setn(&r, 550, NULL, "x\r\n250 fake", 11);

@@ -139,8 +139,9 @@ test_pause_position(void **state)
                      LLSMTP_CLOSE);
     assert_int_equal(off + used, sizeof in - 1);
     out = llsmtp_server_output(s, &olen);
-    assert_true(th_contains(out, olen, "250 2.1.5 Recipient <deferred@x.test> OK"
-                                "\r\n250 2.1.5 Recipient <n@x.test> OK\r\n"));
+    assert_true(th_contains(out, olen,
+                            "250 2.1.5 Recipient <deferred@x.test> OK"
+                            "\r\n250 2.1.5 Recipient <n@x.test> OK\r\n"));
     free(s);
     th_host_free(&h);
 }
@@ -249,8 +250,9 @@ test_sticky_failure(void **state)
     memset(&h, 0, sizeof h);
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
-                                 "\r\nDATA\r\nhello\r\n",
+    assert_int_equal(feed_str(s,
+                              "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                              "\r\nDATA\r\nhello\r\n",
                               &used),
                      LLSMTP_E_CALLBACK);
     assert_string_equal(llsmtp_server_failed_cb(s), "on_data");
@@ -301,13 +303,15 @@ test_reply_struct_edits(void **state)
     memset(&h, 0, sizeof h);
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
-                                 "\r\n",
+    assert_int_equal(feed_str(s,
+                              "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                              "\r\n",
                               &used),
                      LLSMTP_OK);
     out = llsmtp_server_output(s, &olen);
-    assert_true(th_contains(out, olen, "\r\n550 5.0.0 Requested action not taken: "
-                                "mailbox unavailable\r\n"));
+    assert_true(th_contains(out, olen,
+                            "\r\n550 5.0.0 Requested action not taken: "
+                            "mailbox unavailable\r\n"));
     free(s);
 
     cb.on_rcpt = NULL;
@@ -339,7 +343,8 @@ test_sync_check(void **state)
     llsmtp_server_start(s);
     assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_CLOSE);
     out = llsmtp_server_output(s, &olen);
-    assert_true(th_contains(out, olen, "554 5.5.0 SMTP protocol synchronization"));
+    assert_true(
+        th_contains(out, olen, "554 5.5.0 SMTP protocol synchronization"));
     free(s);
 
     /* a well-behaved client */
@@ -388,6 +393,7 @@ test_sync_check_groups(void **state)
         const char *before[3], *read;
         int ends; /* 1: the read's first line ends a group */
     } rows[] = {
+        /* clang-format off */
         /* RFC 4954 4: an initial response may be pipelined past when the
          * exchange completes in one round trip; a 334 says it did not */
         {LLSMTP_EXT_AUTH, 0, {NULL},
@@ -422,6 +428,7 @@ test_sync_check_groups(void **state)
          "BDAT 5\r\nhelloNOOP\r\n", 1},
         {LLSMTP_EXT_CHUNKING, 0, {"MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n"},
          "BDAT 5\r\nhelloBDAT 0 LAST\r\n", 0},
+        /* clang-format on */
     };
     size_t i, k;
     (void)state;
@@ -443,8 +450,7 @@ test_sync_check_groups(void **state)
         assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_OK);
         llsmtp_server_input_drained(s);
         for (k = 0; k < 3 && rows[i].before[k] != NULL; k++) {
-            assert_int_equal(feed_str(s, rows[i].before[k], &used),
-                             LLSMTP_OK);
+            assert_int_equal(feed_str(s, rows[i].before[k], &used), LLSMTP_OK);
             llsmtp_server_input_drained(s);
         }
         llsmtp_server_output(s, &olen);
@@ -453,8 +459,8 @@ test_sync_check_groups(void **state)
         out = llsmtp_server_output(s, &olen);
         if (rows[i].ends != th_contains(out, olen, "554 5.5.0") ||
             rc != (rows[i].ends ? LLSMTP_CLOSE : LLSMTP_OK))
-            fail_msg("row %zu (%s): rc %d, output %.*s", i, rows[i].read,
-                     rc, (int)olen, out);
+            fail_msg("row %zu (%s): rc %d, output %.*s", i, rows[i].read, rc,
+                     (int)olen, out);
         free(s);
     }
 }
@@ -479,8 +485,7 @@ test_timeouts(void **state)
     feed_str(s, "MAIL FROM:<>\r\nRCPT TO:<a@b.c>\r\n", &used);
     assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_RCPT);
     feed_str(s, "DATA\r\n", &used);
-    assert_int_equal(llsmtp_server_timeout(s, NULL),
-                     LLSMTP_TIMEOUT_DATA_INIT);
+    assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_DATA_INIT);
     feed_str(s, "abc", &used);
     assert_int_equal(llsmtp_server_timeout(s, &sec),
                      LLSMTP_TIMEOUT_DATA_BLOCK);
@@ -508,8 +513,9 @@ test_resume_after_eof(void **state)
     h.nrules = 1;
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
-                                 "\r\nDATA\r\nhi\r\n.\r\n",
+    assert_int_equal(feed_str(s,
+                              "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                              "\r\nDATA\r\nhi\r\n.\r\n",
                               &used),
                      LLSMTP_PAUSED);
     llsmtp_server_output(s, &olen);
@@ -578,8 +584,9 @@ test_accessors(void **state)
     assert_ptr_equal(llsmtp_server_config(s), &cfg);
     llsmtp_server_start(s);
     assert_int_equal(llsmtp_server_helo_kind(s), -1);
-    feed_str(s, "EHLO x\r\nMAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<a@b.c>\r\n"
-                "RCPT TO:<d@b.c>\r\n",
+    feed_str(s,
+             "EHLO x\r\nMAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<a@b.c>\r\n"
+             "RCPT TO:<d@b.c>\r\n",
              &used);
     assert_int_equal(llsmtp_server_helo_kind(s), 1);
     assert_int_equal(llsmtp_server_body_type(s), 8);
@@ -722,8 +729,9 @@ test_callback_bad_code_closes_with_421(void **state)
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
     th_drain(s, &h);
-    assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
-                                 "\r\nDATA\r\nhi\r\n.\r\n",
+    assert_int_equal(feed_str(s,
+                              "HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.c>"
+                              "\r\nDATA\r\nhi\r\n.\r\n",
                               &used),
                      LLSMTP_E_CALLBACK);
     assert_string_equal(llsmtp_server_failed_cb(s), "on_data_end");
@@ -768,10 +776,9 @@ test_bdat_paused_last_octet(void **state)
         assert_int_equal(feed_str(s, env, &used), LLSMTP_OK);
         th_drain(s, &h);
         h.out.n = 0; /* only the chunk's reply is of interest */
-        assert_int_equal(feed_str(s, last ? "BDAT 3 LAST\r\nabc"
-                                          : "BDAT 3\r\nabc",
-                                  &used),
-                         LLSMTP_PAUSED);
+        assert_int_equal(
+            feed_str(s, last ? "BDAT 3 LAST\r\nabc" : "BDAT 3\r\nabc", &used),
+            LLSMTP_PAUSED);
         assert_int_equal(used, last ? 16 : 11);
         assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_DATA);
         assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_OK);
@@ -853,7 +860,8 @@ test_452_not_an_error(void **state)
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
     assert_int_equal(feed_str(s, "EHLO x\r\nMAIL FROM:<a@b.example>\r\n",
-                              &used), LLSMTP_OK);
+                              &used),
+                     LLSMTP_OK);
     th_drain(s, &h);
     for (i = 0; i < 110; i++) {
         snprintf(line, sizeof line, "RCPT TO:<r%zu@b.example>\r\n", i);
@@ -877,10 +885,11 @@ static void
 test_kind_table_in_enum_order(void **state)
 {
     static const char *const names[] = {
-        "none",    "on_connect", "on_helo",  "on_mail_from", "on_rcpt",
-        "on_data_start", "on_data", "on_data_end", "on_rset", "on_vrfy",
-        "on_expn", "on_help",    "on_turn",  "on_quit",      "on_auth",
-        "on_starttls", "on_etrn"};
+        "none",    "on_connect",    "on_helo", "on_mail_from",
+        "on_rcpt", "on_data_start", "on_data", "on_data_end",
+        "on_rset", "on_vrfy",       "on_expn", "on_help",
+        "on_turn", "on_quit",       "on_auth", "on_starttls",
+        "on_etrn"};
     size_t i;
     const char *cb = NULL;
     (void)state;

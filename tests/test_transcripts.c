@@ -77,22 +77,32 @@ tr_unescape(const char *p, size_t n, th_buf *b)
             char e = p[i + 1];
             i += 2;
             switch (e) {
-            case 'r': c = '\r'; break;
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case '0': c = '\0'; break;
+            case 'r':
+                c = '\r';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case '0':
+                c = '\0';
+                break;
             case 'x': {
                 unsigned v = 0;
                 int k;
                 for (k = 0; k < 2 && i < n; k++, i++) {
                     char h = p[i];
-                    v = v * 16 + (unsigned)(h <= '9' ? h - '0'
-                                                     : (h | 0x20) - 'a' + 10);
+                    v = v * 16 +
+                        (unsigned)(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
                 }
                 c = (char)v;
                 break;
             }
-            default: c = e; break;
+            default:
+                c = e;
+                break;
             }
             th_buf_add(b, &c, 1);
             continue;
@@ -377,7 +387,8 @@ tr_first_diff(const char *what, const char *mode, const th_buf *got,
     start = i > 60 ? i - 60 : 0;
     print_error("%s differs (%s) at byte %zu\n--- want: ...%.*s\n"
                 "--- got:  ...%.*s\n",
-                what, mode, i, (int)(want->n - start > 200 ? 200 : want->n - start),
+                what, mode, i,
+                (int)(want->n - start > 200 ? 200 : want->n - start),
                 want->p + start,
                 (int)(got->n - start > 200 ? 200 : got->n - start),
                 got->p + start);
@@ -395,8 +406,8 @@ tr_run_mode(const tr_case *tc, const char *mode, const size_t *cuts,
     memcpy(h.rules, tc->rules, sizeof h.rules);
     h.nrules = tc->nrules;
     s = th_session(&tc->cfg, &h);
-    th_run_tls(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof,
-               tc->tls, tc->ntls);
+    th_run_tls(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof, tc->tls,
+               tc->ntls);
     if (tc->timeout) {
         llsmtp_server_timeout_expired(s);
         th_drain(s, &h);

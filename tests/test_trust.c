@@ -52,14 +52,20 @@ ehlo_everything(int tls)
     const char *out;
     th_buf got = {0};
     static const char *const kw[] = {
-        "250-PIPELINING\r\n", "250-SIZE 10485760\r\n", "250-VRFY\r\n",
-        "250-HELP\r\n", "250-ETRN\r\n",
+        "250-PIPELINING\r\n",
+        "250-SIZE 10485760\r\n",
+        "250-VRFY\r\n",
+        "250-HELP\r\n",
+        "250-ETRN\r\n",
         "250-AUTH PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256 XOAUTH2 "
         "GSSAPI NTLM\r\n",
         "250-AUTH=PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256 XOAUTH2 "
         "GSSAPI NTLM\r\n",
-        "250-ENHANCEDSTATUSCODES\r\n", "250-8BITMIME\r\n",
-        "250-BINARYMIME\r\n", "250-CHUNKING\r\n", "250-DSN\r\n",
+        "250-ENHANCEDSTATUSCODES\r\n",
+        "250-8BITMIME\r\n",
+        "250-BINARYMIME\r\n",
+        "250-CHUNKING\r\n",
+        "250-DSN\r\n",
         "250 SMTPUTF8\r\n"};
     size_t i;
     memset(&cb, 0, sizeof cb);
@@ -108,23 +114,23 @@ test_ehlo_everything_on(void **state)
 /* ---- 2. credentials never stay in session memory ------------------------ */
 
 enum {
-    W_CLEARTEXT = 0, /* 538: AUTH not offered without TLS */
-    W_IN_MAIL,       /* 503: inside a transaction */
-    W_AUTHED,        /* 503: already authenticated */
-    W_UNKNOWN_MECH,  /* 504 */
-    W_NO_EHLO,       /* 503: HELO, not EHLO */
-    W_AUTH_OFF,      /* 502: AUTH not configured at all */
-    W_TOO_LONG,      /* 500 5.5.6 */
-    W_BARE_LF,       /* 500 under bare_lf=reject */
-    W_BAD_B64,       /* 501 */
-    W_CANCEL,        /* LOGIN user name, then "*" */
-    W_CB_FAIL,       /* on_auth fails */
-    W_EOF,           /* half an AUTH line, then eof */
-    W_SHUTDOWN,      /* half an AUTH line, then shutdown */
-    W_TIMEOUT,       /* half an AUTH line, then the timer */
-    W_RESET,         /* half an AUTH line, then llsmtp_server_reset */
-    W_SYNTAX_REFUSED,/* 501 syntax ("AUTH  <b64>", no mechanism) */
-    W_OFF_TOO_LONG,  /* AUTH off: 500 5.5.2 line too long, then NOOP */
+    W_CLEARTEXT = 0,  /* 538: AUTH not offered without TLS */
+    W_IN_MAIL,        /* 503: inside a transaction */
+    W_AUTHED,         /* 503: already authenticated */
+    W_UNKNOWN_MECH,   /* 504 */
+    W_NO_EHLO,        /* 503: HELO, not EHLO */
+    W_AUTH_OFF,       /* 502: AUTH not configured at all */
+    W_TOO_LONG,       /* 500 5.5.6 */
+    W_BARE_LF,        /* 500 under bare_lf=reject */
+    W_BAD_B64,        /* 501 */
+    W_CANCEL,         /* LOGIN user name, then "*" */
+    W_CB_FAIL,        /* on_auth fails */
+    W_EOF,            /* half an AUTH line, then eof */
+    W_SHUTDOWN,       /* half an AUTH line, then shutdown */
+    W_TIMEOUT,        /* half an AUTH line, then the timer */
+    W_RESET,          /* half an AUTH line, then llsmtp_server_reset */
+    W_SYNTAX_REFUSED, /* 501 syntax ("AUTH  <b64>", no mechanism) */
+    W_OFF_TOO_LONG,   /* AUTH off: 500 5.5.2 line too long, then NOOP */
     W_LAST
 };
 
@@ -229,11 +235,11 @@ test_auth_secrets_wiped(void **state)
             break;
         }
         assert_false(llsmtp_server_authenticated(s) && path != W_AUTHED);
-        if (th_contains((const char *)s, sz, "Sw0rdf1sh") || th_contains((const char *)s, sz, b64 + 8) ||
-            th_contains((const char *)s, sz, "MrSecretUser") || th_contains((const char *)s, sz, user64 + 4))
-        {
-            print_error("path %d left a credential in session memory\n",
-                        path);
+        if (th_contains((const char *)s, sz, "Sw0rdf1sh") ||
+            th_contains((const char *)s, sz, b64 + 8) ||
+            th_contains((const char *)s, sz, "MrSecretUser") ||
+            th_contains((const char *)s, sz, user64 + 4)) {
+            print_error("path %d left a credential in session memory\n", path);
             leaked++;
         }
         th_buf_free(&in);
@@ -248,8 +254,8 @@ test_auth_secrets_wiped(void **state)
 static char trust_resume_buf[64];
 
 static int
-stack_on_rcpt(llsmtp_server *s, const llsmtp_path *to,
-              const llsmtp_params *ps, llsmtp_reply *r)
+stack_on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
+              llsmtp_reply *r)
 {
     char text[64];
     (void)s;
@@ -402,13 +408,20 @@ test_challenge_copied(void **state)
 static void
 test_config_refused(void **state)
 {
-    static const char *const bad_hosts[] = {
-        "evil.test\r\n250 injected", "evil.test\n250-AUTH PLAIN",
-        "a b", "", "x\x01y", "[192.0.2.1", "[300.1.1.1]", "-bad.test",
-        "bad..test", "[IPv6:zz::1]"};
-    static const char *const good_hosts[] = {
-        "localhost", "mx.example.test", "[192.0.2.1]", "[IPv6:2001:db8::1]",
-        "MX1.Example.TEST"};
+    static const char *const bad_hosts[] = {"evil.test\r\n250 injected",
+                                            "evil.test\n250-AUTH PLAIN",
+                                            "a b",
+                                            "",
+                                            "x\x01y",
+                                            "[192.0.2.1",
+                                            "[300.1.1.1]",
+                                            "-bad.test",
+                                            "bad..test",
+                                            "[IPv6:zz::1]"};
+    static const char *const good_hosts[] = {"localhost", "mx.example.test",
+                                             "[192.0.2.1]",
+                                             "[IPv6:2001:db8::1]",
+                                             "MX1.Example.TEST"};
     llsmtp_config cfg;
     size_t i, sz;
     char *mem;
@@ -472,12 +485,10 @@ test_config_refused(void **state)
             cfg.extensions |= LLSMTP_EXT_AUTH;
             cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT | LLSMTP_CFG_AUTH_LEGACY;
             cfg.auth_mechanisms = "CRAM-MD5";
-            assert_int_equal(llsmtp_config_check(&cfg, &why),
-                             LLSMTP_E_INVAL);
+            assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_INVAL);
             assert_memory_equal(why, "auth_mechanisms:", 16);
             cfg.callbacks = &cb;
-            assert_int_equal(llsmtp_config_check(&cfg, &why),
-                             LLSMTP_E_INVAL);
+            assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_INVAL);
             assert_int_equal(llsmtp_server_size(&cfg), 0);
             cb.on_auth_step = step_refuse;
             assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_OK);
@@ -532,8 +543,8 @@ static void
 test_help_matches_ehlo(void **state)
 {
     th_buf o = {0};
-    unsigned all = LLSMTP_EXT_DEFAULT | LLSMTP_EXT_STARTTLS |
-                   LLSMTP_EXT_AUTH | LLSMTP_EXT_CHUNKING | LLSMTP_EXT_ETRN;
+    unsigned all = LLSMTP_EXT_DEFAULT | LLSMTP_EXT_STARTTLS | LLSMTP_EXT_AUTH |
+                   LLSMTP_EXT_CHUNKING | LLSMTP_EXT_ETRN;
     (void)state;
     help_for(all, LLSMTP_CFG_AUTH_CLEARTEXT, 0, &o);
     if (!th_contains(o.p, o.n, " STARTTLS") ||
@@ -683,8 +694,8 @@ test_on_reply_no_credentials(void **state)
          * not shown; then one unknown, lower case, cancelled */
         ("EHLO x\r\nAUTH  AGFsaWNlAHNlc2FtZQ\r\nAUTH X-UNKNOWN "
          "AGFsaWNlAHNlc2FtZQ==\r\nauth login\r\nYWxpY2U=\r\n*\r\nQUIT\r\n")};
-    static const char *const secrets[] = {
-        "AGFsaWNlAHNlc2FtZQ", "YWxpY2U", "c2VzYW1l", "sesame", "alice"};
+    static const char *const secrets[] = {"AGFsaWNlAHNlc2FtZQ", "YWxpY2U",
+                                          "c2VzYW1l", "sesame", "alice"};
     llsmtp_config cfg;
     llsmtp_callbacks cb;
     size_t i, k;
@@ -719,13 +730,12 @@ test_on_reply_no_credentials(void **state)
                 (strstr(ri_log.p, "AUTH|PLAIN|503|5.5.1|0|-1|") == NULL ||
                  strstr(ri_log.p, "||500|5.5.1|0|-1|") == NULL))
                 fail_msg("case %zu: no 503, 500 in\n%s", i, ri_log.p);
-            if (i == 4 &&
-                (strstr(ri_log.p, "AUTH||504|5.5.4|0|-1|") == NULL ||
-                 strstr(ri_log.p, "AUTH||504|5.5.4|0|-1|") ==
-                     strrchr(ri_log.p, '\n') ||
-                 strstr(ri_log.p, "AUTH|login|334||0|-1|") == NULL ||
-                 strstr(ri_log.p, "AUTH||334||5|-1|") == NULL ||
-                 strstr(ri_log.p, "AUTH||501|5.0.0|5|-1|") == NULL))
+            if (i == 4 && (strstr(ri_log.p, "AUTH||504|5.5.4|0|-1|") == NULL ||
+                           strstr(ri_log.p, "AUTH||504|5.5.4|0|-1|") ==
+                               strrchr(ri_log.p, '\n') ||
+                           strstr(ri_log.p, "AUTH|login|334||0|-1|") == NULL ||
+                           strstr(ri_log.p, "AUTH||334||5|-1|") == NULL ||
+                           strstr(ri_log.p, "AUTH||501|5.0.0|5|-1|") == NULL))
                 fail_msg("case %zu: got\n%s", i, ri_log.p);
             th_buf_free(&out);
         }
@@ -766,8 +776,8 @@ test_on_reply_bdat_lmtp(void **state)
  * names the command it answers, with its argument, whether the line was
  * in the host's buffer or assembled in the session's. */
 static int
-ri_defer_rcpt(llsmtp_server *s, const llsmtp_path *to,
-              const llsmtp_params *ps, llsmtp_reply *r)
+ri_defer_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
+              llsmtp_reply *r)
 {
     (void)s;
     (void)ps;
