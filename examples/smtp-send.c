@@ -8,8 +8,8 @@
  * and the body are not shown).
  * Exit: see usage() (and README): one status per outcome.
  */
-#include "deliver.h"
-#include "route.h"
+#include "smtpd/deliver.h"
+#include "smtpd/route.h"
 
 #include <signal.h>
 #include <stdio.h>
