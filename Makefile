@@ -216,15 +216,17 @@ TLS_CFLAGS = $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && \
                  echo -DHAVE_OPENSSL $$($(PKG_CONFIG) --cflags openssl))
 TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
 
-# examples/smtpd/ is the server, one concern a file (main.c says which);
-# its route.c (DNS, MX) and deliver.c (the client over a socket)
+# examples/smtpd/ is the server, one concern a file (smtpd.h says which);
+# its route.c (DNS, MX), deliver.c (the client over a socket) and log.c
 # are smtp-send's too, route.c mxlookup's. commit.c is smtpd's storage
 # thread (group commit): smtpd needs -pthread.
 SMTPD_DIR := examples/smtpd
-SMTPD_SRCS := $(addprefix $(SMTPD_DIR)/,main.c commit.c queue.c deliver.c \
+SMTPD_SRCS := $(addprefix $(SMTPD_DIR)/,main.c loop.c session.c spool.c tls.c \
+                log.c commit.c queue.c deliver.c \
                 route.c)
 SMTPD_HDRS := $(wildcard $(SMTPD_DIR)/*.h)
-SEND_SRCS := examples/smtp-send.c $(addprefix $(SMTPD_DIR)/,deliver.c route.c)
+SEND_SRCS := examples/smtp-send.c $(addprefix $(SMTPD_DIR)/,deliver.c route.c \
+               log.c)
 
 $(BUILD)/examples/smtpd: $(SMTPD_SRCS) $(SMTPD_HDRS) $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)

@@ -21,6 +21,7 @@
 #include "queue.h"
 
 #include "deliver.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -354,7 +355,7 @@ st_open(const char *id)
         pos -= (off_t)n;
     }
     if (pos != end) {
-        Q->log("queue=%s its log ended in a torn line (%ld octets): cut", id,
+        log_line("queue=%s its log ended in a torn line (%ld octets): cut", id,
                (long)(end - pos));
         if (ftruncate(fd, pos) != 0 || (!Q->no_fsync && fsync(fd) != 0))
             goto fail;
@@ -779,7 +780,7 @@ queue_open(const queue_conf *qc)
         return -1;
     scan(1);
     if (nents > 0)
-        Q->log("queue: %zu entries waiting", nents);
+        log_line("queue: %zu entries waiting", nents);
     return 0;
 }
 
@@ -801,7 +802,7 @@ queue_run(time_t now)
             if (pid == 0) {
                 queue_child();
                 if (Q->child_setup)
-                    Q->child_setup();
+                    Q->child_setup(Q->child_arg);
                 signal(SIGTERM, SIG_DFL);
                 signal(SIGINT, SIG_IGN);
                 run_entry(e->id);
@@ -813,7 +814,7 @@ queue_run(time_t now)
                 nbusy++;
                 continue;
             }
-            Q->log("queue: cannot start a runner: %s", strerror(errno));
+            log_line("queue: cannot start a runner: %s", strerror(errno));
         }
         if (next == 0 || e->next < next)
             next = e->next;
@@ -854,7 +855,7 @@ queue_reap(time_t now)
                        WEXITSTATUS(status) == RUNNER_BUSY) {
                 e->next = now + 1; /* a runner from before a restart */
             } else {
-                Q->log("queue=%s runner died (status %d); retry in %us", e->id,
+                log_line("queue=%s runner died (status %d); retry in %us", e->id,
                      status, Q->retry[0]);
                 e->next = now + (time_t)Q->retry[0];
             }
@@ -1249,7 +1250,7 @@ bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
     free(text);
     free(env);
     if (rc == 0)
-        Q->log("queue=%s bounce=%s to=<%s> %s", id, bid,
+        log_line("queue=%s bounce=%s to=<%s> %s", id, bid,
                field_safe(e->from, a1, sizeof a1), local ? "stored" : "queued");
     return rc;
 }
@@ -1425,7 +1426,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
              * a message recorded, even on a disk that fills meanwhile */
             resn = k * ST_LINE_MAX;
             if (st_reserve(id, resn, &at) != 0) {
-                Q->log("queue=%s cannot make room in its log: %s; not "
+                log_line("queue=%s cannot make room in its log: %s; not "
                        "sending now, the entry stays deferred",
                        id, strerror(errno));
                 return -1;
@@ -1449,7 +1450,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
                                  r->remote[0] ? r->remote : "-", r->text);
             if (used + w < logcap)
                 used += w;
-            Q->log("queue=%s to=<%s> relay=%s status=%s %d %s", id, r->addr,
+            log_line("queue=%s to=<%s> relay=%s status=%s %d %s", id, r->addr,
                  r->remote[0] ? r->remote : "none",
                  kind == 'D'   ? "sent"
                  : kind == 'F' ? "bounced"
@@ -1461,7 +1462,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
         /* what this transaction did is durable before the next begins */
         if ((resn > 0 ? st_fill(id, at, resn, log) : st_append(id, log)) !=
             0) {
-            Q->log("queue=%s cannot write its log: %s; the attempt stops, "
+            log_line("queue=%s cannot write its log: %s; the attempt stops, "
                    "the entry stays deferred", id, strerror(errno));
             return -1;
         }
@@ -1491,7 +1492,7 @@ run_entry(const char *id)
     if (fd < 0) {
         /* the .eml is there (the entry exists), its .env not yet: being
          * stored (it comes last), or lost; looked at again later */
-        Q->log("queue=%s has no envelope (%s.env: %s): not delivered now, "
+        log_line("queue=%s has no envelope (%s.env: %s): not delivered now, "
                "looked at again in %us",
                id, id, strerror(errno), Q->retry[0]);
         fflush(stderr);
@@ -1502,7 +1503,7 @@ run_entry(const char *id)
         _exit(RUNNER_BUSY);
     }
     if (env_load(id, &e) != 0) {
-        Q->log("queue=%s unreadable envelope: left alone", id);
+        log_line("queue=%s unreadable envelope: left alone", id);
         return;
     }
     /* A received time in the future means the clock stepped back since:
@@ -1513,11 +1514,11 @@ run_entry(const char *id)
     if (e.received > (long)now) {
         char line[64];
         snprintf(line, sizeof line, "R %ld\n", (long)now);
-        Q->log("queue=%s received in the future (%ld): counted from now",
+        log_line("queue=%s received in the future (%ld): counted from now",
                id, e.received);
         e.received = (long)now;
         if (st_append(id, line) != 0)
-            Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
+            log_line("queue=%s cannot write its log: %s", id, strerror(errno));
     }
     entry_path(path, sizeof path, id, "eml");
     mfd = open(path, O_RDONLY);
@@ -1526,7 +1527,7 @@ run_entry(const char *id)
     if (mfd >= 0)
         close(mfd);
     if (map == MAP_FAILED) {
-        Q->log("queue=%s cannot read the message: %s", id, strerror(errno));
+        log_line("queue=%s cannot read the message: %s", id, strerror(errno));
         env_free(&e);
         return;
     }
@@ -1582,7 +1583,7 @@ run_entry(const char *id)
             snprintf(log + used, logcap - used, "X %zu %d %s %s\n", i,
                      r->code ? r->code : 451, r->remote[0] ? r->remote : "-",
                      r->text[0] ? r->text : "4.4.7 no attempt succeeded");
-            Q->log("queue=%s to=<%s> status=expired (in the queue since %ld)",
+            log_line("queue=%s to=<%s> status=expired (in the queue since %ld)",
                  id, r->addr, e.received);
         }
         open_ = 0;
@@ -1591,7 +1592,7 @@ run_entry(const char *id)
         if (st_append(id, log) != 0 ||
             bounce(id, &e, body, msgn - (size_t)(body - msg)) != 0 ||
             st_append(id, "B\n") != 0) {
-            Q->log("queue=%s cannot finish: %s (kept)", id, strerror(errno));
+            log_line("queue=%s cannot finish: %s (kept)", id, strerror(errno));
         } else {
             /* the .eml first: without it the entry no longer exists */
             entry_path(path, sizeof path, id, "eml");
@@ -1601,7 +1602,7 @@ run_entry(const char *id)
             entry_path(path, sizeof path, id, "st");
             unlink(path);
             queue_sync_dir(qdir, Q->no_fsync);
-            Q->log("queue=%s removed", id);
+            log_line("queue=%s removed", id);
         }
     } else {
         size_t k = (size_t)e.attempts - 1 < Q->nretry ? (size_t)e.attempts - 1
@@ -1613,8 +1614,8 @@ run_entry(const char *id)
         snprintf(log + used, logcap - (size_t)used, "N %ld %ld\n", next,
                  e.attempts);
         if (st_append(id, log) != 0)
-            Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
-        Q->log("queue=%s %zu recipients deferred; next attempt in %lds", id,
+            log_line("queue=%s cannot write its log: %s", id, strerror(errno));
+        log_line("queue=%s %zu recipients deferred; next attempt in %lds", id,
              open_, next - (long)now);
     }
     free(log);

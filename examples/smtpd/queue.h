@@ -30,9 +30,9 @@ typedef struct queue_conf {
     const char *ca_file;              /* for verify; NULL: system CAs */
     int no_fsync;
     int verbose;                      /* log each dialogue */
-    void (*child_setup)(void);        /* in a runner: close what it
+    void (*child_setup)(void *);      /* in a runner: close what it
                                          must not hold */
-    void (*log)(const char *fmt, ...); /* one line to the server's log */
+    void *child_arg;                  /* child_setup's argument */
     size_t bounce_size_limit;         /* body octets a bounce returns */
     const char *const *listen;        /* "ADDR:PORT" smtpd listens on: */
     size_t nlisten;                   /* MX hosts there are this host */
