@@ -415,6 +415,25 @@ commit_main(void *arg)
     return NULL;
 }
 
+/* commit_open failed: what it had opened is closed; errno kept.
+ * Returns -1. */
+static int
+commit_unopen(void)
+{
+    int err = errno;
+    if (dir_fd >= 0)
+        close(dir_fd);
+    if (qdir_fd >= 0)
+        close(qdir_fd);
+    if (pipe_r >= 0) {
+        close(pipe_r);
+        close(pipe_w);
+    }
+    dir_fd = qdir_fd = pipe_r = pipe_w = -1;
+    errno = err;
+    return -1;
+}
+
 int
 commit_open(const char *dir, int nofsync)
 {
@@ -431,7 +450,7 @@ commit_open(const char *dir, int nofsync)
     dir_fd = open(dir, O_RDONLY);
     qdir_fd = open(path, O_RDONLY);
     if (dir_fd < 0 || qdir_fd < 0 || pipe(p) != 0)
-        goto failed;
+        return commit_unopen();
     pipe_r = p[0];
     pipe_w = p[1];
     fcntl(pipe_r, F_SETFL, fcntl(pipe_r, F_GETFL) | O_NONBLOCK);
@@ -450,19 +469,7 @@ commit_open(const char *dir, int nofsync)
     if (err == 0)
         return 0;
     errno = err;
-failed:
-    err = errno;
-    if (dir_fd >= 0)
-        close(dir_fd);
-    if (qdir_fd >= 0)
-        close(qdir_fd);
-    if (pipe_r >= 0) {
-        close(pipe_r);
-        close(pipe_w);
-    }
-    dir_fd = qdir_fd = pipe_r = pipe_w = -1;
-    errno = err;
-    return -1;
+    return commit_unopen();
 }
 
 int

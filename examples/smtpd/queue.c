@@ -322,6 +322,45 @@ env_load(const char *id, envelope *e)
     return 0;
 }
 
+/* Where the text of fd (end octets) stops being whole lines: after its
+ * last newline, or 0. Returns -1 (errno) when it cannot be read. */
+static off_t
+st_whole_end(int fd, off_t end)
+{
+    char buf[4096];
+    off_t pos = end;
+    while (pos > 0) {
+        size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
+        ssize_t r = pread(fd, buf, n, pos - (off_t)n), i;
+        if (r != (ssize_t)n)
+            return -1;
+        for (i = r; i > 0 && buf[i - 1] != '\n'; i--)
+            ;
+        if (i > 0)
+            return pos - (off_t)n + i;
+        pos -= (off_t)n;
+    }
+    return pos;
+}
+
+/* Cuts a torn last line off the entry's log fd and goes to its end.
+ * Returns 0, or -1 (errno). */
+static int
+st_cut_torn(int fd, const char *id)
+{
+    struct stat st;
+    off_t pos;
+    if (fstat(fd, &st) != 0 || (pos = st_whole_end(fd, st.st_size)) < 0)
+        return -1;
+    if (pos != st.st_size) {
+        log_line("queue=%s its log ended in a torn line (%ld octets): cut", id,
+                 (long)(st.st_size - pos));
+        if (ftruncate(fd, pos) != 0 || (!Q->no_fsync && fsync(fd) != 0))
+            return -1;
+    }
+    return lseek(fd, 0, SEEK_END) < 0 ? -1 : 0;
+}
+
 /* Opens the entry's log for writing at its end, first cutting a torn
  * last line (one without its newline: a crash in the middle of a write).
  * The loader ignores such a fragment, but a line appended right after it
@@ -330,45 +369,15 @@ env_load(const char *id, envelope *e)
 static int
 st_open(const char *id)
 {
-    char path[4200], buf[4096];
-    struct stat st;
-    off_t end, pos;
-    int fd;
+    char path[4200];
+    int fd, err;
     entry_path(path, sizeof path, id, "st");
     fd = open(path, O_RDWR | O_CREAT, 0640);
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) != 0)
-        goto fail;
-    end = pos = st.st_size;
-    while (pos > 0) {
-        size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
-        ssize_t r = pread(fd, buf, n, pos - (off_t)n), i;
-        if (r != (ssize_t)n)
-            goto fail;
-        for (i = r; i > 0 && buf[i - 1] != '\n'; i--)
-            ;
-        if (i > 0) {
-            pos = pos - (off_t)n + i;
-            break;
-        }
-        pos -= (off_t)n;
-    }
-    if (pos != end) {
-        log_line("queue=%s its log ended in a torn line (%ld octets): cut", id,
-               (long)(end - pos));
-        if (ftruncate(fd, pos) != 0 || (!Q->no_fsync && fsync(fd) != 0))
-            goto fail;
-    }
-    if (lseek(fd, 0, SEEK_END) < 0)
-        goto fail;
-    return fd;
-fail:
-    {
-        int err = errno;
-        close(fd);
-        errno = err;
-    }
+    if (fd < 0 || st_cut_torn(fd, id) == 0)
+        return fd;
+    err = errno;
+    close(fd);
+    errno = err;
     return -1;
 }
 
