@@ -145,8 +145,9 @@ own_from_listener(smtpd *d, const struct sockaddr_storage *ss)
     {
         struct ifaddrs *ifa, *i;
         if (getifaddrs(&ifa) != 0) {
-            fprintf(stderr, "smtpd: getifaddrs: %s (own address literals "
-                            "not kd->nown)\n", strerror(errno));
+            log_say("getifaddrs: %s (own address literals "
+                    "not known)",
+                    strerror(errno));
             return;
         }
         for (i = ifa; i != NULL; i = i->ifa_next)
@@ -223,13 +224,12 @@ bind_retrying(int fd, const char *spec, const struct sockaddr_storage *ss,
         if (bind(fd, (const struct sockaddr *)ss, sl) == 0)
             return;
         if (errno != EADDRINUSE || tries == BIND_TRIES) {
-            fprintf(stderr, "smtpd: cannot listen on %s: %s\n", spec,
-                    strerror(errno));
+            log_say("cannot listen on %s: %s", spec, strerror(errno));
             exit(1);
         }
         if (tries == 0)
-            fprintf(stderr, "smtpd: %s is in use; trying again for %ds\n",
-                    spec, BIND_TRIES / 10);
+            log_say("%s is in use; trying again for %ds", spec,
+                    BIND_TRIES / 10);
         nanosleep(&ts, NULL);
     }
 }
@@ -252,8 +252,7 @@ open_listener(smtpd *d, const char *spec)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     bind_retrying(fd, spec, &ss, sl);
     if (listen(fd, 511) != 0) {
-        fprintf(stderr, "smtpd: cannot listen on %s: %s\n", spec,
-                strerror(errno));
+        log_say("cannot listen on %s: %s", spec, strerror(errno));
         exit(1);
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -303,7 +302,7 @@ conn_free(conn *c)
     if (c->s != NULL && (c->msg != NULL || c->job != NULL))
         llsmtp_server_eof(c->s);
     if (c->job != NULL) {
-        commit_cancel(c->job);
+        commit_cancel(c->d->commit, c->job);
         c->job = NULL;
     }
     free_tx(c);
@@ -957,9 +956,9 @@ pollset_build(smtpd *d)
     }
     ps->sig_i = ps->n; /* a signal: read below, acted on through stop_flag */
     pollset_add(ps, sig_pipe[0], POLLIN);
-    if (commit_fd() >= 0) { /* messages stored: their 250s are due */
+    if (commit_fd(d->commit) >= 0) { /* messages stored: their 250s are due */
         ps->commit_i = ps->n;
-        pollset_add(ps, commit_fd(), POLLIN);
+        pollset_add(ps, commit_fd(d->commit), POLLIN);
     }
     return 0;
 }
@@ -1053,7 +1052,7 @@ round_events(smtpd *d)
             ;
     }
     if (ps->commit_i != (size_t)-1 && ps->fds[ps->commit_i].revents != 0) {
-        commit_job *j = commit_done(), *next;
+        commit_job *j = commit_done(d->commit), *next;
         for (; j != NULL; j = next) {
             next = j->next;
             stored(j);

@@ -178,8 +178,9 @@ parse_time(const char *name, const char *v)
     /* the queue adds durations to times and keeps them in 32 bits: what
      * does not fit must not wrap into a short delay */
     if (n > (unsigned long)INT_MAX) {
-        fprintf(stderr, "smtpd: %s %s is too long (at most %d seconds, "
-                "about 68 years)\n", name, v, INT_MAX);
+        log_say("%s %s is too long (at most %d seconds, "
+                "about 68 years)",
+                name, v, INT_MAX);
         exit(2);
     }
     return n;
@@ -192,8 +193,7 @@ parse_int(const char *name, const char *v, long long min, long long max)
 {
     unsigned long long n = parse_num(name, v);
     if (n < (unsigned long long)min || n > (unsigned long long)max) {
-        fprintf(stderr, "smtpd: %s %s is out of range (%lld..%lld)\n", name,
-                v, min, max);
+        log_say("%s %s is out of range (%lld..%lld)", name, v, min, max);
         exit(2);
     }
     return (int)n;
@@ -240,7 +240,7 @@ choose_hostname(options *o, const char *given)
     size_t n;
     if (given != NULL) {
         if (!hostname_ok(given, &why)) {
-            fprintf(stderr, "smtpd: --hostname %s is refused: %s\n", given,
+            log_say("--hostname %s is refused: %s", given,
                     why != NULL ? why : "invalid");
             exit(2);
         }
@@ -253,9 +253,8 @@ choose_hostname(options *o, const char *given)
     if (n > 1 && host[n - 1] == '.')
         host[n - 1] = '\0';
     if (!hostname_ok(host, &why)) {
-        fprintf(stderr,
-                "smtpd: warning: this host's name \"%s\" is refused (%s): "
-                "going by \"localhost\"; give --hostname NAME\n",
+        log_say("warning: this host's name \"%s\" is refused (%s): "
+                "going by \"localhost\"; give --hostname NAME",
                 host, why != NULL ? why : "invalid");
         return "localhost";
     }
@@ -288,7 +287,7 @@ parse_cidr(const char *a, const char *v, llsmtp_cidr *out)
 {
     int rc = llsmtp_cidr_parse(v, strlen(v), out);
     if (rc != LLSMTP_OK) {
-        fprintf(stderr, "smtpd: bad %s %s: %s\n", a, v, llsmtp_strerror(rc));
+        log_say("bad %s %s: %s", a, v, llsmtp_strerror(rc));
         exit(2);
     }
 }
@@ -341,10 +340,10 @@ opt_listen(options *o, const char *a, const char *v)
             log_die(2, "too many %s", a);
         parse_cidr(a, v, &o->proxy_from[o->nproxy_from]);
         if (o->proxy_from[o->nproxy_from].bits == 0)
-            fprintf(stderr, "smtpd: warning: --proxy-from %s trusts "
-                            "every address: whoever reaches a PROXY "
-                            "listener can claim any client address "
-                            "(a --relay-net one too)\n",
+            log_say("warning: --proxy-from %s trusts "
+                    "every address: whoever reaches a PROXY "
+                    "listener can claim any client address "
+                    "(a --relay-net one too)",
                     v);
         o->nproxy_from++;
     } else
@@ -694,7 +693,7 @@ cleanup(smtpd *d)
     free_list(d->opt.rcpts_local, d->opt.nrcpts_local);
     free_list(d->opt.rcpts_relay, d->opt.nrcpts_relay);
     tls_free(d);
-    commit_close(); /* what it had taken is stored */
+    commit_close(d->commit); /* what it had taken is stored */
     if (queue_busy() > 0)
         log_line("stopping with %zu deliveries under way: they finish "
                  "on their own", queue_busy());

@@ -40,8 +40,7 @@ read_users(smtpd *d, const char *path)
     FILE *f = fopen(path, "r");
     char line[1024];
     if (f == NULL) {
-        fprintf(stderr, "smtpd: cannot read --users %s: %s\n", path,
-                strerror(errno));
+        log_say("cannot read --users %s: %s", path, strerror(errno));
         exit(2);
     }
     while (fgets(line, sizeof line, f)) {
@@ -79,8 +78,7 @@ read_recipients(const char *opt_name, const char *path, char ***out,
     char line[1024];
     unsigned lineno = 0;
     if (f == NULL) {
-        fprintf(stderr, "smtpd: cannot read %s %s: %s\n", opt_name, path,
-                strerror(errno));
+        log_say("cannot read %s %s: %s", opt_name, path, strerror(errno));
         exit(2);
     }
     while (fgets(line, sizeof line, f)) {
@@ -96,8 +94,8 @@ read_recipients(const char *opt_name, const char *path, char ***out,
             continue;
         at = strrchr(p, '@');
         if (at == NULL || at[1] == '\0' || strchr(p, ' ') != NULL) {
-            fprintf(stderr, "smtpd: %s %s line %u: want user@domain or "
-                            "@domain, not \"%s\"\n",
+            log_say("%s %s line %u: want user@domain or "
+                    "@domain, not \"%s\"",
                     opt_name, path, lineno, p);
             exit(2);
         }
@@ -456,7 +454,7 @@ on_data_abort(llsmtp_server *s, int why)
          * it has not taken it yet, else stores it (see stored()) */
         log_line("session=%lu connection lost while queue=%s was being stored",
               c->sid, c->job->id);
-        commit_cancel(c->job);
+        commit_cancel(c->d->commit, c->job);
         c->job = NULL;
         return LLSMTP_CB_OK;
     }

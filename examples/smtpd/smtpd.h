@@ -116,6 +116,7 @@ typedef struct smtpd {
      * header, is neither drained nor cut). */
     size_t ndrained;
     void *tls_ctx; /* SSL_CTX * (tls.c), or NULL */
+    committer *commit; /* the storage thread, or NULL (--discard) */
     unsigned long id_counter;
     unsigned long next_sid; /* the last session's id */
     llsmtp_ip own_addrs[MAX_OWN];

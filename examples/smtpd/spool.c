@@ -27,26 +27,23 @@ spool_open(smtpd *d)
     long holder = 0;
     snprintf(tmp, sizeof tmp, "%s/tmp", o->spool);
     if (mkdir(o->spool, 0750) != 0 && errno != EEXIST) {
-        fprintf(stderr, "smtpd: cannot create spool %s: %s\n", o->spool,
-                strerror(errno));
+        log_say("cannot create spool %s: %s", o->spool, strerror(errno));
         return 1;
     }
     /* one smtpd per spool, before anything in it is touched */
     if (queue_lock(o->spool, &holder) != 0) {
         if (errno == EWOULDBLOCK) {
-            fprintf(stderr,
-                    "smtpd: spool %s is in use by another smtpd "
-                    "(pid %ld holds %s/smtpd.lock): not started\n",
+            log_say("spool %s is in use by another smtpd "
+                    "(pid %ld holds %s/smtpd.lock): not started",
                     o->spool, holder, o->spool);
             return 2;
         }
-        fprintf(stderr, "smtpd: warning: cannot lock %s/smtpd.lock: %s; "
-                        "going on without the lock\n",
+        log_say("warning: cannot lock %s/smtpd.lock: %s; "
+                "going on without the lock",
                 o->spool, strerror(errno));
     }
     if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
-        fprintf(stderr, "smtpd: cannot create spool %s: %s\n", o->spool,
-                strerror(errno));
+        log_say("cannot create spool %s: %s", o->spool, strerror(errno));
         return 1;
     }
     o->q.spool = o->spool;
@@ -63,13 +60,12 @@ spool_open(smtpd *d)
     if (o->dns == NULL)
         route_dns_default(&o->q.dns);
     if (queue_open(&o->q) != 0) {
-        fprintf(stderr, "smtpd: cannot create %s/queue: %s\n", o->spool,
-                strerror(errno));
+        log_say("cannot create %s/queue: %s", o->spool, strerror(errno));
         return 1;
     }
-    if (commit_open(o->spool, o->no_fsync) != 0) {
-        fprintf(stderr, "smtpd: cannot start the storage thread: %s\n",
-                strerror(errno));
+    d->commit = commit_open(o->spool, o->no_fsync);
+    if (d->commit == NULL) {
+        log_say("cannot start the storage thread: %s", strerror(errno));
         return 1;
     }
     return 0;
@@ -304,7 +300,7 @@ spool_submit(conn *c, llsmtp_reply *r)
             c->job = j;
             if (j->env_relay != NULL)
                 queue_hold(j->id); /* no runner before the flush */
-            commit_submit(j);
+            commit_submit(c->d->commit, j);
             return LLSMTP_CB_PENDING;
         }
         c->write_errno = ENOMEM;
