@@ -684,21 +684,32 @@ free_list(char **v, size_t n)
     free(v);
 }
 
-/* After the drain: the options' lists, TLS, the storage thread (what it
- * had taken is stored), the queue (runners are left to finish). */
+/* After the drain: the storage thread (what it had taken is stored),
+ * the queue (runners are left to finish). */
 static void
-cleanup(smtpd *d)
+stop(smtpd *d)
+{
+    commit_close(d->commit); /* what it had taken is stored */
+    d->commit = NULL;
+    if (queue_busy(d->queue) > 0)
+        log_line("stopping with %zu deliveries under way: they finish "
+                 "on their own",
+                 queue_busy(d->queue));
+    queue_close(d->queue);
+    d->queue = NULL;
+    log_line("stopped");
+}
+
+/* On the way out, stopped or not: what set-up made, and d. */
+static void
+smtpd_free(smtpd *d)
 {
     free_list(d->opt.users, d->opt.nusers);
     free_list(d->opt.rcpts_local, d->opt.nrcpts_local);
     free_list(d->opt.rcpts_relay, d->opt.nrcpts_relay);
     tls_free(d);
-    commit_close(d->commit); /* what it had taken is stored */
-    if (queue_busy() > 0)
-        log_line("stopping with %zu deliveries under way: they finish "
-                 "on their own", queue_busy());
-    queue_close();
-    log_line("stopped");
+    commit_close(d->commit);
+    queue_close(d->queue);
     free(d);
 }
 
@@ -717,6 +728,7 @@ main(int argc, char **argv)
     if (rc == 0)
         rc = loop_run(d);
     if (rc == 0)
-        cleanup(d);
+        stop(d);
+    smtpd_free(d);
     return rc;
 }

@@ -117,6 +117,7 @@ typedef struct smtpd {
     size_t ndrained;
     void *tls_ctx; /* SSL_CTX * (tls.c), or NULL */
     committer *commit; /* the storage thread, or NULL (--discard) */
+    queue *queue;      /* onward delivery, or NULL (--discard) */
     unsigned long id_counter;
     unsigned long next_sid; /* the last session's id */
     llsmtp_ip own_addrs[MAX_OWN];
@@ -214,7 +215,7 @@ int spool_write(conn *c, const char *p, size_t n);
 void drop_message(conn *c);
 int spool_submit(conn *c, llsmtp_reply *r);
 void store_failed(conn *c, llsmtp_reply *r, int err);
-void stored(commit_job *j);
+void stored(smtpd *d, commit_job *j);
 
 /* tls.c */
 const char *tls_library(void);

@@ -31,7 +31,12 @@ spool_open(smtpd *d)
         return 1;
     }
     /* one smtpd per spool, before anything in it is touched */
-    if (queue_lock(o->spool, &holder) != 0) {
+    d->queue = queue_new();
+    if (d->queue == NULL) {
+        perror("smtpd");
+        return 1;
+    }
+    if (queue_lock(d->queue, o->spool, &holder) != 0) {
         if (errno == EWOULDBLOCK) {
             log_say("spool %s is in use by another smtpd "
                     "(pid %ld holds %s/smtpd.lock): not started",
@@ -59,7 +64,7 @@ spool_open(smtpd *d)
     o->q.nlisten = (size_t)o->nlisten;
     if (o->dns == NULL)
         route_dns_default(&o->q.dns);
-    if (queue_open(&o->q) != 0) {
+    if (queue_open(d->queue, &o->q) != 0) {
         log_say("cannot create %s/queue: %s", o->spool, strerror(errno));
         return 1;
     }
@@ -299,7 +304,8 @@ spool_submit(conn *c, llsmtp_reply *r)
             j->owner = c;
             c->job = j;
             if (j->env_relay != NULL)
-                queue_hold(j->id); /* no runner before the flush */
+                queue_hold(c->d->queue,
+                           j->id); /* no runner before the flush */
             commit_submit(c->d->commit, j);
             return LLSMTP_CB_PENDING;
         }
@@ -327,15 +333,15 @@ store_failed(conn *c, llsmtp_reply *r, int err)
 /* The storage thread is done with j: the session hears its 250 now (or
  * 451/452), and gets on with what its client sent meanwhile. */
 void
-stored(commit_job *j)
+stored(smtpd *d, commit_job *j)
 {
     conn *c = j->owner;
     llsmtp_reply r = LLSMTP_REPLY_INIT;
     int rc;
     if (j->env_relay != NULL)
-        queue_release(j->id);
+        queue_release(d->queue, j->id);
     if (j->err == 0 && j->env_relay != NULL)
-        queue_add(j->id);
+        queue_add(d->queue, j->id);
     if (c == NULL) {
         /* duplicate at worst: the client saw no 250 and may send it
          * again; a loss never */
