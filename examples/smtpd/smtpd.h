@@ -9,7 +9,13 @@
  *   spool.c    ids, paths, the message while it comes, envelopes, store
  *   tls.c      STARTTLS: every OpenSSL call
  *   log.c      the log (shared with the queue and smtp-send)
- *   commit.c   the storage thread; queue.c onward delivery
+ *   commit.c   the storage thread (group commit: fsync, rename)
+ *   queue.c    onward delivery: entries, runners, retries, bounces
+ *   deliver.c  the SMTP client of the queue and of smtp-send
+ *   route.c    DNS and MX routing (also smtp-send's and mxlookup's)
+ * No mutable state is file-scope but what a signal handler must reach
+ * (loop.c) and the log's prefix cache (log.c); queue.c, deliver.c and
+ * route.c keep some large scratch buffers static inside functions.
  */
 #ifndef LLSMTP_EXAMPLES_SMTPD_H
 #define LLSMTP_EXAMPLES_SMTPD_H
