@@ -216,26 +216,32 @@ TLS_CFLAGS = $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && \
                  echo -DHAVE_OPENSSL $$($(PKG_CONFIG) --cflags openssl))
 TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
 
-# route.c (DNS, MX) and deliver.c (the client over a socket) are shared.
-# queue.c is smtpd's delivery queue.
-EX_SHARED := examples/route.c examples/deliver.c
-EX_SHARED_H := examples/route.h examples/deliver.h examples/queue.h \
-               examples/commit.h
-# commit.c is smtpd's storage thread (group commit): smtpd needs -pthread.
-$(BUILD)/examples/smtpd $(BUILD)/examples/smtp-send: $(BUILD)/examples/%: \
-    examples/%.c $(EX_SHARED) $(EX_SHARED_H) examples/queue.c \
-    examples/commit.c $(BUILD)/libllsmtp.a
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) \
-	    $(if $(filter %/smtpd,$@),-pthread) $< $(EX_SHARED) \
-	    $(if $(filter %/smtpd,$@),examples/queue.c examples/commit.c) \
-	    -o $@ $(BUILD)/libllsmtp.a $(LDFLAGS) \
-	    $(if $(TLS_CFLAGS),$(TLS_LIBS))
+# examples/smtpd/ is the server, one concern a file (smtpd.h says which);
+# its route.c (DNS, MX), deliver.c (the client over a socket) and log.c
+# are smtp-send's too, route.c mxlookup's. commit.c is smtpd's storage
+# thread (group commit): smtpd needs -pthread.
+SMTPD_DIR := examples/smtpd
+SMTPD_SRCS := $(addprefix $(SMTPD_DIR)/,main.c loop.c session.c spool.c tls.c \
+                log.c commit.c queue.c deliver.c \
+                route.c)
+SMTPD_HDRS := $(wildcard $(SMTPD_DIR)/*.h)
+SEND_SRCS := examples/smtp-send.c $(addprefix $(SMTPD_DIR)/,deliver.c route.c \
+               log.c)
 
-$(BUILD)/examples/mxlookup: examples/mxlookup.c examples/route.c \
-    examples/route.h $(BUILD)/libllsmtp.a
+$(BUILD)/examples/smtpd: $(SMTPD_SRCS) $(SMTPD_HDRS) $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $< examples/route.c -o $@ \
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) -pthread $(SMTPD_SRCS) \
+	    -o $@ $(BUILD)/libllsmtp.a $(LDFLAGS) $(if $(TLS_CFLAGS),$(TLS_LIBS))
+
+$(BUILD)/examples/smtp-send: $(SEND_SRCS) $(SMTPD_HDRS) $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $(TLS_CFLAGS) $(SEND_SRCS) -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(if $(TLS_CFLAGS),$(TLS_LIBS))
+
+$(BUILD)/examples/mxlookup: examples/mxlookup.c $(SMTPD_DIR)/route.c \
+    $(SMTPD_DIR)/route.h $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $< $(SMTPD_DIR)/route.c -o $@ \
 	    $(BUILD)/libllsmtp.a $(LDFLAGS)
 
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libllsmtp.a

@@ -7,7 +7,7 @@
  * prints them the way nslookup does. Exit: 0 targets found, 1 error, 2 null MX, 3 no such domain,
  * 4 mail would loop back to this host.
  */
-#include "route.h"
+#include "smtpd/route.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,8 +8,9 @@
  * and the body are not shown).
  * Exit: see usage() (and README): one status per outcome.
  */
-#include "deliver.h"
-#include "route.h"
+#include "smtpd/deliver.h"
+#include "smtpd/log.h"
+#include "smtpd/route.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -52,9 +53,7 @@ usage(FILE *f)
 static void
 die(int code, const char *msg, const char *arg)
 {
-    fprintf(stderr, "smtp-send: %s%s%s\n", msg, arg ? ": " : "",
-            arg ? arg : "");
-    exit(code);
+    log_die(code, "%s%s%s", msg, arg ? ": " : "", arg ? arg : "");
 }
 
 static int
@@ -137,6 +136,7 @@ main(int argc, char **argv)
     unsigned long mx_port = 25;
     int a;
 
+    log_init("smtp-send");
     memset(&dc, 0, sizeof dc);
     memset(&m, 0, sizeof m);
     dc.cfg.helo.p = "localhost";
@@ -193,8 +193,7 @@ main(int argc, char **argv)
             file = o;
         } else {
             usage(stderr);
-            fprintf(stderr, "smtp-send: unknown or incomplete option %s\n",
-                    o);
+            log_say("unknown or incomplete option %s", o);
             return 2;
         }
 #undef TAKES
@@ -228,7 +227,7 @@ main(int argc, char **argv)
             heard = 1;
         } else { /* every recipient still gets its line */
             char text[400];
-            fprintf(stderr, "smtp-send: cannot connect: %s\n", err);
+            log_say("cannot connect: %s", err);
             snprintf(text, sizeof text, "4.4.1 cannot connect to %.100s: %.200s",
                      server, err);
             for (i = 0; i < m.nto; i++)

@@ -2006,7 +2006,7 @@ def smtp_send_starttls_auth_and_refusals():
 
 @case
 def smtp_send_ends_tls_with_close_notify():
-    # the delivery client (examples/deliver.c, also the queue's) sends
+    # the delivery client (examples/smtpd/deliver.c, also the queue's) sends
     # close_notify after QUIT: this server's unwrap() needs it
     d = tempfile.mkdtemp(prefix='llsmtp-cn-')
     cert, key = make_cert(d)

@@ -36,14 +36,6 @@ typedef struct job_priv {
     unsigned made;
 } job_priv;
 
-static char spool[4096];
-static int no_fsync, kill_at, pipe_r = -1, pipe_w = -1;
-static int fsync_delay_ms; /* LLSMTP_TEST_DIR_FSYNC_DELAY_MS */
-static int dir_fd = -1, qdir_fd = -1;
-static pthread_t thread;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-
 /* The flushes of a batch run side by side: the storage thread and
  * FLUSHERS - 1 helpers each take the next file. A disk serves many
  * flushes at once about as fast as one (measured here with a busy disk:
@@ -51,35 +43,52 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
  * as Postfix's many cleanup processes get for free. */
 #define FLUSHERS 8
 #define FLUSH_MAX 256 /* files handed out at a time */
-static pthread_t helper[FLUSHERS - 1];
-static int nhelpers;
-static pthread_mutex_t fmu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t fwork = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t fdone = PTHREAD_COND_INITIALIZER;
-/* Guarded by fmu: the files to flush, the next one to take, how many are
- * done; each one's errno (0: on stable storage). */
-static int ffd[FLUSH_MAX], ferr[FLUSH_MAX];
-static size_t fn, fnext, fdone_n;
-static int fclosing;
-/* Guarded by mu: submitted and not taken yet; handed back; stopping. */
-static commit_job *waiting, **waiting_tail = &waiting;
-static commit_job *done, **done_tail = &done;
-static int closing;
+
+/* The storage thread and its helpers: everything they share with the
+ * poll loop, one per commit_open. */
+struct committer {
+    char spool[4096];
+    int no_fsync, kill_at;
+    int fsync_delay_ms; /* LLSMTP_TEST_DIR_FSYNC_DELAY_MS */
+    int pipe_r, pipe_w; /* jobs handed back: the poll loop's wake-up */
+    int dir_fd, qdir_fd;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Guarded by mu: submitted and not taken yet; handed back;
+     * stopping. */
+    commit_job *waiting, **waiting_tail;
+    commit_job *done, **done_tail;
+    int closing;
+    /* The flushes of a batch run side by side: the storage thread and
+     * FLUSHERS - 1 helpers each take the next file. */
+    pthread_t helper[FLUSHERS - 1];
+    int nhelpers;
+    pthread_mutex_t fmu;
+    pthread_cond_t fwork, fdone;
+    /* Guarded by fmu: the files to flush, the next one to take, how many
+     * are done; each one's errno (0: on stable storage). */
+    int ffd[FLUSH_MAX], ferr[FLUSH_MAX];
+    size_t fn, fnext, fdone_n;
+    int fclosing;
+    int fds[FLUSH_MAX], errs[FLUSH_MAX]; /* commit_batch's, per round */
+};
 
 static void
-path_of(char *buf, size_t n, const char *dir, const char *id,
+path_of(committer *cm, char *buf, size_t n, const char *dir, const char *id,
         const char *ext)
 {
-    snprintf(buf, n, "%s%s/%s.%s", spool, dir, id, ext);
+    snprintf(buf, n, "%s%s/%s.%s", cm->spool, dir, id, ext);
 }
 
 /* DIR/tmp/<id>.<ext> with text in it (not flushed yet), or -1. */
 static int
-put_tmp(const char *id, const char *ext, const char *text, size_t n)
+put_tmp(committer *cm, const char *id, const char *ext, const char *text,
+        size_t n)
 {
     char path[4200];
     int fd;
-    path_of(path, sizeof path, "/tmp", id, ext);
+    path_of(cm, path, sizeof path, "/tmp", id, ext);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
     if (fd < 0)
         return -1;
@@ -96,11 +105,12 @@ put_tmp(const char *id, const char *ext, const char *text, size_t n)
 /* Links DIR/tmp/<id>.<from> to DIR<dir>/<id>.<to> (link() never replaces
  * a file: an id already there fails this message, never another's). */
 static int
-link_in(const char *id, const char *from, const char *dir, const char *to)
+link_in(committer *cm, const char *id, const char *from, const char *dir,
+        const char *to)
 {
     char a[4200], b[4200];
-    path_of(a, sizeof a, "/tmp", id, from);
-    path_of(b, sizeof b, dir, id, to);
+    path_of(cm, a, sizeof a, "/tmp", id, from);
+    path_of(cm, b, sizeof b, dir, id, to);
     return link(a, b);
 }
 
@@ -108,7 +118,7 @@ link_in(const char *id, const char *from, const char *dir, const char *to)
  * never finds a local .eml without its .env, and the queue's start-up
  * scan removes an .env left without its .eml. */
 static void
-unmake(job_priv *p)
+unmake(committer *cm, job_priv *p)
 {
     static const struct {
         unsigned bit;
@@ -121,7 +131,7 @@ unmake(job_priv *p)
     size_t i;
     for (i = 0; i < sizeof names / sizeof names[0]; i++)
         if (p->made & names[i].bit) {
-            path_of(path, sizeof path, names[i].dir, p->pub.id,
+            path_of(cm, path, sizeof path, names[i].dir, p->pub.id,
                     names[i].ext);
             unlink(path);
         }
@@ -129,17 +139,17 @@ unmake(job_priv *p)
 }
 
 static void
-fail(job_priv *p, int err)
+fail(committer *cm, job_priv *p, int err)
 {
     if (p->pub.err == 0)
         p->pub.err = err ? err : EIO;
-    unmake(p);
+    unmake(cm, p);
 }
 
 /* Closes the job's files and removes its names under DIR/tmp (what was
  * linked in stays: one inode, one copy). */
 static void
-finish(job_priv *p)
+finish(committer *cm, job_priv *p)
 {
     static const char *const ext[F_N] = {"eml", "env", "qenv"};
     char path[4200];
@@ -147,7 +157,7 @@ finish(job_priv *p)
     for (i = 0; i < F_N; i++) {
         if (i == F_EML && p->pub.msg != NULL) {
             if (fclose(p->pub.msg) != 0 && p->pub.err == 0)
-                fail(p, errno);
+                fail(cm, p, errno);
             p->pub.msg = NULL;
         } else if (p->fd[i] >= 0) {
             close(p->fd[i]);
@@ -155,15 +165,15 @@ finish(job_priv *p)
             continue;
         }
         p->fd[i] = -1;
-        path_of(path, sizeof path, "/tmp", p->pub.id, ext[i]);
+        path_of(cm, path, sizeof path, "/tmp", p->pub.id, ext[i]);
         unlink(path);
     }
 }
 
 static int
-flush_file(int fd)
+flush_file(committer *cm, int fd)
 {
-    if (no_fsync)
+    if (cm->no_fsync)
         return 0;
     while (fdatasync(fd) != 0)
         if (errno != EINTR)
@@ -172,9 +182,9 @@ flush_file(int fd)
 }
 
 static int
-flush_dir(int fd)
+flush_dir(committer *cm, int fd)
 {
-    if (no_fsync)
+    if (cm->no_fsync)
         return 0;
     while (fsync(fd) != 0)
         if (errno != EINTR)
@@ -184,61 +194,61 @@ flush_dir(int fd)
 
 /* Takes files off the list until none is left; called with fmu held. */
 static void
-flush_some(void)
+flush_some(committer *cm)
 {
-    while (fnext < fn) {
-        size_t i = fnext++;
+    while (cm->fnext < cm->fn) {
+        size_t i = cm->fnext++;
         int r;
-        pthread_mutex_unlock(&fmu);
-        r = flush_file(ffd[i]) == 0 ? 0 : errno ? errno : EIO;
-        pthread_mutex_lock(&fmu);
-        ferr[i] = r;
-        if (++fdone_n == fn)
-            pthread_cond_signal(&fdone);
+        pthread_mutex_unlock(&cm->fmu);
+        r = flush_file(cm, cm->ffd[i]) == 0 ? 0 : errno ? errno : EIO;
+        pthread_mutex_lock(&cm->fmu);
+        cm->ferr[i] = r;
+        if (++cm->fdone_n == cm->fn)
+            pthread_cond_signal(&cm->fdone);
     }
 }
 
 static void *
 helper_main(void *arg)
 {
-    (void)arg;
-    pthread_mutex_lock(&fmu);
-    while (!fclosing) {
-        if (fnext < fn)
-            flush_some();
+    committer *cm = arg;
+    pthread_mutex_lock(&cm->fmu);
+    while (!cm->fclosing) {
+        if (cm->fnext < cm->fn)
+            flush_some(cm);
         else
-            pthread_cond_wait(&fwork, &fmu);
+            pthread_cond_wait(&cm->fwork, &cm->fmu);
     }
-    pthread_mutex_unlock(&fmu);
+    pthread_mutex_unlock(&cm->fmu);
     return NULL;
 }
 
 /* fdatasyncs fds[0..n) side by side; errs[i] gets each one's errno. */
 static void
-flush_files(const int *fds, int *errs, size_t n)
+flush_files(committer *cm, const int *fds, int *errs, size_t n)
 {
     size_t at, k, i;
     for (at = 0; at < n; at += k) {
         k = n - at < FLUSH_MAX ? n - at : FLUSH_MAX;
-        pthread_mutex_lock(&fmu);
+        pthread_mutex_lock(&cm->fmu);
         for (i = 0; i < k; i++)
-            ffd[i] = fds[at + i];
-        fn = k;
-        fnext = fdone_n = 0;
-        pthread_cond_broadcast(&fwork);
-        flush_some();
-        while (fdone_n < fn)
-            pthread_cond_wait(&fdone, &fmu);
+            cm->ffd[i] = fds[at + i];
+        cm->fn = k;
+        cm->fnext = cm->fdone_n = 0;
+        pthread_cond_broadcast(&cm->fwork);
+        flush_some(cm);
+        while (cm->fdone_n < cm->fn)
+            pthread_cond_wait(&cm->fdone, &cm->fmu);
         for (i = 0; i < k; i++)
-            errs[at + i] = ferr[i];
-        fn = fnext = 0;
-        pthread_mutex_unlock(&fmu);
+            errs[at + i] = cm->ferr[i];
+        cm->fn = cm->fnext = 0;
+        pthread_mutex_unlock(&cm->fmu);
     }
 }
 
 /* One batch, start to end. */
 static void
-commit_batch(commit_job *batch)
+commit_batch(committer *cm, commit_job *batch)
 {
     commit_job *j;
     size_t n = 0;
@@ -249,28 +259,28 @@ commit_batch(commit_job *batch)
         if (j->err != 0)
             continue; /* cancelled */
         if (j->msg != NULL ? fflush(j->msg) != 0
-                           : (p->fd[F_EML] = put_tmp(j->id, "eml", j->mem,
+                           : (p->fd[F_EML] = put_tmp(cm, j->id, "eml", j->mem,
                                                      j->mem_n)) < 0) {
-            fail(p, errno);
+            fail(cm, p, errno);
             continue;
         }
         if (j->msg != NULL)
             p->fd[F_EML] = fileno(j->msg);
         if (j->env_local != NULL &&
-            (p->fd[F_ENV] = put_tmp(j->id, "env", j->env_local,
+            (p->fd[F_ENV] = put_tmp(cm, j->id, "env", j->env_local,
                                     j->env_local_n)) < 0) {
-            fail(p, errno);
+            fail(cm, p, errno);
             continue;
         }
         if (j->env_relay != NULL &&
-            (p->fd[F_QENV] = put_tmp(j->id, "qenv", j->env_relay,
+            (p->fd[F_QENV] = put_tmp(cm, j->id, "qenv", j->env_relay,
                                      j->env_relay_n)) < 0) {
-            fail(p, errno);
+            fail(cm, p, errno);
             continue;
         }
         n++;
     }
-    if (kill_at > 0 && n >= (size_t)kill_at) {
+    if (cm->kill_at > 0 && n >= (size_t)cm->kill_at) {
         /* tests only (commit.h): the batch is written, nothing flushed */
         char line[80];
         int len = snprintf(line, sizeof line,
@@ -286,7 +296,7 @@ commit_batch(commit_job *batch)
      * first fdatasync then commits the file system's journal for the
      * whole batch, and the others find their data on the disk already
      * (ext4: 2 journal commits per message become about 1 per batch). */
-    if (!no_fsync)
+    if (!cm->no_fsync)
         for (j = batch; j != NULL; j = j->next) {
             job_priv *p = (job_priv *)j;
             if (j->err == 0)
@@ -297,8 +307,8 @@ commit_batch(commit_job *batch)
         }
 #endif
     /* 2. every file on stable storage, the flushes side by side */
-    if (!no_fsync) {
-        static int fds[FLUSH_MAX], errs[FLUSH_MAX];
+    if (!cm->no_fsync) {
+        int *fds = cm->fds, *errs = cm->errs;
         commit_job *from = batch;
         while (from != NULL) {
             size_t nf = 0, k = 0;
@@ -312,13 +322,13 @@ commit_batch(commit_job *batch)
                         if (p->fd[i] >= 0)
                             fds[nf++] = p->fd[i];
             }
-            flush_files(fds, errs, nf);
+            flush_files(cm, fds, errs, nf);
             for (j = from; j != to; j = j->next) {
                 job_priv *p = (job_priv *)j;
                 if (j->err == 0)
                     for (i = 0; i < F_N; i++)
                         if (p->fd[i] >= 0 && errs[k++] != 0 && j->err == 0)
-                            fail(p, errs[k - 1]);
+                            fail(cm, p, errs[k - 1]);
             }
             from = to;
         }
@@ -331,13 +341,13 @@ commit_batch(commit_job *batch)
         if (j->env_relay != NULL) {
             /* in the queue the .env comes last: an .eml alone there is
              * being stored, an .env alone half removed (queue.h) */
-            if (link_in(j->id, "eml", "/queue", "eml") != 0) {
-                fail(p, errno);
+            if (link_in(cm, j->id, "eml", "/queue", "eml") != 0) {
+                fail(cm, p, errno);
                 continue;
             }
             p->made |= M_QEML;
-            if (link_in(j->id, "qenv", "/queue", "env") != 0) {
-                fail(p, errno);
+            if (link_in(cm, j->id, "qenv", "/queue", "env") != 0) {
+                fail(cm, p, errno);
                 continue;
             }
             p->made |= M_QENV;
@@ -346,133 +356,156 @@ commit_batch(commit_job *batch)
         if (j->env_local != NULL) {
             /* in DIR the .env comes first: a reader never finds an .eml
              * without its envelope */
-            if (link_in(j->id, "env", "", "env") != 0) {
-                fail(p, errno);
+            if (link_in(cm, j->id, "env", "", "env") != 0) {
+                fail(cm, p, errno);
                 continue;
             }
             p->made |= M_LENV;
-            if (link_in(j->id, "eml", "", "eml") != 0) {
-                fail(p, errno);
+            if (link_in(cm, j->id, "eml", "", "eml") != 0) {
+                fail(cm, p, errno);
                 continue;
             }
             p->made |= M_LEML;
             any_local = 1;
         }
     }
-    if (fsync_delay_ms > 0) { /* tests only: a slow disk (commit.h) */
+    if (cm->fsync_delay_ms > 0) { /* tests only: a slow disk (commit.h) */
         struct timespec ts;
-        ts.tv_sec = fsync_delay_ms / 1000;
-        ts.tv_nsec = (long)(fsync_delay_ms % 1000) * 1000000L;
+        ts.tv_sec = cm->fsync_delay_ms / 1000;
+        ts.tv_nsec = (long)(cm->fsync_delay_ms % 1000) * 1000000L;
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
     }
     /* 4. one fsync per directory for the whole batch */
-    if (any_relay && flush_dir(qdir_fd) != 0) {
+    if (any_relay && flush_dir(cm, cm->qdir_fd) != 0) {
         int err = errno;
         for (j = batch; j != NULL; j = j->next)
             if (((job_priv *)j)->made & (M_QEML | M_QENV))
-                fail((job_priv *)j, err);
+                fail(cm, (job_priv *)j, err);
     }
-    if (any_local && flush_dir(dir_fd) != 0) {
+    if (any_local && flush_dir(cm, cm->dir_fd) != 0) {
         int err = errno;
         for (j = batch; j != NULL; j = j->next)
             if (((job_priv *)j)->made & (M_LEML | M_LENV))
-                fail((job_priv *)j, err);
+                fail(cm, (job_priv *)j, err);
     }
     for (j = batch; j != NULL; j = j->next)
-        finish((job_priv *)j);
+        finish(cm, (job_priv *)j);
 }
 
 static void *
 commit_main(void *arg)
 {
-    (void)arg;
+    committer *cm = arg;
     for (;;) {
         commit_job *batch, *j;
-        pthread_mutex_lock(&mu);
-        while (waiting == NULL && !closing)
-            pthread_cond_wait(&cv, &mu);
-        batch = waiting;
-        waiting = NULL;
-        waiting_tail = &waiting;
+        pthread_mutex_lock(&cm->mu);
+        while (cm->waiting == NULL && !cm->closing)
+            pthread_cond_wait(&cm->cv, &cm->mu);
+        batch = cm->waiting;
+        cm->waiting = NULL;
+        cm->waiting_tail = &cm->waiting;
         for (j = batch; j != NULL; j = j->next)
             if (j->cancelled)
                 j->err = ECANCELED; /* nothing of it is stored */
-        pthread_mutex_unlock(&mu);
+        pthread_mutex_unlock(&cm->mu);
         if (batch == NULL)
             break; /* closing, and nothing left */
-        commit_batch(batch);
-        pthread_mutex_lock(&mu);
-        *done_tail = batch;
+        commit_batch(cm, batch);
+        pthread_mutex_lock(&cm->mu);
+        *cm->done_tail = batch;
         for (j = batch; j->next != NULL; j = j->next)
             ;
-        done_tail = &j->next;
-        pthread_mutex_unlock(&mu);
-        if (write(pipe_w, "", 1) < 0) {
+        cm->done_tail = &j->next;
+        pthread_mutex_unlock(&cm->mu);
+        if (write(cm->pipe_w, "", 1) < 0) {
             /* EAGAIN: the pipe is full of wake-ups already */
         }
     }
     return NULL;
 }
 
-int
+/* commit_open failed: what it had opened is closed, cm freed; errno
+ * kept. Returns NULL. */
+static committer *
+commit_unopen(committer *cm)
+{
+    int err = errno;
+    if (cm->dir_fd >= 0)
+        close(cm->dir_fd);
+    if (cm->qdir_fd >= 0)
+        close(cm->qdir_fd);
+    if (cm->pipe_r >= 0) {
+        close(cm->pipe_r);
+        close(cm->pipe_w);
+    }
+    pthread_mutex_destroy(&cm->mu);
+    pthread_cond_destroy(&cm->cv);
+    pthread_mutex_destroy(&cm->fmu);
+    pthread_cond_destroy(&cm->fwork);
+    pthread_cond_destroy(&cm->fdone);
+    free(cm);
+    errno = err;
+    return NULL;
+}
+
+committer *
 commit_open(const char *dir, int nofsync)
 {
     char path[4200];
     const char *k = getenv("LLSMTP_TEST_KILL_BEFORE_FLUSH");
     int p[2], err;
     sigset_t all, old;
-    snprintf(spool, sizeof spool, "%s", dir);
-    no_fsync = nofsync;
-    kill_at = k != NULL ? atoi(k) : 0;
+    committer *cm = calloc(1, sizeof *cm);
+    if (cm == NULL)
+        return NULL;
+    cm->pipe_r = cm->pipe_w = cm->dir_fd = cm->qdir_fd = -1;
+    cm->waiting_tail = &cm->waiting;
+    cm->done_tail = &cm->done;
+    pthread_mutex_init(&cm->mu, NULL);
+    pthread_cond_init(&cm->cv, NULL);
+    pthread_mutex_init(&cm->fmu, NULL);
+    pthread_cond_init(&cm->fwork, NULL);
+    pthread_cond_init(&cm->fdone, NULL);
+    snprintf(cm->spool, sizeof cm->spool, "%s", dir);
+    cm->no_fsync = nofsync;
+    cm->kill_at = k != NULL ? atoi(k) : 0;
     k = getenv("LLSMTP_TEST_DIR_FSYNC_DELAY_MS");
-    fsync_delay_ms = k != NULL ? atoi(k) : 0;
+    cm->fsync_delay_ms = k != NULL ? atoi(k) : 0;
     snprintf(path, sizeof path, "%s/queue", dir);
-    dir_fd = open(dir, O_RDONLY);
-    qdir_fd = open(path, O_RDONLY);
-    if (dir_fd < 0 || qdir_fd < 0 || pipe(p) != 0)
-        goto failed;
-    pipe_r = p[0];
-    pipe_w = p[1];
-    fcntl(pipe_r, F_SETFL, fcntl(pipe_r, F_GETFL) | O_NONBLOCK);
-    fcntl(pipe_w, F_SETFL, fcntl(pipe_w, F_GETFL) | O_NONBLOCK);
+    cm->dir_fd = open(dir, O_RDONLY);
+    cm->qdir_fd = open(path, O_RDONLY);
+    if (cm->dir_fd < 0 || cm->qdir_fd < 0 || pipe(p) != 0)
+        return commit_unopen(cm);
+    cm->pipe_r = p[0];
+    cm->pipe_w = p[1];
+    fcntl(cm->pipe_r, F_SETFL, fcntl(cm->pipe_r, F_GETFL) | O_NONBLOCK);
+    fcntl(cm->pipe_w, F_SETFL, fcntl(cm->pipe_w, F_GETFL) | O_NONBLOCK);
     /* every signal goes to the poll loop, whose poll() it must wake */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    err = pthread_create(&thread, NULL, commit_main, NULL);
+    err = pthread_create(&cm->thread, NULL, commit_main, cm);
     /* helpers for the flushes: fewer (or none) only slows them down */
-    for (nhelpers = 0; err == 0 && !no_fsync && nhelpers < FLUSHERS - 1 &&
-                       pthread_create(&helper[nhelpers], NULL, helper_main,
-                                      NULL) == 0;
-         nhelpers++)
+    for (cm->nhelpers = 0;
+         err == 0 && !cm->no_fsync && cm->nhelpers < FLUSHERS - 1 &&
+         pthread_create(&cm->helper[cm->nhelpers], NULL, helper_main, cm) == 0;
+         cm->nhelpers++)
         ;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err == 0)
-        return 0;
+        return cm;
     errno = err;
-failed:
-    err = errno;
-    if (dir_fd >= 0)
-        close(dir_fd);
-    if (qdir_fd >= 0)
-        close(qdir_fd);
-    if (pipe_r >= 0) {
-        close(pipe_r);
-        close(pipe_w);
-    }
-    dir_fd = qdir_fd = pipe_r = pipe_w = -1;
-    errno = err;
-    return -1;
+    return commit_unopen(cm);
 }
 
 int
-commit_fd(void)
+commit_fd(const committer *cm)
 {
-    return pipe_r;
+    return cm != NULL ? cm->pipe_r : -1;
 }
 
 void
-commit_submit(commit_job *j)
+commit_submit(committer *cm, commit_job *j)
 {
     job_priv *p = (job_priv *)j;
     int i;
@@ -482,34 +515,34 @@ commit_submit(commit_job *j)
     j->next = NULL;
     j->err = 0;
     j->cancelled = 0;
-    pthread_mutex_lock(&mu);
-    *waiting_tail = j;
-    waiting_tail = &j->next;
-    pthread_cond_signal(&cv);
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_lock(&cm->mu);
+    *cm->waiting_tail = j;
+    cm->waiting_tail = &j->next;
+    pthread_cond_signal(&cm->cv);
+    pthread_mutex_unlock(&cm->mu);
 }
 
 void
-commit_cancel(commit_job *j)
+commit_cancel(committer *cm, commit_job *j)
 {
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&cm->mu);
     j->cancelled = 1; /* too late once the thread took it */
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&cm->mu);
     j->owner = NULL;
 }
 
 commit_job *
-commit_done(void)
+commit_done(committer *cm)
 {
     char buf[256];
     commit_job *list;
-    while (read(pipe_r, buf, sizeof buf) > 0)
+    while (read(cm->pipe_r, buf, sizeof buf) > 0)
         ;
-    pthread_mutex_lock(&mu);
-    list = done;
-    done = NULL;
-    done_tail = &done;
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_lock(&cm->mu);
+    list = cm->done;
+    cm->done = NULL;
+    cm->done_tail = &cm->done;
+    pthread_mutex_unlock(&cm->mu);
     return list;
 }
 
@@ -533,29 +566,34 @@ commit_free(commit_job *j)
 }
 
 void
-commit_close(void)
+commit_close(committer *cm)
 {
     commit_job *j, *next;
-    if (pipe_r < 0)
+    if (cm == NULL)
         return;
-    pthread_mutex_lock(&mu);
-    closing = 1;
-    pthread_cond_signal(&cv);
-    pthread_mutex_unlock(&mu);
-    pthread_join(thread, NULL);
-    pthread_mutex_lock(&fmu);
-    fclosing = 1;
-    pthread_cond_broadcast(&fwork);
-    pthread_mutex_unlock(&fmu);
-    while (nhelpers > 0)
-        pthread_join(helper[--nhelpers], NULL);
-    for (j = commit_done(); j != NULL; j = next) {
+    pthread_mutex_lock(&cm->mu);
+    cm->closing = 1;
+    pthread_cond_signal(&cm->cv);
+    pthread_mutex_unlock(&cm->mu);
+    pthread_join(cm->thread, NULL);
+    pthread_mutex_lock(&cm->fmu);
+    cm->fclosing = 1;
+    pthread_cond_broadcast(&cm->fwork);
+    pthread_mutex_unlock(&cm->fmu);
+    while (cm->nhelpers > 0)
+        pthread_join(cm->helper[--cm->nhelpers], NULL);
+    for (j = commit_done(cm); j != NULL; j = next) {
         next = j->next;
         commit_free(j);
     }
-    close(pipe_r);
-    close(pipe_w);
-    close(dir_fd);
-    close(qdir_fd);
-    pipe_r = pipe_w = dir_fd = qdir_fd = -1;
+    close(cm->pipe_r);
+    close(cm->pipe_w);
+    close(cm->dir_fd);
+    close(cm->qdir_fd);
+    pthread_mutex_destroy(&cm->mu);
+    pthread_cond_destroy(&cm->cv);
+    pthread_mutex_destroy(&cm->fmu);
+    pthread_cond_destroy(&cm->fwork);
+    pthread_cond_destroy(&cm->fdone);
+    free(cm);
 }

@@ -13,6 +13,9 @@
 
 #define QUEUE_RETRY_MAX 16
 
+/* The queue (queue_new); opaque. */
+typedef struct queue queue;
+
 typedef struct queue_conf {
     const char *spool;    /* entries live in SPOOL/queue */
     const char *hostname; /* HELO name, Reporting-MTA, bounce From: */
@@ -30,9 +33,9 @@ typedef struct queue_conf {
     const char *ca_file;              /* for verify; NULL: system CAs */
     int no_fsync;
     int verbose;                      /* log each dialogue */
-    void (*child_setup)(void);        /* in a runner: close what it
+    void (*child_setup)(void *);      /* in a runner: close what it
                                          must not hold */
-    void (*log)(const char *fmt, ...); /* one line to the server's log */
+    void *child_arg;                  /* child_setup's argument */
     size_t bounce_size_limit;         /* body octets a bounce returns */
     const char *const *listen;        /* "ADDR:PORT" smtpd listens on: */
     size_t nlisten;                   /* MX hosts there are this host */
@@ -49,45 +52,47 @@ void queue_xtext_put(FILE *f, const char *p, size_t n);
  * control character; a parameter that does is left out). */
 void queue_params_put(FILE *f, const char *params);
 
+/* A new queue, not open yet; NULL when out of memory. */
+queue *queue_new(void);
 /* Takes SPOOL/smtpd.lock (a POSIX record lock: this process's, held
  * until it exits, never inherited by its children): one smtpd per spool,
  * or its start-up scan could remove what the other is writing. Returns
  * 0, or -1 (errno; EWOULDBLOCK: another process holds it, its pid in
  * *holder when known). Call before queue_open. */
-int queue_lock(const char *spool, long *holder);
+int queue_lock(queue *qu, const char *spool, long *holder);
 /* In a child process: closes the lock's descriptor. The lock is the
  * parent's alone and goes when the parent dies, so a restart after a
  * crash never waits for runners left from before. */
-void queue_child(void);
+void queue_child(queue *qu);
 
 /* Creates SPOOL/queue and reads the entries already there. Returns 0, or
  * -1 (errno) when the directory cannot be made. */
-int queue_open(const queue_conf *qc);
+int queue_open(queue *qu, const queue_conf *qc);
 /* A new entry (its .env and .eml are in SPOOL/queue): due now. Not while
  * the id is held. */
-void queue_add(const char *id);
+void queue_add(queue *qu, const char *id);
 /* The storage thread is making id's files durable: they may already have
  * their names in SPOOL/queue, but no runner may take them (a scan skips
  * them) until queue_release; then queue_add when they were stored. */
-void queue_hold(const char *id);
-void queue_release(const char *id);
+void queue_hold(queue *qu, const char *id);
+void queue_release(queue *qu, const char *id);
 /* Starts runners for due entries. Returns the poll timeout in ms until
  * the next thing to do, or -1 for nothing. */
-int queue_run(time_t now);
+int queue_run(queue *qu, time_t now);
 /* Collects finished runners (call when SIGCHLD arrived). */
-void queue_reap(time_t now);
+void queue_reap(queue *qu, time_t now);
 /* ETRN (RFC 1985) without blocking the server (smtpd scans in a child
  * process): how many entries there are; in the child, the ids of the
  * entries with an open recipient in node (or, for "@d", in d and its
  * subdomains), one per line to fd (0, or -1 when fd fails); in the
  * server, make one entry due now (1 when it exists). */
-size_t queue_entries(void);
-int queue_etrn_scan(const char *node, size_t n, int fd);
-int queue_make_due(const char *id);
-/* Runners still working. */
-size_t queue_busy(void);
-/* Frees what the queue holds (runners are left to finish). */
-void queue_close(void);
+size_t queue_entries(queue *qu);
+int queue_etrn_scan(queue *qu, const char *node, size_t n, int fd);
+int queue_make_due(queue *qu, const char *id);
+/* Runners still working (0 for NULL: no queue). */
+size_t queue_busy(const queue *qu);
+/* Frees the queue (runners are left to finish); NULL: nothing. */
+void queue_close(queue *qu);
 
 /* Writes all n octets to fd (retrying after EINTR and short writes).
  * Returns 0, or -1 (errno). */

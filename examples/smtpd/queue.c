@@ -21,6 +21,7 @@
 #include "queue.h"
 
 #include "deliver.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -50,20 +51,28 @@ typedef struct entry {
     pid_t pid; /* its runner, or 0 */
 } entry;
 
-static const queue_conf *Q;
-static route_dns dns; /* a runner's copy: asking changes its state */
-static char qdir[4096], tmpdir[4096];
-static entry *ents;
-static size_t nents, ents_cap, nbusy;
 /* this host's addresses: an MX host at one of them is this host */
 #define SELF_MAX 64
-static llsmtp_ip self_ip[SELF_MAX];
-static size_t nself;
+
+/* The queue: one per queue_new, passed to whatever needs it (a runner
+ * works on its copy after the fork). */
+struct queue {
+    const queue_conf *cf;
+    route_dns dns; /* a runner's copy: asking changes its state */
+    char qdir[4096], tmpdir[4096];
+    entry *ents;
+    size_t nents, ents_cap, nbusy;
+    llsmtp_ip self_ip[SELF_MAX];
+    size_t nself;
+    char (*held)[64]; /* ids being stored (queue_hold) */
+    size_t nheld, held_cap;
+    int lock_fd; /* SPOOL/smtpd.lock, or -1 */
+};
 
 static void
-entry_path(char *buf, size_t n, const char *id, const char *ext)
+entry_path(queue *qu, char *buf, size_t n, const char *id, const char *ext)
 {
-    snprintf(buf, n, "%s/%s.%s", qdir, id, ext);
+    snprintf(buf, n, "%s/%s.%s", qu->qdir, id, ext);
 }
 
 int
@@ -216,13 +225,13 @@ v1_rcpt_close(const char *p)
 
 /* Reads <id>.env and, when there is one, <id>.st. Returns 0 or -1. */
 static int
-env_load(const char *id, envelope *e)
+env_load(queue *qu, const char *id, envelope *e)
 {
     char path[4200], line[8192];
     FILE *f;
     int v2 = 0;
     memset(e, 0, sizeof *e);
-    entry_path(path, sizeof path, id, "env");
+    entry_path(qu, path, sizeof path, id, "env");
     f = fopen(path, "r");
     if (f == NULL)
         return -1;
@@ -287,7 +296,7 @@ env_load(const char *id, envelope *e)
         env_free(e);
         return -1;
     }
-    entry_path(path, sizeof path, id, "st");
+    entry_path(qu, path, sizeof path, id, "st");
     f = fopen(path, "r");
     if (f == NULL)
         return 0;
@@ -321,53 +330,62 @@ env_load(const char *id, envelope *e)
     return 0;
 }
 
+/* Where the text of fd (end octets) stops being whole lines: after its
+ * last newline, or 0. Returns -1 (errno) when it cannot be read. */
+static off_t
+st_whole_end(int fd, off_t end)
+{
+    char buf[4096];
+    off_t pos = end;
+    while (pos > 0) {
+        size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
+        ssize_t r = pread(fd, buf, n, pos - (off_t)n), i;
+        if (r != (ssize_t)n)
+            return -1;
+        for (i = r; i > 0 && buf[i - 1] != '\n'; i--)
+            ;
+        if (i > 0)
+            return pos - (off_t)n + i;
+        pos -= (off_t)n;
+    }
+    return pos;
+}
+
+/* Cuts a torn last line off the entry's log fd and goes to its end.
+ * Returns 0, or -1 (errno). */
+static int
+st_cut_torn(queue *qu, int fd, const char *id)
+{
+    struct stat st;
+    off_t pos;
+    if (fstat(fd, &st) != 0 || (pos = st_whole_end(fd, st.st_size)) < 0)
+        return -1;
+    if (pos != st.st_size) {
+        log_line("queue=%s its log ended in a torn line (%ld octets): cut", id,
+                 (long)(st.st_size - pos));
+        if (ftruncate(fd, pos) != 0 || (!qu->cf->no_fsync && fsync(fd) != 0))
+            return -1;
+    }
+    return lseek(fd, 0, SEEK_END) < 0 ? -1 : 0;
+}
+
 /* Opens the entry's log for writing at its end, first cutting a torn
  * last line (one without its newline: a crash in the middle of a write).
  * The loader ignores such a fragment, but a line appended right after it
  * would be glued to it, and a "D" hidden that way means a recipient
  * delivered again. Returns the descriptor, or -1 (errno). */
 static int
-st_open(const char *id)
+st_open(queue *qu, const char *id)
 {
-    char path[4200], buf[4096];
-    struct stat st;
-    off_t end, pos;
-    int fd;
-    entry_path(path, sizeof path, id, "st");
+    char path[4200];
+    int fd, err;
+    entry_path(qu, path, sizeof path, id, "st");
     fd = open(path, O_RDWR | O_CREAT, 0640);
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) != 0)
-        goto fail;
-    end = pos = st.st_size;
-    while (pos > 0) {
-        size_t n = pos < (off_t)sizeof buf ? (size_t)pos : sizeof buf;
-        ssize_t r = pread(fd, buf, n, pos - (off_t)n), i;
-        if (r != (ssize_t)n)
-            goto fail;
-        for (i = r; i > 0 && buf[i - 1] != '\n'; i--)
-            ;
-        if (i > 0) {
-            pos = pos - (off_t)n + i;
-            break;
-        }
-        pos -= (off_t)n;
-    }
-    if (pos != end) {
-        Q->log("queue=%s its log ended in a torn line (%ld octets): cut", id,
-               (long)(end - pos));
-        if (ftruncate(fd, pos) != 0 || (!Q->no_fsync && fsync(fd) != 0))
-            goto fail;
-    }
-    if (lseek(fd, 0, SEEK_END) < 0)
-        goto fail;
-    return fd;
-fail:
-    {
-        int err = errno;
-        close(fd);
-        errno = err;
-    }
+    if (fd < 0 || st_cut_torn(qu, fd, id) == 0)
+        return fd;
+    err = errno;
+    close(fd);
+    errno = err;
     return -1;
 }
 
@@ -389,13 +407,13 @@ queue_write_all(int fd, const char *p, size_t n)
 /* Appends lines to the log and makes them durable. Returns 0, or -1
  * (errno) when they may not all be on disk. */
 static int
-st_append(const char *id, const char *text)
+st_append(queue *qu, const char *id, const char *text)
 {
-    int fd = st_open(id), ok, err;
+    int fd = st_open(qu, id), ok, err;
     if (fd < 0)
         return -1;
     ok = queue_write_all(fd, text, strlen(text)) == 0 &&
-         (Q->no_fsync || fsync(fd) == 0);
+         (qu->cf->no_fsync || fsync(fd) == 0);
     err = errno;
     if (close(fd) != 0)
         ok = 0;
@@ -425,23 +443,23 @@ st_padding(char *p, size_t n)
  * octets already allocated needs no new space. Sets *at. Returns 0, or
  * -1 (errno; nothing reserved). */
 static int
-st_reserve(const char *id, size_t n, off_t *at)
+st_reserve(queue *qu, const char *id, size_t n, off_t *at)
 {
     char *pad = malloc(n);
     int fd, ok, err;
     if (pad == NULL)
         return -1;
     st_padding(pad, n);
-    fd = st_open(id);
+    fd = st_open(qu, id);
     if (fd < 0) {
         free(pad);
         return -1;
     }
     *at = lseek(fd, 0, SEEK_END);
     ok = *at >= 0 && queue_write_all(fd, pad, n) == 0 &&
-         (Q->no_fsync || fsync(fd) == 0);
+         (qu->cf->no_fsync || fsync(fd) == 0);
     err = errno;
-    if (!ok && *at >= 0 && ftruncate(fd, *at) == 0 && !Q->no_fsync)
+    if (!ok && *at >= 0 && ftruncate(fd, *at) == 0 && !qu->cf->no_fsync)
         fsync(fd); /* give back what was taken */
     close(fd);
     free(pad);
@@ -454,7 +472,7 @@ st_reserve(const char *id, size_t n, off_t *at)
  * not used is given back (shrinking a file needs no space), so the log
  * holds what happened and nothing more. Returns 0, or -1 (errno). */
 static int
-st_fill(const char *id, off_t at, size_t n, const char *text)
+st_fill(queue *qu, const char *id, off_t at, size_t n, const char *text)
 {
     char path[4200];
     size_t t = strlen(text);
@@ -463,13 +481,13 @@ st_fill(const char *id, off_t at, size_t n, const char *text)
         errno = EOVERFLOW;
         return -1;
     }
-    entry_path(path, sizeof path, id, "st");
+    entry_path(qu, path, sizeof path, id, "st");
     fd = open(path, O_WRONLY);
     if (fd < 0)
         return -1;
     ok = pwrite(fd, text, t, at) == (ssize_t)t &&
          ftruncate(fd, at + (off_t)t) == 0 &&
-         (Q->no_fsync || fsync(fd) == 0);
+         (qu->cf->no_fsync || fsync(fd) == 0);
     err = errno;
     close(fd);
     errno = err;
@@ -479,12 +497,12 @@ st_fill(const char *id, off_t at, size_t n, const char *text)
 /* ---- the parent: which entries exist, when each is due ----------------- */
 
 static entry *
-find(const char *id)
+find(queue *qu, const char *id)
 {
     size_t i;
-    for (i = 0; i < nents; i++)
-        if (strcmp(ents[i].id, id) == 0)
-            return &ents[i];
+    for (i = 0; i < qu->nents; i++)
+        if (strcmp(qu->ents[i].id, id) == 0)
+            return &qu->ents[i];
     return NULL;
 }
 
@@ -493,7 +511,7 @@ find(const char *id)
  * the log of an entry with many recipients is large. The whole log only
  * when a crash left more than that after it. 0 when there is none. */
 static long
-st_next(const char *id)
+st_next(queue *qu, const char *id)
 {
     static char buf[65536];
     char path[4200], line[8192];
@@ -503,7 +521,7 @@ st_next(const char *id)
     ssize_t r;
     off_t start;
     FILE *f;
-    entry_path(path, sizeof path, id, "st");
+    entry_path(qu, path, sizeof path, id, "st");
     f = fopen(path, "r");
     if (f == NULL)
         return 0;
@@ -537,88 +555,94 @@ st_next(const char *id)
 }
 
 static long
-due_time(const char *id)
+due_time(queue *qu, const char *id)
 {
-    long next = st_next(id), now = (long)time(NULL), longest = 0;
+    long next = st_next(qu, id), now = (long)time(NULL), longest = 0;
     size_t i;
     /* further away than any retry delay: planned before the clock
      * stepped back */
-    for (i = 0; i < Q->nretry; i++)
-        if ((long)Q->retry[i] > longest)
-            longest = (long)Q->retry[i];
+    for (i = 0; i < qu->cf->nretry; i++)
+        if ((long)qu->cf->retry[i] > longest)
+            longest = (long)qu->cf->retry[i];
     return next > now + longest ? now + longest : next;
 }
 
 /* Ids the storage thread holds (queue_hold): at most the messages of a
  * batch or two, so a list. */
-static char (*held)[64];
-static size_t nheld, held_cap;
 
 static int
-is_held(const char *id)
+is_held(queue *qu, const char *id)
 {
     size_t i;
-    for (i = 0; i < nheld; i++)
-        if (strcmp(held[i], id) == 0)
+    for (i = 0; i < qu->nheld; i++)
+        if (strcmp(qu->held[i], id) == 0)
             return 1;
     return 0;
 }
 
 void
-queue_hold(const char *id)
+queue_hold(queue *qu, const char *id)
 {
-    if (nheld == held_cap) {
-        size_t cap = held_cap ? held_cap * 2 : 64;
-        char (*v)[64] = realloc(held, cap * sizeof *v);
+    if (qu->nheld == qu->held_cap) {
+        size_t cap = qu->held_cap ? qu->held_cap * 2 : 64;
+        char(*v)[64] = realloc(qu->held, cap * sizeof *v);
         if (v == NULL)
             abort(); /* a message no runner must see would be seen */
-        held = v;
-        held_cap = cap;
+        qu->held = v;
+        qu->held_cap = cap;
     }
-    snprintf(held[nheld++], sizeof held[0], "%s", id);
+    snprintf(qu->held[qu->nheld++], sizeof qu->held[0], "%s", id);
 }
 
 void
-queue_release(const char *id)
+queue_release(queue *qu, const char *id)
 {
     size_t i;
-    for (i = 0; i < nheld; i++)
-        if (strcmp(held[i], id) == 0) {
-            memcpy(held[i], held[--nheld], sizeof held[0]);
+    for (i = 0; i < qu->nheld; i++)
+        if (strcmp(qu->held[i], id) == 0) {
+            memcpy(qu->held[i], qu->held[--qu->nheld], sizeof qu->held[0]);
             return;
         }
 }
 
 void
-queue_add(const char *id)
+queue_add(queue *qu, const char *id)
 {
     entry *v;
-    if (find(id) != NULL || is_held(id))
+    if (find(qu, id) != NULL || is_held(qu, id))
         return;
-    if (nents == ents_cap) {
-        size_t cap = ents_cap ? ents_cap * 2 : 64;
-        v = realloc(ents, cap * sizeof *v);
+    if (qu->nents == qu->ents_cap) {
+        size_t cap = qu->ents_cap ? qu->ents_cap * 2 : 64;
+        v = realloc(qu->ents, cap * sizeof *v);
         if (v == NULL)
             return; /* found again by the next scan */
-        ents = v;
-        ents_cap = cap;
+        qu->ents = v;
+        qu->ents_cap = cap;
     }
-    v = &ents[nents++];
+    v = &qu->ents[qu->nents++];
     snprintf(v->id, sizeof v->id, "%s", id);
-    v->next = (time_t)due_time(id);
+    v->next = (time_t)due_time(qu, id);
     v->pid = 0;
 }
 
 /* The spool's lock (queue_lock), or -1. */
-static int lock_fd = -1;
 
 /* Files of an entry without its .eml younger than this are left alone by
  * a start-up scan that does not hold the spool's lock: they may be
  * another smtpd's, in the middle of something. */
 #define SCAN_SAFE_AGE (15 * 60)
 
+queue *
+queue_new(void)
+{
+    queue *qu = calloc(1, sizeof *qu);
+    if (qu != NULL)
+        qu->lock_fd = -1;
+    return qu;
+}
+
 int
-queue_lock(const char *spool, long *holder)
+queue_lock(queue *qu, const char *spool, long *holder)
 {
     char path[4200], buf[32];
     struct flock fl;
@@ -664,18 +688,20 @@ queue_lock(const char *spool, long *holder)
     r = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)r, 0) != r)
         errno = 0;
-    lock_fd = fd;
+    qu->lock_fd = fd;
     return 0;
 }
 
 void
-queue_child(void)
+queue_child(queue *qu)
 {
     /* a child never held the lock (a record lock is not inherited); the
      * descriptor is the parent's business only */
-    if (lock_fd >= 0)
-        close(lock_fd);
-    lock_fd = -1;
+    if (qu == NULL)
+        return;
+    if (qu->lock_fd >= 0)
+        close(qu->lock_fd);
+    qu->lock_fd = -1;
 }
 
 /* Adds every complete entry (one with its .eml) not known yet; at start
@@ -684,9 +710,9 @@ queue_child(void)
  * queue_store). An .eml without its .env is an entry being stored: it
  * is left alone, and its runner says so until the .env is there. */
 static void
-scan(int cleanup)
+scan(queue *qu, int cleanup)
 {
-    DIR *d = opendir(qdir);
+    DIR *d = opendir(qu->qdir);
     struct dirent *de;
     char path[4200];
     time_t now = time(NULL);
@@ -705,14 +731,13 @@ scan(int cleanup)
         memcpy(id, de->d_name, n);
         id[n] = '\0';
         if (strcmp(dot, ".eml") == 0) {
-            queue_add(id);
+            queue_add(qu, id);
         } else if (cleanup) {
-            entry_path(path, sizeof path, id, "eml");
+            entry_path(qu, path, sizeof path, id, "eml");
             if (stat(path, &st) != 0 && errno == ENOENT) {
-                entry_path(path, sizeof path, id, dot + 1);
-                if (lock_fd >= 0 ||
-                    (lstat(path, &st) == 0 &&
-                     st.st_mtime < now - SCAN_SAFE_AGE))
+                entry_path(qu, path, sizeof path, id, dot + 1);
+                if (qu->lock_fd >= 0 || (lstat(path, &st) == 0 &&
+                                         st.st_mtime < now - SCAN_SAFE_AGE))
                     unlink(path);
             }
         }
@@ -721,32 +746,33 @@ scan(int cleanup)
 }
 
 static void
-self_add(const llsmtp_ip *given)
+self_add(queue *qu, const llsmtp_ip *given)
 {
     size_t i;
     static const uint8_t any[16];
     llsmtp_ip ip = *given;
     route_ip_norm(&ip); /* ::ffff:127.0.0.1 is 127.0.0.1 */
-    if (ip.family == 0 || nself == SELF_MAX ||
+    if (ip.family == 0 || qu->nself == SELF_MAX ||
         memcmp(ip.addr, any, ip.family == 4 ? 4 : 16) == 0)
         return; /* 0.0.0.0 and :: are covered by the interfaces */
-    for (i = 0; i < nself; i++)
-        if (route_ip_same(&self_ip[i], &ip))
+    for (i = 0; i < qu->nself; i++)
+        if (route_ip_same(&qu->self_ip[i], &ip))
             return;
-    self_ip[nself++] = ip;
+    qu->self_ip[qu->nself++] = ip;
 }
 
 /* The addresses smtpd listens on and those of the interfaces. */
 static void
-self_find(void)
+self_find(queue *qu)
 {
     struct ifaddrs *ifs, *it;
     size_t i;
-    for (i = 0; i < Q->nlisten; i++) {
+    for (i = 0; i < qu->cf->nlisten; i++) {
         llsmtp_relayhost rh;
-        if (llsmtp_relayhost_parse(Q->listen[i], strlen(Q->listen[i]), &rh,
+        if (llsmtp_relayhost_parse(qu->cf->listen[i],
+                                   strlen(qu->cf->listen[i]), &rh,
                                    NULL) == LLSMTP_OK)
-            self_add(&rh.ip);
+            self_add(qu, &rh.ip);
     }
     if (getifaddrs(&ifs) != 0)
         return;
@@ -763,62 +789,62 @@ self_find(void)
             memcpy(ip.addr, &((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr,
                    16);
         }
-        self_add(&ip);
+        self_add(qu, &ip);
     }
     freeifaddrs(ifs);
 }
 
 int
-queue_open(const queue_conf *qc)
+queue_open(queue *qu, const queue_conf *qc)
 {
-    Q = qc;
-    self_find();
-    snprintf(qdir, sizeof qdir, "%s/queue", qc->spool);
-    snprintf(tmpdir, sizeof tmpdir, "%s/tmp", qc->spool);
-    if (mkdir(qdir, 0750) != 0 && errno != EEXIST)
+    qu->cf = qc;
+    self_find(qu);
+    snprintf(qu->qdir, sizeof qu->qdir, "%s/queue", qc->spool);
+    snprintf(qu->tmpdir, sizeof qu->tmpdir, "%s/tmp", qc->spool);
+    if (mkdir(qu->qdir, 0750) != 0 && errno != EEXIST)
         return -1;
-    scan(1);
-    if (nents > 0)
-        Q->log("queue: %zu entries waiting", nents);
+    scan(qu, 1);
+    if (qu->nents > 0)
+        log_line("queue: %zu entries waiting", qu->nents);
     return 0;
 }
 
-static void run_entry(const char *id);
+static void run_entry(queue *qu, const char *id);
 
 int
-queue_run(time_t now)
+queue_run(queue *qu, time_t now)
 {
     size_t i;
     time_t next = 0;
-    for (i = 0; i < nents; i++) {
-        entry *e = &ents[i];
+    for (i = 0; i < qu->nents; i++) {
+        entry *e = &qu->ents[i];
         if (e->pid != 0)
             continue;
-        if (e->next <= now && (int)nbusy < Q->max_runners) {
+        if (e->next <= now && (int)qu->nbusy < qu->cf->max_runners) {
             pid_t pid;
             fflush(stderr); /* or the runner writes the parent's lines too */
             pid = fork();
             if (pid == 0) {
-                queue_child();
-                if (Q->child_setup)
-                    Q->child_setup();
+                queue_child(qu);
+                if (qu->cf->child_setup)
+                    qu->cf->child_setup(qu->cf->child_arg);
                 signal(SIGTERM, SIG_DFL);
                 signal(SIGINT, SIG_IGN);
-                run_entry(e->id);
+                run_entry(qu, e->id);
                 fflush(stderr);
                 _exit(0);
             }
             if (pid > 0) {
                 e->pid = pid;
-                nbusy++;
+                qu->nbusy++;
                 continue;
             }
-            Q->log("queue: cannot start a runner: %s", strerror(errno));
+            log_line("queue: cannot start a runner: %s", strerror(errno));
         }
         if (next == 0 || e->next < next)
             next = e->next;
     }
-    if (nbusy > 0)
+    if (qu->nbusy > 0)
         return 500; /* look for finished runners */
     if (next == 0)
         return -1;
@@ -828,58 +854,61 @@ queue_run(time_t now)
 }
 
 void
-queue_reap(time_t now)
+queue_reap(queue *qu, time_t now)
 {
     int status, any = 0;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         size_t i;
-        for (i = 0; i < nents; i++) {
+        for (i = 0; i < qu->nents; i++) {
             char path[4200];
             struct stat st;
-            entry *e = &ents[i];
+            entry *e = &qu->ents[i];
             if (e->pid != pid)
                 continue;
             e->pid = 0;
-            nbusy--;
+            qu->nbusy--;
             any = 1;
-            entry_path(path, sizeof path, e->id, "eml");
+            entry_path(qu, path, sizeof path, e->id, "eml");
             if (stat(path, &st) != 0) {
-                ents[i] = ents[--nents]; /* done and removed */
+                qu->ents[i] = qu->ents[--qu->nents]; /* done and removed */
             } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-                e->next = (time_t)due_time(e->id);
+                e->next = (time_t)due_time(qu, e->id);
                 if (e->next <= now) /* it could not even start: wait */
-                    e->next = now + (time_t)Q->retry[0];
+                    e->next = now + (time_t)qu->cf->retry[0];
             } else if (WIFEXITED(status) &&
                        WEXITSTATUS(status) == RUNNER_BUSY) {
                 e->next = now + 1; /* a runner from before a restart */
             } else {
-                Q->log("queue=%s runner died (status %d); retry in %us", e->id,
-                     status, Q->retry[0]);
-                e->next = now + (time_t)Q->retry[0];
+                log_line("queue=%s runner died (status %d); retry in %us",
+                         e->id, status, qu->cf->retry[0]);
+                e->next = now + (time_t)qu->cf->retry[0];
             }
             break;
         }
     }
     if (any)
-        scan(0); /* bounces the runners queued */
+        scan(qu, 0); /* bounces the runners queued */
 }
 
 size_t
-queue_busy(void)
+queue_busy(const queue *qu)
 {
-    return nbusy;
+    return qu != NULL ? qu->nbusy : 0;
 }
 
 void
-queue_close(void)
+queue_close(queue *qu)
 {
-    free(ents);
-    ents = NULL;
-    nents = ents_cap = 0;
-    free(held);
-    held = NULL;
-    nheld = held_cap = 0;
+    if (qu == NULL)
+        return;
+    free(qu->ents);
+    qu->ents = NULL;
+    qu->nents = qu->ents_cap = 0;
+    free(qu->held);
+    qu->held = NULL;
+    qu->nheld = qu->held_cap = 0;
+    free(qu);
 }
 
 /* ---- storing a message (bounces) ---------------------------------------- */
@@ -937,14 +966,14 @@ date_now(char *buf, size_t n, time_t t)
 }
 
 static int
-is_local(const char *addr)
+is_local(queue *qu, const char *addr)
 {
     const char *at = strrchr(addr, '@');
     size_t i;
     if (at == NULL)
         return 1; /* "postmaster" alone is ours (RFC 5321 4.5.1) */
-    for (i = 0; i < Q->nlocal; i++)
-        if (strcasecmp(at + 1, Q->local_domains[i]) == 0)
+    for (i = 0; i < qu->cf->nlocal; i++)
+        if (strcasecmp(at + 1, qu->cf->local_domains[i]) == 0)
             return 1;
     return 0;
 }
@@ -1054,12 +1083,13 @@ cut_at_line(const char *msg, size_t from, size_t lim)
  * line end, so a forged sender cannot be sent an attacker's payload in
  * full, nor half a line (a bare CR, a split UTF-8 sequence). */
 static char *
-make_bounce(const char *id, const char *bid, const envelope *e,
+make_bounce(queue *qu, const char *id, const char *bid, const envelope *e,
             const char *msg, size_t msgn, size_t *outn)
 {
     char *out = NULL, date[64], arrival[64], st[16], a1[1024], t1[600],
          h1[LLSMTP_NAME_MAX + 1];
-    size_t i, hdr_end = msgn, body_at, returned, limit = Q->bounce_size_limit;
+    size_t i, hdr_end = msgn, body_at, returned,
+              limit = qu->cf->bounce_size_limit;
     FILE *f = open_memstream(&out, outn);
     llsmtp_span ret = param(e->mail_params, "RET");
     llsmtp_span envid = param(e->mail_params, "ENVID");
@@ -1112,8 +1142,9 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             "Your message %s could not be delivered to one or more\r\n"
             "recipients. The reasons are below.\r\n"
             "\r\n",
-            date, Q->hostname, field_safe(e->from, a1, sizeof a1), bid,
-            Q->hostname, id, Q->hostname, id, Q->hostname, Q->hostname, id);
+            date, qu->cf->hostname, field_safe(e->from, a1, sizeof a1), bid,
+            qu->cf->hostname, id, qu->cf->hostname, id, qu->cf->hostname,
+            qu->cf->hostname, id);
     for (i = 0; i < e->n; i++) {
         const rcpt *r = &e->r[i];
         if ((r->state != 'F' && r->state != 'X') || !wants_bounce(r))
@@ -1149,7 +1180,7 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             "\r\n"
             "Reporting-MTA: dns; %s\r\n"
             "X-Llsmtp-Queue-ID: %s\r\n",
-            id, Q->hostname, Q->hostname, id);
+            id, qu->cf->hostname, qu->cf->hostname, id);
     if (envid.p != NULL &&
         llsmtp_xtext_decode(envid.p, envid.n, NULL, 0, NULL) == LLSMTP_OK) {
         fputs("Original-Envelope-Id: ", f);
@@ -1189,14 +1220,14 @@ make_bounce(const char *id, const char *bid, const envelope *e,
             "Content-Description: %s\r\n"
             "Content-Type: %s\r\n"
             "\r\n",
-            id, Q->hostname,
+            id, qu->cf->hostname,
             headers_only ? "Undelivered Message Headers"
                          : "Undelivered Message",
             headers_only ? "text/rfc822-headers" : "message/rfc822");
     fwrite(msg, 1, returned, f);
     if (returned > 0 && msg[returned - 1] != '\n')
         fputs("\r\n", f);
-    fprintf(f, "\r\n--%s/%s--\r\n", id, Q->hostname);
+    fprintf(f, "\r\n--%s/%s--\r\n", id, qu->cf->hostname);
     if (fclose(f) != 0) {
         free(out);
         return NULL;
@@ -1207,7 +1238,8 @@ make_bounce(const char *id, const char *bid, const envelope *e,
 /* Writes the bounce: to the local spool when the sender is ours, else as
  * a new queue entry with a null sender (which never bounces again). */
 static int
-bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
+bounce(queue *qu, const char *id, const envelope *e, const char *msg,
+       size_t msgn)
 {
     char bid[64], *env = NULL, a1[1024];
     size_t i, n, envn, want = 0;
@@ -1220,10 +1252,10 @@ bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
     if (want == 0 || e->from[0] == '\0' || e->bounced)
         return 0; /* RFC 5321 6.1: never to a null reverse-path */
     snprintf(bid, sizeof bid, "%.40sB%lX", id, (unsigned long)time(NULL) & 0xffff);
-    text = make_bounce(id, bid, e, msg, msgn, &n);
+    text = make_bounce(qu, id, bid, e, msg, msgn, &n);
     if (text == NULL)
         return -1;
-    local = is_local(e->from);
+    local = is_local(qu, e->from);
     f = open_memstream(&env, &envn);
     if (f == NULL) {
         free(text);
@@ -1232,7 +1264,7 @@ bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
     fprintf(f,
             "version %d\nid %s\nreceived %ld\nclient 127.0.0.1\nhelo ",
             QUEUE_ENV_VERSION, bid, (long)time(NULL));
-    queue_xtext_put(f, Q->hostname, strlen(Q->hostname));
+    queue_xtext_put(f, qu->cf->hostname, strlen(qu->cf->hostname));
     fprintf(f, "\nprotocol local\nfrom <>\n%s%srcpt <",
             e->body >= 8 ? "body 8BITMIME\n" : "",
             e->smtputf8 ? "smtputf8 yes\n" : "");
@@ -1244,12 +1276,12 @@ bounce(const char *id, const envelope *e, const char *msg, size_t msgn)
         return -1;
     }
     /* the local copy keeps its Return-Path; a queued one skips it anyway */
-    rc = queue_store(local ? Q->spool : qdir, tmpdir, bid, env, text, n,
-                     !local, Q->no_fsync);
+    rc = queue_store(local ? qu->cf->spool : qu->qdir, qu->tmpdir, bid, env,
+                     text, n, !local, qu->cf->no_fsync);
     free(text);
     free(env);
     if (rc == 0)
-        Q->log("queue=%s bounce=%s to=<%s> %s", id, bid,
+        log_line("queue=%s bounce=%s to=<%s> %s", id, bid,
                field_safe(e->from, a1, sizeof a1), local ? "stored" : "queued");
     return rc;
 }
@@ -1292,24 +1324,25 @@ direct_target(const llsmtp_relayhost *rh, llsmtp_mx *mx, size_t *nmx,
 
 /* The targets for a domain: the smart host, or its MX hosts. */
 static int
-route_for(const char *domain, llsmtp_mx *mx, size_t *nmx, uint16_t *port,
-          char *why, size_t whycap)
+route_for(queue *qu, const char *domain, llsmtp_mx *mx, size_t *nmx,
+          uint16_t *port, char *why, size_t whycap)
 {
     llsmtp_mx_opts o;
-    const char *self = Q->hostname;
+    const char *self = qu->cf->hostname;
     memset(&o, 0, sizeof o);
     o.local_names = &self;
     o.nlocal_names = 1;
-    o.local_addrs = self_ip;
-    o.nlocal_addrs = nself;
+    o.local_addrs = qu->self_ip;
+    o.nlocal_addrs = qu->nself;
     if (route_random(&o.seed, sizeof o.seed) != 0)
-        o.seed = dns.rng ^ (uint64_t)getpid();
-    *port = (uint16_t)Q->mx_port;
-    if (Q->smarthost != NULL) {
+        o.seed = qu->dns.rng ^ (uint64_t)getpid();
+    *port = (uint16_t)qu->cf->mx_port;
+    if (qu->cf->smarthost != NULL) {
         llsmtp_relayhost rh;
         size_t hn;
         int rc;
-        if (llsmtp_relayhost_parse(Q->smarthost, strlen(Q->smarthost), &rh,
+        if (llsmtp_relayhost_parse(qu->cf->smarthost,
+                                   strlen(qu->cf->smarthost), &rh,
                                    NULL) != LLSMTP_OK) {
             snprintf(why, whycap, "4.3.5 bad --smarthost");
             return 451;
@@ -1321,13 +1354,14 @@ route_for(const char *domain, llsmtp_mx *mx, size_t *nmx, uint16_t *port,
         if (rh.no_mx || rh.ip.family || strcasecmp(rh.host, "localhost") == 0 ||
             (hn > 10 && strcasecmp(rh.host + hn - 10, ".localhost") == 0))
             return direct_target(&rh, mx, nmx, why, whycap);
-        rc = route_mx(&dns, rh.host, &o, mx, ROUTE_MX_MAX, nmx, why, whycap);
+        rc = route_mx(&qu->dns, rh.host, &o, mx, ROUTE_MX_MAX, nmx, why,
+                      whycap);
         if (rc != 0 && direct_target(&rh, mx, nmx, why, whycap) == 0 &&
             mx[0].naddrs > 0)
             return 0; /* no usable MX: the name's own address (5.1) */
         return rc;
     }
-    return route_mx(&dns, domain, &o, mx, ROUTE_MX_MAX, nmx, why, whycap);
+    return route_mx(&qu->dns, domain, &o, mx, ROUTE_MX_MAX, nmx, why, whycap);
 }
 
 static const char *
@@ -1346,7 +1380,7 @@ domain_of(const char *addr)
  * (the entry stays deferred), since going on would act on outcomes the
  * next run does not know of. */
 static int
-deliver_group(const char *id, envelope *e, const char *domain,
+deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
               const char *body, size_t bodyn, char *log, size_t logcap)
 {
     static llsmtp_mx mx[ROUTE_MX_MAX];
@@ -1357,22 +1391,22 @@ deliver_group(const char *id, envelope *e, const char *domain,
     char why[LLSMTP_REPLY_LINE_MAX - 8];
     size_t nmx = 0, i, k, used = 0;
     uint16_t port;
-    int rc = route_for(domain, mx, &nmx, &port, why, sizeof why);
+    int rc = route_for(qu, domain, mx, &nmx, &port, why, sizeof why);
     dlv_conf dc;
     llsmtp_client_msg m;
     llsmtp_span ret = param(e->mail_params, "RET"),
                 envid = param(e->mail_params, "ENVID");
 
     memset(&dc, 0, sizeof dc);
-    dc.cfg.helo.p = Q->hostname;
-    dc.cfg.helo.n = strlen(Q->hostname);
+    dc.cfg.helo.p = qu->cf->hostname;
+    dc.cfg.helo.n = strlen(qu->cf->hostname);
     /* opportunistic by default (RFC 3207); --next-hop-tls can demand it
      * and a certificate naming the host (RFC 6125) */
-    dc.cfg.flags = Q->tls ? LLSMTP_CLI_REQUIRE_TLS : LLSMTP_CLI_STARTTLS;
-    dc.tls_verify = Q->tls == 2;
-    dc.ca_file = Q->ca_file;
-    dc.timeout = Q->timeout;
-    dc.trace = Q->verbose ? stderr : NULL;
+    dc.cfg.flags = qu->cf->tls ? LLSMTP_CLI_REQUIRE_TLS : LLSMTP_CLI_STARTTLS;
+    dc.tls_verify = qu->cf->tls == 2;
+    dc.ca_file = qu->cf->ca_file;
+    dc.timeout = qu->cf->timeout;
+    dc.trace = qu->cf->verbose ? stderr : NULL;
     memset(&m, 0, sizeof m);
     m.from.p = e->from;
     m.from.n = strlen(e->from);
@@ -1394,7 +1428,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
         for (i = 0, k = 0; i < e->n && k < LLSMTP_CLIENT_RCPT_MAX; i++) {
             rcpt *r = &e->r[i];
             if (r->state || r->code == -1 ||
-                (Q->smarthost == NULL &&
+                (qu->cf->smarthost == NULL &&
                  strcasecmp(domain_of(r->addr), domain) != 0))
                 continue;
             to[k].p = r->addr;
@@ -1424,8 +1458,8 @@ deliver_group(const char *id, envelope *e, const char *domain,
             /* the outcome's place in the log first: a message sent is
              * a message recorded, even on a disk that fills meanwhile */
             resn = k * ST_LINE_MAX;
-            if (st_reserve(id, resn, &at) != 0) {
-                Q->log("queue=%s cannot make room in its log: %s; not "
+            if (st_reserve(qu, id, resn, &at) != 0) {
+                log_line("queue=%s cannot make room in its log: %s; not "
                        "sending now, the entry stays deferred",
                        id, strerror(errno));
                 return -1;
@@ -1449,7 +1483,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
                                  r->remote[0] ? r->remote : "-", r->text);
             if (used + w < logcap)
                 used += w;
-            Q->log("queue=%s to=<%s> relay=%s status=%s %d %s", id, r->addr,
+            log_line("queue=%s to=<%s> relay=%s status=%s %d %s", id, r->addr,
                  r->remote[0] ? r->remote : "none",
                  kind == 'D'   ? "sent"
                  : kind == 'F' ? "bounced"
@@ -1459,9 +1493,9 @@ deliver_group(const char *id, envelope *e, const char *domain,
                 r->code = -1; /* tried in this run: not again */
         }
         /* what this transaction did is durable before the next begins */
-        if ((resn > 0 ? st_fill(id, at, resn, log) : st_append(id, log)) !=
-            0) {
-            Q->log("queue=%s cannot write its log: %s; the attempt stops, "
+        if ((resn > 0 ? st_fill(qu, id, at, resn, log)
+                      : st_append(qu, id, log)) != 0) {
+            log_line("queue=%s cannot write its log: %s; the attempt stops, "
                    "the entry stays deferred", id, strerror(errno));
             return -1;
         }
@@ -1471,7 +1505,7 @@ deliver_group(const char *id, envelope *e, const char *domain,
 }
 
 static void
-run_entry(const char *id)
+run_entry(queue *qu, const char *id)
 {
     envelope e;
     char path[4200], *log;
@@ -1483,17 +1517,17 @@ run_entry(const char *id)
     time_t now = time(NULL);
     int fd, mfd, stopped = 0;
 
-    dns = Q->dns;
+    qu->dns = qu->cf->dns;
     /* one runner per entry, even across a restart that left an old
      * runner working (the lock goes when its holder exits) */
-    entry_path(path, sizeof path, id, "env");
+    entry_path(qu, path, sizeof path, id, "env");
     fd = open(path, O_RDONLY);
     if (fd < 0) {
         /* the .eml is there (the entry exists), its .env not yet: being
          * stored (it comes last), or lost; looked at again later */
-        Q->log("queue=%s has no envelope (%s.env: %s): not delivered now, "
-               "looked at again in %us",
-               id, id, strerror(errno), Q->retry[0]);
+        log_line("queue=%s has no envelope (%s.env: %s): not delivered now, "
+                 "looked at again in %us",
+                 id, id, strerror(errno), qu->cf->retry[0]);
         fflush(stderr);
         _exit(0);
     }
@@ -1501,8 +1535,8 @@ run_entry(const char *id)
         close(fd);
         _exit(RUNNER_BUSY);
     }
-    if (env_load(id, &e) != 0) {
-        Q->log("queue=%s unreadable envelope: left alone", id);
+    if (env_load(qu, id, &e) != 0) {
+        log_line("queue=%s unreadable envelope: left alone", id);
         return;
     }
     /* A received time in the future means the clock stepped back since:
@@ -1513,20 +1547,20 @@ run_entry(const char *id)
     if (e.received > (long)now) {
         char line[64];
         snprintf(line, sizeof line, "R %ld\n", (long)now);
-        Q->log("queue=%s received in the future (%ld): counted from now",
+        log_line("queue=%s received in the future (%ld): counted from now",
                id, e.received);
         e.received = (long)now;
-        if (st_append(id, line) != 0)
-            Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
+        if (st_append(qu, id, line) != 0)
+            log_line("queue=%s cannot write its log: %s", id, strerror(errno));
     }
-    entry_path(path, sizeof path, id, "eml");
+    entry_path(qu, path, sizeof path, id, "eml");
     mfd = open(path, O_RDONLY);
     if (mfd >= 0 && fstat(mfd, &st) == 0 && st.st_size > 0)
         map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, mfd, 0);
     if (mfd >= 0)
         close(mfd);
     if (map == MAP_FAILED) {
-        Q->log("queue=%s cannot read the message: %s", id, strerror(errno));
+        log_line("queue=%s cannot read the message: %s", id, strerror(errno));
         env_free(&e);
         return;
     }
@@ -1546,15 +1580,15 @@ run_entry(const char *id)
         return;
     }
     log[0] = '\0';
-    if ((unsigned long)((long)now - e.received) < Q->max_queue_time ||
+    if ((unsigned long)((long)now - e.received) < qu->cf->max_queue_time ||
         e.attempts == 0)
         for (i = 0; i < e.n && !stopped; i++) {
             if (e.r[i].state || e.r[i].code == -1)
                 continue;
-            stopped = deliver_group(id, &e,
-                                    Q->smarthost ? "" : domain_of(e.r[i].addr),
-                                    body, msgn - (size_t)(body - msg), log,
-                                    logcap) != 0;
+            stopped = deliver_group(
+                          qu, id, &e,
+                          qu->cf->smarthost ? "" : domain_of(e.r[i].addr),
+                          body, msgn - (size_t)(body - msg), log, logcap) != 0;
         }
     log[0] = '\0'; /* (what a stopped transaction could not write) */
     now = time(NULL);
@@ -1570,8 +1604,8 @@ run_entry(const char *id)
         /* outcomes may be missing from the log: nothing final now (no
          * bounce, no removal); the next attempt sees what is written */
         open_ = open_ > 0 ? open_ : 1;
-    } else if (open_ > 0 &&
-               (unsigned long)((long)now - e.received) >= Q->max_queue_time) {
+    } else if (open_ > 0 && (unsigned long)((long)now - e.received) >=
+                                qu->cf->max_queue_time) {
         /* RFC 5321 4.5.4.1: give up, and say so to the sender */
         for (i = 0; i < e.n; i++) {
             size_t used = strlen(log);
@@ -1582,39 +1616,41 @@ run_entry(const char *id)
             snprintf(log + used, logcap - used, "X %zu %d %s %s\n", i,
                      r->code ? r->code : 451, r->remote[0] ? r->remote : "-",
                      r->text[0] ? r->text : "4.4.7 no attempt succeeded");
-            Q->log("queue=%s to=<%s> status=expired (in the queue since %ld)",
+            log_line("queue=%s to=<%s> status=expired (in the queue since %ld)",
                  id, r->addr, e.received);
         }
         open_ = 0;
     }
     if (open_ == 0) {
-        if (st_append(id, log) != 0 ||
-            bounce(id, &e, body, msgn - (size_t)(body - msg)) != 0 ||
-            st_append(id, "B\n") != 0) {
-            Q->log("queue=%s cannot finish: %s (kept)", id, strerror(errno));
+        if (st_append(qu, id, log) != 0 ||
+            bounce(qu, id, &e, body, msgn - (size_t)(body - msg)) != 0 ||
+            st_append(qu, id, "B\n") != 0) {
+            log_line("queue=%s cannot finish: %s (kept)", id, strerror(errno));
         } else {
             /* the .eml first: without it the entry no longer exists */
-            entry_path(path, sizeof path, id, "eml");
+            entry_path(qu, path, sizeof path, id, "eml");
             unlink(path);
-            entry_path(path, sizeof path, id, "env");
+            entry_path(qu, path, sizeof path, id, "env");
             unlink(path);
-            entry_path(path, sizeof path, id, "st");
+            entry_path(qu, path, sizeof path, id, "st");
             unlink(path);
-            queue_sync_dir(qdir, Q->no_fsync);
-            Q->log("queue=%s removed", id);
+            queue_sync_dir(qu->qdir, qu->cf->no_fsync);
+            log_line("queue=%s removed", id);
         }
     } else {
-        size_t k = (size_t)e.attempts - 1 < Q->nretry ? (size_t)e.attempts - 1
-                                                     : Q->nretry - 1;
-        long next = (long)now + (long)Q->retry[k], used = (long)strlen(log);
-        long last = e.received + (long)Q->max_queue_time;
+        size_t k = (size_t)e.attempts - 1 < qu->cf->nretry
+                       ? (size_t)e.attempts - 1
+                       : qu->cf->nretry - 1;
+        long next = (long)now + (long)qu->cf->retry[k],
+             used = (long)strlen(log);
+        long last = e.received + (long)qu->cf->max_queue_time;
         if (next > last)
             next = last > (long)now ? last : (long)now + 1;
         snprintf(log + used, logcap - (size_t)used, "N %ld %ld\n", next,
                  e.attempts);
-        if (st_append(id, log) != 0)
-            Q->log("queue=%s cannot write its log: %s", id, strerror(errno));
-        Q->log("queue=%s %zu recipients deferred; next attempt in %lds", id,
+        if (st_append(qu, id, log) != 0)
+            log_line("queue=%s cannot write its log: %s", id, strerror(errno));
+        log_line("queue=%s %zu recipients deferred; next attempt in %lds", id,
              open_, next - (long)now);
     }
     free(log);
@@ -1625,9 +1661,9 @@ run_entry(const char *id)
 /* ---- ETRN off the event loop (smtpd scans in a child process) ---------- */
 
 size_t
-queue_entries(void)
+queue_entries(queue *qu)
 {
-    return nents;
+    return qu->nents;
 }
 
 /* Whether the entry has an open recipient in node (or, for "@node", in
@@ -1652,7 +1688,7 @@ etrn_match(const envelope *e, const char *node, size_t n, int subdomains)
 }
 
 int
-queue_etrn_scan(const char *node, size_t n, int fd)
+queue_etrn_scan(queue *qu, const char *node, size_t n, int fd)
 {
     size_t i;
     int subdomains = n > 0 && node[0] == '@';
@@ -1660,16 +1696,16 @@ queue_etrn_scan(const char *node, size_t n, int fd)
         node++;
         n--;
     }
-    for (i = 0; i < nents; i++) {
+    for (i = 0; i < qu->nents; i++) {
         envelope e;
         int hit;
-        if (env_load(ents[i].id, &e) != 0)
+        if (env_load(qu, qu->ents[i].id, &e) != 0)
             continue;
         hit = etrn_match(&e, node, n, subdomains);
         env_free(&e);
         if (hit) {
             char line[80];
-            int len = snprintf(line, sizeof line, "%s\n", ents[i].id);
+            int len = snprintf(line, sizeof line, "%s\n", qu->ents[i].id);
             if (write(fd, line, (size_t)len) != len)
                 return -1;
         }
@@ -1678,12 +1714,12 @@ queue_etrn_scan(const char *node, size_t n, int fd)
 }
 
 int
-queue_make_due(const char *id)
+queue_make_due(queue *qu, const char *id)
 {
     size_t i;
-    for (i = 0; i < nents; i++)
-        if (strcmp(ents[i].id, id) == 0) {
-            ents[i].next = 0;
+    for (i = 0; i < qu->nents; i++)
+        if (strcmp(qu->ents[i].id, id) == 0) {
+            qu->ents[i].next = 0;
             return 1;
         }
     return 0;

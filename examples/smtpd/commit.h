@@ -21,6 +21,9 @@
 
 #include <stdio.h>
 
+/* The storage thread (commit_open); opaque. */
+typedef struct committer committer;
+
 typedef struct commit_job {
     struct commit_job *next;
     void *owner;       /* the session waiting; NULL once it is gone */
@@ -36,7 +39,7 @@ typedef struct commit_job {
 } commit_job;
 
 /* Starts the storage thread for spool (DIR), whose tmp/ and queue/
- * exist. Returns 0, or -1 (errno). The environment variable
+ * exist. Returns it, or NULL (errno). The environment variable
  * LLSMTP_TEST_KILL_BEFORE_FLUSH=N (tests only: tests/integration.py)
  * makes the server kill itself with SIGKILL after writing the first batch
  * of at least N messages and before flushing it, having first written
@@ -44,26 +47,27 @@ typedef struct commit_job {
  * LLSMTP_TEST_DIR_FSYNC_DELAY_MS=N (tests only) waits N ms after a
  * batch's files have their final names and before the directories are
  * flushed: a slow disk, so tests can see what happens in that window. */
-int commit_open(const char *spool, int no_fsync);
-/* The descriptor to poll for POLLIN: jobs are done. -1 when not open. */
-int commit_fd(void);
+committer *commit_open(const char *spool, int no_fsync);
+/* The descriptor to poll for POLLIN: jobs are done. -1 when cm is NULL
+ * (not open). */
+int commit_fd(const committer *cm);
 /* A new job, all zero (NULL when out of memory); free it with
  * commit_free. */
 commit_job *commit_new(void);
 /* Hands a job over (its msg, mem, env_local and env_relay belong to the
  * committer from now on). */
-void commit_submit(commit_job *j);
+void commit_submit(committer *cm, commit_job *j);
 /* The session of j is gone: a job the thread has not taken yet is
  * dropped (its files removed); one it has taken is finished (stored,
  * with no 250 sent: a duplicate at worst, never a loss). Either way it
  * comes back through commit_done with owner NULL. */
-void commit_cancel(commit_job *j);
+void commit_cancel(committer *cm, commit_job *j);
 /* The jobs handed back since the last call, in the order they were
  * submitted (empties the pipe). Free each with commit_free. */
-commit_job *commit_done(void);
+commit_job *commit_done(committer *cm);
 void commit_free(commit_job *j);
 /* Finishes every job submitted, stops the thread and frees what is left
- * (nobody is told). */
-void commit_close(void);
+ * (nobody is told), cm too. NULL: nothing to do. */
+void commit_close(committer *cm);
 
 #endif

@@ -250,6 +250,61 @@ set_timeouts(link_ *l, unsigned sec)
     setsockopt(l->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
+#ifdef HAVE_OPENSSL
+/* The client context: TLS 1.2 or later; with tls_verify, the CA
+ * certificates loaded. Returns -1 when it cannot be made (l->why). */
+static int
+tls_client_ctx(link_ *l)
+{
+    l->ctx = SSL_CTX_new(TLS_client_method());
+    if (l->ctx == NULL ||
+        !SSL_CTX_set_min_proto_version(l->ctx, TLS1_2_VERSION))
+        return -1;
+    if (!l->dc->tls_verify)
+        return 0;
+    SSL_CTX_set_verify(l->ctx, SSL_VERIFY_PEER, NULL);
+    if ((l->dc->ca_file != NULL
+             ? SSL_CTX_load_verify_locations(l->ctx, l->dc->ca_file, NULL)
+             : SSL_CTX_set_default_verify_paths(l->ctx)) != 1) {
+        snprintf(l->why, sizeof l->why,
+                 "4.7.5 cannot load the CA certificates %.150s",
+                 l->dc->ca_file ? l->dc->ca_file : "(system)");
+        return -1;
+    }
+    return 0;
+}
+
+/* The handshake on l->fd: SNI, and with tls_verify the name (or the
+ * address) the certificate must show. Returns -1 when it fails
+ * (l->why). */
+static int
+tls_client_connect(link_ *l)
+{
+    llsmtp_ip ip;
+    int is_ip = l->name != NULL &&
+                llsmtp_ip_parse(l->name, strlen(l->name), &ip) == LLSMTP_OK;
+    long v;
+    if ((l->ssl = SSL_new(l->ctx)) == NULL || SSL_set_fd(l->ssl, l->fd) != 1)
+        return -1;
+    if (l->name != NULL && !is_ip)
+        SSL_set_tlsext_host_name(l->ssl, l->name); /* SNI (RFC 6066 3) */
+    if (l->dc->tls_verify && l->name != NULL &&
+        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(l->ssl),
+                                                l->name)
+               : SSL_set1_host(l->ssl, l->name)) != 1)
+        return -1;
+    if (SSL_connect(l->ssl) == 1)
+        return 0;
+    v = SSL_get_verify_result(l->ssl);
+    if (l->dc->tls_verify && v != X509_V_OK)
+        snprintf(l->why, sizeof l->why,
+                 "4.7.5 certificate of %.100s not accepted: %.80s",
+                 l->name ? l->name : "the server",
+                 X509_verify_cert_error_string(v));
+    return -1;
+}
+#endif
+
 /* The session asked for TLS (its STARTTLS got 220). With tls_verify the
  * certificate must chain to ca_file (or the system's CAs) and name the
  * server (RFC 6125; an address must be in the certificate as one). */
@@ -257,51 +312,16 @@ static int
 start_tls(link_ *l)
 {
 #ifdef HAVE_OPENSSL
-    llsmtp_ip ip;
-    int is_ip = l->name != NULL &&
-                llsmtp_ip_parse(l->name, strlen(l->name), &ip) == LLSMTP_OK;
     snprintf(l->why, sizeof l->why, "4.7.5 TLS handshake failed");
-    l->ctx = SSL_CTX_new(TLS_client_method());
-    if (l->ctx == NULL ||
-        !SSL_CTX_set_min_proto_version(l->ctx, TLS1_2_VERSION))
-        goto fail;
-    if (l->dc->tls_verify) {
-        SSL_CTX_set_verify(l->ctx, SSL_VERIFY_PEER, NULL);
-        if ((l->dc->ca_file != NULL
-                 ? SSL_CTX_load_verify_locations(l->ctx, l->dc->ca_file, NULL)
-                 : SSL_CTX_set_default_verify_paths(l->ctx)) != 1) {
-            snprintf(l->why, sizeof l->why,
-                     "4.7.5 cannot load the CA certificates %.150s",
-                     l->dc->ca_file ? l->dc->ca_file : "(system)");
-            goto fail;
-        }
-    }
-    if ((l->ssl = SSL_new(l->ctx)) == NULL || SSL_set_fd(l->ssl, l->fd) != 1)
-        goto fail;
-    if (l->name != NULL && !is_ip)
-        SSL_set_tlsext_host_name(l->ssl, l->name); /* SNI (RFC 6066 3) */
-    if (l->dc->tls_verify && l->name != NULL &&
-        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(l->ssl),
-                                                l->name)
-               : SSL_set1_host(l->ssl, l->name)) != 1)
-        goto fail;
-    if (SSL_connect(l->ssl) != 1) {
-        long v = SSL_get_verify_result(l->ssl);
-        if (l->dc->tls_verify && v != X509_V_OK)
-            snprintf(l->why, sizeof l->why,
-                     "4.7.5 certificate of %.100s not accepted: %.80s",
-                     l->name ? l->name : "the server",
-                     X509_verify_cert_error_string(v));
-        goto fail;
+    if (tls_client_ctx(l) != 0 || tls_client_connect(l) != 0) {
+        ERR_clear_error();
+        return -1;
     }
     if (l->trace)
         fprintf(l->trace, "-- TLS %s %s\n", SSL_get_version(l->ssl),
                 SSL_get_cipher_name(l->ssl));
     l->tls_on = 1;
     return 0;
-fail:
-    ERR_clear_error();
-    return -1;
 #else
     (void)l;
     snprintf(l->why, sizeof l->why, "4.7.5 built without TLS");
