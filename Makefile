@@ -399,7 +399,7 @@ lint: format-check
 # FORMAT_SKIP emptied) once examples/smtpd.c has moved into its folder.
 CLANG_FORMAT ?= clang-format
 FORMAT_DIRS := lib include tests fuzz bench examples
-FORMAT_SKIP := examples
+FORMAT_SKIP :=
 FORMAT_FILES = $(sort $(filter-out $(addsuffix /%,$(FORMAT_SKIP)), \
     $(shell find $(FORMAT_DIRS) -type f -name '*.[ch]' 2>/dev/null)))
 

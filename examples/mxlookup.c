@@ -107,8 +107,10 @@ main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--server") == 0 && v) {
             if (route_dns_set(&dns, v) != 0)
-                fail(1, "bad --server %s (give an address, e.g. "
-                        "127.0.0.1:53)", v);
+                fail(1,
+                     "bad --server %s (give an address, e.g. "
+                     "127.0.0.1:53)",
+                     v);
             have_server = 1;
             i++;
         } else if (strcmp(a, "--local") == 0 && v) {

@@ -22,30 +22,31 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: smtp-send (--server HOST:PORT | --mx DOMAIN [--dns ADDR:PORT]\n"
-            "                  [--mx-port N]) [--starttls|--require-tls]\n"
-            "                 [--tls-verify [--ca-file PEM]]\n"
-            "                 [--user U --password P] [--insecure-auth] [--lmtp]\n"
-            "                 [--helo NAME] [--timeout SECONDS] [--verbose]\n"
-            "                 --from ADDR --to ADDR [--to ADDR ...] [FILE|-]\n"
-            "Sends one message and prints \"<recipient> <code> <text>\" per\n"
-            "recipient. --from '' sends a null reverse-path. --mx delivers to\n"
-            "DOMAIN's MX hosts in RFC 5321 5.1 order, asking --dns (default:\n"
-            "the first nameserver in /etc/resolv.conf), falling over to the\n"
-            "next host on a connection failure or a 4xx reply. STARTTLS\n"
-            "encrypts; --tls-verify also requires a certificate that chains\n"
-            "to --ca-file (or the system's CAs) and names the server (the\n"
-            "--server host, or the MX host).\n"
-            "Exit: 0 every recipient delivered;\n"
-            "      1 some refused for good (5xx), the others delivered;\n"
-            "      2 every recipient refused for good, or nothing sent: a bad\n"
-            "        option, an unreadable file;\n"
-            "      3 some deferred (4xx from a server, or --require-tls and\n"
-            "        no STARTTLS offered: 451 4.7.4; try those again later),\n"
-            "        whatever happened to the others;\n"
-            "      4 no server could be tried (no connection, DNS failure):\n"
-            "        nothing was sent, try again later.\n");
+    fprintf(
+        f,
+        "usage: smtp-send (--server HOST:PORT | --mx DOMAIN [--dns ADDR:PORT]\n"
+        "                  [--mx-port N]) [--starttls|--require-tls]\n"
+        "                 [--tls-verify [--ca-file PEM]]\n"
+        "                 [--user U --password P] [--insecure-auth] [--lmtp]\n"
+        "                 [--helo NAME] [--timeout SECONDS] [--verbose]\n"
+        "                 --from ADDR --to ADDR [--to ADDR ...] [FILE|-]\n"
+        "Sends one message and prints \"<recipient> <code> <text>\" per\n"
+        "recipient. --from '' sends a null reverse-path. --mx delivers to\n"
+        "DOMAIN's MX hosts in RFC 5321 5.1 order, asking --dns (default:\n"
+        "the first nameserver in /etc/resolv.conf), falling over to the\n"
+        "next host on a connection failure or a 4xx reply. STARTTLS\n"
+        "encrypts; --tls-verify also requires a certificate that chains\n"
+        "to --ca-file (or the system's CAs) and names the server (the\n"
+        "--server host, or the MX host).\n"
+        "Exit: 0 every recipient delivered;\n"
+        "      1 some refused for good (5xx), the others delivered;\n"
+        "      2 every recipient refused for good, or nothing sent: a bad\n"
+        "        option, an unreadable file;\n"
+        "      3 some deferred (4xx from a server, or --require-tls and\n"
+        "        no STARTTLS offered: 451 4.7.4; try those again later),\n"
+        "        whatever happened to the others;\n"
+        "      4 no server could be tried (no connection, DNS failure):\n"
+        "        nothing was sent, try again later.\n");
 }
 
 /* Exit 4 for what may work later (nothing could be tried), 2 for what
@@ -228,8 +229,8 @@ main(int argc, char **argv)
         } else { /* every recipient still gets its line */
             char text[400];
             log_say("cannot connect: %s", err);
-            snprintf(text, sizeof text, "4.4.1 cannot connect to %.100s: %.200s",
-                     server, err);
+            snprintf(text, sizeof text,
+                     "4.4.1 cannot connect to %.100s: %.200s", server, err);
             for (i = 0; i < m.nto; i++)
                 res[i].code = 0;
             dlv_fill(res, m.nto, 451, text);

@@ -285,7 +285,8 @@ commit_batch(committer *cm, commit_job *batch)
         char line[80];
         int len = snprintf(line, sizeof line,
                            "commit: killed before the flush of a batch "
-                           "of %zu\n", n);
+                           "of %zu\n",
+                           n);
         if (write(2, line, (size_t)len) < 0) {
             /* the kill says it anyway */
         }
@@ -302,8 +303,7 @@ commit_batch(committer *cm, commit_job *batch)
             if (j->err == 0)
                 for (i = 0; i < F_N; i++)
                     if (p->fd[i] >= 0)
-                        sync_file_range(p->fd[i], 0, 0,
-                                        SYNC_FILE_RANGE_WRITE);
+                        sync_file_range(p->fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
         }
 #endif
     /* 2. every file on stable storage, the flushes side by side */

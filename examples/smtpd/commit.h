@@ -26,16 +26,16 @@ typedef struct committer committer;
 
 typedef struct commit_job {
     struct commit_job *next;
-    void *owner;       /* the session waiting; NULL once it is gone */
-    FILE *msg;         /* DIR/tmp/<id>.eml, written; closed by the thread */
-    char *mem;         /* or, when msg is NULL, the message in memory: */
-    size_t mem_n;      /* the thread writes DIR/tmp/<id>.eml itself */
+    void *owner;  /* the session waiting; NULL once it is gone */
+    FILE *msg;    /* DIR/tmp/<id>.eml, written; closed by the thread */
+    char *mem;    /* or, when msg is NULL, the message in memory: */
+    size_t mem_n; /* the thread writes DIR/tmp/<id>.eml itself */
     char id[64];
-    char *env_local;   /* envelope of the local recipients, or NULL */
-    char *env_relay;   /* of the relayed ones (DIR/queue), or NULL */
+    char *env_local; /* envelope of the local recipients, or NULL */
+    char *env_relay; /* of the relayed ones (DIR/queue), or NULL */
     size_t env_local_n, env_relay_n;
-    int err;           /* when handed back: 0 stored, else an errno */
-    int cancelled;     /* its session ended before the thread took it */
+    int err;       /* when handed back: 0 stored, else an errno */
+    int cancelled; /* its session ended before the thread took it */
 } commit_job;
 
 /* Starts the storage thread for spool (DIR), whose tmp/ and queue/

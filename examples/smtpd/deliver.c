@@ -27,12 +27,13 @@
 typedef struct link_ {
     int fd;
     const dlv_conf *dc;
-    const char *name; /* the server's name: SNI, and what --tls-verify checks */
-    char why[300];    /* why TLS failed */
-    int broken; /* a write failed: the server is gone */
-    int tls_on;   /* the handshake succeeded */
-    int tls_dead; /* a fatal TLS error: no close_notify then */
-    int in_auth; /* the last command began AUTH: hide what follows */
+    /* the server's name: SNI, and what --tls-verify checks */
+    const char *name;
+    char why[300]; /* why TLS failed */
+    int broken;    /* a write failed: the server is gone */
+    int tls_on;    /* the handshake succeeded */
+    int tls_dead;  /* a fatal TLS error: no close_notify then */
+    int in_auth;   /* the last command began AUTH: hide what follows */
     FILE *trace;
 #ifdef HAVE_OPENSSL
     SSL_CTX *ctx;
@@ -97,8 +98,8 @@ dlv_connect_ip(const llsmtp_ip *ip, uint16_t port, int timeout, char *err,
         sin->sin_family = AF_INET;
         sin->sin_port = htons(port);
         memcpy(&sin->sin_addr, ip->addr, 4);
-        return connect_addr((struct sockaddr *)sin, sizeof *sin, timeout,
-                            err, errcap);
+        return connect_addr((struct sockaddr *)sin, sizeof *sin, timeout, err,
+                            errcap);
     } else {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
         sin6->sin6_family = AF_INET6;
@@ -289,8 +290,7 @@ tls_client_connect(link_ *l)
     if (l->name != NULL && !is_ip)
         SSL_set_tlsext_host_name(l->ssl, l->name); /* SNI (RFC 6066 3) */
     if (l->dc->tls_verify && l->name != NULL &&
-        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(l->ssl),
-                                                l->name)
+        (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(l->ssl), l->name)
                : SSL_set1_host(l->ssl, l->name)) != 1)
         return -1;
     if (SSL_connect(l->ssl) == 1)
@@ -497,11 +497,12 @@ dlv_tls_unoffered(const dlv_conf *dc, dlv_result *res, size_t n)
 }
 
 void
-dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port,
-            const dlv_conf *dc, const llsmtp_client_msg *m,
-            const char *body, size_t n, dlv_result *res)
+dlv_send_mx(const llsmtp_mx *mx, size_t nmx, uint16_t port, const dlv_conf *dc,
+            const llsmtp_client_msg *m, const char *body, size_t n,
+            dlv_result *res)
 {
-    static llsmtp_span to[LLSMTP_CLIENT_RCPT_MAX], params[LLSMTP_CLIENT_RCPT_MAX];
+    static llsmtp_span to[LLSMTP_CLIENT_RCPT_MAX],
+        params[LLSMTP_CLIENT_RCPT_MAX];
     static dlv_result sub[LLSMTP_CLIENT_RCPT_MAX];
     static size_t map[LLSMTP_CLIENT_RCPT_MAX];
     char err[200], ip[64];

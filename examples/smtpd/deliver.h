@@ -32,8 +32,8 @@ typedef struct dlv_conf {
 } dlv_conf;
 
 /* Connects to ip:port. Returns the socket, or -1 with a reason in err. */
-int dlv_connect_ip(const llsmtp_ip *ip, uint16_t port, int timeout,
-                   char *err, size_t errcap);
+int dlv_connect_ip(const llsmtp_ip *ip, uint16_t port, int timeout, char *err,
+                   size_t errcap);
 /* Connects to "host:port", "[IPv6]:port" or "host" (port 25), trying
  * each address of a name. */
 int dlv_connect_name(const char *spec, int timeout, char *err, size_t errcap);

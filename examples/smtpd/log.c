@@ -99,8 +99,7 @@ static size_t
 log_format(char *line, size_t cap, const char *fmt, va_list ap)
 {
     int n, m;
-    n = snprintf(line, cap, "%s %s[%ld]: ", log_stamp(), lg.prog,
-                 log_pid());
+    n = snprintf(line, cap, "%s %s[%ld]: ", log_stamp(), lg.prog, log_pid());
     m = vsnprintf(line + n, cap - (size_t)n - 1, fmt, ap);
     if (m < 0)
         m = 0;

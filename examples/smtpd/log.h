@@ -22,9 +22,9 @@ void log_line(const char *fmt, ...);
 
 /* A session's lines held back (see log_held); zeroed: not holding. */
 typedef struct log_hold {
-    char *buf;  /* lines not yet written */
+    char *buf; /* lines not yet written */
     size_t len;
-    int on;     /* lines go to buf, not to the log */
+    int on; /* lines go to buf, not to the log */
 } log_hold;
 /* One line of a session: written, or kept in h while h->on (at most
  * LOG_HELD_MAX octets: past that, all of it is written). */

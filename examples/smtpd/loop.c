@@ -72,7 +72,7 @@ runner_setup(void *arg)
     smtpd *d = arg;
     size_t k;
     int i;
-    log_forked(); /* a new process */
+    log_forked();          /* a new process */
     queue_child(d->queue); /* the spool's lock stays the server's */
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);
@@ -110,11 +110,13 @@ own_add(smtpd *d, const struct sockaddr *sa)
         return;
     if (sa->sa_family == AF_INET) {
         ip.family = 4;
-        memcpy(ip.addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        memcpy(ip.addr,
+               &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
     } else if (sa->sa_family == AF_INET6) {
         ip.family = 6;
         memcpy(ip.addr,
-               &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+               &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+               16);
     } else {
         return;
     }
@@ -133,11 +135,13 @@ own_from_listener(smtpd *d, const struct sockaddr_storage *ss)
     static const unsigned char any6[16];
     int wild = 0;
     if (ss->ss_family == AF_INET)
-        wild = ((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr ==
-               htonl(INADDR_ANY);
+        wild =
+            ((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr ==
+            htonl(INADDR_ANY);
     else if (ss->ss_family == AF_INET6)
-        wild = memcmp(&((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr,
-                      any6, 16) == 0;
+        wild = memcmp(
+                   &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr,
+                   any6, 16) == 0;
     if (!wild) {
         own_add(d, (const struct sockaddr *)(const void *)ss);
         return;
@@ -174,7 +178,8 @@ listen_addr(const char *spec, struct sockaddr_storage *ss)
     memset(ss, 0, sizeof *ss);
     if (spec[0] == '[') {
         const char *rb = strchr(spec, ']');
-        if (rb == NULL || rb[1] != ':' || (size_t)(rb - spec - 1) >= sizeof host)
+        if (rb == NULL || rb[1] != ':' ||
+            (size_t)(rb - spec - 1) >= sizeof host)
             log_die(2, "bad --listen %s", spec);
         memcpy(host, spec + 1, (size_t)(rb - spec - 1));
         host[rb - spec - 1] = '\0';
@@ -196,8 +201,8 @@ listen_addr(const char *spec, struct sockaddr_storage *ss)
         sin->sin_port = htons((uint16_t)p);
         return sizeof *sin;
     }
-    if (inet_pton(AF_INET6, host,
-                  &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+    if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) ==
+        1) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)p);
@@ -401,7 +406,7 @@ header_refused(conn *c, const char *why)
     } else if (n >= 14 && memcmp(h, v2sig, 12) == 0) {
         /* the library's refusals, in its order (lib/proxy.c) */
         unsigned alen = n >= 16 ? (unsigned)(h[14] << 8 | h[15]) : 0;
-        why = (h[12] >> 4) != 2    ? "PROXY v2 header of another version"
+        why = (h[12] >> 4) != 2   ? "PROXY v2 header of another version"
               : (h[12] & 0xF) > 1 ? "PROXY v2 header with an unknown command"
                                   : "PROXY v2 header for neither TCP over "
                                     "IPv4 nor IPv6";
@@ -417,7 +422,8 @@ header_refused(conn *c, const char *why)
     } else {
         log_printable(first, sizeof first, (const char *)h, n);
         log_line("session=%lu bad PROXY header from %s: not a PROXY header "
-              "(\"%s\")", c->sid, c->peer, first);
+                 "(\"%s\")",
+                 c->sid, c->peer, first);
         return;
     }
     log_line("session=%lu bad PROXY header from %s: %s", c->sid, c->peer, why);
@@ -447,7 +453,8 @@ feed_first(conn *c, const char *buf, size_t len)
         }
         log_release(&c->log);
         log_line("session=%lu PROXY v2 header from %s on a listener "
-                 "without proxy: closed", c->sid, c->peer);
+                 "without proxy: closed",
+                 c->sid, c->peer);
         c->closing = 1;
         return 0;
     }
@@ -650,8 +657,7 @@ refuse_busy(smtpd *d, int fd)
 /* A session for fd, greeted (the greeting queued) and logged; NULL when
  * memory runs out. */
 static conn *
-conn_new(smtpd *d, int fd, const char *peer, const llsmtp_ip *ip,
-         int proxied)
+conn_new(smtpd *d, int fd, const char *peer, const llsmtp_ip *ip, int proxied)
 {
     const llsmtp_config *lc = proxied ? &d->cfg_proxy : &d->cfg;
     size_t sz = llsmtp_server_size(lc);
@@ -704,7 +710,7 @@ static void
 accept_one(smtpd *d, int li, int fd, const struct sockaddr_storage *ss)
 {
     int one = 1, proxied = d->opt.listen_proxy[li];
-    char peer[sizeof ((conn *)0)->peer];
+    char peer[sizeof((conn *)0)->peer];
     llsmtp_ip ip;
     conn *c;
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -718,7 +724,8 @@ accept_one(smtpd *d, int li, int fd, const struct sockaddr_storage *ss)
          * and before the 421 below, which would name the host to
          * whoever reaches the port */
         log_line("session=%lu refused connection from %s: not a "
-                 "--proxy-from address (PROXY listener)", ++d->next_sid, peer);
+                 "--proxy-from address (PROXY listener)",
+                 ++d->next_sid, peer);
         close(fd);
         return;
     }
@@ -798,7 +805,8 @@ conn_peer_gone(conn *c)
         log_release(&c->log);
     if (c->awaiting_header && c->hdr_seen_n == 0)
         log_line("session=%lu no PROXY header from %s: "
-                 "closed by the peer", c->sid, c->peer);
+                 "closed by the peer",
+                 c->sid, c->peer);
     else if (c->awaiting_header)
         header_refused(c, "closed by the peer in its middle");
     llsmtp_server_eof(c->s);

@@ -550,8 +550,8 @@ options_defaults(options *o)
     o->max_size = 10485760;
     o->max_rcpt = 1000;
     o->max_clients = 1000;
-    o->max_hops = 50; /* Postfix's hopcount_limit */
-    o->proxy_timeout = 5; /* a balancer sends it at once */
+    o->max_hops = 50;      /* Postfix's hopcount_limit */
+    o->proxy_timeout = 5;  /* a balancer sends it at once */
     o->drain_timeout = 30; /* within Kubernetes' default 30 s grace */
     o->tls_ciphers = TLS_CIPHERS;
     o->tls_min = 12;
@@ -578,16 +578,20 @@ options_check(options *o)
         if (o->proxy) /* the old switch: every listener */
             o->listen_proxy[i] = 1;
         if (o->listen_proxy[i] && o->nproxy_from == 0)
-            log_die(2, "PROXY protocol needs --proxy-from CIDR: the "
-                       "balancers whose header is believed%s", "");
+            log_die(2,
+                    "PROXY protocol needs --proxy-from CIDR: the "
+                    "balancers whose header is believed%s",
+                    "");
     }
 #ifndef HAVE_OPENSSL
     if (o->q.tls != 0)
         log_die(2, "built without OpenSSL: %s is not available",
                 "--next-hop-tls encrypt/verify");
     if (o->tls_cert != NULL)
-        log_die(2, "built without OpenSSL: %s is not available "
-                   "(install libssl-dev and rebuild)", "--tls-cert");
+        log_die(2,
+                "built without OpenSSL: %s is not available "
+                "(install libssl-dev and rebuild)",
+                "--tls-cert");
 #endif
     o->hostname = choose_hostname(o, o->hostname);
     if (o->nlocal == 0) {

@@ -149,8 +149,7 @@ queue_xtext_put(FILE *f, const char *p, size_t n)
     size_t i;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c < 33 || c == 127 || c == '+' || c == '=' || c == '>' ||
-            c == '<')
+        if (c < 33 || c == 127 || c == '+' || c == '=' || c == '>' || c == '<')
             fprintf(f, "+%02X", c);
         else
             fputc(c, f); /* UTF-8 (SMTPUTF8) stays readable */
@@ -273,7 +272,8 @@ env_load(queue *qu, const char *id, envelope *e)
                 break;
             e->r = v;
             memset(&v[e->n], 0, sizeof v[e->n]);
-            v[e->n].addr = v2 ? xtext_dup(line + 6, (size_t)(close_ - line - 6))
+            v[e->n].addr = v2 ? xtext_dup(line + 6,
+                                          (size_t)(close_ - line - 6))
                               : dup_until(line + 6, '\0');
             if (v[e->n].addr == NULL) {
                 env_free(e);
@@ -529,7 +529,8 @@ st_next(queue *qu, const char *id)
         fclose(f);
         return 0;
     }
-    start = st.st_size > (off_t)sizeof buf ? st.st_size - (off_t)sizeof buf : 0;
+    start = st.st_size > (off_t)sizeof buf ? st.st_size - (off_t)sizeof buf
+                                           : 0;
     r = pread(fileno(f), buf, (size_t)(st.st_size - start), start);
     n = r > 0 ? (size_t)r : 0;
     /* complete lines only (a torn one was never acted on, as env_load);
@@ -783,7 +784,8 @@ self_find(queue *qu)
             continue;
         if (it->ifa_addr->sa_family == AF_INET) {
             ip.family = 4;
-            memcpy(ip.addr, &((struct sockaddr_in *)it->ifa_addr)->sin_addr, 4);
+            memcpy(ip.addr, &((struct sockaddr_in *)it->ifa_addr)->sin_addr,
+                   4);
         } else if (it->ifa_addr->sa_family == AF_INET6) {
             ip.family = 6;
             memcpy(ip.addr, &((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr,
@@ -848,9 +850,10 @@ queue_run(queue *qu, time_t now)
         return 500; /* look for finished runners */
     if (next == 0)
         return -1;
-    return next > now ? (int)((next - now) * 1000 > 60000 ? 60000
-                                                           : (next - now) * 1000)
-                      : 1000;
+    return next > now
+               ? (int)((next - now) * 1000 > 60000 ? 60000
+                                                   : (next - now) * 1000)
+               : 1000;
 }
 
 void
@@ -933,9 +936,8 @@ write_file(const char *path, const char *p, size_t n, int no_fsync)
 }
 
 int
-queue_store(const char *dir, const char *tdir, const char *id,
-            const char *env, const char *eml, size_t emln, int env_last,
-            int no_fsync)
+queue_store(const char *dir, const char *tdir, const char *id, const char *env,
+            const char *eml, size_t emln, int env_last, int no_fsync)
 {
     char te[4200], tv[4200], fe[4200], fv[4200];
     snprintf(te, sizeof te, "%s/%s.env", tdir, id);
@@ -1093,7 +1095,8 @@ make_bounce(queue *qu, const char *id, const char *bid, const envelope *e,
     FILE *f = open_memstream(&out, outn);
     llsmtp_span ret = param(e->mail_params, "RET");
     llsmtp_span envid = param(e->mail_params, "ENVID");
-    int headers_only = (ret.p && ret.n == 4 && strncasecmp(ret.p, "HDRS", 4) == 0) ||
+    int headers_only = (ret.p && ret.n == 4 &&
+                        strncasecmp(ret.p, "HDRS", 4) == 0) ||
                        e->body == 9;
     int cut = 0; /* 1 body cut, 2 no body (its first line is too long),
                     3 header cut */
@@ -1106,7 +1109,8 @@ make_bounce(queue *qu, const char *id, const char *bid, const envelope *e,
             hdr_end = i + 2;
             break;
         }
-    body_at = hdr_end + 2 <= msgn ? hdr_end + 2 : msgn; /* after the empty line */
+    body_at = hdr_end + 2 <= msgn ? hdr_end + 2
+                                  : msgn; /* after the empty line */
     returned = headers_only ? hdr_end : msgn;
     if (returned > limit) {
         if (body_at <= limit && !headers_only) {
@@ -1197,12 +1201,14 @@ make_bounce(queue *qu, const char *id, const char *bid, const envelope *e,
         fprintf(f, "\r\nFinal-Recipient: rfc822; %s\r\n",
                 field_safe(r->addr, a1, sizeof a1));
         if (orcpt.p != NULL &&
-            llsmtp_dsn_orcpt_parse(orcpt.p, orcpt.n, &type, &xt) == LLSMTP_OK &&
+            llsmtp_dsn_orcpt_parse(orcpt.p, orcpt.n, &type, &xt) ==
+                LLSMTP_OK &&
             llsmtp_xtext_decode(xt.p, xt.n, NULL, 0, NULL) == LLSMTP_OK) {
             /* addr-type is an atom (the parser checked) */
             snprintf(h1, sizeof h1, "%.*s", type.n < 64 ? (int)type.n : 0,
                      type.p);
-            fprintf(f, "Original-Recipient: %s;", field_safe(h1, t1, sizeof t1));
+            fprintf(f, "Original-Recipient: %s;",
+                    field_safe(h1, t1, sizeof t1));
             xtext_field(f, xt.p, xt.n);
             fputs("\r\n", f);
         }
@@ -1251,7 +1257,8 @@ bounce(queue *qu, const char *id, const envelope *e, const char *msg,
                 wants_bounce(&e->r[i]);
     if (want == 0 || e->from[0] == '\0' || e->bounced)
         return 0; /* RFC 5321 6.1: never to a null reverse-path */
-    snprintf(bid, sizeof bid, "%.40sB%lX", id, (unsigned long)time(NULL) & 0xffff);
+    snprintf(bid, sizeof bid, "%.40sB%lX", id,
+             (unsigned long)time(NULL) & 0xffff);
     text = make_bounce(qu, id, bid, e, msg, msgn, &n);
     if (text == NULL)
         return -1;
@@ -1261,8 +1268,7 @@ bounce(queue *qu, const char *id, const envelope *e, const char *msg,
         free(text);
         return -1;
     }
-    fprintf(f,
-            "version %d\nid %s\nreceived %ld\nclient 127.0.0.1\nhelo ",
+    fprintf(f, "version %d\nid %s\nreceived %ld\nclient 127.0.0.1\nhelo ",
             QUEUE_ENV_VERSION, bid, (long)time(NULL));
     queue_xtext_put(f, qu->cf->hostname, strlen(qu->cf->hostname));
     fprintf(f, "\nprotocol local\nfrom <>\n%s%srcpt <",
@@ -1282,7 +1288,8 @@ bounce(queue *qu, const char *id, const envelope *e, const char *msg,
     free(env);
     if (rc == 0)
         log_line("queue=%s bounce=%s to=<%s> %s", id, bid,
-               field_safe(e->from, a1, sizeof a1), local ? "stored" : "queued");
+                 field_safe(e->from, a1, sizeof a1),
+                 local ? "stored" : "queued");
     return rc;
 }
 
@@ -1307,12 +1314,14 @@ direct_target(const llsmtp_relayhost *rh, llsmtp_mx *mx, size_t *nmx,
         snprintf(why, whycap, "4.4.3 cannot resolve %s", rh->host);
         return 451;
     }
-    for (ai = res; ai && mx[0].naddrs < LLSMTP_MX_ADDRS_MAX; ai = ai->ai_next) {
+    for (ai = res; ai && mx[0].naddrs < LLSMTP_MX_ADDRS_MAX;
+         ai = ai->ai_next) {
         char ip[64];
         const void *a =
             ai->ai_family == AF_INET
                 ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+                : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)
+                      ->sin6_addr;
         if (inet_ntop(ai->ai_family, a, ip, sizeof ip) != NULL &&
             llsmtp_ip_parse(ip, strlen(ip), &mx[0].addrs[mx[0].naddrs]) ==
                 LLSMTP_OK)
@@ -1351,7 +1360,8 @@ route_for(queue *qu, const char *domain, llsmtp_mx *mx, size_t *nmx,
         hn = strlen(rh.host);
         /* an address has no MX; "localhost" is never asked of DNS (RFC
          * 6761 6.3) */
-        if (rh.no_mx || rh.ip.family || strcasecmp(rh.host, "localhost") == 0 ||
+        if (rh.no_mx || rh.ip.family ||
+            strcasecmp(rh.host, "localhost") == 0 ||
             (hn > 10 && strcasecmp(rh.host + hn - 10, ".localhost") == 0))
             return direct_target(&rh, mx, nmx, why, whycap);
         rc = route_mx(&qu->dns, rh.host, &o, mx, ROUTE_MX_MAX, nmx, why,
@@ -1384,7 +1394,8 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
               const char *body, size_t bodyn, char *log, size_t logcap)
 {
     static llsmtp_mx mx[ROUTE_MX_MAX];
-    static llsmtp_span to[LLSMTP_CLIENT_RCPT_MAX], params[LLSMTP_CLIENT_RCPT_MAX];
+    static llsmtp_span to[LLSMTP_CLIENT_RCPT_MAX],
+        params[LLSMTP_CLIENT_RCPT_MAX];
     static dlv_result res[LLSMTP_CLIENT_RCPT_MAX];
     static size_t idx[LLSMTP_CLIENT_RCPT_MAX];
     static char mparams[600];
@@ -1416,10 +1427,9 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
     if (e->smtputf8)
         m.flags |= LLSMTP_MSG_SMTPUTF8;
     /* RFC 3461 6.2: DSN requests travel on when the next hop takes them */
-    snprintf(mparams, sizeof mparams, "%s%.*s%s%s%.*s",
-             ret.p ? "RET=" : "", (int)ret.n, ret.p ? ret.p : "",
-             ret.p && envid.p ? " " : "", envid.p ? "ENVID=" : "",
-             (int)envid.n, envid.p ? envid.p : "");
+    snprintf(mparams, sizeof mparams, "%s%.*s%s%s%.*s", ret.p ? "RET=" : "",
+             (int)ret.n, ret.p ? ret.p : "", ret.p && envid.p ? " " : "",
+             envid.p ? "ENVID=" : "", (int)envid.n, envid.p ? envid.p : "");
     m.mail_params.p = mparams;
     m.mail_params.n = strlen(mparams);
     for (;;) {
@@ -1460,8 +1470,8 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
             resn = k * ST_LINE_MAX;
             if (st_reserve(qu, id, resn, &at) != 0) {
                 log_line("queue=%s cannot make room in its log: %s; not "
-                       "sending now, the entry stays deferred",
-                       id, strerror(errno));
+                         "sending now, the entry stays deferred",
+                         id, strerror(errno));
                 return -1;
             }
             dlv_send_mx(mx, nmx, port, &dc, &m, body, bodyn, res);
@@ -1478,17 +1488,17 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
             r->code = res[i].code;
             snprintf(r->remote, sizeof r->remote, "%s", res[i].remote);
             snprintf(r->text, sizeof r->text, "%s", res[i].text);
-            w = (size_t)snprintf(log + used, logcap - used, "%c %zu %d %s %s\n",
-                                 kind, idx[i], r->code,
+            w = (size_t)snprintf(log + used, logcap - used,
+                                 "%c %zu %d %s %s\n", kind, idx[i], r->code,
                                  r->remote[0] ? r->remote : "-", r->text);
             if (used + w < logcap)
                 used += w;
             log_line("queue=%s to=<%s> relay=%s status=%s %d %s", id, r->addr,
-                 r->remote[0] ? r->remote : "none",
-                 kind == 'D'   ? "sent"
-                 : kind == 'F' ? "bounced"
-                               : "deferred",
-                 r->code, r->text);
+                     r->remote[0] ? r->remote : "none",
+                     kind == 'D'   ? "sent"
+                     : kind == 'F' ? "bounced"
+                                   : "deferred",
+                     r->code, r->text);
             if (kind == 'T')
                 r->code = -1; /* tried in this run: not again */
         }
@@ -1496,7 +1506,8 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
         if ((resn > 0 ? st_fill(qu, id, at, resn, log)
                       : st_append(qu, id, log)) != 0) {
             log_line("queue=%s cannot write its log: %s; the attempt stops, "
-                   "the entry stays deferred", id, strerror(errno));
+                     "the entry stays deferred",
+                     id, strerror(errno));
             return -1;
         }
         log[0] = '\0';
@@ -1509,8 +1520,8 @@ run_entry(queue *qu, const char *id)
 {
     envelope e;
     char path[4200], *log;
-    size_t logcap = LLSMTP_CLIENT_RCPT_MAX * ST_LINE_MAX + 4096, i,
-           open_ = 0, msgn = 0;
+    size_t logcap = LLSMTP_CLIENT_RCPT_MAX * ST_LINE_MAX + 4096, i, open_ = 0,
+           msgn = 0;
     const char *msg = NULL, *body;
     void *map = MAP_FAILED;
     struct stat st;
@@ -1547,8 +1558,8 @@ run_entry(queue *qu, const char *id)
     if (e.received > (long)now) {
         char line[64];
         snprintf(line, sizeof line, "R %ld\n", (long)now);
-        log_line("queue=%s received in the future (%ld): counted from now",
-               id, e.received);
+        log_line("queue=%s received in the future (%ld): counted from now", id,
+                 e.received);
         e.received = (long)now;
         if (st_append(qu, id, line) != 0)
             log_line("queue=%s cannot write its log: %s", id, strerror(errno));
@@ -1585,10 +1596,11 @@ run_entry(queue *qu, const char *id)
         for (i = 0; i < e.n && !stopped; i++) {
             if (e.r[i].state || e.r[i].code == -1)
                 continue;
-            stopped = deliver_group(
-                          qu, id, &e,
-                          qu->cf->smarthost ? "" : domain_of(e.r[i].addr),
-                          body, msgn - (size_t)(body - msg), log, logcap) != 0;
+            stopped = deliver_group(qu, id, &e,
+                                    qu->cf->smarthost ? ""
+                                                      : domain_of(e.r[i].addr),
+                                    body, msgn - (size_t)(body - msg), log,
+                                    logcap) != 0;
         }
     log[0] = '\0'; /* (what a stopped transaction could not write) */
     now = time(NULL);
@@ -1616,8 +1628,9 @@ run_entry(queue *qu, const char *id)
             snprintf(log + used, logcap - used, "X %zu %d %s %s\n", i,
                      r->code ? r->code : 451, r->remote[0] ? r->remote : "-",
                      r->text[0] ? r->text : "4.4.7 no attempt succeeded");
-            log_line("queue=%s to=<%s> status=expired (in the queue since %ld)",
-                 id, r->addr, e.received);
+            log_line(
+                "queue=%s to=<%s> status=expired (in the queue since %ld)", id,
+                r->addr, e.received);
         }
         open_ = 0;
     }
@@ -1651,7 +1664,7 @@ run_entry(queue *qu, const char *id)
         if (st_append(qu, id, log) != 0)
             log_line("queue=%s cannot write its log: %s", id, strerror(errno));
         log_line("queue=%s %zu recipients deferred; next attempt in %lds", id,
-             open_, next - (long)now);
+                 open_, next - (long)now);
     }
     free(log);
     munmap(map, msgn);

@@ -23,22 +23,22 @@ typedef struct queue_conf {
     size_t nlocal;
     const char *smarthost; /* "host:port" (MX of host), "[host]:port", NULL */
     route_dns dns;
-    unsigned mx_port;                 /* 25 unless set (tests) */
-    unsigned retry[QUEUE_RETRY_MAX];  /* seconds; the last one repeats */
+    unsigned mx_port;                /* 25 unless set (tests) */
+    unsigned retry[QUEUE_RETRY_MAX]; /* seconds; the last one repeats */
     size_t nretry;
-    unsigned long max_queue_time;     /* seconds (RFC 5321 4.5.4.1) */
-    int max_runners;                  /* deliveries at once */
-    int timeout;                      /* client waits; 0: RFC 5321 */
-    int tls;                          /* 0 may, 1 encrypt, 2 verify */
-    const char *ca_file;              /* for verify; NULL: system CAs */
+    unsigned long max_queue_time; /* seconds (RFC 5321 4.5.4.1) */
+    int max_runners;              /* deliveries at once */
+    int timeout;                  /* client waits; 0: RFC 5321 */
+    int tls;                      /* 0 may, 1 encrypt, 2 verify */
+    const char *ca_file;          /* for verify; NULL: system CAs */
     int no_fsync;
-    int verbose;                      /* log each dialogue */
-    void (*child_setup)(void *);      /* in a runner: close what it
+    int verbose;                 /* log each dialogue */
+    void (*child_setup)(void *); /* in a runner: close what it
                                          must not hold */
-    void *child_arg;                  /* child_setup's argument */
-    size_t bounce_size_limit;         /* body octets a bounce returns */
-    const char *const *listen;        /* "ADDR:PORT" smtpd listens on: */
-    size_t nlisten;                   /* MX hosts there are this host */
+    void *child_arg;             /* child_setup's argument */
+    size_t bounce_size_limit;    /* body octets a bounce returns */
+    const char *const *listen;   /* "ADDR:PORT" smtpd listens on: */
+    size_t nlisten;              /* MX hosts there are this host */
 } queue_conf;
 
 /* The envelope files' format (README: "Envelope files"): every value

@@ -137,8 +137,9 @@ udp_socket(const route_dns *d)
     memset(&any, 0, sizeof any);
     any.ss_family = d->addr.ss_family;
     if (bind(fd, (struct sockaddr *)&any,
-             d->addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                           : sizeof(struct sockaddr_in)) != 0 ||
+             d->addr.ss_family == AF_INET6
+                 ? sizeof(struct sockaddr_in6)
+                 : sizeof(struct sockaddr_in)) != 0 ||
         connect(fd, (struct sockaddr *)&d->addr, d->len) != 0) {
         close(fd);
         return -1;
@@ -193,8 +194,8 @@ ask_tcp(route_dns *d, const char *name, uint16_t qtype, llsmtp_dns_rr *rrs,
         return ROUTE_NO_ANSWER;
     }
     close(fd);
-    rc = llsmtp_dns_parse(buf, mlen + 2, 1, id, name, strlen(name), qtype,
-                          rrs, cap, n, &total);
+    rc = llsmtp_dns_parse(buf, mlen + 2, 1, id, name, strlen(name), qtype, rrs,
+                          cap, n, &total);
     return rc == LLSMTP_DNS_MISMATCH ? LLSMTP_E_SYNTAX : rc;
 }
 
@@ -273,7 +274,8 @@ route_addrs(route_dns *d, llsmtp_mx *m)
 void
 route_ip_norm(llsmtp_ip *ip)
 {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+                                       0, 0, 0, 0, 0xff, 0xff};
     if (ip->family == 6 && memcmp(ip->addr, mapped, 12) == 0) {
         memmove(ip->addr, ip->addr + 12, 4);
         memset(ip->addr + 4, 0, 12);
@@ -334,8 +336,7 @@ route_mx(route_dns *d, const char *domain, const llsmtp_mx_opts *o,
     }
     rc = llsmtp_dns_mx(rrs, nrr, domain, strlen(domain), mx, cap, n);
     if (rc != LLSMTP_OK && rc != LLSMTP_DNS_PARTIAL) /* PARTIAL: the best */
-        return say(why, whycap, 451, "4.4.3 %s: CNAME chain too long",
-                   domain);
+        return say(why, whycap, 451, "4.4.3 %s: CNAME chain too long", domain);
     rc = llsmtp_mx_order(domain, strlen(domain), mx, n, cap, o);
     switch (rc) {
     case LLSMTP_MX_OK:
@@ -379,13 +380,13 @@ route_mx(route_dns *d, const char *domain, const llsmtp_mx_opts *o,
     for (with_addr = 0, i = 0; i < *n && i < 8; i++)
         with_addr += mx[i].naddrs > 0;
     if (with_addr == 0)
-        return temp ? say(why, whycap, 451,
-                          "4.4.3 %s: DNS lookup failed, will try again",
-                          domain)
-                    : say(why, whycap, rc == LLSMTP_MX_IMPLICIT ? 550 : 451,
-                          rc == LLSMTP_MX_IMPLICIT
-                              ? "5.1.2 %s: no MX and no address"
-                              : "4.4.4 %s: no address for any MX host",
-                          domain);
+        return temp
+                   ? say(why, whycap, 451,
+                         "4.4.3 %s: DNS lookup failed, will try again", domain)
+                   : say(why, whycap, rc == LLSMTP_MX_IMPLICIT ? 550 : 451,
+                         rc == LLSMTP_MX_IMPLICIT
+                             ? "5.1.2 %s: no MX and no address"
+                             : "4.4.4 %s: no address for any MX host",
+                         domain);
     return 0;
 }

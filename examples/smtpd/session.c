@@ -71,8 +71,7 @@ cmp_str(const void *a, const void *b)
 /* --recipients / --relay-recipients FILE: "user@domain" or "@domain"
  * lines, '#' comments, blank lines; kept lower-case and sorted. */
 void
-read_recipients(const char *opt_name, const char *path, char ***out,
-                size_t *n)
+read_recipients(const char *opt_name, const char *path, char ***out, size_t *n)
 {
     FILE *f = fopen(path, "r");
     char line[1024];
@@ -272,9 +271,8 @@ rcpt_known(const options *o, const llsmtp_path *to, int relay)
     if (relay) {
         /* only the relay domains' recipients are known here; mail that
          * a trusted or authenticated client relays elsewhere is theirs */
-        if (!o->verify_relay ||
-            !domain_in(to->domain.p, to->domain.n, o->relay_domains,
-                       o->nrelay))
+        if (!o->verify_relay || !domain_in(to->domain.p, to->domain.n,
+                                           o->relay_domains, o->nrelay))
             return 1;
     } else if (!o->verify_local) {
         return 1;
@@ -353,7 +351,7 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     c->relay[c->nrcpt] = (char)relay;
     c->nrcpt++;
     log_line("session=%lu rcpt=<%.*s> accepted=%s", c->sid, (int)to->mailbox.n,
-          to->mailbox.p, relay ? "relay" : "local");
+             to->mailbox.p, relay ? "relay" : "local");
     return LLSMTP_CB_OK;
 }
 
@@ -397,7 +395,8 @@ count_hops(conn *c, const char *p, size_t n)
     for (i = 0; i < n && c->hdr_pos != HDR_DONE; i++) {
         char ch = p[i];
         if (ch == '\n') {
-            c->hdr_pos = c->hdr_pos == 0 || c->hdr_pos == HDR_CR ? HDR_DONE : 0;
+            c->hdr_pos = c->hdr_pos == 0 || c->hdr_pos == HDR_CR ? HDR_DONE
+                                                                 : 0;
         } else if (c->hdr_pos == 0 && ch == '\r') {
             c->hdr_pos = HDR_CR;
         } else if (c->hdr_pos < 9) {
@@ -453,15 +452,15 @@ on_data_abort(llsmtp_server *s, int why)
         /* ended before its 250: the storage thread drops the message if
          * it has not taken it yet, else stores it (see stored()) */
         log_line("session=%lu connection lost while queue=%s was being stored",
-              c->sid, c->job->id);
+                 c->sid, c->job->id);
         commit_cancel(c->d->commit, c->job);
         c->job = NULL;
         return LLSMTP_CB_OK;
     }
     log_line("session=%lu message dropped (%s)", c->sid,
-          why == LLSMTP_ABORT_SIZE      ? "too big"
-          : why == LLSMTP_ABORT_BARE_LF ? "bare LF"
-                                        : "connection lost");
+             why == LLSMTP_ABORT_SIZE      ? "too big"
+             : why == LLSMTP_ABORT_BARE_LF ? "bare LF"
+                                           : "connection lost");
     drop_message(c);
     return LLSMTP_CB_OK;
 }
@@ -589,7 +588,7 @@ etrn_read(conn *c)
         }
         if (k < 0 && (errno == EAGAIN || errno == EINTR))
             return 0; /* more to come */
-        break; /* the scan is over (EOF), or failed (then: what came) */
+        break;        /* the scan is over (EOF), or failed (then: what came) */
     }
     close(c->etrn_fd);
     c->etrn_fd = -1;
@@ -603,7 +602,8 @@ etrn_read(conn *c)
     free(c->etrn_buf);
     c->etrn_buf = NULL;
     c->etrn_len = c->etrn_cap = 0;
-    log_held(&c->log, "session=%lu etrn=%s due=%zu", c->sid, c->etrn_node, due);
+    log_held(&c->log, "session=%lu etrn=%s due=%zu", c->sid, c->etrn_node,
+             due);
     if (due == 0) {
         snprintf(text, sizeof text, "No messages waiting for node %s",
                  c->etrn_node);
@@ -652,8 +652,8 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
             snprintf(c->peer, sizeof c->peer, "unknown");
             c->log.on = c->d->opt.quiet_checks;
         }
-        log_held(&c->log, "session=%lu connect from %s via %s", c->sid, c->peer,
-               c->via);
+        log_held(&c->log, "session=%lu connect from %s via %s", c->sid,
+                 c->peer, c->via);
     }
     return LLSMTP_CB_OK;
 }
@@ -688,9 +688,10 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     log_printable(arg, sizeof arg, ri->arg.p, ri->arg.n);
     log_printable(text, sizeof text, ri->text.p, ri->text.n);
     if (refused)
-        log_held(&c->log, "session=%lu refused client=%s cmd=%s%s%s reply=%d%s%s %s",
-               c->sid, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
-               sp, ri->enhanced, text);
+        log_held(&c->log,
+                 "session=%lu refused client=%s cmd=%s%s%s reply=%d%s%s %s",
+                 c->sid, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
+                 sp, ri->enhanced, text);
     if (!c->d->opt.verbose)
         return;
     switch (ri->phase) {
@@ -707,8 +708,8 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         break;
     case LLSMTP_RI_MESSAGE:
         if (ri->rcpt >= 0)
-            snprintf(what, sizeof what, "C: (%s message, rcpt %ld) ",
-                     ri->verb, ri->rcpt);
+            snprintf(what, sizeof what, "C: (%s message, rcpt %ld) ", ri->verb,
+                     ri->rcpt);
         else
             snprintf(what, sizeof what, "C: (%s message) ", ri->verb);
         break;
@@ -717,7 +718,7 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         break;
     }
     log_held(&c->log, "session=%lu %sS: %d%s%s %s", c->sid, what, ri->code, sp,
-           ri->enhanced, text);
+             ri->enhanced, text);
 }
 
 /* RFC 3207 4.2: the library forgot HELO/EHLO, AUTH and the transaction

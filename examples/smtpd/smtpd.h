@@ -33,18 +33,18 @@
 #define MAX_LISTEN 8
 #define MAX_DOMAINS 64
 #define READ_BUF 65536
-#define MAX_OWN 64 /* own addresses for user@[addr] */
-#define ARG_SHOWN 200 /* octets of a command's argument in the log */
-#define TEXT_SHOWN 300 /* octets of a reply's text in the log */
+#define MAX_OWN 64           /* own addresses for user@[addr] */
+#define ARG_SHOWN 200        /* octets of a command's argument in the log */
+#define TEXT_SHOWN 300       /* octets of a reply's text in the log */
 #define MEM_MSG (128 * 1024) /* a message up to this stays in memory */
-#define MAX_ETRN 4 /* queue scans at once */
+#define MAX_ETRN 4           /* queue scans at once */
 
 /* TLS 1.2: forward secrecy and AEAD only, in the server's order (no CBC:
  * LUCKY13, no RSA key exchange, no SHA-1 MAC); TLS 1.3 keeps OpenSSL's
  * defaults, all AEAD. */
-#define TLS_CIPHERS                                                          \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"             \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"             \
+#define TLS_CIPHERS                                                           \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"              \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 typedef struct options {
@@ -68,13 +68,13 @@ typedef struct options {
     int tls_min;             /* 12 or 13 */
     int discard, no_fsync, verbose, insecure_auth, proxy, lmtp;
     unsigned no_ext; /* extensions switched off with --no-... */
-    char **users; /* "name:password" */
+    char **users;    /* "name:password" */
     size_t nusers;
     unsigned long long max_size;
     size_t max_rcpt;
     int max_clients;
-    int timeout; /* seconds; 0 = RFC 5321 defaults from the library */
-    int quiet_checks; /* --log-health-checks no */
+    int timeout;       /* seconds; 0 = RFC 5321 defaults from the library */
+    int quiet_checks;  /* --log-health-checks no */
     int proxy_timeout; /* seconds for the PROXY header */
     int drain_timeout; /* seconds sessions may finish after SIGTERM */
     unsigned max_hops; /* Received: headers before 554 5.4.6 */
@@ -95,12 +95,12 @@ typedef struct conn conn;
 typedef struct pollset {
     struct pollfd *fds;
     size_t cap, n;
-    size_t nlisten;   /* listeners polled (none while draining) */
-    size_t nconn;     /* sessions polled: those accepted later were not */
-    size_t sig_i;     /* the signal pipe's place */
-    size_t commit_i;  /* the storage thread's, or (size_t)-1 */
-    int more;         /* input is due that poll() cannot see */
-    time_t next;      /* the earliest session deadline, or 0 */
+    size_t nlisten;     /* listeners polled (none while draining) */
+    size_t nconn;       /* sessions polled: those accepted later were not */
+    size_t sig_i;       /* the signal pipe's place */
+    size_t commit_i;    /* the storage thread's, or (size_t)-1 */
+    int more;           /* input is due that poll() cannot see */
+    time_t next;        /* the earliest session deadline, or 0 */
     long long hdr_next; /* the earliest PROXY header deadline, or 0 */
 } pollset;
 
@@ -121,7 +121,7 @@ typedef struct smtpd {
      * drained" (one that quits on its own, or never sent its PROXY
      * header, is neither drained nor cut). */
     size_t ndrained;
-    void *tls_ctx; /* SSL_CTX * (tls.c), or NULL */
+    void *tls_ctx;     /* SSL_CTX * (tls.c), or NULL */
     committer *commit; /* the storage thread, or NULL (--discard) */
     queue *queue;      /* onward delivery, or NULL (--discard) */
     unsigned long id_counter;
@@ -133,51 +133,51 @@ typedef struct smtpd {
 } smtpd;
 
 struct conn {
-    smtpd *d;           /* the server it belongs to */
+    smtpd *d; /* the server it belongs to */
     int fd;
-    unsigned long sid;  /* "session=N": never reused while smtpd runs */
+    unsigned long sid; /* "session=N": never reused while smtpd runs */
     llsmtp_server *s;
-    char peer[64];      /* the client (the PROXY header's, if any) */
-    char via[64];       /* behind a balancer: the balancer's address */
-    log_hold log;       /* lines held back: a health check's, maybe */
+    char peer[64]; /* the client (the PROXY header's, if any) */
+    char via[64];  /* behind a balancer: the balancer's address */
+    log_hold log;  /* lines held back: a health check's, maybe */
     char helo[256];
     int is_ehlo;
     char auth_user[256]; /* who authenticated, or "" */
-    char *sender;       /* reverse path of the transaction */
-    char **rcpts;       /* forward paths */
-    char *relay;        /* per recipient: 1 relayed, 0 local */
-    char **rcpt_params; /* per recipient: its ESMTP parameters */
+    char *sender;        /* reverse path of the transaction */
+    char **rcpts;        /* forward paths */
+    char *relay;         /* per recipient: 1 relayed, 0 local */
+    char **rcpt_params;  /* per recipient: its ESMTP parameters */
     size_t nrcpt, rcpt_cap;
-    char *params;       /* MAIL parameters as text */
-    int write_errno;    /* why storing the message failed, or 0 */
-    FILE *msg;          /* the message while receiving: in memory (mem),
+    char *params;    /* MAIL parameters as text */
+    int write_errno; /* why storing the message failed, or 0 */
+    FILE *msg;       /* the message while receiving: in memory (mem),
                            or past MEM_MSG octets DIR/tmp/<id>.eml */
-    int mem;            /* msg writes to mbuf (open_memstream) */
+    int mem;         /* msg writes to mbuf (open_memstream) */
     char *mbuf;
     size_t mlen;
-    commit_job *job;    /* the message being stored (commit.c), or NULL */
+    commit_job *job; /* the message being stored (commit.c), or NULL */
     char id[40];
-    char *pending;      /* input not yet consumed (BLOCKED) */
+    char *pending; /* input not yet consumed (BLOCKED) */
     size_t pending_len;
     time_t deadline;
-    int closing;        /* flush output, then close */
-    int tls;            /* TLS_NONE .. TLS_ON */
-    unsigned hops;      /* Received: headers in the message so far */
+    int closing;         /* flush output, then close */
+    int tls;             /* TLS_NONE .. TLS_ON */
+    unsigned hops;       /* Received: headers in the message so far */
     char rcpt_text[600]; /* a refusal's text, kept for the library */
     /* ETRN: a child process scans the queue (reading every envelope
      * would stall every session); its ids come through this pipe. */
-    int etrn_fd;        /* -1 when none */
-    size_t etrn_pi;     /* its place in this round's poll set */
+    int etrn_fd;    /* -1 when none */
+    size_t etrn_pi; /* its place in this round's poll set */
     char *etrn_buf;
     size_t etrn_len, etrn_cap;
     char etrn_node[256];
-    unsigned char hdr_pos; /* header scan: see count_hops */
-    short ssl_want;     /* poll events the TLS layer waits for */
-    int tls_dead;       /* a fatal TLS error: no close_notify then */
-    int proxied;        /* came to a PROXY listener */
-    int spoke;          /* the client's first octets came */
-    int awaiting_header; /* its PROXY header is not complete yet */
-    long long header_deadline; /* mono_ms() */
+    unsigned char hdr_pos;      /* header scan: see count_hops */
+    short ssl_want;             /* poll events the TLS layer waits for */
+    int tls_dead;               /* a fatal TLS error: no close_notify then */
+    int proxied;                /* came to a PROXY listener */
+    int spoke;                  /* the client's first octets came */
+    int awaiting_header;        /* its PROXY header is not complete yet */
+    long long header_deadline;  /* mono_ms() */
     unsigned char hdr_seen[16]; /* the header's first octets: why it */
     size_t hdr_seen_n;          /* was refused, for the log */
     int drained;                /* told the drain's 421 4.3.2 */

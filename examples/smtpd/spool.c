@@ -171,9 +171,8 @@ spool_begin(conn *c, llsmtp_reply *r)
     rfc5322_date(date, sizeof date);
     /* RFC 5321 4.4: trace information. */
     fprintf(c->msg, "Return-Path: <%s>\r\n", c->sender ? c->sender : "");
-    fprintf(c->msg,
-            "Received: from %s (%s)\r\n\tby %s with %s id %s",
-            c->helo, c->peer, c->d->opt.hostname, protocol(c), c->id);
+    fprintf(c->msg, "Received: from %s (%s)\r\n\tby %s with %s id %s", c->helo,
+            c->peer, c->d->opt.hostname, protocol(c), c->id);
     if (c->nrcpt == 1)
         fprintf(c->msg, "\r\n\tfor <%s>", c->rcpts[0]);
     fprintf(c->msg, "; %s\r\n", date);
@@ -188,8 +187,8 @@ spool_write(conn *c, const char *p, size_t n)
     if (c->msg != NULL && c->mem && (size_t)ftell(c->msg) + n > MEM_MSG &&
         spill_message(c) != 0) {
         c->write_errno = errno;
-        log_line("session=%lu cannot create DIR/tmp/%s.eml: %s", c->sid,
-                 c->id, strerror(errno));
+        log_line("session=%lu cannot create DIR/tmp/%s.eml: %s", c->sid, c->id,
+                 strerror(errno));
         drop_message(c);
         c->id[0] = '\0';
     }
@@ -240,7 +239,9 @@ envelope_text(conn *c, int relay, size_t *len)
         int body = llsmtp_server_body_type(c->s);
         if (body)
             fprintf(f, "body %s\n",
-                    body == 7 ? "7BIT" : body == 8 ? "8BITMIME" : "BINARYMIME");
+                    body == 7   ? "7BIT"
+                    : body == 8 ? "8BITMIME"
+                                : "BINARYMIME");
         if (llsmtp_server_smtputf8(c->s))
             fprintf(f, "smtputf8 yes\n");
     }
@@ -347,7 +348,7 @@ stored(smtpd *d, commit_job *j)
          * again; a loss never */
         if (j->err == 0)
             log_line("queue=%s stored after its session ended: no 250 sent",
-                  j->id);
+                     j->id);
         commit_free(j);
         return;
     }
@@ -357,7 +358,7 @@ stored(smtpd *d, commit_job *j)
     } else {
         llsmtp_reply_set_id(&r, j->id, strlen(j->id));
         log_line("session=%lu queued=%s from=<%s> nrcpt=%zu", c->sid, j->id,
-              c->sender ? c->sender : "", c->nrcpt);
+                 c->sender ? c->sender : "", c->nrcpt);
         free_tx(c);
     }
     commit_free(j);

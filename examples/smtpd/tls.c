@@ -41,8 +41,9 @@ tls_setup(smtpd *d)
         SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        fprintf(stderr, "smtpd: cannot use --tls-cert %s / --tls-key %s "
-                        "/ --tls-ciphers %s: ",
+        fprintf(stderr,
+                "smtpd: cannot use --tls-cert %s / --tls-key %s "
+                "/ --tls-ciphers %s: ",
                 o->tls_cert, o->tls_key, o->tls_ciphers);
         ERR_print_errors_fp(stderr);
         return 2;
@@ -94,8 +95,8 @@ ssize_t
 tls_recv(conn *c, char *buf, size_t n)
 {
     ERR_clear_error();
-    return tls_result(c, SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX
-                                                             : (int)n));
+    return tls_result(c, SSL_read(c->ssl, buf,
+                                  n > INT32_MAX ? INT32_MAX : (int)n));
 }
 
 /* SSL_write(): bytes, -1 on error, IO_AGAIN. */
@@ -103,8 +104,8 @@ ssize_t
 tls_send(conn *c, const char *buf, size_t n)
 {
     ERR_clear_error();
-    return tls_result(c, SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX
-                                                              : (int)n));
+    return tls_result(c, SSL_write(c->ssl, buf,
+                                   n > INT32_MAX ? INT32_MAX : (int)n));
 }
 
 /* Whether decrypted bytes wait that poll() cannot see. */
@@ -138,8 +139,8 @@ tls_log_failure(conn *c)
     else
         snprintf(why, sizeof why, "%s",
                  errno ? strerror(errno) : "connection closed");
-    log_held(&c->log, "session=%lu tls handshake failed client=%s: %s",
-             c->sid, c->peer, why);
+    log_held(&c->log, "session=%lu tls handshake failed client=%s: %s", c->sid,
+             c->peer, why);
     ERR_clear_error();
 }
 
