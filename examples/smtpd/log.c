@@ -18,24 +18,28 @@
 
 #define LOG_HELD_MAX 16384 /* a session that logs more is not a check */
 
-/* The prefix cache: one per process, like stderr itself. */
+/* The prefix cache: one per process, like stderr itself. The prefix
+ * ("TIME PROG[PID]: ") is rebuilt when the second or the pid changes. */
 static struct {
     const char *prog;
     long pid;
     time_t sec;
-    char ts[32];
-} lg = {"smtpd", 0, -1, ""};
+    char prefix[96];
+    size_t prefix_len;
+} lg = {"smtpd", 0, -1, "", 0};
 
 void
 log_init(const char *prog)
 {
     lg.prog = prog;
+    lg.sec = -1;
 }
 
 void
 log_forked(void)
 {
     lg.pid = 0;
+    lg.sec = -1;
 }
 
 long
@@ -47,24 +51,34 @@ log_pid(void)
 }
 
 static const char *
-log_stamp(void)
+log_prefix(size_t *len)
 {
     time_t now = time(NULL);
     if (now != lg.sec) {
         struct tm tm;
+        char ts[32];
+        int n;
         gmtime_r(&now, &tm);
-        strftime(lg.ts, sizeof lg.ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        n = snprintf(lg.prefix, sizeof lg.prefix, "%s %s[%ld]: ", ts, lg.prog,
+                     log_pid());
+        lg.prefix_len = n > 0 && (size_t)n < sizeof lg.prefix
+                            ? (size_t)n
+                            : strlen(lg.prefix);
         lg.sec = now;
     }
-    return lg.ts;
+    *len = lg.prefix_len;
+    return lg.prefix;
 }
 
 static void
 log_vline(const char *fmt, va_list ap)
 {
-    fprintf(stderr, "%s %s[%ld]: ", log_stamp(), lg.prog, log_pid());
+    size_t n;
+    const char *p = log_prefix(&n);
+    fwrite(p, 1, n, stderr);
     vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    putc('\n', stderr);
 }
 
 void
@@ -74,6 +88,34 @@ log_line(const char *fmt, ...)
     va_start(ap, fmt);
     log_vline(fmt, ap);
     va_end(ap);
+}
+
+void
+log_rcpt_accepted(unsigned long sid, const char *path, size_t n, int relay)
+{
+    char line[1024], num[24], *o = line;
+    size_t k, pn;
+    const char *p = log_prefix(&pn);
+    const char *how = relay ? "> accepted=relay\n" : "> accepted=local\n";
+    if (n > sizeof line - pn - sizeof num - 40)
+        n = sizeof line - pn - sizeof num - 40; /* paths are < 1000 */
+    k = sizeof num;
+    do
+        num[--k] = (char)('0' + sid % 10);
+    while ((sid /= 10) != 0);
+    memcpy(o, p, pn);
+    o += pn;
+    memcpy(o, "session=", 8);
+    o += 8;
+    memcpy(o, num + k, sizeof num - k);
+    o += sizeof num - k;
+    memcpy(o, " rcpt=<", 7);
+    o += 7;
+    memcpy(o, path, n);
+    o += n;
+    memcpy(o, how, 17);
+    o += 17;
+    fwrite(line, 1, (size_t)(o - line), stderr);
 }
 
 void
@@ -98,14 +140,18 @@ log_hold_free(log_hold *h)
 static size_t
 log_format(char *line, size_t cap, const char *fmt, va_list ap)
 {
-    int n, m;
-    n = snprintf(line, cap, "%s %s[%ld]: ", log_stamp(), lg.prog, log_pid());
-    m = vsnprintf(line + n, cap - (size_t)n - 1, fmt, ap);
+    size_t n;
+    const char *p = log_prefix(&n);
+    int m;
+    if (n > cap - 2)
+        n = cap - 2;
+    memcpy(line, p, n);
+    m = vsnprintf(line + n, cap - n - 1, fmt, ap);
     if (m < 0)
         m = 0;
-    n += (size_t)m < cap - (size_t)n - 1 ? m : (int)(cap - (size_t)n - 2);
+    n += (size_t)m < cap - n - 1 ? (size_t)m : cap - n - 2;
     line[n++] = '\n';
-    return (size_t)n;
+    return n;
 }
 
 void

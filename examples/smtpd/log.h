@@ -20,6 +20,13 @@ long log_pid(void);
 /* One line: "<time> <prog>[<pid>]: " and the text. */
 void log_line(const char *fmt, ...);
 
+/* "session=SID rcpt=<PATH> accepted=relay|local", each accepted
+ * recipient's line, written as log_line would write it but without a
+ * format to parse (with 50 recipients a message, vfprintf was a quarter
+ * of smtpd's instructions). */
+void log_rcpt_accepted(unsigned long sid, const char *path, size_t n,
+                       int relay);
+
 /* A session's lines held back (see log_held); zeroed: not holding. */
 typedef struct log_hold {
     char *buf; /* lines not yet written */

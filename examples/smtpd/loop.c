@@ -311,8 +311,8 @@ conn_free(conn *c)
         c->job = NULL;
     }
     free_tx(c);
-    free(c->rcpts);
-    free(c->rcpt_params);
+    free(c->rtext);
+    free(c->rcpt_at);
     free(c->relay);
     free(c->pending);
     if (c->etrn_fd >= 0) {

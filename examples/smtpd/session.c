@@ -132,39 +132,103 @@ dupspan(const char *p, size_t n)
 void
 free_tx(conn *c)
 {
-    size_t i;
     drop_message(c);
     free(c->sender);
     c->sender = NULL;
     free(c->params);
     c->params = NULL;
-    for (i = 0; i < c->nrcpt; i++) {
-        free(c->rcpts[i]);
-        free(c->rcpt_params[i]);
-    }
     c->nrcpt = 0;
+    c->rtext_len = 0;
+}
+
+/* "KEY=VALUE KEY" as given (what %.*s would print of each span), into
+ * t, which has room for params_len(ps) octets; returns the end. */
+static char *
+params_put(char *t, const llsmtp_params *ps)
+{
+    size_t i, n;
+    const char *z;
+    for (i = 0; i < ps->n; i++) {
+        const llsmtp_span *k = &ps->v[i].key, *v = &ps->v[i].value;
+        if (i)
+            *t++ = ' ';
+        z = memchr(k->p, '\0', k->n);
+        n = z != NULL ? (size_t)(z - k->p) : k->n;
+        memcpy(t, k->p, n);
+        t += n;
+        if (v->p != NULL) {
+            *t++ = '=';
+            z = memchr(v->p, '\0', v->n);
+            n = z != NULL ? (size_t)(z - v->p) : v->n;
+            memcpy(t, v->p, n);
+            t += n;
+        }
+    }
+    return t;
+}
+
+static size_t
+params_len(const llsmtp_params *ps)
+{
+    size_t i, len = 0;
+    for (i = 0; i < ps->n; i++)
+        len += ps->v[i].key.n + ps->v[i].value.n + 2;
+    return len;
 }
 
 /* "KEY=VALUE KEY" as given, for the envelope file. */
 static char *
 params_text(const llsmtp_params *ps)
 {
-    size_t i, len = 0;
-    char *t;
-    for (i = 0; i < ps->n; i++)
-        len += ps->v[i].key.n + ps->v[i].value.n + 2;
-    t = malloc(len + 1);
-    if (t == NULL)
-        return NULL;
-    t[0] = '\0';
-    for (i = 0; i < ps->n; i++) {
-        size_t o = strlen(t);
-        snprintf(t + o, len + 1 - o, "%s%.*s%s%.*s", o ? " " : "",
-                 (int)ps->v[i].key.n, ps->v[i].key.p,
-                 ps->v[i].value.p ? "=" : "", (int)ps->v[i].value.n,
-                 ps->v[i].value.p ? ps->v[i].value.p : "");
-    }
+    char *t = malloc(params_len(ps) + 1);
+    if (t != NULL)
+        *params_put(t, ps) = '\0';
     return t;
+}
+
+const char *
+rcpt_path(const conn *c, size_t i)
+{
+    return c->rtext + c->rcpt_at[i];
+}
+
+const char *
+rcpt_params(const conn *c, size_t i)
+{
+    const char *p = rcpt_path(c, i);
+    return p + strlen(p) + 1;
+}
+
+/* Room for one more recipient whose path and parameters take need
+ * octets (NULs included). */
+static int
+rcpt_room(conn *c, size_t need)
+{
+    if (c->nrcpt == c->rcpt_cap) {
+        size_t cap = c->rcpt_cap ? c->rcpt_cap * 2 : 4;
+        size_t *at = realloc(c->rcpt_at, cap * sizeof *at);
+        char *rl;
+        if (at == NULL)
+            return 0;
+        c->rcpt_at = at;
+        rl = realloc(c->relay, cap);
+        if (rl == NULL)
+            return 0;
+        c->relay = rl;
+        c->rcpt_cap = cap;
+    }
+    if (c->rtext_cap - c->rtext_len < need) {
+        size_t cap = c->rtext_cap ? c->rtext_cap : 1024;
+        char *t;
+        while (cap - c->rtext_len < need)
+            cap *= 2;
+        t = realloc(c->rtext, cap);
+        if (t == NULL)
+            return 0;
+        c->rtext = t;
+        c->rtext_cap = cap;
+    }
+    return 1;
 }
 
 static int
@@ -313,6 +377,7 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
+    char *t;
     /* The library's relay policy already refused recipients we may not
      * take (and then this callback is not called). */
     int relay = llsmtp_server_rcpt_verdict(s) == LLSMTP_RELAY_ALLOWED;
@@ -324,34 +389,19 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         llsmtp_reply_set(r, 550, "5.1.1", c->rcpt_text);
         return LLSMTP_CB_OK;
     }
-    if (c->nrcpt == c->rcpt_cap) {
-        size_t cap = c->rcpt_cap ? c->rcpt_cap * 2 : 4;
-        char **v = realloc(c->rcpts, cap * sizeof *v);
-        char *rl;
-        if (v == NULL)
-            return LLSMTP_CB_FAIL;
-        c->rcpts = v;
-        rl = realloc(c->relay, cap);
-        if (rl == NULL)
-            return LLSMTP_CB_FAIL;
-        c->relay = rl;
-        v = realloc(c->rcpt_params, cap * sizeof *v);
-        if (v == NULL)
-            return LLSMTP_CB_FAIL;
-        c->rcpt_params = v;
-        c->rcpt_cap = cap;
-    }
-    c->rcpts[c->nrcpt] = dupspan(to->mailbox.p, to->mailbox.n);
-    c->rcpt_params[c->nrcpt] = params_text(ps);
-    if (c->rcpts[c->nrcpt] == NULL || c->rcpt_params[c->nrcpt] == NULL) {
-        free(c->rcpts[c->nrcpt]);
-        free(c->rcpt_params[c->nrcpt]);
+    if (!rcpt_room(c, to->mailbox.n + params_len(ps) + 2))
         return LLSMTP_CB_FAIL;
-    }
+    t = c->rtext + c->rtext_len;
+    c->rcpt_at[c->nrcpt] = c->rtext_len;
+    memcpy(t, to->mailbox.p, to->mailbox.n);
+    t += to->mailbox.n;
+    *t++ = '\0';
+    t = params_put(t, ps);
+    *t++ = '\0';
+    c->rtext_len = (size_t)(t - c->rtext);
     c->relay[c->nrcpt] = (char)relay;
     c->nrcpt++;
-    log_line("session=%lu rcpt=<%.*s> accepted=%s", c->sid, (int)to->mailbox.n,
-             to->mailbox.p, relay ? "relay" : "local");
+    log_rcpt_accepted(c->sid, to->mailbox.p, to->mailbox.n, relay);
     return LLSMTP_CB_OK;
 }
 

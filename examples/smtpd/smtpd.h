@@ -125,7 +125,9 @@ typedef struct smtpd {
     committer *commit; /* the storage thread, or NULL (--discard) */
     queue *queue;      /* onward delivery, or NULL (--discard) */
     unsigned long id_counter;
-    unsigned long next_sid; /* the last session's id */
+    unsigned char id_rand[250]; /* random octets for ids, used from the */
+    size_t id_rand_at;          /* back: one getrandom per 50 ids */
+    unsigned long next_sid;     /* the last session's id */
     llsmtp_ip own_addrs[MAX_OWN];
     size_t nown;
     int etrn_running; /* ETRN scans under way */
@@ -144,9 +146,14 @@ struct conn {
     int is_ehlo;
     char auth_user[256]; /* who authenticated, or "" */
     char *sender;        /* reverse path of the transaction */
-    char **rcpts;        /* forward paths */
-    char *relay;         /* per recipient: 1 relayed, 0 local */
-    char **rcpt_params;  /* per recipient: its ESMTP parameters */
+    /* The recipients: rtext holds each one's forward path and then its
+     * ESMTP parameters ("KEY=VALUE KEY", as given), both NUL-terminated;
+     * rcpt_at[i] is where recipient i begins (rcpt_path, rcpt_params).
+     * One growing buffer per session: no allocation per recipient. */
+    char *rtext;
+    size_t rtext_len, rtext_cap;
+    size_t *rcpt_at;
+    char *relay; /* per recipient: 1 relayed, 0 local */
     size_t nrcpt, rcpt_cap;
     char *params;    /* MAIL parameters as text */
     int write_errno; /* why storing the message failed, or 0 */
@@ -212,6 +219,8 @@ void session_forget(conn *c);
 int proxy_trusted(const smtpd *d, const llsmtp_ip *ip);
 int etrn_read(conn *c);
 const char *protocol(const conn *c);
+const char *rcpt_path(const conn *c, size_t i);
+const char *rcpt_params(const conn *c, size_t i);
 
 /* spool.c */
 int spool_open(smtpd *d);

@@ -83,8 +83,16 @@ new_id(smtpd *d, char *buf, size_t n)
      * bits, since a restart in the same second can have the same pid
      * (pid 1 in a container) and starts the counter again. */
     unsigned char r[5] = {0, 0, 0, 0, 0};
-    if (route_random(r, sizeof r) != 0)
-        r[0] = (unsigned char)clock(); /* the files are made O_EXCL too */
+    if (d->id_rand_at < sizeof r) {
+        if (route_random(d->id_rand, sizeof d->id_rand) == 0)
+            d->id_rand_at = sizeof d->id_rand;
+        else
+            r[0] = (unsigned char)clock(); /* the files are O_EXCL too */
+    }
+    if (d->id_rand_at >= sizeof r) {
+        d->id_rand_at -= sizeof r;
+        memcpy(r, d->id_rand + d->id_rand_at, sizeof r);
+    }
     snprintf(buf, n, "%08lX%06lX%04lX%02X%02X%02X%02X%02X",
              (unsigned long)time(NULL), (unsigned long)log_pid() & 0xffffff,
              d->id_counter++ & 0xffff, r[0], r[1], r[2], r[3], r[4]);
@@ -174,7 +182,7 @@ spool_begin(conn *c, llsmtp_reply *r)
     fprintf(c->msg, "Received: from %s (%s)\r\n\tby %s with %s id %s", c->helo,
             c->peer, c->d->opt.hostname, protocol(c), c->id);
     if (c->nrcpt == 1)
-        fprintf(c->msg, "\r\n\tfor <%s>", c->rcpts[0]);
+        fprintf(c->msg, "\r\n\tfor <%s>", rcpt_path(c, 0));
     fprintf(c->msg, "; %s\r\n", date);
     return LLSMTP_CB_OK;
 }
@@ -248,10 +256,10 @@ envelope_text(conn *c, int relay, size_t *len)
     for (i = 0; i < c->nrcpt; i++)
         if (c->relay[i] == relay) {
             fputs("rcpt <", f);
-            ENV_PUT(c->rcpts[i]);
+            ENV_PUT(rcpt_path(c, i));
             fprintf(f, "> %s%s", relay ? "relay" : "local",
-                    c->rcpt_params[i][0] ? " " : "");
-            queue_params_put(f, c->rcpt_params[i]);
+                    rcpt_params(c, i)[0] ? " " : "");
+            queue_params_put(f, rcpt_params(c, i));
             fputc('\n', f);
         }
 #undef ENV_PUT
