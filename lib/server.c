@@ -755,6 +755,83 @@ sess_keep_prefix(llsmtp_server *s, const char *p, size_t k)
     s->discarding = 1;
 }
 
+/* BDAT: octets of the chunk, byte-exact (RFC 3030); *used of n taken.
+ * The chunk's last octet waits while its reply would not fit. */
+static int
+sess_feed_bdat(llsmtp_server *s, const char *buf, size_t n, size_t *used)
+{
+    size_t k = n;
+    int rc;
+    *used = 0;
+    if ((uint64_t)k > s->bdat.left)
+        k = (size_t)s->bdat.left;
+    if ((uint64_t)k == s->bdat.left && sess_out_free(s) < s->reserve) {
+        /* the chunk would end with no room for its reply: keep its last
+         * byte for after the host drains */
+        if (k <= 1)
+            return LLSMTP_BLOCKED;
+        k--;
+    }
+    s->bdat.left -= k;
+    *used = k;
+    if (!s->bdat.discard && (rc = llsmtp__sess_emit(s, buf, k)) != LLSMTP_OK)
+        return rc; /* paused after this piece, or failed */
+    if (s->bdat.left == 0)
+        return llsmtp__sess_bdat_end(s);
+    return LLSMTP_OK;
+}
+
+/* A command line from buf[0..n), n > 0: a partial line is kept (or only
+ * its prefix, once too long) and all of buf used; a complete one, found
+ * in place or completing what was kept, goes to llsmtp__sess_line. */
+static int
+sess_feed_line(llsmtp_server *s, const char *buf, size_t n, size_t *used)
+{
+    const char *lf = (const char *)memchr(buf, '\n', n);
+    size_t k;
+    int rc;
+    if (lf == NULL) {
+        if (!s->discarding && s->line_len + n < s->line_cap) {
+            memcpy(s->line + s->line_len, buf, n);
+            s->line_len += n;
+        } else {
+            sess_keep_prefix(s, buf, n);
+        }
+        *used = n;
+        return LLSMTP_OK;
+    }
+    k = (size_t)(lf - buf) + 1;
+    *used = k;
+    if (s->line_len || s->discarding) {
+        int truncated = 0, secret;
+        size_t ln;
+        if (!s->discarding && s->line_len + k <= s->line_cap) {
+            memcpy(s->line + s->line_len, buf, k);
+            s->line_len += k;
+        } else {
+            sess_keep_prefix(s, buf, k);
+            truncated = 1;
+        }
+        ln = s->line_len;
+        s->line_len = 0;
+        /* An AUTH line may carry credentials (RFC 4954 4 initial
+         * response) whatever becomes of it: refused, too long,
+         * cancelled. Once answered, its copy here is wiped. */
+        secret = sess_in_auth(s) ||
+                 (ln >= 4 && llsmtp__ieq(s->line, "auth", 4));
+        rc = llsmtp__sess_line(s, s->line, ln, truncated);
+        if (secret)
+            llsmtp__wipe(s->line, ln);
+    } else {
+        rc = llsmtp__sess_line(s, buf, k, 0);
+    }
+    s->rv_arg.p = NULL; /* the line is gone (a deferral copied it) */
+    s->rv_arg.n = 0;
+    if (rc == LLSMTP_TLS)
+        *used = n; /* CVE-2011-0411: the rest of this read is dropped */
+    return rc;
+}
+
 int
 llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
 {
@@ -785,7 +862,6 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
         return rc; /* LMTP replies still waiting for room */
 
     while (i < len) {
-        const char *lf;
         size_t k;
         if (s->phase == PH_PROXY) {
             rc = sess_proxy(s, buf + i, len - i, &k);
@@ -802,31 +878,10 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
             continue;
         }
         if (s->phase == PH_BDAT) {
-            /* RFC 3030: exactly bdat_left octets, byte-exact */
-            k = len - i;
-            if ((uint64_t)k > s->bdat.left)
-                k = (size_t)s->bdat.left;
-            if ((uint64_t)k == s->bdat.left && sess_out_free(s) < s->reserve) {
-                /* the chunk would end with no room for its reply: keep its
-                 * last byte for after the host drains */
-                if (k <= 1) {
-                    rc = LLSMTP_BLOCKED;
-                    break;
-                }
-                k--;
-            }
-            s->bdat.left -= k;
+            rc = sess_feed_bdat(s, buf + i, len - i, &k);
             i += k;
-            if (!s->bdat.discard) {
-                rc = llsmtp__sess_emit(s, buf + i - k, k);
-                if (rc != LLSMTP_OK)
-                    break; /* paused after this piece, or failed */
-            }
-            if (s->bdat.left == 0) {
-                rc = llsmtp__sess_bdat_end(s);
-                if (rc != LLSMTP_OK)
-                    break;
-            }
+            if (rc != LLSMTP_OK)
+                break;
             continue; /* the rest of the chunk comes in later feeds */
         }
         if (s->phase == PH_CLOSED) {
@@ -849,50 +904,8 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
             rc = LLSMTP_BLOCKED;
             break;
         }
-        lf = (const char *)memchr(buf + i, '\n', len - i);
-        if (lf == NULL) {
-            /* A partial line: keep it (or drop it once too long). */
-            k = len - i;
-            if (!s->discarding && s->line_len + k < s->line_cap) {
-                memcpy(s->line + s->line_len, buf + i, k);
-                s->line_len += k;
-            } else {
-                sess_keep_prefix(s, buf + i, k);
-            }
-            i = len;
-            break;
-        }
-        k = (size_t)(lf - (buf + i)) + 1;
-        if (s->line_len || s->discarding) {
-            int truncated = 0, secret;
-            if (!s->discarding && s->line_len + k <= s->line_cap) {
-                memcpy(s->line + s->line_len, buf + i, k);
-                s->line_len += k;
-            } else {
-                sess_keep_prefix(s, buf + i, k);
-                truncated = 1;
-            }
-            i += k;
-            k = s->line_len;
-            s->line_len = 0;
-            /* An AUTH line may carry credentials (RFC 4954 4 initial
-             * response) whatever becomes of it: refused, too long,
-             * cancelled. Once answered, its copy here is wiped. */
-            secret = sess_in_auth(s) ||
-                     (k >= 4 && llsmtp__ieq(s->line, "auth", 4));
-            rc = llsmtp__sess_line(s, s->line, k, truncated);
-            if (secret)
-                llsmtp__wipe(s->line, k);
-        } else {
-            i += k;
-            rc = llsmtp__sess_line(s, buf + i - k, k, 0);
-        }
-        s->rv_arg.p = NULL; /* the line is gone (a deferral copied it) */
-        s->rv_arg.n = 0;
-        if (rc == LLSMTP_TLS) {
-            i = len; /* CVE-2011-0411: the rest of this read is dropped */
-            break;
-        }
+        rc = sess_feed_line(s, buf + i, len - i, &k);
+        i += k;
         if (rc != LLSMTP_OK)
             break;
     }
