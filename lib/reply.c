@@ -305,7 +305,7 @@ llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
     for (i = 0; i < nparts && !w.overflow; i++) {
         for (j = 0; j < parts[i].n; j++) {
             unsigned char c = (unsigned char)parts[i].p[j];
-            if (!pend_cr && !pend_nl && c >= 0x20 && c < 0x7f &&
+            if (!w.overflow && !pend_cr && !pend_nl && c >= 0x20 && c < 0x7f &&
                 w.o - w.text0 < w.width) {
                 /* A run of printable octets that fits the line as it
                  * is: copied at once, exactly as rpl_put would put it

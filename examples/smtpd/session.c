@@ -139,6 +139,15 @@ free_tx(conn *c)
     c->params = NULL;
     c->nrcpt = 0;
     c->rtext_len = 0;
+    if (c->rtext_cap > 64 * 1024) {
+        /* a transaction with hundreds of long paths: not kept idle */
+        free(c->rtext);
+        free(c->rcpt_at);
+        free(c->relay);
+        c->rtext = c->relay = NULL;
+        c->rcpt_at = NULL;
+        c->rtext_cap = c->rcpt_cap = 0;
+    }
 }
 
 /* "KEY=VALUE KEY" as given (what %.*s would print of each span), into
