@@ -275,6 +275,43 @@ def queue_retries_etrn_kicks_and_expiry_bounces(servers):
     wait(lambda: c.queued() == [] and os.listdir(c.queue) == [], 10, 'the entry to go')
 
 
+@case
+def etrn_in_the_round_another_session_closes(servers):
+    # An ETRN scan is a forked child that first closes the server's
+    # sockets; a session that ended earlier in the same poll round left an
+    # empty slot in the session list, and the child crashed on it (the
+    # client then heard 251 "No messages waiting" with mail queued). The
+    # close and the ETRN are sent back to back, so most rounds put both
+    # in one poll round; every round must say the queue run started.
+    bport = free_port()  # nothing listens there: the mail stays queued
+    a = Smtpd('a.test', '--local-domain', 'a.test', '--relay-domain', 'far.test',
+              '--smarthost', '[127.0.0.1]:%d' % bport, '--retry', '1h')
+    servers.append(a)
+    send(a.port, 'x@a.test', ['u@far.test'], b'Subject: later\r\n\r\nwaited\r\n')
+    wait(lambda: 'status=deferred' in a.logtext(), 10, 'a deferral')
+
+    def session():
+        s = socket.create_connection(('127.0.0.1', a.port), timeout=10)
+        f = s.makefile('rb')
+        assert f.readline().startswith(b'220 ')
+        s.sendall(b'EHLO client.test\r\n')
+        while not f.readline().startswith(b'250 '):
+            pass
+        return s, f
+
+    for i in range(20):
+        x, xf = session()
+        y, yf = session()
+        x.sendall(b'QUIT\r\n')
+        x.shutdown(socket.SHUT_WR)
+        y.sendall(b'ETRN @far.test\r\n')
+        reply = yf.readline()
+        assert reply == b'250 2.0.0 Queuing for node @far.test started\r\n', (i, reply)
+        for s in (x, y):
+            s.close()
+    assert len(a.queued()) == 1
+
+
 def start_dnsmasq(*records):
     exe = shutil.which('dnsmasq') or '/usr/sbin/dnsmasq'
     if not os.path.exists(exe):
@@ -928,6 +965,20 @@ def durations_that_do_not_fit_are_refused(servers):
     r = subprocess.run([SEND, '--server', '127.0.0.1:1', '--timeout', '4294967297', '--from', 'a@b.c',
                         '--to', 'd@e.f', '-'], input=b'x\n', capture_output=True, timeout=10)
     assert r.returncode == 2 and b'--timeout' in r.stderr, r
+
+
+@case
+def every_option_without_its_value_is_refused(servers):
+    # each option the usage text shows with an argument, given last and
+    # bare: "needs a value", exit 2 (--smarthost used to crash: strlen(NULL))
+    import re
+    usage = subprocess.run([SMTPD, '--help'], capture_output=True, timeout=10)
+    text = (usage.stdout + usage.stderr).decode()
+    opts = sorted(set(re.findall(r'(--[a-z0-9-]+) (?:[A-Z]|1\.2)', text)))
+    assert len(opts) >= 30 and '--smarthost' in opts, opts
+    for o in opts:
+        r = subprocess.run([SMTPD, o], capture_output=True, timeout=10)
+        assert r.returncode == 2 and r.stderr == ('smtpd: %s needs a value\n' % o).encode(), (o, r)
 
 
 @case

@@ -82,6 +82,8 @@ runner_setup(void *arg)
     for (i = 0; i < d->opt.nlisten; i++)
         close(d->lfds[i]);
     for (k = 0; k < d->nconns; k++) {
+        if (d->conns[k] == NULL)
+            continue; /* ended earlier in this poll round */
         close(d->conns[k]->fd);
         if (d->conns[k]->etrn_fd >= 0)
             close(d->conns[k]->etrn_fd);

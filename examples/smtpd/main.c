@@ -456,8 +456,8 @@ opt_queue(options *o, const char *a, const char *v)
     queue_conf *q = &o->q;
     llsmtp_relayhost rh;
     if (IS("--smarthost")) {
-        if (llsmtp_relayhost_parse(need(a, v), strlen(v), &rh, NULL) !=
-            LLSMTP_OK)
+        v = need(a, v); /* before strlen(v): no value is an error */
+        if (llsmtp_relayhost_parse(v, strlen(v), &rh, NULL) != LLSMTP_OK)
             log_die(2, "bad --smarthost %s (HOST:PORT or [HOST]:PORT)", v);
         q->smarthost = v;
     } else if (IS("--dns")) {
