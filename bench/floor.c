@@ -2,9 +2,11 @@
  *
  * floor.c - the cost floor for bench/compare.sh: a responder that speaks
  * just enough SMTP for bench/smtp-load (pipelined, R recipients a
- * message) with the system calls examples/smtpd makes for it and no
- * parsing at all. One poll() loop over non-blocking sockets
- * (TCP_NODELAY, as smtpd); per connection one recv() of up to 64 KiB
+ * message) with the system calls a server needs for it (those
+ * examples/smtpd makes, but for 50 recipients, whose envelope replies
+ * smtpd sends in two writes: see README, Performance) and no parsing.
+ * One poll() loop over non-blocking sockets (TCP_NODELAY, as smtpd);
+ * per connection one recv() of up to 64 KiB
  * when poll says so, and one send() of canned replies when the bytes
  * read so far end a pipelined group: the envelope ("DATA" CRLF: R + 1
  * times 250 and a 354), the message (CRLF "." CRLF: a 250), or the first
