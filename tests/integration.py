@@ -19,9 +19,9 @@ RESULTS = []
 
 
 class Server:
-    def __init__(self, *extra, host='127.0.0.1', env=None):
+    def __init__(self, *extra, host='127.0.0.1', env=None, spool=None):
         self.dir = tempfile.mkdtemp(prefix='llsmtp-it-')
-        self.spool = os.path.join(self.dir, 'spool')
+        self.spool = spool or os.path.join(self.dir, 'spool')
         self.queue = os.path.join(self.spool, 'queue')
         self.port = free_port()
         if '--smarthost' not in extra and '--dns' not in extra:
@@ -2451,6 +2451,36 @@ def killed_between_a_batchs_writes_and_its_flush():
         except Exception:
             pass
         shutil.rmtree(srv.dir, ignore_errors=True)
+
+
+@case
+def stale_files_under_tmp_are_removed_at_start_up():
+    # What a crash left under DIR/tmp (files being written, never an
+    # acknowledged message) went nowhere and stayed forever. At start-up,
+    # with the spool's lock held, files older than 15 minutes go; younger
+    # ones stay (a runner of the server that died may still be writing).
+    base = tempfile.mkdtemp(prefix='llsmtp-it-')
+    spool = os.path.join(base, 'spool')
+    tmp = os.path.join(spool, 'tmp')
+    os.makedirs(tmp)
+    old = time.time() - 3600
+    for name in ('0A.eml', '0A.env', '0B.qenv', '0D.bounce'):
+        with open(os.path.join(tmp, name), 'wb') as f:
+            f.write(b'half written')
+        os.utime(os.path.join(tmp, name), (old, old))
+    with open(os.path.join(tmp, '0C.eml'), 'wb') as f:
+        f.write(b'still being written')
+    srv = Server(spool=spool)
+    try:
+        assert sorted(os.listdir(tmp)) == ['0C.eml'], os.listdir(tmp)
+        assert wait_log(srv, 'spool: removed 4 stale files from %s' % tmp)
+        # and the server works as ever
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.sendmail('a@example.test', ['b@example.test'], b'Subject: x\r\n\r\ny\r\n')
+        assert len(srv.messages()) == 1
+    finally:
+        srv.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @case

@@ -10,12 +10,45 @@
  */
 #include "smtpd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* DIR/tmp holds a file only while it is written (a message, its
+ * envelopes, a bounce) and linked into DIR or DIR/queue; a crash leaves
+ * what was under way there, never a message anyone acknowledged (its
+ * names are linked in before its 250). With the spool's lock held, files
+ * older than TMP_STALE are removed at start-up; younger ones are left:
+ * a queue runner of the server that died may still be writing one. */
+#define TMP_STALE (15 * 60)
+
+static void
+spool_clean_tmp(const char *tmp)
+{
+    DIR *dir = opendir(tmp);
+    struct dirent *e;
+    struct stat st;
+    char path[4400];
+    size_t n = 0;
+    time_t now = time(NULL);
+    if (dir == NULL)
+        return;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            st.st_mtime < now - TMP_STALE && unlink(path) == 0)
+            n++;
+    }
+    closedir(dir);
+    if (n > 0)
+        log_line("spool: removed %zu stale files from %s", n, tmp);
+}
 
 /* Makes DIR and DIR/tmp, takes the spool's lock, opens the queue and
  * starts the storage thread. Returns 0, or the exit status. */
@@ -25,6 +58,7 @@ spool_open(smtpd *d)
     options *o = &d->opt;
     char tmp[4096];
     long holder = 0;
+    int locked;
     snprintf(tmp, sizeof tmp, "%s/tmp", o->spool);
     if (mkdir(o->spool, 0750) != 0 && errno != EEXIST) {
         log_say("cannot create spool %s: %s", o->spool, strerror(errno));
@@ -36,7 +70,8 @@ spool_open(smtpd *d)
         perror("smtpd");
         return 1;
     }
-    if (queue_lock(d->queue, o->spool, &holder) != 0) {
+    locked = queue_lock(d->queue, o->spool, &holder) == 0;
+    if (!locked) {
         if (errno == EWOULDBLOCK) {
             log_say("spool %s is in use by another smtpd "
                     "(pid %ld holds %s/smtpd.lock): not started",
@@ -51,6 +86,8 @@ spool_open(smtpd *d)
         log_say("cannot create spool %s: %s", o->spool, strerror(errno));
         return 1;
     }
+    if (locked) /* without the lock, another smtpd may be writing */
+        spool_clean_tmp(tmp);
     o->q.spool = o->spool;
     o->q.hostname = o->hostname;
     o->q.local_domains = o->local_domains;
