@@ -131,21 +131,22 @@ test_rendering_independent_of_parts(void **state)
     static const char alpha[] = "ab  \r\n\t\x01\x7f\x80xyz0123<>@.";
     static char text[1400], a[4096], b[4096];
     static llsmtp_span parts[1400];
-    unsigned long seed = 12345;
+    uint64_t seed = 12345;
     int round;
     (void)state;
     for (round = 0; round < 3000; round++) {
         size_t n, i, np = 0, wa, wb, cap, line = 0;
         int mode;
         const char *enh;
-        seed = seed * 6364136223846793005UL + 1442695040888963407UL;
-        n = (size_t)(seed >> 33) % (round % 4 == 0 ? 1400 : 80);
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        n = (size_t)((seed >> 33) % (round % 4 == 0 ? 1400 : 80));
         mode = (int)((seed >> 20) % 3);
         enh = (seed >> 40) % 2 ? "2.1.5" : NULL;
-        cap = (seed >> 41) % 3 == 0 ? (size_t)(seed >> 45) % 1200 : sizeof a;
+        cap = (seed >> 41) % 3 == 0 ? (size_t)((seed >> 45) % 1200) : sizeof a;
         for (i = 0; i < n; i++) {
-            seed = seed * 6364136223846793005UL + 1442695040888963407UL;
-            text[i] = mode == 0   ? alpha[(seed >> 33) % (sizeof alpha - 1)]
+            seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+            text[i] = mode == 0
+                          ? alpha[(size_t)((seed >> 33) % (sizeof alpha - 1))]
                       : mode == 1 ? ((seed >> 33) % 8 ? 'q' : ' ')
                                   : (char)(seed >> 33);
         }
@@ -153,7 +154,7 @@ test_rendering_independent_of_parts(void **state)
         parts[0].n = n;
         wa = llsmtp__reply_write(a, cap, 250, enh, parts, 1);
         for (i = 0; i < n; np++) {
-            size_t k = round % 2 ? 1 : 1 + (size_t)(seed >> (np % 40)) % 7;
+            size_t k = round % 2 ? 1 : 1 + (size_t)((seed >> (np % 40)) % 7);
             if (k > n - i)
                 k = n - i;
             parts[np].p = text + i;
