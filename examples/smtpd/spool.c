@@ -292,11 +292,12 @@ envelope_text(conn *c, int relay, size_t *len)
     }
     for (i = 0; i < c->nrcpt; i++)
         if (c->relay[i] == relay) {
+            const char *params = rcpt_params(c, i);
             fputs("rcpt <", f);
             ENV_PUT(rcpt_path(c, i));
             fprintf(f, "> %s%s", relay ? "relay" : "local",
-                    rcpt_params(c, i)[0] ? " " : "");
-            queue_params_put(f, rcpt_params(c, i));
+                    params[0] ? " " : "");
+            queue_params_put(f, params);
             fputc('\n', f);
         }
 #undef ENV_PUT
