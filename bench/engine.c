@@ -51,7 +51,7 @@ on_data(llsmtp_server *s, const char *p, size_t n)
     (void)s;
     (void)p;
     data_bytes += n;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* memchr once per line: the physical limit of a line-aware scan. */

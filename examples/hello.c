@@ -20,7 +20,7 @@ on_data(llsmtp_server *s, const char *p, size_t n)
 {
     (void)s;
     fwrite(p, 1, n, stderr); /* the message, dot-unstuffed, CRLF kept */
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void

@@ -80,7 +80,7 @@ on_data(llsmtp_server *s, const char *p, size_t n)
         abort();
     memcpy(delivered + delivered_n, p, n);
     delivered_n += n;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* xorshift64*: the host's choices after the configuration bytes. */

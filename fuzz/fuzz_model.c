@@ -278,7 +278,7 @@ typedef struct verdict {
     int defer;     /* real host only: return PENDING */
     int shut;      /* while deferred: the host shuts the session down */
     int multiline; /* refusal text with a line break */
-    int fail;      /* real host only: return LLSMTP_CB_FAIL (the model
+    int fail;      /* real host only: return LLSMTP_E_CALLBACK (the model
                       sees it as shut: 421, the message dropped, close) */
     int bad;       /* with fail: instead return OK with reply code 999
                       (on_param: return PENDING, which it may not) */
@@ -2283,7 +2283,7 @@ typedef struct real {
     char head[4];
     int nodrain;
     int in_cb;
-    int failed;       /* a callback returned LLSMTP_CB_FAIL */
+    int failed;       /* a callback returned LLSMTP_E_CALLBACK */
     char scratch[64]; /* reply text lent to the library */
 } real;
 
@@ -2378,18 +2378,18 @@ r_decide(real *r, int kind, unsigned step, llsmtp_reply *rp)
         r->failed = 1;
         if (v.bad) {
             rp->code = 999; /* no such reply: the session must fail */
-            return LLSMTP_CB_OK;
+            return LLSMTP_OK;
         }
-        return LLSMTP_CB_FAIL;
+        return LLSMTP_E_CALLBACK;
     }
     if (v.defer) {
         r->pending = 1;
         r->pv = v;
         r->pkind = kind;
-        return LLSMTP_CB_PENDING;
+        return LLSMTP_PAUSED;
     }
     r_apply(r, kind, &v, rp);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -2435,11 +2435,11 @@ cb_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
     if (v.fail) {
         r->failed = 1;
         if (v.bad)
-            return LLSMTP_CB_PENDING; /* on_param may not defer */
-        return LLSMTP_CB_FAIL;
+            return LLSMTP_PAUSED; /* on_param may not defer */
+        return LLSMTP_E_CALLBACK;
     }
     r_apply(r, K_PARAM, &v, rp);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 static int
 cb_data_start(llsmtp_server *s, llsmtp_reply *rp)
@@ -2491,14 +2491,14 @@ cb_data(llsmtp_server *s, const char *p, size_t n)
     r_prefix(r, mm);
 #if KNOWN_BDAT_DEFER_LAST
     if (r->c->cfg.extensions & LLSMTP_EXT_CHUNKING)
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
 #endif
     if ((r_rand(r) & 15) < (uint64_t)r->c->defer) {
         r->pending = 1;
         r->pkind = -1;
-        return LLSMTP_CB_PENDING;
+        return LLSMTP_PAUSED;
     }
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 static int
 cb_data_end(llsmtp_server *s, llsmtp_reply *rp)
@@ -2534,7 +2534,7 @@ cb_abort(llsmtp_server *s, int why)
         r_msg_begin(r);
     r_prefix(r, &r->m->msgs[r->cur]);
     r->ended = 1;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 static int
 cb_rset(llsmtp_server *s, llsmtp_reply *rp)
@@ -2617,7 +2617,7 @@ cb_lmtp(llsmtp_server *s, size_t index, llsmtp_reply *rp)
     v = fz_verdict(r->c, K_LMTP, r->k++, 0);
     if (v.set)
         r_apply(r, K_LMTP, &v, rp);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* on_reply reports every reply as it is queued, so in output order: its
@@ -2928,15 +2928,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rc = llsmtp_server_resume(r.s, r.pkind >= 0 ? &rp : NULL);
             continue;
         }
-        if (rc == LLSMTP_TLS) {
+        if (rc == LLSMTP_START_TLS) {
             /* feed what the client sent before the handshake: discarded */
             const tlspt *t = &m.tls[tl];
             size_t stop = hl + t->e + t->k;
             if (tl >= m.ntls)
-                fz_die("LLSMTP_TLS but the model accepted no STARTTLS");
+                fz_die("LLSMTP_START_TLS but the model accepted no STARTTLS");
             while (off < stop) {
                 rc = llsmtp_server_feed(r.s, full + off, stop - off, &used);
-                if (rc != LLSMTP_TLS)
+                if (rc != LLSMTP_START_TLS)
                     fz_die("feed during the handshake returned %d", rc);
                 off += used;
                 if (used == 0)

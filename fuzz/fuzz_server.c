@@ -124,24 +124,24 @@ fz_decide(llsmtp_server *s, llsmtp_reply *r)
         llsmtp_reply_setn(r, code, NULL, (const char *)f->data + off, len);
         if ((x >> 50) & 1)
             llsmtp_reply_set_id(r, "ID1", 3);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     case 2:
         f->have_defer = 1;
-        return LLSMTP_CB_PENDING;
+        return LLSMTP_PAUSED;
     case 3:
         if ((x >> 32) % 64 == 0)
-            return LLSMTP_CB_FAIL;
-        return LLSMTP_CB_OK;
+            return LLSMTP_E_CALLBACK;
+        return LLSMTP_OK;
     default:
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
 }
 
 static int
 fz_connect(llsmtp_server *s, llsmtp_reply *r)
 {
-    return (fz_rand(F(s)) & 7) == 0 ? fz_decide(s, r) : LLSMTP_CB_OK;
+    return (fz_rand(F(s)) & 7) == 0 ? fz_decide(s, r) : LLSMTP_OK;
 }
 static int
 fz_helo(llsmtp_server *s, llsmtp_span d, int e, llsmtp_reply *r)
@@ -169,7 +169,7 @@ fz_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p, llsmtp_reply *r)
         abort();
     if (fz_rand(F(s)) & 1)
         llsmtp_reply_set(r, 250, NULL, NULL);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 static int
 fz_simple(llsmtp_server *s, llsmtp_reply *r)
@@ -195,9 +195,9 @@ fz_data(llsmtp_server *s, const char *p, size_t n)
     (void)sink;
     if ((fz_rand(f) & 15) == 0) {
         f->have_defer = 1;
-        return LLSMTP_CB_PENDING;
+        return LLSMTP_PAUSED;
     }
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 static int
 fz_abort(llsmtp_server *s, int why)
@@ -205,7 +205,7 @@ fz_abort(llsmtp_server *s, int why)
     (void)why;
     if (F(s)->closed)
         abort();
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -217,7 +217,7 @@ fz_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
         abort(); /* the library never hands out empty credentials */
     if ((x & 3) == 0)
         llsmtp_reply_set(r, 235, "2.7.0", NULL);
-    return (x & 12) == 0 ? (f->have_defer = 1, LLSMTP_CB_PENDING)
+    return (x & 12) == 0 ? (f->have_defer = 1, LLSMTP_PAUSED)
                          : fz_decide(s, r);
 }
 
@@ -228,7 +228,7 @@ fz_auth_step(llsmtp_server *s, const llsmtp_auth_step *st, llsmtp_reply *r)
     uint64_t x = fz_rand(f);
     if (st->step < 3 && (x & 1))
         return llsmtp_reply_challenge(r, f->data, f->size < 40 ? f->size : 40),
-               LLSMTP_CB_OK;
+               LLSMTP_OK;
     return fz_decide(s, r);
 }
 
@@ -240,7 +240,7 @@ fz_lmtp(llsmtp_server *s, size_t index, llsmtp_reply *r)
         abort();
     if (fz_rand(F(s)) & 1)
         llsmtp_reply_set(r, 552, "5.2.2", "Mailbox full");
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* on_reply: what it reports is what went out, one line's text, never a
@@ -384,7 +384,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (used > len)
             abort();
         off += used;
-        if (rc == LLSMTP_TLS) {
+        if (rc == LLSMTP_START_TLS) {
             /* the handshake: sometimes it completes */
             if (!(fz_rand(&f) & 1) &&
                 llsmtp_server_tls_started(s) != LLSMTP_OK)
@@ -399,7 +399,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         while (rc == LLSMTP_PAUSED)
             rc = fz_resume(s, &f);
-        if (rc == LLSMTP_TLS)
+        if (rc == LLSMTP_START_TLS)
             rc = LLSMTP_OK;
         if (rc == LLSMTP_CLOSE)
             f.closed = 1;
@@ -411,7 +411,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rc = llsmtp_server_feed(s, NULL, 0, &u0);
             while (rc == LLSMTP_PAUSED)
                 rc = fz_resume(s, &f);
-            if (rc == LLSMTP_BLOCKED || rc == LLSMTP_TLS)
+            if (rc == LLSMTP_BLOCKED || rc == LLSMTP_START_TLS)
                 rc = LLSMTP_OK;
             if (rc == LLSMTP_CLOSE)
                 f.closed = 1;

@@ -75,14 +75,19 @@ LLSMTP_API unsigned long llsmtp_version(void);
 
 /* ---- errors and statuses ---------------------------------------------- */
 
-/* Non-negative values are statuses, negative values are errors.
- * Enumerators are append-only: values never change. */
+/* One vocabulary for every function and every callback: non-negative
+ * values are statuses, negative values are errors. A callback returns
+ * LLSMTP_OK (go on), LLSMTP_PAUSED (decision deferred: resume later) or
+ * LLSMTP_E_CALLBACK (any negative value: the host failed); feed and
+ * resume answer with the same names. Enumerators are append-only:
+ * values never change. */
 #define LLSMTP_ERRNO_MAP(X)                                                   \
     X(OK, 0, "success")                                                       \
-    X(PAUSED, 1, "paused: a callback deferred its decision")                  \
+    X(PAUSED, 1, "paused: a decision was deferred")                           \
     X(BLOCKED, 2, "blocked: drain the output queue first")                    \
     X(CLOSE, 3, "flush the output, then close the connection")                \
-    X(TLS, 4, "flush the output, then start the TLS handshake")               \
+    X(START_TLS, 4, "flush the output, then start the TLS handshake")         \
+    X(EVENT, 5, "an event was returned")                                      \
     X(E_INVAL, -1, "invalid argument")                                        \
     X(E_STATE, -2, "call not valid in the current state")                     \
     X(E_REENTRANT, -3, "called from inside a callback")                       \
@@ -92,14 +97,14 @@ LLSMTP_API unsigned long llsmtp_version(void);
     X(E_REPLY, -7, "invalid reply code or text")                              \
     X(E_SYNTAX, -8, "syntax error")                                           \
     X(E_RANGE, -9, "value out of range")                                      \
-    X(E_HOSTBITS, -10, "address has bits set beyond its prefix length")
+    X(E_HOSTBITS, -10, "address has bits set beyond its prefix length")      \
+    X(E_VERSION, -11, "header and library disagree on version or struct size")
 
 enum llsmtp_error {
 #define LLSMTP_X_ENUM(name, value, text) LLSMTP_##name = value,
     /* clang-format off */
     LLSMTP_ERRNO_MAP(LLSMTP_X_ENUM)
 #undef LLSMTP_X_ENUM
-    LLSMTP_ERROR_LAST_ = -11
     /* clang-format on */
 };
 
@@ -296,13 +301,6 @@ enum llsmtp_relay_verdict {
 
 typedef struct llsmtp_server llsmtp_server;
 
-/* Callback return protocol: every callback returns one of these. */
-enum llsmtp_cb_result {
-    LLSMTP_CB_OK = 0,      /* proceed with the reply as it is now */
-    LLSMTP_CB_PENDING = 1, /* decision deferred: feed pauses until resume */
-    LLSMTP_CB_FAIL = -1    /* host failure: feed returns LLSMTP_E_CALLBACK */
-};
-
 /* Extensions advertised in EHLO (config.extensions). */
 enum llsmtp_ext {
     LLSMTP_EXT_PIPELINING = 1u << 0,     /* RFC 2920 */
@@ -482,7 +480,7 @@ typedef struct llsmtp_reply_info {
  * reply", except on_vrfy (252), on_expn (502) and on_turn (502) whose
  * safe defaults refuse. Spans are valid only during the call. Calling
  * feed/resume/reset/eof from inside a callback returns LLSMTP_E_REENTRANT.
- * Deciding callbacks may return LLSMTP_CB_PENDING; the host later calls
+ * Deciding callbacks may return LLSMTP_PAUSED; the host later calls
  * llsmtp_server_resume(). */
 typedef struct llsmtp_callbacks {
     /* Greeting. Default "220 <hostname> ESMTP <banner>". A 421 closes at
@@ -516,7 +514,7 @@ typedef struct llsmtp_callbacks {
     /* The message was abandoned (enum llsmtp_abort); no on_data_end will
      * follow. Drop what was stored. Every message on_data_start opened
      * ends in exactly one on_data_end or on_data_abort, on every path. The
-     * return value is honoured (FAIL). */
+     * return value is honoured (a failure). */
     int (*on_data_abort)(llsmtp_server *s, int why);
     /* RSET only. Default 250. The other ends of a transaction are not
      * reported here: HELO/EHLO/LHLO again through on_helo, STARTTLS
@@ -548,7 +546,7 @@ typedef struct llsmtp_callbacks {
     int (*on_starttls)(llsmtp_server *s, llsmtp_reply *r);
     /* Notification: the relay policy refused this recipient (for logs and
      * for fail2ban-style defences); the refusal itself is not the host's
-     * to change. Return LLSMTP_CB_OK (or FAIL). */
+     * to change. Return LLSMTP_OK (or a failure). */
     int (*on_relay_denied)(llsmtp_server *s, const llsmtp_path *to);
     /* ETRN (RFC 1985): arg is "domain", "@domain" or "#queue". Default
      * "250 2.0.0 Queuing for node <arg> started"; refuse with 458 (unable
@@ -642,7 +640,7 @@ LLSMTP_API int llsmtp_server_start(llsmtp_server *s);
  * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used,
  * even when that is zero bytes: LMTP replies may still be waiting),
  * LLSMTP_CLOSE (flush the output, then close), or a negative error.
- * LLSMTP_E_CALLBACK (a callback returned FAIL, left an invalid reply or
+ * LLSMTP_E_CALLBACK (a callback returned a failure, left an invalid reply or
  * deferred where it may not) is sticky: llsmtp_server_failed_cb names the
  * callback, a message in progress has been abandoned (on_data_abort) and
  * "421 4.3.0" is queued for the client: flush the output, then close. A
@@ -680,12 +678,12 @@ LLSMTP_API int llsmtp_server_client(const llsmtp_server *s, llsmtp_ip *ip,
 /* Whether the client has authenticated. */
 LLSMTP_API int llsmtp_server_authenticated(const llsmtp_server *s);
 
-/* TLS is now active: after LLSMTP_TLS (STARTTLS accepted, 220 written,
+/* TLS is now active: after LLSMTP_START_TLS (STARTTLS accepted, 220 written,
  * handshake done) the session forgets HELO/EHLO, AUTH and the transaction
  * as RFC 3207 4.2 requires and waits for a new EHLO; before
  * llsmtp_server_start it marks implicit TLS (port 465). Returns LLSMTP_OK
  * or LLSMTP_E_STATE. While a handshake is awaited, feed discards every
- * byte (CVE-2011-0411) and returns LLSMTP_TLS. */
+ * byte (CVE-2011-0411) and returns LLSMTP_START_TLS. */
 LLSMTP_API int llsmtp_server_tls_started(llsmtp_server *s);
 /* Whether TLS is active. */
 LLSMTP_API int llsmtp_server_tls_active(const llsmtp_server *s);

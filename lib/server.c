@@ -316,7 +316,7 @@ sess_greet(llsmtp_server *s)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     sess_enter(s, PH_NEW);
     s->rv_verb = "";
     s->rv_phase = LLSMTP_RI_GREETING;
@@ -827,7 +827,7 @@ sess_feed_line(llsmtp_server *s, const char *buf, size_t n, size_t *used)
     }
     s->rv_arg.p = NULL; /* the line is gone (a deferral copied it) */
     s->rv_arg.n = 0;
-    if (rc == LLSMTP_TLS)
+    if (rc == LLSMTP_START_TLS)
         *used = n; /* CVE-2011-0411: the rest of this read is dropped */
     return rc;
 }
@@ -856,7 +856,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
     if (s->phase == PH_TLS_WAIT) {
         /* CVE-2011-0411: nothing sent before the handshake counts */
         *used = len;
-        return LLSMTP_TLS;
+        return LLSMTP_START_TLS;
     }
     if (s->lmtp.active && (rc = llsmtp__sess_lmtp_emit(s)) != LLSMTP_OK)
         return rc; /* LMTP replies still waiting for room */

@@ -172,7 +172,7 @@ sess_auth_decide(llsmtp_server *s, const llsmtp_auth *cred)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK, rc;
+    int cbrc = LLSMTP_OK, rc;
     s->auth.is_step = 0;
     llsmtp__sess_kind_default(LLSMTP_PENDING_AUTH, &r);
     if (s->cb->on_auth != NULL)
@@ -199,7 +199,7 @@ sess_auth_hoststep(llsmtp_server *s, llsmtp_span data, int has_data)
     llsmtp_auth_step st;
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     s->auth.is_step = 1;
     st.mechanism.p = s->auth.mech;
     st.mechanism.n = strlen(s->auth.mech);

@@ -278,7 +278,7 @@ llsmtp__sess_apply(llsmtp_server *s, int kind, const llsmtp_reply *r,
     if (r->code == 421)
         sess_enter(s, PH_CLOSED);
     if (s->phase == PH_TLS_WAIT)
-        return LLSMTP_TLS;
+        return LLSMTP_START_TLS;
     return s->phase == PH_CLOSED ? LLSMTP_CLOSE : LLSMTP_OK;
 }
 
@@ -334,7 +334,7 @@ int
 llsmtp__sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
                      llsmtp_span arg)
 {
-    if (cbrc == LLSMTP_CB_PENDING) {
+    if (cbrc == LLSMTP_PAUSED) {
         /* Keep what the default reply needs; the line is consumed and the
          * line buffer is free until resume (feed consumes nothing). The
          * decision's argument (a path, a domain) lies inside the
@@ -362,7 +362,7 @@ llsmtp__sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
         s->pend.kind = (unsigned char)kind;
         return LLSMTP_PAUSED;
     }
-    if (cbrc != LLSMTP_CB_OK)
+    if (cbrc != LLSMTP_OK)
         return llsmtp__sess_fail(s, sess_cb_name(s, kind), LLSMTP_E_CALLBACK);
     llsmtp__sess_normalize(kind, r);
     if (!llsmtp__sess_reply_ok(r) || !llsmtp__sess_code_fits(s, kind, r->code))
@@ -410,7 +410,7 @@ static int
 sess_helo(llsmtp_server *s, int is_ehlo, llsmtp_span arg)
 {
     llsmtp_reply r;
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     if (arg.n == 0 || sess_has_ctl(arg))
         return llsmtp__sess_err(s, 501, "5.5.4",
                                 is_ehlo ? "Syntax: EHLO hostname"
@@ -449,12 +449,12 @@ sess_unknown_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
 {
     llsmtp_reply r;
     llsmtp_span sp[2];
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     *done = 0;
     llsmtp__sess_default_reply(&r, 555, "5.5.4");
     if (s->cb->on_param != NULL)
         SESS_CALL(s, cbrc, s->cb->on_param(s, is_rcpt, p, &r));
-    if (cbrc != LLSMTP_CB_OK || !llsmtp__sess_reply_ok(&r) ||
+    if (cbrc != LLSMTP_OK || !llsmtp__sess_reply_ok(&r) ||
         r.code / 100 == 3)
         return llsmtp__sess_fail(s, "on_param", LLSMTP_E_CALLBACK);
     if (r.code / 100 == 2)
@@ -539,7 +539,7 @@ sess_cmd_mail(llsmtp_server *s, llsmtp_span arg)
     llsmtp_params params;
     llsmtp_reply r;
     size_t i;
-    int rc, done, cbrc = LLSMTP_CB_OK;
+    int rc, done, cbrc = LLSMTP_OK;
     unsigned ext = s->cfg->extensions;
 
     if ((s->cfg->flags & LLSMTP_CFG_REQUIRE_TLS) && !s->tls_active)
@@ -673,7 +673,7 @@ sess_relay_denied(llsmtp_server *s, const llsmtp_path *path)
     if (s->cb->on_relay_denied != NULL) {
         int cbrc;
         SESS_CALL(s, cbrc, s->cb->on_relay_denied(s, path));
-        if (cbrc != LLSMTP_CB_OK)
+        if (cbrc != LLSMTP_OK)
             return llsmtp__sess_fail(s, "on_relay_denied", LLSMTP_E_CALLBACK);
     }
     if (code / 100 == 5)
@@ -689,7 +689,7 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
     llsmtp_params params;
     llsmtp_reply r;
     size_t i;
-    int rc, done, cbrc = LLSMTP_CB_OK;
+    int rc, done, cbrc = LLSMTP_OK;
 
     if (!s->tx.in_mail)
         return llsmtp__sess_err(s, 503, "5.5.1", "Error: need MAIL command");
@@ -757,7 +757,7 @@ sess_cmd_data(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     (void)arg; /* none: CMD_NO_ARG */
     if (!s->tx.in_mail)
         return llsmtp__sess_err(s, 503, "5.5.1", "Error: need MAIL command");
@@ -786,7 +786,7 @@ sess_cmd_rset(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     (void)arg;
     llsmtp__sess_kind_default(LLSMTP_PENDING_RSET, &r);
     if (s->cb->on_rset != NULL)
@@ -807,7 +807,7 @@ sess_cmd_quit(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     (void)arg;
     llsmtp__sess_kind_default(LLSMTP_PENDING_QUIT, &r);
     if (s->cb->on_quit != NULL)
@@ -820,7 +820,7 @@ sess_cmd_vrfy(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     llsmtp__sess_kind_default(LLSMTP_PENDING_VRFY, &r);
     if (s->cb->on_vrfy != NULL)
         SESS_CALL(s, cbrc, s->cb->on_vrfy(s, arg, &r));
@@ -832,7 +832,7 @@ sess_cmd_expn(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     llsmtp__sess_kind_default(LLSMTP_PENDING_EXPN, &r);
     if (s->cb->on_expn != NULL)
         SESS_CALL(s, cbrc, s->cb->on_expn(s, arg, &r));
@@ -844,7 +844,7 @@ sess_cmd_help(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     llsmtp__sess_kind_default(LLSMTP_PENDING_HELP, &r);
     if (s->cb->on_help != NULL)
         SESS_CALL(s, cbrc, s->cb->on_help(s, arg, &r));
@@ -857,7 +857,7 @@ sess_cmd_turn(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     (void)arg;
     llsmtp__sess_kind_default(LLSMTP_PENDING_TURN, &r);
     if (s->cb->on_turn != NULL)
@@ -903,7 +903,7 @@ sess_cmd_starttls(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     (void)arg; /* none: CMD_NO_ARG */
     if (s->tls_active)
         return llsmtp__sess_err(s, 503, "5.5.1", "Error: TLS already active");
@@ -920,7 +920,7 @@ static int
 sess_cmd_etrn(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     size_t k;
     if (s->tx.in_mail)
         return llsmtp__sess_err(s, 503, "5.5.1",

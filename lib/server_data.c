@@ -26,7 +26,7 @@ llsmtp__sess_lmtp_emit(llsmtp_server *s)
     while (s->lmtp.next < s->tx.rcpt_count) {
         llsmtp_reply r;
         llsmtp_span none = {NULL, 0};
-        int rc, cbrc = LLSMTP_CB_OK;
+        int rc, cbrc = LLSMTP_OK;
         if (sess_out_free(s) < s->reserve)
             return LLSMTP_BLOCKED;
         memset(&r, 0, sizeof r);
@@ -40,7 +40,7 @@ llsmtp__sess_lmtp_emit(llsmtp_server *s)
         memcpy(r.text, s->line + s->lmtp.id_len, s->lmtp.text_len);
         if (s->lmtp.code / 100 == 2 && s->cb->on_lmtp_rcpt != NULL) {
             SESS_CALL(s, cbrc, s->cb->on_lmtp_rcpt(s, s->lmtp.next, &r));
-            if (cbrc != LLSMTP_CB_OK)
+            if (cbrc != LLSMTP_OK)
                 return llsmtp__sess_fail(s, "on_lmtp_rcpt", LLSMTP_E_CALLBACK);
             llsmtp__sess_normalize(LLSMTP_PENDING_DATA_END, &r);
             if (!llsmtp__sess_reply_ok(&r) || r.code / 100 == 3)
@@ -91,13 +91,13 @@ int
 /* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 llsmtp__sess_abort(llsmtp_server *s, int why)
 {
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     if (s->data.abort)
         return LLSMTP_OK;
     s->data.abort = (unsigned char)why;
     if (s->cb->on_data_abort != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data_abort(s, why));
-    if (cbrc != LLSMTP_CB_OK)
+    if (cbrc != LLSMTP_OK)
         return llsmtp__sess_fail(s, "on_data_abort", LLSMTP_E_CALLBACK);
     return LLSMTP_OK;
 }
@@ -242,7 +242,7 @@ llsmtp__sess_cmd_bdat(llsmtp_server *s, llsmtp_span arg)
 {
     uint64_t size = 0;
     size_t i = 0;
-    int last = 0, big = 0, rc, cbrc = LLSMTP_CB_OK;
+    int last = 0, big = 0, rc, cbrc = LLSMTP_OK;
     llsmtp_span rest;
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
@@ -366,7 +366,7 @@ llsmtp__sess_over_size(const llsmtp_server *s)
 int
 llsmtp__sess_emit(llsmtp_server *s, const char *p, size_t n)
 {
-    int cbrc = LLSMTP_CB_OK;
+    int cbrc = LLSMTP_OK;
     if (n == 0 || s->data.abort)
         return LLSMTP_OK;
     if (s->cfg->max_size && s->data.size + n > s->cfg->max_size) {
@@ -382,13 +382,13 @@ llsmtp__sess_emit(llsmtp_server *s, const char *p, size_t n)
         s->data.size += n;
     if (s->cb->on_data != NULL)
         SESS_CALL(s, cbrc, s->cb->on_data(s, p, n));
-    if (cbrc == LLSMTP_CB_PENDING) {
+    if (cbrc == LLSMTP_PAUSED) {
         /* resume abandons the message if this was its last piece that
          * fitted (llsmtp__sess_over_size) */
         s->pend.kind = LLSMTP_PENDING_DATA;
         return LLSMTP_PAUSED;
     }
-    if (cbrc != LLSMTP_CB_OK)
+    if (cbrc != LLSMTP_OK)
         return llsmtp__sess_fail(s, "on_data", LLSMTP_E_CALLBACK);
     if (llsmtp__sess_over_size(s))
         return llsmtp__sess_abort(s, LLSMTP_ABORT_SIZE);
@@ -411,7 +411,7 @@ sess_data_end(llsmtp_server *s)
 {
     llsmtp_reply r;
     llsmtp_span none = {NULL, 0};
-    int cbrc = LLSMTP_CB_OK, rc;
+    int cbrc = LLSMTP_OK, rc;
     llsmtp__sess_rv_data(s, LLSMTP_RI_MESSAGE, sess_in_bdat(s));
     if (s->data.abort) {
         if (s->cfg->flags & LLSMTP_CFG_LMTP) {

@@ -83,7 +83,7 @@ typedef struct sess_tx {
     unsigned char smtputf8; /* MAIL's SMTPUTF8 */
 } sess_tx;
 
-/* A decision the host deferred (LLSMTP_CB_PENDING), and what applying
+/* A decision the host deferred (LLSMTP_PAUSED), and what applying
  * it will need: the command's argument kept in line[], MAIL's parameters. */
 typedef struct sess_pend {
     size_t arg_len;     /* the decision's argument, kept in line[] */

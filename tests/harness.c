@@ -99,9 +99,9 @@ th_decide(th_host *h, const char *kind, const char *arg, size_t argn,
     const th_rule *rule = th_find(h, kind, arg, argn);
     llsmtp_reply d = LLSMTP_REPLY_INIT;
     if (rule == NULL)
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     if (rule->fail)
-        return LLSMTP_CB_FAIL;
+        return LLSMTP_E_CALLBACK;
     if (rule->defer) {
         h->have_resume = 1;
         h->resume = d;
@@ -118,7 +118,7 @@ th_decide(th_host *h, const char *kind, const char *arg, size_t argn,
             llsmtp_reply_set_id(&h->resume, h->resume_id,
                                 strlen(h->resume_id));
         }
-        return LLSMTP_CB_PENDING;
+        return LLSMTP_PAUSED;
     }
     if (rule->code &&
         llsmtp_reply_set(r, rule->code, rule->enh[0] ? rule->enh : NULL,
@@ -126,7 +126,7 @@ th_decide(th_host *h, const char *kind, const char *arg, size_t argn,
         abort();
     if (rule->id[0])
         llsmtp_reply_set_id(r, rule->id, strlen(rule->id));
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 
@@ -222,12 +222,12 @@ th_on_data(llsmtp_server *s, const char *p, size_t n)
     const th_rule *rule = th_find(h, "data", "", 0);
     th_buf_add(&h->msg, p, n);
     if (rule != NULL && rule->fail)
-        return LLSMTP_CB_FAIL;
+        return LLSMTP_E_CALLBACK;
     if (rule != NULL && rule->pause) {
         h->data_pauses++;
-        return LLSMTP_CB_PENDING;
+        return LLSMTP_PAUSED;
     }
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -249,7 +249,7 @@ th_on_data_abort(llsmtp_server *s, int why)
                                                   : "unknown";
     th_event(h, "abort", w, strlen(w));
     h->msg.n = 0;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -335,7 +335,7 @@ th_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st, llsmtp_reply *r)
     if (rule != NULL && strncmp(rule->text, "challenge:", 10) == 0 &&
         !rule->defer) {
         llsmtp_reply_challenge(r, rule->text + 10, strlen(rule->text + 10));
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     return th_decide(h, "auth_step", st->data.p, st->data.n, r);
 }
@@ -351,7 +351,7 @@ static int
 th_on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
 {
     th_event(TH_HOST(s), "relay_denied", to->mailbox.p, to->mailbox.n);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int

@@ -23,7 +23,7 @@ typedef struct th_rule {
     char kind[16];   /* event kind: mail, rcpt, data_end, ... */
     char match[128]; /* substring of the event argument, or "*" */
     int defer;       /* return PENDING, then resume with the reply */
-    int fail;        /* return LLSMTP_CB_FAIL */
+    int fail;        /* return LLSMTP_E_CALLBACK */
     int pause;       /* on_data: return PENDING each time */
     int code;        /* 0: keep the default reply */
     char enh[12];

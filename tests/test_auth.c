@@ -272,8 +272,8 @@ cram_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st,
         assert_false(st->has_data);
         return llsmtp_reply_challenge(r, cram_challenge,
                                       strlen(cram_challenge)) == LLSMTP_OK
-                   ? LLSMTP_CB_OK
-                   : LLSMTP_CB_FAIL;
+                   ? LLSMTP_OK
+                   : LLSMTP_E_CALLBACK;
     }
     hmac_md5("tanstaaftanstaaf", cram_challenge, hex);
     snprintf(want, sizeof want, "tim %s", hex);
@@ -282,7 +282,7 @@ cram_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st,
         llsmtp_reply_set(r, 235, NULL, NULL);
     else
         llsmtp_reply_set(r, 535, NULL, NULL);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -352,7 +352,7 @@ wipe_on_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
     assert_int_equal(c->password.n, 14);
     assert_memory_equal(c->password.p, "Tr0ub4dor&3xyz", 14);
     llsmtp_reply_set(r, 235, NULL, NULL);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -437,14 +437,14 @@ test_starttls_api(void **state)
     llsmtp_server_start(s);
     assert_int_equal(llsmtp_server_tls_started(s), LLSMTP_E_STATE);
     assert_int_equal(llsmtp_server_feed(s, in, sizeof in - 1, &used),
-                     LLSMTP_TLS);
+                     LLSMTP_START_TLS);
     assert_int_equal(used, sizeof in - 1); /* all consumed: the rest dropped */
     out = llsmtp_server_output(s, &olen);
     assert_memory_equal(out + olen - 30, "220 2.0.0 Ready to start TLS\r\n",
                         30);
     llsmtp_server_consume(s, olen);
     /* more plaintext before the handshake is dropped as well */
-    assert_int_equal(TH_FEED(s, "RCPT TO:<a@b.c>\r\n", &used), LLSMTP_TLS);
+    assert_int_equal(TH_FEED(s, "RCPT TO:<a@b.c>\r\n", &used), LLSMTP_START_TLS);
     assert_int_equal(used, 17);
     assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_NONE);
     assert_int_equal(llsmtp_server_tls_started(s), LLSMTP_OK);
@@ -476,7 +476,7 @@ defer_on_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
     (void)s;
     (void)c;
     (void)r;
-    return LLSMTP_CB_PENDING;
+    return LLSMTP_PAUSED;
 }
 
 static void

@@ -177,7 +177,7 @@ norm_check_on_data(llsmtp_server *s, const char *p, size_t n)
 {
     th_buf *b = &TH_HOST(s)->msg;
     th_buf_add(b, p, n);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -249,7 +249,7 @@ zc_on_data(llsmtp_server *s, const char *p, size_t n)
     zc_calls++;
     if (p >= zc_lo && p + n <= zc_hi)
         zc_inside++;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -301,7 +301,7 @@ size_on_abort(llsmtp_server *s, int why)
     th_escape(&h->events, h->msg.p ? h->msg.p : "", h->msg.n);
     th_buf_adds(&h->events, "\n");
     h->msg.n = 0;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* pause: on_data returns PENDING every time (the host's backpressure),

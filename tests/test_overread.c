@@ -462,7 +462,7 @@ ov_server_feed(llsmtp_server *s, th_host *h, const char *p, size_t n)
         th_drain(s, h);
         if (rc == LLSMTP_CLOSE || rc < 0)
             return 0;
-        if (rc == LLSMTP_TLS)
+        if (rc == LLSMTP_START_TLS)
             llsmtp_server_tls_started(s);
         else if (rc == LLSMTP_PAUSED && th_resume(s, h) < 0)
             return 0;

@@ -262,7 +262,7 @@ count_on_relay_denied(llsmtp_server *s, const llsmtp_path *to)
     (void)s;
     (void)to;
     denied_seen++;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 static int
 verdict_on_rcpt(llsmtp_server *s, const llsmtp_path *to,
@@ -272,7 +272,7 @@ verdict_on_rcpt(llsmtp_server *s, const llsmtp_path *to,
     (void)ps;
     (void)r;
     verdict_seen = llsmtp_server_rcpt_verdict(s);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void

@@ -201,7 +201,7 @@ reentrant_on_helo(llsmtp_server *s, llsmtp_span d, int e, llsmtp_reply *r)
     reentrant_rc[1] = llsmtp_server_resume(s, NULL);
     reentrant_rc[2] = llsmtp_server_reset(s);
     reentrant_rc[3] = llsmtp_server_eof(s);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -232,7 +232,7 @@ fail_on_data(llsmtp_server *s, const char *p, size_t n)
     (void)s;
     (void)p;
     (void)n;
-    return LLSMTP_CB_FAIL;
+    return LLSMTP_E_CALLBACK;
 }
 
 static void
@@ -273,7 +273,7 @@ bad_reply_on_mail(llsmtp_server *s, const llsmtp_path *p,
     (void)p;
     (void)ps;
     r->code = 354; /* not a MAIL reply */
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -284,7 +284,7 @@ direct_code_on_rcpt(llsmtp_server *s, const llsmtp_path *p,
     (void)p;
     (void)ps;
     r->code = 550; /* edited without llsmtp_reply_set: generic text */
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -710,7 +710,7 @@ bad_code_on_data_end(llsmtp_server *s, llsmtp_reply *r)
 {
     th_event(TH_HOST(s), "data_end", NULL, 0);
     r->code = 999;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -803,7 +803,7 @@ count_on_data(llsmtp_server *s, const char *p, size_t n)
     (void)s;
     (void)p;
     bdat_over_octets += (int)n;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void

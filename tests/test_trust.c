@@ -38,7 +38,7 @@ step_refuse(llsmtp_server *s, const llsmtp_auth_step *st, llsmtp_reply *r)
     (void)s;
     (void)st;
     llsmtp_reply_set(r, 535, NULL, NULL);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -140,7 +140,7 @@ fail_on_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
     (void)s;
     (void)c;
     (void)r;
-    return LLSMTP_CB_FAIL;
+    return LLSMTP_E_CALLBACK;
 }
 
 static void
@@ -261,15 +261,15 @@ stack_on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     (void)s;
     (void)ps;
     if (to->mailbox.n && to->mailbox.p[0] == 'o')
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     if (to->mailbox.n && to->mailbox.p[0] == 'd') {
         /* deferred: the host's reply is built later, see below */
-        return LLSMTP_CB_PENDING;
+        return LLSMTP_PAUSED;
     }
     snprintf(text, sizeof text, "Mailbox %s is full", "joe");
     llsmtp_reply_set(r, 452, "4.2.2", text);
     memset(text, 'X', sizeof text - 1); /* the frame dies anyway */
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -282,7 +282,7 @@ stack_on_data_end(llsmtp_server *s, llsmtp_reply *r)
     llsmtp_reply_set_id(r, id, (size_t)n);
     memset(id, 'Y', sizeof id);
     (void)text;
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -294,7 +294,7 @@ stack_on_vrfy(llsmtp_server *s, llsmtp_span a, llsmtp_reply *r)
     snprintf(text, sizeof text, "Verified %s", "carefully");
     llsmtp_reply_setn(r, 250, NULL, text, strlen(text));
     memset(text, 'Z', sizeof text);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -361,12 +361,12 @@ stack_on_auth_step(llsmtp_server *s, const llsmtp_auth_step *st,
     (void)s;
     if (st->step > 0) {
         llsmtp_reply_set(r, 535, NULL, NULL);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     snprintf(chal, sizeof chal, "<%d.%d@mx>", 1896, 697170952);
     llsmtp_reply_challenge(r, chal, strlen(chal));
     memset(chal, 0, sizeof chal);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -676,7 +676,7 @@ ri_auth_ok(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
     (void)s;
     (void)c;
     llsmtp_reply_set(r, 235, NULL, NULL);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static void
@@ -782,8 +782,8 @@ ri_defer_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     (void)s;
     (void)ps;
     (void)r;
-    return to->mailbox.n && to->mailbox.p[0] == 'd' ? LLSMTP_CB_PENDING
-                                                    : LLSMTP_CB_OK;
+    return to->mailbox.n && to->mailbox.p[0] == 'd' ? LLSMTP_PAUSED
+                                                    : LLSMTP_OK;
 }
 
 static int
@@ -792,7 +792,7 @@ ri_defer_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
     (void)s;
     (void)c;
     (void)r;
-    return LLSMTP_CB_PENDING;
+    return LLSMTP_PAUSED;
 }
 
 static void

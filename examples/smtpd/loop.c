@@ -511,7 +511,7 @@ feed_stop(conn *c, int rc)
             header_refused(c, NULL);
         c->awaiting_header = 0;
         c->closing = 1;
-    } else if (rc == LLSMTP_TLS) {
+    } else if (rc == LLSMTP_START_TLS) {
         /* 220 queued; the session dropped the rest of this read
          * (CVE-2011-0411). Flush it, then handshake. */
         c->tls = TLS_FLUSH;
@@ -546,7 +546,7 @@ feed(conn *c, const char *buf, size_t len)
             int h = feed_hold(c, rc, buf, len);
             if (h != 1)
                 return h;
-        } else if (rc == LLSMTP_CLOSE || rc == LLSMTP_TLS || rc < 0) {
+        } else if (rc == LLSMTP_CLOSE || rc == LLSMTP_START_TLS || rc < 0) {
             feed_stop(c, rc);
             return 0;
         } else if (len == 0) {

@@ -249,7 +249,7 @@ on_helo(llsmtp_server *s, llsmtp_span d, int is_ehlo, llsmtp_reply *r)
     c->is_ehlo = is_ehlo;
     free_tx(c);
     log_held(&c->log, "session=%lu helo=%s", c->sid, c->helo);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -266,15 +266,15 @@ on_mail(llsmtp_server *s, const llsmtp_path *from, const llsmtp_params *ps,
                  c->d->opt.hostname);
         llsmtp_reply_set(r, 421, "4.3.2", text);
         drain_told(c);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     c->sender = dupspan(from->mailbox.p, from->mailbox.n);
     c->params = params_text(ps);
     if (c->sender == NULL || c->params == NULL)
-        return LLSMTP_CB_FAIL;
+        return LLSMTP_E_CALLBACK;
     log_release(&c->log); /* not a health check */
     log_line("session=%lu mail=<%s>", c->sid, c->sender);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* Whether domain (not NUL-terminated) is one of list, as the relay
@@ -396,10 +396,10 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
                  "<%.*s>: Recipient address rejected: User unknown",
                  (int)to->mailbox.n, to->mailbox.p);
         llsmtp_reply_set(r, 550, "5.1.1", c->rcpt_text);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     if (!rcpt_room(c, to->mailbox.n + params_len(ps) + 2))
-        return LLSMTP_CB_FAIL;
+        return LLSMTP_E_CALLBACK;
     t = c->rtext + c->rtext_len;
     c->rcpt_at[c->nrcpt] = c->rtext_len;
     memcpy(t, to->mailbox.p, to->mailbox.n);
@@ -411,7 +411,7 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     c->relay[c->nrcpt] = (char)relay;
     c->nrcpt++;
     log_rcpt_accepted(c->sid, to->mailbox.p, to->mailbox.n, relay);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* RFC 3848: ESMTP, ESMTPA (authenticated), ESMTPS (TLS), ESMTPSA. */
@@ -435,7 +435,7 @@ on_data_start(llsmtp_server *s, llsmtp_reply *r)
     c->hops = 0;
     c->hdr_pos = 0;
     if (c->d->opt.discard)
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     return spool_begin(c, r);
 }
 
@@ -492,13 +492,13 @@ on_data_end(llsmtp_server *s, llsmtp_reply *r)
         /* a mail loop: the refusal is logged with the reply */
         llsmtp_reply_set(r, 554, "5.4.6", "Too many hops");
         free_tx(c);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     if (c->d->opt.discard) {
         llsmtp_reply_set_id(r, c->id, strlen(c->id));
         log_line("session=%lu queued=%s discarded", c->sid, c->id);
         free_tx(c);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     return spool_submit(c, r);
 }
@@ -514,14 +514,14 @@ on_data_abort(llsmtp_server *s, int why)
                  c->sid, c->job->id);
         commit_cancel(c->d->commit, c->job);
         c->job = NULL;
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     log_line("session=%lu message dropped (%s)", c->sid,
              why == LLSMTP_ABORT_SIZE      ? "too big"
              : why == LLSMTP_ABORT_BARE_LF ? "bare LF"
                                            : "connection lost");
     drop_message(c);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 static int
@@ -529,7 +529,7 @@ on_rset(llsmtp_server *s, llsmtp_reply *r)
 {
     (void)r;
     free_tx(CONN(s));
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* Compares without an early exit, so timing says nothing about where a
@@ -560,11 +560,11 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
             snprintf(c->auth_user, sizeof c->auth_user, "%.*s", (int)un, u);
             llsmtp_reply_set(r, 235, "2.7.0", NULL);
             log_held(&c->log, "session=%lu auth=%s", c->sid, c->auth_user);
-            return LLSMTP_CB_OK;
+            return LLSMTP_OK;
         }
     }
     /* the default reply refuses (535 5.7.8), and that is logged */
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* ETRN (RFC 1985): a queue run now for what waits for the node. Finding
@@ -584,19 +584,19 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
         snprintf(text, sizeof text, "Unable to queue messages for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 458, "4.3.0", text);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     if (queue_entries(c->d->queue) == 0) {
         snprintf(text, sizeof text, "No messages waiting for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 251, "2.0.0", text);
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     memcpy(c->etrn_node, arg.p, arg.n);
     c->etrn_node[arg.n] = '\0';
     if (pipe(p) != 0) {
         llsmtp_reply_set(r, 458, "4.3.0", "Unable to queue messages now");
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     fflush(stderr); /* or the child writes the parent's lines too */
     pid = fork();
@@ -612,13 +612,13 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
     if (pid < 0) {
         close(p[0]);
         llsmtp_reply_set(r, 458, "4.3.0", "Unable to queue messages now");
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
     c->etrn_fd = p[0];
     c->etrn_len = 0;
     c->d->etrn_running++;
-    return LLSMTP_CB_PENDING; /* the child's runner is reaped by queue.c */
+    return LLSMTP_PAUSED; /* the child's runner is reaped by queue.c */
 }
 
 /* Reads the ETRN child's ids; at its end makes those entries due and
@@ -714,7 +714,7 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
         log_held(&c->log, "session=%lu connect from %s via %s", c->sid,
                  c->peer, c->via);
     }
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* Every reply the session queues, with what it answers as the library

@@ -210,7 +210,7 @@ spool_begin(conn *c, llsmtp_reply *r)
     if (c->msg == NULL) {
         log_line("session=%lu cannot queue: %s", c->sid, strerror(errno));
         llsmtp_reply_set(r, 451, "4.3.0", "Local error: cannot queue");
-        return LLSMTP_CB_OK;
+        return LLSMTP_OK;
     }
     c->mem = 1;
     rfc5322_date(date, sizeof date);
@@ -221,7 +221,7 @@ spool_begin(conn *c, llsmtp_reply *r)
     if (c->nrcpt == 1)
         fprintf(c->msg, "\r\n\tfor <%s>", rcpt_path(c, 0));
     fprintf(c->msg, "; %s\r\n", date);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* Octets of the message; a failure drops it (the reply says so at its
@@ -243,7 +243,7 @@ spool_write(conn *c, const char *p, size_t n)
         drop_message(c);
         c->id[0] = '\0';
     }
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 /* The envelope of the local (relay == 0) or relayed (relay == 1)
  * recipients, as text (commit.c writes it), or NULL. */
@@ -311,7 +311,7 @@ envelope_text(conn *c, int relay, size_t *len)
 }
 
 /* The message, its envelopes and its session to the storage thread
- * (on_data_end): LLSMTP_CB_PENDING until stored() answers, or the
+ * (on_data_end): LLSMTP_PAUSED until stored() answers, or the
  * refusal in r at once. */
 int
 spool_submit(conn *c, llsmtp_reply *r)
@@ -342,7 +342,7 @@ spool_submit(conn *c, llsmtp_reply *r)
                     c->write_errno = errno;
                     commit_free(j);
                     store_failed(c, r, c->write_errno);
-                    return LLSMTP_CB_OK;
+                    return LLSMTP_OK;
                 }
             } else {
                 j->msg = c->msg;
@@ -354,13 +354,13 @@ spool_submit(conn *c, llsmtp_reply *r)
                 queue_hold(c->d->queue,
                            j->id); /* no runner before the flush */
             commit_submit(c->d->commit, j);
-            return LLSMTP_CB_PENDING;
+            return LLSMTP_PAUSED;
         }
         c->write_errno = ENOMEM;
         commit_free(j);
     }
     store_failed(c, r, c->write_errno ? c->write_errno : errno);
-    return LLSMTP_CB_OK;
+    return LLSMTP_OK;
 }
 
 /* The message was not stored: 451, or 452 when the disk is full. */
