@@ -121,6 +121,39 @@ typedef struct llsmtp_span {
     size_t n;
 } llsmtp_span;
 
+/* ---- versioned structs ------------------------------------------------ */
+
+/* The first member of every struct the host fills (llsmtp_config,
+ * llsmtp_client_cfg, llsmtp_client_msg, llsmtp_relay_policy). Its init
+ * macro sets it to the header the host was compiled with and the sizes
+ * it saw, zlib's way: a library newer than the host then reads only the
+ * fields the host has (later versions append fields, never insert), and
+ * one older than the host refuses the struct with LLSMTP_E_VERSION.
+ * Never set it by hand. */
+typedef struct llsmtp_abi {
+    uint32_t version;  /* LLSMTP_VERSION_NUM of the host's header */
+    uint32_t size;     /* sizeof the struct this starts */
+    uint32_t aux_size; /* llsmtp_config: sizeof(llsmtp_callbacks); else 0 */
+} llsmtp_abi;
+
+/* ---- what a session wants next (llsmtp_server_wants, llsmtp_client_wants)
+ *
+ * A host's loop asks, does what is asked, and asks again: no flags of its
+ * own. More than one bit may be set; do them in this order. */
+enum llsmtp_want {
+    LLSMTP_WANT_WRITE = 1u << 0,  /* output is waiting: write it, consume */
+    LLSMTP_WANT_READ = 1u << 1,   /* feed bytes from the peer: first those
+                                     read earlier and not yet taken, then
+                                     new ones from the socket */
+    LLSMTP_WANT_RESUME = 1u << 2, /* waiting on the host: server, a deferred
+                                     decision (llsmtp_server_resume);
+                                     client, its next call after READY or
+                                     BODY (mail, quit, body, body_end) */
+    LLSMTP_WANT_TLS = 1u << 3,    /* once the output is written: do the TLS
+                                     handshake, then call ..._tls_started */
+    LLSMTP_WANT_CLOSE = 1u << 4   /* once the output is written: close */
+};
+
 /* ---- replies, lib/reply.c ----------------------------------------------- */
 
 /* Limits on host-supplied reply text (before folding) and queue ids. */
