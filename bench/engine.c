@@ -77,12 +77,10 @@ new_session(const llsmtp_config *cfg)
 {
     size_t sz = llsmtp_server_size(cfg);
     llsmtp_server *s = malloc(sz);
-    size_t n;
     if (s == NULL || llsmtp_server_init(s, sz, cfg, NULL) == NULL)
         exit(1);
     llsmtp_server_start(s);
-    llsmtp_server_output(s, &n);
-    llsmtp_server_consume(s, n);
+    llsmtp_server_consume(s, llsmtp_server_output(s).n);
     return s;
 }
 
@@ -92,12 +90,11 @@ feed_all(llsmtp_server *s, const char *buf, size_t n, size_t chunk)
 {
     size_t off = 0;
     while (off < n) {
-        size_t len = n - off < chunk ? n - off : chunk, used, o;
+        size_t len = n - off < chunk ? n - off : chunk, used;
         int rc = llsmtp_server_feed(s, buf + off, len, &used);
         off += used;
         if (rc == LLSMTP_BLOCKED || rc == LLSMTP_OK) {
-            llsmtp_server_output(s, &o);
-            llsmtp_server_consume(s, o);
+            llsmtp_server_consume(s, llsmtp_server_output(s).n);
         } else {
             fprintf(stderr, "unexpected status %s\n", llsmtp_errname(rc));
             exit(1);

@@ -2,13 +2,16 @@
  *
  * hello.c - the README's host example: one SMTP session over a pair of
  * file descriptors (inetd style: stdin/stdout), blocking I/O for brevity.
- * Messages are written to stderr as received (dot-unstuffed).
+ * Messages are written to stderr as received (dot-unstuffed). The loop
+ * asks the session what it wants and does it (llsmtp_server_wants).
+ * Compiles as C99 and as C++17.
  * Try: printf 'HELO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n' | build/examples/hello
  */
 #include <llsmtp.h>
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #ifdef _WIN32
 #include <fcntl.h> /* _O_BINARY */
@@ -26,30 +29,39 @@ on_data(llsmtp_server *s, const char *p, size_t n)
 static void
 serve(int in, int out)
 {
-    static const llsmtp_callbacks cb = {.on_data = on_data};
+    llsmtp_callbacks cb;
     llsmtp_config cfg;
+    memset(&cb, 0, sizeof cb); /* every callback NULL: the defaults */
+    cb.on_data = on_data;
     llsmtp_config_init(&cfg);
     cfg.hostname = "mx.example.test";
     cfg.callbacks = &cb;
-    size_t size = llsmtp_server_size(&cfg), len, used, off = 0;
+    size_t size = llsmtp_server_size(&cfg), off = 0, len = 0, used;
     llsmtp_server *s = llsmtp_server_init(malloc(size), size, &cfg, NULL);
     char buf[4096];
-    ssize_t n = 0;
-    int rc = llsmtp_server_start(s);
+    llsmtp_server_start(s);
     for (;;) {
-        const char *o = llsmtp_server_output(s, &len); /* replies to send */
-        if (len > 0 && write(out, o, len) != (ssize_t)len)
-            break;
-        llsmtp_server_consume(s, len);
-        if (rc == LLSMTP_CLOSE || rc < 0)
-            break;
-        if (off == (size_t)n) { /* all fed: read more */
-            if ((n = read(in, buf, sizeof buf)) <= 0)
+        unsigned want = llsmtp_server_wants(s);
+        if (want & LLSMTP_WANT_WRITE) { /* replies to send */
+            llsmtp_span o = llsmtp_server_output(s);
+            if (write(out, o.p, o.n) != (ssize_t)o.n)
                 break;
-            off = 0;
+            llsmtp_server_consume(s, o.n);
+        } else if (want & LLSMTP_WANT_READ) { /* bytes to feed */
+            if (off == len) {
+                ssize_t n = read(in, buf, sizeof buf);
+                if (n <= 0) {
+                    llsmtp_server_eof(s);
+                    break;
+                }
+                off = 0;
+                len = (size_t)n;
+            }
+            llsmtp_server_feed(s, buf + off, len - off, &used);
+            off += used;
+        } else { /* CLOSE; no TLS here, no deferred decision */
+            break;
         }
-        rc = llsmtp_server_feed(s, buf + off, (size_t)n - off, &used);
-        off += used; /* BLOCKED: the loop drains, then feeds the rest */
     }
     free(s);
 }

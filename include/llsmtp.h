@@ -176,9 +176,12 @@ typedef struct llsmtp_reply {
     char id[LLSMTP_REPLY_ID_MAX + 1]; /* on_data_end: queue id shown in
                                          the 250 reply; id_len octets */
     size_t id_len;
-    unsigned is_default_; /* private: 1 while still the library default */
-    unsigned has_text_;   /* private: 0 = the library's text for the code */
+    /* Kept by the library and the setters; read them, never write them. */
+    unsigned is_default; /* 1 while no setter was called: the session
+                            writes its own default text for the code */
+    unsigned has_text;   /* 0: the generic text for the code */
 } llsmtp_reply;
+/* llsmtp_reply is a value type whose layout never changes in 1.x. */
 
 /* An accept-by-default reply for llsmtp_server_resume(). */
 /* clang-format off */
@@ -307,6 +310,7 @@ typedef struct llsmtp_cidr {
  * exactly, ASCII case-insensitively, ignoring one trailing dot; an entry
  * written ".company.test" matches every subdomain, not company.test. */
 typedef struct llsmtp_relay_policy {
+    llsmtp_abi abi; /* set by llsmtp_relay_policy_init; never by hand */
     const char *const *local_domains; /* mail for these is delivered here */
     size_t nlocal;
     const char *const *relay_domains; /* accepted and forwarded */
@@ -513,8 +517,19 @@ typedef struct llsmtp_reply_info {
  * reply", except on_vrfy (252), on_expn (502) and on_turn (502) whose
  * safe defaults refuse. Spans are valid only during the call. Calling
  * feed/resume/reset/eof from inside a callback returns LLSMTP_E_REENTRANT.
- * Deciding callbacks may return LLSMTP_PAUSED; the host later calls
- * llsmtp_server_resume(). */
+ *
+ * Every callback returns LLSMTP_OK, LLSMTP_PAUSED or a failure
+ * (LLSMTP_E_CALLBACK, or any negative value); any other value is a
+ * failure too. Deferring: a deciding callback returns LLSMTP_PAUSED and
+ * leaves r as it came (a reply or queue id set before deferring would
+ * be lost, so it is refused as a failure); feed returns LLSMTP_PAUSED,
+ * llsmtp_server_pending() says which decision is awaited and
+ * llsmtp_server_pending_arg() gives its argument (the recipient, ...)
+ * until the host delivers the decision with llsmtp_server_resume(), from
+ * any later point of its loop (a timer, a DNS answer, another thread's
+ * result handed back). If the session ends first, on_cancel says so.
+ * The table is sized by the header the configuration was initialised
+ * with (llsmtp_config_init records it): later versions append members. */
 typedef struct llsmtp_callbacks {
     /* Greeting. Default "220 <hostname> ESMTP <banner>". A 421 closes at
      * once; a 554 makes the session answer 503 until QUIT (RFC 5321 3.1). */
@@ -597,6 +612,13 @@ typedef struct llsmtp_callbacks {
      * reply; feed/resume/... from here return LLSMTP_E_REENTRANT. Costs
      * nothing when NULL. */
     void (*on_reply)(llsmtp_server *s, const llsmtp_reply_info *ri);
+    /* A deferred decision (enum llsmtp_pending) will never be delivered:
+     * the session ended or was reset while it was pending (eof,
+     * timeout_expired, shutdown, reset). Called once, from inside that
+     * call; forget the decision: resuming now returns LLSMTP_CLOSE or
+     * LLSMTP_E_STATE, and the session's memory is the host's to free once
+     * the call returns. */
+    void (*on_cancel)(llsmtp_server *s, int pending);
 } llsmtp_callbacks;
 
 /* The most mechanisms config.auth_mechanisms may name. */
@@ -607,6 +629,7 @@ typedef struct llsmtp_callbacks {
 struct llsmtp_relay_policy;
 
 typedef struct llsmtp_config {
+    llsmtp_abi abi;       /* set by llsmtp_config_init; never by hand */
     const char *hostname; /* NUL-terminated; greeting, EHLO, 221, 421 */
     const char *banner;   /* text after "ESMTP" in the greeting */
     unsigned extensions;  /* enum llsmtp_ext, LLSMTP_EXT_DEFAULT */
@@ -635,8 +658,17 @@ typedef struct llsmtp_config {
                                    buffer grows to this when AUTH is on */
 } llsmtp_config;
 
-/* Fills *cfg with the defaults above (hostname "localhost"). */
-LLSMTP_API void llsmtp_config_init(llsmtp_config *cfg);
+/* Fills *cfg with the defaults above (hostname "localhost") and its tag
+ * (llsmtp_abi: this header's version, sizeof(llsmtp_config) and
+ * sizeof(llsmtp_callbacks), so the callback table cfg->callbacks points
+ * to must be compiled with the same header). Returns LLSMTP_OK, or
+ * LLSMTP_E_VERSION when the library linked does not take structs of this
+ * header (another major version, or a newer header than the library). */
+#define llsmtp_config_init(cfg)                                               \
+    llsmtp_config_init_((cfg), LLSMTP_VERSION_NUM, sizeof(llsmtp_config),    \
+                        sizeof(llsmtp_callbacks))
+LLSMTP_API int llsmtp_config_init_(llsmtp_config *cfg, unsigned long version,
+                                   size_t cfg_size, size_t callbacks_size);
 
 /* Checks a configuration: hostname a domain or an address literal
  * ("[192.0.2.1]", "[IPv6:2001:db8::1]"; no space, CR, LF or other
@@ -696,17 +728,22 @@ LLSMTP_API int llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *r);
 
 /* Which decision a paused session awaits (enum llsmtp_pending). */
 LLSMTP_API int llsmtp_server_pending(const llsmtp_server *s);
+/* The awaited decision's argument, in session memory until it is
+ * delivered or cancelled: MAIL and RCPT, the mailbox as llsmtp_path's
+ * mailbox ("local@domain" as written, without <> or route; empty for
+ * <>); HELO/EHLO/LHLO, the domain; VRFY, EXPN, HELP and ETRN, their
+ * argument. Empty for the others and when nothing is pending. */
+LLSMTP_API llsmtp_span llsmtp_server_pending_arg(const llsmtp_server *s);
 
-/* The client's address, for the relay policy (call before feeding). ip
- * is copied; NULL forgets it. */
-LLSMTP_API void llsmtp_server_set_client(llsmtp_server *s,
-                                         const llsmtp_ip *ip);
+/* The peer's (the SMTP client's) address, for the relay policy (call
+ * before feeding). ip is copied; NULL forgets it. */
+LLSMTP_API void llsmtp_server_set_peer(llsmtp_server *s, const llsmtp_ip *ip);
 /* The client authenticated by other means (AUTH does this itself). */
 LLSMTP_API void llsmtp_server_set_authenticated(llsmtp_server *s, int yes);
-/* The client address and port as the PROXY header gave them (or as set
- * with llsmtp_server_set_client; port 0 then). Returns 1 when known. */
-LLSMTP_API int llsmtp_server_client(const llsmtp_server *s, llsmtp_ip *ip,
-                                    uint16_t *port);
+/* The peer's address and port as the PROXY header gave them (or as set
+ * with llsmtp_server_set_peer; port 0 then). Returns 1 when known. */
+LLSMTP_API int llsmtp_server_peer(const llsmtp_server *s, llsmtp_ip *ip,
+                                  uint16_t *port);
 
 /* Whether the client has authenticated. */
 LLSMTP_API int llsmtp_server_authenticated(const llsmtp_server *s);
@@ -724,12 +761,25 @@ LLSMTP_API int llsmtp_server_tls_active(const llsmtp_server *s);
  * llsmtp_relay_verdict: LOCAL or ALLOWED), or -1 without a policy. */
 LLSMTP_API int llsmtp_server_rcpt_verdict(const llsmtp_server *s);
 
-/* The bytes waiting to be written; *len may be 0. The pointer is valid
- * until the next call on the session. */
-LLSMTP_API const char *llsmtp_server_output(const llsmtp_server *s,
-                                            size_t *len);
-/* n bytes of the output were written. */
-LLSMTP_API void llsmtp_server_consume(llsmtp_server *s, size_t n);
+/* The bytes waiting to be written (n may be 0), valid until the next
+ * call on the session. */
+LLSMTP_API llsmtp_span llsmtp_server_output(const llsmtp_server *s);
+/* n bytes of the output were written. With room made, LMTP replies that
+ * waited for it are queued (on_lmtp_rcpt, on_reply may be called).
+ * Returns LLSMTP_OK, LLSMTP_BLOCKED (more replies wait for room),
+ * LLSMTP_CLOSE or a failure as feed would; llsmtp_server_wants() says
+ * the same. */
+LLSMTP_API int llsmtp_server_consume(llsmtp_server *s, size_t n);
+
+/* What the session wants next (enum llsmtp_want bits): WRITE while
+ * output waits; READ when feed would take bytes (first the ones an
+ * earlier feed left unused, then new ones: no zero-byte feed is ever
+ * needed); RESUME while a decision is deferred; TLS after the 220 to
+ * STARTTLS; CLOSE once the session is over (after a failure, QUIT, a 421,
+ * eof). 0 before llsmtp_server_start. A host loop: ask, write while
+ * WRITE, close on CLOSE, hand over on TLS, wait for its decision on
+ * RESUME, feed on READ; ask again. */
+LLSMTP_API unsigned llsmtp_server_wants(const llsmtp_server *s);
 
 /* For LLSMTP_CFG_SYNC_CHECK: everything read from the socket so far has
  * been fed (the host's input buffer ran dry). */
@@ -754,8 +804,11 @@ LLSMTP_API int llsmtp_server_shutdown(llsmtp_server *s, const llsmtp_reply *r);
  * line buffer held (a half-received AUTH line) is wiped first. */
 LLSMTP_API int llsmtp_server_reset(llsmtp_server *s);
 
-/* The user pointer given to llsmtp_server_init. */
+/* The user pointer given to llsmtp_server_init, and a new one (for a
+ * wrapper object that moves: the session itself must not move, as it
+ * points into its own memory). */
 LLSMTP_API void *llsmtp_server_user(const llsmtp_server *s);
+LLSMTP_API void llsmtp_server_set_user(llsmtp_server *s, void *user);
 /* The configuration the session borrows. */
 LLSMTP_API const llsmtp_config *llsmtp_server_config(const llsmtp_server *s);
 /* Name of the callback that failed ("on_rcpt"), or NULL. */
@@ -1133,8 +1186,14 @@ LLSMTP_API int llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip);
 #endif
 
 #ifndef LLSMTP_NO_RELAY
-/* Fills *p: no domains, no networks, both *_may_relay on, 550 5.7.1. */
-LLSMTP_API void llsmtp_relay_policy_init(llsmtp_relay_policy *p);
+/* Fills *p: no domains, no networks, both *_may_relay on, 550 5.7.1;
+ * and its tag (llsmtp_abi). Returns LLSMTP_OK or LLSMTP_E_VERSION (see
+ * llsmtp_config_init). */
+#define llsmtp_relay_policy_init(p)                                           \
+    llsmtp_relay_policy_init_((p), LLSMTP_VERSION_NUM,                       \
+                              sizeof(llsmtp_relay_policy))
+LLSMTP_API int llsmtp_relay_policy_init_(llsmtp_relay_policy *p,
+                                         unsigned long version, size_t size);
 
 /* Judges a recipient (a path from llsmtp_path_parse) for a client (ip
  * may be NULL when unknown; authenticated: AUTH succeeded). The real

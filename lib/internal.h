@@ -27,6 +27,45 @@
 #define LLSMTP_DATA_DEF
 #endif
 
+/* ---- versioned structs (llsmtp_abi) ------------------------------------ */
+
+/* Whether this library takes a struct of size bytes (as the host's header
+ * had it) whose own, current size is own: the same major version, and
+ * not newer than this library (later versions only append fields; a
+ * smaller struct from an older 1.x header reads its missing fields as
+ * their defaults, and 1.0 has none missing). */
+static inline int
+llsmtp__abi_fits(unsigned long version, size_t size, size_t own)
+{
+    return (version >> 16) == LLSMTP_VERSION_MAJOR &&
+           version <= LLSMTP_VERSION_NUM && size == own;
+}
+
+/* Tags a struct at its init: LLSMTP_OK, or LLSMTP_E_VERSION (and a zero
+ * tag, which every function refuses). */
+static inline int
+llsmtp__abi_tag(llsmtp_abi *a, unsigned long version, size_t size,
+                size_t own, size_t aux, size_t aux_own)
+{
+    if (!llsmtp__abi_fits(version, size, own) ||
+        !llsmtp__abi_fits(version, aux, aux_own)) {
+        memset(a, 0, sizeof *a);
+        return LLSMTP_E_VERSION;
+    }
+    a->version = (uint32_t)version;
+    a->size = (uint32_t)size;
+    a->aux_size = (uint32_t)aux;
+    return LLSMTP_OK;
+}
+
+/* Whether a struct carries a tag this library takes. */
+static inline int
+llsmtp__abi_ok(const llsmtp_abi *a, size_t own, size_t aux_own)
+{
+    return llsmtp__abi_fits(a->version, a->size, own) &&
+           llsmtp__abi_fits(a->version, a->aux_size, aux_own);
+}
+
 /* ---- ASCII, locale-free --------------------------------------------- */
 
 /* Credentials never outlive their use (a volatile write the compiler

@@ -155,8 +155,8 @@ llsmtp_reply_setn(llsmtp_reply *r, int code, const char *enhanced,
         memmove(r->text, text, text_len);
     r->text[text_len] = '\0';
     r->text_len = text_len;
-    r->has_text_ = text != NULL;
-    r->is_default_ = 0;
+    r->has_text = text != NULL;
+    r->is_default = 0;
     return LLSMTP_OK;
 }
 
@@ -180,10 +180,10 @@ llsmtp_reply_challenge(llsmtp_reply *r, const void *data, size_t n)
         memmove(r->text, data, n);
     r->text[n] = '\0';
     r->text_len = n;
-    r->has_text_ = 1;
+    r->has_text = 1;
     r->id[0] = '\0';
     r->id_len = 0;
-    r->is_default_ = 0;
+    r->is_default = 0;
     return LLSMTP_OK;
 }
 
@@ -376,7 +376,7 @@ llsmtp__reply_parts(const llsmtp_reply *r, int id_any, llsmtp_span *parts)
         parts[np].p = " ";
         parts[np++].n = 1;
     }
-    if (r->has_text_ && !r->is_default_ &&
+    if (r->has_text && !r->is_default &&
         r->text_len <= LLSMTP_REPLY_TEXT_MAX) {
         parts[np].p = r->text;
         parts[np++].n = r->text_len;

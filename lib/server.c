@@ -19,6 +19,7 @@
 #include "server_int.h"
 
 static int sess_settle(llsmtp_server *s, int rc);
+static void sess_cancel(llsmtp_server *s);
 
 #ifdef __cplusplus /* vendored into C++: a const needs an initializer */
 static const llsmtp_callbacks sess_no_callbacks = {};
@@ -52,11 +53,17 @@ typedef struct sess_align_probe {
 
 /* ---- configuration and memory ----------------------------------------- */
 
-void
-llsmtp_config_init(llsmtp_config *cfg)
+int
+llsmtp_config_init_(llsmtp_config *cfg, unsigned long version,
+                    size_t cfg_size, size_t callbacks_size)
 {
     if (cfg == NULL)
-        return;
+        return LLSMTP_E_INVAL;
+    /* a struct from a header this library does not take is not touched
+     * past its tag: it may be smaller than ours */
+    if (!llsmtp__abi_fits(version, cfg_size, sizeof *cfg))
+        return llsmtp__abi_tag(&cfg->abi, version, cfg_size, sizeof *cfg,
+                               callbacks_size, sizeof(llsmtp_callbacks));
     memset(cfg, 0, sizeof *cfg);
     cfg->hostname = "localhost";
     cfg->banner = "llsmtp";
@@ -71,7 +78,15 @@ llsmtp_config_init(llsmtp_config *cfg)
     cfg->auth_mechanisms = "PLAIN LOGIN";
     cfg->max_auth_failures = 3;
     cfg->max_auth_line = 12288; /* RFC 4954 4 */
+    return llsmtp__abi_tag(&cfg->abi, version, cfg_size, sizeof *cfg,
+                           callbacks_size, sizeof(llsmtp_callbacks));
 }
+
+/* A configuration not made by llsmtp_config_init of a header this library
+ * takes (or whose callback table is of another size). */
+static const char SESS_WHY_ABI[] =
+    "abi: not set up with llsmtp_config_init of a header this library takes "
+    "(LLSMTP_E_VERSION)";
 
 /* Every extension and flag this version knows. */
 #define SESS_EXT_ALL ((unsigned)LLSMTP_EXT_ETRN * 2u - 1u)
@@ -130,6 +145,8 @@ sess_cfg_why(const llsmtp_config *cfg)
     size_t n, i;
     if (cfg == NULL)
         return "config: NULL";
+    if (!llsmtp__abi_ok(&cfg->abi, sizeof *cfg, sizeof(llsmtp_callbacks)))
+        return SESS_WHY_ABI;
     if (cfg->hostname == NULL)
         return "hostname: NULL";
     n = strlen(cfg->hostname);
@@ -170,6 +187,11 @@ sess_cfg_why(const llsmtp_config *cfg)
 #ifdef LLSMTP_NO_RELAY
     if (cfg->relay != NULL) /* compiled out: refuse rather than relay */
         return "relay: built with LLSMTP_NO_RELAY";
+#else
+    if (cfg->relay != NULL &&
+        !llsmtp__abi_ok(&cfg->relay->abi, sizeof *cfg->relay, 0))
+        return "relay: not set up with llsmtp_relay_policy_init of a header "
+               "this library takes (LLSMTP_E_VERSION)";
 #endif
     return NULL;
 }
@@ -180,6 +202,8 @@ llsmtp_config_check(const llsmtp_config *cfg, const char **why)
     const char *w = sess_cfg_why(cfg);
     if (why != NULL)
         *why = w;
+    if (w != NULL && strstr(w, "LLSMTP_E_VERSION") != NULL)
+        return LLSMTP_E_VERSION;
     return w == NULL ? LLSMTP_OK : LLSMTP_E_INVAL;
 }
 
@@ -271,6 +295,7 @@ llsmtp_server_reset(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
+    sess_cancel(s);
     llsmtp__sess_auth_wipe(s); /* nothing of the old client survives a reset */
     sess_clear(s);
     return LLSMTP_OK;
@@ -418,7 +443,7 @@ llsmtp_server_pending(const llsmtp_server *s)
 }
 
 void
-llsmtp_server_set_client(llsmtp_server *s, const llsmtp_ip *ip)
+llsmtp_server_set_peer(llsmtp_server *s, const llsmtp_ip *ip)
 {
     if (s == NULL)
         return;
@@ -436,7 +461,7 @@ llsmtp_server_set_authenticated(llsmtp_server *s, int yes)
 }
 
 int
-llsmtp_server_client(const llsmtp_server *s, llsmtp_ip *ip, uint16_t *port)
+llsmtp_server_peer(const llsmtp_server *s, llsmtp_ip *ip, uint16_t *port)
 {
     if (s == NULL || s->client.family == 0)
         return 0;
@@ -457,6 +482,58 @@ void *
 llsmtp_server_user(const llsmtp_server *s)
 {
     return s != NULL ? s->user : NULL;
+}
+
+void
+llsmtp_server_set_user(llsmtp_server *s, void *user)
+{
+    if (s != NULL)
+        s->user = user;
+}
+
+llsmtp_span
+llsmtp_server_pending_arg(const llsmtp_server *s)
+{
+    llsmtp_span sp = {NULL, 0};
+    if (s != NULL && s->pend.kind && s->pend.kind != LLSMTP_PENDING_DATA &&
+        s->pend.arg_len) {
+        sp.p = s->line + s->pend.arg_off;
+        sp.n = s->pend.arg_len;
+    }
+    return sp;
+}
+
+unsigned
+llsmtp_server_wants(const llsmtp_server *s)
+{
+    unsigned w = 0;
+    if (s == NULL || s->phase == PH_NEW)
+        return 0;
+    if (s->out_end != s->out_start)
+        w |= LLSMTP_WANT_WRITE;
+    if (s->failed || s->phase == PH_CLOSED)
+        return w | LLSMTP_WANT_CLOSE;
+    if (s->phase == PH_TLS_WAIT)
+        return w | LLSMTP_WANT_TLS;
+    if (s->pend.kind)
+        return w | LLSMTP_WANT_RESUME;
+    /* what feed would take now: message octets need no room until their
+     * end, a command line needs room for its reply, and LMTP replies
+     * waiting for room come first (llsmtp_server_consume sends them) */
+    if (s->lmtp.active)
+        return w;
+    if (s->phase == PH_DATA || s->phase == PH_BDAT ||
+        s->phase == PH_PROXY || sess_out_free(s) >= s->reserve)
+        w |= LLSMTP_WANT_READ;
+    return w;
+}
+
+int
+llsmtp__sess_continue(llsmtp_server *s)
+{
+    if (s->in_cb || s->failed || s->pend.kind || !s->lmtp.active)
+        return LLSMTP_OK;
+    return sess_settle(s, llsmtp__sess_lmtp_emit(s));
 }
 
 const llsmtp_config *
@@ -532,6 +609,24 @@ llsmtp_server_timeout(const llsmtp_server *s, unsigned *seconds)
     return t;
 }
 
+/* A deferred decision will never be delivered (the session ends or is
+ * reset): forgotten, and the host told, so that it does not resume a
+ * session that is gone. */
+static void
+sess_cancel(llsmtp_server *s)
+{
+    int kind = s->pend.kind;
+    if (!kind)
+        return;
+    s->pend.kind = 0;
+    s->pend.arg_len = 0;
+    if (s->cb->on_cancel != NULL) {
+        s->in_cb = 1;
+        s->cb->on_cancel(s, kind);
+        s->in_cb = 0;
+    }
+}
+
 /* Every path that closes the session (QUIT, a 421 from an error limit,
  * an HTTP verb, the sync check, a host's 421) ends here before feed or
  * resume returns: a message the host opened and that is still open is
@@ -560,7 +655,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
     if (sess_msg_open(s) &&
         (rc = llsmtp__sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
-    s->pend.kind = 0;          /* a late decision has no one to go to */
+    sess_cancel(s);            /* a late decision has no one to go to */
     llsmtp__sess_auth_wipe(s); /* also a half-sent AUTH line, AUTH on or not */
     llsmtp__sess_rv_session(s);
     /* The queue may be full of replies the client never read; then the
@@ -593,7 +688,7 @@ llsmtp_server_shutdown(llsmtp_server *s, const llsmtp_reply *r)
         return LLSMTP_E_INVAL;
     if (r != NULL) {
         copy = *r;
-        copy.is_default_ = 0;
+        copy.is_default = 0;
         if (!llsmtp__sess_reply_ok(&copy) || copy.code < 400)
             return LLSMTP_E_REPLY;
         r = &copy;
@@ -613,7 +708,7 @@ llsmtp_server_eof(llsmtp_server *s)
         (rc = llsmtp__sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
         return rc;
     llsmtp__sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
-    s->pend.kind = 0;
+    sess_cancel(s);
     sess_enter(s, PH_CLOSED);
     return LLSMTP_CLOSE;
 }

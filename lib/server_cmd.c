@@ -22,10 +22,10 @@ llsmtp__sess_default_reply(llsmtp_reply *r, int code, const char *enh)
     memcpy(r->enhanced, enh, n + 1);
     r->text[0] = '\0';
     r->text_len = 0;
-    r->has_text_ = 0;
+    r->has_text = 0;
     r->id[0] = '\0';
     r->id_len = 0;
-    r->is_default_ = 1;
+    r->is_default = 1;
 }
 
 /* Checks a reply a callback left us. */
@@ -300,7 +300,7 @@ void
 llsmtp__sess_normalize(int kind, llsmtp_reply *r)
 {
     llsmtp_reply d;
-    if (!r->is_default_)
+    if (!r->is_default)
         return;
     llsmtp__sess_kind_default(kind, &d);
     if (d.code == r->code)
@@ -309,7 +309,7 @@ llsmtp__sess_normalize(int kind, llsmtp_reply *r)
         memcpy(r->enhanced, "2.7.0", 6); /* the default success reply */
         return;
     }
-    r->is_default_ = 0;
+    r->is_default = 0;
     if (r->code >= 200 && r->code <= 599 &&
         !llsmtp__enhanced_check(r->code, r->enhanced, strlen(r->enhanced))) {
         if (r->code / 100 == 3) {
@@ -334,6 +334,12 @@ int
 llsmtp__sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
                      llsmtp_span arg)
 {
+    if (cbrc == LLSMTP_PAUSED && (!r->is_default || r->id_len != 0 ||
+                                  r->code != llsmtp__sess_kind(kind)->code)) {
+        /* The decision comes with llsmtp_server_resume: a reply set here
+         * would be lost, so it is the host's mistake, said at once. */
+        return llsmtp__sess_fail(s, sess_cb_name(s, kind), LLSMTP_E_CALLBACK);
+    }
     if (cbrc == LLSMTP_PAUSED) {
         /* Keep what the default reply needs; the line is consumed and the
          * line buffer is free until resume (feed consumes nothing). The
@@ -460,13 +466,13 @@ sess_unknown_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
     if (r.code / 100 == 2)
         return LLSMTP_OK;
     *done = 1;
-    if (r.is_default_ && r.code == 555) {
+    if (r.is_default && r.code == 555) {
         sp[0].p = "Unsupported parameter ";
         sp[0].n = strlen(sp[0].p);
         sp[1] = p->key;
         return llsmtp__sess_put(s, r.code, r.enhanced, sp, 2);
     }
-    r.is_default_ = 0;
+    r.is_default = 0;
     return llsmtp__sess_apply(s, LLSMTP_PENDING_NONE, &r, p->key);
 }
 

@@ -32,11 +32,11 @@ llsmtp__sess_lmtp_emit(llsmtp_server *s)
         memset(&r, 0, sizeof r);
         r.code = s->lmtp.code;
         memcpy(r.enhanced, s->lmtp.enh, sizeof r.enhanced);
-        r.is_default_ = s->lmtp.is_default;
+        r.is_default = s->lmtp.is_default;
         r.id_len = s->lmtp.id_len;
         memcpy(r.id, s->line, s->lmtp.id_len);
         r.text_len = s->lmtp.text_len;
-        r.has_text_ = s->lmtp.text_len != 0;
+        r.has_text = s->lmtp.text_len != 0;
         memcpy(r.text, s->line + s->lmtp.id_len, s->lmtp.text_len);
         if (s->lmtp.code / 100 == 2 && s->cb->on_lmtp_rcpt != NULL) {
             SESS_CALL(s, cbrc, s->cb->on_lmtp_rcpt(s, s->lmtp.next, &r));
@@ -68,14 +68,14 @@ llsmtp__sess_lmtp_start(llsmtp_server *s, const llsmtp_reply *r)
     s->tx.msg = MSG_NONE;
     s->lmtp.code = r->code;
     memcpy(s->lmtp.enh, r->enhanced, sizeof s->lmtp.enh);
-    s->lmtp.is_default = (unsigned char)r->is_default_;
+    s->lmtp.is_default = (unsigned char)r->is_default;
     s->lmtp.id_len = 0;
     s->lmtp.text_len = 0;
     if (r->id_len && r->id_len <= s->line_cap) {
         memcpy(s->line, r->id, r->id_len);
         s->lmtp.id_len = r->id_len;
     }
-    if (!r->is_default_ && r->has_text_ &&
+    if (!r->is_default && r->has_text &&
         s->lmtp.id_len + r->text_len <= s->line_cap) {
         memmove(s->line + s->lmtp.id_len, r->text, r->text_len);
         s->lmtp.text_len = r->text_len;

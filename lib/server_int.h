@@ -297,6 +297,7 @@ sess_msg_open(const llsmtp_server *s)
 
 /* ---- server.c: the session's lifecycle ---------------------------------- */
 
+LLSMTP_INTERNAL int llsmtp__sess_continue(llsmtp_server *s);
 LLSMTP_INTERNAL int llsmtp__sess_fail(llsmtp_server *s, const char *cb,
                                       int err);
 

@@ -135,25 +135,23 @@ llsmtp__sess_say_host(llsmtp_server *s, int code, const char *enh,
     return llsmtp__sess_put(s, code, enh, sp, 3);
 }
 
-const char *
-llsmtp_server_output(const llsmtp_server *s, size_t *len)
+llsmtp_span
+llsmtp_server_output(const llsmtp_server *s)
 {
-    if (s == NULL) {
-        if (len != NULL)
-            *len = 0;
-        return NULL;
+    llsmtp_span o = {NULL, 0};
+    if (s != NULL) {
+        o.p = s->out + s->out_start;
+        o.n = s->out_end - s->out_start;
     }
-    if (len != NULL)
-        *len = s->out_end - s->out_start;
-    return s->out + s->out_start;
+    return o;
 }
 
-void
+int
 llsmtp_server_consume(llsmtp_server *s, size_t n)
 {
     size_t have;
     if (s == NULL)
-        return;
+        return LLSMTP_E_INVAL;
     have = s->out_end - s->out_start;
     if (n > have)
         n = have;
@@ -161,6 +159,8 @@ llsmtp_server_consume(llsmtp_server *s, size_t n)
     if (s->out_start == s->out_end)
         s->out_start = s->out_end = 0;
     s->greet_left = s->greet_left > n ? s->greet_left - n : 0;
+    /* LMTP replies that waited for room go out now: no feed is needed */
+    return llsmtp__sess_continue(s);
 }
 
 void
@@ -382,7 +382,7 @@ llsmtp__sess_put_reply(llsmtp_server *s, int kind, const llsmtp_reply *r,
                        llsmtp_span arg)
 {
     int rc;
-    if (r->is_default_) {
+    if (r->is_default) {
         rc = sess_put_default(s, kind, r, arg);
     } else {
         /* the host's reply, rendered as llsmtp_reply_format renders it,

@@ -380,16 +380,17 @@ const llsmtp_callbacks th_callbacks = {th_on_connect,      th_on_helo,
                                        th_on_quit,         th_on_auth,
                                        th_on_auth_step,    th_on_starttls,
                                        th_on_relay_denied, th_on_etrn,
-                                       th_on_lmtp_rcpt,    NULL};
+                                       th_on_lmtp_rcpt,    NULL,
+                                       NULL};
 
 /* Drains the session's output into h->out. */
 void
 th_drain(llsmtp_server *s, th_host *h)
 {
     size_t n;
-    const char *o = llsmtp_server_output(s, &n);
+    const char *o = th_output(s, &n);
     th_buf_add(&h->out, o, n);
-    llsmtp_server_consume(s, n);
+    (void)llsmtp_server_consume(s, n);
 }
 
 /* Resumes a paused session the way its rule says. */

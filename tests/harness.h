@@ -86,4 +86,14 @@ void th_host_free(th_host *h);
 /* Deterministic PRNG for splits (xorshift64*). */
 uint64_t th_rand(uint64_t *st);
 
+/* The session's pending output as pointer and length. */
+static inline const char *
+th_output(const llsmtp_server *s, size_t *n)
+{
+    llsmtp_span o = llsmtp_server_output(s);
+    if (n != NULL)
+        *n = o.n;
+    return o.p;
+}
+
 #endif /* LLSMTP_TEST_HARNESS_H */

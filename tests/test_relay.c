@@ -305,7 +305,7 @@ test_relay_table_in_session(void **state)
         s = th_session(&cfg, &h);
         if (c->client != NULL) {
             llsmtp_ip_parse(c->client, strlen(c->client), &ip);
-            llsmtp_server_set_client(s, &ip);
+            llsmtp_server_set_peer(s, &ip);
         }
         llsmtp_server_set_authenticated(s, c->auth);
         llsmtp_server_start(s);
@@ -426,7 +426,7 @@ test_proxy_address_drives_relay(void **state)
                              "RCPT TO:<far@outside.test>\r\n",
                              &used),
                      LLSMTP_OK);
-    assert_int_equal(llsmtp_server_client(s, &ip, &port), 1);
+    assert_int_equal(llsmtp_server_peer(s, &ip, &port), 1);
     llsmtp_ip_format(&ip, text, sizeof text);
     assert_string_equal(text, "10.1.2.3");
     assert_int_equal(port, 40000);

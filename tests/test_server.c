@@ -138,7 +138,7 @@ test_pause_position(void **state)
                                         &used),
                      LLSMTP_CLOSE);
     assert_int_equal(off + used, sizeof in - 1);
-    out = llsmtp_server_output(s, &olen);
+    out = th_output(s, &olen);
     assert_true(th_contains(out, olen,
                             "250 2.1.5 Recipient <deferred@x.test> OK"
                             "\r\n250 2.1.5 Recipient <n@x.test> OK\r\n"));
@@ -169,9 +169,9 @@ test_blocked(void **state)
         if (rc == LLSMTP_BLOCKED) {
             blocked++;
             assert_int_equal(off % 6, 0); /* stops at a line boundary */
-            llsmtp_server_output(s, &olen);
+            th_output(s, &olen);
             total += olen;
-            llsmtp_server_consume(s, olen);
+            (void)llsmtp_server_consume(s, olen);
             continue;
         }
         assert_int_equal(rc, LLSMTP_OK);
@@ -179,7 +179,7 @@ test_blocked(void **state)
     }
     assert_int_equal(off, in.n);
     assert_true(blocked > 0);
-    llsmtp_server_output(s, &olen);
+    th_output(s, &olen);
     total += olen;
     /* greeting + 1000 x "250 2.0.0 OK\r\n" */
     assert_int_equal(total, strlen("220 mx.example.test ESMTP llsmtp\r\n") +
@@ -308,7 +308,7 @@ test_reply_struct_edits(void **state)
                               "\r\n",
                               &used),
                      LLSMTP_OK);
-    out = llsmtp_server_output(s, &olen);
+    out = th_output(s, &olen);
     assert_true(th_contains(out, olen,
                             "\r\n550 5.0.0 Requested action not taken: "
                             "mailbox unavailable\r\n"));
@@ -342,7 +342,7 @@ test_sync_check(void **state)
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
     assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_CLOSE);
-    out = llsmtp_server_output(s, &olen);
+    out = th_output(s, &olen);
     assert_true(
         th_contains(out, olen, "554 5.5.0 SMTP protocol synchronization"));
     free(s);
@@ -350,8 +350,8 @@ test_sync_check(void **state)
     /* a well-behaved client */
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    llsmtp_server_output(s, &olen);
-    llsmtp_server_consume(s, olen);
+    th_output(s, &olen);
+    (void)llsmtp_server_consume(s, olen);
     assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_OK);
     llsmtp_server_input_drained(s);
     /* PIPELINING in force: MAIL and RCPT may share a read */
@@ -360,20 +360,20 @@ test_sync_check(void **state)
                      LLSMTP_OK);
     llsmtp_server_input_drained(s);
     /* but nothing may follow DATA in the same read */
-    llsmtp_server_output(s, &olen);
-    llsmtp_server_consume(s, olen);
+    th_output(s, &olen);
+    (void)llsmtp_server_consume(s, olen);
     assert_int_equal(feed_str(s, "x\r\n.\r\n", &used), LLSMTP_OK);
     llsmtp_server_input_drained(s);
     assert_int_equal(feed_str(s, "NOOP\r\nNOOP\r\n", &used), LLSMTP_CLOSE);
-    out = llsmtp_server_output(s, &olen);
+    out = th_output(s, &olen);
     assert_true(th_contains(out, olen, "250 2.0.0 OK\r\n554 5.5.0"));
     free(s);
 
     /* HELO: no pipelining at all */
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    llsmtp_server_output(s, &olen);
-    llsmtp_server_consume(s, olen);
+    th_output(s, &olen);
+    (void)llsmtp_server_consume(s, olen);
     assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<>\r\n", &used),
                      LLSMTP_CLOSE);
     free(s);
@@ -445,18 +445,18 @@ test_sync_check_groups(void **state)
         memset(&h, 0, sizeof h);
         s = th_session(&cfg, &h);
         llsmtp_server_start(s);
-        llsmtp_server_output(s, &olen);
-        llsmtp_server_consume(s, olen);
+        th_output(s, &olen);
+        (void)llsmtp_server_consume(s, olen);
         assert_int_equal(feed_str(s, "EHLO x\r\n", &used), LLSMTP_OK);
         llsmtp_server_input_drained(s);
         for (k = 0; k < 3 && rows[i].before[k] != NULL; k++) {
             assert_int_equal(feed_str(s, rows[i].before[k], &used), LLSMTP_OK);
             llsmtp_server_input_drained(s);
         }
-        llsmtp_server_output(s, &olen);
-        llsmtp_server_consume(s, olen);
+        th_output(s, &olen);
+        (void)llsmtp_server_consume(s, olen);
         rc = feed_str(s, rows[i].read, &used);
-        out = llsmtp_server_output(s, &olen);
+        out = th_output(s, &olen);
         if (rows[i].ends != th_contains(out, olen, "554 5.5.0") ||
             rc != (rows[i].ends ? LLSMTP_CLOSE : LLSMTP_OK))
             fail_msg("row %zu (%s): rc %d, output %.*s", i, rows[i].read, rc,
@@ -518,13 +518,13 @@ test_resume_after_eof(void **state)
                               "\r\nDATA\r\nhi\r\n.\r\n",
                               &used),
                      LLSMTP_PAUSED);
-    llsmtp_server_output(s, &olen);
-    llsmtp_server_consume(s, olen);
+    th_output(s, &olen);
+    (void)llsmtp_server_consume(s, olen);
     assert_int_equal(llsmtp_server_eof(s), LLSMTP_CLOSE);
     assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_NONE);
     assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_CLOSE);
     assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_CLOSE);
-    llsmtp_server_output(s, &olen);
+    th_output(s, &olen);
     assert_int_equal(olen, 0); /* no 250 for a message already dropped */
     assert_non_null(strstr(h.events.p, "data_end hi\\r\\n\nabort closed\n"));
     free(s);
@@ -689,7 +689,7 @@ test_lmtp_blocked_then_closed(void **state)
         assert_int_equal(feed_str(s, ".\r\n", &used), LLSMTP_BLOCKED);
         assert_int_equal(used, 3);
         assert_non_null(strstr(h.events.p, "data_end hello\\r\\n\n"));
-        llsmtp_server_output(s, &olen);
+        th_output(s, &olen);
         assert_true(olen > 0);
         rc = how == 0   ? llsmtp_server_eof(s)
              : how == 1 ? llsmtp_server_timeout_expired(s)
@@ -735,7 +735,7 @@ test_callback_bad_code_closes_with_421(void **state)
                               &used),
                      LLSMTP_E_CALLBACK);
     assert_string_equal(llsmtp_server_failed_cb(s), "on_data_end");
-    out = llsmtp_server_output(s, &olen);
+    out = th_output(s, &olen);
     assert_true(olen > 0);
     assert_true(th_contains(out, olen,
                             "354 Start mail input; end with <CRLF>.<CRLF>\r\n"
@@ -743,7 +743,7 @@ test_callback_bad_code_closes_with_421(void **state)
                             "available, closing transmission channel\r\n"));
     assert_int_equal(llsmtp_server_shutdown(s, NULL), LLSMTP_CLOSE);
     assert_int_equal(llsmtp_server_eof(s), LLSMTP_CLOSE);
-    llsmtp_server_output(s, &used);
+    th_output(s, &used);
     assert_int_equal(used, olen); /* nothing more queued */
     assert_string_equal(h.events.p, "connect\nhelo x\nmail <>\nrcpt <a@b.c>\n"
                                     "data_start\ndata_end\nabort closed\n");

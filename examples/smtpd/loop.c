@@ -361,27 +361,30 @@ conn_send(conn *c, const char *buf, size_t n)
 static size_t
 conn_out(conn *c)
 {
-    size_t n;
-    llsmtp_server_output(c->s, &n);
-    return n;
+    return llsmtp_server_output(c->s).n;
 }
+
+static void feed_stop(conn *c, int rc);
 
 /* Writes what the session has queued. Returns -1 when the peer is gone. */
 int
 flush_out(conn *c)
 {
-    size_t n;
-    const char *o = llsmtp_server_output(c->s, &n);
+    llsmtp_span o = llsmtp_server_output(c->s);
+    int rc;
     if (c->tls == TLS_HANDSHAKE)
         return 0;
-    while (n > 0) {
-        ssize_t w = conn_send(c, o, n);
+    while (o.n > 0) {
+        ssize_t w = conn_send(c, o.p, o.n);
         if (w == IO_AGAIN)
             return 0;
         if (w < 0)
             return -1;
-        llsmtp_server_consume(c->s, (size_t)w);
-        o = llsmtp_server_output(c->s, &n);
+        /* LMTP replies waiting for room are queued here (and looped) */
+        rc = llsmtp_server_consume(c->s, (size_t)w);
+        if (rc == LLSMTP_CLOSE || rc < 0)
+            feed_stop(c, rc);
+        o = llsmtp_server_output(c->s);
     }
     return 0;
 }
@@ -678,7 +681,7 @@ conn_new(smtpd *d, int fd, const char *peer, const llsmtp_ip *ip, int proxied)
     c->awaiting_header = proxied;
     c->header_deadline = mono_ms() + (long long)d->opt.proxy_timeout * 1000;
     if (ip->family != 0)
-        llsmtp_server_set_client(c->s, ip);
+        llsmtp_server_set_peer(c->s, ip);
     /* before the greeting, which --verbose logs; behind a balancer
      * once the header has named the client (on_connect) */
     if (proxied)

@@ -703,7 +703,7 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
     c->awaiting_header = 0;
     if (c->proxied) {
         /* one line with both: the client, and the balancer it came by */
-        if (llsmtp_server_client(s, &ip, &port)) {
+        if (llsmtp_server_peer(s, &ip, &port)) {
             llsmtp_ip_format(&ip, c->peer, sizeof c->peer);
         } else {
             /* PROXY LOCAL (HAProxy's own check) or UNKNOWN: held back

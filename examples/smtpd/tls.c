@@ -149,12 +149,10 @@ tls_log_failure(conn *c)
 int
 tls_step(conn *c)
 {
-    size_t out;
     int r;
     const char *v = "", *ci = "";
     if (c->tls == TLS_FLUSH) {
-        llsmtp_server_output(c->s, &out);
-        if (out > 0)
+        if (llsmtp_server_output(c->s).n > 0)
             return 0;
         c->ssl = SSL_new(c->d->tls_ctx);
         if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
