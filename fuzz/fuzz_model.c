@@ -2268,6 +2268,7 @@ typedef struct real {
     verdict pv;
     int pkind;
     int shut_now;
+    int cancels;    /* on_cancel calls: only for a decision shut down */
     int end_failed; /* on_data_end failed: its message is then aborted */
     size_t nrep;    /* on_reply calls so far */
     /* messages */
@@ -2674,11 +2675,24 @@ cb_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
             fz_die("on_reply: text spans lines");
 }
 
+/* A deferred decision abandoned: only the one the host shut the session
+ * down on (every other is resumed before the session ends). */
+static void
+cb_cancel(llsmtp_server *s, int pending)
+{
+    real *r = (real *)llsmtp_server_user(s);
+    if (!r->shut_now || pending == LLSMTP_PENDING_NONE)
+        fz_die("on_cancel(%d) with no decision abandoned", pending);
+    if (llsmtp_server_pending(s) != LLSMTP_PENDING_NONE)
+        fz_die("on_cancel: the decision is still pending");
+    r->cancels++;
+}
+
 static const llsmtp_callbacks fz_cbs = {
     cb_connect, cb_helo,     cb_mail,  cb_rcpt, cb_param,     cb_data_start,
     cb_data,    cb_data_end, cb_abort, cb_rset, cb_vrfy,      cb_expn,
     cb_help,    cb_turn,     cb_quit,  cb_auth, cb_auth_step, cb_starttls,
-    NULL,       cb_etrn,     cb_lmtp,  cb_reply};
+    NULL,       cb_etrn,     cb_lmtp,  cb_reply,     cb_cancel};
 
 /* Output: well-formed reply lines; each complete reply's code recorded and
  * compared with the model's. */
@@ -2919,6 +2933,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 rc = llsmtp_server_shutdown(r.s, NULL);
                 if (rc != LLSMTP_CLOSE)
                     fz_die("shutdown returned %d", rc);
+                if (r.cancels != 1)
+                    fz_die("shutdown on a deferred decision: %d on_cancel",
+                           r.cancels);
+                if (llsmtp_server_resume(r.s, NULL) != LLSMTP_CLOSE)
+                    fz_die("resume after the cancellation did not say CLOSE");
                 r.closed = 1;
                 break;
             }

@@ -269,11 +269,20 @@ fz_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     }
 }
 
+/* A deferred decision abandoned: one was pending, and is no more. */
+static void
+fz_cancel(llsmtp_server *s, int pending)
+{
+    if (pending <= LLSMTP_PENDING_NONE || pending > LLSMTP_PENDING_ETRN ||
+        llsmtp_server_pending(s) != LLSMTP_PENDING_NONE)
+        abort();
+}
+
 static const llsmtp_callbacks fz_cb = {
     fz_connect, fz_helo,   fz_path,   fz_path,   fz_param,     fz_simple,
     fz_data,    fz_simple, fz_abort,  fz_simple, fz_arg,       fz_arg,
     fz_arg,     fz_simple, fz_simple, fz_auth,   fz_auth_step, fz_simple,
-    NULL,       fz_arg,    fz_lmtp,   fz_reply};
+    NULL,       fz_arg,    fz_lmtp,   fz_reply,  fz_cancel};
 
 static int
 fz_resume(llsmtp_server *s, fz *f)
