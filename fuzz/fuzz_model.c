@@ -2689,10 +2689,10 @@ cb_cancel(llsmtp_server *s, int pending)
 }
 
 static const llsmtp_callbacks fz_cbs = {
-    cb_connect, cb_helo,     cb_mail,  cb_rcpt, cb_param,     cb_data_start,
-    cb_data,    cb_data_end, cb_abort, cb_rset, cb_vrfy,      cb_expn,
-    cb_help,    cb_turn,     cb_quit,  cb_auth, cb_auth_step, cb_starttls,
-    NULL,       cb_etrn,     cb_lmtp,  cb_reply,     cb_cancel};
+    cb_connect, cb_helo,     cb_mail,  cb_rcpt,  cb_param,     cb_data_start,
+    cb_data,    cb_data_end, cb_abort, cb_rset,  cb_vrfy,      cb_expn,
+    cb_help,    cb_turn,     cb_quit,  cb_auth,  cb_auth_step, cb_starttls,
+    NULL,       cb_etrn,     cb_lmtp,  cb_reply, cb_cancel};
 
 /* Output: well-formed reply lines; each complete reply's code recorded and
  * compared with the model's. */
@@ -2771,7 +2771,6 @@ r_drain(real *r, int all)
         buf_add(&fz_allout, o.p, o.n);
         (void)llsmtp_server_consume(r->s, o.n);
     }
-
 }
 
 /* The session is at rest: check that finished AUTH exchanges left no

@@ -97,7 +97,7 @@ LLSMTP_API unsigned long llsmtp_version(void);
     X(E_REPLY, -7, "invalid reply code or text")                              \
     X(E_SYNTAX, -8, "syntax error")                                           \
     X(E_RANGE, -9, "value out of range")                                      \
-    X(E_HOSTBITS, -10, "address has bits set beyond its prefix length")      \
+    X(E_HOSTBITS, -10, "address has bits set beyond its prefix length")       \
     X(E_VERSION, -11, "header and library disagree on version or struct size")
 
 enum llsmtp_error {
@@ -665,7 +665,7 @@ typedef struct llsmtp_config {
  * LLSMTP_E_VERSION when the library linked does not take structs of this
  * header (another major version, or a newer header than the library). */
 #define llsmtp_config_init(cfg)                                               \
-    llsmtp_config_init_((cfg), LLSMTP_VERSION_NUM, sizeof(llsmtp_config),    \
+    llsmtp_config_init_((cfg), LLSMTP_VERSION_NUM, sizeof(llsmtp_config),     \
                         sizeof(llsmtp_callbacks))
 LLSMTP_API int llsmtp_config_init_(llsmtp_config *cfg, unsigned long version,
                                    size_t cfg_size, size_t callbacks_size);
@@ -1190,7 +1190,7 @@ LLSMTP_API int llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip);
  * and its tag (llsmtp_abi). Returns LLSMTP_OK or LLSMTP_E_VERSION (see
  * llsmtp_config_init). */
 #define llsmtp_relay_policy_init(p)                                           \
-    llsmtp_relay_policy_init_((p), LLSMTP_VERSION_NUM,                       \
+    llsmtp_relay_policy_init_((p), LLSMTP_VERSION_NUM,                        \
                               sizeof(llsmtp_relay_policy))
 LLSMTP_API int llsmtp_relay_policy_init_(llsmtp_relay_policy *p,
                                          unsigned long version, size_t size);

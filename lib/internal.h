@@ -44,8 +44,8 @@ llsmtp__abi_fits(unsigned long version, size_t size, size_t own)
 /* Tags a struct at its init: LLSMTP_OK, or LLSMTP_E_VERSION (and a zero
  * tag, which every function refuses). */
 static inline int
-llsmtp__abi_tag(llsmtp_abi *a, unsigned long version, size_t size,
-                size_t own, size_t aux, size_t aux_own)
+llsmtp__abi_tag(llsmtp_abi *a, unsigned long version, size_t size, size_t own,
+                size_t aux, size_t aux_own)
 {
     if (!llsmtp__abi_fits(version, size, own) ||
         !llsmtp__abi_fits(version, aux, aux_own)) {

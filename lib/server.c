@@ -54,8 +54,8 @@ typedef struct sess_align_probe {
 /* ---- configuration and memory ----------------------------------------- */
 
 int
-llsmtp_config_init_(llsmtp_config *cfg, unsigned long version,
-                    size_t cfg_size, size_t callbacks_size)
+llsmtp_config_init_(llsmtp_config *cfg, unsigned long version, size_t cfg_size,
+                    size_t callbacks_size)
 {
     if (cfg == NULL)
         return LLSMTP_E_INVAL;
@@ -507,8 +507,8 @@ unsigned
 llsmtp_server_wants(const llsmtp_server *s)
 {
     unsigned w = 0;
-    if (s == NULL || s->phase == PH_NEW)
-        return 0;
+    if (s == NULL || (s->phase == PH_NEW && !s->pend.kind))
+        return 0; /* llsmtp_server_start comes first */
     if (s->out_end != s->out_start)
         w |= LLSMTP_WANT_WRITE;
     if (s->failed || s->phase == PH_CLOSED)
@@ -522,8 +522,8 @@ llsmtp_server_wants(const llsmtp_server *s)
      * waiting for room come first (llsmtp_server_consume sends them) */
     if (s->lmtp.active)
         return w;
-    if (s->phase == PH_DATA || s->phase == PH_BDAT ||
-        s->phase == PH_PROXY || sess_out_free(s) >= s->reserve)
+    if (s->phase == PH_DATA || s->phase == PH_BDAT || s->phase == PH_PROXY ||
+        sess_out_free(s) >= s->reserve)
         w |= LLSMTP_WANT_READ;
     return w;
 }

@@ -460,8 +460,7 @@ sess_unknown_param(llsmtp_server *s, int is_rcpt, const llsmtp_param *p,
     llsmtp__sess_default_reply(&r, 555, "5.5.4");
     if (s->cb->on_param != NULL)
         SESS_CALL(s, cbrc, s->cb->on_param(s, is_rcpt, p, &r));
-    if (cbrc != LLSMTP_OK || !llsmtp__sess_reply_ok(&r) ||
-        r.code / 100 == 3)
+    if (cbrc != LLSMTP_OK || !llsmtp__sess_reply_ok(&r) || r.code / 100 == 3)
         return llsmtp__sess_fail(s, "on_param", LLSMTP_E_CALLBACK);
     if (r.code / 100 == 2)
         return LLSMTP_OK;

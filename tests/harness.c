@@ -370,17 +370,28 @@ th_on_etrn(llsmtp_server *s, llsmtp_span a, llsmtp_reply *r)
     return th_decide(TH_HOST(s), "etrn", a.p, a.n, r);
 }
 
-const llsmtp_callbacks th_callbacks = {th_on_connect,      th_on_helo,
-                                       th_on_mail,         th_on_rcpt,
-                                       th_on_param,        th_on_data_start,
-                                       th_on_data,         th_on_data_end,
-                                       th_on_data_abort,   th_on_rset,
-                                       th_on_vrfy,         th_on_expn,
-                                       th_on_help,         th_on_turn,
-                                       th_on_quit,         th_on_auth,
-                                       th_on_auth_step,    th_on_starttls,
-                                       th_on_relay_denied, th_on_etrn,
-                                       th_on_lmtp_rcpt,    NULL,
+const llsmtp_callbacks th_callbacks = {th_on_connect,
+                                       th_on_helo,
+                                       th_on_mail,
+                                       th_on_rcpt,
+                                       th_on_param,
+                                       th_on_data_start,
+                                       th_on_data,
+                                       th_on_data_end,
+                                       th_on_data_abort,
+                                       th_on_rset,
+                                       th_on_vrfy,
+                                       th_on_expn,
+                                       th_on_help,
+                                       th_on_turn,
+                                       th_on_quit,
+                                       th_on_auth,
+                                       th_on_auth_step,
+                                       th_on_starttls,
+                                       th_on_relay_denied,
+                                       th_on_etrn,
+                                       th_on_lmtp_rcpt,
+                                       NULL,
                                        NULL};
 
 /* Drains the session's output into h->out. */
@@ -470,6 +481,103 @@ th_run_tls(llsmtp_server *s, th_host *h, const char *in, size_t n,
     }
     if (rc != LLSMTP_CLOSE && eof)
         rc = llsmtp_server_eof(s);
+    th_drain(s, h);
+    return rc;
+}
+
+/* A failure status, as th_run_tls logs it. */
+static int
+th_error(th_host *h, int rc)
+{
+    th_event(h, "error", llsmtp_errname(rc), strlen(llsmtp_errname(rc)));
+    return rc;
+}
+
+/* The same dialogue driven the way llsmtp_server_wants() tells a host
+ * to: no status is looked at but failures, the input is "read" in the
+ * chunks cuts gives and fed only when the session wants to read, and
+ * every bit of wants() is checked against what the next call does. */
+int
+th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
+             const size_t *cuts, size_t ncuts, int eof, const size_t *tls,
+             size_t ntls)
+{
+    size_t off = 0, avail = 0, c = 0, t = 0;
+    int rc = llsmtp_server_start(s), closed = 0;
+    if (rc < 0) {
+        th_drain(s, h);
+        return th_error(h, rc);
+    }
+    for (;;) {
+        unsigned w = llsmtp_server_wants(s);
+        size_t seg_end = t < ntls ? tls[t] : n;
+        if (w & LLSMTP_WANT_WRITE) {
+            llsmtp_span o = llsmtp_server_output(s);
+            if (o.n == 0)
+                abort(); /* WRITE with nothing to write */
+            th_buf_add(&h->out, o.p, o.n);
+            rc = llsmtp_server_consume(s, o.n);
+            if (rc < 0) {
+                th_drain(s, h);
+                return th_error(h, rc);
+            }
+            continue;
+        }
+        if (llsmtp_server_output(s).n != 0)
+            abort(); /* output waiting, and no WRITE */
+        if (w & LLSMTP_WANT_CLOSE) {
+            closed = 1;
+            break;
+        }
+        if (w & LLSMTP_WANT_TLS) {
+            int trc;
+            if (t >= ntls)
+                break;             /* the client never did the handshake */
+            off = avail = seg_end; /* what came before it is dropped */
+            t++;
+            trc = llsmtp_server_tls_started(s);
+            th_event(h, "tls", trc == LLSMTP_OK ? NULL : llsmtp_errname(trc),
+                     trc == LLSMTP_OK ? 0 : strlen(llsmtp_errname(trc)));
+            continue;
+        }
+        if (w & LLSMTP_WANT_RESUME) {
+            if (llsmtp_server_pending(s) == LLSMTP_PENDING_NONE)
+                abort(); /* RESUME with nothing pending */
+            rc = th_resume(s, h);
+            if (rc < 0) {
+                th_drain(s, h);
+                return th_error(h, rc);
+            }
+            continue;
+        }
+        if (llsmtp_server_pending(s) != LLSMTP_PENDING_NONE)
+            abort(); /* a decision pending, and no RESUME */
+        if (!(w & LLSMTP_WANT_READ))
+            abort(); /* the session wants nothing: a host would hang */
+        if (off < avail) {
+            size_t used = 0;
+            rc = llsmtp_server_feed(s, in + off, avail - off, &used);
+            off += used;
+            if (rc < 0) {
+                th_drain(s, h);
+                return th_error(h, rc);
+            }
+            if (used == 0 && rc != LLSMTP_PAUSED && rc != LLSMTP_CLOSE &&
+                rc != LLSMTP_START_TLS)
+                abort(); /* READ, and nothing taken */
+            continue;
+        }
+        if (avail >= seg_end)
+            break; /* all read: the client waits, or hangs up */
+        avail += cuts != NULL && c < ncuts && cuts[c] < seg_end - avail
+                     ? cuts[c]
+                     : seg_end - avail;
+        c++;
+    }
+    if (!closed && eof)
+        rc = llsmtp_server_eof(s);
+    else if (closed)
+        rc = LLSMTP_CLOSE;
     th_drain(s, h);
     return rc;
 }

@@ -78,6 +78,11 @@ int th_resume(llsmtp_server *s, th_host *h);
 int th_run_tls(llsmtp_server *s, th_host *h, const char *in, size_t n,
                const size_t *cuts, size_t ncuts, int eof, const size_t *tls,
                size_t ntls);
+/* The same, driven by llsmtp_server_wants() alone (a host loop keeping
+ * no flags), checking each bit against what the next call does. */
+int th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
+                 const size_t *cuts, size_t ncuts, int eof, const size_t *tls,
+                 size_t ntls);
 int th_run(llsmtp_server *s, th_host *h, const char *in, size_t n,
            const size_t *cuts, size_t ncuts, int eof);
 /* A session in malloc'd memory with the recording callbacks. */

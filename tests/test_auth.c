@@ -444,7 +444,8 @@ test_starttls_api(void **state)
                         30);
     (void)llsmtp_server_consume(s, olen);
     /* more plaintext before the handshake is dropped as well */
-    assert_int_equal(TH_FEED(s, "RCPT TO:<a@b.c>\r\n", &used), LLSMTP_START_TLS);
+    assert_int_equal(TH_FEED(s, "RCPT TO:<a@b.c>\r\n", &used),
+                     LLSMTP_START_TLS);
     assert_int_equal(used, 17);
     assert_int_equal(llsmtp_server_timeout(s, NULL), LLSMTP_TIMEOUT_NONE);
     assert_int_equal(llsmtp_server_tls_started(s), LLSMTP_OK);

@@ -702,6 +702,269 @@ test_lmtp_blocked_then_closed(void **state)
     th_buf_free(&env);
 }
 
+/* LMTP replies that wait for room are queued by consume itself: draining
+ * the output is all a host does, no zero-byte feed; wants() says WRITE
+ * until the last of them is out. */
+static void
+test_lmtp_replies_follow_consume(void **state)
+{
+    th_buf env = {0};
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    th_host h;
+    llsmtp_server *s;
+    size_t used, rounds = 0;
+    int i;
+    (void)state;
+    th_buf_adds(&env, "LHLO x\r\nMAIL FROM:<a@b.test>\r\n");
+    for (i = 0; i < 150; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "RCPT TO:<u%d@x.test>\r\n", i);
+        th_buf_adds(&env, line);
+    }
+    th_buf_adds(&env, "DATA\r\nhello\r\n");
+    cfg.flags |= LLSMTP_CFG_LMTP;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    assert_int_equal(llsmtp_server_wants(s), 0); /* start comes first */
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    assert_int_equal(feed_all_drained(s, &h, env.p, env.n), LLSMTP_OK);
+    th_drain(s, &h);
+    assert_int_equal(llsmtp_server_wants(s), LLSMTP_WANT_READ);
+    assert_int_equal(feed_str(s, ".\r\n", &used), LLSMTP_BLOCKED);
+    assert_int_equal(used, 3);
+    while (llsmtp_server_wants(s) & LLSMTP_WANT_WRITE) {
+        llsmtp_span o = llsmtp_server_output(s);
+        assert_true(o.n > 0);
+        th_buf_add(&h.out, o.p, o.n);
+        rounds++;
+        assert_true(llsmtp_server_consume(s, o.n) >= 0);
+    }
+    assert_true(rounds > 1); /* they did not fit at once */
+    assert_int_equal(llsmtp_server_wants(s), LLSMTP_WANT_READ);
+    /* one "250 2.6.0" per recipient, none lost, none twice */
+    {
+        size_t k = 0;
+        const char *p = h.out.p, *end = h.out.p + h.out.n;
+        while ((p = (const char *)memchr(p, '2', (size_t)(end - p))) != NULL) {
+            if ((size_t)(end - p) >= 9 && memcmp(p, "250 2.6.0", 9) == 0)
+                k++;
+            p++;
+        }
+        assert_int_equal(k, 150);
+    }
+    free(s);
+    th_host_free(&h);
+    th_buf_free(&env);
+}
+
+/* A deciding callback that sets a reply and then defers: the reply would
+ * be lost at resume, so the session fails at once (421, failed_cb). */
+static int
+reply_then_defer(llsmtp_server *s, const llsmtp_path *to,
+                 const llsmtp_params *ps, llsmtp_reply *r)
+{
+    (void)s;
+    (void)to;
+    (void)ps;
+    llsmtp_reply_set(r, 550, "5.1.1", "No such user");
+    return LLSMTP_PAUSED;
+}
+
+static int
+id_then_defer(llsmtp_server *s, llsmtp_reply *r)
+{
+    (void)s;
+    llsmtp_reply_set_id(r, "ABC", 3);
+    return LLSMTP_PAUSED;
+}
+
+static void
+test_defer_with_a_reply_fails(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg;
+    llsmtp_server *s;
+    size_t used, n;
+    const char *o;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_rcpt = reply_then_defer;
+    cfg = cfg_default(&cb);
+    s = (llsmtp_server *)malloc(llsmtp_server_size(&cfg));
+    assert_non_null(
+        llsmtp_server_init(s, llsmtp_server_size(&cfg), &cfg, NULL));
+    llsmtp_server_start(s);
+    assert_int_equal(
+        feed_str(s, "HELO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
+                 &used),
+        LLSMTP_E_CALLBACK);
+    assert_string_equal(llsmtp_server_failed_cb(s), "on_rcpt");
+    assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_NONE);
+    assert_int_equal(llsmtp_server_wants(s),
+                     LLSMTP_WANT_WRITE | LLSMTP_WANT_CLOSE);
+    o = th_output(s, &n);
+    assert_true(th_contains(o, n, "421 4.3.0"));
+    assert_false(th_contains(o, n, "550"));
+    /* the queue id too: set before deferring, it would vanish */
+    memset(&cb, 0, sizeof cb);
+    cb.on_data_end = id_then_defer;
+    assert_non_null(
+        llsmtp_server_init(s, llsmtp_server_size(&cfg), &cfg, NULL));
+    llsmtp_server_start(s);
+    assert_int_equal(feed_str(s,
+                              "HELO x\r\nMAIL FROM:<a@b.c>\r\nRCPT "
+                              "TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n",
+                              &used),
+                     LLSMTP_E_CALLBACK);
+    assert_string_equal(llsmtp_server_failed_cb(s), "on_data_end");
+    free(s);
+}
+
+/* A deferred decision's argument stays readable until it is delivered;
+ * a decision that can never be delivered is cancelled, once, and said. */
+static int cancels, cancel_kind;
+
+static void
+count_cancel(llsmtp_server *s, int pending)
+{
+    (void)s;
+    cancels++;
+    cancel_kind = pending;
+}
+
+static int
+defer_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
+           llsmtp_reply *r)
+{
+    (void)s;
+    (void)to;
+    (void)ps;
+    (void)r;
+    return LLSMTP_PAUSED;
+}
+
+static void
+test_pending_arg_and_cancel(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg;
+    llsmtp_server *s;
+    size_t used, sz;
+    int how;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_rcpt = defer_rcpt;
+    cb.on_cancel = count_cancel;
+    cfg = cfg_default(&cb);
+    cfg.extensions |= LLSMTP_EXT_DSN; /* NOTIFY= after the path */
+    sz = llsmtp_server_size(&cfg);
+    s = (llsmtp_server *)malloc(sz);
+    for (how = 0; how < 5; how++) {
+        llsmtp_span a;
+        char scribble[] = "RCPT TO:<\"x y\"@far.example> NOTIFY=NEVER\r\n";
+        assert_non_null(llsmtp_server_init(s, sz, &cfg, NULL));
+        llsmtp_server_start(s);
+        (void)llsmtp_server_consume(s, llsmtp_server_output(s).n);
+        assert_int_equal(feed_str(s, "HELO x\r\nMAIL FROM:<a@b.c>\r\n", &used),
+                         LLSMTP_OK);
+        assert_int_equal(llsmtp_server_feed(s, scribble, strlen(scribble),
+                                            &used),
+                         LLSMTP_PAUSED);
+        memset(scribble, 'Z', sizeof scribble - 1); /* the host's buffer */
+        assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_RCPT);
+        assert_true(llsmtp_server_wants(s) & LLSMTP_WANT_RESUME);
+        assert_false(llsmtp_server_wants(s) & LLSMTP_WANT_READ);
+        a = llsmtp_server_pending_arg(s);
+        assert_int_equal(a.n, strlen("\"x y\"@far.example"));
+        assert_memory_equal(a.p, "\"x y\"@far.example", a.n);
+        cancels = 0;
+        if (how == 0) { /* delivered: no cancellation */
+            assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_OK);
+            assert_int_equal(llsmtp_server_pending_arg(s).n, 0);
+            assert_int_equal(llsmtp_server_eof(s), LLSMTP_CLOSE);
+            assert_int_equal(cancels, 0);
+            continue;
+        }
+        if (how == 1)
+            assert_int_equal(llsmtp_server_eof(s), LLSMTP_CLOSE);
+        else if (how == 2)
+            assert_int_equal(llsmtp_server_timeout_expired(s), LLSMTP_CLOSE);
+        else if (how == 3)
+            assert_int_equal(llsmtp_server_shutdown(s, NULL), LLSMTP_CLOSE);
+        else
+            assert_int_equal(llsmtp_server_reset(s), LLSMTP_OK);
+        assert_int_equal(cancels, 1);
+        assert_int_equal(cancel_kind, LLSMTP_PENDING_RCPT);
+        assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_NONE);
+        assert_int_equal(llsmtp_server_pending_arg(s).n, 0);
+        assert_true(llsmtp_server_resume(s, NULL) == LLSMTP_CLOSE ||
+                    llsmtp_server_resume(s, NULL) == LLSMTP_E_STATE);
+        if (how != 4)
+            assert_true(llsmtp_server_wants(s) & LLSMTP_WANT_CLOSE);
+        (void)llsmtp_server_eof(s);
+        assert_int_equal(cancels, 1); /* once */
+    }
+    free(s);
+}
+
+/* Structs from a header the library does not take are refused by name. */
+static void
+test_versioned_structs(void **state)
+{
+    llsmtp_config cfg;
+    const char *why = NULL;
+    (void)state;
+    assert_int_equal(llsmtp_config_init(&cfg), LLSMTP_OK);
+    assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_OK);
+    assert_null(why);
+    /* a newer header's bigger struct, another major, another callbacks
+     * size: refused, and the struct stays refused */
+    assert_int_equal(llsmtp_config_init_(&cfg, LLSMTP_VERSION_NUM,
+                                         sizeof cfg + 8,
+                                         sizeof(llsmtp_callbacks)),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_VERSION);
+    assert_non_null(strstr(why, "abi"));
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+    assert_int_equal(llsmtp_config_init_(&cfg, LLSMTP_VERSION_NUM + 0x10000,
+                                         sizeof cfg, sizeof(llsmtp_callbacks)),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+    assert_int_equal(llsmtp_config_init_(&cfg, LLSMTP_VERSION_NUM, sizeof cfg,
+                                         sizeof(llsmtp_callbacks) + 8),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+    /* filled by hand, no init: no tag */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.hostname = "mx.example.test";
+    cfg.max_line = 512;
+    cfg.max_rcpt = 100;
+    assert_int_equal(llsmtp_config_check(&cfg, NULL), LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_server_size(&cfg), 0);
+#ifndef LLSMTP_NO_RELAY
+    {
+        llsmtp_relay_policy p;
+        llsmtp_path to;
+        size_t end;
+        assert_int_equal(llsmtp_relay_policy_init(&p), LLSMTP_OK);
+        assert_int_equal(llsmtp_path_parse("<a@b.c>", 7, 0, &to, &end),
+                         LLSMTP_OK);
+        assert_int_equal(llsmtp_relay_check(&p, NULL, 0, &to),
+                         LLSMTP_RELAY_DENIED);
+        llsmtp_config_init(&cfg);
+        cfg.relay = &p;
+        assert_int_equal(llsmtp_config_check(&cfg, NULL), LLSMTP_OK);
+        assert_int_equal(llsmtp_relay_policy_init_(&p, LLSMTP_VERSION_NUM,
+                                                   sizeof p + 4),
+                         LLSMTP_E_VERSION);
+        assert_int_equal(llsmtp_relay_check(&p, NULL, 0, &to),
+                         LLSMTP_E_VERSION);
+        assert_int_equal(llsmtp_config_check(&cfg, &why), LLSMTP_E_VERSION);
+        assert_non_null(strstr(why, "relay"));
+    }
+#endif
+}
+
 /* A callback leaves an impossible reply code: the session fails, but the
  * client still hears 421 before the close, and a later shutdown neither
  * aborts the message again nor queues a second farewell. */
@@ -936,6 +1199,10 @@ main(void)
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_two_sessions_share_config),
         cmocka_unit_test(test_lmtp_blocked_then_closed),
+        cmocka_unit_test(test_lmtp_replies_follow_consume),
+        cmocka_unit_test(test_defer_with_a_reply_fails),
+        cmocka_unit_test(test_pending_arg_and_cancel),
+        cmocka_unit_test(test_versioned_structs),
         cmocka_unit_test(test_callback_bad_code_closes_with_421),
         cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),

@@ -399,6 +399,7 @@ static void
 tr_run_mode(const tr_case *tc, const char *mode, const size_t *cuts,
             size_t ncuts)
 {
+    int by_wants = strncmp(mode, "wants", 5) == 0;
     th_host h;
     llsmtp_server *s;
     int ok;
@@ -406,8 +407,12 @@ tr_run_mode(const tr_case *tc, const char *mode, const size_t *cuts,
     memcpy(h.rules, tc->rules, sizeof h.rules);
     h.nrules = tc->nrules;
     s = th_session(&tc->cfg, &h);
-    th_run_tls(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof, tc->tls,
-               tc->ntls);
+    if (by_wants)
+        th_run_wants(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof,
+                     tc->tls, tc->ntls);
+    else
+        th_run_tls(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof,
+                   tc->tls, tc->ntls);
     if (tc->timeout) {
         llsmtp_server_timeout_expired(s);
         th_drain(s, &h);
@@ -450,6 +455,7 @@ test_transcript(void **state)
     assert_non_null(cuts);
 
     tr_run_mode(tc, "whole", NULL, 0);
+    tr_run_mode(tc, "wants", NULL, 0);
     for (i = 0; i < n; i++)
         cuts[i] = 1;
     tr_run_mode(tc, "bytewise", cuts, n);
@@ -466,6 +472,8 @@ test_transcript(void **state)
             left -= c;
         }
         snprintf(mode, sizeof mode, "random split %d", r);
+        tr_run_mode(tc, mode, cuts, k);
+        snprintf(mode, sizeof mode, "wants, random split %d", r);
         tr_run_mode(tc, mode, cuts, k);
     }
     free(cuts);
