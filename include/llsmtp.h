@@ -334,7 +334,18 @@ enum llsmtp_relay_verdict {
     LLSMTP_RELAY_DENIED = 2   /* refuse: 550 5.7.1 Unable to relay */
 };
 
-/* ---- the server session (lib/server*.c) --------------------------------- */
+/* ---- the server session (lib/server*.c) ---------------------------------
+ *
+ * One session per connection, in memory the host gives it
+ * (llsmtp_server_size, llsmtp_server_init); opaque. Threads: the library
+ * has no global state, so sessions run in any threads at once; calls on
+ * one session must not overlap (one thread at a time, e.g. the event
+ * loop that owns the connection; a decision made elsewhere is handed
+ * back to it and delivered there with llsmtp_server_resume). A
+ * configuration, its callback table and relay policy are read-only and
+ * shared by all sessions, in every thread. A session must not be moved
+ * or copied (it points into its own memory); a wrapper object that moves
+ * re-points the session at itself with llsmtp_server_set_user. */
 
 typedef struct llsmtp_server llsmtp_server;
 
@@ -702,9 +713,11 @@ LLSMTP_API int llsmtp_server_start(llsmtp_server *s);
 /* Feeds bytes read from the client. Always sets *used. Returns
  * LLSMTP_OK (all consumed), LLSMTP_PAUSED (a callback deferred; the
  * bytes from buf + *used must be fed again after llsmtp_server_resume),
- * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used,
- * even when that is zero bytes: LMTP replies may still be waiting),
- * LLSMTP_CLOSE (flush the output, then close), or a negative error.
+ * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used),
+ * LLSMTP_START_TLS (flush the output, do the handshake, then call
+ * llsmtp_server_tls_started), LLSMTP_CLOSE (flush the output, then
+ * close), or a negative error; llsmtp_server_wants() says the same at
+ * any time, so a host may ignore the status but for failures.
  * LLSMTP_E_CALLBACK (a callback returned a failure, left an invalid reply or
  * deferred where it may not) is sticky: llsmtp_server_failed_cb names the
  * callback, a message in progress has been abandoned (on_data_abort) and
@@ -720,10 +733,12 @@ LLSMTP_API int llsmtp_server_feed(llsmtp_server *s, const char *buf,
 LLSMTP_API int llsmtp_server_eof(llsmtp_server *s);
 
 /* Delivers a deferred decision: NULL or a LLSMTP_REPLY_INIT reply accepts
- * with the default. Returns the status feed would have returned for the
- * bytes already consumed (LLSMTP_OK, LLSMTP_CLOSE, LLSMTP_PAUSED when the
- * continuation deferred again), LLSMTP_E_STATE when nothing is pending, or
- * LLSMTP_E_REPLY for an invalid reply (nothing changes). */
+ * with the default (a queue id alone may be set in it). r is copied.
+ * Returns the status feed would have returned for the bytes already
+ * consumed (LLSMTP_OK, LLSMTP_CLOSE, LLSMTP_PAUSED when the continuation
+ * deferred again), LLSMTP_E_STATE when nothing is pending, LLSMTP_CLOSE
+ * when the decision was cancelled (on_cancel), or LLSMTP_E_REPLY for an
+ * invalid reply (nothing changes). */
 LLSMTP_API int llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *r);
 
 /* Which decision a paused session awaits (enum llsmtp_pending). */
