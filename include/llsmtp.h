@@ -415,7 +415,15 @@ enum llsmtp_cfg_flag {
     /* LMTP (RFC 2033): LHLO instead of HELO/EHLO (which are refused), and
      * after the message one reply per accepted recipient, in RCPT order
      * (on_lmtp_rcpt). */
-    LLSMTP_CFG_LMTP = 1u << 7
+    LLSMTP_CFG_LMTP = 1u << 7,
+    /* The session keeps no output queue of its own: the host lends one
+     * (llsmtp_server_lend) while replies wait to be written and takes it
+     * back (llsmtp_server_reclaim) once they are, so an idle session
+     * costs its state and its line buffer only (llsmtp_server_size),
+     * and one buffer per event loop serves every session that has
+     * nothing waiting. A buffer larger than llsmtp_server_lend_size()
+     * lets a whole pipelined batch's replies leave in one write. */
+    LLSMTP_CFG_LENT_OUTPUT = 1u << 8
 };
 
 /* Why a message was abandoned (on_data_abort). */
@@ -696,6 +704,24 @@ LLSMTP_API int llsmtp_config_check(const llsmtp_config *cfg, const char **why);
 /* Bytes of memory a session with this configuration needs, or 0 if the
  * configuration is invalid (llsmtp_config_check says why). */
 LLSMTP_API size_t llsmtp_server_size(const llsmtp_config *cfg);
+
+/* LLSMTP_CFG_LENT_OUTPUT: the smallest buffer llsmtp_server_lend takes
+ * (0 for an invalid configuration). */
+LLSMTP_API size_t llsmtp_server_lend_size(const llsmtp_config *cfg);
+
+/* LLSMTP_CFG_LENT_OUTPUT: lends buf[0..cap) (cap >= lend_size) as the
+ * output queue. Lend before every call that may queue a reply: start,
+ * feed and resume refuse to run without a loan (LLSMTP_E_STATE);
+ * timeout_expired and shutdown then close without their 421. Returns
+ * LLSMTP_OK (also for the loan the session already holds),
+ * LLSMTP_E_STATE (not in this mode, or the session still holds another
+ * buffer) or LLSMTP_E_INVAL (NULL, too small). */
+LLSMTP_API int llsmtp_server_lend(llsmtp_server *s, char *buf, size_t cap);
+
+/* Takes the loan back when every byte of it was written: returns the
+ * buffer, or NULL while output waits (the session keeps it: lend another
+ * buffer to the next session) or when nothing was lent. */
+LLSMTP_API char *llsmtp_server_reclaim(llsmtp_server *s);
 
 /* Places a session in mem (memlen >= llsmtp_server_size(cfg), aligned for
  * any object, as malloc returns). cfg is borrowed. Returns the session, or

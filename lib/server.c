@@ -90,7 +90,7 @@ static const char SESS_WHY_ABI[] =
 
 /* Every extension and flag this version knows. */
 #define SESS_EXT_ALL ((unsigned)LLSMTP_EXT_ETRN * 2u - 1u)
-#define SESS_FLAG_ALL ((unsigned)LLSMTP_CFG_LMTP * 2u - 1u)
+#define SESS_FLAG_ALL ((unsigned)LLSMTP_CFG_LENT_OUTPUT * 2u - 1u)
 
 /* The hostname goes verbatim into the greeting, EHLO, 221 and 421: a
  * domain (RFC 5321 4.1.2) or an address literal, nothing that could
@@ -244,13 +244,69 @@ sess_out_cap(const llsmtp_config *cfg)
     return cfg->output_size > r ? cfg->output_size : r;
 }
 
+/* The output queue inside the session: none when the host lends it. */
+static size_t
+sess_own_out(const llsmtp_config *cfg)
+{
+    return (cfg->flags & LLSMTP_CFG_LENT_OUTPUT)
+               ? 0
+               : SESS_ALIGN(sess_out_cap(cfg));
+}
+
 size_t
 llsmtp_server_size(const llsmtp_config *cfg)
 {
     if (!sess_cfg_ok(cfg))
         return 0;
     return SESS_ALIGN(sizeof(llsmtp_server)) + SESS_ALIGN(sess_line_cap(cfg)) +
-           SESS_ALIGN(sess_out_cap(cfg)) + sess_auth_area(cfg);
+           sess_own_out(cfg) + sess_auth_area(cfg);
+}
+
+size_t
+llsmtp_server_lend_size(const llsmtp_config *cfg)
+{
+    return sess_cfg_ok(cfg) ? sess_out_cap(cfg) : 0;
+}
+
+int
+llsmtp_server_lend(llsmtp_server *s, char *buf, size_t cap)
+{
+    if (s == NULL || buf == NULL)
+        return LLSMTP_E_INVAL;
+    if (!(s->cfg->flags & LLSMTP_CFG_LENT_OUTPUT))
+        return LLSMTP_E_STATE;
+    if (s->out == buf && s->out_cap == cap)
+        return LLSMTP_OK; /* the same loan again */
+    if (s->out != NULL)
+        return LLSMTP_E_STATE; /* it still holds the last one */
+    if (cap < s->lend_min)
+        return LLSMTP_E_INVAL;
+    s->out = buf;
+    s->out_cap = cap;
+    s->out_start = s->out_end = 0;
+    return LLSMTP_OK;
+}
+
+char *
+llsmtp_server_reclaim(llsmtp_server *s)
+{
+    char *b;
+    if (s == NULL || !(s->cfg->flags & LLSMTP_CFG_LENT_OUTPUT) ||
+        s->out == NULL || s->out_end != s->out_start)
+        return NULL;
+    b = s->out;
+    s->out = NULL;
+    s->out_cap = 0;
+    s->out_start = s->out_end = 0;
+    return b;
+}
+
+/* Lent output (LLSMTP_CFG_LENT_OUTPUT): the calls that may queue a reply
+ * need a loan. */
+static int
+sess_unlent(const llsmtp_server *s)
+{
+    return (s->cfg->flags & LLSMTP_CFG_LENT_OUTPUT) && s->out == NULL;
 }
 
 static void
@@ -258,17 +314,25 @@ sess_clear(llsmtp_server *s)
 {
     const llsmtp_config *cfg = s->cfg;
     void *user = s->user;
-    char *base = (char *)s;
+    char *base = (char *)s, *lent = s->out;
+    size_t lent_cap = s->out_cap;
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
     s->user = user;
     s->cb = cfg->callbacks != NULL ? cfg->callbacks : &sess_no_callbacks;
     s->line = base + SESS_ALIGN(sizeof(llsmtp_server));
     s->line_cap = sess_line_cap(cfg);
-    s->out = s->line + SESS_ALIGN(s->line_cap);
-    s->out_cap = sess_out_cap(cfg);
-    s->auth.user = sess_auth_area(cfg) ? s->out + SESS_ALIGN(s->out_cap)
-                                       : NULL;
+    s->lend_min = sess_out_cap(cfg);
+    if (cfg->flags & LLSMTP_CFG_LENT_OUTPUT) {
+        s->out = lent; /* a loan outlives a reset; its bytes do not */
+        s->out_cap = lent != NULL ? lent_cap : 0;
+    } else {
+        s->out = s->line + SESS_ALIGN(s->line_cap);
+        s->out_cap = s->lend_min;
+    }
+    s->auth.user = sess_auth_area(cfg)
+                       ? s->line + SESS_ALIGN(s->line_cap) + sess_own_out(cfg)
+                       : NULL;
     s->reserve = sess_reserve(cfg);
     sess_enter(s, PH_NEW);
 }
@@ -284,6 +348,8 @@ llsmtp_server_init(void *mem, size_t memlen, const llsmtp_config *cfg,
         return NULL;
     s->cfg = cfg;
     s->user = user;
+    s->out = NULL; /* nothing lent yet */
+    s->out_cap = 0;
     sess_clear(s);
     return s;
 }
@@ -358,7 +424,7 @@ llsmtp_server_start(llsmtp_server *s)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if (s->phase != PH_NEW || s->pend.kind)
+    if (s->phase != PH_NEW || s->pend.kind || sess_unlent(s))
         return LLSMTP_E_STATE;
     if (s->cfg->flags & LLSMTP_CFG_PROXY) {
         /* the greeting waits for the real client address */
@@ -382,7 +448,7 @@ llsmtp_server_resume(llsmtp_server *s, const llsmtp_reply *decision)
         return LLSMTP_E_CALLBACK;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if (!s->pend.kind)
+    if (!s->pend.kind || sess_unlent(s))
         return LLSMTP_E_STATE;
     kind = s->pend.kind;
     if (kind == LLSMTP_PENDING_DATA) {
@@ -523,8 +589,8 @@ llsmtp_server_wants(const llsmtp_server *s)
     if (s->lmtp.active)
         return w;
     if (s->phase == PH_DATA || s->phase == PH_BDAT || s->phase == PH_PROXY ||
-        sess_out_free(s) >= s->reserve)
-        w |= LLSMTP_WANT_READ;
+        sess_unlent(s) || sess_out_free(s) >= s->reserve)
+        w |= LLSMTP_WANT_READ; /* unlent: once the host lends, as it must */
     return w;
 }
 
@@ -946,7 +1012,7 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
         return LLSMTP_CLOSE;
     if (s->pend.kind)
         return LLSMTP_PAUSED;
-    if (s->phase == PH_NEW)
+    if (s->phase == PH_NEW || sess_unlent(s))
         return LLSMTP_E_STATE;
     if (s->phase == PH_TLS_WAIT) {
         /* CVE-2011-0411: nothing sent before the handshake counts */

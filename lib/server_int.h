@@ -142,6 +142,7 @@ struct llsmtp_server {
     char *out;  /* output queue */
     size_t line_cap, line_len;
     size_t out_cap, out_start, out_end;
+    size_t lend_min;   /* LLSMTP_CFG_LENT_OUTPUT: the smallest loan */
     size_t reserve;    /* free output needed before a command is read */
     size_t greet_left; /* greeting bytes not yet consumed (sync check) */
     unsigned errors, rcpt_rejects;

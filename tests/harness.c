@@ -485,6 +485,44 @@ th_run_tls(llsmtp_server *s, th_host *h, const char *in, size_t n,
     return rc;
 }
 
+/* LLSMTP_CFG_LENT_OUTPUT: lends the next buffer unless one is held. */
+static void
+th_lend(llsmtp_server *s, th_host *h)
+{
+    int rc;
+    if (h->lend[0] == NULL)
+        return;
+    rc = llsmtp_server_lend(s, h->lend[h->lends % 2], h->lend_cap);
+    if (rc == LLSMTP_E_STATE)
+        return; /* still holding the last one: output waits */
+    if (rc != LLSMTP_OK)
+        abort();
+    h->lends++;
+}
+
+/* Takes the loan back once everything was written, and scribbles over
+ * it: a session that read it later would write garbage. */
+static void
+th_reclaim(llsmtp_server *s, th_host *h)
+{
+    char *b;
+    if (h->lend[0] == NULL)
+        return;
+    b = llsmtp_server_reclaim(s);
+    if (llsmtp_server_output(s).n != 0) {
+        if (b != NULL)
+            abort(); /* taken back with bytes unwritten */
+        return;
+    }
+    if (b == NULL)
+        return; /* nothing was lent */
+    if (b != h->lend[0] && b != h->lend[1])
+        abort();
+    memset(b, '#', h->lend_cap);
+    if (llsmtp_server_output(s).n != 0)
+        abort();
+}
+
 /* A failure status, as th_run_tls logs it. */
 static int
 th_error(th_host *h, int rc)
@@ -503,7 +541,9 @@ th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
              size_t ntls)
 {
     size_t off = 0, avail = 0, c = 0, t = 0;
-    int rc = llsmtp_server_start(s), closed = 0;
+    int rc, closed = 0;
+    th_lend(s, h);
+    rc = llsmtp_server_start(s);
     if (rc < 0) {
         th_drain(s, h);
         return th_error(h, rc);
@@ -521,6 +561,7 @@ th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
                 th_drain(s, h);
                 return th_error(h, rc);
             }
+            th_reclaim(s, h);
             continue;
         }
         if (llsmtp_server_output(s).n != 0)
@@ -543,6 +584,7 @@ th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
         if (w & LLSMTP_WANT_RESUME) {
             if (llsmtp_server_pending(s) == LLSMTP_PENDING_NONE)
                 abort(); /* RESUME with nothing pending */
+            th_lend(s, h);
             rc = th_resume(s, h);
             if (rc < 0) {
                 th_drain(s, h);
@@ -556,6 +598,7 @@ th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
             abort(); /* the session wants nothing: a host would hang */
         if (off < avail) {
             size_t used = 0;
+            th_lend(s, h);
             rc = llsmtp_server_feed(s, in + off, avail - off, &used);
             off += used;
             if (rc < 0) {
@@ -579,6 +622,8 @@ th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
     else if (closed)
         rc = LLSMTP_CLOSE;
     th_drain(s, h);
+    th_reclaim(s, h);
+    th_lend(s, h); /* for what the caller does next (a timeout's 421) */
     return rc;
 }
 

@@ -47,6 +47,12 @@ typedef struct th_host {
     char resume_text[1100];
     char resume_id[65];
     int data_pauses; /* on_data PENDING count */
+    /* LLSMTP_CFG_LENT_OUTPUT under th_run_wants: two buffers of lend_cap
+     * octets, lent in turn before each call and taken back (and
+     * scribbled over) once drained */
+    char *lend[2];
+    size_t lend_cap;
+    unsigned lends;
 } th_host;
 
 #define TH_HOST(s) ((th_host *)llsmtp_server_user(s))

@@ -400,13 +400,21 @@ tr_run_mode(const tr_case *tc, const char *mode, const size_t *cuts,
             size_t ncuts)
 {
     int by_wants = strncmp(mode, "wants", 5) == 0;
+    int lent = strstr(mode, "lent") != NULL;
+    llsmtp_config cfg = tc->cfg;
     th_host h;
     llsmtp_server *s;
     int ok;
     memset(&h, 0, sizeof h);
     memcpy(h.rules, tc->rules, sizeof h.rules);
     h.nrules = tc->nrules;
-    s = th_session(&tc->cfg, &h);
+    if (lent) {
+        cfg.flags |= LLSMTP_CFG_LENT_OUTPUT;
+        h.lend_cap = llsmtp_server_lend_size(&cfg);
+        h.lend[0] = (char *)malloc(h.lend_cap);
+        h.lend[1] = (char *)malloc(h.lend_cap);
+    }
+    s = th_session(&cfg, &h);
     if (by_wants)
         th_run_wants(s, &h, tc->input.p, tc->input.n, cuts, ncuts, tc->eof,
                      tc->tls, tc->ntls);
@@ -433,6 +441,8 @@ tr_run_mode(const tr_case *tc, const char *mode, const size_t *cuts,
         ok = 0;
     }
     free(s);
+    free(h.lend[0]);
+    free(h.lend[1]);
     th_host_free(&h);
     if (!ok)
         fail_msg("%s: mismatch in mode %s", tc->name, mode);
@@ -456,12 +466,13 @@ test_transcript(void **state)
 
     tr_run_mode(tc, "whole", NULL, 0);
     tr_run_mode(tc, "wants", NULL, 0);
+    tr_run_mode(tc, "wants, lent", NULL, 0);
     for (i = 0; i < n; i++)
         cuts[i] = 1;
     tr_run_mode(tc, "bytewise", cuts, n);
     for (r = 0; r < rounds; r++) {
         size_t k = 0, left = n, maxc = n / 4 + 2;
-        char mode[32];
+        char mode[48];
         while (left > 0) {
             size_t c = 1 + (size_t)(th_rand(&seed) % maxc);
             if (th_rand(&seed) % 4 == 0)
@@ -474,6 +485,8 @@ test_transcript(void **state)
         snprintf(mode, sizeof mode, "random split %d", r);
         tr_run_mode(tc, mode, cuts, k);
         snprintf(mode, sizeof mode, "wants, random split %d", r);
+        tr_run_mode(tc, mode, cuts, k);
+        snprintf(mode, sizeof mode, "wants, lent, random split %d", r);
         tr_run_mode(tc, mode, cuts, k);
     }
     free(cuts);
