@@ -13,8 +13,10 @@
 # The status is abidiff's bit field: 1 ABIDIFF_ERROR, 2 ABIDIFF_USAGE_ERROR,
 # 4 ABIDIFF_ABI_CHANGE (a change the suppressions did not allow: a type's
 # layout, a function's signature, an enumerator's value, the soname, a
-# symbol's version), 8 ABIDIFF_ABI_INCOMPATIBLE_CHANGE (a function or
-# variable removed; 4 is set too).
+# symbol's version), 8 ABIDIFF_ABI_INCOMPATIBLE_CHANGE (4 is set too):
+# what libabigail knows to be incompatible, a function or variable
+# removed, and with 2.x also a changed or removed type no function
+# reaches (an enum, llsmtp_span through llsmtp_auth_step).
 set -u
 [ $# = 3 ] || { echo "usage: $0 OLD NEW SUPPR" >&2; exit 2; }
 old=$1 new=$2 suppr=$3
@@ -38,7 +40,7 @@ echo "abi: $new against $old: abidiff exit $rc (${what#+})"
 if [ $((rc & 3)) != 0 ]; then
     echo "abi: abidiff itself failed (see above)"
 elif [ $((rc & 8)) != 0 ]; then
-    echo "abi: incompatible: a public function or variable is gone"
+    echo "abi: incompatible (a removed function or variable, or a changed type no function reaches; see above)"
 else
     echo "abi: a change 1.x does not allow (abi/llsmtp.suppr lists what it may do)"
 fi
