@@ -8,6 +8,7 @@
 # make bench      engine benchmark (bench/engine.c), builds bench/smtp-load;
 #                 bench/compare.sh then compares smtpd with smtp-sink
 # make run        example server on 127.0.0.1:2525
+# make abi-check  the shared library's ABI against abi/libllsmtp.abi (libabigail)
 
 # The version lives in include/llsmtp.h.
 llsmtp_version = $(shell sed -n 's/^\#define LLSMTP_VERSION_$(1) \([0-9]*\)$$/\1/p' include/llsmtp.h)
@@ -401,9 +402,10 @@ ABIDW_FLAGS := --load-all-types --suppressions $(ABI_PUBLIC) \
                --drop-undefined-syms --no-corpus-path --no-comp-dir-path \
                --no-show-locs --type-id-style hash
 # tools/abi-diff.sh runs abidiff and decodes its exit status, a bit field:
-# 1 error, 2 usage error, 4 an ABI change, 8 an incompatible one (today:
-# a function or variable removed; 8 comes with 4). Whatever
-# abi/llsmtp.suppr does not suppress sets 4, so any non-zero status fails.
+# 1 error, 2 usage error, 4 ABIDIFF_ABI_CHANGE, 8 ABIDIFF_ABI_INCOMPATIBLE_
+# CHANGE (with 4: a function or variable removed, or a type no function
+# reaches changed). Whatever abi/llsmtp.suppr does not suppress sets 4 at
+# least, so any non-zero status fails.
 ABIDIFF = sh tools/abi-diff.sh
 
 abi-tools:
