@@ -8,6 +8,7 @@
 # make bench      engine benchmark (bench/engine.c), builds bench/smtp-load;
 #                 bench/compare.sh then compares smtpd with smtp-sink
 # make run        example server on 127.0.0.1:2525
+# make abi-check  the shared library's ABI against abi/libllsmtp.abi (libabigail)
 
 # The version lives in include/llsmtp.h.
 llsmtp_version = $(shell sed -n 's/^\#define LLSMTP_VERSION_$(1) \([0-9]*\)$$/\1/p' include/llsmtp.h)
@@ -65,7 +66,8 @@ endif
 .PHONY: all static shared test unit check valgrind fuzz fuzz-run fuzz-smoke \
         fuzz-regress bench examples run deps clean amalgamation \
         test-amalgamation install uninstall check-symbols check-switches \
-        lint format format-check coverage check-builds test-install
+        lint format format-check coverage check-builds test-install \
+        abi-tools abi-lib abi-dump abi-baseline abi-check abi-selftest
 
 all: static shared examples
 
@@ -84,9 +86,15 @@ $(BUILD)/pic/%.o: lib/%.c $(LIB_HDRS)
 $(BUILD)/libllsmtp.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/libllsmtp.so: $(PIC_OBJS)
-	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libllsmtp.so.$(MAJOR) \
-	    $(LDFLAGS) -o $(BUILD)/libllsmtp.so.$(VERSION) $^
+# The soname's major is LLSMTP_VERSION_MAJOR; every exported function is
+# versioned LLSMTP_1.0 by lib/llsmtp.map (a linker version script).
+LLSMTP_MAP ?= lib/llsmtp.map
+SHARED_LDFLAGS = -shared -Wl,-soname,libllsmtp.so.$(MAJOR) \
+                 -Wl,--version-script,$(LLSMTP_MAP)
+
+$(BUILD)/libllsmtp.so: $(PIC_OBJS) $(LLSMTP_MAP)
+	$(CC) $(ALL_CFLAGS) $(SHARED_LDFLAGS) $(LDFLAGS) \
+	    -o $(BUILD)/libllsmtp.so.$(VERSION) $(PIC_OBJS)
 	ln -sf libllsmtp.so.$(VERSION) $(BUILD)/libllsmtp.so.$(MAJOR)
 	ln -sf libllsmtp.so.$(VERSION) $@
 
@@ -114,7 +122,8 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
              dnsmasq-base libssl-dev openssl swaks msmtp gcc-12-multilib gcovr \
-             cppcheck clang-tidy clang-format python3-aiosmtpd haproxy
+             cppcheck clang-tidy clang-format python3-aiosmtpd haproxy \
+             abigail-tools
 # HAProxy is for tests/haproxy.py, which starts private instances on
 # loopback ports (haproxy -db -f <conf>); its system service is not used.
 # Postfix comes for smtp-source, smtp-sink and the private instance that
@@ -348,12 +357,86 @@ check-switches: amalgamation
 test-install:
 	sh tests/install.sh
 
-# Only llsmtp_ names leave the shared library.
+# Only llsmtp_ names leave the shared library, each with the version
+# node of lib/llsmtp.map (nm lists the node itself as an "A" symbol).
 check-symbols: shared
-	@bad=$$(nm -D --defined-only $(BUILD)/libllsmtp.so | \
-	    awk '{print $$NF}' | grep -v '^llsmtp_' || true); \
+	@syms=$$(nm -D --defined-only $(BUILD)/libllsmtp.so | \
+	    awk '$$2 != "A" {print $$NF}'); \
+	bad=$$(echo "$$syms" | sed 's/@.*//' | grep -v '^llsmtp_' || true); \
 	if [ -n "$$bad" ]; then echo "exported: $$bad"; exit 1; fi; \
-	echo "exported symbols: $$(nm -D --defined-only $(BUILD)/libllsmtp.so | wc -l), all llsmtp_*"
+	unversioned=$$(echo "$$syms" | grep -v '@@LLSMTP_1\.0$$' || true); \
+	if [ -n "$$unversioned" ]; then \
+	    echo "not versioned LLSMTP_1.0: $$unversioned"; exit 1; fi; \
+	echo "exported symbols: $$(echo "$$syms" | wc -l), all llsmtp_*@@LLSMTP_1.0"
+
+# ---- ABI check (libabigail: abidw, abidiff) ----------------------------------
+# make abi-check     build/abi/libllsmtp.so described (abidw) and compared
+#                    (abidiff) with the committed baseline abi/libllsmtp.abi;
+#                    fails on any change 1.x does not allow (abi/llsmtp.suppr
+#                    says what it allows, and why)
+# make abi-baseline  rewrites abi/libllsmtp.abi from the current tree: at a
+#                    release only (the 1.0 freeze: once the header says
+#                    1.0.0), never to make abi-check pass
+# make abi-dump      the current tree's ABI in build/abi/libllsmtp.abi
+# make abi-selftest  shows the check fails when it should (tests/abi-selftest.sh)
+#
+# The library is built for this in build/abi with fixed flags, whatever
+# CC, OPT, CFLAGS or SANITIZE say: -g for the DWARF abidw reads, and
+# -fno-eliminate-unused-debug-types so that every type of the public
+# header is described, used by lib/ or not. abidw keeps every type
+# (--load-all-types: enums no function names are ABI too) and
+# abi/public.suppr drops those not defined in include/llsmtp.h (the
+# opaque sessions' layout is not ABI). No paths or line numbers in the
+# description (a baseline that changes only at releases). The baseline
+# is x86-64's: compare on x86-64.
+ABI_BUILD ?= build/abi
+ABI_BASELINE := abi/libllsmtp.abi
+ABI_SUPPR := abi/llsmtp.suppr
+ABI_PUBLIC := abi/public.suppr
+ABI_CPPFLAGS ?=
+ABI_CFLAGS ?=
+ABI_LDFLAGS ?=
+ABI_CC ?= gcc
+ABI_OPT := -O2 -g -fno-eliminate-unused-debug-types
+ABIDW_FLAGS := --load-all-types --suppressions $(ABI_PUBLIC) \
+               --drop-undefined-syms --no-corpus-path --no-comp-dir-path \
+               --no-show-locs --type-id-style hash
+# tools/abi-diff.sh runs abidiff and decodes its exit status, a bit field:
+# 1 error, 2 usage error, 4 ABIDIFF_ABI_CHANGE, 8 ABIDIFF_ABI_INCOMPATIBLE_
+# CHANGE (with 4: a function or variable removed, or a type no function
+# reaches changed). Whatever abi/llsmtp.suppr does not suppress sets 4 at
+# least, so any non-zero status fails.
+ABIDIFF = sh tools/abi-diff.sh
+
+abi-tools:
+	@command -v abidw >/dev/null && command -v abidiff >/dev/null || \
+	    { echo "abi: no abidw/abidiff (apt-get install abigail-tools)"; exit 1; }
+
+# The library as the ABI tools see it, always built by gcc (the baseline
+# is gcc's DWARF; clang's describes the same types differently). The
+# self-test builds variants: ABI_BUILD, ABI_CPPFLAGS (a changed header),
+# ABI_CFLAGS, ABI_LDFLAGS (an extra object) and LLSMTP_MAP.
+abi-lib:
+	@$(MAKE) --no-print-directory shared BUILD=$(ABI_BUILD) CC=$(ABI_CC) \
+	    OPT="$(ABI_OPT)" CFLAGS="$(ABI_CFLAGS)" CPPFLAGS="$(ABI_CPPFLAGS)" \
+	    LDFLAGS="$(ABI_LDFLAGS)" SANITIZE= AMALG= \
+	    LLSMTP_MAP=$(LLSMTP_MAP) >/dev/null
+
+abi-dump: abi-tools abi-lib
+	@abidw $(ABIDW_FLAGS) --out-file $(ABI_BUILD)/libllsmtp.abi \
+	    $(ABI_BUILD)/libllsmtp.so
+	@echo "abi-dump: $(ABI_BUILD)/libllsmtp.abi"
+
+abi-baseline: abi-dump
+	@mkdir -p $(dir $(ABI_BASELINE))
+	cp $(ABI_BUILD)/libllsmtp.abi $(ABI_BASELINE)
+	@echo "abi-baseline: $(ABI_BASELINE) is now the ABI of $(VERSION); commit it"
+
+abi-check: abi-dump
+	@$(ABIDIFF) $(ABI_BASELINE) $(ABI_BUILD)/libllsmtp.abi $(ABI_SUPPR)
+
+abi-selftest: abi-tools
+	@sh tests/abi-selftest.sh
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
