@@ -597,7 +597,8 @@ llsmtp_server_wants(const llsmtp_server *s)
 int
 llsmtp__sess_continue(llsmtp_server *s)
 {
-    if (s->in_cb || s->failed || s->pend.kind || !s->lmtp.active)
+    if (s->in_cb || s->failed || s->pend.kind || !s->lmtp.active ||
+        s->phase == PH_CLOSED)
         return LLSMTP_OK;
     return sess_settle(s, llsmtp__sess_lmtp_emit(s));
 }

@@ -965,6 +965,73 @@ test_versioned_structs(void **state)
 #endif
 }
 
+/* LLSMTP_CFG_LENT_OUTPUT: the session holds no output queue; the calls
+ * that may queue a reply refuse to run without a loan; the loan comes
+ * back only when every byte was written, and survives a reset. */
+static void
+test_lent_output(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    size_t own = llsmtp_server_size(&cfg), sz, lsz, used;
+    char *a, *b;
+    llsmtp_server *s;
+    llsmtp_span o;
+    (void)state;
+    cfg.flags |= LLSMTP_CFG_LENT_OUTPUT;
+    sz = llsmtp_server_size(&cfg);
+    lsz = llsmtp_server_lend_size(&cfg);
+    print_message("session size with lent output: %zu bytes\n", sz);
+    assert_true(sz + lsz <= own + 64 && sz < 1024);
+    s = (llsmtp_server *)malloc(sz);
+    a = (char *)malloc(lsz);
+    b = (char *)malloc(lsz + 100);
+    assert_non_null(llsmtp_server_init(s, sz, &cfg, NULL));
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_E_STATE); /* no loan */
+    assert_null(llsmtp_server_reclaim(s));
+    assert_int_equal(llsmtp_server_lend(s, a, lsz - 1), LLSMTP_E_INVAL);
+    assert_int_equal(llsmtp_server_lend(s, NULL, lsz), LLSMTP_E_INVAL);
+    assert_int_equal(llsmtp_server_lend(s, a, lsz), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_lend(s, a, lsz), LLSMTP_OK); /* again */
+    assert_int_equal(llsmtp_server_lend(s, b, lsz), LLSMTP_E_STATE);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    o = llsmtp_server_output(s);
+    assert_true(o.p == a && o.n > 0); /* the greeting, in the loan */
+    assert_null(llsmtp_server_reclaim(s)); /* not written yet */
+    assert_int_equal(llsmtp_server_consume(s, o.n - 1), LLSMTP_OK);
+    assert_null(llsmtp_server_reclaim(s));
+    assert_int_equal(llsmtp_server_consume(s, 1), LLSMTP_OK);
+    assert_ptr_equal(llsmtp_server_reclaim(s), a);
+    assert_null(llsmtp_server_reclaim(s));
+    assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_E_STATE);
+    assert_int_equal(used, 0);
+    assert_int_equal(llsmtp_server_wants(s), LLSMTP_WANT_READ);
+    assert_int_equal(llsmtp_server_lend(s, b, lsz + 100), LLSMTP_OK);
+    assert_int_equal(feed_str(s, "NOOP\r\n", &used), LLSMTP_OK);
+    o = llsmtp_server_output(s);
+    assert_true(o.p == b && th_contains(o.p, o.n, "250 2.0.0"));
+    assert_int_equal(llsmtp_server_reset(s), LLSMTP_OK); /* bytes dropped */
+    assert_int_equal(llsmtp_server_output(s).n, 0);
+    assert_ptr_equal(llsmtp_server_reclaim(s), b);
+    /* without a loan a timeout closes without its 421 */
+    assert_int_equal(llsmtp_server_lend(s, a, lsz), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    (void)llsmtp_server_consume(s, llsmtp_server_output(s).n);
+    assert_ptr_equal(llsmtp_server_reclaim(s), a);
+    assert_int_equal(llsmtp_server_timeout_expired(s), LLSMTP_CLOSE);
+    assert_int_equal(llsmtp_server_output(s).n, 0);
+    assert_int_equal(llsmtp_server_wants(s), LLSMTP_WANT_CLOSE);
+    /* not in this mode: nothing to lend */
+    cfg.flags &= ~(unsigned)LLSMTP_CFG_LENT_OUTPUT;
+    free(s);
+    s = (llsmtp_server *)malloc(own);
+    assert_non_null(llsmtp_server_init(s, own, &cfg, NULL));
+    assert_int_equal(llsmtp_server_lend(s, a, lsz), LLSMTP_E_STATE);
+    assert_null(llsmtp_server_reclaim(s));
+    free(s);
+    free(a);
+    free(b);
+}
+
 /* A callback leaves an impossible reply code: the session fails, but the
  * client still hears 421 before the close, and a later shutdown neither
  * aborts the message again nor queues a second farewell. */
@@ -1203,6 +1270,7 @@ main(void)
         cmocka_unit_test(test_defer_with_a_reply_fails),
         cmocka_unit_test(test_pending_arg_and_cancel),
         cmocka_unit_test(test_versioned_structs),
+        cmocka_unit_test(test_lent_output),
         cmocka_unit_test(test_callback_bad_code_closes_with_421),
         cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),

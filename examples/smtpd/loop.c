@@ -303,6 +303,8 @@ arm_timer(conn *c)
     c->deadline = sec ? time(NULL) + (time_t)sec : 0;
 }
 
+static void conn_reclaim(conn *c);
+
 static void
 conn_free(conn *c)
 {
@@ -313,10 +315,19 @@ conn_free(conn *c)
         c->job = NULL;
     }
     free_tx(c);
+    free(c->helo);
+    free(c->auth_user);
     free(c->rtext);
     free(c->rcpt_at);
     free(c->relay);
     free(c->pending);
+    if (c->s != NULL) { /* what was never written: dropped, its buffer */
+        llsmtp_span o;
+        (void)llsmtp_server_eof(c->s);
+        while ((o = llsmtp_server_output(c->s)).n != 0)
+            (void)llsmtp_server_consume(c->s, o.n);
+        conn_reclaim(c);
+    }
     if (c->etrn_fd >= 0) {
         close(c->etrn_fd); /* the child's next write fails: it ends */
         c->d->etrn_running--;
@@ -366,6 +377,35 @@ conn_out(conn *c)
 
 static void feed_stop(conn *c, int rc);
 
+/* Lends the session an output buffer before a call that may queue a
+ * reply (it keeps one while replies wait). 0, or -1 when memory runs
+ * out. */
+int
+conn_lend(conn *c)
+{
+    smtpd *d = c->d;
+    char *b = d->nspare > 0 ? d->spare[--d->nspare] : malloc(d->lend_cap);
+    int rc;
+    if (b == NULL)
+        return -1;
+    rc = llsmtp_server_lend(c->s, b, d->lend_cap);
+    if (rc != LLSMTP_OK)
+        d->spare[d->nspare++] = b; /* it holds one already */
+    return rc == LLSMTP_OK || rc == LLSMTP_E_STATE ? 0 : -1;
+}
+
+/* Every byte written: the buffer goes back to the spares. */
+static void
+conn_reclaim(conn *c)
+{
+    smtpd *d = c->d;
+    char *b = llsmtp_server_reclaim(c->s);
+    if (b != NULL && d->nspare < LEND_SPARES)
+        d->spare[d->nspare++] = b;
+    else
+        free(b);
+}
+
 /* Writes what the session has queued. Returns -1 when the peer is gone. */
 int
 flush_out(conn *c)
@@ -386,6 +426,7 @@ flush_out(conn *c)
             feed_stop(c, rc);
         o = llsmtp_server_output(c->s);
     }
+    conn_reclaim(c);
     return 0;
 }
 
@@ -542,7 +583,10 @@ feed(conn *c, const char *buf, size_t len)
     }
     for (;;) {
         size_t used = 0;
-        int rc = llsmtp_server_feed(c->s, buf, len, &used);
+        int rc;
+        if (conn_lend(c) != 0)
+            return -1;
+        rc = llsmtp_server_feed(c->s, buf, len, &used);
         buf += used;
         len -= used;
         if (rc == LLSMTP_BLOCKED || rc == LLSMTP_PAUSED) {
@@ -616,6 +660,7 @@ loop_cut(smtpd *d)
         ncut += !d->conns[k]->drained; /* told, yet still writing */
     log_line("stopping: %zu sessions drained, %zu cut", d->ndrained, ncut);
     for (k = 0; k < d->nconns; k++) {
+        conn_lend(d->conns[k]);
         llsmtp_server_shutdown(d->conns[k]->s, NULL);
         flush_out(d->conns[k]);
         conn_free(d->conns[k]);
@@ -626,6 +671,8 @@ loop_cut(smtpd *d)
     free(d->ps.fds);
     d->ps.fds = NULL;
     d->ps.cap = 0;
+    while (d->nspare > 0)
+        free(d->spare[--d->nspare]);
 }
 
 /* ---- accepting ---------------------------------------------------------- */
@@ -682,6 +729,11 @@ conn_new(smtpd *d, int fd, const char *peer, const llsmtp_ip *ip, int proxied)
     c->header_deadline = mono_ms() + (long long)d->opt.proxy_timeout * 1000;
     if (ip->family != 0)
         llsmtp_server_set_peer(c->s, ip);
+    if (conn_lend(c) != 0) {
+        free(c->s);
+        free(c);
+        return NULL;
+    }
     /* before the greeting, which --verbose logs; behind a balancer
      * once the header has named the client (on_connect) */
     if (proxied)
@@ -852,6 +904,7 @@ conn_timers(conn *c, time_t now, long long now_ms)
     }
     if (c->deadline && now >= c->deadline) {
         log_held(&c->log, "session=%lu timeout", c->sid);
+        conn_lend(c); /* without one, closed without its 421 */
         llsmtp_server_timeout_expired(c->s);
         c->closing = 1;
     }
@@ -890,6 +943,7 @@ conn_round(conn *c, short re, time_t now, long long now_ms)
     if (d->draining && c->awaiting_header)
         return 1; /* no SMTP yet: nothing to say */
     if (d->draining && drain_point(c)) {
+        conn_lend(c);
         llsmtp_server_shutdown(c->s, NULL); /* 421 4.3.2 */
         drain_told(c);
         c->closing = 1;

@@ -638,6 +638,9 @@ config_setup(smtpd *d)
     cfg->relay = policy;
     if (o->lmtp)
         cfg->flags |= LLSMTP_CFG_LMTP;
+    /* an idle session keeps no output buffer: one is lent while its
+     * replies wait (loop.c, conn_lend) */
+    cfg->flags |= LLSMTP_CFG_LENT_OUTPUT;
     /* RFC 3030, 3461, 6531, 1985: on unless switched off */
     cfg->extensions |= (LLSMTP_EXT_CHUNKING | LLSMTP_EXT_BINARYMIME |
                         LLSMTP_EXT_DSN | LLSMTP_EXT_SMTPUTF8 |
@@ -654,6 +657,9 @@ config_setup(smtpd *d)
         log_die(2, "invalid configuration: %s", why);
     d->cfg_proxy = *cfg;
     d->cfg_proxy.flags |= LLSMTP_CFG_PROXY;
+    d->lend_cap = llsmtp_server_lend_size(&d->cfg_proxy);
+    if (d->lend_cap < LEND_BUF)
+        d->lend_cap = LEND_BUF;
     if (llsmtp_config_check(&d->cfg_proxy, &why) != LLSMTP_OK)
         log_die(2, "invalid configuration: %s", why);
     return 0;

@@ -150,6 +150,21 @@ free_tx(conn *c)
     }
 }
 
+/* Keeps p[0..n) as a string in *dst (replacing what it held): 0, or -1
+ * when memory runs out. */
+int
+keep_text(char **dst, const char *p, size_t n)
+{
+    char *t = malloc(n + 1);
+    if (t == NULL)
+        return -1;
+    memcpy(t, p, n);
+    t[n] = '\0';
+    free(*dst);
+    *dst = t;
+    return 0;
+}
+
 /* "KEY=VALUE KEY" as given (what %.*s would print of each span), into
  * t, which has room for params_len(ps) octets; returns the end. */
 static char *
@@ -245,7 +260,8 @@ on_helo(llsmtp_server *s, llsmtp_span d, int is_ehlo, llsmtp_reply *r)
 {
     conn *c = CONN(s);
     (void)r;
-    snprintf(c->helo, sizeof c->helo, "%.*s", (int)d.n, d.p);
+    if (keep_text(&c->helo, d.p, d.n) != 0)
+        return LLSMTP_E_CALLBACK;
     c->is_ehlo = is_ehlo;
     free_tx(c);
     log_held(&c->log, "session=%lu helo=%s", c->sid, c->helo);
@@ -386,16 +402,17 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    char *t;
+    char *t, text[600];
     /* The library's relay policy already refused recipients we may not
      * take (and then this callback is not called). */
     int relay = llsmtp_server_rcpt_verdict(s) == LLSMTP_RELAY_ALLOWED;
     if (!rcpt_known(&c->d->opt, to, relay)) {
-        /* refused here, not bounced later: no backscatter */
-        snprintf(c->rcpt_text, sizeof c->rcpt_text,
+        /* refused here, not bounced later: no backscatter (the reply
+         * copies the text) */
+        snprintf(text, sizeof text,
                  "<%.*s>: Recipient address rejected: User unknown",
                  (int)to->mailbox.n, to->mailbox.p);
-        llsmtp_reply_set(r, 550, "5.1.1", c->rcpt_text);
+        llsmtp_reply_set(r, 550, "5.1.1", text);
         return LLSMTP_OK;
     }
     if (!rcpt_room(c, to->mailbox.n + params_len(ps) + 2))
@@ -418,7 +435,7 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
 const char *
 protocol(const conn *c)
 {
-    int tls = llsmtp_server_tls_active(c->s), auth = c->auth_user[0] != 0;
+    int tls = llsmtp_server_tls_active(c->s), auth = c->auth_user != NULL;
     if (c->d->opt.lmtp)
         return tls ? (auth ? "LMTPSA" : "LMTPS") : (auth ? "LMTPA" : "LMTP");
     if (!c->is_ehlo)
@@ -557,7 +574,8 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
                  cred->password.n) &&
             (cred->authzid.n == 0 ||
              same(cred->authzid.p, cred->authzid.n, u, un))) {
-            snprintf(c->auth_user, sizeof c->auth_user, "%.*s", (int)un, u);
+            if (keep_text(&c->auth_user, u, un) != 0)
+                return LLSMTP_E_CALLBACK;
             llsmtp_reply_set(r, 235, "2.7.0", NULL);
             log_held(&c->log, "session=%lu auth=%s", c->sid, c->auth_user);
             return LLSMTP_OK;
@@ -579,8 +597,8 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
     int p[2];
     pid_t pid;
     log_held(&c->log, "session=%lu etrn=%.*s", c->sid, (int)arg.n, arg.p);
-    if (c->d->opt.discard || (arg.n > 0 && arg.p[0] == '#') ||
-        arg.n >= sizeof c->etrn_node || c->d->etrn_running >= MAX_ETRN) {
+    if (c->d->opt.discard || (arg.n > 0 && arg.p[0] == '#') || arg.n > 255 ||
+        c->d->etrn_running >= MAX_ETRN) {
         snprintf(text, sizeof text, "Unable to queue messages for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 458, "4.3.0", text);
@@ -592,8 +610,6 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
         llsmtp_reply_set(r, 251, "2.0.0", text);
         return LLSMTP_OK;
     }
-    memcpy(c->etrn_node, arg.p, arg.n);
-    c->etrn_node[arg.n] = '\0';
     if (pipe(p) != 0) {
         llsmtp_reply_set(r, 458, "4.3.0", "Unable to queue messages now");
         return LLSMTP_OK;
@@ -604,9 +620,7 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
         runner_setup(c->d);
         close(p[0]);
         signal(SIGTERM, SIG_DFL);
-        _exit(queue_etrn_scan(c->d->queue, c->etrn_node, arg.n, p[1]) == 0
-                  ? 0
-                  : 1);
+        _exit(queue_etrn_scan(c->d->queue, arg.p, arg.n, p[1]) == 0 ? 0 : 1);
     }
     close(p[1]);
     if (pid < 0) {
@@ -629,6 +643,7 @@ etrn_read(conn *c)
     char text[300], *line, *nl;
     size_t due = 0;
     int rc;
+    llsmtp_span node;
     llsmtp_reply r = LLSMTP_REPLY_INIT;
     for (;;) {
         ssize_t k;
@@ -661,17 +676,23 @@ etrn_read(conn *c)
     free(c->etrn_buf);
     c->etrn_buf = NULL;
     c->etrn_len = c->etrn_cap = 0;
-    log_held(&c->log, "session=%lu etrn=%s due=%zu", c->sid, c->etrn_node,
-             due);
+    /* the node, as the session keeps it until the decision */
+    node = llsmtp_server_pending_arg(c->s);
+    if (node.p == NULL)
+        node.p = "";
+    log_held(&c->log, "session=%lu etrn=%.*s due=%zu", c->sid, (int)node.n,
+             node.p, due);
     if (due == 0) {
-        snprintf(text, sizeof text, "No messages waiting for node %s",
-                 c->etrn_node);
+        snprintf(text, sizeof text, "No messages waiting for node %.*s",
+                 (int)node.n, node.p);
         llsmtp_reply_set(&r, 251, "2.0.0", text);
     } else {
-        snprintf(text, sizeof text, "Queuing for node %s started",
-                 c->etrn_node);
+        snprintf(text, sizeof text, "Queuing for node %.*s started",
+                 (int)node.n, node.p);
         llsmtp_reply_set(&r, 250, "2.0.0", text);
     }
+    if (conn_lend(c) != 0)
+        return -1;
     rc = llsmtp_server_resume(c->s, &r);
     if (rc == LLSMTP_CLOSE)
         c->closing = 1;
@@ -788,9 +809,11 @@ void
 session_forget(conn *c)
 {
     free_tx(c);
-    c->helo[0] = '\0';
+    free(c->helo);
+    c->helo = NULL;
     c->is_ehlo = 0;
-    c->auth_user[0] = '\0';
+    free(c->auth_user);
+    c->auth_user = NULL;
 }
 
 const llsmtp_callbacks session_callbacks = {

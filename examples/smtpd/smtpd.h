@@ -33,6 +33,11 @@
 #define MAX_LISTEN 8
 #define MAX_DOMAINS 64
 #define READ_BUF 65536
+/* The output lent to a session with replies to write: room for the
+ * replies to a whole pipelined batch (50 recipients: 2.8 KB), so they
+ * leave in one write. */
+#define LEND_BUF 16384
+#define LEND_SPARES 16
 #define MAX_OWN 64           /* own addresses for user@[addr] */
 #define ARG_SHOWN 200        /* octets of a command's argument in the log */
 #define TEXT_SHOWN 300       /* octets of a reply's text in the log */
@@ -132,6 +137,11 @@ typedef struct smtpd {
     size_t nown;
     int etrn_running; /* ETRN scans under way */
     char rbuf[READ_BUF];
+    /* Output buffers lent to sessions while their replies wait
+     * (LLSMTP_CFG_LENT_OUTPUT): the spares, and their size. One is
+     * enough while every session writes all it has at once. */
+    char *spare[LEND_SPARES];
+    size_t nspare, lend_cap;
 } smtpd;
 
 struct conn {
@@ -142,10 +152,10 @@ struct conn {
     char peer[64]; /* the client (the PROXY header's, if any) */
     char via[64];  /* behind a balancer: the balancer's address */
     log_hold log;  /* lines held back: a health check's, maybe */
-    char helo[256];
+    char *helo;    /* HELO/EHLO argument (NULL: none yet; TEXT() prints "") */
     int is_ehlo;
-    char auth_user[256]; /* who authenticated, or "" */
-    char *sender;        /* reverse path of the transaction */
+    char *auth_user; /* who authenticated, or NULL */
+    char *sender;    /* reverse path of the transaction */
     /* The recipients: rtext holds each one's forward path and then its
      * ESMTP parameters ("KEY=VALUE KEY", as given), both NUL-terminated;
      * rcpt_at[i] is where recipient i begins (rcpt_path, rcpt_params).
@@ -167,17 +177,15 @@ struct conn {
     char *pending; /* input not yet consumed (BLOCKED) */
     size_t pending_len;
     time_t deadline;
-    int closing;         /* flush output, then close */
-    int tls;             /* TLS_NONE .. TLS_ON */
-    unsigned hops;       /* Received: headers in the message so far */
-    char rcpt_text[600]; /* a refusal's text, kept for the library */
+    int closing;   /* flush output, then close */
+    int tls;       /* TLS_NONE .. TLS_ON */
+    unsigned hops; /* Received: headers in the message so far */
     /* ETRN: a child process scans the queue (reading every envelope
      * would stall every session); its ids come through this pipe. */
     int etrn_fd;    /* -1 when none */
     size_t etrn_pi; /* its place in this round's poll set */
     char *etrn_buf;
     size_t etrn_len, etrn_cap;
-    char etrn_node[256];
     unsigned char hdr_pos;      /* header scan: see count_hops */
     short ssl_want;             /* poll events the TLS layer waits for */
     int tls_dead;               /* a fatal TLS error: no close_notify then */
@@ -199,12 +207,17 @@ enum { TLS_NONE = 0, TLS_FLUSH, TLS_HANDSHAKE, TLS_ON };
 
 #define CONN(s) ((conn *)llsmtp_server_user(s))
 
+/* A string a connection keeps only when it has one: "" otherwise. An
+ * idle session after EHLO costs what it holds, not what it might. */
+#define TEXT(p) ((p) != NULL ? (p) : "")
+
 /* loop.c */
 void listeners_open(smtpd *d);
 int signals_init(void);
 int loop_run(smtpd *d);
 void runner_setup(void *arg);
 void arm_timer(conn *c);
+int conn_lend(conn *c);
 int flush_out(conn *c);
 void drain_told(conn *c);
 
@@ -215,6 +228,7 @@ void read_users(smtpd *d, const char *path);
 void read_recipients(const char *opt_name, const char *path, char ***out,
                      size_t *n);
 void free_tx(conn *c);
+int keep_text(char **dst, const char *p, size_t n);
 void session_forget(conn *c);
 int proxy_trusted(const smtpd *d, const llsmtp_ip *ip);
 int etrn_read(conn *c);

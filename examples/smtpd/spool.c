@@ -216,8 +216,8 @@ spool_begin(conn *c, llsmtp_reply *r)
     rfc5322_date(date, sizeof date);
     /* RFC 5321 4.4: trace information. */
     fprintf(c->msg, "Return-Path: <%s>\r\n", c->sender ? c->sender : "");
-    fprintf(c->msg, "Received: from %s (%s)\r\n\tby %s with %s id %s", c->helo,
-            c->peer, c->d->opt.hostname, protocol(c), c->id);
+    fprintf(c->msg, "Received: from %s (%s)\r\n\tby %s with %s id %s",
+            TEXT(c->helo), c->peer, c->d->opt.hostname, protocol(c), c->id);
     if (c->nrcpt == 1)
         fprintf(c->msg, "\r\n\tfor <%s>", rcpt_path(c, 0));
     fprintf(c->msg, "; %s\r\n", date);
@@ -264,11 +264,11 @@ envelope_text(conn *c, int relay, size_t *len)
             c->id, (long)time(NULL));
     ENV_PUT(c->peer);
     fputs("\nhelo ", f);
-    ENV_PUT(c->helo);
+    ENV_PUT(TEXT(c->helo));
     fprintf(f, "\nprotocol %s\nfrom <", protocol(c));
     ENV_PUT(c->sender ? c->sender : "");
     fputs(">\n", f);
-    if (c->auth_user[0]) {
+    if (c->auth_user != NULL) {
         fputs("auth ", f);
         ENV_PUT(c->auth_user);
         fputc('\n', f);
@@ -408,6 +408,10 @@ stored(smtpd *d, commit_job *j)
         free_tx(c);
     }
     commit_free(j);
+    if (conn_lend(c) != 0) { /* no memory for the reply: closed */
+        c->closing = 1;
+        return;
+    }
     rc = llsmtp_server_resume(c->s, &r);
     if (rc == LLSMTP_CLOSE) {
         c->closing = 1;
