@@ -995,7 +995,7 @@ test_lent_output(void **state)
     assert_int_equal(llsmtp_server_lend(s, b, lsz), LLSMTP_E_STATE);
     assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
     o = llsmtp_server_output(s);
-    assert_true(o.p == a && o.n > 0); /* the greeting, in the loan */
+    assert_true(o.p == a && o.n > 0);      /* the greeting, in the loan */
     assert_null(llsmtp_server_reclaim(s)); /* not written yet */
     assert_int_equal(llsmtp_server_consume(s, o.n - 1), LLSMTP_OK);
     assert_null(llsmtp_server_reclaim(s));
