@@ -835,16 +835,15 @@ conn_starttls(conn *c, short re, time_t now)
     return 0;
 }
 
-/* Input kept while the session could not take it, fed once it can (its
- * replies written, no decision awaited). Returns -1 when lost. */
+/* Input kept while the session could not take it, fed once it wants to
+ * read (no decision awaited, room for replies). Returns -1 when lost. */
 static int
 conn_resume(conn *c)
 {
     char *p = c->pending;
     size_t n = c->pending_len;
     int rc;
-    if (p == NULL || conn_out(c) != 0 ||
-        llsmtp_server_pending(c->s) != LLSMTP_PENDING_NONE)
+    if (p == NULL || !(llsmtp_server_wants(c->s) & LLSMTP_WANT_READ))
         return 0;
     c->pending = NULL;
     c->pending_len = 0;
@@ -968,18 +967,21 @@ pollset_add(pollset *ps, int fd, short events)
 static void
 pollset_conn(pollset *ps, conn *c)
 {
-    size_t out = conn_out(c);
+    /* what the session wants: its replies written, bytes read (not
+     * while input it could not take yet is kept), a decision of ours
+     * (stored(), etrn_read()), TLS, the close */
+    unsigned want = llsmtp_server_wants(c->s);
     short ev = c->ssl_want;
-    int idle = llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE;
     if (c->tls != TLS_HANDSHAKE) { /* else only what the handshake asks */
-        if (!c->closing && c->pending == NULL && c->tls != TLS_FLUSH && idle)
+        if ((want & LLSMTP_WANT_READ) && !c->closing && c->pending == NULL &&
+            c->tls != TLS_FLUSH)
             ev |= POLLIN;
-        if (out > 0)
+        if (want & LLSMTP_WANT_WRITE)
             ev |= POLLOUT;
     }
     if (tls_pending(c))
         ps->more = 1; /* decrypted bytes poll cannot see */
-    if (c->pending != NULL && out == 0 && idle)
+    if (c->pending != NULL && (want & LLSMTP_WANT_READ))
         ps->more = 1; /* resumed: the input kept meanwhile is due */
     pollset_add(ps, c->fd, ev);
     if (c->deadline && (ps->next == 0 || c->deadline < ps->next))
