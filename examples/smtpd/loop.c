@@ -73,7 +73,7 @@ runner_setup(void *arg)
     size_t k;
     int i;
     log_forked();          /* a new process */
-    queue_child(d->queue); /* the spool's lock stays the server's */
+    queue_child(d->outq); /* the spool's lock stays the server's */
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);
         close(sig_pipe[1]);
@@ -646,7 +646,7 @@ drain_begin(smtpd *d, long long now_ms)
 static int
 drain_over(const smtpd *d, long long now_ms)
 {
-    return d->draining && ((d->nconns == 0 && queue_busy(d->queue) == 0) ||
+    return d->draining && ((d->nconns == 0 && queue_busy(d->outq) == 0) ||
                            now_ms >= d->stop_at);
 }
 
@@ -1044,10 +1044,10 @@ round_timeout(smtpd *d, time_t now, long long now_ms)
     if (ps->hdr_next && (t < 0 || ps->hdr_next - now_ms < t))
         t = ps->hdr_next > now_ms ? (int)(ps->hdr_next - now_ms) : 0;
     if (!d->opt.discard && !stop_flag) {
-        int q = queue_run(d->queue, now); /* starts what is due */
+        int q = queue_run(d->outq, now); /* starts what is due */
         if (q >= 0 && (t < 0 || q < t))
             t = q;
-    } else if (queue_busy(d->queue) > 0 && t < 0) {
+    } else if (queue_busy(d->outq) > 0 && t < 0) {
         t = 500;
     }
     if (stop_flag && (t < 0 || t > 1000))
@@ -1139,7 +1139,7 @@ loop_run(smtpd *d)
         time_t now = time(NULL);
         long long now_ms = mono_ms();
         if (!d->opt.discard)
-            queue_reap(d->queue, now);
+            queue_reap(d->outq, now);
         if (drain_over(d, now_ms)) {
             loop_cut(d);
             return 0;

@@ -701,12 +701,12 @@ stop(smtpd *d)
 {
     commit_close(d->commit); /* what it had taken is stored */
     d->commit = NULL;
-    if (queue_busy(d->queue) > 0)
+    if (queue_busy(d->outq) > 0)
         log_line("stopping with %zu deliveries under way: they finish "
                  "on their own",
-                 queue_busy(d->queue));
-    queue_close(d->queue);
-    d->queue = NULL;
+                 queue_busy(d->outq));
+    queue_close(d->outq);
+    d->outq = NULL;
     log_line("stopped");
 }
 
@@ -719,7 +719,7 @@ smtpd_free(smtpd *d)
     free_list(d->opt.rcpts_relay, d->opt.nrcpts_relay);
     tls_free(d);
     commit_close(d->commit);
-    queue_close(d->queue);
+    queue_close(d->outq);
     free(d);
 }
 

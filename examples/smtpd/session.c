@@ -604,7 +604,7 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
         llsmtp_reply_set(r, 458, "4.3.0", text);
         return LLSMTP_OK;
     }
-    if (queue_entries(c->d->queue) == 0) {
+    if (queue_entries(c->d->outq) == 0) {
         snprintf(text, sizeof text, "No messages waiting for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 251, "2.0.0", text);
@@ -620,7 +620,7 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
         runner_setup(c->d);
         close(p[0]);
         signal(SIGTERM, SIG_DFL);
-        _exit(queue_etrn_scan(c->d->queue, arg.p, arg.n, p[1]) == 0 ? 0 : 1);
+        _exit(queue_etrn_scan(c->d->outq, arg.p, arg.n, p[1]) == 0 ? 0 : 1);
     }
     close(p[1]);
     if (pid < 0) {
@@ -671,7 +671,7 @@ etrn_read(conn *c)
     for (line = c->etrn_buf; (nl = strchr(line, '\n')) != NULL;
          line = nl + 1) {
         *nl = '\0';
-        due += (size_t)queue_make_due(c->d->queue, line);
+        due += (size_t)queue_make_due(c->d->outq, line);
     }
     free(c->etrn_buf);
     c->etrn_buf = NULL;

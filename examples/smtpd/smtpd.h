@@ -128,7 +128,7 @@ typedef struct smtpd {
     size_t ndrained;
     void *tls_ctx;     /* SSL_CTX * (tls.c), or NULL */
     committer *commit; /* the storage thread, or NULL (--discard) */
-    queue *queue;      /* onward delivery, or NULL (--discard) */
+    queue *outq;       /* onward delivery, or NULL (--discard) */
     unsigned long id_counter;
     unsigned char id_rand[250]; /* random octets for ids, used from the */
     size_t id_rand_at;          /* back: one getrandom per 50 ids */
