@@ -720,7 +720,8 @@ LLSMTP_API int llsmtp_server_lend(llsmtp_server *s, char *buf, size_t cap);
 
 /* Takes the loan back when every byte of it was written: returns the
  * buffer, or NULL while output waits (the session keeps it: lend another
- * buffer to the next session) or when nothing was lent. */
+ * buffer to the next session), when nothing was lent, or from inside a
+ * callback (lend returns LLSMTP_E_REENTRANT there). */
 LLSMTP_API char *llsmtp_server_reclaim(llsmtp_server *s);
 
 /* Places a session in mem (memlen >= llsmtp_server_size(cfg), aligned for

@@ -72,7 +72,7 @@ runner_setup(void *arg)
     smtpd *d = arg;
     size_t k;
     int i;
-    log_forked();          /* a new process */
+    log_forked();         /* a new process */
     queue_child(d->outq); /* the spool's lock stays the server's */
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);

@@ -351,8 +351,7 @@ spool_submit(conn *c, llsmtp_reply *r)
             j->owner = c;
             c->job = j;
             if (j->env_relay != NULL)
-                queue_hold(c->d->outq,
-                           j->id); /* no runner before the flush */
+                queue_hold(c->d->outq, j->id); /* no runner before the flush */
             commit_submit(c->d->commit, j);
             return LLSMTP_PAUSED;
         }
