@@ -351,8 +351,7 @@ spool_submit(conn *c, llsmtp_reply *r)
             j->owner = c;
             c->job = j;
             if (j->env_relay != NULL)
-                queue_hold(c->d->outq,
-                           j->id); /* no runner before the flush */
+                queue_hold(c->d->outq, j->id); /* no runner before the flush */
             commit_submit(c->d->commit, j);
             return LLSMTP_PAUSED;
         }
@@ -382,7 +381,7 @@ store_failed(conn *c, llsmtp_reply *r, int err)
 void
 stored(smtpd *d, commit_job *j)
 {
-    conn *c = j->owner;
+    conn *c = (conn *)j->owner;
     llsmtp_reply r = LLSMTP_REPLY_INIT;
     int rc;
     if (j->env_relay != NULL)
