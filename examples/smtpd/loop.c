@@ -69,7 +69,7 @@ signals_init(void)
 void
 runner_setup(void *arg)
 {
-    smtpd *d = arg;
+    smtpd *d = (smtpd *)arg;
     size_t k;
     int i;
     log_forked();         /* a new process */
@@ -134,7 +134,7 @@ own_add(smtpd *d, const struct sockaddr *sa)
 static void
 own_from_listener(smtpd *d, const struct sockaddr_storage *ss)
 {
-    static const unsigned char any6[16];
+    static const unsigned char any6[16] = {0};
     int wild = 0;
     if (ss->ss_family == AF_INET)
         wild =
@@ -384,7 +384,8 @@ int
 conn_lend(conn *c)
 {
     smtpd *d = c->d;
-    char *b = d->nspare > 0 ? d->spare[--d->nspare] : malloc(d->lend_cap);
+    char *b = d->nspare > 0 ? d->spare[--d->nspare]
+                            : (char *)malloc(d->lend_cap);
     int rc;
     if (b == NULL)
         return -1;
@@ -508,7 +509,7 @@ feed_first(conn *c, const char *buf, size_t len)
     if (have == 0)
         return feed(c, buf, len);
     /* the octets kept were no signature: fed before these */
-    p = malloc(have + len);
+    p = (char *)malloc(have + len);
     if (p == NULL)
         return -1;
     memcpy(p, c->hdr_seen, have);
@@ -535,7 +536,7 @@ feed_hold(conn *c, int rc, const char *buf, size_t len)
     }
     if (n == 0)
         return 1; /* all written: go on */
-    p = malloc(len + 1);
+    p = (char *)malloc(len + 1);
     if (p == NULL)
         return -1;
     memcpy(p, buf, len);
@@ -713,8 +714,8 @@ conn_new(smtpd *d, int fd, const char *peer, const llsmtp_ip *ip, int proxied)
 {
     const llsmtp_config *lc = proxied ? &d->cfg_proxy : &d->cfg;
     size_t sz = llsmtp_server_size(lc);
-    conn *c = calloc(1, sizeof *c);
-    if (c == NULL || (c->s = malloc(sz)) == NULL) {
+    conn *c = (conn *)calloc(1, sizeof *c);
+    if (c == NULL || (c->s = (llsmtp_server *)malloc(sz)) == NULL) {
         free(c);
         return NULL;
     }
@@ -752,7 +753,7 @@ conns_add(smtpd *d, conn *c)
 {
     if (d->nconns == d->conns_cap) {
         size_t cap = d->conns_cap ? d->conns_cap * 2 : 64;
-        conn **v = realloc(d->conns, cap * sizeof *v);
+        conn **v = (conn **)realloc(d->conns, cap * sizeof *v);
         if (v == NULL)
             return -1;
         d->conns = v;
@@ -1002,7 +1003,7 @@ pollset_build(smtpd *d)
     int i;
     if (ps->cap < need) {
         ps->cap = need * 2;
-        ps->fds = realloc(ps->fds, ps->cap * sizeof *ps->fds);
+        ps->fds = (struct pollfd *)realloc(ps->fds, ps->cap * sizeof *ps->fds);
         if (ps->fds == NULL)
             return -1;
     }

@@ -627,7 +627,8 @@ config_setup(smtpd *d)
     cfg->banner = "llsmtp " LLSMTP_VERSION_STRING;
     cfg->max_size = o->max_size;
     cfg->max_rcpt = o->max_rcpt;
-    cfg->callbacks = &session_callbacks;
+    session_callbacks_init(&d->callbacks);
+    cfg->callbacks = &d->callbacks;
     llsmtp_relay_policy_init(policy);
     policy->local_domains = o->local_domains;
     policy->nlocal = (size_t)o->nlocal;
@@ -726,7 +727,7 @@ smtpd_free(smtpd *d)
 int
 main(int argc, char **argv)
 {
-    smtpd *d = calloc(1, sizeof *d);
+    smtpd *d = (smtpd *)calloc(1, sizeof *d);
     int rc;
     if (d == NULL) {
         perror("smtpd");

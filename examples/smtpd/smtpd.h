@@ -113,6 +113,7 @@ typedef struct pollset {
 typedef struct smtpd {
     options opt;
     llsmtp_config cfg, cfg_proxy; /* cfg_proxy: PROXY listeners' */
+    llsmtp_callbacks callbacks;   /* what both point to (session.c) */
     llsmtp_relay_policy policy;
     int lfds[MAX_LISTEN];
     conn **conns;
@@ -222,7 +223,7 @@ int flush_out(conn *c);
 void drain_told(conn *c);
 
 /* session.c */
-extern const llsmtp_callbacks session_callbacks;
+void session_callbacks_init(llsmtp_callbacks *cb);
 void add_user(smtpd *d, const char *spec, const char *where);
 void read_users(smtpd *d, const char *path);
 void read_recipients(const char *opt_name, const char *path, char ***out,

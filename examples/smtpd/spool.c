@@ -381,7 +381,7 @@ store_failed(conn *c, llsmtp_reply *r, int err)
 void
 stored(smtpd *d, commit_job *j)
 {
-    conn *c = j->owner;
+    conn *c = (conn *)j->owner;
     llsmtp_reply r = LLSMTP_REPLY_INIT;
     int rc;
     if (j->env_relay != NULL)
