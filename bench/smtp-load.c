@@ -213,9 +213,9 @@ build_message(size_t len, size_t nrcpt, const char *domain)
     static const char head[] = "From: <load@example.test>\r\n"
                                "To: <rcpt@example.test>\r\n"
                                "Subject: smtp-load\r\n\r\n";
-    llsmtp_span *to = calloc(nrcpt, sizeof *to);
+    llsmtp_span *to = (llsmtp_span *)calloc(nrcpt, sizeof *to);
     size_t n, i;
-    raw = malloc(len + sizeof head + 80);
+    raw = (char *)malloc(len + sizeof head + 80);
     if (raw == NULL || to == NULL) {
         perror("smtp-load");
         exit(1);
@@ -238,7 +238,7 @@ build_message(size_t len, size_t nrcpt, const char *domain)
     }
     raw_len = n;
     for (i = 0; i < nrcpt; i++) {
-        char *a = malloc(64);
+        char *a = (char *)malloc(64);
         if (a == NULL)
             exit(1);
         snprintf(a, 64, "%zurcpt@%s", i + 1, domain);
@@ -312,13 +312,13 @@ main(int argc, char **argv)
     build_message(len, nrcpt, "example.test");
     if (nsess > total)
         nsess = total;
-    ss = calloc(nsess, sizeof *ss);
-    pf = calloc(nsess, sizeof *pf);
+    ss = (sess *)calloc(nsess, sizeof *ss);
+    pf = (struct pollfd *)calloc(nsess, sizeof *pf);
     client_size = llsmtp_client_size(&ccfg);
     if (ss == NULL || pf == NULL || client_size == 0)
         return 1;
     for (i = 0; i < nsess; i++)
-        if ((ss[i].c = malloc(client_size)) == NULL)
+        if ((ss[i].c = (llsmtp_client *)malloc(client_size)) == NULL)
             return 1;
     t0 = now_s();
     for (i = 0; i < nsess; i++)

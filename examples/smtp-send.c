@@ -80,7 +80,7 @@ read_message(const char *path, size_t *n)
         size_t r;
         if (*n == cap) {
             cap = cap ? cap * 2 : 65536;
-            buf = realloc(buf, cap);
+            buf = (char *)realloc(buf, cap);
             if (buf == NULL)
                 die(4, "out of memory", NULL);
         }

@@ -1005,8 +1005,10 @@ typedef struct llsmtp_client_cfg {
 #define llsmtp_client_cfg_init(cfg)                                           \
     llsmtp_client_cfg_init_((cfg), LLSMTP_VERSION_NUM,                        \
                             sizeof(llsmtp_client_cfg))
+#ifndef LLSMTP_NO_CLIENT
 LLSMTP_API int llsmtp_client_cfg_init_(llsmtp_client_cfg *cfg,
                                        unsigned long version, size_t size);
+#endif
 
 enum llsmtp_client_event_type {
     LLSMTP_CEV_READY = 1, /* ready for llsmtp_client_mail or _quit */
@@ -1071,8 +1073,10 @@ typedef struct llsmtp_client_msg {
  * llsmtp_client_cfg_init. */
 #define llsmtp_client_msg_init(m)                                             \
     llsmtp_client_msg_init_((m), LLSMTP_VERSION_NUM, sizeof(llsmtp_client_msg))
+#ifndef LLSMTP_NO_CLIENT
 LLSMTP_API int llsmtp_client_msg_init_(llsmtp_client_msg *m,
                                        unsigned long version, size_t size);
+#endif
 
 #ifndef LLSMTP_NO_CLIENT
 /* Checks a configuration: its tag, helo a domain or an address literal
