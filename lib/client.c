@@ -8,7 +8,11 @@
  * a bare LF to the next hop; and the client session on top of them:
  * greeting, EHLO with HELO fallback, STARTTLS, AUTH PLAIN/LOGIN,
  * PIPELINING, SIZE, 8BITMIME, SMTPUTF8, DSN pass-through, per-recipient
- * results, LMTP, several messages per connection, QUIT.
+ * results, LMTP, several messages per connection, QUIT. The session
+ * and the parser are opaque and live in the host's memory; the session
+ * says what it wants next (llsmtp_client_wants), keeps the events of a
+ * reply queued until the host takes them, and sends the body through its
+ * own output queue, behind the commands, so nothing leaves out of order.
  */
 #include "internal.h"
 

@@ -4,7 +4,11 @@
  * bounded, split-invariant), EHLO keywords, and the body encoder, checked
  * against the server session itself: whatever the encoder emits, an
  * llsmtp server delivers exactly the CRLF-normalised input and ends the
- * message exactly where the encoder ended it.
+ * message exactly where the encoder ended it; and the client session:
+ * scripted servers in every chunk size, what wants() says at each step,
+ * enhanced codes, the body through a small output queue, versioned
+ * structs and init refusals, and the session against the llsmtp server
+ * in memory, driven by wants() alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
