@@ -1409,6 +1409,7 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
                 envid = param(e->mail_params, "ENVID");
 
     memset(&dc, 0, sizeof dc);
+    llsmtp_client_cfg_init(&dc.cfg);
     dc.cfg.helo.p = qu->cf->hostname;
     dc.cfg.helo.n = strlen(qu->cf->hostname);
     /* opportunistic by default (RFC 3207); --next-hop-tls can demand it
@@ -1418,7 +1419,7 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
     dc.ca_file = qu->cf->ca_file;
     dc.timeout = qu->cf->timeout;
     dc.trace = qu->cf->verbose ? stderr : NULL;
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from.p = e->from;
     m.from.n = strlen(e->from);
     m.size = bodyn;
