@@ -8,6 +8,7 @@
 # make bench      engine benchmark (bench/engine.c), builds bench/smtp-load;
 #                 bench/compare.sh then compares smtpd with smtp-sink
 # make run        example server on 127.0.0.1:2525
+# make check-cxx  every example listed compiles as C++17, warning-free
 # make abi-check  the shared library's ABI against abi/libllsmtp.abi (libabigail)
 # make doc-check  the README checked like code: its C blocks compile as C99
 #                 and C++17, its figures are what the suites print
@@ -70,7 +71,7 @@ endif
         test-amalgamation install uninstall check-symbols check-switches \
         lint format format-check coverage check-builds test-install \
         abi-tools abi-lib abi-dump abi-baseline abi-check abi-selftest \
-        doc-check
+        check-cxx doc-check
 
 all: static shared examples
 
@@ -273,6 +274,21 @@ $(BUILD)/examples/mxlookup: examples/mxlookup.c $(SMTPD_DIR)/route.c \
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libllsmtp.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(EX_CFLAGS) $< -o $@ $(BUILD)/libllsmtp.a $(LDFLAGS)
+
+# Every example compiles as C++17 too, warning-free (a host may well be
+# C++): each file syntax-checked by $(CXX), with OpenSSL (libssl-dev's
+# headers) and without, as check-builds builds smtpd both ways.
+CXX_EXAMPLES := $(wildcard examples/*.c) $(wildcard $(SMTPD_DIR)/*.c)
+CXX_FLAGS := -x c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror \
+             -D_POSIX_C_SOURCE=200809L -Iinclude -fsyntax-only
+
+check-cxx:
+	@for f in $(CXX_EXAMPLES); do \
+	    $(CXX) $(CPPFLAGS) $(CXX_FLAGS) -DHAVE_OPENSSL $(CXXFLAGS) $$f \
+	        || exit 1; \
+	    $(CXX) $(CPPFLAGS) $(CXX_FLAGS) $(CXXFLAGS) $$f || exit 1; \
+	done
+	@echo "check-cxx: $(words $(CXX_EXAMPLES)) example files compile as C++17 with $(CXX), with and without OpenSSL"
 
 run: $(BUILD)/examples/smtpd
 	$(BUILD)/examples/smtpd --listen 127.0.0.1:2525 \

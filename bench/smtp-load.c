@@ -4,9 +4,9 @@
  * counterpart of Postfix's smtp-source: N concurrent sessions share M
  * messages of L octets with R recipients each, over reused connections
  * (or one message per connection), pipelined when the server offers it
- * (unless --no-pipelining). One poll() loop, non-blocking sockets; the
- * message is dot-encoded once with llsmtp_dot_encode() and written as is
- * for every transaction. Prints messages/s, MB/s, recipients/s and its
+ * (unless --no-pipelining). One poll() loop, non-blocking sockets, each
+ * session driven by llsmtp_client_wants(); the message goes through the
+ * session's output (llsmtp_client_body), 64 KiB at a time. Prints messages/s, MB/s, recipients/s and its
  * own CPU time, so its cost can be set beside smtp-source's.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -30,9 +30,10 @@
 typedef struct sess {
     int fd;   /* -1: not connected */
     int used; /* a message was started on this connection */
-    llsmtp_client c;
-    const char *body; /* encoded body bytes still to write */
+    llsmtp_client *c;
+    const char *body; /* message bytes not yet handed to the session */
     size_t body_left;
+    int in_body; /* BODY came: the message is being sent */
     char in[4096];
     size_t in_off, in_len;
 } sess;
@@ -40,8 +41,8 @@ typedef struct sess {
 static struct sockaddr_in server;
 static llsmtp_client_cfg ccfg;
 static llsmtp_client_msg msg;
-static char *enc; /* the message, dot-encoded, ending in CRLF */
-static size_t enc_len;
+static char *raw; /* the message, CRLF line endings */
+static size_t raw_len, client_size;
 static unsigned long total, started, done_ok, done_fail, rcpt_ok, rcpt_fail,
     connects;
 static int one_per_conn;
@@ -83,9 +84,14 @@ sess_open(sess *s)
         perror("smtp-load: connect");
         exit(1);
     }
-    llsmtp_client_init(&s->c, &ccfg);
+    s->c = llsmtp_client_init(s->c, client_size, &ccfg, s);
+    if (s->c == NULL) {
+        fputs("smtp-load: llsmtp_client_init failed\n", stderr);
+        exit(1);
+    }
     s->used = 0;
     s->body_left = 0;
+    s->in_body = 0;
     s->in_off = s->in_len = 0;
     connects++;
 }
@@ -97,36 +103,62 @@ sess_close(sess *s)
     s->fd = -1;
 }
 
-/* Writes what the session has: commands, then body bytes, then the "."
- * that body_end queues. Returns -1 when the connection broke. */
+static int sess_event(sess *s, const llsmtp_client_event *ev);
+
+/* Does what the session wants until it waits for the socket: writes its
+ * output, hands over events, streams the body, reads what the server
+ * sent (readable: poll said so). Returns -1 to close the connection. */
 static int
-sess_write(sess *s)
+sess_run(sess *s, int readable)
 {
     for (;;) {
-        llsmtp_span o = llsmtp_client_output(&s->c);
-        ssize_t w;
-        if (o.n > 0) {
-            w = send(s->fd, o.p, o.n, MSG_NOSIGNAL);
-            if (w < 0)
+        unsigned w = llsmtp_client_wants(s->c);
+        llsmtp_client_event ev;
+        if (w & LLSMTP_WANT_WRITE) {
+            llsmtp_span o = llsmtp_client_output(s->c);
+            ssize_t k = send(s->fd, o.p, o.n, MSG_NOSIGNAL);
+            if (k < 0)
                 return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-            llsmtp_client_consume(&s->c, (size_t)w);
-            if ((size_t)w < o.n)
-                return 0;
-            continue;
+            llsmtp_client_consume(s->c, (size_t)k);
+            if ((size_t)k < o.n)
+                return 0; /* the socket is full: POLLOUT */
+        } else if (w & LLSMTP_WANT_EVENT) {
+            llsmtp_client_next_event(s->c, &ev);
+            if (sess_event(s, &ev) < 0)
+                return -1;
+        } else if ((w & LLSMTP_WANT_RESUME) && s->in_body) {
+            size_t used;
+            int rc = llsmtp_client_body(s->c, s->body, s->body_left, &used);
+            s->body += used;
+            s->body_left -= used;
+            if (rc == LLSMTP_OK) {
+                llsmtp_client_body_end(s->c);
+                s->in_body = 0;
+            }
+        } else if (w & LLSMTP_WANT_READ) {
+            size_t used;
+            int rc;
+            if (s->in_off == s->in_len) {
+                ssize_t r;
+                if (!readable)
+                    return 0;
+                r = recv(s->fd, s->in, sizeof s->in, 0);
+                readable = 0;
+                if (r < 0)
+                    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+                if (r == 0)
+                    return -1;
+                s->in_off = 0;
+                s->in_len = (size_t)r;
+            }
+            rc = llsmtp_client_feed(s->c, s->in + s->in_off,
+                                    s->in_len - s->in_off, &used, &ev);
+            s->in_off += used;
+            if (rc == LLSMTP_EVENT && sess_event(s, &ev) < 0)
+                return -1;
+        } else {
+            return -1; /* CLOSE (no TLS here) */
         }
-        if (s->body_left > 0) {
-            w = send(s->fd, s->body, s->body_left, MSG_NOSIGNAL);
-            if (w < 0)
-                return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-            s->body += w;
-            s->body_left -= (size_t)w;
-            if (s->body_left > 0)
-                return 0;
-            /* written pre-encoded: the session only adds "." CRLF */
-            llsmtp_client_body_end(&s->c);
-            continue;
-        }
-        return 0;
     }
 }
 
@@ -139,15 +171,16 @@ sess_event(sess *s, const llsmtp_client_event *ev)
         if (started < total && !(one_per_conn && s->used)) {
             started++;
             s->used = 1;
-            if (llsmtp_client_mail(&s->c, &msg) != LLSMTP_OK)
+            if (llsmtp_client_mail(s->c, &msg) != LLSMTP_OK)
                 return -1;
         } else {
-            llsmtp_client_quit(&s->c);
+            llsmtp_client_quit(s->c);
         }
         return 0;
     case LLSMTP_CEV_BODY:
-        s->body = enc;
-        s->body_left = enc_len;
+        s->body = raw;
+        s->body_left = raw_len;
+        s->in_body = 1;
         return 0;
     case LLSMTP_CEV_RCPT:
         if (ev->code / 100 == 2)
@@ -163,7 +196,8 @@ sess_event(sess *s, const llsmtp_client_event *ev)
         return 0;
     case LLSMTP_CEV_FAIL:
         if (++fails <= 3)
-            fprintf(stderr, "smtp-load: session failed: %d %.*s\n", ev->code,
+            fprintf(stderr, "smtp-load: session failed: %d %s%s%.*s\n",
+                    ev->code, ev->enhanced, ev->enhanced[0] ? " " : "",
                     (int)ev->text.n, ev->text.p);
         return -1;
     case LLSMTP_CEV_CLOSED:
@@ -173,40 +207,15 @@ sess_event(sess *s, const llsmtp_client_event *ev)
     }
 }
 
-static int
-sess_read(sess *s)
-{
-    ssize_t r = recv(s->fd, s->in, sizeof s->in, 0);
-    if (r < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-    if (r == 0)
-        return -1;
-    s->in_off = 0;
-    s->in_len = (size_t)r;
-    for (;;) { /* until all is read and no event is left */
-        llsmtp_client_event ev;
-        size_t used;
-        int rc = llsmtp_client_feed(&s->c, s->in + s->in_off,
-                                    s->in_len - s->in_off, &used, &ev);
-        s->in_off += used;
-        if (rc != 1)
-            break;
-        if (sess_event(s, &ev) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static void
 build_message(size_t len, size_t nrcpt, const char *domain)
 {
     static const char head[] = "From: <load@example.test>\r\n"
                                "To: <rcpt@example.test>\r\n"
                                "Subject: smtp-load\r\n\r\n";
-    char *raw = malloc(len + sizeof head + 80);
-    llsmtp_span *to = calloc(nrcpt, sizeof *to);
-    llsmtp_dot_encoder e;
+    llsmtp_span *to = (llsmtp_span *)calloc(nrcpt, sizeof *to);
     size_t n, i;
+    raw = (char *)malloc(len + sizeof head + 80);
     if (raw == NULL || to == NULL) {
         perror("smtp-load");
         exit(1);
@@ -227,22 +236,16 @@ build_message(size_t len, size_t nrcpt, const char *domain)
         raw[n++] = '\r';
         raw[n++] = '\n';
     }
-    enc = malloc(llsmtp_dot_encoded_max(n));
-    if (enc == NULL) {
-        perror("smtp-load");
-        exit(1);
-    }
-    llsmtp_dot_init(&e);
-    enc_len = llsmtp_dot_encode(&e, raw, n, enc, llsmtp_dot_encoded_max(n));
-    free(raw);
+    raw_len = n;
     for (i = 0; i < nrcpt; i++) {
-        char *a = malloc(64);
+        char *a = (char *)malloc(64);
         if (a == NULL)
             exit(1);
         snprintf(a, 64, "%zurcpt@%s", i + 1, domain);
         to[i].p = a;
         to[i].n = strlen(a);
     }
+    llsmtp_client_msg_init(&msg);
     msg.from.p = "load@example.test";
     msg.from.n = strlen(msg.from.p);
     msg.to = to;
@@ -263,7 +266,9 @@ main(int argc, char **argv)
     size_t i;
 
     total = 1;
-    memset(&ccfg, 0, sizeof ccfg);
+    if (llsmtp_client_cfg_init(&ccfg) != LLSMTP_OK)
+        return 1;
+    ccfg.output_size = 65536; /* the body in large writes */
     ccfg.helo.p = "load.example.test";
     ccfg.helo.n = strlen(ccfg.helo.p);
     for (a = 1; a < argc; a++) {
@@ -307,10 +312,14 @@ main(int argc, char **argv)
     build_message(len, nrcpt, "example.test");
     if (nsess > total)
         nsess = total;
-    ss = calloc(nsess, sizeof *ss);
-    pf = calloc(nsess, sizeof *pf);
-    if (ss == NULL || pf == NULL)
+    ss = (sess *)calloc(nsess, sizeof *ss);
+    pf = (struct pollfd *)calloc(nsess, sizeof *pf);
+    client_size = llsmtp_client_size(&ccfg);
+    if (ss == NULL || pf == NULL || client_size == 0)
         return 1;
+    for (i = 0; i < nsess; i++)
+        if ((ss[i].c = (llsmtp_client *)malloc(client_size)) == NULL)
+            return 1;
     t0 = now_s();
     for (i = 0; i < nsess; i++)
         sess_open(&ss[i]);
@@ -323,7 +332,7 @@ main(int argc, char **argv)
             pf[i].revents = 0;
             if (s->fd >= 0) {
                 live++;
-                if (llsmtp_client_output(&s->c).n > 0 || s->body_left > 0)
+                if (llsmtp_client_wants(s->c) & LLSMTP_WANT_WRITE)
                     pf[i].events |= POLLOUT;
             }
         }
@@ -340,10 +349,9 @@ main(int argc, char **argv)
                 continue;
             if (pf[i].revents & (POLLERR | POLLNVAL))
                 dead = 1;
-            if (!dead && (pf[i].revents & (POLLIN | POLLHUP)))
-                dead = sess_read(s) < 0;
             if (!dead)
-                dead = sess_write(s) < 0;
+                dead = sess_run(s, (pf[i].revents & (POLLIN | POLLHUP)) != 0) <
+                       0;
             if (dead) {
                 sess_close(s);
                 /* reconnect while messages are left */

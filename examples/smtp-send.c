@@ -80,7 +80,7 @@ read_message(const char *path, size_t *n)
         size_t r;
         if (*n == cap) {
             cap = cap ? cap * 2 : 65536;
-            buf = realloc(buf, cap);
+            buf = (char *)realloc(buf, cap);
             if (buf == NULL)
                 die(4, "out of memory", NULL);
         }
@@ -139,7 +139,9 @@ main(int argc, char **argv)
 
     log_init("smtp-send");
     memset(&dc, 0, sizeof dc);
-    memset(&m, 0, sizeof m);
+    if (llsmtp_client_cfg_init(&dc.cfg) != LLSMTP_OK ||
+        llsmtp_client_msg_init(&m) != LLSMTP_OK)
+        die(2, "the llsmtp library linked is of another version", NULL);
     dc.cfg.helo.p = "localhost";
     dc.cfg.helo.n = 9;
     for (a = 1; a < argc; a++) {

@@ -39,14 +39,17 @@ rec_add(rec *r, const void *p, size_t n)
 static void
 parse(const uint8_t *d, size_t n, size_t step, rec *out)
 {
-    llsmtp_reply_parser p;
+    void *mem = malloc(llsmtp_reply_parser_size());
+    llsmtp_reply_parser *p = llsmtp_reply_parser_init(
+        mem, llsmtp_reply_parser_size(), 8);
     size_t off = 0;
-    llsmtp_reply_parser_init(&p, 8);
+    if (p == NULL)
+        abort();
     while (off < n) {
         size_t len = n - off < step ? n - off : step, used;
         while (len) {
             llsmtp_reply_line l;
-            int rc = llsmtp_reply_parser_feed(&p, (const char *)d + off, len,
+            int rc = llsmtp_reply_parser_feed(p, (const char *)d + off, len,
                                               &used, &l);
             if (used > len)
                 abort();
@@ -54,9 +57,10 @@ parse(const uint8_t *d, size_t n, size_t step, rec *out)
             len -= used;
             if (rc == LLSMTP_E_SYNTAX) {
                 rec_add(out, "E", 1);
+                free(mem);
                 return;
             }
-            if (rc == 1) {
+            if (rc == LLSMTP_EVENT) {
                 if (l.text.n > 508 || l.code < 200 || l.code > 599)
                     abort();
                 rec_add(out, &l.code, sizeof l.code);
@@ -66,6 +70,7 @@ parse(const uint8_t *d, size_t n, size_t step, rec *out)
             }
         }
     }
+    free(mem);
 }
 
 static size_t delivered_n;
@@ -97,6 +102,22 @@ fz_rand(uint64_t *st)
 
 #define FZ_CFG 6 /* configuration bytes after the split byte */
 
+/* What llsmtp_client_wants() says must match the session: WRITE exactly
+ * when output waits, EVENT with nothing but WRITE, one of the others
+ * otherwise (a session always wants something). */
+static void
+check_wants(const llsmtp_client *c)
+{
+    unsigned w = llsmtp_client_wants(c);
+    if (((w & LLSMTP_WANT_WRITE) != 0) != (llsmtp_client_output(c).n > 0))
+        abort();
+    if ((w & LLSMTP_WANT_EVENT) &&
+        (w & ~(unsigned)(LLSMTP_WANT_EVENT | LLSMTP_WANT_WRITE)))
+        abort();
+    if (w == 0)
+        abort();
+}
+
 /* The input as everything a server says to a client whose configuration,
  * messages and host behaviour the first bytes choose:
  *   c[0] client flags (STARTTLS, REQUIRE_TLS, LMTP, AUTH_CLEARTEXT,
@@ -105,12 +126,14 @@ fz_rand(uint64_t *st)
  *        reverse-path, bits 5-7 SIZE (0, 100, 2^32, 2^63, UINT64_MAX..)
  *   c[2] recipients: 1..16, or 300 (more than the output queue holds)
  *   c[3] host: bits 0-1 drain (all, random part, only at events, never
- *        until the session waits), bit 2 pre-encoded body, bit 3 body in
- *        pieces, bit 4 the TLS handshake fails, bit 5 time out at a random
- *        point, bit 6 feed empty chunks too
+ *        until the session waits), bit 2 body writes drained in random
+ *        parts, bit 3 body in pieces, bit 4 the TLS handshake fails, bit
+ *        5 time out at a random point, bit 6 feed empty chunks too, bit 7
+ *        replies of at most 3 lines and the smallest output queue
  *   c[4..5] seed for the split sizes and the host's other choices
- * The session must make progress, stay bounded, and never report a
- * message delivered unless its body was sent after a 354. */
+ * The session must make progress, stay bounded, say in wants() what it
+ * is waiting for, and never report a message delivered unless its body
+ * was sent after a 354. */
 static void
 session(const uint8_t *cfgb, const uint8_t *d, size_t n)
 {
@@ -119,14 +142,14 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
     static const uint64_t sizes[8] = {0,          100, 1ull << 32, 1ull << 63,
                                       UINT64_MAX, 1,   99999999,   5000};
     static const char body[] = ".x\nline\r\n..y\rz\xc3\xa9\r\n.\r\n";
-    llsmtp_client c;
+    llsmtp_client *c;
     llsmtp_client_cfg cfg;
     llsmtp_client_msg m;
-    size_t off = 0, msgs = 0, nmsgs, i, spins = 0, stop_at;
+    size_t off = 0, msgs = 0, nmsgs, i, spins = 0, stop_at, size;
     unsigned drain, host;
     uint64_t rng;
     int body_sent = 0, in_msg = 0, dead = 0;
-    char enc[128];
+    void *mem;
     for (i = 0; i < 300 && names[i][0] == '\0'; i++) {
         int k = snprintf(names[i], sizeof names[i], "r%zu@x.y", i);
         to[i].p = names[i];
@@ -134,7 +157,9 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
         prm[i].p = i % 2 ? "NOTIFY=NEVER" : "ORCPT=rfc822;r+40x.y";
         prm[i].n = strlen(prm[i].p);
     }
-    memset(&cfg, 0, sizeof cfg);
+    if (llsmtp_client_cfg_init(&cfg) != LLSMTP_OK ||
+        llsmtp_client_msg_init(&m) != LLSMTP_OK)
+        abort();
     cfg.helo.p = "fuzz";
     cfg.helo.n = 4;
     cfg.flags = cfgb[0] & 0x1f;
@@ -144,9 +169,11 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
         cfg.password.p = "pass";
         cfg.password.n = 4;
     }
-    cfg.max_reply_lines = cfgb[3] & 0x80 ? 3 : 0;
+    if (cfgb[3] & 0x80) {
+        cfg.max_reply_lines = 3;
+        cfg.output_size = 1024;
+    }
     nmsgs = 1 + (cfgb[0] >> 6);
-    memset(&m, 0, sizeof m);
     m.to = to;
     m.nto = cfgb[2] >= 0xf0 ? 300 : 1 + cfgb[2] % 16;
     m.flags = cfgb[1] & 3;
@@ -165,10 +192,13 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
     host = cfgb[3];
     rng = ((uint64_t)cfgb[4] << 8 | cfgb[5]) * 0x9E3779B97F4A7C15ull + 1;
     stop_at = host & 0x20 ? (size_t)(fz_rand(&rng) % (n + 1)) : (size_t)-1;
-    if (llsmtp_client_init(&c, &cfg) != LLSMTP_OK)
+    size = llsmtp_client_size(&cfg);
+    mem = malloc(size);
+    if (size == 0 || mem == NULL ||
+        (c = llsmtp_client_init(mem, size, &cfg, NULL)) == NULL)
         abort();
     for (;;) {
-        size_t len, used, w;
+        size_t len, used = 0;
         llsmtp_client_event ev;
         llsmtp_span out;
         unsigned t;
@@ -177,6 +207,7 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
         memset(&ev, 0, sizeof ev);
         if (++spins > 100000 + 10 * n)
             abort(); /* no progress */
+        check_wants(c);
         if (off >= stop_at)
             break; /* the host timed out waiting */
         len = 1 + (size_t)(fz_rand(&rng) % 64);
@@ -184,77 +215,99 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
             len = 0;
         if (len > n - off)
             len = n - off;
-        rc = llsmtp_client_feed(&c, (const char *)d + off, len, &used, &ev);
-        if (used > len || (rc != 1 && rc != LLSMTP_OK) ||
+        if ((llsmtp_client_wants(c) & LLSMTP_WANT_EVENT) && fz_rand(&rng) % 2)
+            rc = llsmtp_client_next_event(c, &ev);
+        else
+            rc = llsmtp_client_feed(c, (const char *)d + off, len, &used, &ev);
+        if (used > len || (rc != LLSMTP_EVENT && rc != LLSMTP_OK) ||
             (rc == LLSMTP_OK && used != len))
             abort();
         off += used;
-        out = llsmtp_client_output(&c);
-        if (out.n > LLSMTP_CLIENT_OUT)
+        used = 0;
+        if (rc == LLSMTP_OK && (llsmtp_client_wants(c) & LLSMTP_WANT_EVENT))
+            abort(); /* feed returns a queued event first */
+        out = llsmtp_client_output(c);
+        if (out.n > cfg.output_size)
             abort();
-        t = llsmtp_client_timeout(&c);
+        t = llsmtp_client_timeout(c);
         if (t != 0 && t != 120 && t != 180 && t != 300 && t != 600)
             abort();
         /* the host writes all, part, or (for a while) nothing */
-        if (drain == 0 || (drain == 2 && rc == 1) ||
+        if (drain == 0 || (drain == 2 && rc == LLSMTP_EVENT) ||
             (drain == 3 && rc == LLSMTP_OK))
-            llsmtp_client_consume(&c, out.n);
+            llsmtp_client_consume(c, out.n);
         else if (drain == 1 && out.n)
-            llsmtp_client_consume(&c, (size_t)(fz_rand(&rng) % (out.n + 1)));
-        if (rc == 1) {
+            llsmtp_client_consume(c, (size_t)(fz_rand(&rng) % (out.n + 1)));
+        if (rc == LLSMTP_EVENT) {
             if (dead && ev.type != LLSMTP_CEV_FAIL)
                 abort(); /* nothing happens after the end */
+            if (ev.enhanced[11] != '\0' ||
+                (ev.enhanced[0] && ev.enhanced[0] != '0' + ev.code / 100))
+                abort(); /* an enhanced code of the reply's class */
             switch (ev.type) {
             case LLSMTP_CEV_READY:
                 in_msg = 0;
                 if (msgs++ < nmsgs) {
                     body_sent = 0;
-                    if (llsmtp_client_mail(&c, &m) == LLSMTP_OK)
+                    if (llsmtp_client_mail(c, &m) == LLSMTP_OK)
                         in_msg = 1;
                 } else {
-                    llsmtp_client_quit(&c);
+                    llsmtp_client_quit(c);
                 }
                 break;
             case LLSMTP_CEV_TLS:
                 if (host & 0x10)
                     goto out; /* handshake failed: the host closes */
-                llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-                if (llsmtp_client_tls_started(&c) != LLSMTP_OK)
+                llsmtp_client_consume(c, llsmtp_client_output(c).n);
+                if (llsmtp_client_wants(c) != LLSMTP_WANT_TLS ||
+                    llsmtp_client_tls_started(c) != LLSMTP_OK)
                     abort();
                 break;
             case LLSMTP_CEV_RCPT:
                 if (!in_msg || ev.rcpt < 0 || (size_t)ev.rcpt >= m.nto)
                     abort();
                 break;
-            case LLSMTP_CEV_BODY:
+            case LLSMTP_CEV_BODY: {
                 /* RFC 5321 4.3.2: only 354 starts the body */
-                if (!in_msg || ev.code != 354)
+                size_t bo = 0, piece = host & 8 ? 5 : sizeof body - 1;
+                int brc = LLSMTP_OK;
+                if (!in_msg || ev.code != 354 ||
+                    llsmtp_client_wants(c) !=
+                        (LLSMTP_WANT_RESUME |
+                         (llsmtp_client_output(c).n ? LLSMTP_WANT_WRITE : 0)))
                     abort();
-                llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-                if (host & 4) {
-                    /* pre-encoded: written by the host, then only "." */
-                } else if (host & 8) {
-                    for (i = 0; i < sizeof body - 1; i += 5) {
-                        size_t k = sizeof body - 1 - i < 5
-                                       ? sizeof body - 1 - i
-                                       : 5;
-                        rc = llsmtp_client_body(&c, body + i, k, enc,
-                                                sizeof enc, &w);
-                        if (rc != LLSMTP_OK && !(rc == LLSMTP_E_SYNTAX &&
-                                                 !(m.flags & LLSMTP_MSG_8BIT)))
-                            abort();
-                        if (rc != LLSMTP_OK)
-                            break;
+                while (bo < sizeof body - 1) {
+                    size_t k = sizeof body - 1 - bo < piece
+                                   ? sizeof body - 1 - bo
+                                   : piece;
+                    brc = llsmtp_client_body(c, body + bo, k, &used);
+                    bo += used;
+                    if (brc == LLSMTP_BLOCKED) {
+                        out = llsmtp_client_output(c);
+                        if (out.n == 0)
+                            abort(); /* blocked on nothing */
+                        llsmtp_client_consume(
+                            c, host & 4 ? 1 + (size_t)(fz_rand(&rng) % out.n)
+                                        : out.n);
+                    } else if (brc != LLSMTP_OK) {
+                        break;
                     }
-                } else if (llsmtp_client_body(&c, ".x\n", 3, enc, sizeof enc,
-                                              &w) != LLSMTP_OK) {
-                    abort();
                 }
-                if (llsmtp_client_body_end(&c) == LLSMTP_OK)
-                    body_sent = 1;
-                else if (!(host & 8) || (m.flags & LLSMTP_MSG_8BIT))
+                if (brc != LLSMTP_OK) {
+                    /* 8-bit octets in a message declared 7-bit */
+                    if (brc != LLSMTP_E_SYNTAX ||
+                        (m.flags & LLSMTP_MSG_8BIT) ||
+                        !(llsmtp_client_wants(c) & LLSMTP_WANT_CLOSE))
+                        abort();
+                    break;
+                }
+                while ((brc = llsmtp_client_body_end(c)) == LLSMTP_BLOCKED)
+                    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+                if (brc != LLSMTP_OK)
                     abort();
+                body_sent = 1;
                 break;
+            }
             case LLSMTP_CEV_MESSAGE:
                 if (!in_msg || ev.rcpt >= (long)m.nto || ev.rcpt < -1)
                     abort();
@@ -277,10 +330,11 @@ session(const uint8_t *cfgb, const uint8_t *d, size_t n)
 out:
     /* written out, the queue empties (refilled with pipelined RCPTs at
      * most until DATA) */
-    for (i = 0; i < 1000 && llsmtp_client_output(&c).n; i++)
-        llsmtp_client_consume(&c, (size_t)-1);
-    if (llsmtp_client_output(&c).n != 0)
+    for (i = 0; i < 1000 && llsmtp_client_output(c).n; i++)
+        llsmtp_client_consume(c, (size_t)-1);
+    if (llsmtp_client_output(c).n != 0)
         abort();
+    free(mem);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -33,6 +33,11 @@ typedef struct fz {
     int cr;
     char head[4];
     char mechs[128];
+    /* LLSMTP_CFG_LENT_OUTPUT: two buffers lent in turn, scribbled over
+     * whenever one comes back */
+    char *lend[2];
+    size_t lend_cap;
+    unsigned lends;
 } fz;
 
 static uint64_t
@@ -89,6 +94,8 @@ fz_check(fz *f, const char *p, size_t n)
     }
 }
 
+static void fz_reclaim(llsmtp_server *s, fz *f);
+
 static void
 fz_drain(llsmtp_server *s, fz *f)
 {
@@ -99,6 +106,8 @@ fz_drain(llsmtp_server *s, fz *f)
         n = n / 2;
     fz_check(f, o.p, n);
     (void)llsmtp_server_consume(s, n);
+    if (fz_rand(f) & 1)
+        fz_reclaim(s, f);
 }
 
 #define F(s) ((fz *)llsmtp_server_user(s))
@@ -284,6 +293,37 @@ static const llsmtp_callbacks fz_cb = {
     fz_arg,     fz_simple, fz_simple, fz_auth,   fz_auth_step, fz_simple,
     NULL,       fz_arg,    fz_lmtp,   fz_reply,  fz_cancel};
 
+/* Lends the next buffer (lent mode); the session may hold one still. */
+static void
+fz_lend(llsmtp_server *s, fz *f)
+{
+    int rc;
+    if (f->lend[0] == NULL)
+        return;
+    rc = llsmtp_server_lend(s, f->lend[f->lends % 2], f->lend_cap);
+    if (rc == LLSMTP_OK)
+        f->lends++;
+    else if (rc != LLSMTP_E_STATE)
+        abort();
+}
+
+/* Takes the loan back: only with every byte written, and then the one
+ * lent; scribbled over, so a session that kept using it writes garbage
+ * the output checker sees. */
+static void
+fz_reclaim(llsmtp_server *s, fz *f)
+{
+    char *b;
+    if (f->lend[0] == NULL)
+        return;
+    b = llsmtp_server_reclaim(s);
+    if (b == NULL)
+        return; /* output waits, or nothing was lent */
+    if (llsmtp_server_output(s).n != 0 || (b != f->lend[0] && b != f->lend[1]))
+        abort();
+    memset(b, 0x7f, f->lend_cap);
+}
+
 static int
 fz_resume(llsmtp_server *s, fz *f)
 {
@@ -293,6 +333,7 @@ fz_resume(llsmtp_server *s, fz *f)
     if (!f->have_defer)
         abort(); /* paused without a deferral */
     f->have_defer = 0;
+    fz_lend(s, f);
     if (llsmtp_server_pending(s) != LLSMTP_PENDING_DATA && (x & 3) == 0)
         llsmtp_reply_set(&r, (x & 4) ? 550 : 451, NULL, "no\r\nway");
     rc = llsmtp_server_resume(s, &r);
@@ -369,6 +410,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cfg.output_size = (x >> 24) & 1 ? 65536 : cfg.output_size;
         }
     }
+    if (data[5] & 0x80)
+        cfg.flags |= LLSMTP_CFG_LENT_OUTPUT;
     f.rng = 0x9E3779B97F4A7C15ULL ^ data[7];
     f.data = data + 8;
     f.size = size - 8;
@@ -378,6 +421,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s = (llsmtp_server *)malloc(sz);
     if (s == NULL || llsmtp_server_init(s, sz, &cfg, &f) != s)
         abort();
+    if (cfg.flags & LLSMTP_CFG_LENT_OUTPUT) {
+        f.lend_cap = llsmtp_server_lend_size(&cfg) + (data[5] & 0x40 ? 7 : 0);
+        f.lend[0] = (char *)malloc(f.lend_cap);
+        f.lend[1] = (char *)malloc(f.lend_cap);
+        if (f.lend[0] == NULL || f.lend[1] == NULL)
+            abort();
+        if (llsmtp_server_start(s) != LLSMTP_E_STATE)
+            abort(); /* no loan, no greeting */
+    }
+    fz_lend(s, &f);
     rc = llsmtp_server_start(s);
     while (rc == LLSMTP_PAUSED)
         rc = fz_resume(s, &f);
@@ -387,10 +440,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         llsmtp_server_tls_started(s); /* implicit TLS */
     while (!f.closed && rc >= 0 && off < f.size) {
         size_t len = f.size - off, used = 99;
+        unsigned want;
         if (fz_rand(&f) & 1)
             len = 1 + (size_t)(fz_rand(&f) % (len < 64 ? len : 64));
+        fz_lend(s, &f);
+        want = llsmtp_server_wants(s);
         rc = llsmtp_server_feed(s, (const char *)f.data + off, len, &used);
         if (used > len)
+            abort();
+        /* wants() said READ: the bytes were taken, or the session
+         * paused, closed, went to TLS or failed at once */
+        if ((want & LLSMTP_WANT_READ) && used == 0 && rc != LLSMTP_PAUSED &&
+            rc != LLSMTP_CLOSE && rc != LLSMTP_START_TLS && rc >= 0)
             abort();
         off += used;
         if (rc == LLSMTP_START_TLS) {
@@ -402,6 +463,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if ((fz_rand(&f) & 7) == 0) {
             size_t u2;
+            fz_lend(s, &f);
             if (llsmtp_server_feed(s, NULL, 0, &u2) < LLSMTP_E_CALLBACK ||
                 u2 != 0)
                 abort();
@@ -417,6 +479,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == LLSMTP_BLOCKED) {
             /* drained; the session may want a zero-byte feed to go on */
             size_t u0;
+            fz_lend(s, &f);
             rc = llsmtp_server_feed(s, NULL, 0, &u0);
             while (rc == LLSMTP_PAUSED)
                 rc = fz_resume(s, &f);
@@ -427,6 +490,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (!f.closed && rc >= 0) {
+        fz_lend(s, &f);
         if (data[2] & 4)
             llsmtp_server_timeout_expired(s);
         else if (data[2] & 8)
@@ -443,6 +507,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (rc >= 0 && (f.cr || f.line_len))
         abort(); /* output must end on a line boundary */
+    fz_reclaim(s, &f);
     free(s);
+    free(f.lend[0]);
+    free(f.lend[1]);
     return 0;
 }

@@ -151,7 +151,11 @@ enum llsmtp_want {
                                      BODY (mail, quit, body, body_end) */
     LLSMTP_WANT_TLS = 1u << 3,    /* once the output is written: do the TLS
                                      handshake, then call ..._tls_started */
-    LLSMTP_WANT_CLOSE = 1u << 4   /* once the output is written: close */
+    LLSMTP_WANT_CLOSE = 1u << 4,  /* once the output is written: close */
+    LLSMTP_WANT_EVENT = 1u << 5   /* client: an event is queued; take it
+                                     (llsmtp_client_next_event) before
+                                     anything but WRITE: no other bit is
+                                     set with it */
 };
 
 /* ---- replies, lib/reply.c ----------------------------------------------- */
@@ -720,7 +724,8 @@ LLSMTP_API int llsmtp_server_lend(llsmtp_server *s, char *buf, size_t cap);
 
 /* Takes the loan back when every byte of it was written: returns the
  * buffer, or NULL while output waits (the session keeps it: lend another
- * buffer to the next session) or when nothing was lent. */
+ * buffer to the next session), when nothing was lent, or from inside a
+ * callback (lend returns LLSMTP_E_REENTRANT there). */
 LLSMTP_API char *llsmtp_server_reclaim(llsmtp_server *s);
 
 /* Places a session in mem (memlen >= llsmtp_server_size(cfg), aligned for
@@ -879,28 +884,31 @@ typedef struct llsmtp_reply_line {
     llsmtp_span text;
 } llsmtp_reply_line;
 
-/* An incremental, strict, bounded reply parser. Its fields are private;
- * it lives in caller memory (about 530 bytes). */
-typedef struct llsmtp_reply_parser {
-    char buf_[LLSMTP_REPLY_LINE_MAX];
-    size_t len_;
-    unsigned lines_, max_lines_;
-    int code_, failed_;
-} llsmtp_reply_parser;
+/* An incremental, strict, bounded reply parser, opaque like the sessions
+ * (the client session has its own; this one is for hosts that read
+ * replies themselves). It lives in memory the host gives it. */
+typedef struct llsmtp_reply_parser llsmtp_reply_parser;
 
 #ifndef LLSMTP_NO_CLIENT
-/* Prepares a parser; a reply longer than max_lines lines (0: 100) is an
- * error, so a hostile server cannot make the client buffer without end
- * (the OpenSMTPD CVE-2020-8794 class). */
-LLSMTP_API void llsmtp_reply_parser_init(llsmtp_reply_parser *p,
-                                         unsigned max_lines);
+/* Bytes of memory a parser needs (about 540). */
+LLSMTP_API size_t llsmtp_reply_parser_size(void);
+/* Places a parser in mem (memlen >= llsmtp_reply_parser_size(), aligned
+ * for any object, as malloc returns); calling it again on the same memory
+ * starts over. A reply longer than max_lines lines (0: 100) is an error,
+ * so a hostile server cannot make the client buffer without end (the
+ * OpenSMTPD CVE-2020-8794 class). Returns the parser, or NULL when mem is
+ * NULL, misaligned or too small. */
+LLSMTP_API llsmtp_reply_parser *
+llsmtp_reply_parser_init(void *mem, size_t memlen, unsigned max_lines);
 
-/* Reads server bytes. Returns 1 with *line filled when a line is complete
- * (*used says how far), LLSMTP_OK when all bytes were taken and no line is
- * complete yet, or LLSMTP_E_SYNTAX (sticky) for anything that is not a
- * reply: a code outside 200..599, a separator other than SP or "-", a
- * continuation code that differs, a line over 512 octets, a bare LF, too
- * many lines. Any split of the input gives the same lines. */
+/* Reads server bytes. Always sets *used. Returns LLSMTP_EVENT with *line
+ * filled when a line is complete (*used says how far: feed the rest
+ * again), LLSMTP_OK when all bytes were taken and no line is complete
+ * yet, LLSMTP_E_INVAL for bad arguments, or LLSMTP_E_SYNTAX (sticky)
+ * for anything that is not a reply: a code outside 200..599, a separator
+ * other than SP or "-", a continuation code that differs, a line over
+ * 512 octets, a bare LF, too many lines. Any split of the input gives
+ * the same lines. */
 LLSMTP_API int llsmtp_reply_parser_feed(llsmtp_reply_parser *p,
                                         const char *buf, size_t len,
                                         size_t *used, llsmtp_reply_line *line);
@@ -914,7 +922,8 @@ enum llsmtp_mech {
     LLSMTP_MECH_OTHER = 1u << 3
 };
 
-/* What an EHLO reply offers. */
+/* What an EHLO reply offers. A value type whose layout never changes in
+ * 1.x. */
 typedef struct llsmtp_ehlo_info {
     unsigned extensions; /* enum llsmtp_ext bits */
     unsigned mechanisms; /* enum llsmtp_mech bits */
@@ -933,12 +942,15 @@ LLSMTP_API void llsmtp_ehlo_keyword(llsmtp_ehlo_info *info, llsmtp_span text);
 /* Streaming encoder for an outgoing message body (RFC 5321 4.5.2): a
  * leading "." is doubled and every line ending (CRLF, bare LF, bare CR)
  * becomes CRLF, so nothing a host sends can end the message early or
- * smuggle a bare LF to the next hop. Its fields are private. */
+ * smuggle a bare LF to the next hop. The client session has its own
+ * (llsmtp_client_body); this one is for hosts that write a body
+ * themselves, e.g. into a file. Its size never changes in 1.x. */
 typedef struct llsmtp_dot_encoder {
-    unsigned char bol_, cr_;
+    unsigned state; /* opaque; set by llsmtp_dot_init */
 } llsmtp_dot_encoder;
 
 #ifndef LLSMTP_NO_CLIENT
+/* Starts a body (at the beginning of a line). */
 LLSMTP_API void llsmtp_dot_init(llsmtp_dot_encoder *e);
 /* Output bytes n input bytes can need at most. */
 LLSMTP_API size_t llsmtp_dot_encoded_max(size_t n);
@@ -955,15 +967,33 @@ LLSMTP_API size_t llsmtp_dot_finish(llsmtp_dot_encoder *e, char *out,
 
 /* ---- the client session (lib/client.c) --------------------------------
  *
- * The sending side, sans-IO: the host writes llsmtp_client_output() to the
- * server, feeds what the server answers, and acts on events. Sequence:
- * init, then feed the greeting; on READY call llsmtp_client_mail() or
- * llsmtp_client_quit(); on BODY stream the body with llsmtp_client_body()
- * and end it with llsmtp_client_body_end(); a MESSAGE event (then READY
- * again) gives the result. After any call, call feed (even with no bytes)
- * until it returns 0, so queued events are not missed. */
+ * The sending side, sans-IO, opaque like the server session and placed
+ * in memory the host gives it (llsmtp_client_size, llsmtp_client_init).
+ * The host's loop asks llsmtp_client_wants() and does what it says:
+ *
+ *   WRITE   write llsmtp_client_output(), then llsmtp_client_consume()
+ *   EVENT   take the event: llsmtp_client_next_event(), and act on it
+ *   RESUME  the host's move: after READY llsmtp_client_mail() or
+ *           llsmtp_client_quit(); after BODY llsmtp_client_body() with
+ *           the next body bytes, then llsmtp_client_body_end()
+ *   TLS     do the TLS handshake, then llsmtp_client_tls_started()
+ *   CLOSE   close the connection (after writing the output)
+ *   READ    feed the server's bytes: first those an earlier feed left
+ *           unused, then new ones from the socket (llsmtp_client_feed)
+ *
+ * Events are queued in the session: one server reply can give several
+ * (the last RCPT's, the message's result, READY). While one is queued
+ * wants() says EVENT (and WRITE when output waits) and nothing else, and
+ * feed takes no bytes but returns the next event, so neither a zero-byte
+ * feed nor a rule about when to call it is ever needed; events come out
+ * in order whichever of feed and next_event hands them over.
+ * A session runs in one thread at a time and does not move (it points
+ * into its own memory); llsmtp_client_set_user re-points a wrapper that
+ * does. Nothing is allocated; several sessions run in any threads. */
 
-#define LLSMTP_CLIENT_OUT 2048      /* command output queue, octets */
+/* The session (opaque). */
+typedef struct llsmtp_client llsmtp_client;
+
 #define LLSMTP_CLIENT_RCPT_MAX 1000 /* recipients per message */
 
 enum llsmtp_client_flag {
@@ -974,18 +1004,42 @@ enum llsmtp_client_flag {
     LLSMTP_CLI_NO_PIPELINING = 1u << 4   /* one command at a time */
 };
 
+/* Client configuration, read by llsmtp_client_size/init only (everything
+ * it points to is copied: it may be discarded once the session is
+ * placed). Fill with llsmtp_client_cfg_init(), then change fields. The
+ * defaults are after each field. */
 typedef struct llsmtp_client_cfg {
-    llsmtp_span helo;         /* our name for EHLO/HELO/LHLO */
-    unsigned flags;           /* enum llsmtp_client_flag */
-    llsmtp_span user;         /* AUTH PLAIN/LOGIN when not empty (<= 255) */
-    llsmtp_span password;     /* (<= 255); both copied at init */
-    unsigned max_reply_lines; /* 0: 100 */
+    llsmtp_abi abi;           /* set by llsmtp_client_cfg_init; never by
+                                 hand */
+    llsmtp_span helo;         /* our name for EHLO/HELO/LHLO: a domain or
+                                 an address literal ("[192.0.2.1]"), at
+                                 most 255 octets; "localhost" */
+    unsigned flags;           /* enum llsmtp_client_flag; 0 */
+    llsmtp_span user;         /* AUTH PLAIN/LOGIN when not empty (<= 255
+                                 octets, no NUL); empty */
+    llsmtp_span password;     /* (<= 255 octets, no NUL; set with user);
+                                 empty */
+    unsigned max_reply_lines; /* lines a server reply may have, >= 1; 100 */
+    size_t output_size;       /* output queue octets: commands and body
+                                 bytes, 1024..2^30; 4096 (a bulk sender
+                                 writes fewer, larger pieces with 64 KiB) */
 } llsmtp_client_cfg;
+
+/* Fills *cfg with the defaults above and its tag (llsmtp_abi). Returns
+ * LLSMTP_OK, or LLSMTP_E_VERSION when the library linked does not take
+ * structs of this header (another major version, or a newer header than
+ * the library); LLSMTP_E_INVAL when cfg is NULL. */
+#define llsmtp_client_cfg_init(cfg)                                           \
+    llsmtp_client_cfg_init_((cfg), LLSMTP_VERSION_NUM,                        \
+                            sizeof(llsmtp_client_cfg))
+#ifndef LLSMTP_NO_CLIENT
+LLSMTP_API int llsmtp_client_cfg_init_(llsmtp_client_cfg *cfg,
+                                       unsigned long version, size_t size);
+#endif
 
 enum llsmtp_client_event_type {
     LLSMTP_CEV_READY = 1, /* ready for llsmtp_client_mail or _quit */
-    LLSMTP_CEV_TLS,       /* write the output, do the TLS handshake, then
-                             call llsmtp_client_tls_started */
+    LLSMTP_CEV_TLS,       /* the 220 to STARTTLS: wants() says TLS */
     LLSMTP_CEV_RCPT,      /* one RCPT reply (rcpt = its index); only when
                              MAIL was accepted */
     LLSMTP_CEV_BODY,      /* 354: stream the body now */
@@ -997,16 +1051,24 @@ enum llsmtp_client_event_type {
     LLSMTP_CEV_CLOSED     /* QUIT was answered: close */
 };
 
+/* An event; a value type whose layout never changes in 1.x. */
 typedef struct llsmtp_client_event {
-    int type;         /* enum llsmtp_client_event_type */
-    int code;         /* the reply code, or the one chosen for a local
-                         refusal; 0 for a malformed reply; 451 (text
-                         "4.5.0 ...") for a reply that fits no command
-                         (e.g. 250 to DATA: only 354 starts the body) */
-    int local;        /* 1 when decided here, without a server reply */
-    long rcpt;        /* recipient index, or -1 */
-    llsmtp_span text; /* first reply line after the code, or the local
-                         reason; valid until the next call */
+    int type;          /* enum llsmtp_client_event_type */
+    int code;          /* the reply code, or the one chosen for a local
+                          refusal; 0 for a malformed reply; 451 (4.5.0)
+                          for a reply that fits no command (e.g. 250 to
+                          DATA: only 354 starts the body) */
+    int local;         /* 1 when decided here, without a server reply */
+    long rcpt;         /* recipient index, or -1 */
+    char enhanced[12]; /* the enhanced status code (RFC 3463, e.g.
+                          "5.1.1") that began the reply's first line, or
+                          "" when there was none, the server did not
+                          offer ENHANCEDSTATUSCODES (RFC 2034) or its
+                          class differs from the code's first digit; a
+                          local event's own ("5.3.4"); NUL-terminated */
+    llsmtp_span text;  /* the first reply line after the code and, when
+                          enhanced is set, after it and its space; or the
+                          local reason; valid until the next call */
 } llsmtp_client_event;
 
 enum llsmtp_msg_flag {
@@ -1014,93 +1076,134 @@ enum llsmtp_msg_flag {
     LLSMTP_MSG_SMTPUTF8 = 1u << 1 /* the envelope or headers need UTF-8 */
 };
 
-/* One message. It and everything it points to must stay valid until its
- * MESSAGE event (the last one, in LMTP). */
+/* One message. Fill with llsmtp_client_msg_init(), then change fields.
+ * It and everything it points to must stay valid until its MESSAGE event
+ * (the last one, in LMTP). Defaults after each field. */
 typedef struct llsmtp_client_msg {
-    llsmtp_span from;               /* mailbox without <>; empty: null path */
-    const llsmtp_span *to;          /* mailboxes without <> */
-    size_t nto;                     /* 1..LLSMTP_CLIENT_RCPT_MAX */
-    uint64_t size;                  /* body octets for SIZE=, 0 when unknown */
-    unsigned flags;                 /* enum llsmtp_msg_flag */
+    llsmtp_abi abi;                 /* set by llsmtp_client_msg_init */
+    llsmtp_span from;               /* mailbox without <>; empty: the null
+                                       reverse-path <>; empty */
+    const llsmtp_span *to;          /* mailboxes without <>; NULL */
+    size_t nto;                     /* 1..LLSMTP_CLIENT_RCPT_MAX; 0 */
+    uint64_t size;                  /* SIZE= (RFC 1870): the message's
+                                       octets with CRLF line endings,
+                                       before dot-stuffing; 0 when unknown
+                                       (not sent); 0 */
+    unsigned flags;                 /* enum llsmtp_msg_flag; 0 */
     llsmtp_span mail_params;        /* DSN "RET=HDRS ENVID=..." sent only
-                                       when the server offers DSN */
+                                       when the server offers DSN; empty */
     const llsmtp_span *rcpt_params; /* per recipient "NOTIFY=... ORCPT=...",
-                                       likewise; may be NULL */
+                                       likewise; may be NULL; NULL */
 } llsmtp_client_msg;
 
-/* The session lives in caller memory; its fields are private. */
-typedef struct llsmtp_client {
-    llsmtp_reply_parser rp_;
-    llsmtp_ehlo_info caps_;
-    llsmtp_dot_encoder enc_;
-    const llsmtp_client_msg *msg_;
-    char out_[LLSMTP_CLIENT_OUT];
-    size_t out_off_, out_len_;
-    char helo_[256], user_[256], pass_[256];
-    unsigned char helo_n_, user_n_, pass_n_;
-    unsigned flags_;
-    char text_[LLSMTP_REPLY_LINE_MAX];
-    size_t text_n_;
-    llsmtp_client_event ev_[4];
-    unsigned nev_;
-    char mail_text_[LLSMTP_REPLY_LINE_MAX];
-    size_t mail_text_n_;
-    int state_, tls_, tls_tried_, authed_, dirty_, mail_ok_, mail_code_,
-        throwaway_;
-    size_t sent_, got_, nok_, lmtp_left_, lmtp_next_;
-    unsigned char ok_[(LLSMTP_CLIENT_RCPT_MAX + 7) / 8];
-} llsmtp_client;
+/* Fills *m with the defaults above and its tag. Returns as
+ * llsmtp_client_cfg_init. */
+#define llsmtp_client_msg_init(m)                                             \
+    llsmtp_client_msg_init_((m), LLSMTP_VERSION_NUM, sizeof(llsmtp_client_msg))
+#ifndef LLSMTP_NO_CLIENT
+LLSMTP_API int llsmtp_client_msg_init_(llsmtp_client_msg *m,
+                                       unsigned long version, size_t size);
+#endif
 
 #ifndef LLSMTP_NO_CLIENT
-/* Prepares a session; the greeting is the first thing to feed. Returns
- * LLSMTP_OK, or LLSMTP_E_INVAL (helo empty or over 255 octets, a
- * credential over 255, any CR, LF or NUL). */
-LLSMTP_API int llsmtp_client_init(llsmtp_client *c,
-                                  const llsmtp_client_cfg *cfg);
-/* Reads server bytes. Returns 1 with *ev filled (*used says how far it
- * read; feed the rest again), LLSMTP_OK when all was read and nothing
- * happened. Never fails on server input: a malformed reply is a FAIL
- * event with code 0, a reply that answers no command written so far
- * (write the output before feeding what comes back) or that no server
- * may give (2xx/3xx but 354 to DATA) a FAIL event with 451: the session
- * is over, close without QUIT. LLSMTP_E_INVAL for bad arguments. */
+/* Checks a configuration: its tag, helo a domain or an address literal
+ * of at most 255 octets, user and password at most 255 octets each,
+ * without NUL, both set or neither, known flag bits, max_reply_lines and
+ * output_size in range. Returns LLSMTP_OK, LLSMTP_E_VERSION (the tag is
+ * missing, garbage, of another major version or of a newer header) or
+ * LLSMTP_E_INVAL, with *why (when why is not NULL) set to a static
+ * sentence naming the field and the problem ("helo: ..."); *why is NULL
+ * on success. May be called anywhere. */
+LLSMTP_API int llsmtp_client_cfg_check(const llsmtp_client_cfg *cfg,
+                                       const char **why);
+
+/* Bytes of memory a session with this configuration needs, or 0 when the
+ * configuration is refused (llsmtp_client_cfg_check says why). */
+LLSMTP_API size_t llsmtp_client_size(const llsmtp_client_cfg *cfg);
+
+/* Places a session in mem (memlen >= llsmtp_client_size(cfg), aligned
+ * for any object, as malloc returns) and copies what it needs of cfg;
+ * the greeting is the first thing to feed. Returns the session, or NULL
+ * on a bad argument: mem NULL or not so aligned, memlen too small, a
+ * configuration llsmtp_client_cfg_check refuses. Placing a session again
+ * in the same memory starts a new one. */
+LLSMTP_API llsmtp_client *llsmtp_client_init(void *mem, size_t memlen,
+                                             const llsmtp_client_cfg *cfg,
+                                             void *user);
+
+/* The user pointer given to llsmtp_client_init, and a new one (for a
+ * wrapper object that moves: the session itself must not). */
+LLSMTP_API void *llsmtp_client_user(const llsmtp_client *c);
+LLSMTP_API void llsmtp_client_set_user(llsmtp_client *c, void *user);
+
+/* What the session wants next (enum llsmtp_want bits), as described at
+ * the top of this section: WRITE while output waits; EVENT while an
+ * event is queued (then nothing else but WRITE); READ while a server
+ * reply is awaited; RESUME while READY or BODY waits for the host's call;
+ * TLS after the 220 to STARTTLS; CLOSE after FAIL or CLOSED (or a body
+ * refused with LLSMTP_E_SYNTAX). 0 for NULL. */
+LLSMTP_API unsigned llsmtp_client_wants(const llsmtp_client *c);
+
+/* Reads server bytes. Always sets *used. Returns LLSMTP_EVENT with *ev
+ * filled (*used says how far it read: feed the rest again), or LLSMTP_OK
+ * when all was read and nothing happened. With an event queued it takes
+ * no bytes and returns that event. Never fails on server input: a
+ * malformed reply is a FAIL event with code 0, a reply that answers no
+ * command written so far (write the output before feeding what comes
+ * back) or that no server may give (2xx/3xx but 354 to DATA) a FAIL
+ * event with 451: the session is over, close without QUIT; bytes after
+ * the end are taken and ignored. LLSMTP_E_INVAL for bad arguments. */
 LLSMTP_API int llsmtp_client_feed(llsmtp_client *c, const char *buf,
                                   size_t len, size_t *used,
                                   llsmtp_client_event *ev);
-/* Bytes to write to the server, and how many were written. */
+/* The next queued event: LLSMTP_EVENT with *ev filled, or LLSMTP_OK when
+ * none is queued; LLSMTP_E_INVAL for bad arguments. */
+LLSMTP_API int llsmtp_client_next_event(llsmtp_client *c,
+                                        llsmtp_client_event *ev);
+
+/* Bytes to write to the server (n may be 0), valid until the next call
+ * on the session; and how many were written (more is taken as all).
+ * Written bytes that held AUTH credentials are wiped. */
 LLSMTP_API llsmtp_span llsmtp_client_output(const llsmtp_client *c);
 LLSMTP_API void llsmtp_client_consume(llsmtp_client *c, size_t n);
+
 /* Starts a message (after READY). Sends MAIL, the RCPTs and DATA, in one
  * write when the server offers PIPELINING (RFC 2920). A message the
  * server cannot take as it is - over its SIZE, 8-bit without 8BITMIME,
- * SMTPUTF8 not offered - gets a local MESSAGE event and nothing is sent.
- * Returns LLSMTP_OK, LLSMTP_E_STATE (not READY), LLSMTP_E_RANGE (no
- * recipients or too many) or LLSMTP_E_SYNTAX (a mailbox that is not an
- * RFC 5321 4.1.2 Mailbox - checked with llsmtp_path_parse, so a quoted
- * local part such as "x> y"@far.test is fine while CR, LF, NUL or an
- * unquoted "<", ">" or space is not - or over 254 octets; a parameter
- * string with a control character, "<" or ">", or too long). */
+ * SMTPUTF8 not offered - gets a local MESSAGE event (then READY) and
+ * nothing is sent. Returns LLSMTP_OK, LLSMTP_E_VERSION (m not set up by
+ * llsmtp_client_msg_init of a header this library takes),
+ * LLSMTP_E_STATE (not READY, or an event still queued), LLSMTP_E_RANGE
+ * (no recipients or too many) or LLSMTP_E_SYNTAX (a mailbox that is not
+ * an RFC 5321 4.1.2 Mailbox - checked with llsmtp_path_parse, so a
+ * quoted local part such as "x> y"@far.test is fine while CR, LF, NUL
+ * or an unquoted "<", ">" or space is not - or over 254 octets; a
+ * parameter string with a control character, "<" or ">", or too long). */
 LLSMTP_API int llsmtp_client_mail(llsmtp_client *c,
                                   const llsmtp_client_msg *m);
-/* Encodes body bytes (after BODY) into out: dot-stuffed, every line
- * ending CRLF (llsmtp_dot_encode; cap >= llsmtp_dot_encoded_max(n)); the
- * host writes them after the pending output. Returns LLSMTP_OK,
- * LLSMTP_E_BUFFER, LLSMTP_E_STATE, or LLSMTP_E_SYNTAX for an octet over
- * 127 in a message not declared LLSMTP_MSG_8BIT (the session then fails:
- * close the connection, the server never sees an end of data). */
+/* Body bytes (after BODY), into the session's own output behind the
+ * commands, so nothing can be written out of order: dot-stuffed and
+ * every line ending made CRLF (as llsmtp_dot_encode), taking as much as
+ * fits. Always sets *used. Returns LLSMTP_OK (*used == n), LLSMTP_BLOCKED
+ * (*used < n: write the output, then call again with in + *used),
+ * LLSMTP_E_STATE (not in the body), LLSMTP_E_INVAL, or LLSMTP_E_SYNTAX
+ * for an octet over 127 in a message not declared LLSMTP_MSG_8BIT: the
+ * session then fails (nothing of this call is queued, no end of data
+ * will ever be sent; wants() says CLOSE). */
 LLSMTP_API int llsmtp_client_body(llsmtp_client *c, const char *in, size_t n,
-                                  char *out, size_t cap, size_t *outlen);
-/* Ends the body: queues the last CRLF if needed and ".". A host that
- * sends the same message many times may instead encode it once with
- * llsmtp_dot_encode() (its last line closed) and write those bytes
- * itself after the pending output; body_end then queues only ".". */
+                                  size_t *used);
+/* Ends the body: queues the last CRLF if the last line is open, and ".".
+ * Returns LLSMTP_OK, LLSMTP_BLOCKED (no room: write the output, then
+ * call again), LLSMTP_E_STATE or LLSMTP_E_INVAL. */
 LLSMTP_API int llsmtp_client_body_end(llsmtp_client *c);
-/* Sends QUIT (after READY). */
+/* Sends QUIT (after READY). Returns LLSMTP_OK, LLSMTP_E_STATE (not READY,
+ * or an event still queued) or LLSMTP_E_INVAL. */
 LLSMTP_API int llsmtp_client_quit(llsmtp_client *c);
 /* The TLS handshake succeeded: EHLO is sent again (RFC 3207 4.2: all
- * knowledge from before TLS is discarded). */
+ * knowledge from before TLS is discarded). Returns LLSMTP_OK,
+ * LLSMTP_E_STATE (no TLS was asked for) or LLSMTP_E_INVAL. */
 LLSMTP_API int llsmtp_client_tls_started(llsmtp_client *c);
-/* What the server offers (after READY). */
+/* What the server offers (after READY); NULL for NULL. */
 LLSMTP_API const llsmtp_ehlo_info *llsmtp_client_caps(const llsmtp_client *c);
 /* Seconds the current wait may last (RFC 5321 4.5.3.2): 300 for the
  * greeting, EHLO, MAIL and RCPT, 120 for DATA, 180 per body write, 600

@@ -273,6 +273,8 @@ llsmtp_server_lend(llsmtp_server *s, char *buf, size_t cap)
 {
     if (s == NULL || buf == NULL)
         return LLSMTP_E_INVAL;
+    if (s->in_cb)
+        return LLSMTP_E_REENTRANT;
     if (!(s->cfg->flags & LLSMTP_CFG_LENT_OUTPUT))
         return LLSMTP_E_STATE;
     if (s->out == buf && s->out_cap == cap)
@@ -291,7 +293,8 @@ char *
 llsmtp_server_reclaim(llsmtp_server *s)
 {
     char *b;
-    if (s == NULL || !(s->cfg->flags & LLSMTP_CFG_LENT_OUTPUT) ||
+    /* never from a callback: the reply being made needs the room */
+    if (s == NULL || !(s->cfg->flags & LLSMTP_CFG_LENT_OUTPUT) || s->in_cb ||
         s->out == NULL || s->out_end != s->out_start)
         return NULL;
     b = s->out;
@@ -583,13 +586,14 @@ llsmtp_server_wants(const llsmtp_server *s)
         return w | LLSMTP_WANT_TLS;
     if (s->pend.kind)
         return w | LLSMTP_WANT_RESUME;
-    /* what feed would take now: message octets need no room until their
-     * end, a command line needs room for its reply, and LMTP replies
-     * waiting for room come first (llsmtp_server_consume sends them) */
+    /* Whether feed will take bytes now: only with room for the replies
+     * they may call for. Message octets need none until the message or
+     * chunk ends, but where it ends only feed can tell, and a READ that
+     * took nothing would have a host poll for input in a loop; LMTP
+     * replies waiting for room come first (consume sends them). */
     if (s->lmtp.active)
         return w;
-    if (s->phase == PH_DATA || s->phase == PH_BDAT || s->phase == PH_PROXY ||
-        sess_unlent(s) || sess_out_free(s) >= s->reserve)
+    if (sess_unlent(s) || sess_out_free(s) >= s->reserve)
         w |= LLSMTP_WANT_READ; /* unlent: once the host lends, as it must */
     return w;
 }

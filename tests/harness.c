@@ -551,7 +551,9 @@ th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
     for (;;) {
         unsigned w = llsmtp_server_wants(s);
         size_t seg_end = t < ntls ? tls[t] : n;
-        if (w & LLSMTP_WANT_WRITE) {
+        int more_input = off < avail || avail < seg_end;
+        if ((w & LLSMTP_WANT_WRITE) &&
+            !(h->reads_first && (w & LLSMTP_WANT_READ) && more_input)) {
             llsmtp_span o = llsmtp_server_output(s);
             if (o.n == 0)
                 abort(); /* WRITE with nothing to write */
@@ -564,7 +566,7 @@ th_run_wants(llsmtp_server *s, th_host *h, const char *in, size_t n,
             th_reclaim(s, h);
             continue;
         }
-        if (llsmtp_server_output(s).n != 0)
+        if (llsmtp_server_output(s).n != 0 && !(w & LLSMTP_WANT_WRITE))
             abort(); /* output waiting, and no WRITE */
         if (w & LLSMTP_WANT_CLOSE) {
             closed = 1;

@@ -53,6 +53,9 @@ typedef struct th_host {
     char *lend[2];
     size_t lend_cap;
     unsigned lends;
+    /* th_run_wants: feed whenever the session wants to read, and write
+     * only when it does not (a peer that reads its replies late) */
+    int reads_first;
 } th_host;
 
 #define TH_HOST(s) ((th_host *)llsmtp_server_user(s))

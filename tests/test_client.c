@@ -4,7 +4,11 @@
  * bounded, split-invariant), EHLO keywords, and the body encoder, checked
  * against the server session itself: whatever the encoder emits, an
  * llsmtp server delivers exactly the CRLF-normalised input and ends the
- * message exactly where the encoder ended it.
+ * message exactly where the encoder ended it; and the client session:
+ * scripted servers in every chunk size, what wants() says at each step,
+ * enhanced codes, the body through a small output queue, versioned
+ * structs and init refusals, and the session against the llsmtp server
+ * in memory, driven by wants() alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,25 +21,42 @@
 
 /* Runs input through a parser in the given chunk size; returns the lines
  * as "code|last|text\n" records, or "ERROR" appended on a syntax error. */
+/* Memory for the one parser or client session a test has at a time. */
+static union {
+    long double ld;
+    void *p;
+    uint64_t u;
+    char b[1 << 17];
+} tc_mem;
+
+static llsmtp_reply_parser *
+parser_new(unsigned max)
+{
+    llsmtp_reply_parser *p;
+    assert_true(llsmtp_reply_parser_size() <= sizeof tc_mem);
+    p = llsmtp_reply_parser_init(&tc_mem, sizeof tc_mem, max);
+    assert_non_null(p);
+    return p;
+}
+
 static void
 parse_all(const char *in, size_t n, size_t chunk, unsigned max, th_buf *out)
 {
-    llsmtp_reply_parser p;
+    llsmtp_reply_parser *p = parser_new(max);
     size_t off = 0;
-    llsmtp_reply_parser_init(&p, max);
     while (off < n) {
         size_t len = n - off < chunk ? n - off : chunk, used;
         while (len > 0) {
             llsmtp_reply_line l;
             char head[32];
-            int rc = llsmtp_reply_parser_feed(&p, in + off, len, &used, &l);
+            int rc = llsmtp_reply_parser_feed(p, in + off, len, &used, &l);
             off += used;
             len -= used;
             if (rc == LLSMTP_E_SYNTAX) {
                 th_buf_adds(out, "ERROR\n");
                 return;
             }
-            if (rc == 1) {
+            if (rc == LLSMTP_EVENT) {
                 snprintf(head, sizeof head, "%d|%d|%u|", l.code, l.last,
                          l.index);
                 th_buf_adds(out, head);
@@ -115,15 +136,27 @@ test_reply_line_limit(void **state)
     th_buf_free(&got);
     /* sticky */
     {
-        llsmtp_reply_parser p;
+        llsmtp_reply_parser *p = parser_new(0);
         llsmtp_reply_line l;
         size_t used;
-        llsmtp_reply_parser_init(&p, 0);
-        assert_int_equal(llsmtp_reply_parser_feed(&p, "xyz\r\n", 5, &used, &l),
+        assert_int_equal(llsmtp_reply_parser_feed(p, "xyz\r\n", 5, &used, &l),
                          LLSMTP_E_SYNTAX);
-        assert_int_equal(llsmtp_reply_parser_feed(&p, "250 ok\r\n", 8, &used,
+        assert_int_equal(llsmtp_reply_parser_feed(p, "250 ok\r\n", 8, &used,
                                                   &l),
                          LLSMTP_E_SYNTAX);
+        /* placed again: a new parser */
+        p = parser_new(0);
+        assert_int_equal(llsmtp_reply_parser_feed(p, "250 ok\r\n", 8, &used,
+                                                  &l),
+                         LLSMTP_EVENT);
+        assert_int_equal(l.code, 250);
+        /* refused memory */
+        assert_null(llsmtp_reply_parser_init(NULL, sizeof tc_mem, 0));
+        assert_null(llsmtp_reply_parser_init(&tc_mem,
+                                             llsmtp_reply_parser_size() - 1,
+                                             0));
+        assert_null(
+            llsmtp_reply_parser_init(tc_mem.b + 1, sizeof tc_mem - 1, 0));
     }
 }
 
@@ -318,6 +351,59 @@ cli_flush(llsmtp_client *c, th_buf *log)
     }
 }
 
+static llsmtp_client *
+cli_try(const llsmtp_client_cfg *cfg)
+{
+    return llsmtp_client_init(&tc_mem, sizeof tc_mem, cfg, NULL);
+}
+
+static llsmtp_client *
+cli_new(const llsmtp_client_cfg *cfg)
+{
+    llsmtp_client *c;
+    assert_true(llsmtp_client_size(cfg) > 0);
+    assert_true(llsmtp_client_size(cfg) <= sizeof tc_mem);
+    c = cli_try(cfg);
+    assert_non_null(c);
+    return c;
+}
+
+/* One event in the log: "E: TYPE code[L] rcpt [enhanced|]text". */
+static void
+cli_log_event(th_buf *log, const llsmtp_client_event *ev)
+{
+    char head[64];
+    snprintf(head, sizeof head, "E: %s %d%s %ld ", cev_names[ev->type],
+             ev->code, ev->local ? "L" : "", ev->rcpt);
+    th_buf_adds(log, head);
+    if (ev->enhanced[0]) {
+        th_buf_adds(log, ev->enhanced);
+        th_buf_adds(log, "|");
+    }
+    th_buf_add(log, ev->text.p, ev->text.n);
+    th_buf_adds(log, "\n");
+}
+
+/* Streams a body through the session's output (writing, i.e. logging,
+ * whenever it is BLOCKED), then ends it. */
+static void
+cli_send_body(llsmtp_client *c, const char *body, size_t n, th_buf *log)
+{
+    size_t off = 0, used;
+    int rc;
+    do {
+        rc = llsmtp_client_body(c, body + off, n - off, &used);
+        off += used;
+        assert_true(rc == LLSMTP_OK || rc == LLSMTP_BLOCKED);
+        if (rc == LLSMTP_BLOCKED)
+            cli_flush(c, log);
+    } while (rc == LLSMTP_BLOCKED);
+    assert_int_equal(off, n);
+    while ((rc = llsmtp_client_body_end(c)) == LLSMTP_BLOCKED)
+        cli_flush(c, log);
+    assert_int_equal(rc, LLSMTP_OK);
+}
+
 /* Runs a client against canned server segments (each fed whole before the
  * next, in the given chunk size), sending msgs in turn with body, and logs
  * what it writes and every event. */
@@ -326,51 +412,41 @@ cli_drive(const llsmtp_client_cfg *cfg, const char *const *segs,
           const llsmtp_client_msg *msgs, size_t nmsg, const char *body,
           size_t chunk, th_buf *log)
 {
-    llsmtp_client c;
+    llsmtp_client *c = cli_new(cfg);
     size_t next = 0, si;
-    assert_int_equal(llsmtp_client_init(&c, cfg), LLSMTP_OK);
     for (si = 0; segs[si] != NULL; si++) {
         const char *in = segs[si];
         size_t n = strlen(in), off = 0;
-        while (off < n || 1) {
+        for (;;) {
             size_t len = n - off < chunk ? n - off : chunk, used;
             llsmtp_client_event ev;
-            char head[64];
-            int rc = llsmtp_client_feed(&c, in + off, len, &used, &ev);
+            int rc = llsmtp_client_feed(c, in + off, len, &used, &ev);
             off += used;
             if (rc == LLSMTP_OK) {
-                cli_flush(&c, log);
+                assert_int_equal(used, len);
+                assert_false(llsmtp_client_wants(c) & LLSMTP_WANT_EVENT);
+                cli_flush(c, log);
                 if (off >= n)
                     break;
                 continue;
             }
-            assert_int_equal(rc, 1);
-            snprintf(head, sizeof head, "E: %s %d%s %ld ", cev_names[ev.type],
-                     ev.code, ev.local ? "L" : "", ev.rcpt);
-            th_buf_adds(log, head);
-            th_buf_add(log, ev.text.p, ev.text.n);
-            th_buf_adds(log, "\n");
-            cli_flush(&c, log);
+            assert_int_equal(rc, LLSMTP_EVENT);
+            cli_log_event(log, &ev);
+            cli_flush(c, log);
             if (ev.type == LLSMTP_CEV_READY) {
                 if (next < nmsg)
-                    assert_int_equal(llsmtp_client_mail(&c, &msgs[next++]),
+                    assert_int_equal(llsmtp_client_mail(c, &msgs[next++]),
                                      LLSMTP_OK);
                 else
-                    assert_int_equal(llsmtp_client_quit(&c), LLSMTP_OK);
+                    assert_int_equal(llsmtp_client_quit(c), LLSMTP_OK);
             } else if (ev.type == LLSMTP_CEV_TLS) {
-                assert_int_equal(llsmtp_client_tls_started(&c), LLSMTP_OK);
+                assert_int_equal(llsmtp_client_wants(c), LLSMTP_WANT_TLS);
+                assert_int_equal(llsmtp_client_tls_started(c), LLSMTP_OK);
             } else if (ev.type == LLSMTP_CEV_BODY) {
-                char enc[1024];
-                size_t elen;
-                assert_int_equal(llsmtp_client_body(&c, body, strlen(body),
-                                                    enc, sizeof enc, &elen),
-                                 LLSMTP_OK);
-                th_buf_adds(log, "B: ");
-                th_escape(log, enc, elen);
-                th_buf_adds(log, "\n");
-                assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
+                assert_int_equal(llsmtp_client_wants(c), LLSMTP_WANT_RESUME);
+                cli_send_body(c, body, strlen(body), log);
             }
-            cli_flush(&c, log);
+            cli_flush(c, log);
         }
     }
 }
@@ -401,7 +477,7 @@ static llsmtp_client_cfg
 cli_cfg(unsigned flags)
 {
     llsmtp_client_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
+    assert_int_equal(llsmtp_client_cfg_init(&cfg), LLSMTP_OK);
     cfg.helo = sp("client.example.test");
     cfg.flags = flags;
     return cfg;
@@ -426,7 +502,7 @@ test_client_pipelined(void **state)
     to[0] = sp("a@example.test");
     to[1] = sp("nobody@example.test");
     to[2] = sp("c@example.test");
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from = sp("s@example.org");
     m.to = to;
     m.nto = 3;
@@ -444,8 +520,7 @@ test_client_pipelined(void **state)
                "E: RCPT 550 1 5.1.1 no such user\n"
                "E: RCPT 250 2 2.1.5 ok\n"
                "E: BODY 354 -1 go\n"
-               "B: Hi\\r\\n..dot\\r\\nend\\xc3\\xa9\n"
-               "C: \\r\\n.\\r\\n\n"
+               "C: Hi\\r\\n..dot\\r\\nend\\xc3\\xa9\\r\\n.\\r\\n\n"
                "E: MESSAGE 250 -1 2.0.0 queued as X\n"
                "E: READY 0L -1 \n"
                "C: QUIT\\r\\n\n"
@@ -474,7 +549,8 @@ test_client_helo_fallback(void **state)
     (void)state;
     to[0] = sp("x@old.example.test");
     to[1] = sp("y@old.example.test");
-    memset(m, 0, sizeof m);
+    llsmtp_client_msg_init(&m[0]);
+    llsmtp_client_msg_init(&m[1]);
     m[0].from = sp("s@example.org");
     m[0].to = to;
     m[0].nto = 2;
@@ -486,7 +562,7 @@ test_client_helo_fallback(void **state)
                "C: EHLO client.example.test\\r\\n\n"
                "C: HELO client.example.test\\r\\n\n"
                "E: READY 0L -1 \n"
-               "E: MESSAGE 554L -1 5.6.3 8-bit message and the server "
+               "E: MESSAGE 554L -1 5.6.3|8-bit message and the server "
                "lacks 8BITMIME\n"
                "E: READY 0L -1 \n"
                "C: MAIL FROM:<s@example.org>\\r\\n\n"
@@ -496,8 +572,7 @@ test_client_helo_fallback(void **state)
                "E: RCPT 250 1 ok\n"
                "C: DATA\\r\\n\n"
                "E: BODY 354 -1 go\n"
-               "B: plain\\r\\n\n"
-               "C: .\\r\\n\n"
+               "C: plain\\r\\n.\\r\\n\n"
                "E: MESSAGE 250 -1 kept\n"
                "E: READY 0L -1 \n"
                "C: QUIT\\r\\n\n"
@@ -521,7 +596,7 @@ test_client_pipelined_refusals(void **state)
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
     (void)state;
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.to = &to; /* null reverse-path */
     m.nto = 1;
     {
@@ -535,14 +610,13 @@ test_client_pipelined_refusals(void **state)
                    "E: READY 0L -1 \n"
                    "C: MAIL FROM:<>\\r\\nRCPT TO:<r@mx.test>\\r\\nDATA\\r\\n\n"
                    "E: RCPT 550 0 5.1.1 no\n"
-                   "E: MESSAGE 554L -1 5.5.0 no recipient was accepted\n"
+                   "E: MESSAGE 554L -1 5.5.0|no recipient was accepted\n"
                    "E: READY 0L -1 \n"
                    "C: RSET\\r\\nMAIL FROM:<>\\r\\nRCPT TO:<r@mx.test>\\r\\n"
                    "DATA\\r\\n\n"
                    "E: RCPT 250 0 ok\n"
                    "E: BODY 354 -1 go\n"
-                   "B: x\n"
-                   "C: \\r\\n.\\r\\n\n"
+                   "C: x\\r\\n.\\r\\n\n"
                    "E: MESSAGE 250 -1 done\n"
                    "E: READY 0L -1 \n"
                    "C: QUIT\\r\\n\n"
@@ -574,7 +648,7 @@ test_client_tls_auth_lmtp(void **state)
     to[0] = sp("a@l");
     to[1] = sp("b@l");
     to[2] = sp("c@l");
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from = sp("s@l");
     m.to = to;
     m.nto = 3;
@@ -591,8 +665,7 @@ test_client_tls_auth_lmtp(void **state)
                "E: RCPT 550 1 no\n"
                "E: RCPT 250 2 ok\n"
                "E: BODY 354 -1 go\n"
-               "B: y\\r\\n\n"
-               "C: .\\r\\n\n"
+               "C: y\\r\\n.\\r\\n\n"
                "E: MESSAGE 250 0 2.0.0 a done\n"
                "E: MESSAGE 452 2 4.2.2 c over quota\n"
                "E: READY 0L -1 \n"
@@ -643,13 +716,13 @@ test_client_failures(void **state)
     llsmtp_span to = sp("r@s");
     llsmtp_client_msg m;
     (void)state;
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.to = &to;
     m.nto = 1;
     m.size = 11;
     cli_expect(&cfg, no_tls, NULL, 0, "",
                "C: EHLO client.example.test\\r\\n\n"
-               "E: FAIL 530L -1 5.7.10 TLS required but not available\n"
+               "E: FAIL 530L -1 5.7.10|TLS required but not available\n"
                "C: QUIT\\r\\n\n");
     cfg = cli_cfg(LLSMTP_CLI_STARTTLS);
     {
@@ -669,7 +742,7 @@ test_client_failures(void **state)
     cfg.password = sp("p");
     cli_expect(&cfg, no_tls, NULL, 0, "",
                "C: EHLO client.example.test\\r\\n\n"
-               "E: FAIL 530L -1 5.7.0 will not send credentials in "
+               "E: FAIL 530L -1 5.7.0|will not send credentials in "
                "cleartext\n"
                "C: QUIT\\r\\n\n");
     cfg = cli_cfg(0);
@@ -687,7 +760,7 @@ test_client_failures(void **state)
     cli_expect(&cfg, sized, &m, 1, "",
                "C: EHLO client.example.test\\r\\n\n"
                "E: READY 0L -1 \n"
-               "E: MESSAGE 552L -1 5.3.4 message larger than the server's "
+               "E: MESSAGE 552L -1 5.3.4|message larger than the server's "
                "SIZE\n"
                "E: READY 0L -1 \n"
                "C: QUIT\\r\\n\n"
@@ -702,58 +775,67 @@ test_client_api_guards(void **state)
     static const char *const segs[] = {"220 s\r\n",
                                        "250-s\r\n250 8BITMIME\r\n", NULL};
     llsmtp_client_cfg cfg = cli_cfg(0);
-    llsmtp_client c;
+    llsmtp_client *c;
     llsmtp_client_event ev;
     llsmtp_span to = sp("a@b\r\nRSET"), good = sp("a@b");
     llsmtp_client_msg m;
     size_t used, olen;
-    char out[64];
     (void)state;
     cfg.helo = sp("x\r\nQUIT");
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_E_INVAL);
+    assert_null(cli_try(&cfg));
     cfg = cli_cfg(0);
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(llsmtp_client_timeout(&c), 300);
-    memset(&m, 0, sizeof m);
+    c = cli_new(&cfg);
+    assert_int_equal(llsmtp_client_timeout(c), 300);
+    llsmtp_client_msg_init(&m);
     m.to = &to;
     m.nto = 1;
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_STATE);
-    assert_int_equal(llsmtp_client_feed(&c, segs[0], strlen(segs[0]), &used,
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_E_STATE);
+    assert_int_equal(llsmtp_client_feed(c, segs[0], strlen(segs[0]), &used,
                                         &ev),
                      LLSMTP_OK);
     /* a host writes the commands before it reads their replies */
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(
-        llsmtp_client_feed(&c, segs[1], strlen(segs[1]), &used, &ev), 1);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(llsmtp_client_feed(c, segs[1], strlen(segs[1]), &used,
+                                        &ev),
+                     LLSMTP_EVENT);
     assert_int_equal(ev.type, LLSMTP_CEV_READY);
     assert_int_equal(used, strlen(segs[1]));
-    assert_int_equal(llsmtp_client_feed(&c, NULL, 0, &used, &ev), LLSMTP_OK);
-    assert_true(llsmtp_client_caps(&c)->extensions & LLSMTP_EXT_8BITMIME);
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_SYNTAX);
+    assert_int_equal(llsmtp_client_feed(c, NULL, 0, &used, &ev), LLSMTP_OK);
+    assert_true(llsmtp_client_caps(c)->extensions & LLSMTP_EXT_8BITMIME);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_E_SYNTAX);
     m.to = &good;
     m.from = sp("<x>");
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_SYNTAX);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_E_SYNTAX);
     m.from = sp("");
     m.nto = 0;
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_RANGE);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_E_RANGE);
     m.nto = 1;
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(llsmtp_client_feed(&c, "250 a\r\n", 7, &used, &ev),
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(llsmtp_client_feed(c, "250 a\r\n", 7, &used, &ev),
                      LLSMTP_OK);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(llsmtp_client_feed(&c, "250 b\r\n", 7, &used, &ev), 1);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(llsmtp_client_feed(c, "250 b\r\n", 7, &used, &ev),
+                     LLSMTP_EVENT);
     assert_int_equal(ev.type, LLSMTP_CEV_RCPT);
-    assert_int_equal(llsmtp_client_timeout(&c), 120);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(llsmtp_client_feed(&c, "354 go\r\n", 8, &used, &ev), 1);
+    assert_int_equal(llsmtp_client_timeout(c), 120);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(llsmtp_client_feed(c, "354 go\r\n", 8, &used, &ev),
+                     LLSMTP_EVENT);
     assert_int_equal(ev.type, LLSMTP_CEV_BODY);
-    assert_int_equal(llsmtp_client_timeout(&c), 180);
-    assert_int_equal(llsmtp_client_body(&c, "caf\xc3\xa9", 5, out, sizeof out,
-                                        &olen),
+    assert_int_equal(llsmtp_client_timeout(c), 180);
+    assert_int_equal(llsmtp_client_body(c, "ok\n", 3, &olen), LLSMTP_OK);
+    assert_int_equal(olen, 3);
+    olen = llsmtp_client_output(c).n;
+    assert_int_equal(llsmtp_client_body(c, "caf\xc3\xa9", 5, &used),
                      LLSMTP_E_SYNTAX);
-    assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_E_STATE);
-    assert_int_equal(llsmtp_client_timeout(&c), 0);
+    assert_int_equal(used, 0);
+    /* nothing of that call was queued; the session is over */
+    assert_int_equal(llsmtp_client_output(c).n, olen);
+    assert_int_equal(llsmtp_client_wants(c),
+                     LLSMTP_WANT_WRITE | LLSMTP_WANT_CLOSE);
+    assert_int_equal(llsmtp_client_body_end(c), LLSMTP_E_STATE);
+    assert_int_equal(llsmtp_client_timeout(c), 0);
 }
 
 /* RFC 5321 4.1.2: a quoted local part may hold "<", ">" and spaces; such
@@ -767,40 +849,41 @@ test_client_quoted_local_part(void **state)
         "<a@far.test>",       "\"x> y@far.test", "a@far.test\r\nRSET",
         "\"x\\\r\"@far.test"};
     llsmtp_client_cfg cfg = cli_cfg(0);
-    llsmtp_client c;
+    llsmtp_client *c;
     llsmtp_client_event ev;
     llsmtp_span to[2], nul = {"\"a\0b\"@far.test", 14};
     llsmtp_client_msg m;
     llsmtp_span o;
     size_t used, i;
     (void)state;
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(llsmtp_client_feed(&c, "220 s\r\n", 7, &used, &ev),
+    c = cli_new(&cfg);
+    assert_int_equal(llsmtp_client_feed(c, "220 s\r\n", 7, &used, &ev),
                      LLSMTP_OK);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(llsmtp_client_feed(&c, "250 s\r\n", 7, &used, &ev), 1);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(llsmtp_client_feed(c, "250 s\r\n", 7, &used, &ev),
+                     LLSMTP_EVENT);
     assert_int_equal(ev.type, LLSMTP_CEV_READY);
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.to = to;
     m.nto = 1;
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         to[0] = sp(bad[i]);
         m.from = sp("");
-        if (llsmtp_client_mail(&c, &m) != LLSMTP_E_SYNTAX)
+        if (llsmtp_client_mail(c, &m) != LLSMTP_E_SYNTAX)
             fail_msg("rcpt %s accepted", bad[i]);
         to[0] = sp("a@far.test");
         m.from = sp(bad[i]);
-        if (llsmtp_client_mail(&c, &m) != LLSMTP_E_SYNTAX)
+        if (llsmtp_client_mail(c, &m) != LLSMTP_E_SYNTAX)
             fail_msg("from %s accepted", bad[i]);
     }
     to[0] = nul;
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_E_SYNTAX);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_E_SYNTAX);
     m.from = sp("\"q<t>e\\\"d\"@here.test");
     to[0] = sp("\"x> y\"@far.test");
     to[1] = sp("Postmaster");
     m.nto = 2;
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-    o = llsmtp_client_output(&c);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    o = llsmtp_client_output(c);
     if (!(o.n > 0 &&
           strstr(o.p, "MAIL FROM:<\"q<t>e\\\"d\"@here.test>\r\n") != NULL))
         fail_msg("got %.*s", (int)o.n, o.p);
@@ -834,7 +917,7 @@ test_client_data_not_354(void **state)
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
     (void)state;
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from = sp("a@s");
     m.to = &to;
     m.nto = 1;
@@ -845,7 +928,7 @@ test_client_data_not_354(void **state)
                "C: RCPT TO:<b@s>\\r\\n\n"
                "E: RCPT 250 0 ok\n"
                "C: DATA\\r\\n\n"
-               "E: FAIL 451L -1 4.5.0 DATA answered with 250, not 354: "
+               "E: FAIL 451L -1 4.5.0|DATA answered with 250, not 354: "
                "no message was sent\n");
     cli_expect(&cfg, smtp3xx, &m, 1, "x\r\n",
                "C: EHLO client.example.test\\r\\n\n"
@@ -854,7 +937,7 @@ test_client_data_not_354(void **state)
                "C: RCPT TO:<b@s>\\r\\n\n"
                "E: RCPT 250 0 ok\n"
                "C: DATA\\r\\n\n"
-               "E: FAIL 451L -1 4.5.0 DATA answered with 334, not 354: "
+               "E: FAIL 451L -1 4.5.0|DATA answered with 334, not 354: "
                "no message was sent\n");
     cli_expect(&cfg, refused, &m, 1, "x\r\n",
                "C: EHLO client.example.test\\r\\n\n"
@@ -870,7 +953,7 @@ test_client_data_not_354(void **state)
                "E: READY 0L -1 \n"
                "C: MAIL FROM:<a@s>\\r\\n\n"
                "C: RCPT TO:<b@s>\\r\\n\n"
-               "E: FAIL 451L -1 4.5.0 RCPT answered with 354: no message "
+               "E: FAIL 451L -1 4.5.0|RCPT answered with 354: no message "
                "was sent\n");
     cfg = cli_cfg(LLSMTP_CLI_LMTP);
     cli_expect(&cfg, lmtp250, &m, 1, "x\r\n",
@@ -878,7 +961,7 @@ test_client_data_not_354(void **state)
                "E: READY 0L -1 \n"
                "C: MAIL FROM:<a@s>\\r\\nRCPT TO:<b@s>\\r\\nDATA\\r\\n\n"
                "E: RCPT 250 0 ok\n"
-               "E: FAIL 451L -1 4.5.0 DATA answered with 250, not 354: "
+               "E: FAIL 451L -1 4.5.0|DATA answered with 250, not 354: "
                "no message was sent\n");
 }
 
@@ -888,8 +971,8 @@ feed_str(llsmtp_client *c, const char *s, llsmtp_client_event *ev)
 {
     size_t used;
     int rc = llsmtp_client_feed(c, s, strlen(s), &used, ev);
-    assert_true(rc == 1 || rc == LLSMTP_OK);
-    return rc == 1 ? ev->type : 0;
+    assert_true(rc == LLSMTP_EVENT || rc == LLSMTP_OK);
+    return rc == LLSMTP_EVENT ? ev->type : 0;
 }
 
 /* A reply can only answer a command the server has received: one that
@@ -898,7 +981,7 @@ feed_str(llsmtp_client *c, const char *s, llsmtp_client_event *ev)
 static void
 test_client_reply_before_command(void **state)
 {
-    llsmtp_client c;
+    llsmtp_client *c;
     llsmtp_client_event ev;
     llsmtp_client_cfg cfg = cli_cfg(0);
     llsmtp_span to[2];
@@ -907,69 +990,69 @@ test_client_reply_before_command(void **state)
     (void)state;
     to[0] = sp("a@s");
     to[1] = sp("b@s");
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from = sp("f@s");
     m.to = to;
     m.nto = 2;
     /* the EHLO reply before EHLO was written */
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(feed_str(&c, "220 s\r\n250 s\r\n", &ev), LLSMTP_CEV_FAIL);
+    c = cli_new(&cfg);
+    assert_int_equal(feed_str(c, "220 s\r\n250 s\r\n", &ev), LLSMTP_CEV_FAIL);
     assert_int_equal(ev.code, 451);
     /* pipelined: MAIL written, RCPTs and DATA not yet */
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(feed_str(&c, "250-s\r\n250 PIPELINING\r\n", &ev),
+    c = cli_new(&cfg);
+    assert_int_equal(feed_str(c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(feed_str(c, "250-s\r\n250 PIPELINING\r\n", &ev),
                      LLSMTP_CEV_READY);
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-    o = llsmtp_client_output(&c);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    o = llsmtp_client_output(c);
     assert_true(o.n > 17);
     assert_memory_equal(o.p, "MAIL FROM:<f@s>\r\n", 17);
-    llsmtp_client_consume(&c, 17);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), 0);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_FAIL);
+    llsmtp_client_consume(c, 17);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), 0);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), LLSMTP_CEV_FAIL);
     assert_int_equal(ev.code, 451);
     assert_int_equal(ev.local, 1);
-    assert_int_equal(llsmtp_client_output(&c).n, o.n - 17); /* no QUIT */
+    assert_int_equal(llsmtp_client_output(c).n, o.n - 17); /* no QUIT */
     /* without PIPELINING: the RCPT reply came with MAIL's, before the
      * RCPT could have been written */
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(feed_str(&c, "250 s\r\n", &ev), LLSMTP_CEV_READY);
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(feed_str(&c, "250 ok\r\n250 ok\r\n", &ev),
+    c = cli_new(&cfg);
+    assert_int_equal(feed_str(c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(feed_str(c, "250 s\r\n", &ev), LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(feed_str(c, "250 ok\r\n250 ok\r\n", &ev),
                      LLSMTP_CEV_FAIL);
     assert_int_equal(ev.code, 451);
     /* the reply to "." before "." was written */
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(feed_str(&c, "250-s\r\n250 PIPELINING\r\n", &ev),
+    c = cli_new(&cfg);
+    assert_int_equal(feed_str(c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(feed_str(c, "250-s\r\n250 PIPELINING\r\n", &ev),
                      LLSMTP_CEV_READY);
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), 0);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
-    assert_int_equal(feed_str(&c, "354 go\r\n", &ev), LLSMTP_CEV_BODY);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), 0);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(c, "354 go\r\n", &ev), LLSMTP_CEV_BODY);
     /* a reply in the middle of the body */
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_FAIL);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), LLSMTP_CEV_FAIL);
     assert_int_equal(ev.code, 451);
-    assert_int_equal(llsmtp_client_init(&c, &cfg), LLSMTP_OK);
-    assert_int_equal(feed_str(&c, "220 s\r\n", &ev), 0);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(feed_str(&c, "250-s\r\n250 PIPELINING\r\n", &ev),
+    c = cli_new(&cfg);
+    assert_int_equal(feed_str(c, "220 s\r\n", &ev), 0);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(feed_str(c, "250-s\r\n250 PIPELINING\r\n", &ev),
                      LLSMTP_CEV_READY);
-    assert_int_equal(llsmtp_client_mail(&c, &m), LLSMTP_OK);
-    llsmtp_client_consume(&c, llsmtp_client_output(&c).n);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), 0);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
-    assert_int_equal(feed_str(&c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
-    assert_int_equal(feed_str(&c, "354 go\r\n", &ev), LLSMTP_CEV_BODY);
-    assert_int_equal(llsmtp_client_body_end(&c), LLSMTP_OK);
-    assert_int_equal(feed_str(&c, "250 queued\r\n", &ev), LLSMTP_CEV_FAIL);
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), 0);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(c, "250 ok\r\n", &ev), LLSMTP_CEV_RCPT);
+    assert_int_equal(feed_str(c, "354 go\r\n", &ev), LLSMTP_CEV_BODY);
+    assert_int_equal(llsmtp_client_body_end(c), LLSMTP_OK);
+    assert_int_equal(feed_str(c, "250 queued\r\n", &ev), LLSMTP_CEV_FAIL);
     assert_int_equal(ev.code, 451);
 }
 
@@ -987,7 +1070,7 @@ test_client_size_overflow(void **state)
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
     (void)state;
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from = sp("a@s");
     m.to = &to;
     m.nto = 1;
@@ -1000,8 +1083,7 @@ test_client_size_overflow(void **state)
                "E: RCPT 250 0 ok\n"
                "C: DATA\\r\\n\n"
                "E: BODY 354 -1 go\n"
-               "B: x\\r\\n\n"
-               "C: .\\r\\n\n"
+               "C: x\\r\\n.\\r\\n\n"
                "E: MESSAGE 250 -1 done\n"
                "E: READY 0L -1 \n"
                "C: QUIT\\r\\n\n"
@@ -1024,7 +1106,7 @@ test_client_single_rcpt_refused(void **state)
     llsmtp_client_msg m;
     llsmtp_client_cfg cfg = cli_cfg(0);
     (void)state;
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from = sp("a@s");
     m.to = &to;
     m.nto = 1;
@@ -1034,7 +1116,7 @@ test_client_single_rcpt_refused(void **state)
                "C: MAIL FROM:<a@s>\\r\\n\n"
                "C: RCPT TO:<b@s>\\r\\n\n"
                "E: RCPT 450 0 4.3.0 later\n"
-               "E: MESSAGE 554L -1 5.5.0 no recipient was accepted\n"
+               "E: MESSAGE 554L -1 5.5.0|no recipient was accepted\n"
                "E: READY 0L -1 \n"
                "C: QUIT\\r\\n\n"
                "E: CLOSED 221 -1 bye\n");
@@ -1046,43 +1128,88 @@ test_client_single_rcpt_refused(void **state)
  * drains) and the server's recipient limit; then a refused MAIL with the
  * RCPTs already in flight; every reply lands where it belongs. */
 /* Connects a client session to an llsmtp server in memory and runs both
- * until the client reports CLOSED (at most max_rounds exchanges); every
- * client event also goes to on_event. Returns 1 when the session closed. */
+ * until the client session is over, driven by llsmtp_client_wants()
+ * alone: events, writes (as much as the server takes), reads (the
+ * server's output, as much as the client takes), the body (body[0..n)
+ * streamed through the client's output on RESUME after BODY); every
+ * client event also goes to on_event, which acts on READY. Each bit is
+ * checked against what the next call does, and a round that moves
+ * nothing fails. Returns 1 when the client saw CLOSED. */
 typedef void (*cs_event_fn)(llsmtp_client *c, llsmtp_server *s,
                             const llsmtp_client_event *ev, void *ctx);
 
 static int
 cs_run(llsmtp_client *c, llsmtp_server *s, int max_rounds,
-       cs_event_fn on_event, void *ctx)
+       cs_event_fn on_event, void *ctx, const char *body, size_t body_n)
 {
-    int closed = 0, rounds;
-    for (rounds = 0; !closed && rounds < max_rounds; rounds++) {
-        size_t n, used, off = 0;
-        const char *o = th_output(s, &n);
-        llsmtp_span co;
-        /* server -> client */
-        for (;;) {
+    int closed = 0, rounds, in_body = 0;
+    size_t body_off = 0;
+    for (rounds = 0; rounds < max_rounds; rounds++) {
+        unsigned w = llsmtp_client_wants(c);
+        size_t n, used;
+        const char *o;
+        int moved = 0;
+        if (w & LLSMTP_WANT_EVENT) {
             llsmtp_client_event ev;
-            int rc = llsmtp_client_feed(c, o + off, n - off, &used, &ev);
-            off += used;
-            if (rc != 1)
-                break;
+            assert_int_equal(w & ~(unsigned)LLSMTP_WANT_WRITE,
+                             LLSMTP_WANT_EVENT);
+            assert_int_equal(llsmtp_client_next_event(c, &ev), LLSMTP_EVENT);
             if (ev.type == LLSMTP_CEV_CLOSED)
                 closed = 1;
+            if (ev.type == LLSMTP_CEV_BODY) {
+                in_body = 1;
+                body_off = 0;
+            }
             on_event(c, s, &ev, ctx);
+            continue;
         }
-        assert_int_equal(off, n);
-        (void)llsmtp_server_consume(s, n);
-        /* client -> server */
-        co = llsmtp_client_output(c);
-        if (co.n) {
+        assert_int_equal(llsmtp_client_next_event(c, NULL), LLSMTP_E_INVAL);
+        if (w & LLSMTP_WANT_WRITE) { /* client -> server */
+            llsmtp_span co = llsmtp_client_output(c);
             int rc = llsmtp_server_feed(s, co.p, co.n, &used);
+            assert_true(co.n > 0);
             assert_true(rc == LLSMTP_OK || rc == LLSMTP_BLOCKED ||
                         rc == LLSMTP_CLOSE);
             llsmtp_client_consume(c, used);
+            moved |= used > 0;
+        } else {
+            assert_int_equal(llsmtp_client_output(c).n, 0);
         }
+        o = th_output(s, &n);
+        if ((w & LLSMTP_WANT_READ) && n > 0) { /* server -> client */
+            llsmtp_client_event ev;
+            int rc = llsmtp_client_feed(c, o, n, &used, &ev);
+            assert_true(rc == LLSMTP_OK || rc == LLSMTP_EVENT);
+            assert_true(rc == LLSMTP_EVENT || used == n);
+            (void)llsmtp_server_consume(s, used);
+            if (rc == LLSMTP_EVENT) {
+                if (ev.type == LLSMTP_CEV_CLOSED)
+                    closed = 1;
+                if (ev.type == LLSMTP_CEV_BODY) {
+                    in_body = 1;
+                    body_off = 0;
+                }
+                on_event(c, s, &ev, ctx);
+            }
+            continue;
+        }
+        if ((w & LLSMTP_WANT_RESUME) && in_body) {
+            int rc = llsmtp_client_body(c, body + body_off, body_n - body_off,
+                                        &used);
+            assert_true(rc == LLSMTP_OK || rc == LLSMTP_BLOCKED);
+            body_off += used;
+            moved |= used > 0;
+            if (rc == LLSMTP_OK && llsmtp_client_body_end(c) == LLSMTP_OK) {
+                in_body = 0;
+                moved = 1;
+            }
+        }
+        if (w & LLSMTP_WANT_CLOSE)
+            return closed;
+        if (!moved)
+            fail_msg("round %d: wants %#x and nothing moves", rounds, w);
     }
-    return closed;
+    return 0;
 }
 
 typedef struct against_ctx {
@@ -1094,8 +1221,8 @@ static void
 against_event(llsmtp_client *c, llsmtp_server *s,
               const llsmtp_client_event *ev, void *vctx)
 {
-    against_ctx *x = vctx;
-    size_t used;
+    against_ctx *x = (against_ctx *)vctx;
+    (void)s;
     if (ev->type == LLSMTP_CEV_FAIL)
         fail_msg("FAIL %d %.*s", ev->code, (int)ev->text.n, ev->text.p);
     if (ev->type == LLSMTP_CEV_READY) {
@@ -1109,13 +1236,6 @@ against_event(llsmtp_client *c, llsmtp_server *s,
             x->ok++;
         else
             x->refused++;
-    } else if (ev->type == LLSMTP_CEV_BODY) {
-        char enc[64];
-        size_t w;
-        assert_int_equal(llsmtp_client_body(c, ".x\n", 3, enc, sizeof enc, &w),
-                         LLSMTP_OK);
-        assert_int_equal(llsmtp_server_feed(s, enc, w, &used), LLSMTP_OK);
-        assert_int_equal(llsmtp_client_body_end(c), LLSMTP_OK);
     } else if (ev->type == LLSMTP_CEV_MESSAGE) {
         x->results++;
         assert_int_equal(ev->code, x->results == 1 ? 250 : 550);
@@ -1129,7 +1249,7 @@ test_client_against_server(void **state)
     llsmtp_span to[300];
     llsmtp_client_msg m[2];
     llsmtp_client_cfg ccfg = cli_cfg(0);
-    llsmtp_client c;
+    llsmtp_client *c;
     llsmtp_config cfg;
     llsmtp_server *s;
     th_host h;
@@ -1140,7 +1260,8 @@ test_client_against_server(void **state)
         snprintf(names[i], sizeof names[i], "r%zu@example.test", i);
         to[i] = sp(names[i]);
     }
-    memset(m, 0, sizeof m);
+    llsmtp_client_msg_init(&m[0]);
+    llsmtp_client_msg_init(&m[1]);
     m[0].from = sp("s@example.org");
     m[0].to = to;
     m[0].nto = 300;
@@ -1160,10 +1281,10 @@ test_client_against_server(void **state)
     h.nrules = 1;
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    assert_int_equal(llsmtp_client_init(&c, &ccfg), LLSMTP_OK);
+    c = cli_new(&ccfg);
     memset(&x, 0, sizeof x);
     x.m = m;
-    assert_true(cs_run(&c, s, 10000, against_event, &x));
+    assert_true(cs_run(c, s, 10000, against_event, &x, ".x\n", 3));
     assert_int_equal(x.results, 2);
     /* RCPT events only when MAIL ok */
     assert_int_equal(x.ok + x.refused, 300);
@@ -1173,35 +1294,30 @@ test_client_against_server(void **state)
     th_host_free(&h);
 }
 
-typedef struct preenc_ctx {
+typedef struct tiny_ctx {
     const llsmtp_client_msg *m;
-    const char *enc, *want;
-    size_t enc_n, want_n, bodies;
+    const char *want;
+    size_t want_n, results;
     int sent;
     const th_host *h;
-} preenc_ctx;
+} tiny_ctx;
 
 static void
-preenc_event(llsmtp_client *c, llsmtp_server *s, const llsmtp_client_event *ev,
-             void *vctx)
+tiny_event(llsmtp_client *c, llsmtp_server *s, const llsmtp_client_event *ev,
+           void *vctx)
 {
-    preenc_ctx *x = vctx;
-    size_t used;
+    tiny_ctx *x = (tiny_ctx *)vctx;
+    (void)s;
     if (ev->type == LLSMTP_CEV_READY) {
         if (x->sent++ < 2)
             assert_int_equal(llsmtp_client_mail(c, x->m), LLSMTP_OK);
         else
             assert_int_equal(llsmtp_client_quit(c), LLSMTP_OK);
-    } else if (ev->type == LLSMTP_CEV_BODY) {
-        x->bodies++;
-        /* what llsmtp_client_output() held went first (354 came back, so
-         * it is empty), then the encoded bytes */
-        assert_int_equal(llsmtp_client_output(c).n, 0);
-        assert_int_equal(llsmtp_server_feed(s, x->enc, x->enc_n, &used),
-                         LLSMTP_OK);
-        assert_int_equal(llsmtp_client_body_end(c), LLSMTP_OK);
     } else if (ev->type == LLSMTP_CEV_MESSAGE) {
+        x->results++;
         assert_int_equal(ev->code, 250);
+        /* the server offers ENHANCEDSTATUSCODES: parsed */
+        assert_string_equal(ev->enhanced, "2.6.0");
         assert_int_equal(x->h->msg.n, x->want_n);
         assert_memory_equal(x->h->msg.p, x->want, x->want_n);
     } else if (ev->type != LLSMTP_CEV_CLOSED) {
@@ -1209,51 +1325,583 @@ preenc_event(llsmtp_client *c, llsmtp_server *s, const llsmtp_client_event *ev,
     }
 }
 
-/* A host that sends one message many times (bench/smtp-load) encodes it
- * once and writes the encoded bytes itself at BODY; body_end then adds
- * only the "." line. */
+/* The body goes through the client's own output, so it can never pass
+ * the commands: with the smallest output queue a 200 KB body (8-bit,
+ * dots at line starts, bare LF and CR) is streamed in pieces as the queue
+ * drains (BLOCKED, resumed on RESUME), twice on one connection, and the
+ * llsmtp server receives exactly its CRLF-normalised bytes. */
 static void
-test_client_preencoded_body(void **state)
+test_client_body_through_tiny_output(void **state)
 {
-    static const char raw[] = "Subject: x\r\n\r\n.dot\nbare LF\r\nlast\r\n";
-    static const char want[] = "Subject: x\r\n\r\n.dot\r\nbare LF\r\nlast\r\n";
-    char enc[128];
+    static const char alphabet[] = "ab.\r\n\xc3\xa9";
+    char *body;
+    size_t n = 200000, k;
+    uint64_t seed = 7;
     llsmtp_span to[1];
     llsmtp_client_msg m;
     llsmtp_client_cfg ccfg = cli_cfg(0);
-    llsmtp_dot_encoder e;
-    llsmtp_client c;
+    llsmtp_client *c;
     llsmtp_config cfg;
     llsmtp_server *s;
     th_host h;
-    preenc_ctx x;
+    th_buf want = {0};
+    tiny_ctx x;
     (void)state;
-    memset(&x, 0, sizeof x);
-    llsmtp_dot_init(&e);
-    x.enc_n = llsmtp_dot_encode(&e, raw, sizeof raw - 1, enc, sizeof enc);
-    assert_int_equal(llsmtp_dot_finish(&e, enc + x.enc_n, 5), 3); /* ".\r\n" */
+    body = (char *)malloc(n);
+    assert_non_null(body);
+    for (k = 0; k < n; k++)
+        body[k] = alphabet[th_rand(&seed) % (sizeof alphabet - 1)];
+    normalise(body, n, &want);
+    ccfg.output_size = 1024;
     to[0] = sp("r@example.test");
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from = sp("s@example.org");
     m.to = to;
     m.nto = 1;
+    m.size = want.n;
+    m.flags = LLSMTP_MSG_8BIT;
     llsmtp_config_init(&cfg);
     cfg.callbacks = &th_callbacks;
+    cfg.bare_lf = LLSMTP_BARE_LF_REJECT; /* any bare LF would show */
     memset(&h, 0, sizeof h);
     s = th_session(&cfg, &h);
     llsmtp_server_start(s);
-    assert_int_equal(llsmtp_client_init(&c, &ccfg), LLSMTP_OK);
+    c = cli_new(&ccfg);
+    memset(&x, 0, sizeof x);
     x.m = &m;
-    x.enc = enc;
-    x.want = want;
-    x.want_n = sizeof want - 1;
+    x.want = want.p;
+    x.want_n = want.n;
     x.h = &h;
-    assert_true(cs_run(&c, s, 1000, preenc_event, &x));
-    assert_int_equal(x.bodies, 2);
+    assert_true(cs_run(c, s, 100000, tiny_event, &x, body, n));
+    assert_int_equal(x.results, 2);
     free(s);
+    free(body);
+    th_buf_free(&want);
     th_host_free(&h);
 }
 
+/* ---- the 1.0 shape: wants(), enhanced codes, body through the output,
+ * versioned structs, init refusals ------------------------------------- */
+
+/* Feeds s whole and expects rc; returns what was taken. */
+static size_t
+feed_rc(llsmtp_client *c, const char *s, int rc, llsmtp_client_event *ev)
+{
+    size_t used;
+    assert_int_equal(llsmtp_client_feed(c, s, strlen(s), &used, ev), rc);
+    return used;
+}
+
+#define W_(x) LLSMTP_WANT_##x
+
+/* A whole LMTP session with STARTTLS and AUTH, and what wants() says at
+ * every step: a host that only asks and does what is asked needs no
+ * flags, no zero-byte feed, and never blocks on a read that no reply
+ * will answer. */
+static void
+test_client_wants_session(void **state)
+{
+    llsmtp_client_cfg cfg = cli_cfg(LLSMTP_CLI_STARTTLS | LLSMTP_CLI_LMTP);
+    llsmtp_client *c;
+    llsmtp_client_event ev;
+    llsmtp_client_msg m;
+    llsmtp_span to[3];
+    size_t used;
+    (void)state;
+    cfg.user = sp("u");
+    cfg.password = sp("p");
+    to[0] = sp("a@l");
+    to[1] = sp("b@l");
+    to[2] = sp("c@l");
+    llsmtp_client_msg_init(&m);
+    m.from = sp("s@l");
+    m.to = to;
+    m.nto = 3;
+    assert_int_equal(llsmtp_client_wants(NULL), 0);
+    c = cli_new(&cfg);
+    assert_int_equal(llsmtp_client_wants(c), W_(READ)); /* the greeting */
+    assert_int_equal(llsmtp_client_next_event(c, &ev), LLSMTP_OK);
+    feed_rc(c, "220 l\r\n", LLSMTP_OK, &ev);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ)); /* LHLO */
+    llsmtp_client_consume(c, 3);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ));
+    llsmtp_client_consume(c, (size_t)-1);
+    assert_int_equal(llsmtp_client_wants(c), W_(READ));
+    feed_rc(c, "250-l\r\n250-STARTTLS\r\n250 PIPELINING\r\n", LLSMTP_OK, &ev);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ));
+    llsmtp_client_consume(c, (size_t)-1);
+    /* the 220 to STARTTLS: an event, then the handshake; no read */
+    feed_rc(c, "220 2.0.0 go\r\n", LLSMTP_EVENT, &ev);
+    assert_int_equal(ev.type, LLSMTP_CEV_TLS);
+    assert_int_equal(llsmtp_client_wants(c), W_(TLS));
+    assert_int_equal(llsmtp_client_tls_started(c), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ));
+    llsmtp_client_consume(c, (size_t)-1);
+    feed_rc(c,
+            "250-l\r\n250-AUTH PLAIN\r\n250-ENHANCEDSTATUSCODES\r\n"
+            "250 PIPELINING\r\n",
+            LLSMTP_OK, &ev);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ)); /* AUTH */
+    llsmtp_client_consume(c, (size_t)-1);
+    feed_rc(c, "235 2.7.0 ok\r\n", LLSMTP_EVENT, &ev);
+    assert_int_equal(ev.type, LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_wants(c), W_(RESUME)); /* mail or quit */
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ));
+    llsmtp_client_consume(c, (size_t)-1);
+    /* one read, five replies: feed stops at each event, and the bytes
+     * it left are what READ asks for next */
+    {
+        static const char rd[] = "250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
+                                 "550 5.1.1 no\r\n250 2.1.5 ok\r\n354 go\r\n";
+        size_t off = 0;
+        long k;
+        for (k = 0; k < 3; k++) {
+            assert_int_equal(llsmtp_client_feed(c, rd + off,
+                                                sizeof rd - 1 - off, &used,
+                                                &ev),
+                             LLSMTP_EVENT);
+            off += used;
+            assert_int_equal(ev.type, LLSMTP_CEV_RCPT);
+            assert_int_equal(ev.rcpt, k);
+            assert_int_equal(llsmtp_client_wants(c), W_(READ));
+            if (k == 1) {
+                assert_int_equal(ev.code, 550);
+                assert_string_equal(ev.enhanced, "5.1.1");
+                assert_true(ev.text.n == 2 && memcmp(ev.text.p, "no", 2) == 0);
+            }
+        }
+        assert_int_equal(llsmtp_client_feed(c, rd + off, sizeof rd - 1 - off,
+                                            &used, &ev),
+                         LLSMTP_EVENT);
+        assert_int_equal(off + used, sizeof rd - 1);
+        assert_int_equal(ev.type, LLSMTP_CEV_BODY);
+    }
+    assert_int_equal(llsmtp_client_next_event(c, &ev), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(RESUME)); /* the body */
+    assert_int_equal(llsmtp_client_body(c, "hi\n", 3, &used), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(RESUME));
+    assert_int_equal(llsmtp_client_body_end(c), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ));
+    assert_int_equal(llsmtp_client_output(c).n, 7);
+    assert_memory_equal(llsmtp_client_output(c).p, "hi\r\n.\r\n", 7);
+    llsmtp_client_consume(c, (size_t)-1);
+    /* LMTP: one reply per accepted recipient */
+    feed_rc(c, "250 2.0.0 a done\r\n", LLSMTP_EVENT, &ev);
+    assert_int_equal(ev.type, LLSMTP_CEV_MESSAGE);
+    assert_int_equal(llsmtp_client_wants(c), W_(READ));
+    feed_rc(c, "452 4.2.2 c over quota\r\n", LLSMTP_EVENT, &ev);
+    assert_int_equal(ev.type, LLSMTP_CEV_MESSAGE);
+    assert_int_equal(ev.rcpt, 2);
+    /* one reply, two events: the second is queued, and said so */
+    assert_int_equal(llsmtp_client_wants(c), W_(EVENT)); /* READY */
+    assert_int_equal(llsmtp_client_quit(c), LLSMTP_E_STATE);
+    /* feed hands over a queued event first and takes no bytes */
+    assert_int_equal(llsmtp_client_feed(c, "250 x\r\n", 7, &used, &ev),
+                     LLSMTP_EVENT);
+    assert_int_equal(used, 0);
+    assert_int_equal(ev.type, LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_next_event(c, &ev), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(RESUME));
+    assert_int_equal(llsmtp_client_quit(c), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(READ));
+    llsmtp_client_consume(c, (size_t)-1);
+    feed_rc(c, "221 2.0.0 bye\r\n", LLSMTP_EVENT, &ev);
+    assert_int_equal(ev.type, LLSMTP_CEV_CLOSED);
+    assert_int_equal(llsmtp_client_wants(c), W_(CLOSE));
+    /* a failure: its event first, then QUIT written, then close */
+    cfg = cli_cfg(0);
+    c = cli_new(&cfg);
+    feed_rc(c, "554 5.7.1 go away\r\n", LLSMTP_EVENT, &ev);
+    assert_int_equal(ev.type, LLSMTP_CEV_FAIL);
+    assert_int_equal(llsmtp_client_wants(c), W_(WRITE) | W_(CLOSE));
+    /* 421: no QUIT; the event is taken with next_event */
+    c = cli_new(&cfg);
+    feed_rc(c, "220 s\r\n", LLSMTP_OK, &ev);
+    llsmtp_client_consume(c, (size_t)-1);
+    assert_int_equal(llsmtp_client_feed(c, "421 4.3.2 bye\r\n250 x\r\n", 22,
+                                        &used, &ev),
+                     LLSMTP_EVENT);
+    assert_int_equal(used, 22); /* nothing more is read */
+    assert_int_equal(llsmtp_client_wants(c), W_(CLOSE));
+    /* a message refused here: MESSAGE and READY queued by mail() */
+    c = cli_new(&cfg);
+    feed_rc(c, "220 s\r\n", LLSMTP_OK, &ev);
+    llsmtp_client_consume(c, (size_t)-1);
+    feed_rc(c, "250-s\r\n250 SIZE 10\r\n", LLSMTP_EVENT, &ev);
+    m.size = 11;
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_wants(c), W_(EVENT));
+    assert_int_equal(llsmtp_client_next_event(c, &ev), LLSMTP_EVENT);
+    assert_int_equal(ev.type, LLSMTP_CEV_MESSAGE);
+    assert_int_equal(ev.code, 552);
+    assert_string_equal(ev.enhanced, "5.3.4");
+    assert_int_equal(llsmtp_client_next_event(c, &ev), LLSMTP_EVENT);
+    assert_int_equal(ev.type, LLSMTP_CEV_READY);
+    assert_int_equal(llsmtp_client_wants(c), W_(RESUME));
+}
+
+/* RFC 2034 / 3463: the enhanced code is parsed when the server offers
+ * ENHANCEDSTATUSCODES and only when its class is the reply's; the text
+ * is what follows it and its space. Without the extension nothing is
+ * taken from the text. */
+static void
+test_client_enhanced_codes(void **state)
+{
+    static const char *const with[] = {
+        "220 s\r\n", "250-s\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n",
+        "250 2.1.0 sender ok\r\n"
+        "250 2.1.5 ok\r\n"
+        "550 4.1.1 class mismatch\r\n"
+        "250 no code\r\n"
+        "250 2.1.5\r\n"
+        "550 5.1.10 three digits\r\n"
+        "550 5.1.1000 four digits\r\n"
+        "250 2.1.5x glued\r\n"
+        "451 4.3.0  two spaces\r\n"
+        "550 5..1 empty subject\r\n"
+        "554 5.5.1 no valid recipients\r\n",
+        "221 2.0.0 bye\r\n", NULL};
+    static const char *const without[] = {"220 s\r\n",
+                                          "250-s\r\n250 PIPELINING\r\n",
+                                          "250 2.1.0 sender ok\r\n"
+                                          "250 2.1.5 ok\r\n"
+                                          "550 4.1.1 class mismatch\r\n"
+                                          "250 no code\r\n"
+                                          "250 2.1.5\r\n"
+                                          "550 5.1.10 three digits\r\n"
+                                          "550 5.1.1000 four digits\r\n"
+                                          "250 2.1.5x glued\r\n"
+                                          "451 4.3.0  two spaces\r\n"
+                                          "550 5..1 empty subject\r\n"
+                                          "554 5.5.1 no valid recipients\r\n",
+                                          "221 2.0.0 bye\r\n", NULL};
+    static const char *const names[9] = {"a@s", "b@s", "c@s", "d@s", "e@s",
+                                         "f@s", "g@s", "h@s", "i@s"};
+    llsmtp_span to[9];
+    llsmtp_client_msg m;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    size_t i;
+    (void)state;
+    for (i = 0; i < 9; i++)
+        to[i] = sp(names[i]);
+    llsmtp_client_msg_init(&m);
+    m.from = sp("f@s");
+    m.to = to;
+    m.nto = 9;
+    cli_expect(&cfg, with, &m, 1, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<f@s>\\r\\nRCPT TO:<a@s>\\r\\nRCPT TO:<b@s>"
+               "\\r\\nRCPT TO:<c@s>\\r\\nRCPT TO:<d@s>\\r\\nRCPT TO:<e@s>"
+               "\\r\\nRCPT TO:<f@s>\\r\\nRCPT TO:<g@s>\\r\\nRCPT TO:<h@s>"
+               "\\r\\nRCPT TO:<i@s>\\r\\nDATA\\r\\n\n"
+               "E: RCPT 250 0 2.1.5|ok\n"
+               "E: RCPT 550 1 4.1.1 class mismatch\n"
+               "E: RCPT 250 2 no code\n"
+               "E: RCPT 250 3 2.1.5|\n"
+               "E: RCPT 550 4 5.1.10|three digits\n"
+               "E: RCPT 550 5 5.1.1000 four digits\n"
+               "E: RCPT 250 6 2.1.5x glued\n"
+               "E: RCPT 451 7 4.3.0| two spaces\n"
+               "E: RCPT 550 8 5..1 empty subject\n"
+               "E: MESSAGE 554 -1 5.5.1|no valid recipients\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 2.0.0|bye\n");
+    cli_expect(&cfg, without, &m, 1, "",
+               "C: EHLO client.example.test\\r\\n\n"
+               "E: READY 0L -1 \n"
+               "C: MAIL FROM:<f@s>\\r\\nRCPT TO:<a@s>\\r\\nRCPT TO:<b@s>"
+               "\\r\\nRCPT TO:<c@s>\\r\\nRCPT TO:<d@s>\\r\\nRCPT TO:<e@s>"
+               "\\r\\nRCPT TO:<f@s>\\r\\nRCPT TO:<g@s>\\r\\nRCPT TO:<h@s>"
+               "\\r\\nRCPT TO:<i@s>\\r\\nDATA\\r\\n\n"
+               "E: RCPT 250 0 2.1.5 ok\n"
+               "E: RCPT 550 1 4.1.1 class mismatch\n"
+               "E: RCPT 250 2 no code\n"
+               "E: RCPT 250 3 2.1.5\n"
+               "E: RCPT 550 4 5.1.10 three digits\n"
+               "E: RCPT 550 5 5.1.1000 four digits\n"
+               "E: RCPT 250 6 2.1.5x glued\n"
+               "E: RCPT 451 7 4.3.0  two spaces\n"
+               "E: RCPT 550 8 5..1 empty subject\n"
+               "E: MESSAGE 554 -1 5.5.1 no valid recipients\n"
+               "E: READY 0L -1 \n"
+               "C: QUIT\\r\\n\n"
+               "E: CLOSED 221 -1 2.0.0 bye\n");
+}
+
+/* Body bytes through a small output queue, in random pieces, the queue
+ * drained by random amounts: BLOCKED until written, then resumed with the
+ * rest; what leaves the session after DATA is byte for byte what
+ * llsmtp_dot_encode and llsmtp_dot_finish make of the whole body. */
+static void
+test_client_body_random_splits(void **state)
+{
+    static const char alphabet[] = "ab..\r\r\n\n\xc3";
+    uint64_t seed = 2026;
+    unsigned it;
+    llsmtp_client_cfg cfg = cli_cfg(0);
+    llsmtp_span to = sp("r@s");
+    llsmtp_client_msg m;
+    char *body, *want;
+    size_t cap = 6000;
+    (void)state;
+    cfg.output_size = 1024;
+    llsmtp_client_msg_init(&m);
+    m.to = &to;
+    m.nto = 1;
+    m.flags = LLSMTP_MSG_8BIT;
+    body = (char *)malloc(cap);
+    want = (char *)malloc(llsmtp_dot_encoded_max(cap) + 5);
+    assert_non_null(body);
+    assert_non_null(want);
+    for (it = 0; it < (getenv("LLSMTP_QUICK") ? 100u : 1000u); it++) {
+        size_t n = (size_t)(th_rand(&seed) % cap), k, wn, off = 0, used;
+        llsmtp_dot_encoder e;
+        llsmtp_client *c = cli_new(&cfg);
+        llsmtp_client_event ev;
+        th_buf got = {0};
+        int rc, blocked = 0;
+        for (k = 0; k < n; k++)
+            body[k] = alphabet[th_rand(&seed) % (sizeof alphabet - 1)];
+        llsmtp_dot_init(&e);
+        wn = llsmtp_dot_encode(&e, body, n, want,
+                               llsmtp_dot_encoded_max(n) + 5);
+        wn += llsmtp_dot_finish(&e, want + wn, 5);
+        feed_rc(c, "220 s\r\n", LLSMTP_OK, &ev);
+        llsmtp_client_consume(c, (size_t)-1);
+        feed_rc(c, "250-s\r\n250-8BITMIME\r\n250 PIPELINING\r\n", LLSMTP_EVENT,
+                &ev);
+        assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+        llsmtp_client_consume(c, (size_t)-1);
+        feed_rc(c, "250 ok\r\n", LLSMTP_OK, &ev);
+        feed_rc(c, "250 ok\r\n", LLSMTP_EVENT, &ev);
+        feed_rc(c, "354 go\r\n", LLSMTP_EVENT, &ev);
+        assert_int_equal(ev.type, LLSMTP_CEV_BODY);
+        while (off < n) {
+            size_t piece = 1 + (size_t)(th_rand(&seed) % 3000);
+            llsmtp_span o;
+            if (piece > n - off)
+                piece = n - off;
+            rc = llsmtp_client_body(c, body + off, piece, &used);
+            assert_true(used <= piece);
+            off += used;
+            if (rc == LLSMTP_BLOCKED) {
+                blocked++;
+                assert_true(used < piece);
+                assert_int_equal(llsmtp_client_wants(c),
+                                 W_(WRITE) | W_(RESUME));
+            } else {
+                assert_int_equal(rc, LLSMTP_OK);
+                assert_int_equal(used, piece);
+            }
+            /* the host writes a random part of what waits */
+            o = llsmtp_client_output(c);
+            k = o.n ? (size_t)(th_rand(&seed) % (o.n + 1)) : 0;
+            if (rc == LLSMTP_BLOCKED && k == 0 && o.n)
+                k = 1;
+            th_buf_add(&got, o.p, k);
+            llsmtp_client_consume(c, k);
+        }
+        while ((rc = llsmtp_client_body_end(c)) == LLSMTP_BLOCKED) {
+            llsmtp_span o = llsmtp_client_output(c);
+            th_buf_add(&got, o.p, o.n);
+            llsmtp_client_consume(c, o.n);
+        }
+        assert_int_equal(rc, LLSMTP_OK);
+        {
+            llsmtp_span o = llsmtp_client_output(c);
+            th_buf_add(&got, o.p, o.n);
+            llsmtp_client_consume(c, o.n);
+        }
+        if (got.n != wn || memcmp(got.p, want, wn) != 0)
+            fail_msg("iteration %u: %zu octets, want %zu", it, got.n, wn);
+        if (n > 3000 && it > 100)
+            assert_true(blocked > 0 || n < 400);
+        assert_int_equal(llsmtp_client_wants(c), W_(READ));
+        th_buf_free(&got);
+    }
+    free(body);
+    free(want);
+}
+
+/* Versioned structs, zlib's way: a struct from a larger (newer) header,
+ * another major version, or none at all (never initialised, or garbage)
+ * is refused with LLSMTP_E_VERSION everywhere, never read. */
+static void
+test_client_versioned_structs(void **state)
+{
+    llsmtp_client_cfg cfg, bad;
+    llsmtp_client_msg m, mbad;
+    llsmtp_client *c;
+    llsmtp_client_event ev;
+    llsmtp_span to = sp("r@s");
+    const char *why = "x";
+    unsigned long other_major = ((unsigned long)LLSMTP_VERSION_MAJOR + 1)
+                                << 16;
+    (void)state;
+    assert_int_equal(llsmtp_client_cfg_init(&cfg), LLSMTP_OK);
+    assert_int_equal(llsmtp_client_cfg_check(&cfg, &why), LLSMTP_OK);
+    assert_null(why);
+    /* a newer header's larger struct */
+    assert_int_equal(llsmtp_client_cfg_init_(&bad, LLSMTP_VERSION_NUM,
+                                             sizeof bad + 8),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_client_cfg_check(&bad, &why), LLSMTP_E_VERSION);
+    assert_non_null(strstr(why, "abi"));
+    assert_int_equal(llsmtp_client_size(&bad), 0);
+    /* another major version */
+    assert_int_equal(llsmtp_client_cfg_init_(&bad, other_major, sizeof bad),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_client_cfg_check(&bad, NULL), LLSMTP_E_VERSION);
+    /* a newer minor of this major: larger by definition, refused */
+    assert_int_equal(llsmtp_client_cfg_init_(&bad, LLSMTP_VERSION_NUM + 0x100,
+                                             sizeof bad),
+                     LLSMTP_E_VERSION);
+    /* a tag edited after init, and a struct never initialised */
+    bad = cfg;
+    bad.abi.size += 4;
+    assert_int_equal(llsmtp_client_cfg_check(&bad, NULL), LLSMTP_E_VERSION);
+    bad = cfg;
+    bad.abi.version ^= 1u << 20;
+    assert_int_equal(llsmtp_client_cfg_check(&bad, NULL), LLSMTP_E_VERSION);
+    memset(&bad, 0, sizeof bad);
+    bad.helo = sp("client.example.test");
+    bad.max_reply_lines = 100;
+    bad.output_size = 4096;
+    assert_int_equal(llsmtp_client_cfg_check(&bad, &why), LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_client_size(&bad), 0);
+    assert_null(cli_try(&bad));
+    memset(&bad, 0xa5, sizeof bad);
+    assert_int_equal(llsmtp_client_cfg_check(&bad, NULL), LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_client_cfg_init_(NULL, LLSMTP_VERSION_NUM,
+                                             sizeof bad),
+                     LLSMTP_E_INVAL);
+    /* messages: refused by mail() */
+    assert_int_equal(llsmtp_client_msg_init_(&mbad, LLSMTP_VERSION_NUM,
+                                             sizeof mbad + 1),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_client_msg_init_(&mbad, other_major, sizeof mbad),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_client_msg_init(&m), LLSMTP_OK);
+    m.to = &to;
+    m.nto = 1;
+    c = cli_new(&cfg);
+    feed_rc(c, "220 s\r\n", LLSMTP_OK, &ev);
+    llsmtp_client_consume(c, (size_t)-1);
+    feed_rc(c, "250 s\r\n", LLSMTP_EVENT, &ev);
+    mbad = m;
+    mbad.abi.size = (uint32_t)sizeof mbad + 8;
+    assert_int_equal(llsmtp_client_mail(c, &mbad), LLSMTP_E_VERSION);
+    mbad = m;
+    mbad.abi.version = (uint32_t)other_major;
+    assert_int_equal(llsmtp_client_mail(c, &mbad), LLSMTP_E_VERSION);
+    memset(&mbad, 0, sizeof mbad);
+    mbad.to = &to;
+    mbad.nto = 1;
+    assert_int_equal(llsmtp_client_mail(c, &mbad), LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_client_output(c).n, 0); /* nothing sent */
+    assert_int_equal(llsmtp_client_mail(c, &m), LLSMTP_OK);
+}
+
+/* llsmtp_client_init refuses what it cannot use, and cfg_check names the
+ * field; the user pointer can be read and moved. */
+static void
+test_client_init_refusals(void **state)
+{
+    static const struct {
+        const char *helo, *user, *pass;
+        size_t pass_n;
+        unsigned flags, lines;
+        size_t out;
+        const char *why;
+    } bad[] = {
+        {"", "", "", 0, 0, 100, 4096, "helo:"},
+        {"a b", "", "", 0, 0, 100, 4096, "helo:"},
+        {"x\r\nQUIT", "", "", 0, 0, 100, 4096, "helo:"},
+        {"x.", "", "", 0, 0, 100, 4096, "helo:"},
+        {"[300.1.1.1]", "", "", 0, 0, 100, 4096, "helo:"},
+        {"ok.test", "u", "", 0, 0, 100, 4096, "user, password:"},
+        {"ok.test", "", "p", 1, 0, 100, 4096, "user, password:"},
+        {"ok.test", "u", "p\0q", 3, 0, 100, 4096, "user, password:"},
+        {"ok.test", "", "", 0, 1u << 9, 100, 4096, "flags:"},
+        {"ok.test", "", "", 0, 0, 0, 4096, "max_reply_lines:"},
+        {"ok.test", "", "", 0, 0, 100, 1023, "output_size:"},
+        {"ok.test", "", "", 0, 0, 100, ((size_t)1 << 30) + 1, "output_size:"},
+    };
+    static const char *const good[] = {"client.example.test", "localhost",
+                                       "[192.0.2.1]", "[IPv6:2001:db8::1]"};
+    char longname[300];
+    llsmtp_client_cfg cfg;
+    llsmtp_client *c;
+    size_t i, size;
+    const char *why;
+    int dummy;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        llsmtp_client_cfg_init(&cfg);
+        cfg.helo = sp(bad[i].helo);
+        cfg.user = sp(bad[i].user);
+        cfg.password.p = bad[i].pass;
+        cfg.password.n = bad[i].pass_n;
+        cfg.flags = bad[i].flags;
+        cfg.max_reply_lines = bad[i].lines;
+        cfg.output_size = bad[i].out;
+        if (llsmtp_client_cfg_check(&cfg, &why) != LLSMTP_E_INVAL ||
+            strncmp(why, bad[i].why, strlen(bad[i].why)) != 0)
+            fail_msg("case %zu (%s): %s", i, bad[i].why, why ? why : "ok");
+        assert_int_equal(llsmtp_client_size(&cfg), 0);
+        assert_null(cli_try(&cfg));
+    }
+    memset(longname, 'a', sizeof longname);
+    llsmtp_client_cfg_init(&cfg);
+    cfg.helo.p = longname;
+    cfg.helo.n = 256;
+    assert_int_equal(llsmtp_client_cfg_check(&cfg, &why), LLSMTP_E_INVAL);
+    assert_int_equal(llsmtp_client_cfg_check(NULL, &why), LLSMTP_E_INVAL);
+    assert_int_equal(llsmtp_client_size(NULL), 0);
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        llsmtp_client_cfg_init(&cfg);
+        cfg.helo = sp(good[i]);
+        if (llsmtp_client_cfg_check(&cfg, &why) != LLSMTP_OK)
+            fail_msg("%s: %s", good[i], why);
+    }
+    /* the defaults are a valid configuration */
+    llsmtp_client_cfg_init(&cfg);
+    assert_true(cfg.helo.n == 9 && memcmp(cfg.helo.p, "localhost", 9) == 0);
+    assert_int_equal(cfg.flags, 0);
+    assert_int_equal(cfg.max_reply_lines, 100);
+    assert_int_equal(cfg.output_size, 4096);
+    size = llsmtp_client_size(&cfg);
+    assert_true(size > 4096);
+    /* memory: NULL, too small, misaligned */
+    assert_null(llsmtp_client_init(NULL, size, &cfg, NULL));
+    assert_null(llsmtp_client_init(&tc_mem, size - 1, &cfg, NULL));
+    assert_null(llsmtp_client_init(tc_mem.b + 1, size, &cfg, NULL));
+    assert_null(llsmtp_client_init(&tc_mem, size, NULL, NULL));
+    c = llsmtp_client_init(&tc_mem, size, &cfg, &dummy);
+    assert_ptr_equal(c, &tc_mem);
+    assert_ptr_equal(llsmtp_client_user(c), &dummy);
+    llsmtp_client_set_user(c, &i);
+    assert_ptr_equal(llsmtp_client_user(c), &i);
+    assert_null(llsmtp_client_user(NULL));
+    /* the cfg is copied: it may go away */
+    memset(longname, 'b', sizeof longname);
+    memcpy(longname, "copied.test", 11);
+    cfg.helo.p = longname;
+    cfg.helo.n = 11;
+    c = llsmtp_client_init(&tc_mem, sizeof tc_mem, &cfg, NULL);
+    memset(longname, 'x', sizeof longname);
+    memset(&cfg, 0, sizeof cfg);
+    {
+        llsmtp_client_event ev;
+        feed_rc(c, "220 s\r\n", LLSMTP_OK, &ev);
+        assert_int_equal(llsmtp_client_output(c).n, 18);
+        assert_memory_equal(llsmtp_client_output(c).p, "EHLO copied.test\r\n",
+                            18);
+    }
+}
 
 int
 main(void)
@@ -1272,12 +1920,17 @@ main(void)
         cmocka_unit_test(test_client_failures),
         cmocka_unit_test(test_client_api_guards),
         cmocka_unit_test(test_client_quoted_local_part),
-        cmocka_unit_test(test_client_preencoded_body),
+        cmocka_unit_test(test_client_body_through_tiny_output),
         cmocka_unit_test(test_client_single_rcpt_refused),
         cmocka_unit_test(test_client_size_overflow),
         cmocka_unit_test(test_client_data_not_354),
         cmocka_unit_test(test_client_reply_before_command),
         cmocka_unit_test(test_client_against_server),
+        cmocka_unit_test(test_client_wants_session),
+        cmocka_unit_test(test_client_enhanced_codes),
+        cmocka_unit_test(test_client_body_random_splits),
+        cmocka_unit_test(test_client_versioned_structs),
+        cmocka_unit_test(test_client_init_refusals),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
 }

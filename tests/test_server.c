@@ -965,6 +965,45 @@ test_versioned_structs(void **state)
 #endif
 }
 
+/* A client that pipelines BDAT chunks (or DATA) and never reads its
+ * replies: whenever wants() says READ, feed takes bytes; once the queue
+ * is full it says WRITE and not READ, so a host neither spins nor grows. */
+static void
+test_wants_read_means_progress(void **state)
+{
+    int round;
+    (void)state;
+    for (round = 0; round < 2; round++) {
+        llsmtp_config cfg = cfg_default(NULL);
+        th_buf in = {0};
+        llsmtp_server *s;
+        size_t off = 0, used, i;
+        unsigned w;
+        cfg.extensions |= LLSMTP_EXT_CHUNKING;
+        s = (llsmtp_server *)malloc(llsmtp_server_size(&cfg));
+        assert_non_null(
+            llsmtp_server_init(s, llsmtp_server_size(&cfg), &cfg, NULL));
+        th_buf_adds(&in, "EHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n");
+        for (i = 0; i < 300; i++)
+            th_buf_adds(&in, round == 0 ? "BDAT 10\r\n0123456789"
+                                        : "DATA\r\nx\r\n.\r\nMAIL FROM:<a@b.c>"
+                                          "\r\nRCPT TO:<d@e.f>\r\n");
+        llsmtp_server_start(s);
+        while (((w = llsmtp_server_wants(s)) & LLSMTP_WANT_READ) &&
+               off < in.n) {
+            int rc = llsmtp_server_feed(s, in.p + off, in.n - off, &used);
+            assert_true(rc >= 0);
+            assert_true(used > 0); /* READ: bytes taken */
+            off += used;
+        }
+        assert_true(off < in.n);            /* it stopped reading */
+        assert_true(w & LLSMTP_WANT_WRITE); /* to have its replies read */
+        assert_false(w & LLSMTP_WANT_READ);
+        free(s);
+        th_buf_free(&in);
+    }
+}
+
 /* LLSMTP_CFG_LENT_OUTPUT: the session holds no output queue; the calls
  * that may queue a reply refuse to run without a loan; the loan comes
  * back only when every byte was written, and survives a reset. */
@@ -1288,6 +1327,7 @@ main(void)
         cmocka_unit_test(test_pending_arg_and_cancel),
         cmocka_unit_test(test_versioned_structs),
         cmocka_unit_test(test_lent_output),
+        cmocka_unit_test(test_wants_read_means_progress),
         cmocka_unit_test(test_callback_bad_code_closes_with_421),
         cmocka_unit_test(test_bdat_paused_last_octet),
         cmocka_unit_test(test_bdat_over_limit_not_delivered),

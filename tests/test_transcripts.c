@@ -407,6 +407,7 @@ tr_run_mode(const tr_case *tc, const char *mode, const size_t *cuts,
     int ok;
     memset(&h, 0, sizeof h);
     memcpy(h.rules, tc->rules, sizeof h.rules);
+    h.reads_first = strstr(mode, "reads first") != NULL;
     h.nrules = tc->nrules;
     if (lent) {
         cfg.flags |= LLSMTP_CFG_LENT_OUTPUT;
@@ -487,6 +488,8 @@ test_transcript(void **state)
         snprintf(mode, sizeof mode, "wants, random split %d", r);
         tr_run_mode(tc, mode, cuts, k);
         snprintf(mode, sizeof mode, "wants, lent, random split %d", r);
+        tr_run_mode(tc, mode, cuts, k);
+        snprintf(mode, sizeof mode, "wants, reads first, random split %d", r);
         tr_run_mode(tc, mode, cuts, k);
     }
     free(cuts);

@@ -211,7 +211,7 @@ flush_some(committer *cm)
 static void *
 helper_main(void *arg)
 {
-    committer *cm = arg;
+    committer *cm = (committer *)arg;
     pthread_mutex_lock(&cm->fmu);
     while (!cm->fclosing) {
         if (cm->fnext < cm->fn)
@@ -396,7 +396,7 @@ commit_batch(committer *cm, commit_job *batch)
 static void *
 commit_main(void *arg)
 {
-    committer *cm = arg;
+    committer *cm = (committer *)arg;
     for (;;) {
         commit_job *batch, *j;
         pthread_mutex_lock(&cm->mu);
@@ -456,7 +456,7 @@ commit_open(const char *dir, int nofsync)
     const char *k = getenv("LLSMTP_TEST_KILL_BEFORE_FLUSH");
     int p[2], err;
     sigset_t all, old;
-    committer *cm = calloc(1, sizeof *cm);
+    committer *cm = (committer *)calloc(1, sizeof *cm);
     if (cm == NULL)
         return NULL;
     cm->pipe_r = cm->pipe_w = cm->dir_fd = cm->qdir_fd = -1;
@@ -550,7 +550,7 @@ commit_done(committer *cm)
 commit_job *
 commit_new(void)
 {
-    job_priv *p = calloc(1, sizeof *p);
+    job_priv *p = (job_priv *)calloc(1, sizeof *p);
     return p != NULL ? &p->pub : NULL;
 }
 

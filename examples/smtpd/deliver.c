@@ -34,6 +34,7 @@ typedef struct link_ {
     int tls_on;    /* the handshake succeeded */
     int tls_dead;  /* a fatal TLS error: no close_notify then */
     int in_auth;   /* the last command began AUTH: hide what follows */
+    int in_body;   /* the output holds message bytes: not shown */
     FILE *trace;
 #ifdef HAVE_OPENSSL
     SSL_CTX *ctx;
@@ -230,13 +231,15 @@ read_some(link_ *l, char *buf, size_t cap)
     }
 }
 
+/* Writes what the session has queued; body bytes are not shown. */
 static void
 flush(link_ *l, llsmtp_client *c)
 {
     llsmtp_span o = llsmtp_client_output(c);
     if (o.n == 0)
         return;
-    show(l, "C: ", o.p, o.n);
+    if (!l->in_body)
+        show(l, "C: ", o.p, o.n);
     write_all(l, o.p, o.n);
     llsmtp_client_consume(c, o.n);
 }
@@ -329,31 +332,95 @@ start_tls(link_ *l)
 #endif
 }
 
+/* A result's text as the server wrote it: enhanced code, then text. */
 static void
 set_result(dlv_result *r, int code, const llsmtp_client_event *ev)
 {
-    llsmtp_span text = ev->text;
     if (r->code != 0)
         return;
     r->code = code;
     r->local = ev->local;
-    snprintf(r->text, sizeof r->text, "%.*s", (int)text.n, text.p);
+    snprintf(r->text, sizeof r->text, "%s%s%.*s", ev->enhanced,
+             ev->enhanced[0] ? " " : "", (int)ev->text.n, ev->text.p);
 }
 
-/* Encodes and writes the body in pieces of 16 KB. */
-static int
-send_body(link_ *l, llsmtp_client *c, const char *body, size_t n)
+/* What one delivery holds while its session runs. */
+typedef struct run_ {
+    link_ *l;
+    llsmtp_client *c;
+    const llsmtp_client_msg *m;
+    const char *body;
+    size_t n, off; /* body bytes handed to the session so far */
+    dlv_result *res;
+    int sent, done;
+} run_;
+
+/* Acts on one event of the session. */
+static void
+on_event(run_ *r, const llsmtp_client_event *ev)
 {
-    static char enc[2 * 16384 + 2];
-    size_t k;
-    for (k = 0; k < n && !l->broken; k += 16384) {
-        size_t piece = n - k < 16384 ? n - k : 16384, w;
-        if (llsmtp_client_body(c, body + k, piece, enc, sizeof enc, &w) !=
-            LLSMTP_OK)
-            return -1;
-        write_all(l, enc, w);
+    size_t i;
+    if (ev->code != 334)
+        r->l->in_auth = 0;
+    switch (ev->type) {
+    case LLSMTP_CEV_READY:
+        if (!r->sent) {
+            r->sent = 1;
+            if (llsmtp_client_mail(r->c, r->m) != LLSMTP_OK) {
+                dlv_fill(r->res, r->m->nto, 553, "5.1.3 bad address");
+                llsmtp_client_quit(r->c);
+            }
+        } else {
+            llsmtp_client_quit(r->c);
+        }
+        break;
+    case LLSMTP_CEV_RCPT:
+        if (ev->code / 100 != 2)
+            set_result(&r->res[ev->rcpt], ev->code, ev);
+        break;
+    case LLSMTP_CEV_BODY:
+        if (r->l->trace)
+            fprintf(r->l->trace, "C: (%zu octets of message)\n", r->n);
+        r->off = 0;
+        break;
+    case LLSMTP_CEV_MESSAGE:
+        if (ev->rcpt >= 0) {
+            set_result(&r->res[ev->rcpt], ev->code, ev);
+        } else {
+            for (i = 0; i < r->m->nto; i++)
+                set_result(&r->res[i], ev->code, ev);
+        }
+        break;
+    case LLSMTP_CEV_FAIL:
+        for (i = 0; i < r->m->nto; i++)
+            set_result(&r->res[i], ev->code ? ev->code : 451, ev);
+        break;
+    default: /* TLS, CLOSED: wants() says what follows */
+        break;
     }
-    return llsmtp_client_body_end(c) == LLSMTP_OK ? 0 : -1;
+}
+
+/* The next body bytes into the session's output (after BODY), then its
+ * end; the output is written by the loop as the session asks. */
+static int
+send_body(run_ *r)
+{
+    size_t used;
+    int rc;
+    r->l->in_body = 1;
+    rc = llsmtp_client_body(r->c, r->body + r->off, r->n - r->off, &used);
+    r->off += used;
+    if (rc == LLSMTP_OK)
+        rc = llsmtp_client_body_end(r->c);
+    if (rc == LLSMTP_BLOCKED)
+        return 0;
+    if (rc != LLSMTP_OK) {
+        /* 8-bit bytes in a 7-bit message: the session stops */
+        dlv_fill(r->res, r->m->nto, 554,
+                 "5.6.3 8-bit content in a message declared 7-bit");
+        return -1;
+    }
+    return 0;
 }
 
 void
@@ -361,11 +428,12 @@ dlv_send(int fd, const dlv_conf *dc, const char *name,
          const llsmtp_client_msg *m, const char *body, size_t n,
          dlv_result *res)
 {
-    llsmtp_client c;
+    llsmtp_client_cfg cfg = dc->cfg;
+    llsmtp_client *c = NULL;
     link_ l;
+    run_ r;
     static char buf[16384];
-    size_t have = 0, off = 0, i;
-    int sent = 0, done = 0;
+    size_t have = 0, off = 0, i, size;
 
     memset(&l, 0, sizeof l);
     l.fd = fd;
@@ -376,95 +444,80 @@ dlv_send(int fd, const dlv_conf *dc, const char *name,
         res[i].code = 0;
         res[i].local = 0;
     }
-    if (llsmtp_client_init(&c, &dc->cfg) != LLSMTP_OK) {
+    /* a larger output queue: the body leaves in fewer, larger writes */
+    if (cfg.output_size < 65536)
+        cfg.output_size = 65536;
+    size = llsmtp_client_size(&cfg);
+    if (size == 0) {
         dlv_fill(res, m->nto, 554, "5.3.5 bad HELO name or credentials");
         close(fd);
         return;
     }
-    while (!done) {
+    c = llsmtp_client_init(malloc(size), size, &cfg, NULL);
+    if (c == NULL) {
+        dlv_fill(res, m->nto, 451, "4.3.0 out of memory");
+        close(fd);
+        return;
+    }
+    memset(&r, 0, sizeof r);
+    r.l = &l;
+    r.c = c;
+    r.m = m;
+    r.body = body;
+    r.n = n;
+    r.res = res;
+    /* the session says what it wants; this loop does it */
+    while (!r.done) {
+        unsigned w = llsmtp_client_wants(c);
         llsmtp_client_event ev;
-        size_t used;
-        int rc = llsmtp_client_feed(&c, buf + off, have - off, &used, &ev);
-        off += used;
-        if (rc != 1) {
-            /* everything read was taken and nothing happened: wait */
-            ssize_t r;
-            flush(&l, &c);
-            set_timeouts(&l, dc->timeout > 0 ? (unsigned)dc->timeout
-                                             : llsmtp_client_timeout(&c));
-            r = l.broken ? 0 : read_some(&l, buf, sizeof buf);
-            off = 0;
-            have = r > 0 ? (size_t)r : 0;
-            if (r <= 0) {
+        if (w & LLSMTP_WANT_WRITE) {
+            flush(&l, c);
+            if (l.broken) {
                 dlv_fill(res, m->nto, 451,
-                         r < 0 ? "4.4.2 timeout waiting for the server"
-                               : "4.4.2 connection closed by the server");
+                         "4.4.2 connection closed by the server");
                 break;
             }
-            show(&l, "S: ", buf, have);
-            continue;
-        }
-        if (ev.code != 334)
-            l.in_auth = 0;
-        switch (ev.type) {
-        case LLSMTP_CEV_READY:
-            if (!sent) {
-                sent = 1;
-                rc = llsmtp_client_mail(&c, m);
-                if (rc != LLSMTP_OK) {
-                    dlv_fill(res, m->nto, 553, "5.1.3 bad address");
-                    llsmtp_client_quit(&c);
-                }
-            } else {
-                llsmtp_client_quit(&c);
-            }
-            break;
-        case LLSMTP_CEV_TLS:
-            flush(&l, &c);
+        } else if (w & LLSMTP_WANT_EVENT) {
+            if (llsmtp_client_next_event(c, &ev) == LLSMTP_EVENT)
+                on_event(&r, &ev);
+        } else if (w & LLSMTP_WANT_RESUME) {
+            /* READY is answered at its event: here the body goes on */
+            if (send_body(&r) != 0)
+                break;
+        } else if (w & LLSMTP_WANT_TLS) {
+            l.in_body = 0;
             if (start_tls(&l) != 0) {
                 dlv_fill(res, m->nto, 451, l.why);
-                done = 1;
                 break;
             }
-            llsmtp_client_tls_started(&c);
-            break;
-        case LLSMTP_CEV_RCPT:
-            if (ev.code / 100 != 2)
-                set_result(&res[ev.rcpt], ev.code, &ev);
-            break;
-        case LLSMTP_CEV_BODY:
-            flush(&l, &c);
-            if (l.trace)
-                fprintf(l.trace, "C: (%zu octets of message)\n", n);
-            if (send_body(&l, &c, body, n) != 0) {
-                /* 8-bit bytes in a 7-bit message: the session stops */
-                dlv_fill(res, m->nto, 554,
-                         "5.6.3 8-bit content in a message declared 7-bit");
-                done = 1;
+            llsmtp_client_tls_started(c);
+        } else if (w & LLSMTP_WANT_READ) {
+            size_t used;
+            l.in_body = 0;
+            if (off == have) {
+                ssize_t k;
+                set_timeouts(&l, dc->timeout > 0 ? (unsigned)dc->timeout
+                                                 : llsmtp_client_timeout(c));
+                k = l.broken ? 0 : read_some(&l, buf, sizeof buf);
+                if (k <= 0) {
+                    dlv_fill(res, m->nto, 451,
+                             k < 0 ? "4.4.2 timeout waiting for the server"
+                                   : "4.4.2 connection closed by the server");
+                    break;
+                }
+                off = 0;
+                have = (size_t)k;
+                show(&l, "S: ", buf, have);
             }
-            break;
-        case LLSMTP_CEV_MESSAGE:
-            if (ev.rcpt >= 0) {
-                set_result(&res[ev.rcpt], ev.code, &ev);
-            } else {
-                for (i = 0; i < m->nto; i++)
-                    set_result(&res[i], ev.code, &ev);
-            }
-            break;
-        case LLSMTP_CEV_FAIL:
-            for (i = 0; i < m->nto; i++)
-                set_result(&res[i], ev.code ? ev.code : 451, &ev);
-            flush(&l, &c);
-            done = 1;
-            break;
-        case LLSMTP_CEV_CLOSED:
-            done = 1;
-            break;
-        default:
-            break;
+            if (llsmtp_client_feed(c, buf + off, have - off, &used, &ev) ==
+                LLSMTP_EVENT)
+                on_event(&r, &ev);
+            off += used;
+        } else { /* CLOSE: after FAIL or CLOSED */
+            r.done = 1;
         }
-        flush(&l, &c);
     }
+    free(c);
     dlv_fill(res, m->nto, 451, "4.4.2 connection lost");
 #ifdef HAVE_OPENSSL
     /* close_notify (RFC 8446 6.1): the server can tell our end from a

@@ -168,7 +168,8 @@ log_held(log_hold *h, const char *fmt, ...)
     }
     n = log_format(line, sizeof line, fmt, ap);
     va_end(ap);
-    b = h->len + n <= LOG_HELD_MAX ? realloc(h->buf, h->len + n) : NULL;
+    b = h->len + n <= LOG_HELD_MAX ? (char *)realloc(h->buf, h->len + n)
+                                   : NULL;
     if (b == NULL) {
         log_release(h);
         fwrite(line, 1, n, stderr);

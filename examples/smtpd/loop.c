@@ -69,11 +69,11 @@ signals_init(void)
 void
 runner_setup(void *arg)
 {
-    smtpd *d = arg;
+    smtpd *d = (smtpd *)arg;
     size_t k;
     int i;
-    log_forked();          /* a new process */
-    queue_child(d->queue); /* the spool's lock stays the server's */
+    log_forked();         /* a new process */
+    queue_child(d->outq); /* the spool's lock stays the server's */
     if (sig_pipe[0] >= 0) {
         close(sig_pipe[0]);
         close(sig_pipe[1]);
@@ -134,7 +134,7 @@ own_add(smtpd *d, const struct sockaddr *sa)
 static void
 own_from_listener(smtpd *d, const struct sockaddr_storage *ss)
 {
-    static const unsigned char any6[16];
+    static const unsigned char any6[16] = {0};
     int wild = 0;
     if (ss->ss_family == AF_INET)
         wild =
@@ -384,7 +384,8 @@ int
 conn_lend(conn *c)
 {
     smtpd *d = c->d;
-    char *b = d->nspare > 0 ? d->spare[--d->nspare] : malloc(d->lend_cap);
+    char *b = d->nspare > 0 ? d->spare[--d->nspare]
+                            : (char *)malloc(d->lend_cap);
     int rc;
     if (b == NULL)
         return -1;
@@ -508,7 +509,7 @@ feed_first(conn *c, const char *buf, size_t len)
     if (have == 0)
         return feed(c, buf, len);
     /* the octets kept were no signature: fed before these */
-    p = malloc(have + len);
+    p = (char *)malloc(have + len);
     if (p == NULL)
         return -1;
     memcpy(p, c->hdr_seen, have);
@@ -535,7 +536,7 @@ feed_hold(conn *c, int rc, const char *buf, size_t len)
     }
     if (n == 0)
         return 1; /* all written: go on */
-    p = malloc(len + 1);
+    p = (char *)malloc(len + 1);
     if (p == NULL)
         return -1;
     memcpy(p, buf, len);
@@ -646,7 +647,7 @@ drain_begin(smtpd *d, long long now_ms)
 static int
 drain_over(const smtpd *d, long long now_ms)
 {
-    return d->draining && ((d->nconns == 0 && queue_busy(d->queue) == 0) ||
+    return d->draining && ((d->nconns == 0 && queue_busy(d->outq) == 0) ||
                            now_ms >= d->stop_at);
 }
 
@@ -713,8 +714,8 @@ conn_new(smtpd *d, int fd, const char *peer, const llsmtp_ip *ip, int proxied)
 {
     const llsmtp_config *lc = proxied ? &d->cfg_proxy : &d->cfg;
     size_t sz = llsmtp_server_size(lc);
-    conn *c = calloc(1, sizeof *c);
-    if (c == NULL || (c->s = malloc(sz)) == NULL) {
+    conn *c = (conn *)calloc(1, sizeof *c);
+    if (c == NULL || (c->s = (llsmtp_server *)malloc(sz)) == NULL) {
         free(c);
         return NULL;
     }
@@ -752,7 +753,7 @@ conns_add(smtpd *d, conn *c)
 {
     if (d->nconns == d->conns_cap) {
         size_t cap = d->conns_cap ? d->conns_cap * 2 : 64;
-        conn **v = realloc(d->conns, cap * sizeof *v);
+        conn **v = (conn **)realloc(d->conns, cap * sizeof *v);
         if (v == NULL)
             return -1;
         d->conns = v;
@@ -835,16 +836,15 @@ conn_starttls(conn *c, short re, time_t now)
     return 0;
 }
 
-/* Input kept while the session could not take it, fed once it can (its
- * replies written, no decision awaited). Returns -1 when lost. */
+/* Input kept while the session could not take it, fed once it wants to
+ * read (no decision awaited, room for replies). Returns -1 when lost. */
 static int
 conn_resume(conn *c)
 {
     char *p = c->pending;
     size_t n = c->pending_len;
     int rc;
-    if (p == NULL || conn_out(c) != 0 ||
-        llsmtp_server_pending(c->s) != LLSMTP_PENDING_NONE)
+    if (p == NULL || !(llsmtp_server_wants(c->s) & LLSMTP_WANT_READ))
         return 0;
     c->pending = NULL;
     c->pending_len = 0;
@@ -968,18 +968,21 @@ pollset_add(pollset *ps, int fd, short events)
 static void
 pollset_conn(pollset *ps, conn *c)
 {
-    size_t out = conn_out(c);
+    /* what the session wants: its replies written, bytes read (not
+     * while input it could not take yet is kept), a decision of ours
+     * (stored(), etrn_read()), TLS, the close */
+    unsigned want = llsmtp_server_wants(c->s);
     short ev = c->ssl_want;
-    int idle = llsmtp_server_pending(c->s) == LLSMTP_PENDING_NONE;
     if (c->tls != TLS_HANDSHAKE) { /* else only what the handshake asks */
-        if (!c->closing && c->pending == NULL && c->tls != TLS_FLUSH && idle)
+        if ((want & LLSMTP_WANT_READ) && !c->closing && c->pending == NULL &&
+            c->tls != TLS_FLUSH)
             ev |= POLLIN;
-        if (out > 0)
+        if (want & LLSMTP_WANT_WRITE)
             ev |= POLLOUT;
     }
     if (tls_pending(c))
         ps->more = 1; /* decrypted bytes poll cannot see */
-    if (c->pending != NULL && out == 0 && idle)
+    if (c->pending != NULL && (want & LLSMTP_WANT_READ))
         ps->more = 1; /* resumed: the input kept meanwhile is due */
     pollset_add(ps, c->fd, ev);
     if (c->deadline && (ps->next == 0 || c->deadline < ps->next))
@@ -1000,7 +1003,7 @@ pollset_build(smtpd *d)
     int i;
     if (ps->cap < need) {
         ps->cap = need * 2;
-        ps->fds = realloc(ps->fds, ps->cap * sizeof *ps->fds);
+        ps->fds = (struct pollfd *)realloc(ps->fds, ps->cap * sizeof *ps->fds);
         if (ps->fds == NULL)
             return -1;
     }
@@ -1042,10 +1045,10 @@ round_timeout(smtpd *d, time_t now, long long now_ms)
     if (ps->hdr_next && (t < 0 || ps->hdr_next - now_ms < t))
         t = ps->hdr_next > now_ms ? (int)(ps->hdr_next - now_ms) : 0;
     if (!d->opt.discard && !stop_flag) {
-        int q = queue_run(d->queue, now); /* starts what is due */
+        int q = queue_run(d->outq, now); /* starts what is due */
         if (q >= 0 && (t < 0 || q < t))
             t = q;
-    } else if (queue_busy(d->queue) > 0 && t < 0) {
+    } else if (queue_busy(d->outq) > 0 && t < 0) {
         t = 500;
     }
     if (stop_flag && (t < 0 || t > 1000))
@@ -1137,7 +1140,7 @@ loop_run(smtpd *d)
         time_t now = time(NULL);
         long long now_ms = mono_ms();
         if (!d->opt.discard)
-            queue_reap(d->queue, now);
+            queue_reap(d->outq, now);
         if (drain_over(d, now_ms)) {
             loop_cut(d);
             return 0;

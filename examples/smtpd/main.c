@@ -627,7 +627,8 @@ config_setup(smtpd *d)
     cfg->banner = "llsmtp " LLSMTP_VERSION_STRING;
     cfg->max_size = o->max_size;
     cfg->max_rcpt = o->max_rcpt;
-    cfg->callbacks = &session_callbacks;
+    session_callbacks_init(&d->callbacks);
+    cfg->callbacks = &d->callbacks;
     llsmtp_relay_policy_init(policy);
     policy->local_domains = o->local_domains;
     policy->nlocal = (size_t)o->nlocal;
@@ -701,12 +702,12 @@ stop(smtpd *d)
 {
     commit_close(d->commit); /* what it had taken is stored */
     d->commit = NULL;
-    if (queue_busy(d->queue) > 0)
+    if (queue_busy(d->outq) > 0)
         log_line("stopping with %zu deliveries under way: they finish "
                  "on their own",
-                 queue_busy(d->queue));
-    queue_close(d->queue);
-    d->queue = NULL;
+                 queue_busy(d->outq));
+    queue_close(d->outq);
+    d->outq = NULL;
     log_line("stopped");
 }
 
@@ -719,14 +720,14 @@ smtpd_free(smtpd *d)
     free_list(d->opt.rcpts_relay, d->opt.nrcpts_relay);
     tls_free(d);
     commit_close(d->commit);
-    queue_close(d->queue);
+    queue_close(d->outq);
     free(d);
 }
 
 int
 main(int argc, char **argv)
 {
-    smtpd *d = calloc(1, sizeof *d);
+    smtpd *d = (smtpd *)calloc(1, sizeof *d);
     int rc;
     if (d == NULL) {
         perror("smtpd");

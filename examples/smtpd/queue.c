@@ -133,7 +133,7 @@ dup_until(const char *p, int stop)
     char *s;
     while (p[n] && p[n] != stop && p[n] != '\n')
         n++;
-    s = malloc(n + 1);
+    s = (char *)malloc(n + 1);
     if (s != NULL) {
         memcpy(s, p, n);
         s[n] = '\0';
@@ -186,7 +186,7 @@ queue_params_put(FILE *f, const char *params)
 static char *
 xtext_dup(const char *p, size_t n)
 {
-    char *s = malloc(n + 1);
+    char *s = (char *)malloc(n + 1);
     size_t i, o = 0;
     if (s == NULL)
         return NULL;
@@ -267,7 +267,7 @@ env_load(queue *qu, const char *id, envelope *e)
             rcpt *v;
             if (close_ == NULL)
                 continue;
-            v = realloc(e->r, (e->n + 1) * sizeof *v);
+            v = (rcpt *)realloc(e->r, (e->n + 1) * sizeof *v);
             if (v == NULL)
                 break;
             e->r = v;
@@ -445,7 +445,7 @@ st_padding(char *p, size_t n)
 static int
 st_reserve(queue *qu, const char *id, size_t n, off_t *at)
 {
-    char *pad = malloc(n);
+    char *pad = (char *)malloc(n);
     int fd, ok, err;
     if (pad == NULL)
         return -1;
@@ -536,7 +536,7 @@ st_next(queue *qu, const char *id)
     /* complete lines only (a torn one was never acted on, as env_load);
      * the first one in the window may be a line's tail */
     for (i = 0; i < n;) {
-        char *eol = memchr(buf + i, '\n', n - i);
+        char *eol = (char *)memchr(buf + i, '\n', n - i);
         if (eol == NULL)
             break;
         if ((i > 0 || start == 0) && buf[i] == 'N') {
@@ -586,7 +586,7 @@ queue_hold(queue *qu, const char *id)
 {
     if (qu->nheld == qu->held_cap) {
         size_t cap = qu->held_cap ? qu->held_cap * 2 : 64;
-        char(*v)[64] = realloc(qu->held, cap * sizeof *v);
+        char(*v)[64] = (char(*)[64])realloc(qu->held, cap * sizeof *v);
         if (v == NULL)
             abort(); /* a message no runner must see would be seen */
         qu->held = v;
@@ -614,7 +614,7 @@ queue_add(queue *qu, const char *id)
         return;
     if (qu->nents == qu->ents_cap) {
         size_t cap = qu->ents_cap ? qu->ents_cap * 2 : 64;
-        v = realloc(qu->ents, cap * sizeof *v);
+        v = (entry *)realloc(qu->ents, cap * sizeof *v);
         if (v == NULL)
             return; /* found again by the next scan */
         qu->ents = v;
@@ -636,7 +636,7 @@ queue_add(queue *qu, const char *id)
 queue *
 queue_new(void)
 {
-    queue *qu = calloc(1, sizeof *qu);
+    queue *qu = (queue *)calloc(1, sizeof *qu);
     if (qu != NULL)
         qu->lock_fd = -1;
     return qu;
@@ -750,7 +750,7 @@ static void
 self_add(queue *qu, const llsmtp_ip *given)
 {
     size_t i;
-    static const uint8_t any[16];
+    static const uint8_t any[16] = {0};
     llsmtp_ip ip = *given;
     route_ip_norm(&ip); /* ::ffff:127.0.0.1 is 127.0.0.1 */
     if (ip.family == 0 || qu->nself == SELF_MAX ||
@@ -1409,6 +1409,7 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
                 envid = param(e->mail_params, "ENVID");
 
     memset(&dc, 0, sizeof dc);
+    llsmtp_client_cfg_init(&dc.cfg);
     dc.cfg.helo.p = qu->cf->hostname;
     dc.cfg.helo.n = strlen(qu->cf->hostname);
     /* opportunistic by default (RFC 3207); --next-hop-tls can demand it
@@ -1418,7 +1419,7 @@ deliver_group(queue *qu, const char *id, envelope *e, const char *domain,
     dc.ca_file = qu->cf->ca_file;
     dc.timeout = qu->cf->timeout;
     dc.trace = qu->cf->verbose ? stderr : NULL;
-    memset(&m, 0, sizeof m);
+    llsmtp_client_msg_init(&m);
     m.from.p = e->from;
     m.from.n = strlen(e->from);
     m.size = bodyn;
@@ -1575,16 +1576,16 @@ run_entry(queue *qu, const char *id)
         env_free(&e);
         return;
     }
-    msg = map;
+    msg = (const char *)map;
     msgn = (size_t)st.st_size;
     /* Return-Path is for final delivery only (RFC 5321 4.4) */
     body = msg;
     if (msgn > 13 && memcmp(msg, "Return-Path: ", 13) == 0) {
-        const char *eol = memchr(msg, '\n', msgn);
+        const char *eol = (const char *)memchr(msg, '\n', msgn);
         if (eol != NULL)
             body = eol + 1;
     }
-    log = malloc(logcap);
+    log = (char *)malloc(logcap);
     if (log == NULL) {
         munmap(map, msgn);
         env_free(&e);

@@ -77,7 +77,7 @@ route_dns_default(route_dns *d)
 int
 route_random(void *buf, size_t n)
 {
-    unsigned char *p = buf;
+    unsigned char *p = (unsigned char *)buf;
     int fd;
 #ifdef ROUTE_HAVE_GETRANDOM
     while (n > 0) {

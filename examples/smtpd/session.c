@@ -25,7 +25,7 @@ add_user(smtpd *d, const char *spec, const char *where)
     const char *colon = strchr(spec, ':');
     if (colon == NULL || colon == spec || colon[1] == '\0')
         log_die(2, "bad user %s (want NAME:PASSWORD)", where);
-    v = realloc(d->opt.users, (d->opt.nusers + 1) * sizeof *v);
+    v = (char **)realloc(d->opt.users, (d->opt.nusers + 1) * sizeof *v);
     if (v == NULL || (v[d->opt.nusers] = strdup(spec)) == NULL) {
         perror("smtpd");
         exit(1);
@@ -99,7 +99,7 @@ read_recipients(const char *opt_name, const char *path, char ***out, size_t *n)
             exit(2);
         }
         ascii_lower(p);
-        v = realloc(*out, (*n + 1) * sizeof *v);
+        v = (char **)realloc(*out, (*n + 1) * sizeof *v);
         if (v == NULL || (v[*n] = strdup(p)) == NULL) {
             perror("smtpd");
             exit(1);
@@ -121,7 +121,7 @@ rcpt_listed(char **v, size_t n, const char *key)
 static char *
 dupspan(const char *p, size_t n)
 {
-    char *s = malloc(n + 1);
+    char *s = (char *)malloc(n + 1);
     if (s == NULL)
         return NULL;
     memcpy(s, p, n);
@@ -155,7 +155,7 @@ free_tx(conn *c)
 int
 keep_text(char **dst, const char *p, size_t n)
 {
-    char *t = malloc(n + 1);
+    char *t = (char *)malloc(n + 1);
     if (t == NULL)
         return -1;
     memcpy(t, p, n);
@@ -176,13 +176,13 @@ params_put(char *t, const llsmtp_params *ps)
         const llsmtp_span *k = &ps->v[i].key, *v = &ps->v[i].value;
         if (i)
             *t++ = ' ';
-        z = memchr(k->p, '\0', k->n);
+        z = (const char *)memchr(k->p, '\0', k->n);
         n = z != NULL ? (size_t)(z - k->p) : k->n;
         memcpy(t, k->p, n);
         t += n;
         if (v->p != NULL) {
             *t++ = '=';
-            z = memchr(v->p, '\0', v->n);
+            z = (const char *)memchr(v->p, '\0', v->n);
             n = z != NULL ? (size_t)(z - v->p) : v->n;
             memcpy(t, v->p, n);
             t += n;
@@ -204,7 +204,7 @@ params_len(const llsmtp_params *ps)
 static char *
 params_text(const llsmtp_params *ps)
 {
-    char *t = malloc(params_len(ps) + 1);
+    char *t = (char *)malloc(params_len(ps) + 1);
     if (t != NULL)
         *params_put(t, ps) = '\0';
     return t;
@@ -230,12 +230,12 @@ rcpt_room(conn *c, size_t need)
 {
     if (c->nrcpt == c->rcpt_cap) {
         size_t cap = c->rcpt_cap ? c->rcpt_cap * 2 : 4;
-        size_t *at = realloc(c->rcpt_at, cap * sizeof *at);
+        size_t *at = (size_t *)realloc(c->rcpt_at, cap * sizeof *at);
         char *rl;
         if (at == NULL)
             return 0;
         c->rcpt_at = at;
-        rl = realloc(c->relay, cap);
+        rl = (char *)realloc(c->relay, cap);
         if (rl == NULL)
             return 0;
         c->relay = rl;
@@ -246,7 +246,7 @@ rcpt_room(conn *c, size_t need)
         char *t;
         while (cap - c->rtext_len < need)
             cap *= 2;
-        t = realloc(c->rtext, cap);
+        t = (char *)realloc(c->rtext, cap);
         if (t == NULL)
             return 0;
         c->rtext = t;
@@ -604,7 +604,7 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
         llsmtp_reply_set(r, 458, "4.3.0", text);
         return LLSMTP_OK;
     }
-    if (queue_entries(c->d->queue) == 0) {
+    if (queue_entries(c->d->outq) == 0) {
         snprintf(text, sizeof text, "No messages waiting for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 251, "2.0.0", text);
@@ -620,7 +620,7 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
         runner_setup(c->d);
         close(p[0]);
         signal(SIGTERM, SIG_DFL);
-        _exit(queue_etrn_scan(c->d->queue, arg.p, arg.n, p[1]) == 0 ? 0 : 1);
+        _exit(queue_etrn_scan(c->d->outq, arg.p, arg.n, p[1]) == 0 ? 0 : 1);
     }
     close(p[1]);
     if (pid < 0) {
@@ -648,7 +648,7 @@ etrn_read(conn *c)
     for (;;) {
         ssize_t k;
         if (c->etrn_cap - c->etrn_len < 4096) {
-            char *b = realloc(c->etrn_buf, c->etrn_cap + 65536);
+            char *b = (char *)realloc(c->etrn_buf, c->etrn_cap + 65536);
             if (b == NULL)
                 return -1;
             c->etrn_buf = b;
@@ -671,7 +671,7 @@ etrn_read(conn *c)
     for (line = c->etrn_buf; (nl = strchr(line, '\n')) != NULL;
          line = nl + 1) {
         *nl = '\0';
-        due += (size_t)queue_make_due(c->d->queue, line);
+        due += (size_t)queue_make_due(c->d->outq, line);
     }
     free(c->etrn_buf);
     c->etrn_buf = NULL;
@@ -816,17 +816,23 @@ session_forget(conn *c)
     c->auth_user = NULL;
 }
 
-const llsmtp_callbacks session_callbacks = {
-    .on_connect = on_connect,
-    .on_etrn = on_etrn,
-    .on_auth = on_auth,
-    .on_helo = on_helo,
-    .on_mail_from = on_mail,
-    .on_rcpt = on_rcpt,
-    .on_data_start = on_data_start,
-    .on_data = on_data,
-    .on_data_end = on_data_end,
-    .on_data_abort = on_data_abort,
-    .on_rset = on_rset,
-    .on_reply = on_reply,
-};
+/* Fills smtpd's callback table (main.c keeps it in struct smtpd): member
+ * by member, since the examples compile as C++17 too, which has no
+ * designated initialisers. */
+void
+session_callbacks_init(llsmtp_callbacks *cb)
+{
+    memset(cb, 0, sizeof *cb);
+    cb->on_connect = on_connect;
+    cb->on_etrn = on_etrn;
+    cb->on_auth = on_auth;
+    cb->on_helo = on_helo;
+    cb->on_mail_from = on_mail;
+    cb->on_rcpt = on_rcpt;
+    cb->on_data_start = on_data_start;
+    cb->on_data = on_data;
+    cb->on_data_end = on_data_end;
+    cb->on_data_abort = on_data_abort;
+    cb->on_rset = on_rset;
+    cb->on_reply = on_reply;
+}

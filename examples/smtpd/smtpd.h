@@ -113,6 +113,7 @@ typedef struct pollset {
 typedef struct smtpd {
     options opt;
     llsmtp_config cfg, cfg_proxy; /* cfg_proxy: PROXY listeners' */
+    llsmtp_callbacks callbacks;   /* what both point to (session.c) */
     llsmtp_relay_policy policy;
     int lfds[MAX_LISTEN];
     conn **conns;
@@ -128,7 +129,7 @@ typedef struct smtpd {
     size_t ndrained;
     void *tls_ctx;     /* SSL_CTX * (tls.c), or NULL */
     committer *commit; /* the storage thread, or NULL (--discard) */
-    queue *queue;      /* onward delivery, or NULL (--discard) */
+    queue *outq;       /* onward delivery, or NULL (--discard) */
     unsigned long id_counter;
     unsigned char id_rand[250]; /* random octets for ids, used from the */
     size_t id_rand_at;          /* back: one getrandom per 50 ids */
@@ -222,7 +223,7 @@ int flush_out(conn *c);
 void drain_told(conn *c);
 
 /* session.c */
-extern const llsmtp_callbacks session_callbacks;
+void session_callbacks_init(llsmtp_callbacks *cb);
 void add_user(smtpd *d, const char *spec, const char *where);
 void read_users(smtpd *d, const char *path);
 void read_recipients(const char *opt_name, const char *path, char ***out,

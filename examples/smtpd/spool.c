@@ -65,12 +65,12 @@ spool_open(smtpd *d)
         return 1;
     }
     /* one smtpd per spool, before anything in it is touched */
-    d->queue = queue_new();
-    if (d->queue == NULL) {
+    d->outq = queue_new();
+    if (d->outq == NULL) {
         perror("smtpd");
         return 1;
     }
-    locked = queue_lock(d->queue, o->spool, &holder) == 0;
+    locked = queue_lock(d->outq, o->spool, &holder) == 0;
     if (!locked) {
         if (errno == EWOULDBLOCK) {
             log_say("spool %s is in use by another smtpd "
@@ -101,7 +101,7 @@ spool_open(smtpd *d)
     o->q.nlisten = (size_t)o->nlisten;
     if (o->dns == NULL)
         route_dns_default(&o->q.dns);
-    if (queue_open(d->queue, &o->q) != 0) {
+    if (queue_open(d->outq, &o->q) != 0) {
         log_say("cannot create %s/queue: %s", o->spool, strerror(errno));
         return 1;
     }
@@ -351,8 +351,7 @@ spool_submit(conn *c, llsmtp_reply *r)
             j->owner = c;
             c->job = j;
             if (j->env_relay != NULL)
-                queue_hold(c->d->queue,
-                           j->id); /* no runner before the flush */
+                queue_hold(c->d->outq, j->id); /* no runner before the flush */
             commit_submit(c->d->commit, j);
             return LLSMTP_PAUSED;
         }
@@ -382,13 +381,13 @@ store_failed(conn *c, llsmtp_reply *r, int err)
 void
 stored(smtpd *d, commit_job *j)
 {
-    conn *c = j->owner;
+    conn *c = (conn *)j->owner;
     llsmtp_reply r = LLSMTP_REPLY_INIT;
     int rc;
     if (j->env_relay != NULL)
-        queue_release(d->queue, j->id);
+        queue_release(d->outq, j->id);
     if (j->err == 0 && j->env_relay != NULL)
-        queue_add(d->queue, j->id);
+        queue_add(d->outq, j->id);
     if (c == NULL) {
         /* duplicate at worst: the client saw no 250 and may send it
          * again; a loss never */

@@ -16,6 +16,20 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+/* The OpenSSL objects behind smtpd.h's void pointers (smtpd.h includes
+ * no OpenSSL header: a build without it has the same structs). */
+static SSL_CTX *
+ctx_of(const smtpd *d)
+{
+    return (SSL_CTX *)d->tls_ctx;
+}
+
+static SSL *
+ssl_of(const conn *c)
+{
+    return (SSL *)c->ssl;
+}
+
 const char *
 tls_library(void)
 {
@@ -62,7 +76,7 @@ tls_setup(smtpd *d)
 void
 tls_free(smtpd *d)
 {
-    SSL_CTX_free(d->tls_ctx);
+    SSL_CTX_free(ctx_of(d));
     d->tls_ctx = NULL;
 }
 
@@ -75,7 +89,7 @@ tls_result(conn *c, int r)
         c->ssl_want = 0;
         return r;
     }
-    switch (SSL_get_error(c->ssl, r)) {
+    switch (SSL_get_error(ssl_of(c), r)) {
     case SSL_ERROR_WANT_READ:
         c->ssl_want = POLLIN;
         return IO_AGAIN;
@@ -95,7 +109,7 @@ ssize_t
 tls_recv(conn *c, char *buf, size_t n)
 {
     ERR_clear_error();
-    return tls_result(c, SSL_read(c->ssl, buf,
+    return tls_result(c, SSL_read(ssl_of(c), buf,
                                   n > INT32_MAX ? INT32_MAX : (int)n));
 }
 
@@ -104,7 +118,7 @@ ssize_t
 tls_send(conn *c, const char *buf, size_t n)
 {
     ERR_clear_error();
-    return tls_result(c, SSL_write(c->ssl, buf,
+    return tls_result(c, SSL_write(ssl_of(c), buf,
                                    n > INT32_MAX ? INT32_MAX : (int)n));
 }
 
@@ -112,7 +126,7 @@ tls_send(conn *c, const char *buf, size_t n)
 int
 tls_pending(const conn *c)
 {
-    return c->tls == TLS_ON && SSL_pending(c->ssl) > 0;
+    return c->tls == TLS_ON && SSL_pending(ssl_of(c)) > 0;
 }
 
 /* The version and cipher of a connection in TLS; 0 when it is not. */
@@ -121,8 +135,8 @@ tls_names(const conn *c, const char **version, const char **cipher)
 {
     if (c->tls != TLS_ON)
         return 0;
-    *version = SSL_get_version(c->ssl);
-    *cipher = SSL_get_cipher_name(c->ssl);
+    *version = SSL_get_version(ssl_of(c));
+    *cipher = SSL_get_cipher_name(ssl_of(c));
     return 1;
 }
 
@@ -154,16 +168,17 @@ tls_step(conn *c)
     if (c->tls == TLS_FLUSH) {
         if (llsmtp_server_output(c->s).n > 0)
             return 0;
-        c->ssl = SSL_new(c->d->tls_ctx);
-        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+        SSL *ssl = SSL_new(ctx_of(c->d));
+        c->ssl = ssl;
+        if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1)
             return -1;
-        SSL_set_accept_state(c->ssl);
+        SSL_set_accept_state(ssl);
         c->tls = TLS_HANDSHAKE;
     }
     if (c->tls != TLS_HANDSHAKE)
         return 0;
     ERR_clear_error();
-    r = SSL_do_handshake(c->ssl);
+    r = SSL_do_handshake(ssl_of(c));
     if (r == 1) {
         c->tls = TLS_ON;
         c->ssl_want = 0;
@@ -186,14 +201,15 @@ tls_step(conn *c)
 void
 tls_close(conn *c)
 {
-    if (c->ssl == NULL)
+    SSL *ssl = ssl_of(c);
+    if (ssl == NULL)
         return;
     if (c->tls == TLS_ON && !c->tls_dead) {
         ERR_clear_error();
-        if (SSL_shutdown(c->ssl) < 0)
+        if (SSL_shutdown(ssl) < 0)
             ERR_clear_error();
     }
-    SSL_free(c->ssl);
+    SSL_free(ssl);
     c->ssl = NULL;
 }
 
