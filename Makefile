@@ -10,6 +10,8 @@
 # make run        example server on 127.0.0.1:2525
 # make check-cxx  every example listed compiles as C++17, warning-free
 # make abi-check  the shared library's ABI against abi/libllsmtp.abi (libabigail)
+# make doc-check  the README checked like code: its C blocks compile as C99
+#                 and C++17, its figures are what the suites print
 
 # The version lives in include/llsmtp.h.
 llsmtp_version = $(shell sed -n 's/^\#define LLSMTP_VERSION_$(1) \([0-9]*\)$$/\1/p' include/llsmtp.h)
@@ -69,7 +71,7 @@ endif
         test-amalgamation install uninstall check-symbols check-switches \
         lint format format-check coverage check-builds test-install \
         abi-tools abi-lib abi-dump abi-baseline abi-check abi-selftest \
-        check-cxx
+        check-cxx doc-check
 
 all: static shared examples
 
@@ -125,7 +127,8 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
 DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
              dnsmasq-base libssl-dev openssl swaks msmtp gcc-12-multilib gcovr \
              cppcheck clang-tidy clang-format python3-aiosmtpd haproxy \
-             abigail-tools
+             abigail-tools netcat-openbsd
+# netcat-openbsd: nc -C, the README's walk-through by hand (no test uses it).
 # HAProxy is for tests/haproxy.py, which starts private instances on
 # loopback ports (haproxy -db -f <conf>); its system service is not used.
 # Postfix comes for smtp-source, smtp-sink and the private instance that
@@ -180,6 +183,19 @@ unit: $(TEST_BINS)
 	done; \
 	[ $$fail = 0 ] && echo "unit: $(words $(TEST_BINS)) suites passed"; \
 	exit $$fail
+
+# The README checked like code (tools/doc-check says how): every ```c block
+# compiles and links as C99 and as C++17 without a warning (a fragment,
+# marked so, inside a standard main), a block shown as examples/hello.c
+# is that file, and every figure marked <!-- figure: KEY --> (session
+# sizes, test counts) equals what the suites print, which it runs.
+# DOC_CHECK_FLAGS=--require-all: a figure this machine cannot check (the
+# i386, s390x and win64 sizes without make cross-deps, coverage without
+# gcovr, object sizes not with gcc 12) fails instead of being noted (CI).
+DOC_CHECK_FLAGS ?=
+doc-check: $(TEST_BINS) $(REPLAY_BINS)
+	python3 tools/doc-check --build $(BUILD) --suites "$(TEST_NAMES)" \
+	    --skip-win64 "$(CROSS_SKIP_win64)" $(DOC_CHECK_FLAGS)
 
 # Unit and transcript tests, the fuzz corpora replayed as plain tests,
 # then the integration tests against the real example server.

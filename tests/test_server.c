@@ -1284,6 +1284,23 @@ test_cmd_table_verbs_unique(void **state)
                                llsmtp__server_cmd_row(j)) != 0);
 }
 
+/* The figures the README quotes about session memory, printed for
+ * tools/doc-check (make doc-check), which compares them with the README's
+ * text: the defaults (test_memory_size) and lent output (test_lent_output)
+ * are printed there; this adds AUTH on, whose line buffer grows to
+ * max_auth_line plus room for an AUTH LOGIN user name. */
+static void
+test_readme_memory_figures(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    size_t plain = llsmtp_server_size(&cfg), sz;
+    (void)state;
+    cfg.extensions |= LLSMTP_EXT_AUTH;
+    sz = llsmtp_server_size(&cfg);
+    print_message("session size with AUTH: %zu bytes\n", sz);
+    assert_true(sz >= plain - cfg.max_line + cfg.max_auth_line);
+}
+
 int
 main(void)
 {
@@ -1317,6 +1334,7 @@ main(void)
         cmocka_unit_test(test_452_not_an_error),
         cmocka_unit_test(test_kind_table_in_enum_order),
         cmocka_unit_test(test_cmd_table_verbs_unique),
+        cmocka_unit_test(test_readme_memory_figures),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }
