@@ -411,7 +411,9 @@ check-symbols: shared
 #                    release only (the 1.0 freeze: once the header says
 #                    1.0.0), never to make abi-check pass
 # make abi-dump      the current tree's ABI in build/abi/libllsmtp.abi
-# make abi-selftest  shows the check fails when it should (tests/abi-selftest.sh)
+# make abi-selftest  shows the check fails when it should (tests/abi-selftest.sh),
+#                    and that a next minor library with appended members
+#                    takes a host of today's header (tests/abi-next-minor.sh)
 #
 # The library is built for this in build/abi with fixed flags, whatever
 # CC, OPT, CFLAGS or SANITIZE say: -g for the DWARF abidw reads, and
@@ -470,6 +472,7 @@ abi-check: abi-dump
 
 abi-selftest: abi-tools
 	@sh tests/abi-selftest.sh
+	@sh tests/abi-next-minor.sh
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib

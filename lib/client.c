@@ -989,6 +989,10 @@ cli_reply(llsmtp_client *c, int code)
 
 /* ---- configuration, memory, and the host's calls ------------------------ */
 
+/* Where the 1.0 members end (lib/internal.h, llsmtp__abi_fits). */
+#define CLI_CFG_MIN LLSMTP__END(llsmtp_client_cfg, output_size)
+#define CLI_MSG_MIN LLSMTP__END(llsmtp_client_msg, rcpt_params)
+
 int
 llsmtp_client_cfg_init_(llsmtp_client_cfg *cfg, unsigned long version,
                         size_t size)
@@ -997,14 +1001,16 @@ llsmtp_client_cfg_init_(llsmtp_client_cfg *cfg, unsigned long version,
         return LLSMTP_E_INVAL;
     /* a struct from a header this library does not take is not touched
      * past its tag: it may be smaller than ours */
-    if (!llsmtp__abi_fits(version, size, sizeof *cfg))
-        return llsmtp__abi_tag(&cfg->abi, version, size, sizeof *cfg, 0, 0);
-    memset(cfg, 0, sizeof *cfg);
+    if (!llsmtp__abi_fits(version, size, CLI_CFG_MIN, sizeof *cfg))
+        return llsmtp__abi_tag(&cfg->abi, version, size, CLI_CFG_MIN,
+                               sizeof *cfg, 0, 0, 0);
+    memset(cfg, 0, size);
     cfg->helo.p = "localhost";
     cfg->helo.n = 9;
     cfg->max_reply_lines = 100;
     cfg->output_size = 4096;
-    return llsmtp__abi_tag(&cfg->abi, version, size, sizeof *cfg, 0, 0);
+    return llsmtp__abi_tag(&cfg->abi, version, size, CLI_CFG_MIN, sizeof *cfg,
+                           0, 0, 0);
 }
 
 int
@@ -1013,10 +1019,12 @@ llsmtp_client_msg_init_(llsmtp_client_msg *m, unsigned long version,
 {
     if (m == NULL)
         return LLSMTP_E_INVAL;
-    if (!llsmtp__abi_fits(version, size, sizeof *m))
-        return llsmtp__abi_tag(&m->abi, version, size, sizeof *m, 0, 0);
-    memset(m, 0, sizeof *m);
-    return llsmtp__abi_tag(&m->abi, version, size, sizeof *m, 0, 0);
+    if (!llsmtp__abi_fits(version, size, CLI_MSG_MIN, sizeof *m))
+        return llsmtp__abi_tag(&m->abi, version, size, CLI_MSG_MIN, sizeof *m,
+                               0, 0, 0);
+    memset(m, 0, size);
+    return llsmtp__abi_tag(&m->abi, version, size, CLI_MSG_MIN, sizeof *m, 0,
+                           0, 0);
 }
 
 /* Every flag this version knows. */
@@ -1045,7 +1053,7 @@ cli_cfg_why(const llsmtp_client_cfg *cfg)
 {
     if (cfg == NULL)
         return "cfg: NULL";
-    if (!llsmtp__abi_ok(&cfg->abi, sizeof *cfg, 0))
+    if (!llsmtp__abi_ok(&cfg->abi, CLI_CFG_MIN, sizeof *cfg, 0, 0))
         return cli_why_version;
     if (cfg->helo.p == NULL || cfg->helo.n == 0 || cfg->helo.n > 255)
         return "helo: empty or longer than 255 octets";
@@ -1271,7 +1279,7 @@ llsmtp_client_mail(llsmtp_client *c, const llsmtp_client_msg *m)
     size_t i;
     if (c == NULL || m == NULL)
         return LLSMTP_E_INVAL;
-    if (!llsmtp__abi_ok(&m->abi, sizeof *m, 0))
+    if (!llsmtp__abi_ok(&m->abi, CLI_MSG_MIN, sizeof *m, 0, 0))
         return LLSMTP_E_VERSION;
     if ((m->nto && m->to == NULL) || (m->from.n && m->from.p == NULL) ||
         (m->mail_params.n && m->mail_params.p == NULL))

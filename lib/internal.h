@@ -10,6 +10,7 @@
 
 #include "llsmtp.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* In the amalgamation internal symbols are static (nothing leaks into the
@@ -29,26 +30,34 @@
 
 /* ---- versioned structs (llsmtp_abi) ------------------------------------ */
 
-/* Whether this library takes a struct of size bytes (as the host's header
- * had it) whose own, current size is own: the same major version, and
- * not newer than this library (later versions only append fields; a
- * smaller struct from an older 1.x header reads its missing fields as
- * their defaults, and 1.0 has none missing). */
+/* Where a struct's 1.0 members end: the least a 1.x host's struct has. */
+#define LLSMTP__END(type, member)                                             \
+    (offsetof(type, member) + sizeof(((type *)0)->member))
+
+/* Whether this library takes a struct of size bytes, as the host's header
+ * had it: the same major version, a header not newer than this library,
+ * and a size from the end of the 1.0 members (min) to this library's own
+ * (own). A smaller struct than ours comes from an older 1.x header: the
+ * members it lacks were appended later, and the library reads each of
+ * them only after checking abi.size, taking its default when it is
+ * missing (1.0 has no such member yet). The struct is always read in
+ * place, never past abi.size. */
 static inline int
-llsmtp__abi_fits(unsigned long version, size_t size, size_t own)
+llsmtp__abi_fits(unsigned long version, size_t size, size_t min, size_t own)
 {
     return (version >> 16) == LLSMTP_VERSION_MAJOR &&
-           version <= LLSMTP_VERSION_NUM && size == own;
+           version <= LLSMTP_VERSION_NUM && size >= min && size <= own;
 }
 
-/* Tags a struct at its init: LLSMTP_OK, or LLSMTP_E_VERSION (and a zero
- * tag, which every function refuses). */
+/* Tags a struct at its init (aux: llsmtp_config's callback table, else
+ * all 0): LLSMTP_OK, or LLSMTP_E_VERSION and a zero tag, which every
+ * function refuses. */
 static inline int
-llsmtp__abi_tag(llsmtp_abi *a, unsigned long version, size_t size, size_t own,
-                size_t aux, size_t aux_own)
+llsmtp__abi_tag(llsmtp_abi *a, unsigned long version, size_t size, size_t min,
+                size_t own, size_t aux, size_t aux_min, size_t aux_own)
 {
-    if (!llsmtp__abi_fits(version, size, own) ||
-        !llsmtp__abi_fits(version, aux, aux_own)) {
+    if (!llsmtp__abi_fits(version, size, min, own) ||
+        !llsmtp__abi_fits(version, aux, aux_min, aux_own)) {
         memset(a, 0, sizeof *a);
         return LLSMTP_E_VERSION;
     }
@@ -60,10 +69,11 @@ llsmtp__abi_tag(llsmtp_abi *a, unsigned long version, size_t size, size_t own,
 
 /* Whether a struct carries a tag this library takes. */
 static inline int
-llsmtp__abi_ok(const llsmtp_abi *a, size_t own, size_t aux_own)
+llsmtp__abi_ok(const llsmtp_abi *a, size_t min, size_t own, size_t aux_min,
+               size_t aux_own)
 {
-    return llsmtp__abi_fits(a->version, a->size, own) &&
-           llsmtp__abi_fits(a->version, a->aux_size, aux_own);
+    return llsmtp__abi_fits(a->version, a->size, min, own) &&
+           llsmtp__abi_fits(a->version, a->aux_size, aux_min, aux_own);
 }
 
 /* ---- ASCII, locale-free --------------------------------------------- */

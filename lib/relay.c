@@ -95,6 +95,9 @@ llsmtp_cidr_match(const llsmtp_cidr *net, const llsmtp_ip *ip)
     return 1;
 }
 
+/* Where the 1.0 members end (lib/internal.h, llsmtp__abi_fits). */
+#define RELAY_MIN LLSMTP__END(llsmtp_relay_policy, deny_text)
+
 int
 llsmtp_relay_policy_init_(llsmtp_relay_policy *p, unsigned long version,
                           size_t size)
@@ -103,14 +106,16 @@ llsmtp_relay_policy_init_(llsmtp_relay_policy *p, unsigned long version,
         return LLSMTP_E_INVAL;
     /* a struct from a header this library does not take is not touched
      * past its tag: it may be smaller than ours */
-    if (!llsmtp__abi_fits(version, size, sizeof *p))
-        return llsmtp__abi_tag(&p->abi, version, size, sizeof *p, 0, 0);
-    memset(p, 0, sizeof *p);
+    if (!llsmtp__abi_fits(version, size, RELAY_MIN, sizeof *p))
+        return llsmtp__abi_tag(&p->abi, version, size, RELAY_MIN, sizeof *p, 0,
+                               0, 0);
+    memset(p, 0, size);
     p->auth_may_relay = 1;
     p->trusted_may_relay = 1;
     p->deny_code = 550;
     p->deny_enhanced = "5.7.1";
-    return llsmtp__abi_tag(&p->abi, version, size, sizeof *p, 0, 0);
+    return llsmtp__abi_tag(&p->abi, version, size, RELAY_MIN, sizeof *p, 0, 0,
+                           0);
 }
 
 /* Does domain d match an entry: exactly, or as a subdomain of ".x"? */
@@ -185,7 +190,7 @@ llsmtp_relay_check(const llsmtp_relay_policy *p, const llsmtp_ip *ip,
     size_t i;
     if (p == NULL || rcpt == NULL)
         return LLSMTP_E_INVAL;
-    if (!llsmtp__abi_ok(&p->abi, sizeof *p, 0))
+    if (!llsmtp__abi_ok(&p->abi, RELAY_MIN, sizeof *p, 0, 0))
         return LLSMTP_E_VERSION;
     if (rcpt->flags & LLSMTP_PATH_NULL)
         return LLSMTP_RELAY_DENIED;

@@ -53,6 +53,19 @@ typedef struct sess_align_probe {
 
 /* ---- configuration and memory ----------------------------------------- */
 
+/* The 1.0 members' ends: a 1.x host's config and callback table have at
+ * least these (lib/internal.h, llsmtp__abi_fits). */
+#define SESS_CFG_MIN LLSMTP__END(llsmtp_config, max_auth_line)
+#define SESS_CB_MIN LLSMTP__END(llsmtp_callbacks, on_cancel)
+
+static int
+sess_cfg_tag(llsmtp_config *cfg, unsigned long version, size_t size,
+             size_t cb_size)
+{
+    return llsmtp__abi_tag(&cfg->abi, version, size, SESS_CFG_MIN, sizeof *cfg,
+                           cb_size, SESS_CB_MIN, sizeof(llsmtp_callbacks));
+}
+
 int
 llsmtp_config_init_(llsmtp_config *cfg, unsigned long version, size_t cfg_size,
                     size_t callbacks_size)
@@ -60,11 +73,10 @@ llsmtp_config_init_(llsmtp_config *cfg, unsigned long version, size_t cfg_size,
     if (cfg == NULL)
         return LLSMTP_E_INVAL;
     /* a struct from a header this library does not take is not touched
-     * past its tag: it may be smaller than ours */
-    if (!llsmtp__abi_fits(version, cfg_size, sizeof *cfg))
-        return llsmtp__abi_tag(&cfg->abi, version, cfg_size, sizeof *cfg,
-                               callbacks_size, sizeof(llsmtp_callbacks));
-    memset(cfg, 0, sizeof *cfg);
+     * past its tag; one from an older 1.x header is smaller than ours */
+    if (!llsmtp__abi_fits(version, cfg_size, SESS_CFG_MIN, sizeof *cfg))
+        return sess_cfg_tag(cfg, version, cfg_size, callbacks_size);
+    memset(cfg, 0, cfg_size);
     cfg->hostname = "localhost";
     cfg->banner = "llsmtp";
     cfg->extensions = LLSMTP_EXT_DEFAULT;
@@ -78,8 +90,7 @@ llsmtp_config_init_(llsmtp_config *cfg, unsigned long version, size_t cfg_size,
     cfg->auth_mechanisms = "PLAIN LOGIN";
     cfg->max_auth_failures = 3;
     cfg->max_auth_line = 12288; /* RFC 4954 4 */
-    return llsmtp__abi_tag(&cfg->abi, version, cfg_size, sizeof *cfg,
-                           callbacks_size, sizeof(llsmtp_callbacks));
+    return sess_cfg_tag(cfg, version, cfg_size, callbacks_size);
 }
 
 /* A configuration not made by llsmtp_config_init of a header this library
@@ -145,7 +156,8 @@ sess_cfg_why(const llsmtp_config *cfg)
     size_t n, i;
     if (cfg == NULL)
         return "config: NULL";
-    if (!llsmtp__abi_ok(&cfg->abi, sizeof *cfg, sizeof(llsmtp_callbacks)))
+    if (!llsmtp__abi_ok(&cfg->abi, SESS_CFG_MIN, sizeof *cfg, SESS_CB_MIN,
+                        sizeof(llsmtp_callbacks)))
         return SESS_WHY_ABI;
     if (cfg->hostname == NULL)
         return "hostname: NULL";
@@ -173,6 +185,8 @@ sess_cfg_why(const llsmtp_config *cfg)
         return "max_line: outside 512..1048576 (RFC 5321 4.5.3.1.4)";
     if (cfg->max_rcpt < 100)
         return "max_rcpt: below 100 (RFC 5321 4.5.3.1.8)";
+    if (cfg->output_size > (size_t)1 << 24)
+        return "output_size: over 16 MiB";
     if (cfg->extensions & LLSMTP_EXT_AUTH) {
         const char *why = sess_cfg_mechs_why(cfg->auth_mechanisms);
         llsmtp_span tok;
@@ -189,7 +203,9 @@ sess_cfg_why(const llsmtp_config *cfg)
         return "relay: built with LLSMTP_NO_RELAY";
 #else
     if (cfg->relay != NULL &&
-        !llsmtp__abi_ok(&cfg->relay->abi, sizeof *cfg->relay, 0))
+        !llsmtp__abi_ok(&cfg->relay->abi,
+                        LLSMTP__END(llsmtp_relay_policy, deny_text),
+                        sizeof *cfg->relay, 0, 0))
         return "relay: not set up with llsmtp_relay_policy_init of a header "
                "this library takes (LLSMTP_E_VERSION)";
 #endif
@@ -520,6 +536,7 @@ llsmtp_server_set_peer(llsmtp_server *s, const llsmtp_ip *ip)
         s->client = *ip;
     else
         memset(&s->client, 0, sizeof s->client);
+    s->client_port = 0; /* the PROXY header's port was for its address */
 }
 
 void
@@ -601,8 +618,11 @@ llsmtp_server_wants(const llsmtp_server *s)
 int
 llsmtp__sess_continue(llsmtp_server *s)
 {
-    if (s->in_cb || s->failed || s->pend.kind || !s->lmtp.active ||
-        s->phase == PH_CLOSED)
+    if (s->failed)
+        return LLSMTP_E_CALLBACK;
+    if (s->phase == PH_CLOSED)
+        return LLSMTP_CLOSE;
+    if (s->in_cb || s->pend.kind || !s->lmtp.active)
         return LLSMTP_OK;
     return sess_settle(s, llsmtp__sess_lmtp_emit(s));
 }
@@ -718,14 +738,18 @@ static int
 sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
                 const char *text)
 {
-    int rc;
+    int rc = LLSMTP_CLOSE;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
-    if (sess_msg_open(s) &&
-        (rc = llsmtp__sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
-        return rc;
+    /* on_data_abort failing is reported, and the session ends all the
+     * same: the decision cancelled, credentials wiped, closed */
+    if (sess_msg_open(s)) {
+        int a = llsmtp__sess_abort(s, LLSMTP_ABORT_CLOSED);
+        if (a < 0)
+            rc = a;
+    }
     sess_cancel(s);            /* a late decision has no one to go to */
     llsmtp__sess_auth_wipe(s); /* also a half-sent AUTH line, AUTH on or not */
     llsmtp__sess_rv_session(s);
@@ -740,7 +764,7 @@ sess_close_with(llsmtp_server *s, const llsmtp_reply *r, const char *enh,
         }
     }
     sess_enter(s, PH_CLOSED);
-    return LLSMTP_CLOSE;
+    return rc;
 }
 
 int
@@ -770,18 +794,20 @@ llsmtp_server_shutdown(llsmtp_server *s, const llsmtp_reply *r)
 int
 llsmtp_server_eof(llsmtp_server *s)
 {
-    int rc;
+    int rc = LLSMTP_CLOSE;
     if (s == NULL)
         return LLSMTP_E_INVAL;
     if (s->in_cb)
         return LLSMTP_E_REENTRANT;
-    if (sess_msg_open(s) &&
-        (rc = llsmtp__sess_abort(s, LLSMTP_ABORT_CLOSED)) < 0)
-        return rc;
+    if (sess_msg_open(s)) { /* a failure is reported; the session ends */
+        int a = llsmtp__sess_abort(s, LLSMTP_ABORT_CLOSED);
+        if (a < 0)
+            rc = a;
+    }
     llsmtp__sess_auth_wipe(s); /* a half-sent AUTH line may hold a password */
     sess_cancel(s);
     sess_enter(s, PH_CLOSED);
-    return LLSMTP_CLOSE;
+    return rc;
 }
 
 int
@@ -993,8 +1019,13 @@ sess_feed_line(llsmtp_server *s, const char *buf, size_t n, size_t *used)
     }
     s->rv_arg.p = NULL; /* the line is gone (a deferral copied it) */
     s->rv_arg.n = 0;
-    if (rc == LLSMTP_START_TLS)
-        *used = n; /* CVE-2011-0411: the rest of this read is dropped */
+    /* CVE-2011-0411: the rest of this read is dropped, also when the
+     * STARTTLS decision was deferred: fed after the handshake, it would
+     * run as if it had come over TLS (and a client may not pipeline past
+     * STARTTLS, RFC 3207 4, so nothing is lost if the host refuses) */
+    if (rc == LLSMTP_START_TLS ||
+        (rc == LLSMTP_PAUSED && s->pend.kind == LLSMTP_PENDING_STARTTLS))
+        *used = n;
     return rc;
 }
 

@@ -334,8 +334,10 @@ int
 llsmtp__sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
                      llsmtp_span arg)
 {
-    if (cbrc == LLSMTP_PAUSED && (!r->is_default || r->id_len != 0 ||
-                                  r->code != llsmtp__sess_kind(kind)->code)) {
+    if (cbrc == LLSMTP_PAUSED &&
+        (!r->is_default || r->id_len != 0 || r->has_text || r->text_len ||
+         r->code != llsmtp__sess_kind(kind)->code ||
+         strcmp(r->enhanced, llsmtp__sess_kind(kind)->enh) != 0)) {
         /* The decision comes with llsmtp_server_resume: a reply set here
          * would be lost, so it is the host's mistake, said at once. */
         return llsmtp__sess_fail(s, sess_cb_name(s, kind), LLSMTP_E_CALLBACK);
@@ -745,7 +747,9 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
         int v = llsmtp_relay_check(s->cfg->relay,
                                    s->client.family ? &s->client : NULL,
                                    s->auth.authenticated, &path);
-        if (v == LLSMTP_RELAY_DENIED)
+        /* fail closed: anything but LOCAL or ALLOWED (DENIED, or an
+         * error: a policy re-filled under the sessions' feet) refuses */
+        if (v != LLSMTP_RELAY_LOCAL && v != LLSMTP_RELAY_ALLOWED)
             return sess_relay_denied(s, &path);
         s->rcpt_verdict = (signed char)v;
     }
@@ -824,36 +828,33 @@ static int
 sess_cmd_vrfy(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
-    llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_OK;
     llsmtp__sess_kind_default(LLSMTP_PENDING_VRFY, &r);
     if (s->cb->on_vrfy != NULL)
         SESS_CALL(s, cbrc, s->cb->on_vrfy(s, arg, &r));
-    return llsmtp__sess_decided(s, LLSMTP_PENDING_VRFY, cbrc, &r, none);
+    return llsmtp__sess_decided(s, LLSMTP_PENDING_VRFY, cbrc, &r, arg);
 }
 
 static int
 sess_cmd_expn(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
-    llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_OK;
     llsmtp__sess_kind_default(LLSMTP_PENDING_EXPN, &r);
     if (s->cb->on_expn != NULL)
         SESS_CALL(s, cbrc, s->cb->on_expn(s, arg, &r));
-    return llsmtp__sess_decided(s, LLSMTP_PENDING_EXPN, cbrc, &r, none);
+    return llsmtp__sess_decided(s, LLSMTP_PENDING_EXPN, cbrc, &r, arg);
 }
 
 static int
 sess_cmd_help(llsmtp_server *s, llsmtp_span arg)
 {
     llsmtp_reply r;
-    llsmtp_span none = {NULL, 0};
     int cbrc = LLSMTP_OK;
     llsmtp__sess_kind_default(LLSMTP_PENDING_HELP, &r);
     if (s->cb->on_help != NULL)
         SESS_CALL(s, cbrc, s->cb->on_help(s, arg, &r));
-    return llsmtp__sess_decided(s, LLSMTP_PENDING_HELP, cbrc, &r, none);
+    return llsmtp__sess_decided(s, LLSMTP_PENDING_HELP, cbrc, &r, arg);
 }
 
 /* RFC 821 4.1.1 (and RFC 1985 5): TURN takes no argument */

@@ -50,6 +50,15 @@ llsmtp__sess_lmtp_emit(llsmtp_server *s)
         if (rc < 0)
             return rc;
         s->lmtp.next++;
+        if (r.code == 421) {
+            /* 421 closes the channel (RFC 5321 3.8), whichever reply it
+             * is; the recipients not answered yet count as not
+             * delivered (RFC 2033 4.2) */
+            s->lmtp.active = 0;
+            llsmtp__sess_tx_reset(s);
+            sess_enter(s, PH_CLOSED);
+            return LLSMTP_CLOSE;
+        }
     }
     s->lmtp.active = 0;
     llsmtp__sess_tx_reset(s);

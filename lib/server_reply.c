@@ -15,6 +15,10 @@
 static char *
 sess_out_tail(llsmtp_server *s, size_t *avail)
 {
+    if (s->out == NULL) { /* lent output, nothing lent: no room */
+        *avail = 0;
+        return NULL;
+    }
     if (s->out_start > 0) {
         size_t used = s->out_end - s->out_start;
         memmove(s->out, s->out + s->out_start, used);
@@ -139,7 +143,7 @@ llsmtp_span
 llsmtp_server_output(const llsmtp_server *s)
 {
     llsmtp_span o = {NULL, 0};
-    if (s != NULL) {
+    if (s != NULL && s->out != NULL) {
         o.p = s->out + s->out_start;
         o.n = s->out_end - s->out_start;
     }

@@ -423,7 +423,7 @@ flush_out(conn *c)
             return -1;
         /* LMTP replies waiting for room are queued here (and looped) */
         rc = llsmtp_server_consume(c->s, (size_t)w);
-        if (rc == LLSMTP_CLOSE || rc < 0)
+        if ((rc == LLSMTP_CLOSE || rc < 0) && !c->closing)
             feed_stop(c, rc);
         o = llsmtp_server_output(c->s);
     }
