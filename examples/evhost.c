@@ -39,10 +39,10 @@ typedef struct conn {
 } conn;
 
 #define MAXFD 4096
-static conn *tab[MAXFD]; /* socket and timer fds to their connection */
-static int ep;           /* the epoll set */
-static SSL_CTX *ctx;     /* NULL without a certificate: no STARTTLS */
-static unsigned long scale = 1;
+static conn *tab[MAXFD];        /* socket and timer fds to their connection */
+static int ep;                  /* the epoll set */
+static SSL_CTX *ctx;            /* NULL without a certificate: no STARTTLS */
+static unsigned long scale = 1; /* divides the RFC timeouts (tests) */
 
 static void
 arm(conn *c, unsigned long ms) /* 0 disarms */
