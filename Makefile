@@ -113,7 +113,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
 	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TEST_LIBS)
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
-DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
+DEPS_PKGS := make gcc g++ libcmocka-dev pkg-config clang valgrind python3 curl \
              dnsmasq-base libssl-dev openssl swaks msmtp gcc-12-multilib gcovr \
              cppcheck clang-tidy clang-format python3-aiosmtpd haproxy
 # HAProxy is for tests/haproxy.py, which starts private instances on
@@ -135,6 +135,7 @@ check-deps:
 	$(PKG_CONFIG) --exists cmocka 2>/dev/null || missing="$$missing cmocka"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v $(CXX) >/dev/null || missing="$$missing g++"; \
 	command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || \
 	    missing="$$missing dnsmasq"; \
 	for t in openssl swaks msmtp; do \
