@@ -124,7 +124,7 @@ $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/tests/harness.o \
 	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TEST_LIBS)
 
 # Installs what the tests need on Debian/Ubuntu (root, or through sudo).
-DEPS_PKGS := make gcc libcmocka-dev pkg-config clang valgrind python3 curl \
+DEPS_PKGS := make gcc g++ libcmocka-dev pkg-config clang valgrind python3 curl \
              dnsmasq-base libssl-dev openssl swaks msmtp gcc-12-multilib gcovr \
              cppcheck clang-tidy clang-format python3-aiosmtpd haproxy \
              abigail-tools netcat-openbsd
@@ -148,6 +148,7 @@ check-deps:
 	$(PKG_CONFIG) --exists cmocka 2>/dev/null || missing="$$missing cmocka"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v $(CXX) >/dev/null || missing="$$missing g++"; \
 	command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || \
 	    missing="$$missing dnsmasq"; \
 	for t in openssl swaks msmtp; do \
@@ -172,7 +173,7 @@ test check: check-deps
 	@$(MAKE) --no-print-directory test-build
 	@$(MAKE) --no-print-directory test-run
 
-test-build: $(TEST_BINS) $(REPLAY_BINS) examples
+test-build: $(TEST_BINS) $(REPLAY_BINS) examples check-cxx
 
 # The loop after every edit: the cmocka unit and transcript suites only
 # (no package installation, no fuzz replays, no integration tests).
@@ -215,6 +216,8 @@ test-run:
 	python3 tests/delivery.py $(BUILD)/examples/smtpd || fail=1; \
 	echo "== tests/haproxy.py"; \
 	python3 tests/haproxy.py $(BUILD)/examples/smtpd || fail=1; \
+	echo "== tests/evhost.py"; \
+	python3 tests/evhost.py $(BUILD)/examples/evhost || fail=1; \
 	exit $$fail
 
 $(BUILD)/tests/replay_%: fuzz/%.c fuzz/replay_main.c $(BUILD)/libllsmtp.a
@@ -242,6 +245,18 @@ examples: $(EXAMPLES)
 TLS_CFLAGS = $(shell $(PKG_CONFIG) --exists openssl 2>/dev/null && \
                  echo -DHAVE_OPENSSL $$($(PKG_CONFIG) --cflags openssl))
 TLS_LIBS = $(shell $(PKG_CONFIG) --libs openssl 2>/dev/null)
+
+# examples/evhost.c, the non-blocking host to learn from (Linux: epoll,
+# timerfd), does its STARTTLS with OpenSSL: built where OpenSSL's headers
+# are, like smtpd's TLS (tests/evhost.py skips without it).
+EVHOST = $(if $(TLS_CFLAGS),$(BUILD)/examples/evhost)
+examples: $(EVHOST)
+
+$(BUILD)/examples/evhost: examples/evhost.c $(BUILD)/libllsmtp.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(EX_CFLAGS) -Wpedantic $(TLS_CFLAGS) $< -o $@ \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TLS_LIBS)
+
 
 # examples/smtpd/ is the server, one concern a file (smtpd.h says which);
 # its route.c (DNS, MX), deliver.c (the client over a socket) and log.c
@@ -282,13 +297,25 @@ CXX_EXAMPLES := $(wildcard examples/*.c) $(wildcard $(SMTPD_DIR)/*.c)
 CXX_FLAGS := -x c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror \
              -D_POSIX_C_SOURCE=200809L -Iinclude -fsyntax-only
 
-check-cxx:
+# The two a host copies from, hello.c and evhost.c, are also linked as
+# C++ programs against the C library (make test builds this).
+CXX_LINK_FLAGS = -std=c++17 -Wall -Wextra -Wpedantic -Werror $(OPT) \
+                 $(SANFLAGS) -Iinclude $(CXXFLAGS)
+
+check-cxx: $(BUILD)/libllsmtp.a
 	@for f in $(CXX_EXAMPLES); do \
 	    $(CXX) $(CPPFLAGS) $(CXX_FLAGS) -DHAVE_OPENSSL $(CXXFLAGS) $$f \
 	        || exit 1; \
+	    case $$f in *evhost.c) continue;; esac; \
 	    $(CXX) $(CPPFLAGS) $(CXX_FLAGS) $(CXXFLAGS) $$f || exit 1; \
 	done
-	@echo "check-cxx: $(words $(CXX_EXAMPLES)) example files compile as C++17 with $(CXX), with and without OpenSSL"
+	@mkdir -p $(BUILD)/cxx
+	$(CXX) $(CPPFLAGS) $(CXX_LINK_FLAGS) -x c++ examples/hello.c -x none \
+	    -o $(BUILD)/cxx/hello $(BUILD)/libllsmtp.a $(LDFLAGS)
+	$(if $(EVHOST),$(CXX) $(CPPFLAGS) $(CXX_LINK_FLAGS) -x c++ \
+	    examples/evhost.c -x none -o $(BUILD)/cxx/evhost \
+	    $(BUILD)/libllsmtp.a $(LDFLAGS) $(TLS_LIBS))
+	@echo "check-cxx: $(words $(CXX_EXAMPLES)) example files compile as C++17 with $(CXX) (evhost.c needs OpenSSL), hello.c$(if $(EVHOST), and evhost.c) link as C++"
 
 run: $(BUILD)/examples/smtpd
 	$(BUILD)/examples/smtpd --listen 127.0.0.1:2525 \
