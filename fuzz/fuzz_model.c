@@ -564,6 +564,7 @@ typedef struct model {
     size_t ntls;
     size_t stop; /* the real session is fed s[0..stop) */
     int truncated;
+    int stop_after; /* stop after this command (its bytes count) */
     /* state */
     unsigned k; /* host decisions so far */
     int closed, no_service, helo, tls_on, authed;
@@ -1708,6 +1709,15 @@ m_command(model *m, size_t i)
         m_cb(m, "starttls");
         v = m_decide(m, K_STARTTLS, 0);
         m_code(m, v.code);
+        if (v.defer && v.code != 220 && lf + 1 < P) {
+            /* While a STARTTLS decision is deferred the session drops
+             * whatever is fed (CVE-2011-0411; the client may send nothing
+             * before its reply, RFC 3207 4): how much depends on the
+             * reads, which the model does not know. It stops here. */
+            m->stop_after = 1;
+            m->truncated = 1;
+            return lf + 1;
+        }
         if (v.code == 220) {
             size_t k = (size_t)((v.r >> 40) % 24);
             if (k > P - (lf + 1))
@@ -2218,6 +2228,11 @@ model_run(model *m, const fzcfg *c, const char *s, size_t len, int kind)
         if (r == (size_t)-1) {
             m->stop = i;
             m->len = i;
+            break;
+        }
+        if (m->stop_after) {
+            m->stop = r;
+            m->len = r;
             break;
         }
         i = r;

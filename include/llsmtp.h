@@ -743,7 +743,9 @@ LLSMTP_API int llsmtp_server_start(llsmtp_server *s);
 
 /* Feeds bytes read from the client. Always sets *used. Returns
  * LLSMTP_OK (all consumed), LLSMTP_PAUSED (a callback deferred; the
- * bytes from buf + *used must be fed again after llsmtp_server_resume),
+ * bytes from buf + *used must be fed again after llsmtp_server_resume;
+ * while STARTTLS is being decided every byte is taken and dropped, as
+ * the client may send nothing before its reply: CVE-2011-0411),
  * LLSMTP_BLOCKED (output queue full: drain it, then feed buf + *used),
  * LLSMTP_START_TLS (flush the output, do the handshake, then call
  * llsmtp_server_tls_started), LLSMTP_CLOSE (flush the output, then

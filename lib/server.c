@@ -1046,6 +1046,14 @@ llsmtp_server_feed(llsmtp_server *s, const char *buf, size_t len, size_t *used)
         return LLSMTP_E_CALLBACK;
     if (s->phase == PH_CLOSED)
         return LLSMTP_CLOSE;
+    if (s->pend.kind == LLSMTP_PENDING_STARTTLS) {
+        /* CVE-2011-0411: while STARTTLS is decided, what comes is dropped
+         * (the client may send nothing before its reply, RFC 3207 4):
+         * held by the host, it would be fed after the handshake and run
+         * as if it had come over TLS */
+        *used = len;
+        return LLSMTP_PAUSED;
+    }
     if (s->pend.kind)
         return LLSMTP_PAUSED;
     if (s->phase == PH_NEW || sess_unlent(s))
