@@ -170,7 +170,7 @@ main(int argc, char **argv)
         print_addrs(&mx[i]);
     }
 
-    memset(&o, 0, sizeof o);
+    llsmtp_mx_opts_init(&o);
     o.local_names = locals;
     o.nlocal_names = nlocal;
     o.seed = seed;

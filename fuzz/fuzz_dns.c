@@ -60,7 +60,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (i = 0; i < nmx; i++)
             if (mx[i].naddrs > LLSMTP_MX_ADDRS_MAX)
                 abort();
-        memset(&o, 0, sizeof o);
+        llsmtp_mx_opts_init(&o);
         o.seed = size;
         llsmtp_mx_order("company.test", 12, mx, &nmx, 8, &o);
     } else if (rc != LLSMTP_E_RANGE) {

@@ -45,7 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     data = nul + 1;
     size -= hl + 1;
-    memset(&o, 0, sizeof o);
+    llsmtp_mx_opts_init(&o);
     o.local_names = local;
     o.nlocal_names = size ? (data[0] & 1) : 0;
     o.seed = size ? data[0] : 0;

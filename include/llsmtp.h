@@ -1377,8 +1377,10 @@ enum llsmtp_mx_result {
     LLSMTP_MX_BAD = 4       /* a "." record mixed with others (RFC 7505 3) */
 };
 
-/* How this host knows itself, and the randomness for equal preferences. */
+/* How this host knows itself, and the randomness for equal preferences.
+ * Fill with llsmtp_mx_opts_init(), then change fields. */
 typedef struct llsmtp_mx_opts {
+    llsmtp_abi abi; /* set by llsmtp_mx_opts_init; never by hand */
     const char *const *local_names; /* NUL-terminated names, or NULL */
     size_t nlocal_names;
     const llsmtp_ip *local_addrs; /* or NULL */
@@ -1387,13 +1389,21 @@ typedef struct llsmtp_mx_opts {
 } llsmtp_mx_opts;
 
 #ifndef LLSMTP_NO_MX
+/* Fills *o: no local names or addresses, seed 0; and its tag (llsmtp_abi).
+ * Returns LLSMTP_OK or LLSMTP_E_VERSION (see llsmtp_config_init). */
+#define llsmtp_mx_opts_init(o)                                                \
+    llsmtp_mx_opts_init_((o), LLSMTP_VERSION_NUM, sizeof(llsmtp_mx_opts))
+LLSMTP_API int llsmtp_mx_opts_init_(llsmtp_mx_opts *o, unsigned long version,
+                                    size_t size);
+
 /* Orders the *n MX records in v (capacity cap) for delivery to domain
  * (RFC 5321 5.1): duplicate hosts merged (lowest preference, addresses
  * joined), ascending preference, equal preferences in an order drawn from
  * opts->seed, this host and every record not better than it removed. With
  * no records, v[0] becomes the domain itself (needs cap >= 1). Updates *n.
- * Returns an enum llsmtp_mx_result, or LLSMTP_E_INVAL. opts may be NULL.
- * Pure function: no I/O, no allocation. */
+ * Returns an enum llsmtp_mx_result, LLSMTP_E_INVAL, or LLSMTP_E_VERSION
+ * (opts not from llsmtp_mx_opts_init). opts may be NULL. Pure function:
+ * no I/O, no allocation. */
 LLSMTP_API int llsmtp_mx_order(const char *domain, size_t domain_len,
                                llsmtp_mx *v, size_t *n, size_t cap,
                                const llsmtp_mx_opts *opts);

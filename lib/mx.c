@@ -192,6 +192,20 @@ mx_add_addr(llsmtp_mx *m, const llsmtp_ip *ip)
         m->addrs[m->naddrs++] = *ip;
 }
 
+/* Where the 1.0 members end (lib/internal.h, llsmtp__abi_fits). */
+#define MX_OPTS_MIN LLSMTP__END(llsmtp_mx_opts, seed)
+
+int
+llsmtp_mx_opts_init_(llsmtp_mx_opts *o, unsigned long version, size_t size)
+{
+    if (o == NULL)
+        return LLSMTP_E_INVAL;
+    if (llsmtp__abi_fits(version, size, MX_OPTS_MIN, sizeof *o))
+        memset(o, 0, size);
+    return llsmtp__abi_tag(&o->abi, version, size, MX_OPTS_MIN, sizeof *o, 0,
+                           0, 0);
+}
+
 int
 llsmtp_mx_order(const char *domain, size_t domain_len, llsmtp_mx *v, size_t *n,
                 size_t cap, const llsmtp_mx_opts *opts)
@@ -203,6 +217,9 @@ llsmtp_mx_order(const char *domain, size_t domain_len, llsmtp_mx *v, size_t *n,
     if (n == NULL || *n > cap || (cap > 0 && v == NULL) ||
         (domain == NULL && domain_len))
         return LLSMTP_E_INVAL;
+    if (opts != NULL &&
+        !llsmtp__abi_ok(&opts->abi, MX_OPTS_MIN, sizeof *opts, 0, 0))
+        return LLSMTP_E_VERSION;
     cnt = *n;
     for (i = 0; i < cnt; i++)
         if (v[i].naddrs > LLSMTP_MX_ADDRS_MAX)

@@ -57,7 +57,7 @@ test_equal_preferences_shuffled(void **state)
         llsmtp_mx v[4];
         llsmtp_mx_opts o;
         size_t n = 4;
-        memset(&o, 0, sizeof o);
+        llsmtp_mx_opts_init(&o);
         o.seed = s;
         v[0] = mk(10, "a.example");
         v[1] = mk(10, "b.example");
@@ -82,7 +82,7 @@ test_same_seed_same_order(void **state)
     llsmtp_mx_opts o;
     size_t na = 5, nb = 5, i;
     (void)state;
-    memset(&o, 0, sizeof o);
+    llsmtp_mx_opts_init(&o);
     o.seed = 42;
     for (i = 0; i < 5; i++) {
         char h[16];
@@ -160,6 +160,31 @@ test_null_mx(void **state)
     assert_int_equal(llsmtp_mx_reply(LLSMTP_MX_OK, &r), LLSMTP_E_INVAL);
 }
 
+/* Options not made by llsmtp_mx_opts_init (or from a newer header) are
+ * refused by name, never read as garbage. */
+static void
+test_opts_versioned(void **state)
+{
+    llsmtp_mx v[2];
+    llsmtp_mx_opts o;
+    size_t n = 1;
+    (void)state;
+    v[0] = mk(10, "mx1.example");
+    memset(&o, 0, sizeof o);
+    assert_int_equal(llsmtp_mx_order("example", 7, v, &n, 2, &o),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_mx_opts_init_(&o, LLSMTP_VERSION_NUM,
+                                          sizeof o + 8),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_mx_order("example", 7, v, &n, 2, &o),
+                     LLSMTP_E_VERSION);
+    assert_int_equal(llsmtp_mx_opts_init(&o), LLSMTP_OK);
+    assert_int_equal(llsmtp_mx_order("example", 7, v, &n, 2, &o),
+                     LLSMTP_MX_OK);
+    assert_int_equal(llsmtp_mx_order("example", 7, v, &n, 2, NULL),
+                     LLSMTP_MX_OK);
+}
+
 static void
 test_local_host_pruning(void **state)
 {
@@ -169,7 +194,7 @@ test_local_host_pruning(void **state)
     llsmtp_ip me;
     size_t n;
     (void)state;
-    memset(&o, 0, sizeof o);
+    llsmtp_mx_opts_init(&o);
     o.local_names = names;
     o.nlocal_names = 1;
     /* we are mx2 (pref 20): keep only better ones */
@@ -196,7 +221,7 @@ test_local_host_pruning(void **state)
     assert_int_equal(llsmtp_mx_order("example", 7, v, &n, 4, &o),
                      LLSMTP_MX_LOOP);
     /* matched by address */
-    memset(&o, 0, sizeof o);
+    llsmtp_mx_opts_init(&o);
     assert_int_equal(llsmtp_ip_parse("192.0.2.9", 9, &me), LLSMTP_OK);
     o.local_addrs = &me;
     o.nlocal_addrs = 1;
@@ -317,6 +342,7 @@ main(void)
         cmocka_unit_test(test_implicit_mx),
         cmocka_unit_test(test_null_mx),
         cmocka_unit_test(test_local_host_pruning),
+        cmocka_unit_test(test_opts_versioned),
         cmocka_unit_test(test_relayhost),
         cmocka_unit_test(test_ip_format),
     };

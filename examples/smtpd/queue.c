@@ -1338,7 +1338,7 @@ route_for(queue *qu, const char *domain, llsmtp_mx *mx, size_t *nmx,
 {
     llsmtp_mx_opts o;
     const char *self = qu->cf->hostname;
-    memset(&o, 0, sizeof o);
+    llsmtp_mx_opts_init(&o);
     o.local_names = &self;
     o.nlocal_names = 1;
     o.local_addrs = qu->self_ip;
