@@ -44,10 +44,10 @@ extern "C" {
 
 /* ---- version ---------------------------------------------------------- */
 
-#define LLSMTP_VERSION_MAJOR 0
-#define LLSMTP_VERSION_MINOR 1
+#define LLSMTP_VERSION_MAJOR 1
+#define LLSMTP_VERSION_MINOR 0
 #define LLSMTP_VERSION_PATCH 0
-#define LLSMTP_VERSION_STRING "0.1.0"
+#define LLSMTP_VERSION_STRING "1.0.0"
 #define LLSMTP_VERSION_NUM                                                    \
     ((LLSMTP_VERSION_MAJOR << 16) | (LLSMTP_VERSION_MINOR << 8) |             \
      LLSMTP_VERSION_PATCH)

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prefix=/opt/llsmtp-test
-# The soname's major is the header's (libllsmtp.so.0 today, .1 at 1.0).
+# The soname's major is the header's (libllsmtp.so.1 since 1.0.0).
 major=$(sed -n 's/^#define LLSMTP_VERSION_MAJOR \([0-9]*\)$/\1/p' include/llsmtp.h)
 make -s install DESTDIR="$tmp" PREFIX=$prefix >/dev/null
 find "$tmp" -type f -o -type l | sed "s|^$tmp||" | sort > "$tmp/installed"
