@@ -470,6 +470,83 @@ test_starttls_api(void **state)
     free(s);
 }
 
+/* CVE-2011-0411 with a deferred STARTTLS decision: what a man in the
+ * middle puts behind STARTTLS, in the same read or in later ones while
+ * the host decides, must never run after the handshake, whichever order
+ * the host then does things in; after a refusal the session goes on. */
+static int starttls_mails;
+
+static int
+defer_starttls(llsmtp_server *s, llsmtp_reply *r)
+{
+    (void)s;
+    (void)r;
+    return LLSMTP_PAUSED;
+}
+
+static int
+count_mail(llsmtp_server *s, const llsmtp_path *p, const llsmtp_params *ps,
+           llsmtp_reply *r)
+{
+    (void)s;
+    (void)p;
+    (void)ps;
+    (void)r;
+    starttls_mails++;
+    return LLSMTP_OK;
+}
+
+static void
+test_starttls_deferred_drops_injection(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg;
+    llsmtp_server *s;
+    llsmtp_reply no = LLSMTP_REPLY_INIT;
+    size_t used, sz;
+    int accept;
+    static const char first[] = "STARTTLS\r\nMAIL FROM:<a@evil.test>\r\n";
+    static const char later[] =
+        "EHLO evil.test\r\nMAIL FROM:<b@evil.test>\r\n";
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_starttls = defer_starttls;
+    cb.on_mail_from = count_mail;
+    llsmtp_config_init(&cfg);
+    cfg.hostname = "mx.example.test";
+    cfg.callbacks = &cb;
+    cfg.extensions |= LLSMTP_EXT_STARTTLS;
+    sz = llsmtp_server_size(&cfg);
+    s = (llsmtp_server *)malloc(sz);
+    for (accept = 0; accept < 2; accept++) {
+        assert_non_null(llsmtp_server_init(s, sz, &cfg, NULL));
+        llsmtp_server_start(s);
+        assert_int_equal(TH_FEED(s, "EHLO c.test\r\n", &used), LLSMTP_OK);
+        (void)llsmtp_server_consume(s, llsmtp_server_output(s).n);
+        starttls_mails = 0;
+        assert_int_equal(TH_FEED(s, first, &used), LLSMTP_PAUSED);
+        assert_int_equal(used, sizeof first - 1); /* the rest dropped */
+        assert_int_equal(TH_FEED(s, later, &used), LLSMTP_PAUSED);
+        assert_int_equal(used, sizeof later - 1); /* and what follows */
+        assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_STARTTLS);
+        if (accept) {
+            assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_START_TLS);
+            assert_int_equal(llsmtp_server_tls_started(s), LLSMTP_OK);
+        } else {
+            llsmtp_reply_set(&no, 454, "4.7.0", "TLS not available");
+            assert_int_equal(llsmtp_server_resume(s, &no), LLSMTP_OK);
+            /* refused: the next command is read as usual */
+            assert_int_equal(TH_FEED(s, "MAIL FROM:<c@ok.test>\r\n", &used),
+                             LLSMTP_OK);
+            assert_int_equal(starttls_mails, 1);
+            continue;
+        }
+        assert_int_equal(starttls_mails, 0);
+        assert_int_equal(llsmtp_server_helo_kind(s), -1);
+    }
+    free(s);
+}
+
 /* A deferred AUTH decision: credentials are gone before the resume. */
 static int
 defer_on_auth(llsmtp_server *s, const llsmtp_auth *c, llsmtp_reply *r)
@@ -532,6 +609,7 @@ main(void)
         cmocka_unit_test(test_password_wiped),
         cmocka_unit_test(test_starttls_api),
         cmocka_unit_test(test_auth_deferred_wipe),
+        cmocka_unit_test(test_starttls_deferred_drops_injection),
     };
     return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }
