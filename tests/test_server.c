@@ -1301,6 +1301,509 @@ test_readme_memory_figures(void **state)
     assert_true(sz >= plain - cfg.max_line + cfg.max_auth_line);
 }
 
+/* ---- after the adversarial review: one test per defect it found -------- */
+
+static int rv_tls_on, rv_injected, rv_cancels;
+
+static int
+rv_defer_starttls(llsmtp_server *s, llsmtp_reply *r)
+{
+    (void)s;
+    (void)r;
+    return LLSMTP_PAUSED;
+}
+
+static int
+rv_count_mail(llsmtp_server *s, const llsmtp_path *p, const llsmtp_params *ps,
+              llsmtp_reply *r)
+{
+    (void)s;
+    (void)p;
+    (void)ps;
+    (void)r;
+    if (rv_tls_on)
+        rv_injected++;
+    return LLSMTP_OK;
+}
+
+/* CVE-2011-0411 through a deferral: a paused on_starttls used to leave
+ * the commands read in the clear behind STARTTLS for the host to feed
+ * again, and a host driven by wants() ran them inside the TLS session.
+ * The rest of the read goes as it does without a deferral. */
+static void
+test_deferred_starttls_drops_the_rest_of_its_read(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg = cfg_default(&cb);
+    th_host h;
+    llsmtp_server *s;
+    const char *rd = "STARTTLS\r\nEHLO evil.example\r\n"
+                     "MAIL FROM:<injected@attacker.example>\r\n";
+    size_t off = 0, len = strlen(rd), used;
+    int guard;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_starttls = rv_defer_starttls;
+    cb.on_mail_from = rv_count_mail;
+    cfg.extensions |= LLSMTP_EXT_STARTTLS;
+    memset(&h, 0, sizeof h);
+    rv_tls_on = rv_injected = 0;
+    s = th_session(&cfg, &h);
+    assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+    assert_int_equal(feed_str(s, "EHLO c.example\r\n", &used), LLSMTP_OK);
+    th_drain(s, &h);
+    /* the host loop of the header: write, close, TLS, resume, read */
+    for (guard = 0; guard < 50; guard++) {
+        unsigned w = llsmtp_server_wants(s);
+        if (w & LLSMTP_WANT_WRITE) {
+            th_drain(s, &h);
+        } else if (w & LLSMTP_WANT_CLOSE) {
+            break;
+        } else if (w & LLSMTP_WANT_TLS) {
+            assert_int_equal(llsmtp_server_tls_started(s), LLSMTP_OK);
+            rv_tls_on = 1;
+        } else if (w & LLSMTP_WANT_RESUME) {
+            (void)llsmtp_server_resume(s, NULL);
+        } else if ((w & LLSMTP_WANT_READ) && off < len) {
+            (void)llsmtp_server_feed(s, rd + off, len - off, &used);
+            off += used;
+        } else {
+            break;
+        }
+    }
+    assert_true(rv_tls_on);
+    assert_int_equal(rv_injected, 0);
+    free(s);
+    th_host_free(&h);
+}
+
+/* The relay verdict failed open: an error from llsmtp_relay_check (a
+ * policy re-filled in place after llsmtp_relay_policy_init, so untagged)
+ * was taken as "not denied" and the foreign recipient accepted. */
+static void
+test_relay_verdict_fails_closed(void **state)
+{
+    static const char *const local[] = {"here.example"};
+    int variant;
+    (void)state;
+    for (variant = 0; variant < 2; variant++) {
+        static llsmtp_relay_policy pol;
+        llsmtp_config cfg = cfg_default(NULL);
+        th_host h;
+        llsmtp_server *s;
+        size_t used;
+        llsmtp_relay_policy_init(&pol);
+        pol.local_domains = local;
+        pol.nlocal = 1;
+        cfg.relay = &pol;
+        memset(&h, 0, sizeof h);
+        s = th_session(&cfg, &h);
+        if (variant) { /* the host reloads its policy field by field */
+            memset(&pol, 0, sizeof pol);
+            pol.local_domains = local;
+            pol.nlocal = 1;
+            pol.deny_code = 550;
+            pol.deny_enhanced = "5.7.1";
+        }
+        (void)llsmtp_server_start(s);
+        (void)feed_str(s,
+                       "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n"
+                       "RCPT TO:<victim@elsewhere.example>\r\n",
+                       &used);
+        th_drain(s, &h);
+        assert_false(th_contains(h.out.p, h.out.n,
+                                 "Recipient <victim@elsewhere.example> OK"));
+        assert_int_equal(llsmtp_server_rcpt_count(s), 0);
+        free(s);
+        th_host_free(&h);
+    }
+}
+
+static int
+rv_defer_data_end(llsmtp_server *s, llsmtp_reply *r)
+{
+    (void)s;
+    (void)r;
+    return LLSMTP_PAUSED;
+}
+
+static int
+rv_failing_abort(llsmtp_server *s, int why)
+{
+    (void)s;
+    (void)why;
+    return LLSMTP_E_CALLBACK; /* e.g. unlinking the spool file failed */
+}
+
+static void
+rv_count_cancel(llsmtp_server *s, int kind)
+{
+    (void)s;
+    assert_int_equal(kind, LLSMTP_PENDING_DATA_END);
+    rv_cancels++;
+}
+
+/* eof, timeout_expired and shutdown returned early when on_data_abort
+ * failed: the pending decision was never cancelled (no on_cancel, the
+ * host's job kept pointing at a session about to be freed) and the
+ * session did not close. (test_trust.c checks the AUTH line is wiped on
+ * the same path.) */
+static void
+test_cancel_and_wipe_when_abort_fails(void **state)
+{
+    int how;
+    (void)state;
+    for (how = 0; how < 3; how++) {
+        llsmtp_callbacks cb;
+        llsmtp_config cfg = cfg_default(&cb);
+        th_host h;
+        llsmtp_server *s;
+        size_t used;
+        memset(&cb, 0, sizeof cb);
+        cb.on_data_end = rv_defer_data_end;
+        cb.on_data_abort = rv_failing_abort;
+        cb.on_cancel = rv_count_cancel;
+        memset(&h, 0, sizeof h);
+        rv_cancels = 0;
+        s = th_session(&cfg, &h);
+        (void)llsmtp_server_start(s);
+        (void)feed_str(s,
+                       "EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+                       "DATA\r\n",
+                       &used);
+        th_drain(s, &h);
+        assert_int_equal(feed_str(s, "x\r\n.\r\n", &used), LLSMTP_PAUSED);
+        (void)(how == 0   ? llsmtp_server_eof(s)
+               : how == 1 ? llsmtp_server_timeout_expired(s)
+                          : llsmtp_server_shutdown(s, NULL));
+        assert_int_equal(rv_cancels, 1);
+        assert_int_equal(llsmtp_server_pending(s), LLSMTP_PENDING_NONE);
+        assert_true(llsmtp_server_wants(s) & LLSMTP_WANT_CLOSE);
+        free(s);
+        th_host_free(&h);
+    }
+}
+
+/* output_size was never checked: near SIZE_MAX it passed config_check
+ * and llsmtp_server_size wrapped to a few hundred octets, so the
+ * greeting was written past the end of the host's allocation. */
+static void
+test_output_size_bounded(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    const char *why = NULL;
+    size_t sz;
+    int rc;
+    (void)state;
+    cfg.output_size = SIZE_MAX - 100;
+    rc = llsmtp_config_check(&cfg, &why);
+    sz = llsmtp_server_size(&cfg);
+    assert_true(rc != LLSMTP_OK || sz > cfg.output_size);
+    assert_true(sz == 0 || sz > cfg.output_size);
+}
+
+static int
+rv_defer_span(llsmtp_server *s, llsmtp_span a, llsmtp_reply *r)
+{
+    (void)s;
+    (void)a;
+    (void)r;
+    return LLSMTP_PAUSED;
+}
+
+/* pending_arg is documented for VRFY, EXPN, HELP and ETRN, but only
+ * ETRN's argument was kept: a deferred VRFY had nothing to look up. */
+static void
+test_pending_arg_vrfy_expn_help(void **state)
+{
+    static const struct {
+        const char *line, *arg;
+        int kind;
+    } t[] = {{"VRFY someone@here.example\r\n", "someone@here.example",
+              LLSMTP_PENDING_VRFY},
+             {"EXPN staff\r\n", "staff", LLSMTP_PENDING_EXPN},
+             {"HELP MAIL\r\n", "MAIL", LLSMTP_PENDING_HELP},
+             {"ETRN here.example\r\n", "here.example", LLSMTP_PENDING_ETRN}};
+    llsmtp_callbacks cb;
+    llsmtp_config cfg = cfg_default(&cb);
+    th_host h;
+    llsmtp_server *s;
+    size_t used, i;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_vrfy = cb.on_expn = cb.on_help = cb.on_etrn = rv_defer_span;
+    cfg.extensions |= LLSMTP_EXT_ETRN;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    (void)llsmtp_server_start(s);
+    assert_int_equal(feed_str(s, "EHLO c.example\r\n", &used), LLSMTP_OK);
+    th_drain(s, &h);
+    for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+        llsmtp_span a;
+        assert_int_equal(feed_str(s, t[i].line, &used), LLSMTP_PAUSED);
+        assert_int_equal(llsmtp_server_pending(s), t[i].kind);
+        a = llsmtp_server_pending_arg(s);
+        assert_int_equal(a.n, strlen(t[i].arg));
+        assert_memory_equal(a.p, t[i].arg, a.n);
+        assert_int_equal(llsmtp_server_resume(s, NULL), LLSMTP_OK);
+        th_drain(s, &h);
+    }
+    free(s);
+    th_host_free(&h);
+}
+
+static int
+rv_failing_rcpt(llsmtp_server *s, const llsmtp_path *p,
+                const llsmtp_params *ps, llsmtp_reply *r)
+{
+    (void)s;
+    (void)p;
+    (void)ps;
+    (void)r;
+    return LLSMTP_E_CALLBACK;
+}
+
+/* consume returned OK for a failed or closed session while feed said
+ * E_CALLBACK or CLOSE: a host driven by statuses that wrote the 421 or
+ * the 221 with consume was told to go on. */
+static void
+test_consume_reports_close_and_failure(void **state)
+{
+    static const char *const in[] = {
+        "EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n", "QUIT\r\n"};
+    static const int want[] = {LLSMTP_E_CALLBACK, LLSMTP_CLOSE};
+    int i;
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        llsmtp_callbacks cb;
+        llsmtp_config cfg = cfg_default(&cb);
+        th_host h;
+        llsmtp_server *s;
+        llsmtp_span o;
+        size_t used;
+        memset(&cb, 0, sizeof cb);
+        cb.on_rcpt = rv_failing_rcpt;
+        memset(&h, 0, sizeof h);
+        s = th_session(&cfg, &h);
+        (void)llsmtp_server_start(s);
+        th_drain(s, &h);
+        assert_int_equal(feed_str(s, in[i], &used), want[i]);
+        o = llsmtp_server_output(s);
+        assert_true(o.n > 0);
+        assert_int_equal(llsmtp_server_consume(s, o.n), want[i]);
+        free(s);
+        th_host_free(&h);
+    }
+}
+
+static int
+rv_lmtp_421_first(llsmtp_server *s, size_t i, llsmtp_reply *r)
+{
+    (void)s;
+    if (i == 0)
+        llsmtp_reply_set(r, 421, "4.3.0", "mailbox store going down");
+    return LLSMTP_OK;
+}
+
+/* A 421 from on_lmtp_rcpt did not close: later recipients got their
+ * 250 and the next pipelined command was answered (RFC 5321 3.8: 421
+ * closes the channel, as on every other decision path). */
+static void
+test_lmtp_rcpt_421_closes(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg = cfg_default(&cb);
+    th_host h;
+    llsmtp_server *s;
+    size_t used;
+    const char *p;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_lmtp_rcpt = rv_lmtp_421_first;
+    cfg.flags |= LLSMTP_CFG_LMTP;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    (void)llsmtp_server_start(s);
+    (void)feed_str(s,
+                   "LHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+                   "RCPT TO:<g@e.f>\r\nDATA\r\nx\r\n.\r\nNOOP\r\n",
+                   &used);
+    th_drain(s, &h);
+    p = strstr(h.out.p, "421 4.3.0 mailbox store going down\r\n");
+    assert_non_null(p);
+    assert_ptr_equal(strstr(p, "\r\n") + 2, h.out.p + h.out.n);
+    assert_true(llsmtp_server_wants(s) & LLSMTP_WANT_CLOSE);
+    free(s);
+    th_host_free(&h);
+}
+
+static int
+rv_enh_then_defer(llsmtp_server *s, const llsmtp_path *p,
+                  const llsmtp_params *ps, llsmtp_reply *r)
+{
+    (void)s;
+    (void)p;
+    (void)ps;
+    memcpy(r->enhanced, "4.7.1", 6);
+    return LLSMTP_PAUSED;
+}
+
+/* A reply set before deferring is lost, so it is refused as a failure;
+ * the check compared the code, the default flag and the id only, and
+ * an enhanced code written into the reply before PAUSED was dropped. */
+static void
+test_defer_with_changed_enhanced_fails(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg = cfg_default(&cb);
+    th_host h;
+    llsmtp_server *s;
+    size_t used;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_rcpt = rv_enh_then_defer;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    (void)llsmtp_server_start(s);
+    th_drain(s, &h);
+    assert_int_equal(
+        feed_str(s, "EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
+                 &used),
+        LLSMTP_E_CALLBACK);
+    free(s);
+    th_host_free(&h);
+}
+
+/* llsmtp_server_peer gives port 0 for an address set with set_peer,
+ * but set_peer kept the port of an earlier PROXY header. */
+static void
+test_set_peer_forgets_proxy_port(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    th_host h;
+    llsmtp_server *s;
+    llsmtp_ip ip, other;
+    uint16_t port = 0;
+    size_t used;
+    (void)state;
+    cfg.flags |= LLSMTP_CFG_PROXY;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    (void)llsmtp_server_start(s);
+    (void)feed_str(s, "PROXY TCP4 192.0.2.1 198.51.100.1 40000 25\r\n", &used);
+    th_drain(s, &h);
+    assert_int_equal(llsmtp_server_peer(s, &ip, &port), 1);
+    assert_int_equal(port, 40000);
+    memset(&other, 0, sizeof other);
+    other.family = 4;
+    other.addr[0] = 203;
+    other.addr[2] = 113;
+    other.addr[3] = 7;
+    llsmtp_server_set_peer(s, &other);
+    port = 1;
+    assert_int_equal(llsmtp_server_peer(s, &ip, &port), 1);
+    assert_int_equal(ip.addr[0], 203);
+    assert_int_equal(port, 0);
+    free(s);
+    th_host_free(&h);
+}
+
+/* wants() said READ all through DATA, but the final dot needs room for
+ * the reply: with the replies of a pipelining client that reads nothing
+ * left in the queue, every feed took 0 octets and returned BLOCKED while
+ * wants() kept saying READ, and a host feeding on READ spun. */
+static void
+test_wants_read_at_the_final_dot(void **state)
+{
+    llsmtp_config cfg = cfg_default(NULL);
+    th_host h;
+    llsmtp_server *s;
+    size_t used, room, off = 0, len, have, fixed, local;
+    char line[600], lp[200];
+    const char *msg = "Subject: x\r\n\r\nbody\r\n.\r\n";
+    int i, spins = 0;
+    (void)state;
+    memset(&h, 0, sizeof h);
+    s = th_session(&cfg, &h);
+    (void)llsmtp_server_start(s);
+    th_drain(s, &h);
+    (void)feed_str(s, "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n", &used);
+    /* lib/server.c: a line is read while the output holds at most
+     * output_size - reserve octets (reserve: max_line + max_line / 32 +
+     * 2048); fill the output to exactly that */
+    room = cfg.output_size - (cfg.max_line + cfg.max_line / 32 + 2048);
+    for (i = 0; llsmtp_server_output(s).n + 120 < room; i++) {
+        snprintf(line, sizeof line, "RCPT TO:<r%02d@d.example>\r\n", i);
+        assert_int_equal(feed_str(s, line, &used), LLSMTP_OK);
+    }
+    have = llsmtp_server_output(s).n;
+    fixed = strlen("250 2.1.5 Recipient <@d.example> OK\r\n");
+    local = room - have - fixed;
+    assert_true(local > 0 && local < sizeof lp);
+    memset(lp, 'x', local);
+    lp[local] = '\0';
+    snprintf(line, sizeof line, "RCPT TO:<%s@d.example>\r\n", lp);
+    assert_int_equal(feed_str(s, line, &used), LLSMTP_OK);
+    assert_int_equal(llsmtp_server_output(s).n, room);
+    (void)feed_str(s, "DATA\r\n", &used);
+    /* the message arrives; the socket is not writable, nothing drains */
+    len = strlen(msg);
+    while (off < len && spins < 5) {
+        if (!(llsmtp_server_wants(s) & LLSMTP_WANT_READ))
+            break;
+        (void)llsmtp_server_feed(s, msg + off, len - off, &used);
+        off += used;
+        if (used == 0)
+            spins++;
+    }
+    assert_int_equal(spins, 0);
+    free(s);
+    th_host_free(&h);
+}
+
+/* With lent output and nothing lent, output() computed NULL + 0 and the
+ * 421 of a failing on_data_abort at eof did the same in the reply
+ * writer: undefined in C (clang's UBSan stops on it; make SANITIZE=1
+ * CC=clang runs this test so). */
+static void
+test_no_output_pointer_without_a_loan(void **state)
+{
+    llsmtp_callbacks cb;
+    llsmtp_config cfg = cfg_default(&cb);
+    size_t sz, lsz, used;
+    char *buf;
+    llsmtp_server *s;
+    llsmtp_span o;
+    (void)state;
+    memset(&cb, 0, sizeof cb);
+    cb.on_data_abort = rv_failing_abort;
+    cfg.flags |= LLSMTP_CFG_LENT_OUTPUT;
+    sz = llsmtp_server_size(&cfg);
+    lsz = llsmtp_server_lend_size(&cfg);
+    s = (llsmtp_server *)malloc(sz);
+    buf = (char *)malloc(lsz);
+    assert_non_null(llsmtp_server_init(s, sz, &cfg, NULL));
+    o = llsmtp_server_output(s);
+    assert_null(o.p);
+    assert_int_equal(o.n, 0);
+    /* a message open, its replies written and the loan taken back */
+    assert_int_equal(llsmtp_server_lend(s, buf, lsz), LLSMTP_OK);
+    (void)llsmtp_server_start(s);
+    (void)feed_str(s,
+                   "EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+                   "DATA\r\nx\r\n",
+                   &used);
+    o = llsmtp_server_output(s);
+    assert_int_equal(llsmtp_server_consume(s, o.n), LLSMTP_OK);
+    assert_ptr_equal(llsmtp_server_reclaim(s), buf);
+    (void)llsmtp_server_eof(s); /* on_data_abort fails: a 421, unlent */
+    o = llsmtp_server_output(s);
+    assert_null(o.p);
+    assert_int_equal(o.n, 0);
+    free(buf);
+    free(s);
+}
+
 int
 main(void)
 {
@@ -1335,6 +1838,17 @@ main(void)
         cmocka_unit_test(test_kind_table_in_enum_order),
         cmocka_unit_test(test_cmd_table_verbs_unique),
         cmocka_unit_test(test_readme_memory_figures),
+        cmocka_unit_test(test_deferred_starttls_drops_the_rest_of_its_read),
+        cmocka_unit_test(test_relay_verdict_fails_closed),
+        cmocka_unit_test(test_cancel_and_wipe_when_abort_fails),
+        cmocka_unit_test(test_output_size_bounded),
+        cmocka_unit_test(test_pending_arg_vrfy_expn_help),
+        cmocka_unit_test(test_consume_reports_close_and_failure),
+        cmocka_unit_test(test_lmtp_rcpt_421_closes),
+        cmocka_unit_test(test_defer_with_changed_enhanced_fails),
+        cmocka_unit_test(test_set_peer_forgets_proxy_port),
+        cmocka_unit_test(test_wants_read_at_the_final_dot),
+        cmocka_unit_test(test_no_output_pointer_without_a_loan),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }

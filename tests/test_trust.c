@@ -855,6 +855,60 @@ test_on_reply_deferred(void **state)
     th_buf_free(&ri_log);
 }
 
+/* ---- 8. an AUTH line is wiped even when on_data_abort fails ------------- */
+
+static int
+failing_data_abort(llsmtp_server *s, int why)
+{
+    (void)s;
+    (void)why;
+    return LLSMTP_E_CALLBACK;
+}
+
+/* eof, timeout_expired and shutdown returned before wiping a
+ * half-received AUTH line when on_data_abort failed (a message open
+ * between BDAT chunks), so the credential stayed in the session memory
+ * the host then frees. */
+static void
+test_auth_line_wiped_when_abort_fails(void **state)
+{
+    int how;
+    (void)state;
+    for (how = 0; how < 3; how++) {
+        llsmtp_callbacks cb;
+        llsmtp_config cfg;
+        th_host h;
+        llsmtp_server *s;
+        size_t sz, used;
+        memset(&cb, 0, sizeof cb);
+        cb.on_data_abort = failing_data_abort;
+        llsmtp_config_init(&cfg);
+        cfg.hostname = "mx.example.test";
+        cfg.callbacks = &cb;
+        cfg.extensions |= LLSMTP_EXT_CHUNKING | LLSMTP_EXT_AUTH;
+        cfg.flags |= LLSMTP_CFG_AUTH_CLEARTEXT;
+        memset(&h, 0, sizeof h);
+        s = th_session(&cfg, &h);
+        sz = llsmtp_server_size(&cfg);
+        assert_int_equal(llsmtp_server_start(s), LLSMTP_OK);
+        th_drain(s, &h);
+        (void)TH_FEED(s,
+                      "EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n"
+                      "BDAT 3\r\nabc",
+                      &used);
+        th_drain(s, &h);
+        /* "\0user\0secretpass", its CRLF not yet received */
+        (void)TH_FEED(s, "AUTH PLAIN AHVzZXIAc2VjcmV0cGFzcw==", &used);
+        assert_true(th_contains((const char *)s, sz, "AHVzZXIAc2Vj"));
+        (void)(how == 0   ? llsmtp_server_eof(s)
+               : how == 1 ? llsmtp_server_timeout_expired(s)
+                          : llsmtp_server_shutdown(s, NULL));
+        assert_false(th_contains((const char *)s, sz, "AHVzZXIAc2Vj"));
+        th_host_free(&h);
+        free(s);
+    }
+}
+
 int
 main(void)
 {
@@ -869,6 +923,7 @@ main(void)
         cmocka_unit_test(test_on_reply_no_credentials),
         cmocka_unit_test(test_on_reply_bdat_lmtp),
         cmocka_unit_test(test_on_reply_deferred),
+        cmocka_unit_test(test_auth_line_wiped_when_abort_fails),
     };
     return cmocka_run_group_tests_name("trust", tests, NULL, NULL);
 }
