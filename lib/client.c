@@ -991,7 +991,8 @@ cli_reply(llsmtp_client *c, int code)
 
 /* Where the 1.0 members end (lib/internal.h, llsmtp__abi_fits). */
 #define CLI_CFG_MIN LLSMTP__END(llsmtp_client_cfg, output_size)
-#define CLI_MSG_MIN LLSMTP__END(llsmtp_client_msg, rcpt_params)
+#define CLI_MSG_MIN                                                           \
+    (offsetof(llsmtp_client_msg, rcpt_params) + sizeof(const llsmtp_span *))
 
 int
 llsmtp_client_cfg_init_(llsmtp_client_cfg *cfg, unsigned long version,
