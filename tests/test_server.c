@@ -1333,7 +1333,7 @@ rv_count_mail(llsmtp_server *s, const llsmtp_path *p, const llsmtp_params *ps,
 static void
 test_deferred_starttls_drops_the_rest_of_its_read(void **state)
 {
-    llsmtp_callbacks cb;
+    llsmtp_callbacks cb = {0};
     llsmtp_config cfg = cfg_default(&cb);
     th_host h;
     llsmtp_server *s;
@@ -1454,7 +1454,7 @@ test_cancel_and_wipe_when_abort_fails(void **state)
     int how;
     (void)state;
     for (how = 0; how < 3; how++) {
-        llsmtp_callbacks cb;
+        llsmtp_callbacks cb = {0};
         llsmtp_config cfg = cfg_default(&cb);
         th_host h;
         llsmtp_server *s;
@@ -1524,7 +1524,7 @@ test_pending_arg_vrfy_expn_help(void **state)
              {"EXPN staff\r\n", "staff", LLSMTP_PENDING_EXPN},
              {"HELP MAIL\r\n", "MAIL", LLSMTP_PENDING_HELP},
              {"ETRN here.example\r\n", "here.example", LLSMTP_PENDING_ETRN}};
-    llsmtp_callbacks cb;
+    llsmtp_callbacks cb = {0};
     llsmtp_config cfg = cfg_default(&cb);
     th_host h;
     llsmtp_server *s;
@@ -1575,7 +1575,7 @@ test_consume_reports_close_and_failure(void **state)
     int i;
     (void)state;
     for (i = 0; i < 2; i++) {
-        llsmtp_callbacks cb;
+        llsmtp_callbacks cb = {0};
         llsmtp_config cfg = cfg_default(&cb);
         th_host h;
         llsmtp_server *s;
@@ -1611,7 +1611,7 @@ rv_lmtp_421_first(llsmtp_server *s, size_t i, llsmtp_reply *r)
 static void
 test_lmtp_rcpt_421_closes(void **state)
 {
-    llsmtp_callbacks cb;
+    llsmtp_callbacks cb = {0};
     llsmtp_config cfg = cfg_default(&cb);
     th_host h;
     llsmtp_server *s;
@@ -1654,7 +1654,7 @@ rv_enh_then_defer(llsmtp_server *s, const llsmtp_path *p,
 static void
 test_defer_with_changed_enhanced_fails(void **state)
 {
-    llsmtp_callbacks cb;
+    llsmtp_callbacks cb = {0};
     llsmtp_config cfg = cfg_default(&cb);
     th_host h;
     llsmtp_server *s;
@@ -1768,7 +1768,7 @@ test_wants_read_at_the_final_dot(void **state)
 static void
 test_no_output_pointer_without_a_loan(void **state)
 {
-    llsmtp_callbacks cb;
+    llsmtp_callbacks cb = {0};
     llsmtp_config cfg = cfg_default(&cb);
     size_t sz, lsz, used;
     char *buf;
