@@ -512,9 +512,27 @@ cli_cmd(llsmtp_client *c, const char *a, size_t an, const char *b, size_t bn,
 
 #define CLI_LIT(s) (s), sizeof(s) - 1
 
+/* AUTH is over (235, a refusal) or the session is: the user name and
+ * password are wiped, and so is an AUTH line still queued when the
+ * session dies (written after a FAIL it would only reach a server that
+ * is not listening; kept, it would linger in the host's memory). */
+static void
+cli_forget_secrets(llsmtp_client *c, int dying)
+{
+    llsmtp__wipe(c->auth_user, sizeof c->auth_user);
+    llsmtp__wipe(c->auth_pass, sizeof c->auth_pass);
+    c->auth_user_n = c->auth_pass_n = 0;
+    if (dying && c->secret) {
+        llsmtp__wipe(c->out, c->out_len);
+        c->out_off = c->out_len = 0;
+        c->secret = 0;
+    }
+}
+
 static void
 cli_fail_local(llsmtp_client *c, int code, const char *why, int quit)
 {
+    cli_forget_secrets(c, 1);
     cli_event(c, LLSMTP_CEV_FAIL, code, 1, -1, why, strlen(why));
     if (quit)
         cli_cmd(c, CLI_LIT("QUIT"), NULL, 0, NULL, 0);
@@ -525,6 +543,7 @@ cli_fail_local(llsmtp_client *c, int code, const char *why, int quit)
 static void
 cli_fail_reply(llsmtp_client *c, int code)
 {
+    cli_forget_secrets(c, 1);
     cli_event(c, LLSMTP_CEV_FAIL, code, 0, -1, NULL, 0);
     /* RFC 5321 3.8: after 421 the server closes; otherwise say goodbye */
     if (code != 421)
@@ -575,6 +594,7 @@ cli_protocol(llsmtp_client *c, const char *cmd, int code, const char *why)
         }
     }
     c->text_n = n;
+    cli_forget_secrets(c, 1);
     cli_event(c, LLSMTP_CEV_FAIL, 451, 1, -1, c->text, n);
     c->state = CS_DEAD;
 }
@@ -951,6 +971,7 @@ cli_reply(llsmtp_client *c, int code)
     case CS_AUTH:
         if (code == 235) {
             c->authed = 1;
+            cli_forget_secrets(c, 0); /* one AUTH per session */
             cli_next(c);
         } else if (code == 334) {
             /* RFC 4954 4: the initial response was sent; cancel */

@@ -2545,6 +2545,47 @@ def sessions_reset_while_their_messages_are_stored():
         shutil.rmtree(srv.dir, ignore_errors=True)
 
 
+@case
+def client_that_never_reads_is_cut_after_its_timeout():
+    # A client pipelines commands and never reads: smtpd's replies fill
+    # the socket. At --timeout its 421 cannot be written either; smtpd
+    # must neither spin (a spent deadline left in the poll set made poll
+    # return at once, 100% CPU) nor keep the connection (and its output
+    # buffer) for ever: it is cut a grace period later.
+    srv = Server('--timeout', '1')
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(('127.0.0.1', srv.port))
+        s.setblocking(False)
+        cmd = b'EHLO client.example.test\r\n' * 200
+        t0 = time.time()
+        while time.time() - t0 < 2:
+            try:
+                s.send(cmd)
+            except BlockingIOError:
+                time.sleep(0.05)
+        time.sleep(1.5)  # the timeout passes, its 421 cannot be written
+
+        def cpu():
+            f = open('/proc/%d/stat' % srv.proc.pid).read().rsplit(')', 1)[1].split()
+            return int(f[11]) + int(f[12])
+        a, t1 = cpu(), time.time()
+        time.sleep(3)
+        used = (cpu() - a) / os.sysconf('SC_CLK_TCK') / (time.time() - t1)
+        assert used < 0.3, 'smtpd used %.0f%% of a core on a timed-out session' % (100 * used)
+        # cut within its grace (10 s) after the timeout, the client still
+        # reading nothing (reading would let the 421 out and end it anyway)
+        deadline = time.time() + 20
+        while time.time() < deadline and 'unread' not in open(srv.log.name).read():
+            time.sleep(0.5)
+        text = open(srv.log.name).read()
+        assert 'timeout' in text and 'cut: its last replies unread' in text, text[-1500:]
+    finally:
+        s.close()
+        srv.stop()
+
+
 unknown = ONLY - set(n for n, _ in RESULTS)
 if unknown:
     print('no such case: %s' % ' '.join(sorted(unknown)))

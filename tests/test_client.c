@@ -1903,6 +1903,90 @@ test_client_init_refusals(void **state)
     }
 }
 
+/* The user name and password do not outlive their use: wiped from the
+ * session once AUTH succeeded (LOGIN and PLAIN), once it was refused, and
+ * with a queued AUTH line when the session dies before it was written. */
+static const char *
+cr_find(const void *h, size_t hn, const char *n)
+{
+    size_t k = strlen(n), i;
+    for (i = 0; i + k <= hn; i++)
+        if (memcmp((const char *)h + i, n, k) == 0)
+            return (const char *)h + i;
+    return NULL;
+}
+
+static int
+cr_feed(llsmtp_client *c, const char *str)
+{
+    size_t used, off = 0, len = strlen(str);
+    llsmtp_client_event ev;
+    int last = 0;
+    while (llsmtp_client_feed(c, str + off, len - off, &used, &ev) ==
+           LLSMTP_EVENT) {
+        off += used;
+        last = ev.type;
+    }
+    while (llsmtp_client_next_event(c, &ev) == LLSMTP_EVENT)
+        last = ev.type;
+    return last;
+}
+
+static void
+cr_drain(llsmtp_client *c)
+{
+    llsmtp_client_consume(c, llsmtp_client_output(c).n);
+}
+
+static void
+test_client_credentials_wiped(void **state)
+{
+    static const char *const pw = "Sup3rS3cretPassw0rd";
+    static const char *const b64pw = "U3VwM3JTM2NyZXRQYXNzdzByZA==";
+    llsmtp_client_cfg cfg;
+    llsmtp_client *c;
+    void *mem;
+    size_t sz;
+    int how;
+    (void)state;
+    llsmtp_client_cfg_init(&cfg);
+    cfg.user.p = "alice@example.test";
+    cfg.user.n = strlen(cfg.user.p);
+    cfg.password.p = pw;
+    cfg.password.n = strlen(pw);
+    cfg.flags = LLSMTP_CLI_AUTH_CLEARTEXT;
+    sz = llsmtp_client_size(&cfg);
+    mem = malloc(sz);
+    for (how = 0; how < 4; how++) {
+        c = llsmtp_client_init(mem, sz, &cfg, NULL);
+        assert_non_null(c);
+        cr_feed(c, "220 mx ESMTP\r\n");
+        cr_drain(c);
+        cr_feed(c, how == 1 ? "250-mx\r\n250 AUTH LOGIN\r\n"
+                            : "250-mx\r\n250 AUTH PLAIN LOGIN\r\n");
+        if (how == 3) { /* dies with the AUTH line unwritten */
+            assert_int_equal(cr_feed(c, "421 4.3.2 going away\r\n"),
+                             LLSMTP_CEV_FAIL);
+        } else {
+            cr_drain(c);
+            if (how == 1) {
+                cr_feed(c, "334 VXNlcm5hbWU6\r\n");
+                cr_drain(c);
+                cr_feed(c, "334 UGFzc3dvcmQ6\r\n");
+                cr_drain(c);
+            }
+            assert_int_equal(cr_feed(c, how == 2 ? "535 5.7.8 no\r\n"
+                                                 : "235 2.7.0 ok\r\n"),
+                             how == 2 ? LLSMTP_CEV_FAIL : LLSMTP_CEV_READY);
+        }
+        assert_null(cr_find(mem, sz, pw));
+        assert_null(cr_find(mem, sz, "alice@example.test"));
+        assert_null(cr_find(mem, sz, b64pw));
+        assert_null(cr_find(mem, sz, "AGFsaWNl")); /* PLAIN's base64 */
+    }
+    free(mem);
+}
+
 int
 main(void)
 {
@@ -1931,6 +2015,7 @@ main(void)
         cmocka_unit_test(test_client_body_random_splits),
         cmocka_unit_test(test_client_versioned_structs),
         cmocka_unit_test(test_client_init_refusals),
+        cmocka_unit_test(test_client_credentials_wiped),
     };
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
 }

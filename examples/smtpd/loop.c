@@ -907,6 +907,12 @@ conn_timers(conn *c, time_t now, long long now_ms)
         conn_lend(c); /* without one, closed without its 421 */
         llsmtp_server_timeout_expired(c->s);
         c->closing = 1;
+        c->deadline = 0; /* spent: left in the poll set, poll would spin */
+    }
+    if (c->close_by && now >= c->close_by) {
+        log_held(&c->log, "session=%lu cut: its last replies unread for %ds",
+                 c->sid, CLOSE_GRACE);
+        return -1;
     }
     return 0;
 }
@@ -950,6 +956,8 @@ conn_round(conn *c, short re, time_t now, long long now_ms)
     }
     if (flush_out(c) < 0)
         return 1;
+    if (c->closing && conn_out(c) != 0 && c->close_by == 0)
+        c->close_by = now + CLOSE_GRACE; /* a client that does not read */
     return c->closing && conn_out(c) == 0;
 }
 
@@ -987,6 +995,8 @@ pollset_conn(pollset *ps, conn *c)
     pollset_add(ps, c->fd, ev);
     if (c->deadline && (ps->next == 0 || c->deadline < ps->next))
         ps->next = c->deadline;
+    if (c->close_by && (ps->next == 0 || c->close_by < ps->next))
+        ps->next = c->close_by;
     if (c->awaiting_header &&
         (ps->hdr_next == 0 || c->header_deadline < ps->hdr_next))
         ps->hdr_next = c->header_deadline;

@@ -38,6 +38,9 @@
  * leave in one write. */
 #define LEND_BUF 16384
 #define LEND_SPARES 16
+/* Seconds a closing session's last replies (221, 421) may wait for a
+ * client that does not read them before the connection is cut. */
+#define CLOSE_GRACE 10
 #define MAX_OWN 64           /* own addresses for user@[addr] */
 #define ARG_SHOWN 200        /* octets of a command's argument in the log */
 #define TEXT_SHOWN 300       /* octets of a reply's text in the log */
@@ -197,7 +200,8 @@ struct conn {
     unsigned char hdr_seen[16]; /* the header's first octets: why it */
     size_t hdr_seen_n;          /* was refused, for the log */
     int drained;                /* told the drain's 421 4.3.2 */
-    void *ssl;                  /* SSL * (tls.c), or NULL */
+    time_t close_by; /* closing with replies unread: cut then, or 0 */
+    void *ssl;       /* SSL * (tls.c), or NULL */
 };
 
 /* STARTTLS progress of a connection. */
