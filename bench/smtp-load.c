@@ -268,7 +268,7 @@ main(int argc, char **argv)
     total = 1;
     if (llsmtp_client_cfg_init(&ccfg) != LLSMTP_OK)
         return 1;
-    ccfg.output_size = 65536; /* the body in large writes */
+    ccfg.output_size = 1 << 20; /* the body in large writes */
     ccfg.helo.p = "load.example.test";
     ccfg.helo.n = strlen(ccfg.helo.p);
     for (a = 1; a < argc; a++) {
