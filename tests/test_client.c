@@ -1956,7 +1956,7 @@ test_client_credentials_wiped(void **state)
     cfg.password.n = strlen(pw);
     cfg.flags = LLSMTP_CLI_AUTH_CLEARTEXT;
     sz = llsmtp_client_size(&cfg);
-    mem = malloc(sz);
+    mem = calloc(1, sz); /* scanned whole: no uninitialised octets */
     for (how = 0; how < 4; how++) {
         c = llsmtp_client_init(mem, sz, &cfg, NULL);
         assert_non_null(c);
