@@ -1074,20 +1074,6 @@ static const char cli_why_version[] =
     "abi: not set up with llsmtp_client_cfg_init of a header this library "
     "takes (LLSMTP_E_VERSION)";
 
-/* RFC 5321 4.1.1.1: EHLO's argument is a domain or an address literal;
- * nothing that could end or split the command line. */
-static int
-cli_helo_ok(const char *h, size_t n)
-{
-    uint8_t a[16];
-    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
-        if (n > 7 && llsmtp__ieq(h + 1, "ipv6:", 5))
-            return llsmtp_ipv6_parse(h + 6, n - 7, a) == LLSMTP_OK;
-        return llsmtp_ipv4_parse(h + 1, n - 2, a) == LLSMTP_OK;
-    }
-    return llsmtp_domain_check(h, n, 0) == LLSMTP_OK;
-}
-
 static const char *
 cli_cfg_why(const llsmtp_client_cfg *cfg)
 {
@@ -1097,7 +1083,7 @@ cli_cfg_why(const llsmtp_client_cfg *cfg)
         return cli_why_version;
     if (cfg->helo.p == NULL || cfg->helo.n == 0 || cfg->helo.n > 255)
         return "helo: empty or longer than 255 octets";
-    if (!cli_helo_ok(cfg->helo.p, cfg->helo.n))
+    if (!llsmtp__host_name_ok(cfg->helo.p, cfg->helo.n))
         return "helo: not a domain name or address literal";
     if (cfg->user.n > 255 || cfg->password.n > 255)
         return "user, password: longer than 255 octets";

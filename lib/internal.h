@@ -168,6 +168,11 @@ llsmtp__is_atext(unsigned char c)
  * overlongs, no surrogates, <= U+10FFFF), or 0 if invalid/truncated. */
 LLSMTP_INTERNAL size_t llsmtp__utf8_len(const unsigned char *p, size_t n);
 
+/* A host's own name as it goes into a greeting or an EHLO line (RFC 5321
+ * 4.1.1.1, 2.3.5): a domain or an address literal ("[192.0.2.1]",
+ * "[IPv6:2001:db8::1]"), so nothing that could end or split a line. */
+LLSMTP_INTERNAL int llsmtp__host_name_ok(const char *h, size_t n);
+
 /* A SASL user name or password: non-empty, no NUL, CR or LF. */
 LLSMTP_INTERNAL int llsmtp__sasl_name_ok(const char *p, size_t n);
 

@@ -189,6 +189,18 @@ path_domain(const char *p, size_t n, size_t *i, unsigned opts)
 }
 
 int
+llsmtp__host_name_ok(const char *h, size_t n)
+{
+    uint8_t a[16];
+    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
+        if (n > 7 && llsmtp__ieq(h + 1, "ipv6:", 5))
+            return llsmtp_ipv6_parse(h + 6, n - 7, a) == LLSMTP_OK;
+        return llsmtp_ipv4_parse(h + 1, n - 2, a) == LLSMTP_OK;
+    }
+    return llsmtp_domain_check(h, n, 0) == LLSMTP_OK;
+}
+
+int
 llsmtp_domain_check(const char *p, size_t n, unsigned opts)
 {
     size_t i = 0;

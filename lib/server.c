@@ -103,21 +103,6 @@ static const char SESS_WHY_ABI[] =
 #define SESS_EXT_ALL ((unsigned)LLSMTP_EXT_ETRN * 2u - 1u)
 #define SESS_FLAG_ALL ((unsigned)LLSMTP_CFG_LENT_OUTPUT * 2u - 1u)
 
-/* The hostname goes verbatim into the greeting, EHLO, 221 and 421: a
- * domain (RFC 5321 4.1.2) or an address literal, nothing that could
- * start another reply line. */
-static int
-sess_cfg_hostname_ok(const char *h, size_t n)
-{
-    uint8_t a[16];
-    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
-        if (n > 7 && llsmtp__ieq(h + 1, "ipv6:", 5))
-            return llsmtp_ipv6_parse(h + 6, n - 7, a) == LLSMTP_OK;
-        return llsmtp_ipv4_parse(h + 1, n - 2, a) == LLSMTP_OK;
-    }
-    return llsmtp_domain_check(h, n, 0) == LLSMTP_OK;
-}
-
 /* RFC 4422 3.1: 1-20 characters, upper-case letters, digits, "-", "_"
  * (lower case accepted: names compare case-insensitively). */
 static const char *
@@ -164,7 +149,8 @@ sess_cfg_why(const llsmtp_config *cfg)
     n = strlen(cfg->hostname);
     if (n == 0 || n > 255)
         return "hostname: empty or longer than 255 octets";
-    if (!sess_cfg_hostname_ok(cfg->hostname, n))
+    /* verbatim in the greeting, EHLO, 221 and 421 */
+    if (!llsmtp__host_name_ok(cfg->hostname, n))
         return "hostname: not a domain name or address literal";
     if (cfg->banner != NULL) {
         n = strlen(cfg->banner);
