@@ -1039,11 +1039,8 @@ llsmtp_client_cfg_init_(llsmtp_client_cfg *cfg, unsigned long version,
 {
     if (cfg == NULL)
         return LLSMTP_E_INVAL;
-    /* a struct from a header this library does not take is not touched
-     * past its tag: it may be smaller than ours */
     if (!llsmtp__abi_fits(version, size, CLI_CFG_MIN, sizeof *cfg))
-        return llsmtp__abi_tag(&cfg->abi, version, size, CLI_CFG_MIN,
-                               sizeof *cfg, 0, 0, 0);
+        return llsmtp__abi_refuse(&cfg->abi);
     memset(cfg, 0, size);
     cfg->helo.p = "localhost";
     cfg->helo.n = 9;
@@ -1060,8 +1057,7 @@ llsmtp_client_msg_init_(llsmtp_client_msg *m, unsigned long version,
     if (m == NULL)
         return LLSMTP_E_INVAL;
     if (!llsmtp__abi_fits(version, size, CLI_MSG_MIN, sizeof *m))
-        return llsmtp__abi_tag(&m->abi, version, size, CLI_MSG_MIN, sizeof *m,
-                               0, 0, 0);
+        return llsmtp__abi_refuse(&m->abi);
     memset(m, 0, size);
     return llsmtp__abi_tag(&m->abi, version, size, CLI_MSG_MIN, sizeof *m, 0,
                            0, 0);

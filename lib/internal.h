@@ -49,6 +49,16 @@ llsmtp__abi_fits(unsigned long version, size_t size, size_t min, size_t own)
            version <= LLSMTP_VERSION_NUM && size >= min && size <= own;
 }
 
+/* An init refusing a struct (from a header this library does not take):
+ * only its tag is written, zeroed (the struct may be smaller than ours),
+ * and every function refuses it. */
+static inline int
+llsmtp__abi_refuse(llsmtp_abi *a)
+{
+    memset(a, 0, sizeof *a);
+    return LLSMTP_E_VERSION;
+}
+
 /* Tags a struct at its init (aux: llsmtp_config's callback table, else
  * all 0): LLSMTP_OK, or LLSMTP_E_VERSION and a zero tag, which every
  * function refuses. */
@@ -57,10 +67,8 @@ llsmtp__abi_tag(llsmtp_abi *a, unsigned long version, size_t size, size_t min,
                 size_t own, size_t aux, size_t aux_min, size_t aux_own)
 {
     if (!llsmtp__abi_fits(version, size, min, own) ||
-        !llsmtp__abi_fits(version, aux, aux_min, aux_own)) {
-        memset(a, 0, sizeof *a);
-        return LLSMTP_E_VERSION;
-    }
+        !llsmtp__abi_fits(version, aux, aux_min, aux_own))
+        return llsmtp__abi_refuse(a);
     a->version = (uint32_t)version;
     a->size = (uint32_t)size;
     a->aux_size = (uint32_t)aux;

@@ -200,8 +200,9 @@ llsmtp_mx_opts_init_(llsmtp_mx_opts *o, unsigned long version, size_t size)
 {
     if (o == NULL)
         return LLSMTP_E_INVAL;
-    if (llsmtp__abi_fits(version, size, MX_OPTS_MIN, sizeof *o))
-        memset(o, 0, size);
+    if (!llsmtp__abi_fits(version, size, MX_OPTS_MIN, sizeof *o))
+        return llsmtp__abi_refuse(&o->abi);
+    memset(o, 0, size);
     return llsmtp__abi_tag(&o->abi, version, size, MX_OPTS_MIN, sizeof *o, 0,
                            0, 0);
 }

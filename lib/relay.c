@@ -104,11 +104,8 @@ llsmtp_relay_policy_init_(llsmtp_relay_policy *p, unsigned long version,
 {
     if (p == NULL)
         return LLSMTP_E_INVAL;
-    /* a struct from a header this library does not take is not touched
-     * past its tag: it may be smaller than ours */
     if (!llsmtp__abi_fits(version, size, RELAY_MIN, sizeof *p))
-        return llsmtp__abi_tag(&p->abi, version, size, RELAY_MIN, sizeof *p, 0,
-                               0, 0);
+        return llsmtp__abi_refuse(&p->abi);
     memset(p, 0, size);
     p->auth_may_relay = 1;
     p->trusted_may_relay = 1;

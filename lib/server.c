@@ -58,24 +58,15 @@ typedef struct sess_align_probe {
 #define SESS_CFG_MIN LLSMTP__END(llsmtp_config, max_auth_line)
 #define SESS_CB_MIN LLSMTP__END(llsmtp_callbacks, on_cancel)
 
-static int
-sess_cfg_tag(llsmtp_config *cfg, unsigned long version, size_t size,
-             size_t cb_size)
-{
-    return llsmtp__abi_tag(&cfg->abi, version, size, SESS_CFG_MIN, sizeof *cfg,
-                           cb_size, SESS_CB_MIN, sizeof(llsmtp_callbacks));
-}
-
 int
 llsmtp_config_init_(llsmtp_config *cfg, unsigned long version, size_t cfg_size,
                     size_t callbacks_size)
 {
     if (cfg == NULL)
         return LLSMTP_E_INVAL;
-    /* a struct from a header this library does not take is not touched
-     * past its tag; one from an older 1.x header is smaller than ours */
+    /* one from an older 1.x header is smaller than ours */
     if (!llsmtp__abi_fits(version, cfg_size, SESS_CFG_MIN, sizeof *cfg))
-        return sess_cfg_tag(cfg, version, cfg_size, callbacks_size);
+        return llsmtp__abi_refuse(&cfg->abi);
     memset(cfg, 0, cfg_size);
     cfg->hostname = "localhost";
     cfg->banner = "llsmtp";
@@ -90,7 +81,9 @@ llsmtp_config_init_(llsmtp_config *cfg, unsigned long version, size_t cfg_size,
     cfg->auth_mechanisms = "PLAIN LOGIN";
     cfg->max_auth_failures = 3;
     cfg->max_auth_line = 12288; /* RFC 4954 4 */
-    return sess_cfg_tag(cfg, version, cfg_size, callbacks_size);
+    return llsmtp__abi_tag(&cfg->abi, version, cfg_size, SESS_CFG_MIN,
+                           sizeof *cfg, callbacks_size, SESS_CB_MIN,
+                           sizeof(llsmtp_callbacks));
 }
 
 /* A configuration not made by llsmtp_config_init of a header this library
