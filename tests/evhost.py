@@ -14,7 +14,7 @@
 import os, re, shutil, signal, smtplib, socket, ssl, subprocess, sys, tempfile, threading, time
 
 from ports import free_port
-from skips import Skip, closing_line
+from skips import Skip, closing_line, run_case
 
 EVHOST = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/evhost'
 ONLY = set(sys.argv[2:]) | set(os.environ.get('LLSMTP_IT_CASES', '').split())
@@ -164,22 +164,7 @@ class Raw:
 
 
 def case(fn):
-    name = fn.__name__
-    if ONLY and name not in ONLY:
-        return fn
-    try:
-        fn()
-        RESULTS.append((name, None))
-        print('ok   %s' % name)
-    except Skip as e:
-        RESULTS.append((name, e))
-        print('skip %s: %s' % (name, e))
-    except Exception as e:  # report and go on
-        import traceback
-        RESULTS.append((name, e))
-        print('FAIL %s: %r' % (name, e))
-        traceback.print_exc()
-    return fn
+    return run_case(fn, ONLY, RESULTS)
 
 
 @case

@@ -11,7 +11,7 @@ import os, resource, shutil, signal, smtplib, socket, ssl, subprocess, sys, temp
 from email.message import EmailMessage
 
 from ports import free_port, free_udp_port
-from skips import Skip, require_tls, closing_line
+from skips import Skip, require_tls, closing_line, run_case
 
 SMTPD = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd'
 ONLY = set(sys.argv[2:]) | set(os.environ.get('LLSMTP_IT_CASES', '').split())
@@ -130,22 +130,7 @@ def wait_log(srv, text, timeout=10, count=1):
 
 
 def case(fn):
-    name = fn.__name__
-    if ONLY and name not in ONLY:
-        return fn
-    try:
-        fn()
-        RESULTS.append((name, None))
-        print('ok   %s' % name)
-    except Skip as e:
-        RESULTS.append((name, e))
-        print('skip %s: %s' % (name, e))
-    except Exception as e:  # report and go on
-        import traceback
-        RESULTS.append((name, e))
-        print('FAIL %s: %r' % (name, e))
-        traceback.print_exc()
-    return fn
+    return run_case(fn, ONLY, RESULTS)
 
 
 @case

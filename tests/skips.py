@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
 #
-# skips.py - a case that cannot run on this build says so instead of
-# failing: today, the TLS cases when smtpd was built without OpenSSL
-# (no libssl-dev), and tests/haproxy.py's when haproxy is not installed. CI sets LLSMTP_NO_SKIPS=1, so a skip there is a failure:
-# the native run must exercise every case.
-import os, subprocess
+# skips.py - what the Python suites share: a case that cannot run on
+# this build says so instead of failing (today, the TLS cases when smtpd
+# was built without OpenSSL (no libssl-dev), and tests/haproxy.py's when
+# haproxy is not installed; CI sets LLSMTP_NO_SKIPS=1, so a skip there is
+# a failure: the native run must exercise every case), and the runner
+# that reports each case and the suite's closing line.
+import os, subprocess, traceback
 
 
 class Skip(Exception):
@@ -22,6 +24,29 @@ def require_tls(smtpd):
         _tls[smtpd] = ' tls ' in out and not out.rstrip().endswith(' tls none')
     if not _tls[smtpd]:
         raise Skip('smtpd was built without OpenSSL (install libssl-dev and rebuild)')
+
+
+def run_case(fn, only, results, before=None):
+    """Runs the case fn unless `only` names others: prints ok, skip or
+    FAIL (with the traceback) and goes on; before() runs first, inside
+    the case (it may raise Skip)."""
+    name = fn.__name__
+    if only and name not in only:
+        return fn
+    try:
+        if before is not None:
+            before()
+        fn()
+        results.append((name, None))
+        print('ok   %s' % name)
+    except Skip as e:
+        results.append((name, e))
+        print('skip %s: %s' % (name, e))
+    except Exception as e:  # report and go on
+        results.append((name, e))
+        print('FAIL %s: %r' % (name, e))
+        traceback.print_exc()
+    return fn
 
 
 def closing_line(results):
