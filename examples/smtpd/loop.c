@@ -327,6 +327,7 @@ conn_free(conn *c)
         while ((o = llsmtp_server_output(c->s)).n != 0)
             (void)llsmtp_server_consume(c->s, o.n);
         conn_reclaim(c);
+        free(c->loan); /* NULL once taken back; the session goes too */
     }
     if (c->etrn_fd >= 0) {
         close(c->etrn_fd); /* the child's next write fails: it ends */
@@ -384,15 +385,18 @@ int
 conn_lend(conn *c)
 {
     smtpd *d = c->d;
-    char *b = d->nspare > 0 ? d->spare[--d->nspare]
-                            : (char *)malloc(d->lend_cap);
-    int rc;
+    char *b;
+    if (c->loan != NULL)
+        return 0; /* it holds one: replies are waiting */
+    b = d->nspare > 0 ? d->spare[--d->nspare] : (char *)malloc(d->lend_cap);
     if (b == NULL)
         return -1;
-    rc = llsmtp_server_lend(c->s, b, d->lend_cap);
-    if (rc != LLSMTP_OK)
-        d->spare[d->nspare++] = b; /* it holds one already */
-    return rc == LLSMTP_OK || rc == LLSMTP_E_STATE ? 0 : -1;
+    if (llsmtp_server_lend(c->s, b, d->lend_cap) != LLSMTP_OK) {
+        d->spare[d->nspare++] = b;
+        return -1;
+    }
+    c->loan = b;
+    return 0;
 }
 
 /* Every byte written: the buffer goes back to the spares. */
@@ -400,8 +404,11 @@ static void
 conn_reclaim(conn *c)
 {
     smtpd *d = c->d;
-    char *b = llsmtp_server_reclaim(c->s);
-    if (b != NULL && d->nspare < LEND_SPARES)
+    char *b = c->loan != NULL ? llsmtp_server_reclaim(c->s) : NULL;
+    if (b == NULL)
+        return; /* nothing lent, or replies still waiting */
+    c->loan = NULL;
+    if (d->nspare < LEND_SPARES)
         d->spare[d->nspare++] = b;
     else
         free(b);

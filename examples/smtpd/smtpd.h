@@ -201,6 +201,7 @@ struct conn {
     size_t hdr_seen_n;          /* was refused, for the log */
     int drained;                /* told the drain's 421 4.3.2 */
     time_t close_by; /* closing with replies unread: cut then, or 0 */
+    char *loan;      /* the output buffer lent to the session, or NULL */
     void *ssl;       /* SSL * (tls.c), or NULL */
 };
 
