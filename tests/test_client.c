@@ -1545,37 +1545,31 @@ test_client_wants_session(void **state)
  * ENHANCEDSTATUSCODES and only when its class is the reply's; the text
  * is what follows it and its space. Without the extension nothing is
  * taken from the text. */
+/* The replies to MAIL, nine RCPTs and DATA, the same with and without
+ * ENHANCEDSTATUSCODES offered. */
+#define EC_REPLIES                                                            \
+    "250 2.1.0 sender ok\r\n"                                                 \
+    "250 2.1.5 ok\r\n"                                                        \
+    "550 4.1.1 class mismatch\r\n"                                            \
+    "250 no code\r\n"                                                         \
+    "250 2.1.5\r\n"                                                           \
+    "550 5.1.10 three digits\r\n"                                             \
+    "550 5.1.1000 four digits\r\n"                                            \
+    "250 2.1.5x glued\r\n"                                                    \
+    "451 4.3.0  two spaces\r\n"                                               \
+    "550 5..1 empty subject\r\n"                                              \
+    "554 5.5.1 no valid recipients\r\n"
+
 static void
 test_client_enhanced_codes(void **state)
 {
     static const char *const with[] = {
         "220 s\r\n", "250-s\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n",
-        "250 2.1.0 sender ok\r\n"
-        "250 2.1.5 ok\r\n"
-        "550 4.1.1 class mismatch\r\n"
-        "250 no code\r\n"
-        "250 2.1.5\r\n"
-        "550 5.1.10 three digits\r\n"
-        "550 5.1.1000 four digits\r\n"
-        "250 2.1.5x glued\r\n"
-        "451 4.3.0  two spaces\r\n"
-        "550 5..1 empty subject\r\n"
-        "554 5.5.1 no valid recipients\r\n",
-        "221 2.0.0 bye\r\n", NULL};
+        EC_REPLIES, "221 2.0.0 bye\r\n", NULL};
     static const char *const without[] = {"220 s\r\n",
                                           "250-s\r\n250 PIPELINING\r\n",
-                                          "250 2.1.0 sender ok\r\n"
-                                          "250 2.1.5 ok\r\n"
-                                          "550 4.1.1 class mismatch\r\n"
-                                          "250 no code\r\n"
-                                          "250 2.1.5\r\n"
-                                          "550 5.1.10 three digits\r\n"
-                                          "550 5.1.1000 four digits\r\n"
-                                          "250 2.1.5x glued\r\n"
-                                          "451 4.3.0  two spaces\r\n"
-                                          "550 5..1 empty subject\r\n"
-                                          "554 5.5.1 no valid recipients\r\n",
-                                          "221 2.0.0 bye\r\n", NULL};
+                                          EC_REPLIES, "221 2.0.0 bye\r\n",
+                                          NULL};
     static const char *const names[9] = {"a@s", "b@s", "c@s", "d@s", "e@s",
                                          "f@s", "g@s", "h@s", "i@s"};
     llsmtp_span to[9];
