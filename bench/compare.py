@@ -267,8 +267,12 @@ SCENARIOS = [
     ('c  20 x 2,000 x 50 rcpt, no pipelining', 'smtp-load', 20, 2000, 1024, 50, ['--no-pipelining'], 'msg', FAST),
     ('d  5,000, one per connection', 'smtp-load', 20, 5000, 1024, 1, ['--one-per-conn'], 'msg', FAST),
     # durability: smtpd's real spool (group commit: each 250 after its
-    # batch's fdatasyncs and directory fsync) against Postfix (each queue
-    # file fsync'ed by cleanup before its 250); one message per connection
+    # batch's flush, one syncfs, and its directory fsync) against Postfix
+    # (each queue file fsync'ed by cleanup before its 250); one message
+    # per connection. With one session every message is a lonely one
+    # (flushed at once by its own fdatasyncs): msg/s is 1 / its latency.
+    ('e  1 session x 300 x 1 KB, one per connection, durable', 'smtp-load', 1, 300, 1024, 1,
+     ['--one-per-conn'], 'msg', DURABLE),
     ('e  20 sessions x 2,000 x 1 KB, one per connection, durable', 'smtp-load', 20, 2000, 1024, 1,
      ['--one-per-conn'], 'msg', DURABLE),
     ('e  100 sessions x 3,000 x 1 KB, one per connection, durable', 'smtp-load', 100, 3000, 1024, 1,
@@ -297,11 +301,11 @@ def throughput_table(servers):
 
 
 def flush_calls(sv, sessions=20, m=1000):
-    """fsync, fdatasync and sync_file_range calls per message: one extra,
+    """fsync, fdatasync, syncfs and sync_file_range calls per message: one extra,
     untimed run with strace -c -f attached to the server's processes."""
     sv.clean()
     out = os.path.join(TMP, 'strace-%s.txt' % sv.name)
-    args = ['strace', '-c', '-f', '-o', out, '-e', 'trace=fsync,fdatasync,sync_file_range']
+    args = ['strace', '-c', '-f', '-o', out, '-e', 'trace=fsync,fdatasync,syncfs,sync_file_range']
     for p in sv.pids():
         args += ['-p', str(p)]
     st = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -311,7 +315,7 @@ def flush_calls(sv, sessions=20, m=1000):
     time.sleep(0.5)
     st.send_signal(signal.SIGINT)
     st.wait(timeout=30)
-    calls = {'fsync': 0, 'fdatasync': 0, 'sync_file_range': 0}
+    calls = {'fsync': 0, 'fdatasync': 0, 'syncfs': 0, 'sync_file_range': 0}
     for line in open(out):
         f = line.split()
         if len(f) >= 5 and f[-1] in calls:
@@ -407,11 +411,12 @@ def main():
         print('# loader %s: %.3f CPU s for %d messages (%.0f msg per CPU second)' % (label, l, row[3], row[3] / l))
     if flushes:
         print()
-        print('| durable, 1,000 x 1 KB, 20 sessions, one per connection, under strace | fsync per msg | fdatasync per msg | sync_file_range per msg |')
-        print('|---|---|---|---|')
+        print('| durable, 1,000 x 1 KB, 20 sessions, one per connection, under strace | fsync per msg | fdatasync per msg | syncfs per msg | sync_file_range per msg |')
+        print('|---|---|---|---|---|')
         for name in DURABLE:
             f = flushes[name]
-            print('| %s | %.2f | %.2f | %.2f |' % (name, f['fsync'], f['fdatasync'], f['sync_file_range']))
+            print('| %s | %.2f | %.2f | %.2f | %.2f |' % (name, f['fsync'], f['fdatasync'], f['syncfs'],
+                                                    f['sync_file_range']))
     if ONLY and 'm' not in ONLY:
         print('\n# whole run: %.0f s' % (time.monotonic() - t0))
         shutil.rmtree(TMP, ignore_errors=True)

@@ -2438,6 +2438,75 @@ def killed_between_a_batchs_writes_and_its_flush():
         shutil.rmtree(srv.dir, ignore_errors=True)
 
 
+def a_failed_flush_fails_its_whole_batch(*mode):
+    # LLSMTP_TEST_FLUSH_FAIL (test only, commit.h): the flush of the first
+    # batch of at least 3 messages fails, as a disk's write error would.
+    # Every session of that batch hears 451 4.3.0, none of its messages
+    # is visible to a reader (nor left under DIR/tmp), and the server goes
+    # on storing the next ones.
+    env = dict(os.environ, LLSMTP_TEST_FLUSH_FAIL='3')
+    srv = Server('--relay-domain', 'relay.test', *mode, env=env)
+    acked, refused, lock = [], {}, threading.Lock()
+    stop = threading.Event()
+
+    def sender(k):
+        rcpt = 'r@relay.test' if k % 2 else 'b@example.test'
+        with smtplib.SMTP('127.0.0.1', srv.port, timeout=20) as c:
+            for i in range(1000):
+                if stop.is_set():
+                    return
+                mid = 'm%d-%d' % (k, i)
+                body = 'Message-ID: <%s@test>\r\n\r\n' % mid + ('line\r\n' * 100) + 'END %s\r\n' % mid
+                try:
+                    c.sendmail('a@example.org', [rcpt], body)
+                    with lock:
+                        acked.append(mid)
+                except smtplib.SMTPDataError as e:
+                    with lock:
+                        refused[mid] = (e.smtp_code, e.smtp_error)
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(30)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with lock:
+            if refused and len(acked) > 100:
+                break
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    try:
+        assert len(refused) >= 3, (len(refused), len(acked))
+        for mid, (code, text) in refused.items():
+            assert code == 451 and text.startswith(b'4.3.0 '), (mid, code, text)
+        assert len(acked) > 100, len(acked)
+        stored = spool_after_crash(srv, acked)
+        for mid in refused:
+            assert mid not in stored, 'refused, yet stored: %s' % mid
+    finally:
+        srv.stop(remove=False)
+    try:
+        log = open(srv.log.name).read()
+        assert log.count('queue write failed: Input/output error') == len(refused), log[-2000:]
+        # what the failed batch wrote under DIR/tmp is gone with it
+        left = os.listdir(os.path.join(srv.spool, 'tmp'))
+        assert left == [], left
+    finally:
+        shutil.rmtree(srv.dir, ignore_errors=True)
+
+
+@case
+def a_failed_flush_fails_its_whole_batch_syncfs():
+    # a batch of several messages is flushed by one syncfs (commit.c)
+    a_failed_flush_fails_its_whole_batch()
+
+
+@case
+def a_failed_flush_fails_its_whole_batch_each_file():
+    a_failed_flush_fails_its_whole_batch('--flush-each-file')
+
+
 @case
 def stale_files_under_tmp_are_removed_at_start_up():
     # What a crash left under DIR/tmp (files being written, never an

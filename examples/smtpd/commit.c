@@ -11,7 +11,7 @@
  * a lock they hold but the mutexes below, which no child uses.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* sync_file_range */
+#define _GNU_SOURCE /* sync_file_range, syncfs */
 #endif
 #include "commit.h"
 #include "queue.h"
@@ -44,14 +44,30 @@ typedef struct job_priv {
 #define FLUSHERS 8
 #define FLUSH_MAX 256 /* files handed out at a time */
 
+/* A batch of more than one message is made durable by one syncfs() of
+ * the spool's file system instead (Linux 5.8 and later report its write
+ * errors): one pass over the dirty inodes and one cache flush for the
+ * whole batch, where each fdatasync of a new file writes its inode, its
+ * directory's (ext4 without a journal: DIR/tmp's blocks once per file,
+ * every flush waiting on the same buffer) and flushes the disk's cache.
+ * Measured by bench/compare.sh (scenario e): see README "Performance".
+ * Its price is that it also writes whatever else is dirty on that file
+ * system, hence --flush-each-file. A lonely message keeps its own
+ * fdatasyncs: no other writer's data ever delays it. */
+#if defined(__linux__)
+#define HAVE_SYNCFS 1
+#endif
+
 /* The storage thread and its helpers: everything they share with the
  * poll loop, one per commit_open. */
 struct committer {
     char spool[4096];
     int no_fsync, kill_at;
+    int each_file;      /* --flush-each-file: never syncfs */
     int fsync_delay_ms; /* LLSMTP_TEST_DIR_FSYNC_DELAY_MS */
+    int fail_at;        /* LLSMTP_TEST_FLUSH_FAIL */
     int pipe_r, pipe_w; /* jobs handed back: the poll loop's wake-up */
-    int dir_fd, qdir_fd;
+    int dir_fd, qdir_fd, tmp_fd;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -246,13 +262,89 @@ flush_files(committer *cm, const int *fds, int *errs, size_t n)
     }
 }
 
+/* Fails every job of the batch still going with err. */
+static void
+fail_batch(committer *cm, commit_job *batch, int err)
+{
+    commit_job *j;
+    for (j = batch; j != NULL; j = j->next)
+        if (j->err == 0)
+            fail(cm, (job_priv *)j, err);
+}
+
+/* Every file of the batch on stable storage, each by its own fdatasync,
+ * side by side (see FLUSHERS). */
+static void
+flush_each(committer *cm, commit_job *batch)
+{
+    int *fds = cm->fds, *errs = cm->errs, i;
+    commit_job *from = batch, *j;
+#ifdef SYNC_FILE_RANGE_WRITE
+    /* Start the writeback of every file before waiting for any: the
+     * first fdatasync then commits the file system's journal for the
+     * whole batch, and the others find their data on the disk already
+     * (ext4: 2 journal commits per message become about 1 per batch). */
+    for (j = batch; j != NULL; j = j->next) {
+        job_priv *p = (job_priv *)j;
+        if (j->err == 0)
+            for (i = 0; i < F_N; i++)
+                if (p->fd[i] >= 0)
+                    sync_file_range(p->fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
+#endif
+    while (from != NULL) {
+        size_t nf = 0, k = 0;
+        commit_job *to;
+        /* as many jobs as fit (F_N files each at most) */
+        for (to = from; to != NULL && nf + F_N <= FLUSH_MAX; to = to->next) {
+            job_priv *p = (job_priv *)to;
+            if (to->err == 0)
+                for (i = 0; i < F_N; i++)
+                    if (p->fd[i] >= 0)
+                        fds[nf++] = p->fd[i];
+        }
+        flush_files(cm, fds, errs, nf);
+        for (j = from; j != to; j = j->next) {
+            job_priv *p = (job_priv *)j;
+            if (j->err == 0)
+                for (i = 0; i < F_N; i++)
+                    if (p->fd[i] >= 0 && errs[k++] != 0 && j->err == 0)
+                        fail(cm, p, errs[k - 1]);
+        }
+        from = to;
+    }
+}
+
+/* Every file of a batch of n messages on stable storage. */
+static void
+flush_batch(committer *cm, commit_job *batch, size_t n)
+{
+    if (cm->no_fsync || n == 0)
+        return;
+    if (cm->fail_at > 0 && n >= (size_t)cm->fail_at) {
+        /* tests only (commit.h): the flush fails, as on a write error */
+        cm->fail_at = 0;
+        fail_batch(cm, batch, EIO);
+        return;
+    }
+#ifdef HAVE_SYNCFS
+    if (!cm->each_file && n > 1) {
+        /* every file is under DIR/tmp: one file system */
+        if (syncfs(cm->tmp_fd) != 0)
+            fail_batch(cm, batch, errno ? errno : EIO);
+        return;
+    }
+#endif
+    flush_each(cm, batch);
+}
+
 /* One batch, start to end. */
 static void
 commit_batch(committer *cm, commit_job *batch)
 {
     commit_job *j;
     size_t n = 0;
-    int any_local = 0, any_relay = 0, i;
+    int any_local = 0, any_relay = 0;
     /* 1. the message's last buffer, the envelopes: written, not flushed */
     for (j = batch; j != NULL; j = j->next) {
         job_priv *p = (job_priv *)j;
@@ -292,47 +384,8 @@ commit_batch(committer *cm, commit_job *batch)
         }
         kill(getpid(), SIGKILL);
     }
-#ifdef SYNC_FILE_RANGE_WRITE
-    /* Start the writeback of every file before waiting for any: the
-     * first fdatasync then commits the file system's journal for the
-     * whole batch, and the others find their data on the disk already
-     * (ext4: 2 journal commits per message become about 1 per batch). */
-    if (!cm->no_fsync)
-        for (j = batch; j != NULL; j = j->next) {
-            job_priv *p = (job_priv *)j;
-            if (j->err == 0)
-                for (i = 0; i < F_N; i++)
-                    if (p->fd[i] >= 0)
-                        sync_file_range(p->fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
-        }
-#endif
-    /* 2. every file on stable storage, the flushes side by side */
-    if (!cm->no_fsync) {
-        int *fds = cm->fds, *errs = cm->errs;
-        commit_job *from = batch;
-        while (from != NULL) {
-            size_t nf = 0, k = 0;
-            commit_job *to;
-            /* as many jobs as fit (F_N files each at most) */
-            for (to = from; to != NULL && nf + F_N <= FLUSH_MAX;
-                 to = to->next) {
-                job_priv *p = (job_priv *)to;
-                if (to->err == 0)
-                    for (i = 0; i < F_N; i++)
-                        if (p->fd[i] >= 0)
-                            fds[nf++] = p->fd[i];
-            }
-            flush_files(cm, fds, errs, nf);
-            for (j = from; j != to; j = j->next) {
-                job_priv *p = (job_priv *)j;
-                if (j->err == 0)
-                    for (i = 0; i < F_N; i++)
-                        if (p->fd[i] >= 0 && errs[k++] != 0 && j->err == 0)
-                            fail(cm, p, errs[k - 1]);
-            }
-            from = to;
-        }
-    }
+    /* 2. every file on stable storage */
+    flush_batch(cm, batch, n);
     /* 3. the names readers look for, only now */
     for (j = batch; j != NULL; j = j->next) {
         job_priv *p = (job_priv *)j;
@@ -435,6 +488,8 @@ commit_unopen(committer *cm)
         close(cm->dir_fd);
     if (cm->qdir_fd >= 0)
         close(cm->qdir_fd);
+    if (cm->tmp_fd >= 0)
+        close(cm->tmp_fd);
     if (cm->pipe_r >= 0) {
         close(cm->pipe_r);
         close(cm->pipe_w);
@@ -450,7 +505,7 @@ commit_unopen(committer *cm)
 }
 
 committer *
-commit_open(const char *dir, int nofsync)
+commit_open(const char *dir, int nofsync, int each_file)
 {
     char path[4200];
     const char *k = getenv("LLSMTP_TEST_KILL_BEFORE_FLUSH");
@@ -459,7 +514,7 @@ commit_open(const char *dir, int nofsync)
     committer *cm = (committer *)calloc(1, sizeof *cm);
     if (cm == NULL)
         return NULL;
-    cm->pipe_r = cm->pipe_w = cm->dir_fd = cm->qdir_fd = -1;
+    cm->pipe_r = cm->pipe_w = cm->dir_fd = cm->qdir_fd = cm->tmp_fd = -1;
     cm->waiting_tail = &cm->waiting;
     cm->done_tail = &cm->done;
     pthread_mutex_init(&cm->mu, NULL);
@@ -470,12 +525,17 @@ commit_open(const char *dir, int nofsync)
     snprintf(cm->spool, sizeof cm->spool, "%s", dir);
     cm->no_fsync = nofsync;
     cm->kill_at = k != NULL ? atoi(k) : 0;
+    k = getenv("LLSMTP_TEST_FLUSH_FAIL");
+    cm->fail_at = k != NULL ? atoi(k) : 0;
+    cm->each_file = each_file;
     k = getenv("LLSMTP_TEST_DIR_FSYNC_DELAY_MS");
     cm->fsync_delay_ms = k != NULL ? atoi(k) : 0;
     snprintf(path, sizeof path, "%s/queue", dir);
     cm->dir_fd = open(dir, O_RDONLY);
     cm->qdir_fd = open(path, O_RDONLY);
-    if (cm->dir_fd < 0 || cm->qdir_fd < 0 || pipe(p) != 0)
+    snprintf(path, sizeof path, "%s/tmp", dir);
+    cm->tmp_fd = open(path, O_RDONLY);
+    if (cm->dir_fd < 0 || cm->qdir_fd < 0 || cm->tmp_fd < 0 || pipe(p) != 0)
         return commit_unopen(cm);
     cm->pipe_r = p[0];
     cm->pipe_w = p[1];
@@ -590,6 +650,7 @@ commit_close(committer *cm)
     close(cm->pipe_w);
     close(cm->dir_fd);
     close(cm->qdir_fd);
+    close(cm->tmp_fd);
     pthread_mutex_destroy(&cm->mu);
     pthread_cond_destroy(&cm->cv);
     pthread_mutex_destroy(&cm->fmu);

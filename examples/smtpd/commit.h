@@ -8,8 +8,10 @@
  * not yet flushed), or the message in memory, and the text of its
  * envelopes. The thread takes every
  * job waiting (a batch: no timer, a lonely message goes at once), writes
- * the envelopes under DIR/tmp, flushes every file of the batch
- * (fdatasync, side by side with 7 helper threads), links the files into DIR (local recipients: .env first)
+ * the envelopes under DIR/tmp, flushes every file of the batch (a batch
+ * of several messages by one syncfs of the spool's file system; a lonely
+ * message, or any with each_file, by fdatasync, side by side with 7
+ * helper threads), links the files into DIR (local recipients: .env first)
  * and DIR/queue (relayed ones: .eml first), fsyncs each directory once
  * for the whole batch, and only then hands the jobs back (a byte on the
  * pipe commit_fd() returns). So no final name ever points at a file that
@@ -39,15 +41,18 @@ typedef struct commit_job {
 } commit_job;
 
 /* Starts the storage thread for spool (DIR), whose tmp/ and queue/
- * exist. Returns it, or NULL (errno). The environment variable
+ * exist; each_file: never syncfs (smtpd's --flush-each-file). Returns
+ * it, or NULL (errno). The environment variable
  * LLSMTP_TEST_KILL_BEFORE_FLUSH=N (tests only: tests/integration.py)
  * makes the server kill itself with SIGKILL after writing the first batch
  * of at least N messages and before flushing it, having first written
  * "commit: killed before the flush of a batch of K" to standard error.
  * LLSMTP_TEST_DIR_FSYNC_DELAY_MS=N (tests only) waits N ms after a
  * batch's files have their final names and before the directories are
- * flushed: a slow disk, so tests can see what happens in that window. */
-committer *commit_open(const char *spool, int no_fsync);
+ * flushed: a slow disk, so tests can see what happens in that window.
+ * LLSMTP_TEST_FLUSH_FAIL=N (tests only) fails the flush of the first
+ * batch of at least N messages with EIO, as a disk's write error would. */
+committer *commit_open(const char *spool, int no_fsync, int each_file);
 /* The descriptor to poll for POLLIN: jobs are done. -1 when cm is NULL
  * (not open). */
 int commit_fd(const committer *cm);

@@ -109,6 +109,13 @@ usage(FILE *f)
         "DATA)\n"
         "  --no-fsync             skip fsync (benchmarks only; UNSAFE: "
         "acknowledged mail may be lost)\n"
+        "  --flush-each-file      make each message durable by its files' "
+        "own fdatasync,\n"
+        "                         never by one syncfs of the spool's file "
+        "system for a\n"
+        "                         batch (for a spool that shares its file "
+        "system with\n"
+        "                         busy writers)\n"
         "  --verbose              one log line per command and reply\n"
         "  --log-health-checks yes|no  no: a PROXY LOCAL/UNKNOWN session "
         "(a balancer's\n"
@@ -493,6 +500,8 @@ opt_limits(options *o, const char *a, const char *v)
         return o->discard = 1;
     else if (IS("--no-fsync"))
         return o->no_fsync = 1;
+    else if (IS("--flush-each-file"))
+        return o->flush_each_file = 1;
     else if (IS("--verbose"))
         return o->verbose = 1;
     else if (IS("--log-health-checks")) {

@@ -105,7 +105,7 @@ spool_open(smtpd *d)
         log_say("cannot create %s/queue: %s", o->spool, strerror(errno));
         return 1;
     }
-    d->commit = commit_open(o->spool, o->no_fsync);
+    d->commit = commit_open(o->spool, o->no_fsync, o->flush_each_file);
     if (d->commit == NULL) {
         log_say("cannot start the storage thread: %s", strerror(errno));
         return 1;
