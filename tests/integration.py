@@ -1212,6 +1212,36 @@ def drain_cuts_what_outlives_the_grace():
 
 
 @case
+def a_second_sigterm_ends_the_drain_at_once():
+    # the operator who sends SIGTERM again (or presses ^C twice) does not
+    # wait out --drain-timeout: what is still open is cut with the 421
+    srv = Server('--drain-timeout', '600')
+    try:
+        slow, fs = raw(srv.port)
+        reply(fs)
+        slow.sendall(b'EHLO s\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n'
+                     b'DATA\r\n')
+        assert [reply(fs)[0] for _ in range(4)] == [250, 250, 250, 354]
+        slow.sendall(b'Subject: never ends\r\n\r\n')
+        assert wait_log(srv, 'rcpt=<b@example.test>')
+        srv.proc.send_signal(signal.SIGTERM)
+        assert wait_log(srv, 'stopping: draining 1 sessions')
+        time.sleep(0.3)
+        assert srv.proc.poll() is None  # still draining: the message may end
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=10) == 0
+        assert reply(fs) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
+        log = open(srv.log.name).read()
+        assert 'stopping: a second signal: the drain ends now' in log, log[-1000:]
+        assert 'stopping: 0 sessions drained, 1 cut' in log, log[-1000:]
+        assert srv.messages() == [] and os.listdir(os.path.join(srv.spool, 'tmp')) == []
+        fs.close()
+        slow.close()
+    finally:
+        srv.stop()
+
+
+@case
 def drain_under_load_loses_no_acknowledged_message():
     # 8 senders in a loop, SIGTERM among them: every acknowledged message
     # is stored, every session ends at a boundary (none is cut), exit 0

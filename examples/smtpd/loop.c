@@ -33,7 +33,8 @@ on_signal(int sig)
 {
     int e = errno;
     (void)sig;
-    stop_flag = 1;
+    if (stop_flag < 2)
+        stop_flag++; /* 1: drain; 2: the drain ends now */
     if (sig_pipe[1] >= 0) {
         ssize_t w = write(sig_pipe[1], "", 1); /* full: a wake-up waits */
         (void)w;
@@ -41,7 +42,8 @@ on_signal(int sig)
     errno = e;
 }
 
-/* SIGTERM and SIGINT start the drain; SIGPIPE is ignored (a peer gone
+/* SIGTERM and SIGINT start the drain, a second one ends it at once;
+ * SIGPIPE is ignored (a peer gone
  * shows as EPIPE). Returns 0, or 1 (the exit status). */
 int
 signals_init(void)
@@ -1130,6 +1132,11 @@ round_events(smtpd *d)
     size_t k;
     if (stop_flag && !d->draining)
         drain_begin(d, now_ms);
+    if (stop_flag >= 2 && d->stop_at > now_ms) {
+        /* a second SIGTERM or SIGINT: the operator will not wait */
+        log_line("stopping: a second signal: the drain ends now");
+        d->stop_at = now_ms;
+    }
     for (k = 0; k < ps->nlisten; k++) /* polled, maybe closed */
         if (!d->draining && (ps->fds[k].revents & POLLIN))
             accept_clients(d, (int)k);
