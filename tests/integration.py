@@ -222,7 +222,7 @@ def relay_domains_and_networks():
         assert os.stat(os.path.join(srv.queue, q[0])).st_ino == \
             os.stat(os.path.join(srv.spool, q[0])).st_ino
         # operators see relay probes in the log
-        assert wait_log(srv, 'refused client=127.0.0.1 cmd=RCPT arg=TO:<user%outside.test@example.test> '
+        assert wait_log(srv, 'refused client=127.0.0.1 cmd=RCPT arg="TO:<user%outside.test@example.test>" '
                         'reply=550 5.7.1 Unable to relay'), open(srv.log.name).read()
     finally:
         srv.stop()
@@ -268,7 +268,13 @@ def recipient_verification_refuses_unknown_users():
                 assert code == 550 and msg == b'5.1.1 <%s>: Recipient address rejected: User unknown' \
                     % rcpt.encode(), (rcpt, code, msg)
             assert c.rcpt('far@outside.test')[0] == 550  # still no relaying
-        assert wait_log(srv, 'cmd=RCPT arg=TO:<nobody@example.test> reply=550 5.1.1'), open(srv.log.name).read()
+        assert wait_log(srv, 'cmd=RCPT arg="TO:<nobody@example.test>" reply=550 5.1.1'), open(srv.log.name).read()
+        # the client's text is quoted: a forged " reply=250" stays inside
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('x')
+            assert c.docmd('MAIL FROM:<a@example.org> X=" reply=250 2.0.0 Ok"')[0] == 501
+        assert wait_log(srv, 'cmd=MAIL arg="FROM:<a@example.org> X=? reply=250 2.0.0 Ok?" reply=501 5.5.4'), \
+            open(srv.log.name).read()
     finally:
         srv.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -1474,7 +1480,7 @@ def health_check_quieting_hides_only_checks():
                 .split('session=')[1].split()[0]
             lines = session_lines(log, sid)
             assert ' connect from ' in lines[0] and lines[-1].endswith(' close'), (helo, lines)
-        assert log.count('cmd=AUTH arg=PLAIN reply=535') == 3, log
+        assert log.count('cmd=AUTH arg="PLAIN" reply=535') == 3, log
         assert 'auth=alice' in log and 'cmd=- reply=500' in log, log
         assert 'connect from 127.0.0.4 via 127.0.0.1' in log and \
             'connect from 127.0.0.3' in log, log
@@ -1617,7 +1623,7 @@ def verbose_log_never_shows_auth_secrets():
         assert log.count('C: AUTH LOGIN S: 334 VXNlcm5hbWU6') == 2 and log.count('C: AUTH S: 334 UGFzc3dvcmQ6') == 2, log
         assert 'C: NOOP S: 250' in log and 'C: EHLO x S: 250' in log, log
         assert log.count('refused client=127.0.0.1 cmd=AUTH reply=535 5.7.8') == 1, log
-        assert log.count('refused client=127.0.0.1 cmd=AUTH arg=PLAIN reply=535 5.7.8') == 1, log
+        assert log.count('refused client=127.0.0.1 cmd=AUTH arg="PLAIN" reply=535 5.7.8') == 1, log
         assert log.count('refused client=127.0.0.1 cmd=- reply=500') == 6, log
     finally:
         srv.stop()
@@ -1683,7 +1689,7 @@ def refused_commands_leave_one_log_line():
         log = open(srv.log.name).read()
         assert 'refused client=127.0.0.1 cmd=DATA reply=552 5.3.4' in log, log
         assert 'refused client=127.0.0.1 cmd=DATA reply=554 5.4.6 Too many hops' in log, log
-        assert 'refused client=127.0.0.1 cmd=BDAT arg=2000 LAST reply=552 5.3.4' in log, log
+        assert 'refused client=127.0.0.1 cmd=BDAT arg="2000 LAST" reply=552 5.3.4' in log, log
         assert 'refused client=127.0.0.1 cmd=- reply=421 4.7.0' in log, log
         assert log.count(' refused ') == 3 + 21, log
     finally:

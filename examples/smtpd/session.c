@@ -767,11 +767,17 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
         return;
     log_printable(arg, sizeof arg, ri->arg.p, ri->arg.n);
     log_printable(text, sizeof text, ri->text.p, ri->text.n);
-    if (refused)
+    if (refused) {
+        /* the client's text between quotes, with none inside: its
+         * " reply=250" can never pass for the server's */
+        char *q;
+        for (q = arg; (q = strchr(q, '"')) != NULL;)
+            *q = '?';
         log_held(&c->log,
-                 "session=%lu refused client=%s cmd=%s%s%s reply=%d%s%s %s",
-                 c->sid, c->peer, verb, arg[0] ? " arg=" : "", arg, ri->code,
-                 sp, ri->enhanced, text);
+                 "session=%lu refused client=%s cmd=%s%s%s%s reply=%d%s%s %s",
+                 c->sid, c->peer, verb, arg[0] ? " arg=\"" : "", arg,
+                 arg[0] ? "\"" : "", ri->code, sp, ri->enhanced, text);
+    }
     if (!c->d->opt.verbose)
         return;
     switch (ri->phase) {
