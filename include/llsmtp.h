@@ -1157,9 +1157,8 @@ LLSMTP_API unsigned llsmtp_client_wants(const llsmtp_client *c);
  * the end are taken and ignored. The session can tell such a reply only
  * by what it has written when the reply is fed: a host that reads
  * "354 ...\r\n554 ...\r\n" in one read and feeds it after writing the
- * whole message has the 554 taken as the message's reply (feed what it
- * reads before writing more, as hello.c does). LLSMTP_E_INVAL for bad
- * arguments. */
+ * whole message has the 554 taken as the message's reply: the session
+ * never sees bytes the host holds. LLSMTP_E_INVAL for bad arguments. */
 LLSMTP_API int llsmtp_client_feed(llsmtp_client *c, const char *buf,
                                   size_t len, size_t *used,
                                   llsmtp_client_event *ev);
