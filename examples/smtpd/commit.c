@@ -53,17 +53,49 @@ typedef struct job_priv {
  * Measured by bench/compare.sh (scenario e): see README "Performance".
  * Its price is that it also writes whatever else is dirty on that file
  * system, hence --flush-each-file. A lonely message keeps its own
- * fdatasyncs: no other writer's data ever delays it. */
+ * fdatasyncs: no other writer's data ever delays it. Only where syncfs
+ * is known to promise what fdatasync does: Linux 5.8 or later, and a
+ * local disk file system (not FUSE, whose syncfs does not ask the daemon
+ * to flush; not NFS). */
 #if defined(__linux__)
 #define HAVE_SYNCFS 1
+#include <stdio.h>
+#include <sys/utsname.h>
+#include <sys/vfs.h>
 #endif
+
+static int
+syncfs_ok(int fd)
+{
+#ifdef HAVE_SYNCFS
+    struct utsname u;
+    struct statfs sf;
+    int major = 0, minor = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &major, &minor) != 2 ||
+        major < 5 || (major == 5 && minor < 8) || fstatfs(fd, &sf) != 0)
+        return 0;
+    switch ((unsigned long)sf.f_type) {
+    case 0xEF53UL:     /* ext2, ext3, ext4 */
+    case 0x58465342UL: /* XFS */
+    case 0x9123683EUL: /* btrfs */
+    case 0xF2F52010UL: /* F2FS */
+    case 0x01021994UL: /* tmpfs (nothing to flush either way) */
+        return 1;
+    default:
+        return 0;
+    }
+#else
+    (void)fd;
+    return 0;
+#endif
+}
 
 /* The storage thread and its helpers: everything they share with the
  * poll loop, one per commit_open. */
 struct committer {
     char spool[4096];
     int no_fsync, kill_at;
-    int each_file;      /* --flush-each-file: never syncfs */
+    int use_syncfs;     /* see syncfs_ok; never with --flush-each-file */
     int fsync_delay_ms; /* LLSMTP_TEST_DIR_FSYNC_DELAY_MS */
     int fail_at;        /* LLSMTP_TEST_FLUSH_FAIL */
     int pipe_r, pipe_w; /* jobs handed back: the poll loop's wake-up */
@@ -272,70 +304,98 @@ fail_batch(committer *cm, commit_job *batch, int err)
             fail(cm, (job_priv *)j, err);
 }
 
-/* Every file of the batch on stable storage, each by its own fdatasync,
- * side by side (see FLUSHERS). */
+/* Whether flush_each takes file i of p: every file, or (spilled_only)
+ * the message of a job that wrote it to a file while it came. */
+static int
+takes(const job_priv *p, int i, int spilled_only)
+{
+    return p->fd[i] >= 0 &&
+           (!spilled_only || (i == F_EML && p->pub.msg != NULL));
+}
+
+/* The files of the batch that takes() says on stable storage, each by
+ * its own fdatasync, side by side (see FLUSHERS); broken: each fails
+ * with EIO whatever its fdatasync said (LLSMTP_TEST_FLUSH_FAIL). */
 static void
-flush_each(committer *cm, commit_job *batch)
+flush_each(committer *cm, commit_job *batch, int spilled_only, int broken)
 {
     int *fds = cm->fds, *errs = cm->errs, i;
+    size_t k;
     commit_job *from = batch, *j;
 #ifdef SYNC_FILE_RANGE_WRITE
     /* Start the writeback of every file before waiting for any: the
      * first fdatasync then commits the file system's journal for the
      * whole batch, and the others find their data on the disk already
      * (ext4: 2 journal commits per message become about 1 per batch). */
-    for (j = batch; j != NULL; j = j->next) {
-        job_priv *p = (job_priv *)j;
+    for (j = batch; j != NULL; j = j->next)
         if (j->err == 0)
             for (i = 0; i < F_N; i++)
-                if (p->fd[i] >= 0)
-                    sync_file_range(p->fd[i], 0, 0, SYNC_FILE_RANGE_WRITE);
-    }
+                if (takes((job_priv *)j, i, spilled_only))
+                    sync_file_range(((job_priv *)j)->fd[i], 0, 0,
+                                    SYNC_FILE_RANGE_WRITE);
 #endif
     while (from != NULL) {
-        size_t nf = 0, k = 0;
+        size_t nf = 0;
         commit_job *to;
         /* as many jobs as fit (F_N files each at most) */
-        for (to = from; to != NULL && nf + F_N <= FLUSH_MAX; to = to->next) {
-            job_priv *p = (job_priv *)to;
+        for (to = from; to != NULL && nf + F_N <= FLUSH_MAX; to = to->next)
             if (to->err == 0)
                 for (i = 0; i < F_N; i++)
-                    if (p->fd[i] >= 0)
-                        fds[nf++] = p->fd[i];
-        }
+                    if (takes((job_priv *)to, i, spilled_only))
+                        fds[nf++] = ((job_priv *)to)->fd[i];
         flush_files(cm, fds, errs, nf);
-        for (j = from; j != to; j = j->next) {
+        for (k = 0; broken && k < nf; k++)
+            errs[k] = EIO;
+        for (k = 0, j = from; j != to; j = j->next) {
             job_priv *p = (job_priv *)j;
             if (j->err == 0)
                 for (i = 0; i < F_N; i++)
-                    if (p->fd[i] >= 0 && errs[k++] != 0 && j->err == 0)
+                    if (takes(p, i, spilled_only) && errs[k++] != 0 &&
+                        j->err == 0)
                         fail(cm, p, errs[k - 1]);
         }
         from = to;
     }
 }
 
+/* tests only (commit.h): whether the flush of this batch of n messages
+ * is to fail, as on a write error (the first one of at least N). */
+static int
+test_flush_fails(committer *cm, size_t n)
+{
+    if (cm->fail_at <= 0 || n < (size_t)cm->fail_at)
+        return 0;
+    cm->fail_at = 0;
+    return 1;
+}
+
 /* Every file of a batch of n messages on stable storage. */
 static void
 flush_batch(committer *cm, commit_job *batch, size_t n)
 {
+    int broken;
     if (cm->no_fsync || n == 0)
         return;
-    if (cm->fail_at > 0 && n >= (size_t)cm->fail_at) {
-        /* tests only (commit.h): the flush fails, as on a write error */
-        cm->fail_at = 0;
-        fail_batch(cm, batch, EIO);
-        return;
-    }
+    broken = test_flush_fails(cm, n);
 #ifdef HAVE_SYNCFS
-    if (!cm->each_file && n > 1) {
-        /* every file is under DIR/tmp: one file system */
-        if (syncfs(cm->tmp_fd) != 0)
-            fail_batch(cm, batch, errno ? errno : EIO);
+    if (cm->use_syncfs && n > 1) {
+        /* Every file of the batch is under DIR/tmp: one file system.
+         * syncfs reports a write error that happened since the previous
+         * one, which is right for every file made since (the envelopes,
+         * the messages kept in memory), not for a message the poll loop
+         * wrote to a file while it came: an error in its early writeback
+         * may have gone to an earlier batch's syncfs. So those also get
+         * their own fdatasync (their data is on the disk by then: a
+         * cache flush each), whose error is that file's own. */
+        if (syncfs(cm->tmp_fd) != 0 || broken) {
+            fail_batch(cm, batch, broken ? EIO : errno ? errno : EIO);
+            return;
+        }
+        flush_each(cm, batch, 1, 0);
         return;
     }
 #endif
-    flush_each(cm, batch);
+    flush_each(cm, batch, 0, broken);
 }
 
 /* One batch, start to end. */
@@ -527,7 +587,6 @@ commit_open(const char *dir, int nofsync, int each_file)
     cm->kill_at = k != NULL ? atoi(k) : 0;
     k = getenv("LLSMTP_TEST_FLUSH_FAIL");
     cm->fail_at = k != NULL ? atoi(k) : 0;
-    cm->each_file = each_file;
     k = getenv("LLSMTP_TEST_DIR_FSYNC_DELAY_MS");
     cm->fsync_delay_ms = k != NULL ? atoi(k) : 0;
     snprintf(path, sizeof path, "%s/queue", dir);
@@ -537,6 +596,7 @@ commit_open(const char *dir, int nofsync, int each_file)
     cm->tmp_fd = open(path, O_RDONLY);
     if (cm->dir_fd < 0 || cm->qdir_fd < 0 || cm->tmp_fd < 0 || pipe(p) != 0)
         return commit_unopen(cm);
+    cm->use_syncfs = !each_file && !nofsync && syncfs_ok(cm->tmp_fd);
     cm->pipe_r = p[0];
     cm->pipe_w = p[1];
     fcntl(cm->pipe_r, F_SETFL, fcntl(cm->pipe_r, F_GETFL) | O_NONBLOCK);
@@ -556,6 +616,15 @@ commit_open(const char *dir, int nofsync, int each_file)
         return cm;
     errno = err;
     return commit_unopen(cm);
+}
+
+const char *
+commit_flush_how(const committer *cm)
+{
+    if (cm->no_fsync)
+        return "nothing (--no-fsync)";
+    return cm->use_syncfs ? "syncfs (a lonely message: fdatasync)"
+                          : "fdatasync";
 }
 
 int

@@ -41,7 +41,8 @@ typedef struct commit_job {
 } commit_job;
 
 /* Starts the storage thread for spool (DIR), whose tmp/ and queue/
- * exist; each_file: never syncfs (smtpd's --flush-each-file). Returns
+ * exist; each_file: never syncfs (smtpd's --flush-each-file; nor where
+ * syncfs is not known to be as good as fdatasync, see commit.c). Returns
  * it, or NULL (errno). The environment variable
  * LLSMTP_TEST_KILL_BEFORE_FLUSH=N (tests only: tests/integration.py)
  * makes the server kill itself with SIGKILL after writing the first batch
@@ -53,6 +54,10 @@ typedef struct commit_job {
  * LLSMTP_TEST_FLUSH_FAIL=N (tests only) fails the flush of the first
  * batch of at least N messages with EIO, as a disk's write error would. */
 committer *commit_open(const char *spool, int no_fsync, int each_file);
+/* How batches are made durable, for the log: "syncfs ...", "fdatasync"
+ * (--flush-each-file, or a file system where syncfs is not used) or
+ * "nothing (--no-fsync)". */
+const char *commit_flush_how(const committer *cm);
 /* The descriptor to poll for POLLIN: jobs are done. -1 when cm is NULL
  * (not open). */
 int commit_fd(const committer *cm);

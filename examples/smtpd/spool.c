@@ -110,6 +110,8 @@ spool_open(smtpd *d)
         log_say("cannot start the storage thread: %s", strerror(errno));
         return 1;
     }
+    log_line("spool: %s, a batch of messages made durable by %s", o->spool,
+             commit_flush_how(d->commit));
     return 0;
 }
 
