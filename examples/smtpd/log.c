@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #define LOG_HELD_MAX 16384 /* a session that logs more is not a check */
+#define LOG_BUF (1 << 16)   /* stderr's buffer, see log_buffer */
+#define LOG_LINE_MAX 8192   /* a longer line is cut */
 
 /* The prefix cache: one per process, like stderr itself. The prefix
  * ("TIME PROG[PID]: ") is rebuilt when the second or the pid changes. */
@@ -26,7 +28,37 @@ static struct {
     time_t sec;
     char prefix[96];
     size_t prefix_len;
-} lg = {"smtpd", 0, -1, "", 0};
+    size_t pending; /* octets in stderr's buffer, at most */
+} lg = {"smtpd", 0, -1, "", 0, 0};
+
+void
+log_buffer(void)
+{
+    /* our own buffer: given NULL, glibc ignores the size and takes the
+     * file's block size (4 KiB), and log_put's count would be wrong */
+    static char buf[LOG_BUF];
+    setvbuf(stderr, buf, _IOFBF, sizeof buf);
+    lg.pending = 0;
+}
+
+void
+log_flush(void)
+{
+    fflush(stderr);
+    lg.pending = 0;
+}
+
+/* Whole lines into stderr's buffer, which is written out before a line
+ * would not fit: never in the middle of a line, so a queue runner's
+ * line, or the storage thread's, can only land between two. */
+static void
+log_put(const char *p, size_t n)
+{
+    if (lg.pending + n > LOG_BUF)
+        log_flush();
+    fwrite(p, 1, n, stderr);
+    lg.pending += n;
+}
 
 void
 log_init(const char *prog)
@@ -71,14 +103,14 @@ log_prefix(size_t *len)
     return lg.prefix;
 }
 
+static size_t log_format(char *line, size_t cap, const char *fmt,
+                         va_list ap);
+
 static void
 log_vline(const char *fmt, va_list ap)
 {
-    size_t n;
-    const char *p = log_prefix(&n);
-    fwrite(p, 1, n, stderr);
-    vfprintf(stderr, fmt, ap);
-    putc('\n', stderr);
+    char line[LOG_LINE_MAX];
+    log_put(line, log_format(line, sizeof line, fmt, ap));
 }
 
 void
@@ -115,14 +147,14 @@ log_rcpt_accepted(unsigned long sid, const char *path, size_t n, int relay)
     o += n;
     memcpy(o, how, 17);
     o += 17;
-    fwrite(line, 1, (size_t)(o - line), stderr);
+    log_put(line, (size_t)(o - line));
 }
 
 void
 log_release(log_hold *h)
 {
     if (h->buf != NULL)
-        fwrite(h->buf, 1, h->len, stderr);
+        log_put(h->buf, h->len);
     log_hold_free(h);
 }
 
@@ -172,7 +204,7 @@ log_held(log_hold *h, const char *fmt, ...)
                                    : NULL;
     if (b == NULL) {
         log_release(h);
-        fwrite(line, 1, n, stderr);
+        log_put(line, n);
         return;
     }
     memcpy(b + h->len, line, n);

@@ -19,6 +19,10 @@ long log_pid(void);
 
 /* One line: "<time> <prog>[<pid>]: " and the text. */
 void log_line(const char *fmt, ...);
+/* stderr fully buffered (64 KiB), written out by log_flush, or before a
+ * line would not fit: never in the middle of a line. */
+void log_buffer(void);
+void log_flush(void);
 
 /* "session=SID rcpt=<PATH> accepted=relay|local", each accepted
  * recipient's line, written as log_line would write it but without a

@@ -60,6 +60,10 @@ signals_init(void)
     }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    /* one handler at a time: stop_flag++ is not atomic */
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGINT);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -1074,8 +1078,9 @@ round_timeout(smtpd *d, time_t now, long long now_ms)
         t = 1000;
     if (d->stop_at && (t < 0 || d->stop_at - now_ms < t))
         t = d->stop_at > now_ms ? (int)(d->stop_at - now_ms) : 0;
-    if (ps->more || (stop_flag && !d->draining))
-        t = 0; /* the signal came meanwhile: drain now */
+    if (ps->more || (stop_flag && !d->draining) ||
+        (stop_flag >= 2 && d->stop_at > now_ms))
+        t = 0; /* the signal came meanwhile: drain (or end it) now */
     return t;
 }
 
@@ -1085,7 +1090,7 @@ static int
 round_poll(smtpd *d, int timeout_ms)
 {
     size_t k;
-    fflush(stderr);
+    log_flush();
     if (poll(d->ps.fds, (nfds_t)d->ps.n, timeout_ms) >= 0)
         return 0;
     if (errno != EINTR) {

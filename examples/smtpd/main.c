@@ -688,7 +688,7 @@ setup(smtpd *d)
     raise_nofile();
     /* log lines are gathered and written before each poll(): a message
      * with 50 recipients costs one write(2), not 55 */
-    setvbuf(stderr, NULL, _IOFBF, 1 << 16);
+    log_buffer();
     if (signals_init() != 0)
         return 1;
     listeners_open(d);

@@ -768,10 +768,11 @@ on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
     log_printable(arg, sizeof arg, ri->arg.p, ri->arg.n);
     log_printable(text, sizeof text, ri->text.p, ri->text.n);
     if (refused) {
-        /* the client's text between quotes, with none inside: its
-         * " reply=250" can never pass for the server's */
+        /* the client's text between quotes, with no quote or backslash
+         * inside (a parser that honours \" escapes): its " reply=250"
+         * can never pass for the server's */
         char *q;
-        for (q = arg; (q = strchr(q, '"')) != NULL;)
+        for (q = arg; (q = strpbrk(q, "\"\\")) != NULL;)
             *q = '?';
         log_held(&c->log,
                  "session=%lu refused client=%s cmd=%s%s%s%s reply=%d%s%s %s",
