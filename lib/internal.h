@@ -191,11 +191,30 @@ LLSMTP_INTERNAL const char *llsmtp__reply_generic_text(int code);
 
 /* Writes a reply into out[0..cap): code, enhanced (NULL or "" for none),
  * the concatenation of parts as text, sanitised and folded. Returns bytes
- * written, or 0 when it does not fit. */
+ * written, or 0 when it does not fit. A reply of one line of plain text
+ * (printable ASCII) goes the fast way (llsmtp__reply_write_plain), any
+ * other the general way; both write the same octets (tests/test_reply.c
+ * compares them). */
 LLSMTP_INTERNAL size_t llsmtp__reply_write(char *out, size_t cap, int code,
                                            const char *enhanced,
                                            const llsmtp_span *parts,
                                            size_t nparts);
+/* The general way: octet by octet, sanitising and folding. */
+LLSMTP_INTERNAL size_t llsmtp__reply_write_general(char *out, size_t cap,
+                                                   int code,
+                                                   const char *enhanced,
+                                                   const llsmtp_span *parts,
+                                                   size_t nparts);
+/* The fast way, for parts the caller knows are printable ASCII (0x20-
+ * 0x7e: the library's own texts, a path the parser took without UTF-8)
+ * and enh of elen octets (NULL, 0 for none): 0 unless the text fits one
+ * line and the reply fits cap, and then the caller goes the general
+ * way. */
+LLSMTP_INTERNAL size_t llsmtp__reply_write_plain(char *out, size_t cap,
+                                                 int code, const char *enh,
+                                                 size_t elen,
+                                                 const llsmtp_span *parts,
+                                                 size_t nparts);
 
 /* The text of a host's reply as parts[0..3): its queue id and a space
  * (when it has one, and id_any is set or the code is 2xx), then its text,
