@@ -184,6 +184,12 @@ LLSMTP_INTERNAL int llsmtp__host_name_ok(const char *h, size_t n);
 /* A SASL user name or password: non-empty, no NUL, CR or LF. */
 LLSMTP_INTERNAL int llsmtp__sasl_name_ok(const char *p, size_t n);
 
+/* llsmtp_path_parse's general parser, every path the grammar has, which
+ * the common path's fast one falls back to (tests compare the two). */
+LLSMTP_INTERNAL int llsmtp__path_parse_general(const char *p, size_t n,
+                                               unsigned opts, llsmtp_path *out,
+                                               size_t *end);
+
 /* ---- replies ---------------------------------------------------------- */
 
 /* The library's own text for a code, used when a host gives none. */
