@@ -193,6 +193,11 @@ sess_apply_starttls(llsmtp_server *s, const llsmtp_reply *r)
     return LLSMTP_OK;
 }
 
+/* RCPT's default text, "Recipient <path> OK": the table's, and what
+ * sess_rcpt_accepted writes the fast way. */
+#define SESS_RCPT_PRE "Recipient <"
+#define SESS_RCPT_POST "> OK"
+
 /* One row per enum llsmtp_pending value, in enum order (a unit test
  * checks it: C++ has no designated array initialisers): the deciding
  * callback, the default reply and its text, and what the decision
@@ -205,8 +210,8 @@ static const sess_kind_row sess_kinds[] = {
      llsmtp__sess_text_ehlo, sess_apply_helo, RK_NO_ENH},
     {"on_mail_from", LLSMTP_PENDING_MAIL, 250, "2.1.0", "Sender <", "> OK",
      NULL, sess_apply_mail, RK_ARG},
-    {"on_rcpt", LLSMTP_PENDING_RCPT, 250, "2.1.5", "Recipient <", "> OK", NULL,
-     sess_apply_rcpt, RK_ARG},
+    {"on_rcpt", LLSMTP_PENDING_RCPT, 250, "2.1.5", SESS_RCPT_PRE,
+     SESS_RCPT_POST, NULL, sess_apply_rcpt, RK_ARG},
     {"on_data_start", LLSMTP_PENDING_DATA_START, 354, "",
      "Start mail input; end with <CRLF>.<CRLF>", NULL, NULL,
      sess_apply_data_start, RK_NO_ENH},
@@ -329,15 +334,25 @@ sess_cb_name(const llsmtp_server *s, int kind)
     return llsmtp__sess_kind(kind)->cb;
 }
 
+/* Whether a deciding callback left its reply as the library made it
+ * (llsmtp__sess_kind_default): no setter called, nothing edited. */
+static int
+sess_untouched(int kind, const llsmtp_reply *r)
+{
+    return r->is_default && r->id_len == 0 && !r->has_text &&
+           r->text_len == 0 && r->code == llsmtp__sess_kind(kind)->code &&
+           strcmp(r->enhanced, llsmtp__sess_kind(kind)->enh) == 0;
+}
+
 /* Handles a deciding callback's return: apply, defer or fail. */
 int
 llsmtp__sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
                      llsmtp_span arg)
 {
-    if (cbrc == LLSMTP_PAUSED &&
-        (!r->is_default || r->id_len != 0 || r->has_text || r->text_len ||
-         r->code != llsmtp__sess_kind(kind)->code ||
-         strcmp(r->enhanced, llsmtp__sess_kind(kind)->enh) != 0)) {
+    int untouched = sess_untouched(kind, r);
+    if (cbrc == LLSMTP_OK && untouched)
+        return llsmtp__sess_apply(s, kind, r, arg); /* valid as it was made */
+    if (cbrc == LLSMTP_PAUSED && !untouched) {
         /* The decision comes with llsmtp_server_resume: a reply set here
          * would be lost, so it is the host's mistake, said at once. */
         return llsmtp__sess_fail(s, sess_cb_name(s, kind), LLSMTP_E_CALLBACK);
@@ -689,6 +704,32 @@ sess_relay_denied(llsmtp_server *s, const llsmtp_path *path)
 }
 #endif
 
+/* A recipient accepted with the default reply, which is most of them:
+ * what llsmtp__sess_decided does then (llsmtp__sess_apply: the reply of
+ * sess_put_default, sess_apply_rcpt), with the reply written the fast
+ * way, since a path the parser took without UTF-8 is printable ASCII.
+ * tests/test_server.c compares it with the general way (the same
+ * decision deferred and resumed). */
+static int
+sess_rcpt_accepted(llsmtp_server *s, llsmtp_span mailbox)
+{
+    llsmtp_span sp[3];
+    int rc;
+    sp[0].p = SESS_RCPT_PRE;
+    sp[0].n = sizeof SESS_RCPT_PRE - 1;
+    sp[1] = mailbox;
+    sp[2].p = SESS_RCPT_POST;
+    sp[2].n = sizeof SESS_RCPT_POST - 1;
+    rc = llsmtp__sess_put_plain(s, 250, "2.1.5", sp, 3);
+    if (rc < 0)
+        return rc;
+    s->tx.rcpt_tried++;
+    s->tx.rcpt_count++;
+    if (s->phase == PH_TLS_WAIT)
+        return LLSMTP_START_TLS;
+    return s->phase == PH_CLOSED ? LLSMTP_CLOSE : LLSMTP_OK;
+}
+
 static int
 sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
 {
@@ -757,6 +798,10 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
     llsmtp__sess_default_reply(&r, 250, "2.1.5");
     if (s->cb->on_rcpt != NULL)
         SESS_CALL(s, cbrc, s->cb->on_rcpt(s, &path, &params, &r));
+    if (cbrc == LLSMTP_OK && !(path.flags & LLSMTP_PATH_UTF8) &&
+        r.is_default && r.id_len == 0 && !r.has_text && r.text_len == 0 &&
+        r.code == 250 && memcmp(r.enhanced, "2.1.5", 6) == 0)
+        return sess_rcpt_accepted(s, path.mailbox);
     return llsmtp__sess_decided(s, LLSMTP_PENDING_RCPT, cbrc, &r,
                                 path.mailbox);
 }

@@ -312,6 +312,10 @@ LLSMTP_INTERNAL int llsmtp__sess_ext_on(const llsmtp_server *s, unsigned ext);
 LLSMTP_INTERNAL int llsmtp__sess_put(llsmtp_server *s, int code,
                                      const char *enh, const llsmtp_span *parts,
                                      size_t np);
+LLSMTP_INTERNAL int llsmtp__sess_put_plain(llsmtp_server *s, int code,
+                                           const char *enh,
+                                           const llsmtp_span *parts,
+                                           size_t np);
 LLSMTP_INTERNAL int llsmtp__sess_put_challenge(llsmtp_server *s,
                                                const char *data, size_t n);
 LLSMTP_INTERNAL int llsmtp__sess_put_reply(llsmtp_server *s, int kind,

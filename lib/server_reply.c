@@ -61,29 +61,23 @@ llsmtp__sess_rv_keep(llsmtp_server *s, const char *p, size_t n)
     s->rv_arg.n = n;
 }
 
-/* Tells on_reply about the reply just queued at w[0..n): "ddd" SP or
- * "-", the enhanced code when printed, the first line's text. Read back
+/* Tells on_reply about the reply just queued: its code, its enhanced
+ * code when printed (elen octets), the text of its first line. Read back
  * from the queue, so it is what the client gets. */
 static void
-sess_report(llsmtp_server *s, int code, const char *enh, const char *w,
-            size_t n)
+sess_report(llsmtp_server *s, int code, const char *enh, const char *text,
+            size_t text_n)
 {
     llsmtp_reply_info ri;
-    const char *cr = (const char *)memchr(w, '\r', n);
-    size_t end = cr != NULL ? (size_t)(cr - w) : n, start = 4;
     unsigned char in_cb = s->in_cb;
-    if (enh != NULL)
-        start += strlen(enh) + 1;
-    if (start > end)
-        start = end;
     ri.verb = s->rv_verb != NULL ? s->rv_verb : "";
     ri.arg = s->rv_arg;
     if (ri.arg.p == NULL)
         ri.arg.p = "";
     ri.code = code;
     ri.enhanced = enh != NULL ? enh : "";
-    ri.text.p = w + start;
-    ri.text.n = end - start;
+    ri.text.p = text;
+    ri.text.n = text_n;
     ri.phase = s->rv_phase;
     ri.rcpt = s->lmtp.active && s->rv_phase == LLSMTP_RI_MESSAGE
                   ? (long)s->lmtp.next
@@ -93,24 +87,69 @@ sess_report(llsmtp_server *s, int code, const char *enh, const char *w,
     s->in_cb = in_cb;
 }
 
-/* Queues one reply. enh is printed only when ENHANCEDSTATUSCODES is on. */
-int
-/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
-llsmtp__sess_put(llsmtp_server *s, int code, const char *enh,
-                 const llsmtp_span *parts, size_t np)
+/* The same for a reply at w[0..n) of any shape: "ddd" SP or "-", the
+ * enhanced code and a space when printed, the first line's text. */
+static void
+sess_report_at(llsmtp_server *s, int code, const char *enh, size_t elen,
+               const char *w, size_t n)
 {
-    size_t avail, w;
+    const char *cr = (const char *)memchr(w, '\r', n);
+    size_t end = cr != NULL ? (size_t)(cr - w) : n, start = 4;
+    if (enh != NULL)
+        start += elen + 1;
+    if (start > end)
+        start = end;
+    sess_report(s, code, enh, w + start, end - start);
+}
+
+/* Queues one reply (plain: the caller knows every part is printable
+ * ASCII, llsmtp__reply_write_plain). enh is printed only when
+ * ENHANCEDSTATUSCODES is on. */
+static int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
+sess_put_text(llsmtp_server *s, int code, const char *enh,
+              const llsmtp_span *parts, size_t np, int plain)
+{
+    size_t avail, w = 0, elen;
     char *tail = sess_out_tail(s, &avail);
     if (!(s->cfg->extensions & LLSMTP_EXT_ENHANCEDSTATUS) ||
         (enh != NULL && enh[0] == '\0'))
         enh = NULL;
+    elen = enh != NULL ? strlen(enh) : 0;
+    if (plain && tail != NULL)
+        w = llsmtp__reply_write_plain(tail, avail, code, enh, elen, parts, np);
+    if (w != 0) {
+        s->out_end += w;
+        if (s->cb->on_reply != NULL) /* one line: "ddd enh text\r\n" */
+            sess_report(s, code, enh, tail + 4 + (elen ? elen + 1 : 0),
+                        w - 6 - (elen ? elen + 1 : 0));
+        return LLSMTP_OK;
+    }
     w = llsmtp__reply_write(tail, avail, code, enh, parts, np);
     if (w == 0)
         return llsmtp__sess_fail(s, NULL, LLSMTP_E_BUFFER);
     s->out_end += w;
     if (s->cb->on_reply != NULL)
-        sess_report(s, code, enh, tail, w);
+        sess_report_at(s, code, enh, elen, tail, w);
     return LLSMTP_OK;
+}
+
+/* Queues one reply. */
+int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
+llsmtp__sess_put(llsmtp_server *s, int code, const char *enh,
+                 const llsmtp_span *parts, size_t np)
+{
+    return sess_put_text(s, code, enh, parts, np, 0);
+}
+
+/* Queues one reply whose parts are all printable ASCII. */
+int
+/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
+llsmtp__sess_put_plain(llsmtp_server *s, int code, const char *enh,
+                       const llsmtp_span *parts, size_t np)
+{
+    return sess_put_text(s, code, enh, parts, np, 1);
 }
 
 /* Queues a reply whose text is one C string. */
@@ -373,7 +412,7 @@ llsmtp__sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     tail[5 + w] = '\n';
     s->out_end += w + 6;
     if (s->cb->on_reply != NULL)
-        sess_report(s, 334, NULL, tail, w + 6);
+        sess_report(s, 334, NULL, tail + 4, w);
     s->auth.state = AUTH_STEP;
     sess_sync_mark(s, 1); /* the client waits for a challenge */
     return LLSMTP_OK;

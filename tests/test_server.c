@@ -1804,11 +1804,115 @@ test_no_output_pointer_without_a_loan(void **state)
     free(s);
 }
 
+/* RCPT accepted with the default reply goes the fast way (lib/
+ * server_cmd.c, sess_rcpt_accepted); the same decision deferred and
+ * resumed with the default goes the general way (llsmtp__sess_apply,
+ * sess_put_default). The two give the same octets, the same on_reply
+ * reports and the same session state, for generated paths (mixed case,
+ * quoted local parts, UTF-8 with and without SMTPUTF8, literals, routes,
+ * Postmaster, long paths, hostile octets) with and without parameters,
+ * enhanced status codes on and off, a short and a long line limit, and
+ * a relay policy (refused recipients go neither way, the same). */
+static void
+rd_on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
+{
+    th_host *h = TH_HOST(s);
+    char head[96];
+    int n = snprintf(head, sizeof head, "%s %d %s %d %ld ", ri->verb, ri->code,
+                     ri->enhanced, (int)ri->phase, ri->rcpt);
+    th_buf_add(&h->events, head, (size_t)n);
+    th_escape(&h->events, ri->arg.p, ri->arg.n);
+    th_buf_add(&h->events, " | ", 3);
+    th_escape(&h->events, ri->text.p, ri->text.n);
+    th_buf_add(&h->events, "\n", 1);
+}
+
+static void
+test_rcpt_fast_matches_general(void **state)
+{
+    static const char *const params[] = {"",
+                                         " NOTIFY=SUCCESS,DELAY",
+                                         " ORCPT=rfc822;a+20b@c.d",
+                                         " NOTIFY=BOGUS",
+                                         " FOO=bar",
+                                         "  ",
+                                         " NOTIFY=NEVER ORCPT=rfc822;x"};
+    static const char *const local[] = {"example.test", "company.test"};
+    llsmtp_callbacks cb = th_callbacks;
+    llsmtp_relay_policy policy;
+    th_buf in = {0};
+    uint64_t seed = 31337;
+    char path[1400];
+    int round;
+    size_t accepted = 0;
+    (void)state;
+    cb.on_reply = rd_on_reply;
+    llsmtp_relay_policy_init(&policy);
+    policy.local_domains = local;
+    policy.nlocal = 2;
+    for (round = 0; round < 400; round++) {
+        llsmtp_config cfg = cfg_default(&cb);
+        th_host fast, general;
+        llsmtp_server *a, *b;
+        int k, ra, rb;
+        memset(&fast, 0, sizeof fast);
+        memset(&general, 0, sizeof general);
+        cfg.extensions |= LLSMTP_EXT_ENHANCEDSTATUS | LLSMTP_EXT_SMTPUTF8 |
+                          LLSMTP_EXT_DSN | LLSMTP_EXT_PIPELINING;
+        if (round % 2)
+            cfg.extensions &= ~(unsigned)LLSMTP_EXT_ENHANCEDSTATUS;
+        if (round % 3 == 1)
+            cfg.max_line = 2048; /* paths past one reply line */
+        if (round % 5 == 2)
+            cfg.relay = &policy;
+        cfg.max_rcpt_rejects = 0;
+        cfg.max_errors = 0;
+        /* the general host defers every RCPT; th_run resumes it with
+         * the default reply */
+        snprintf(general.rules[0].kind, sizeof general.rules[0].kind, "rcpt");
+        snprintf(general.rules[0].match, sizeof general.rules[0].match, "*");
+        general.rules[0].defer = 1;
+        general.nrules = 1;
+        in.n = 0;
+        th_buf_adds(&in, "EHLO client.test\r\nMAIL FROM:<s@a.test>");
+        th_buf_adds(&in, round % 4 ? " SMTPUTF8\r\n" : "\r\n");
+        for (k = 0; k < 60; k++) {
+            size_t n = th_gen_path(&seed, path, cfg.max_line - 40);
+            th_buf_adds(&in, th_rand(&seed) % 7 ? "RCPT TO:" : "rcpt to: ");
+            th_buf_add(&in, path, n);
+            th_buf_adds(
+                &in,
+                params[th_rand(&seed) % (sizeof params / sizeof params[0])]);
+            th_buf_adds(&in, "\r\n");
+        }
+        th_buf_adds(&in, "DATA\r\nx\r\n.\r\nQUIT\r\n");
+        a = th_session(&cfg, &fast);
+        b = th_session(&cfg, &general);
+        ra = th_run(a, &fast, in.p, in.n, NULL, 0, 1);
+        rb = th_run(b, &general, in.p, in.n, NULL, 0, 1);
+        assert_int_equal(ra, rb);
+        assert_int_equal(fast.out.n, general.out.n);
+        assert_memory_equal(fast.out.p, general.out.p, fast.out.n);
+        assert_int_equal(fast.events.n, general.events.n);
+        assert_memory_equal(fast.events.p, general.events.p, fast.events.n);
+        for (k = 0; (size_t)k + 11 <= fast.out.n; k++)
+            accepted += memcmp(fast.out.p + k, "Recipient <", 11) == 0;
+        free(a);
+        free(b);
+        th_host_free(&fast);
+        th_host_free(&general);
+    }
+    th_buf_free(&in);
+    print_message("%zu recipients accepted\n", accepted);
+    assert_true(accepted > 5000);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_rcpt_fast_matches_general),
         cmocka_unit_test(test_memory_size),
         cmocka_unit_test(test_feed_before_start_and_args),
         cmocka_unit_test(test_pause_position),
