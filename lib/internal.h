@@ -190,6 +190,21 @@ LLSMTP_INTERNAL int llsmtp__path_parse_general(const char *p, size_t n,
                                                unsigned opts, llsmtp_path *out,
                                                size_t *end);
 
+#ifndef LLSMTP_NO_RELAY
+/* Whether domain d[0..dn) matches an entry of a relay policy's domain
+ * list (NULL entries skipped): as written first, the general match
+ * (case, trailing dots, ".parent") when it is not; the second, the
+ * general match alone, is the first's reference in tests. */
+LLSMTP_INTERNAL int llsmtp__relay_domain_in(const char *d, size_t dn,
+                                            const char *const *list,
+                                            size_t nlist);
+#if !defined(LLSMTP_AMALGAMATION) || defined(LLSMTP_TEST_INTERNALS)
+LLSMTP_INTERNAL int llsmtp__relay_domain_in_general(const char *d, size_t dn,
+                                                    const char *const *list,
+                                                    size_t nlist);
+#endif
+#endif
+
 /* ---- replies ---------------------------------------------------------- */
 
 /* The library's own text for a code, used when a host gives none. */
