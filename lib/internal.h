@@ -207,6 +207,9 @@ LLSMTP_INTERNAL int llsmtp__relay_domain_in_general(const char *d, size_t dn,
 
 /* ---- replies ---------------------------------------------------------- */
 
+/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
+#define LLSMTP__REPLY_LINE_MAX 512
+
 /* The library's own text for a code, used when a host gives none. */
 LLSMTP_INTERNAL const char *llsmtp__reply_generic_text(int code);
 

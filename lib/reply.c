@@ -8,8 +8,7 @@
  */
 #include "internal.h"
 
-/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
-#define RPL_LINE_MAX 512
+#define RPL_LINE_MAX LLSMTP__REPLY_LINE_MAX
 
 const char *
 llsmtp__reply_generic_text(int code)

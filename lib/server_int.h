@@ -264,6 +264,11 @@ sess_parts_add(sess_parts *ps, const char *str)
     sess_part(ps, str, strlen(str));
 }
 
+/* RCPT's default text, "Recipient <path> OK": sess_kinds' row, and
+ * what llsmtp__sess_put_rcpt_ok writes pre-rendered. */
+#define SESS_RCPT_PRE "Recipient <"
+#define SESS_RCPT_POST "> OK"
+
 /* How a decision kind's default text is put together (sess_kinds). */
 enum {
     RK_ARG = 1,   /* pre, the decision's argument, post */
@@ -312,10 +317,8 @@ LLSMTP_INTERNAL int llsmtp__sess_ext_on(const llsmtp_server *s, unsigned ext);
 LLSMTP_INTERNAL int llsmtp__sess_put(llsmtp_server *s, int code,
                                      const char *enh, const llsmtp_span *parts,
                                      size_t np);
-LLSMTP_INTERNAL int llsmtp__sess_put_plain(llsmtp_server *s, int code,
-                                           const char *enh,
-                                           const llsmtp_span *parts,
-                                           size_t np);
+LLSMTP_INTERNAL int llsmtp__sess_put_rcpt_ok(llsmtp_server *s,
+                                             llsmtp_span path);
 LLSMTP_INTERNAL int llsmtp__sess_put_challenge(llsmtp_server *s,
                                                const char *data, size_t n);
 LLSMTP_INTERNAL int llsmtp__sess_put_reply(llsmtp_server *s, int kind,

@@ -62,7 +62,7 @@ llsmtp__sess_rv_keep(llsmtp_server *s, const char *p, size_t n)
 }
 
 /* Tells on_reply about the reply just queued: its code, its enhanced
- * code when printed (elen octets), the text of its first line. Read back
+ * code when printed, the text of its first line. Read back
  * from the queue, so it is what the client gets. */
 static void
 sess_report(llsmtp_server *s, int code, const char *enh, const char *text,
@@ -90,66 +90,74 @@ sess_report(llsmtp_server *s, int code, const char *enh, const char *text,
 /* The same for a reply at w[0..n) of any shape: "ddd" SP or "-", the
  * enhanced code and a space when printed, the first line's text. */
 static void
-sess_report_at(llsmtp_server *s, int code, const char *enh, size_t elen,
-               const char *w, size_t n)
+sess_report_at(llsmtp_server *s, int code, const char *enh, const char *w,
+               size_t n)
 {
     const char *cr = (const char *)memchr(w, '\r', n);
     size_t end = cr != NULL ? (size_t)(cr - w) : n, start = 4;
     if (enh != NULL)
-        start += elen + 1;
+        start += strlen(enh) + 1;
     if (start > end)
         start = end;
     sess_report(s, code, enh, w + start, end - start);
 }
 
-/* Queues one reply (plain: the caller knows every part is printable
- * ASCII, llsmtp__reply_write_plain). enh is printed only when
- * ENHANCEDSTATUSCODES is on. */
-static int
-/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
-sess_put_text(llsmtp_server *s, int code, const char *enh,
-              const llsmtp_span *parts, size_t np, int plain)
-{
-    size_t avail, w = 0, elen;
-    char *tail = sess_out_tail(s, &avail);
-    if (!(s->cfg->extensions & LLSMTP_EXT_ENHANCEDSTATUS) ||
-        (enh != NULL && enh[0] == '\0'))
-        enh = NULL;
-    elen = enh != NULL ? strlen(enh) : 0;
-    if (plain && tail != NULL)
-        w = llsmtp__reply_write_plain(tail, avail, code, enh, elen, parts, np);
-    if (w != 0) {
-        s->out_end += w;
-        if (s->cb->on_reply != NULL) /* one line: "ddd enh text\r\n" */
-            sess_report(s, code, enh, tail + 4 + (elen ? elen + 1 : 0),
-                        w - 6 - (elen ? elen + 1 : 0));
-        return LLSMTP_OK;
-    }
-    w = llsmtp__reply_write(tail, avail, code, enh, parts, np);
-    if (w == 0)
-        return llsmtp__sess_fail(s, NULL, LLSMTP_E_BUFFER);
-    s->out_end += w;
-    if (s->cb->on_reply != NULL)
-        sess_report_at(s, code, enh, elen, tail, w);
-    return LLSMTP_OK;
-}
-
-/* Queues one reply. */
+/* Queues one reply. enh is printed only when ENHANCEDSTATUSCODES is on. */
 int
 /* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
 llsmtp__sess_put(llsmtp_server *s, int code, const char *enh,
                  const llsmtp_span *parts, size_t np)
 {
-    return sess_put_text(s, code, enh, parts, np, 0);
+    size_t avail, w;
+    char *tail = sess_out_tail(s, &avail);
+    if (!(s->cfg->extensions & LLSMTP_EXT_ENHANCEDSTATUS) ||
+        (enh != NULL && enh[0] == '\0'))
+        enh = NULL;
+    w = llsmtp__reply_write(tail, avail, code, enh, parts, np);
+    if (w == 0)
+        return llsmtp__sess_fail(s, NULL, LLSMTP_E_BUFFER);
+    s->out_end += w;
+    if (s->cb->on_reply != NULL)
+        sess_report_at(s, code, enh, tail, w);
+    return LLSMTP_OK;
 }
 
-/* Queues one reply whose parts are all printable ASCII. */
+/* "250 2.1.5 Recipient <path> OK", RCPT's default reply and the reply
+ * written most (one per recipient): the line around the path is rendered
+ * at compile time, and the path is printable ASCII (the caller's word: a
+ * path the parser took without UTF-8), so this is what llsmtp__sess_put
+ * writes for it, in three copies. A path too long for one line (a long
+ * line limit) goes to llsmtp__sess_put. tests/test_server.c compares
+ * the two. */
 int
-/* NOLINTNEXTLINE(misc-no-recursion): ends at the failed flag */
-llsmtp__sess_put_plain(llsmtp_server *s, int code, const char *enh,
-                       const llsmtp_span *parts, size_t np)
+llsmtp__sess_put_rcpt_ok(llsmtp_server *s, llsmtp_span path)
 {
-    return sess_put_text(s, code, enh, parts, np, 1);
+    static const char post[] = SESS_RCPT_POST "\r\n";
+    int enh = (s->cfg->extensions & LLSMTP_EXT_ENHANCEDSTATUS) != 0;
+    size_t head = enh ? sizeof "250 2.1.5 " SESS_RCPT_PRE - 1
+                      : sizeof "250 " SESS_RCPT_PRE - 1,
+           w = head + path.n + sizeof post - 1, avail;
+    char *tail = sess_out_tail(s, &avail);
+    if (w > LLSMTP__REPLY_LINE_MAX || w > avail) {
+        llsmtp_span sp[3];
+        sp[0].p = SESS_RCPT_PRE;
+        sp[0].n = sizeof SESS_RCPT_PRE - 1;
+        sp[1] = path;
+        sp[2].p = SESS_RCPT_POST;
+        sp[2].n = sizeof SESS_RCPT_POST - 1;
+        return llsmtp__sess_put(s, 250, "2.1.5", sp, 3);
+    }
+    if (enh)
+        memcpy(tail, "250 2.1.5 " SESS_RCPT_PRE, head);
+    else
+        memcpy(tail, "250 " SESS_RCPT_PRE, head);
+    memcpy(tail + head, path.p, path.n);
+    memcpy(tail + head + path.n, post, sizeof post - 1);
+    s->out_end += w;
+    if (s->cb->on_reply != NULL)
+        sess_report(s, 250, enh ? "2.1.5" : NULL, tail + (enh ? 10 : 4),
+                    w - (enh ? 10 : 4) - 2);
+    return LLSMTP_OK;
 }
 
 /* Queues a reply whose text is one C string. */

@@ -1885,6 +1885,13 @@ test_rcpt_fast_matches_general(void **state)
                 params[th_rand(&seed) % (sizeof params / sizeof params[0])]);
             th_buf_adds(&in, "\r\n");
         }
+        if (cfg.max_line > 600) /* around one reply line's 512 octets */
+            for (k = 470; k < 500; k++) {
+                th_buf_adds(&in, "RCPT TO:<");
+                memset(path, 'a', (size_t)k);
+                th_buf_add(&in, path, (size_t)k);
+                th_buf_adds(&in, "@example.test>\r\n");
+            }
         th_buf_adds(&in, "DATA\r\nx\r\n.\r\nQUIT\r\n");
         a = th_session(&cfg, &fast);
         b = th_session(&cfg, &general);
