@@ -539,6 +539,11 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
                                 is_rcpt ? "Bad recipient address syntax"
                                         : "Bad sender address syntax");
     i += end;
+    if (i == arg.n) { /* no parameters, as mostly */
+        params->n = 0;
+        *done = 0;
+        return LLSMTP_OK;
+    }
     rc = llsmtp_params_parse(arg.p + i, arg.n - i, opts & LLSMTP_PARSE_UTF8,
                              params, &end);
     if (rc != LLSMTP_OK || sess_params_dup(params))
@@ -1078,13 +1083,30 @@ static const sess_cmd sess_cmds[] = {
 static const sess_cmd sess_cmd_none = {"", CMD_NO_ECHO, 0, NULL,
                                        sess_cmd_unknown};
 
+/* The row of verb v[0..n), any case. Every name is upper-case letters
+ * (a unit test checks), and c | 0x20 equals a lower-case letter only
+ * when c is that letter in either case: so the octets compare folded
+ * that way, and a row is passed over on its first letter or length. */
 static const sess_cmd *
 sess_verb(const char *v, size_t n)
 {
-    size_t i;
-    for (i = 0; i < SESS_CMDS; i++)
-        if (llsmtp__iequal(v, n, sess_cmds[i].name, strlen(sess_cmds[i].name)))
+    size_t i, k;
+    unsigned c0;
+    if (n == 0 || n >= sizeof sess_cmds[0].name)
+        return &sess_cmd_none;
+    c0 = (unsigned char)v[0] | 0x20u;
+    for (i = 0; i < SESS_CMDS; i++) {
+        const char *name = sess_cmds[i].name;
+        if (((unsigned char)name[0] | 0x20u) != c0 || name[n] != '\0' ||
+            name[n - 1] == '\0')
+            continue;
+        for (k = 1; k < n && ((unsigned char)v[k] | 0x20u) ==
+                                 ((unsigned char)name[k] | 0x20u);
+             k++)
+            ;
+        if (k == n)
             return &sess_cmds[i];
+    }
     return &sess_cmd_none;
 }
 
@@ -1093,6 +1115,13 @@ const char *
 llsmtp__server_cmd_row(size_t i)
 {
     return i < SESS_CMDS ? sess_cmds[i].name : NULL;
+}
+
+long
+llsmtp__server_cmd_find(const char *v, size_t n)
+{
+    const sess_cmd *c = sess_verb(v, n);
+    return c == &sess_cmd_none ? -1 : (long)(c - sess_cmds);
 }
 #endif
 

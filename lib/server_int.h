@@ -400,6 +400,8 @@ LLSMTP_INTERNAL int llsmtp__sess_over_size(const llsmtp_server *s);
 LLSMTP_INTERNAL int llsmtp__server_kind_row(size_t i, const char **cb);
 /* Row i of the command table: its verb; NULL past the last row. */
 LLSMTP_INTERNAL const char *llsmtp__server_cmd_row(size_t i);
+/* The row a line's verb v[0..n) dispatches to, or -1 (unknown). */
+LLSMTP_INTERNAL long llsmtp__server_cmd_find(const char *v, size_t n);
 #endif
 
 #endif /* LLSMTP_SERVER_INT_H */

@@ -17,6 +17,7 @@
 /* lib/server_cmd.c's tables (LLSMTP_TEST_INTERNALS in the amalgamation) */
 int llsmtp__server_kind_row(size_t i, const char **cb);
 const char *llsmtp__server_cmd_row(size_t i);
+long llsmtp__server_cmd_find(const char *v, size_t n);
 
 static llsmtp_config
 cfg_default(const llsmtp_callbacks *cb)
@@ -1914,12 +1915,77 @@ test_rcpt_fast_matches_general(void **state)
     assert_true(accepted > 5000);
 }
 
+/* The dispatcher finds a verb by its first letter and octets folded
+ * with | 0x20, which is exact only for letters: every name must be
+ * upper-case letters, and each name with any octet replaced by any
+ * other, cut short or made longer, finds what an ASCII case-insensitive
+ * comparison with every row finds. */
+static long
+verb_reference(const char *v, size_t n)
+{
+    size_t i, k;
+    const char *name;
+    for (i = 0; (name = llsmtp__server_cmd_row(i)) != NULL; i++) {
+        if (strlen(name) != n)
+            continue;
+        for (k = 0; k < n; k++) {
+            unsigned char a = (unsigned char)v[k], b = (unsigned char)name[k];
+            if (a >= 'A' && a <= 'Z')
+                a = (unsigned char)(a + 32);
+            if (b >= 'A' && b <= 'Z')
+                b = (unsigned char)(b + 32);
+            if (a != b)
+                break;
+        }
+        if (k == n)
+            return (long)i;
+    }
+    return -1;
+}
+
+static void
+test_verb_lookup(void **state)
+{
+    size_t i, k, n;
+    const char *name;
+    char v[16];
+    int c;
+    (void)state;
+    for (i = 0; (name = llsmtp__server_cmd_row(i)) != NULL; i++) {
+        n = strlen(name);
+        for (k = 0; k < n; k++)
+            assert_true(name[k] >= 'A' && name[k] <= 'Z');
+        for (k = 0; k < n; k++)
+            for (c = 0; c < 256; c++) {
+                memcpy(v, name, n);
+                v[k] = (char)c;
+                assert_int_equal(llsmtp__server_cmd_find(v, n),
+                                 verb_reference(v, n));
+            }
+        for (c = 0; c < 256; c++) { /* one octet more, NUL too */
+            memcpy(v, name, n);
+            v[n] = (char)c;
+            assert_int_equal(llsmtp__server_cmd_find(v, n + 1),
+                             verb_reference(v, n + 1));
+        }
+        for (k = 0; k < n; k++) /* cut short */
+            assert_int_equal(llsmtp__server_cmd_find(name, k),
+                             verb_reference(name, k));
+        for (k = 0; k < n; k++) /* mixed case */
+            v[k] = (char)(k % 2 ? name[k] | 0x20 : name[k]);
+        assert_int_equal(llsmtp__server_cmd_find(v, n), (long)i);
+    }
+    assert_int_equal(llsmtp__server_cmd_find("RCPTTOOLONGVERB", 15), -1);
+    assert_int_equal(llsmtp__server_cmd_find("", 0), -1);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_rcpt_fast_matches_general),
+        cmocka_unit_test(test_verb_lookup),
         cmocka_unit_test(test_memory_size),
         cmocka_unit_test(test_feed_before_start_and_args),
         cmocka_unit_test(test_pause_position),
