@@ -91,31 +91,62 @@ log_line(const char *fmt, ...)
 }
 
 void
-log_rcpt_accepted(unsigned long sid, const char *path, size_t n, int relay)
+log_rcpts_start(log_rcpts *b, unsigned long sid)
 {
-    char line[1024], num[24], *o = line;
-    size_t k, pn;
-    const char *p = log_prefix(&pn);
-    const char *how = relay ? "> accepted=relay\n" : "> accepted=local\n";
-    if (n > sizeof line - pn - sizeof num - 40)
-        n = sizeof line - pn - sizeof num - 40; /* paths are < 1000 */
-    k = sizeof num;
-    do
-        num[--k] = (char)('0' + sid % 10);
-    while ((sid /= 10) != 0);
-    memcpy(o, p, pn);
-    o += pn;
-    memcpy(o, "session=", 8);
-    o += 8;
-    memcpy(o, num + k, sizeof num - k);
-    o += sizeof num - k;
-    memcpy(o, " rcpt=<", 7);
-    o += 7;
-    memcpy(o, path, n);
-    o += n;
-    memcpy(o, how, 17);
-    o += 17;
-    fwrite(line, 1, (size_t)(o - line), stderr);
+    b->len = 0;
+    b->sid = sid;
+    b->relay = 0;
+}
+
+/* ">" and what the line's recipients are; the line out. */
+static void
+log_rcpts_flush(log_rcpts *b)
+{
+    const char *how = b->relay ? "> accepted=relay\n" : "> accepted=local\n";
+    if (b->len == 0)
+        return;
+    memcpy(b->line + b->len, how, 17);
+    fwrite(b->line, 1, b->len + 17, stderr);
+    b->len = 0;
+}
+
+void
+log_rcpts_add(log_rcpts *b, const char *path, size_t n, int relay)
+{
+    char num[24];
+    size_t k, pn, room;
+    const char *p;
+    unsigned long sid = b->sid;
+    /* a line has room for " rcpt=<", the path and "> accepted=...\n" */
+    if (b->len != 0 &&
+        (relay != b->relay || b->len + 2 + 7 + n + 17 > sizeof b->line))
+        log_rcpts_flush(b);
+    if (b->len == 0) {
+        p = log_prefix(&pn);
+        k = sizeof num;
+        do
+            num[--k] = (char)('0' + sid % 10);
+        while ((sid /= 10) != 0);
+        memcpy(b->line, p, pn);
+        memcpy(b->line + pn, "session=", 8);
+        memcpy(b->line + pn + 8, num + k, sizeof num - k);
+        b->len = pn + 8 + sizeof num - k;
+        b->relay = relay;
+    } else {
+        b->line[b->len++] = '>';
+    }
+    room = sizeof b->line - b->len - 7 - 17;
+    if (n > room)
+        n = room; /* one path longer than a line: cut, as always */
+    memcpy(b->line + b->len, " rcpt=<", 7);
+    memcpy(b->line + b->len + 7, path, n);
+    b->len += 7 + n;
+}
+
+void
+log_rcpts_end(log_rcpts *b)
+{
+    log_rcpts_flush(b);
 }
 
 void

@@ -129,15 +129,40 @@ dupspan(const char *p, size_t n)
     return s;
 }
 
+/* The recipients accepted since the last call, into the log: lines of
+ * as many as fit (log_rcpts_add). Called when the list is complete, at
+ * the message's start (DATA, the first BDAT chunk), and when the
+ * transaction ends however it ends (free_tx): every accepted recipient
+ * is logged once, without a line and a write per recipient (with 50
+ * recipients a message, that line was an eighth of smtpd's instructions).
+ * Refused ones have their own line (on_reply). */
+static void
+log_accepted(conn *c)
+{
+    log_rcpts b;
+    size_t i;
+    if (c->rcpt_logged >= c->nrcpt)
+        return;
+    log_rcpts_start(&b, c->sid);
+    for (i = c->rcpt_logged; i < c->nrcpt; i++) {
+        const char *p = rcpt_path(c, i);
+        log_rcpts_add(&b, p, strlen(p), c->relay[i]);
+    }
+    log_rcpts_end(&b);
+    c->rcpt_logged = c->nrcpt;
+}
+
 void
 free_tx(conn *c)
 {
+    log_accepted(c);
     drop_message(c);
     free(c->sender);
     c->sender = NULL;
     free(c->params);
     c->params = NULL;
     c->nrcpt = 0;
+    c->rcpt_logged = 0;
     c->rtext_len = 0;
     if (c->rtext_cap > 64 * 1024) {
         /* a transaction with hundreds of long paths: not kept idle */
@@ -426,8 +451,7 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     *t++ = '\0';
     c->rtext_len = (size_t)(t - c->rtext);
     c->relay[c->nrcpt] = (char)relay;
-    c->nrcpt++;
-    log_rcpt_accepted(c->sid, to->mailbox.p, to->mailbox.n, relay);
+    c->nrcpt++; /* logged with the others (log_accepted) */
     return LLSMTP_OK;
 }
 
@@ -447,6 +471,7 @@ static int
 on_data_start(llsmtp_server *s, llsmtp_reply *r)
 {
     conn *c = CONN(s);
+    log_accepted(c); /* the list is complete */
     c->write_errno = 0;
     new_id(c->d, c->id, sizeof c->id);
     c->hops = 0;
