@@ -115,28 +115,23 @@ llsmtp_relay_policy_init_(llsmtp_relay_policy *p, unsigned long version,
                            0);
 }
 
-/* Whether entry e names domain d as written, octet for octet (the case
- * the client wrote is the configured one, the common case), which makes
- * it a match of relay_entry_match's without folding case or measuring
- * e: unless e is a ".parent" entry, and unless d ends in two dots (one
- * trailing dot is stripped from d, up to two from e). */
+/* Whether entry e (en octets) names domain d as written, octet for
+ * octet (the client wrote the configured case, the common case): then
+ * it is a match of relay_entry_match's, found without folding case.
+ * Unless e is a ".parent" entry, or d ends in two dots (one trailing dot
+ * is stripped from d, up to two from e). */
 static int
-relay_entry_same(const char *d, size_t dn, const char *e)
+relay_entry_same(const char *d, size_t dn, const char *e, size_t en)
 {
-    size_t k = 0;
-    if (e[0] == '.')
-        return 0;
-    while (k < dn && d[k] == e[k] && e[k] != '\0')
-        k++;
-    return k == dn && e[k] == '\0' &&
+    return en == dn && e[0] != '.' && memcmp(d, e, dn) == 0 &&
            !(dn >= 2 && d[dn - 1] == '.' && d[dn - 2] == '.');
 }
 
-/* Does domain d match entry e: exactly, or as a subdomain of ".x"? */
+/* Does domain d match entry e (en octets): exactly, or as a subdomain
+ * of ".x"? */
 static int
-relay_entry_match(const char *d, size_t dn, const char *e)
+relay_entry_match(const char *d, size_t dn, const char *e, size_t en)
 {
-    size_t en = strlen(e);
     if (en && e[en - 1] == '.')
         en--;
     if (en > 1 && e[0] == '.') {
@@ -153,11 +148,15 @@ int
 llsmtp__relay_domain_in(const char *d, size_t dn, const char *const *list,
                         size_t nlist)
 {
-    size_t i;
-    for (i = 0; i < nlist; i++)
-        if (list[i] != NULL && (relay_entry_same(d, dn, list[i]) ||
-                                relay_entry_match(d, dn, list[i])))
+    size_t i, en;
+    for (i = 0; i < nlist; i++) {
+        if (list[i] == NULL)
+            continue;
+        en = strlen(list[i]);
+        if (relay_entry_same(d, dn, list[i], en) ||
+            relay_entry_match(d, dn, list[i], en))
             return 1;
+    }
     return 0;
 }
 
@@ -169,23 +168,26 @@ llsmtp__relay_domain_in_general(const char *d, size_t dn,
 {
     size_t i;
     for (i = 0; i < nlist; i++)
-        if (list[i] != NULL && relay_entry_match(d, dn, list[i]))
+        if (list[i] != NULL &&
+            relay_entry_match(d, dn, list[i], strlen(list[i])))
             return 1;
     return 0;
 }
 #endif
 
 /* Routing inside the local part: "%" hack, "!" bang path, and in a
- * quoted local part also "@". */
+ * quoted local part also "@": the octets 0x21 + 0, 4 and 31, a bit each
+ * of a mask (one test an octet). */
 static int
 relay_local_routes(const llsmtp_path *r)
 {
+    uint32_t mask = 1u << ('!' - 0x21) | 1u << ('%' - 0x21);
     size_t i;
+    if (r->flags & LLSMTP_PATH_QUOTED)
+        mask |= 1u << ('@' - 0x21);
     for (i = 0; i < r->local.n; i++) {
-        char c = r->local.p[i];
-        if (c == '%' || c == '!')
-            return 1;
-        if (c == '@' && (r->flags & LLSMTP_PATH_QUOTED))
+        unsigned c = (unsigned char)r->local.p[i] - 0x21u;
+        if (c < 32 && (mask >> c & 1u))
             return 1;
     }
     return 0;
