@@ -397,21 +397,6 @@ llsmtp__sess_kind_default(int kind, llsmtp_reply *r)
 
 /* ---- commands ------------------------------------------------------------ */
 
-llsmtp_span
-llsmtp__sess_trim(const char *p, size_t n)
-{
-    llsmtp_span sp;
-    while (n && (*p == ' ' || *p == '\t')) {
-        p++;
-        n--;
-    }
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-        n--;
-    sp.p = p;
-    sp.n = n;
-    return sp;
-}
-
 static int
 sess_has_ctl(llsmtp_span a)
 {
@@ -514,7 +499,7 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
                     llsmtp_path *path, llsmtp_params *params, int *done)
 {
     const char *kw = is_rcpt ? "to:" : "from:";
-    size_t kwn = strlen(kw), end = 0, i;
+    size_t kwn = is_rcpt ? sizeof "to:" - 1 : sizeof "from:" - 1, end = 0, i;
     unsigned opts = is_rcpt ? LLSMTP_PARSE_ALLOW_POSTMASTER
                             : LLSMTP_PARSE_ALLOW_NULL;
     int rc;
@@ -1085,13 +1070,26 @@ static const sess_cmd sess_cmd_none = {"", CMD_NO_ECHO, 0, NULL,
 
 /* The row of verb v[0..n), any case. Every name is upper-case letters
  * (a unit test checks), and c | 0x20 equals a lower-case letter only
- * when c is that letter in either case: so the octets compare folded
- * that way, and a row is passed over on its first letter or length. */
+ * when c is that letter in either case: so octets compare folded that
+ * way. A four-letter verb (every command a client pipelines) is one
+ * 32-bit comparison a row; a row is passed over on its first letter. */
 static const sess_cmd *
 sess_verb(const char *v, size_t n)
 {
     size_t i, k;
     unsigned c0;
+    if (n == 4) {
+        uint32_t key, name;
+        memcpy(&key, v, 4);
+        key |= 0x20202020u;
+        for (i = 0; i < SESS_CMDS; i++) {
+            memcpy(&name, sess_cmds[i].name, 4);
+            if ((name | 0x20202020u) == key && sess_cmds[i].name[3] != '\0' &&
+                sess_cmds[i].name[4] == '\0')
+                return &sess_cmds[i];
+        }
+        return &sess_cmd_none;
+    }
     if (n == 0 || n >= sizeof sess_cmds[0].name)
         return &sess_cmd_none;
     c0 = (unsigned char)v[0] | 0x20u;
@@ -1231,11 +1229,18 @@ llsmtp__sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     }
     if (sess_in_auth(s))
         return llsmtp__sess_auth_line(s, line, len);
-    for (v = 0; v < len && line[v] != ' '; v++)
-        ;
-    if (len == 0)
-        return llsmtp__sess_err(s, 500, "5.5.2", "Error: bad syntax");
-    c = sess_verb(line, v);
+    /* A four-letter verb found in its first four octets ends there (no
+     * name has a space); any other verb ends at the first space. */
+    if (len >= 4 && (len == 4 || line[4] == ' ') &&
+        (c = sess_verb(line, 4)) != &sess_cmd_none) {
+        v = 4;
+    } else {
+        for (v = 0; v < len && line[v] != ' '; v++)
+            ;
+        if (len == 0)
+            return llsmtp__sess_err(s, 500, "5.5.2", "Error: bad syntax");
+        c = sess_verb(line, v);
+    }
     s->rv_verb = c->name;
     arg = llsmtp__sess_trim(line + v, len - v);
     if (c->flags & CMD_SECRET)

@@ -229,6 +229,22 @@ sess_sync_mark(llsmtp_server *s, int ends_group)
         (s)->in_cb = 0;                                                       \
     } while (0)
 
+/* p[0..n) without the spaces and tabs around it. */
+static inline llsmtp_span
+llsmtp__sess_trim(const char *p, size_t n)
+{
+    llsmtp_span sp;
+    while (n && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    sp.p = p;
+    sp.n = n;
+    return sp;
+}
+
 /* Free room in the output queue. */
 static inline size_t
 sess_out_free(const llsmtp_server *s)
@@ -357,7 +373,6 @@ LLSMTP_INTERNAL int llsmtp__sess_line(llsmtp_server *s, const char *line,
                                       size_t n, int truncated);
 LLSMTP_INTERNAL void llsmtp__sess_normalize(int kind, llsmtp_reply *r);
 LLSMTP_INTERNAL int llsmtp__sess_reply_ok(const llsmtp_reply *r);
-LLSMTP_INTERNAL llsmtp_span llsmtp__sess_trim(const char *p, size_t n);
 LLSMTP_INTERNAL int llsmtp__sess_tx_end(llsmtp_server *s);
 LLSMTP_INTERNAL void llsmtp__sess_tx_reset(llsmtp_server *s);
 
