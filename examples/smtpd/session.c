@@ -422,24 +422,30 @@ rcpt_known(const options *o, const llsmtp_path *to, int relay)
            rcpt_listed(o->rcpts_local, o->nrcpts_local, at);
 }
 
+/* An unknown recipient: refused here, not bounced later (no
+ * backscatter; the reply copies the text). */
+static int
+rcpt_unknown(const llsmtp_path *to, llsmtp_reply *r)
+{
+    char text[600];
+    snprintf(text, sizeof text,
+             "<%.*s>: Recipient address rejected: User unknown",
+             (int)to->mailbox.n, to->mailbox.p);
+    llsmtp_reply_set(r, 550, "5.1.1", text);
+    return LLSMTP_OK;
+}
+
 static int
 on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    char *t, text[600];
+    char *t;
     /* The library's relay policy already refused recipients we may not
      * take (and then this callback is not called). */
     int relay = llsmtp_server_rcpt_verdict(s) == LLSMTP_RELAY_ALLOWED;
-    if (!rcpt_known(&c->d->opt, to, relay)) {
-        /* refused here, not bounced later: no backscatter (the reply
-         * copies the text) */
-        snprintf(text, sizeof text,
-                 "<%.*s>: Recipient address rejected: User unknown",
-                 (int)to->mailbox.n, to->mailbox.p);
-        llsmtp_reply_set(r, 550, "5.1.1", text);
-        return LLSMTP_OK;
-    }
+    if (!rcpt_known(&c->d->opt, to, relay))
+        return rcpt_unknown(to, r);
     if (!rcpt_room(c, to->mailbox.n + params_len(ps) + 2))
         return LLSMTP_E_CALLBACK;
     t = c->rtext + c->rtext_len;
@@ -447,7 +453,8 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     memcpy(t, to->mailbox.p, to->mailbox.n);
     t += to->mailbox.n;
     *t++ = '\0';
-    t = params_put(t, ps);
+    if (ps->n != 0)
+        t = params_put(t, ps);
     *t++ = '\0';
     c->rtext_len = (size_t)(t - c->rtext);
     c->relay[c->nrcpt] = (char)relay;
@@ -772,10 +779,21 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
  * command's 4xx/5xx, a message's or a chunk's, and those no client line
  * caused (421: timeout, shutdown, a failed callback).
  * --verbose adds a line for every reply, beside what it answers. */
+static void reply_log(conn *c, const llsmtp_reply_info *ri);
+
 static void
 on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
 {
     conn *c = CONN(s);
+    /* most replies (a 2xx or 3xx, no --verbose, no lines held): nothing */
+    if (ri->code < 400 && !c->log.on && !c->d->opt.verbose)
+        return;
+    reply_log(c, ri);
+}
+
+static void
+reply_log(conn *c, const llsmtp_reply_info *ri)
+{
     const char *verb = ri->verb[0] != '\0' ? ri->verb : "-";
     const char *sp = ri->enhanced[0] != '\0' ? " " : "";
     char arg[ARG_SHOWN + 1], text[TEXT_SHOWN + 1], what[ARG_SHOWN + 40];
