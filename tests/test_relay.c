@@ -522,6 +522,40 @@ test_domain_match_fast_matches_general(void **state)
     assert_true(hits > 50000);
 }
 
+/* The routing octets in a local part, whatever else it holds: "%" and
+ * "!" always, "@" when quoted; every other octet is none (the relay
+ * check finds them with a bit mask an octet). */
+static void
+test_local_route_octets(void **state)
+{
+    static const char *const local[] = {"company.test"};
+    llsmtp_relay_policy p;
+    char lp[3];
+    int c, quoted;
+    (void)state;
+    llsmtp_relay_policy_init(&p);
+    p.local_domains = local;
+    p.nlocal = 1;
+    for (quoted = 0; quoted < 2; quoted++)
+        for (c = 0; c < 256; c++) {
+            llsmtp_path r;
+            int routes = c == '%' || c == '!' || (c == '@' && quoted);
+            memset(&r, 0, sizeof r);
+            lp[0] = 'a';
+            lp[1] = (char)c;
+            lp[2] = 'b';
+            r.local.p = lp;
+            r.local.n = 3;
+            r.domain.p = "company.test";
+            r.domain.n = 12;
+            r.mailbox = r.local; /* not read by the check */
+            r.flags = quoted ? LLSMTP_PATH_QUOTED : 0;
+            assert_int_equal(llsmtp_relay_check(&p, NULL, 0, &r),
+                             routes ? LLSMTP_RELAY_DENIED
+                                    : LLSMTP_RELAY_LOCAL);
+        }
+}
+
 int
 main(void)
 {
@@ -533,6 +567,7 @@ main(void)
         cmocka_unit_test(test_rejected_recipient_limit),
         cmocka_unit_test(test_proxy_address_drives_relay),
         cmocka_unit_test(test_domain_match_fast_matches_general),
+        cmocka_unit_test(test_local_route_octets),
     };
     return cmocka_run_group_tests_name("relay", tests, NULL, NULL);
 }
