@@ -373,14 +373,16 @@ unquote_local(char *key, size_t ln)
     return ln - 2;
 }
 
+#define RCPT_KEY_MAX 600 /* a longer path is never known */
+
+static int rcpt_listed_as(const options *o, const llsmtp_path *to, int relay);
+
 static int
 rcpt_known(const options *o, const llsmtp_path *to, int relay)
 {
-    char key[600], *at;
-    size_t i, ln = to->local.n;
     if (to->flags & LLSMTP_PATH_POSTMASTER)
         return 1;
-    if (to->mailbox.n + 2 > sizeof key)
+    if (to->mailbox.n + 2 > RCPT_KEY_MAX)
         return 0;
     if (relay) {
         /* only the relay domains' recipients are known here; mail that
@@ -391,6 +393,16 @@ rcpt_known(const options *o, const llsmtp_path *to, int relay)
     } else if (!o->verify_local) {
         return 1;
     }
+    return rcpt_listed_as(o, to, relay);
+}
+
+/* rcpt_known's lookup in the lists, out of line (its key buffer is for
+ * the servers that verify recipients only). */
+static int
+rcpt_listed_as(const options *o, const llsmtp_path *to, int relay)
+{
+    char key[RCPT_KEY_MAX], *at;
+    size_t i, ln = to->local.n;
     snprintf(key, sizeof key, "%.*s", (int)to->mailbox.n, to->mailbox.p);
     ln = unquote_local(key, ln);
     ascii_lower(key);
