@@ -148,9 +148,10 @@ llsmtp__sess_put_rcpt_ok(llsmtp_server *s, llsmtp_span path)
         return llsmtp__sess_put(s, 250, "2.1.5", sp, 3);
     }
     if (enh)
-        memcpy(tail, "250 2.1.5 " SESS_RCPT_PRE, head);
+        memcpy(tail, "250 2.1.5 " SESS_RCPT_PRE,
+               sizeof "250 2.1.5 " SESS_RCPT_PRE - 1);
     else
-        memcpy(tail, "250 " SESS_RCPT_PRE, head);
+        memcpy(tail, "250 " SESS_RCPT_PRE, sizeof "250 " SESS_RCPT_PRE - 1);
     memcpy(tail + head, path.p, path.n);
     memcpy(tail + head + path.n, post, sizeof post - 1);
     s->out_end += w;
