@@ -189,6 +189,12 @@ LLSMTP_INTERNAL int llsmtp__sasl_name_ok(const char *p, size_t n);
 LLSMTP_INTERNAL int llsmtp__path_parse_general(const char *p, size_t n,
                                                unsigned opts, llsmtp_path *out,
                                                size_t *end);
+/* llsmtp_path_parse for a path in a command line: p[n] is readable and a
+ * space, tab, CR or LF (the argument's end), which spares the fast
+ * parser a bound check an octet. p, out and end are not NULL. */
+LLSMTP_INTERNAL int llsmtp__path_parse_line(const char *p, size_t n,
+                                            unsigned opts, llsmtp_path *out,
+                                            size_t *end);
 
 #ifndef LLSMTP_NO_RELAY
 /* Whether domain d[0..dn) matches an entry of a relay policy's domain

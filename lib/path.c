@@ -361,9 +361,11 @@ static const unsigned char path_cls[256] = {
  * quoted local part, an address literal, UTF-8, <>, <Postmaster>, and
  * every error), which the general parser then parses from the start:
  * it alone says what is wrong and where. tests/test_path.c compares the
- * two on generated paths. */
-static int
-path_fast(const char *p, size_t n, llsmtp_path *out, size_t *end)
+ * two on generated paths. With term, p[n] is readable and of neither
+ * class (a command line's space, CR or LF after its argument), so a
+ * scan stops there at the latest with no bound to check an octet. */
+static inline int
+path_fast(const char *p, size_t n, int term, llsmtp_path *out, size_t *end)
 {
     const unsigned char *u = (const unsigned char *)p;
     size_t i = 1, dom, lab;
@@ -371,7 +373,7 @@ path_fast(const char *p, size_t n, llsmtp_path *out, size_t *end)
         return 0;
     for (;;) { /* Atom *("." Atom) */
         lab = i;
-        while (i < n && (path_cls[u[i]] & PATH_ATEXT))
+        while ((term || i < n) && (path_cls[u[i]] & PATH_ATEXT))
             i++;
         if (i == lab || i >= n)
             return 0;
@@ -384,7 +386,7 @@ path_fast(const char *p, size_t n, llsmtp_path *out, size_t *end)
     dom = ++i;
     for (;;) { /* sub-domain *("." sub-domain), Let-dig [Ldh-str] */
         lab = i;
-        while (i < n && (path_cls[u[i]] & PATH_LDH))
+        while ((term || i < n) && (path_cls[u[i]] & PATH_LDH))
             i++;
         if (i == lab || i >= n || u[lab] == '-' || u[i - 1] == '-' ||
             i - lab > PATH_LABEL_MAX)
@@ -415,7 +417,16 @@ llsmtp_path_parse(const char *p, size_t n, unsigned opts, llsmtp_path *out,
     size_t dummy;
     if (end == NULL)
         end = &dummy;
-    if (p != NULL && out != NULL && path_fast(p, n, out, end))
+    if (p != NULL && out != NULL && path_fast(p, n, 0, out, end))
+        return LLSMTP_OK;
+    return llsmtp__path_parse_general(p, n, opts, out, end);
+}
+
+int
+llsmtp__path_parse_line(const char *p, size_t n, unsigned opts,
+                        llsmtp_path *out, size_t *end)
+{
+    if (path_fast(p, n, 1, out, end))
         return LLSMTP_OK;
     return llsmtp__path_parse_general(p, n, opts, out, end);
 }

@@ -516,7 +516,8 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
     /* Tolerate spaces after the colon, as most servers do. */
     while (i < arg.n && arg.p[i] == ' ')
         i++;
-    rc = llsmtp_path_parse(arg.p + i, arg.n - i, opts, path, &end);
+    /* the line goes on after its argument: spaces, CR, LF */
+    rc = llsmtp__path_parse_line(arg.p + i, arg.n - i, opts, path, &end);
     if (rc == LLSMTP_OK && i + end < arg.n && arg.p[i + end] != ' ')
         rc = LLSMTP_E_SYNTAX;
     if (rc != LLSMTP_OK)

@@ -252,14 +252,15 @@ test_params(void **state)
  * and without parameters after them, and for each octet in each place
  * of a path (the fast parser's class table). */
 static void
-path_same(const char *p, size_t n, unsigned opts)
+path_same_as(const char *p, size_t n, unsigned opts, int line)
 {
     llsmtp_path a, b;
     size_t ea = 777, eb = 777;
     int ra, rb;
     memset(&a, 0x5a, sizeof a);
     memset(&b, 0x5a, sizeof b);
-    ra = llsmtp_path_parse(p, n, opts, &a, &ea);
+    ra = line ? llsmtp__path_parse_line(p, n, opts, &a, &ea)
+              : llsmtp_path_parse(p, n, opts, &a, &ea);
     rb = llsmtp__path_parse_general(p, n, opts, &b, &eb);
     assert_int_equal(ra, rb);
     assert_int_equal(ea, eb);
@@ -274,6 +275,23 @@ path_same(const char *p, size_t n, unsigned opts)
     assert_ptr_equal(a.route.p, b.route.p);
     assert_int_equal(a.route.n, b.route.n);
     assert_int_equal(a.flags, b.flags);
+}
+
+/* The same through the public parser, and when p[n] is what ends a
+ * command line's argument (p is writable then, one octet past n) through
+ * the session's (llsmtp__path_parse_line) too. */
+static void
+path_same(const char *p, size_t n, unsigned opts)
+{
+    path_same_as(p, n, opts, 0);
+}
+
+static void
+path_same_in_line(char *p, size_t n, unsigned opts, char term)
+{
+    p[n] = term;
+    path_same_as(p, n, opts, 0);
+    path_same_as(p, n, opts, 1);
 }
 
 static void
@@ -296,7 +314,7 @@ test_fast_path_matches_general(void **state)
         memcpy(buf + n, t, strlen(t));
         n += strlen(t);
         opts = (unsigned)(th_rand(&seed) % 8);
-        path_same(buf, n, opts);
+        path_same_in_line(buf, n, opts, " \t\r\n"[th_rand(&seed) % 4]);
         path_same(buf, th_rand(&seed) % (n + 1), opts); /* cut anywhere */
         {
             llsmtp_path x;
@@ -313,7 +331,7 @@ test_fast_path_matches_general(void **state)
             p[pre] = (char)c;
             memcpy(p + pre + 1, pc + 1, n - pre - 1);
             for (opts = 0; opts < 8; opts++)
-                path_same(p, n, opts);
+                path_same_in_line(p, n, opts, '\r');
         }
     path_same(NULL, 5, 0);
     path_same("<a@b>", 5, 0);
