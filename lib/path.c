@@ -355,6 +355,30 @@ static const unsigned char path_cls[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 /* clang-format on */
 
+/* Where the run of octets of class cls from u[i] ends, before n; with
+ * term, at the first octet not of the class, which is there at the
+ * latest at u[n] (then four are tested a round, each read only after the
+ * one before it passed: none past that octet). */
+static inline size_t
+path_scan(const unsigned char *u, size_t i, size_t n, int term, unsigned cls)
+{
+    if (!term) {
+        while (i < n && (path_cls[u[i]] & cls))
+            i++;
+        return i;
+    }
+    for (;; i += 4) {
+        if (!(path_cls[u[i]] & cls))
+            return i;
+        if (!(path_cls[u[i + 1]] & cls))
+            return i + 1;
+        if (!(path_cls[u[i + 2]] & cls))
+            return i + 2;
+        if (!(path_cls[u[i + 3]] & cls))
+            return i + 3;
+    }
+}
+
 /* The common path, "<Dot-string@Domain>" in ASCII with no route: parsed
  * in one pass over the octets' classes. Returns 1 with *out and *end as
  * the general parser sets them, or 0 for any other input (a route, a
@@ -373,8 +397,7 @@ path_fast(const char *p, size_t n, int term, llsmtp_path *out, size_t *end)
         return 0;
     for (;;) { /* Atom *("." Atom) */
         lab = i;
-        while ((term || i < n) && (path_cls[u[i]] & PATH_ATEXT))
-            i++;
+        i = path_scan(u, i, n, term, PATH_ATEXT);
         if (i == lab || i >= n)
             return 0;
         if (u[i] != '.')
@@ -386,8 +409,7 @@ path_fast(const char *p, size_t n, int term, llsmtp_path *out, size_t *end)
     dom = ++i;
     for (;;) { /* sub-domain *("." sub-domain), Let-dig [Ldh-str] */
         lab = i;
-        while ((term || i < n) && (path_cls[u[i]] & PATH_LDH))
-            i++;
+        i = path_scan(u, i, n, term, PATH_LDH);
         if (i == lab || i >= n || u[lab] == '-' || u[i - 1] == '-' ||
             i - lab > PATH_LABEL_MAX)
             return 0;
