@@ -110,31 +110,37 @@ log_rcpts_flush(log_rcpts *b)
     b->len = 0;
 }
 
+/* A line's start: the prefix and "session=SID" (out of line: once a
+ * line). */
+static void
+log_rcpts_begin(log_rcpts *b, int relay)
+{
+    char num[24];
+    size_t k = sizeof num, pn;
+    const char *p = log_prefix(&pn);
+    unsigned long sid = b->sid;
+    do
+        num[--k] = (char)('0' + sid % 10);
+    while ((sid /= 10) != 0);
+    memcpy(b->line, p, pn);
+    memcpy(b->line + pn, "session=", 8);
+    memcpy(b->line + pn + 8, num + k, sizeof num - k);
+    b->len = pn + 8 + sizeof num - k;
+    b->relay = relay;
+}
+
 void
 log_rcpts_add(log_rcpts *b, const char *path, size_t n, int relay)
 {
-    char num[24];
-    size_t k, pn, room;
-    const char *p;
-    unsigned long sid = b->sid;
-    /* a line has room for " rcpt=<", the path and "> accepted=...\n" */
+    size_t room;
+    /* a line has room for ">", " rcpt=<", the path, "> accepted=...\n" */
     if (b->len != 0 &&
-        (relay != b->relay || b->len + 2 + 7 + n + 17 > sizeof b->line))
+        (relay != b->relay || b->len + 1 + 7 + n + 17 > sizeof b->line))
         log_rcpts_flush(b);
-    if (b->len == 0) {
-        p = log_prefix(&pn);
-        k = sizeof num;
-        do
-            num[--k] = (char)('0' + sid % 10);
-        while ((sid /= 10) != 0);
-        memcpy(b->line, p, pn);
-        memcpy(b->line + pn, "session=", 8);
-        memcpy(b->line + pn + 8, num + k, sizeof num - k);
-        b->len = pn + 8 + sizeof num - k;
-        b->relay = relay;
-    } else {
+    if (b->len == 0)
+        log_rcpts_begin(b, relay);
+    else
         b->line[b->len++] = '>';
-    }
     room = sizeof b->line - b->len - 7 - 17;
     if (n > room)
         n = room; /* one path longer than a line: cut, as always */
