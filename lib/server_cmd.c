@@ -492,13 +492,27 @@ sess_key_is(const llsmtp_param *p, const char *lower)
     return p->key.n == n && llsmtp__ieq(p->key.p, lower, n);
 }
 
+/* Four octets folded to lower case (| 0x20: exact where the octets
+ * they are compared with are letters, as in every verb and keyword; a
+ * unit test checks the verbs), as one number; SESS_K4 is the same for
+ * letters at compile time. */
+#define SESS_K4(a, b, c, d)                                                   \
+    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 |               \
+     (uint32_t)(d) << 24)
+
+static uint32_t
+sess_k4(const char *v)
+{
+    const unsigned char *u = (const unsigned char *)v;
+    return SESS_K4(u[0], u[1], u[2], u[3]) | 0x20202020u;
+}
+
 /* Parses "FROM:" / "TO:", the path and the parameters. On a client
  * error queues the reply and sets *done; returns OK, CLOSE or <0. */
 static int
 sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
                     llsmtp_path *path, llsmtp_params *params, int *done)
 {
-    const char *kw = is_rcpt ? "to:" : "from:";
     size_t kwn = is_rcpt ? sizeof "to:" - 1 : sizeof "from:" - 1, end = 0, i;
     unsigned opts = is_rcpt ? LLSMTP_PARSE_ALLOW_POSTMASTER
                             : LLSMTP_PARSE_ALLOW_NULL;
@@ -508,7 +522,10 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
         opts |= LLSMTP_PARSE_UTF8; /* RFC 6531; checked against the
                                       transaction by the caller */
     *done = 1;
-    if (arg.n < kwn || !llsmtp__ieq(arg.p, kw, kwn))
+    if (arg.n < kwn || arg.p[kwn - 1] != ':' ||
+        (is_rcpt ? ((unsigned char)arg.p[0] | 0x20u) != 't' ||
+                       ((unsigned char)arg.p[1] | 0x20u) != 'o'
+                 : sess_k4(arg.p) != SESS_K4('f', 'r', 'o', 'm')))
         return llsmtp__sess_err(s, 501, "5.5.4",
                                 is_rcpt ? "Syntax: RCPT TO:<address>"
                                         : "Syntax: MAIL FROM:<address>");
@@ -1068,20 +1085,6 @@ static const sess_cmd sess_cmds[] = {
  * refused AUTH would arrive as one. */
 static const sess_cmd sess_cmd_none = {"", CMD_NO_ECHO, 0, NULL,
                                        sess_cmd_unknown};
-
-/* A verb's first four octets folded to lower case (| 0x20: exact for
- * letters, and every name is upper-case letters, a unit test checks),
- * as one number; SESS_K4 is the same for a name, at compile time. */
-#define SESS_K4(a, b, c, d)                                                   \
-    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 |               \
-     (uint32_t)(d) << 24)
-
-static uint32_t
-sess_k4(const char *v)
-{
-    const unsigned char *u = (const unsigned char *)v;
-    return SESS_K4(u[0], u[1], u[2], u[3]) | 0x20202020u;
-}
 
 /* The row of verb v[0..n), any case. The verbs of a transaction, which
  * clients pipeline, by a switch on their four octets (the rows' indexes:

@@ -1979,6 +1979,46 @@ test_verb_lookup(void **state)
     assert_int_equal(llsmtp__server_cmd_find("", 0), -1);
 }
 
+/* MAIL's "FROM:" and RCPT's "TO:" match in any case and nothing else
+ * does: each octet of each keyword replaced by every other, the reply
+ * compared with an ASCII case-insensitive comparison's verdict. */
+static void
+test_path_keywords(void **state)
+{
+    static const char *const kws[] = {"FROM:", "TO:"};
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    size_t k, w;
+    int c;
+    (void)state;
+    cfg.max_errors = 0;
+    for (w = 0; w < 2; w++)
+        for (k = 0; k < strlen(kws[w]); k++)
+            for (c = 1; c < 256; c++) {
+                th_host h;
+                llsmtp_server *s;
+                char kw[8], line[64];
+                int match, n;
+                if (c == '\n' || c == '\r')
+                    continue;
+                memcpy(kw, kws[w], strlen(kws[w]) + 1);
+                kw[k] = (char)c;
+                match = (c | 0x20) == (kws[w][k] | 0x20) &&
+                        (kws[w][k] != ':' || c == ':');
+                memset(&h, 0, sizeof h);
+                s = th_session(&cfg, &h);
+                n = snprintf(line, sizeof line, "EHLO x\r\n%s%s<a@b.c>\r\n%s",
+                             w ? "MAIL FROM:<s@b.c>\r\nRCPT " : "MAIL ", kw,
+                             "QUIT\r\n");
+                (void)th_run(s, &h, line, (size_t)n, NULL, 0, 1);
+                assert_int_equal(th_contains(h.out.p, h.out.n,
+                                             w ? "Syntax: RCPT"
+                                               : "Syntax: MAIL"),
+                                 !match);
+                free(s);
+                th_host_free(&h);
+            }
+}
+
 int
 main(void)
 {
@@ -1986,6 +2026,7 @@ main(void)
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_rcpt_fast_matches_general),
         cmocka_unit_test(test_verb_lookup),
+        cmocka_unit_test(test_path_keywords),
         cmocka_unit_test(test_memory_size),
         cmocka_unit_test(test_feed_before_start_and_args),
         cmocka_unit_test(test_pause_position),
