@@ -4,9 +4,13 @@
  * domains and IP text. The first byte picks parse options. Invariants:
  * offsets never pass the input; spans lie inside it; a parsed mailbox
  * re-parses to the same result; the IP parsers agree with each other on
- * embedded IPv4.
+ * embedded IPv4; the fast parser of the common path (and the session's
+ * entry to it, which knows what ends a command line) agrees with the
+ * general one in everything.
  */
 #include <llsmtp.h>
+
+#include "internal.h" /* llsmtp__path_parse_general, _line */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +23,43 @@ in_range(const char *base, size_t n, llsmtp_span sp)
         return;
     if (sp.p < base || sp.p + sp.n > base + n)
         abort();
+}
+
+/* The two parsers' results, span by span. */
+static void
+same_path(int ra, int rb, size_t ea, size_t eb, const llsmtp_path *a,
+          const llsmtp_path *b)
+{
+    if (ra != rb || ea != eb)
+        abort();
+    if (ra == LLSMTP_OK &&
+        (a->mailbox.p != b->mailbox.p || a->mailbox.n != b->mailbox.n ||
+         a->local.p != b->local.p || a->local.n != b->local.n ||
+         a->domain.p != b->domain.p || a->domain.n != b->domain.n ||
+         a->route.p != b->route.p || a->route.n != b->route.n ||
+         a->flags != b->flags))
+        abort();
+}
+
+static void
+fast_matches_general(const char *p, size_t n, unsigned opts)
+{
+    llsmtp_path a, b;
+    size_t ea = 0, eb = 0;
+    char *line;
+    same_path(llsmtp_path_parse(p, n, opts, &a, &ea),
+              llsmtp__path_parse_general(p, n, opts, &b, &eb), ea, eb, &a, &b);
+    /* in a command line, the argument ends before a space, CR or LF */
+    line = (char *)malloc(n + 1);
+    if (line == NULL)
+        abort();
+    if (n)
+        memcpy(line, p, n);
+    line[n] = "\r\n \t"[opts & 3];
+    same_path(llsmtp__path_parse_line(line, n, opts, &a, &ea),
+              llsmtp__path_parse_general(line, n, opts, &b, &eb), ea, eb, &a,
+              &b);
+    free(line);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,6 +79,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     opts = data[0] & 7;
     p = (const char *)data + 1;
     n = size - 1;
+    fast_matches_general(p, n, opts);
     rc = llsmtp_path_parse(p, n, opts, &path, &end);
     if (end > n)
         abort();

@@ -184,18 +184,67 @@ LLSMTP_INTERNAL int llsmtp__host_name_ok(const char *h, size_t n);
 /* A SASL user name or password: non-empty, no NUL, CR or LF. */
 LLSMTP_INTERNAL int llsmtp__sasl_name_ok(const char *p, size_t n);
 
+/* llsmtp_path_parse's general parser, every path the grammar has, which
+ * the common path's fast one falls back to (tests compare the two). */
+LLSMTP_INTERNAL int llsmtp__path_parse_general(const char *p, size_t n,
+                                               unsigned opts, llsmtp_path *out,
+                                               size_t *end);
+/* llsmtp_path_parse for a path in a command line: p[n] is readable and a
+ * space, tab, CR or LF (the argument's end), which spares the fast
+ * parser a bound check an octet. p, out and end are not NULL. */
+LLSMTP_INTERNAL int llsmtp__path_parse_line(const char *p, size_t n,
+                                            unsigned opts, llsmtp_path *out,
+                                            size_t *end);
+
+#ifndef LLSMTP_NO_RELAY
+/* Whether domain d[0..dn) matches an entry of a relay policy's domain
+ * list (NULL entries skipped): as written first, the general match
+ * (case, trailing dots, ".parent") when it is not; the second, the
+ * general match alone, is the first's reference in tests. */
+LLSMTP_INTERNAL int llsmtp__relay_domain_in(const char *d, size_t dn,
+                                            const char *const *list,
+                                            size_t nlist);
+#if !defined(LLSMTP_AMALGAMATION) || defined(LLSMTP_TEST_INTERNALS)
+LLSMTP_INTERNAL int llsmtp__relay_domain_in_general(const char *d, size_t dn,
+                                                    const char *const *list,
+                                                    size_t nlist);
+#endif
+#endif
+
 /* ---- replies ---------------------------------------------------------- */
+
+/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
+#define LLSMTP__REPLY_LINE_MAX 512
 
 /* The library's own text for a code, used when a host gives none. */
 LLSMTP_INTERNAL const char *llsmtp__reply_generic_text(int code);
 
 /* Writes a reply into out[0..cap): code, enhanced (NULL or "" for none),
  * the concatenation of parts as text, sanitised and folded. Returns bytes
- * written, or 0 when it does not fit. */
+ * written, or 0 when it does not fit. A reply of one line of plain text
+ * (printable ASCII) goes the fast way (llsmtp__reply_write_plain), any
+ * other the general way; both write the same octets (tests/test_reply.c
+ * compares them). */
 LLSMTP_INTERNAL size_t llsmtp__reply_write(char *out, size_t cap, int code,
                                            const char *enhanced,
                                            const llsmtp_span *parts,
                                            size_t nparts);
+/* The general way: octet by octet, sanitising and folding. */
+LLSMTP_INTERNAL size_t llsmtp__reply_write_general(char *out, size_t cap,
+                                                   int code,
+                                                   const char *enhanced,
+                                                   const llsmtp_span *parts,
+                                                   size_t nparts);
+/* The fast way, for parts the caller knows are printable ASCII (0x20-
+ * 0x7e: the library's own texts, a path the parser took without UTF-8)
+ * and enh of elen octets (NULL, 0 for none): 0 unless the text fits one
+ * line and the reply fits cap, and then the caller goes the general
+ * way. */
+LLSMTP_INTERNAL size_t llsmtp__reply_write_plain(char *out, size_t cap,
+                                                 int code, const char *enh,
+                                                 size_t elen,
+                                                 const llsmtp_span *parts,
+                                                 size_t nparts);
 
 /* The text of a host's reply as parts[0..3): its queue id and a space
  * (when it has one, and id_any is set or the code is 2xx), then its text,

@@ -115,43 +115,79 @@ llsmtp_relay_policy_init_(llsmtp_relay_policy *p, unsigned long version,
                            0);
 }
 
-/* Does domain d match an entry: exactly, or as a subdomain of ".x"? */
+/* Whether entry e (en octets) names domain d as written, octet for
+ * octet (the client wrote the configured case, the common case): then
+ * it is a match of relay_entry_match's, found without folding case.
+ * Unless e is a ".parent" entry, or d ends in two dots (one trailing dot
+ * is stripped from d, up to two from e). */
 static int
-relay_domain_in(const char *d, size_t dn, const char *const *list,
-                size_t nlist)
+relay_entry_same(const char *d, size_t dn, const char *e, size_t en)
 {
-    size_t i;
+    return en == dn && e[0] != '.' && memcmp(d, e, dn) == 0 &&
+           !(dn >= 2 && d[dn - 1] == '.' && d[dn - 2] == '.');
+}
+
+/* Does domain d match entry e (en octets): exactly, or as a subdomain
+ * of ".x"? */
+static int
+relay_entry_match(const char *d, size_t dn, const char *e, size_t en)
+{
+    if (en && e[en - 1] == '.')
+        en--;
+    if (en > 1 && e[0] == '.') {
+        /* ".company.test": any x.company.test, never company.test */
+        return dn > en && d[dn - en] == '.' &&
+               llsmtp__iequal(d + dn - en + 1, en - 1, e + 1, en - 1);
+    }
+    return llsmtp__name_eq(d, dn, e, en);
+}
+
+/* Does domain d match an entry of the list? The exact spelling first
+ * (relay_entry_same), the general match when it is not. */
+int
+llsmtp__relay_domain_in(const char *d, size_t dn, const char *const *list,
+                        size_t nlist)
+{
+    size_t i, en;
     for (i = 0; i < nlist; i++) {
-        const char *e = list[i];
-        size_t en;
-        if (e == NULL)
+        if (list[i] == NULL)
             continue;
-        en = strlen(e);
-        if (en && e[en - 1] == '.')
-            en--;
-        if (en > 1 && e[0] == '.') {
-            /* ".company.test": any x.company.test, never company.test */
-            if (dn > en && d[dn - en] == '.' &&
-                llsmtp__iequal(d + dn - en + 1, en - 1, e + 1, en - 1))
-                return 1;
-        } else if (llsmtp__name_eq(d, dn, e, en)) {
+        en = strlen(list[i]);
+        if (relay_entry_same(d, dn, list[i], en) ||
+            relay_entry_match(d, dn, list[i], en))
             return 1;
-        }
     }
     return 0;
 }
 
+#if !defined(LLSMTP_AMALGAMATION) || defined(LLSMTP_TEST_INTERNALS)
+/* The same by the general match alone (tests/test_relay.c compares). */
+int
+llsmtp__relay_domain_in_general(const char *d, size_t dn,
+                                const char *const *list, size_t nlist)
+{
+    size_t i;
+    for (i = 0; i < nlist; i++)
+        if (list[i] != NULL &&
+            relay_entry_match(d, dn, list[i], strlen(list[i])))
+            return 1;
+    return 0;
+}
+#endif
+
 /* Routing inside the local part: "%" hack, "!" bang path, and in a
- * quoted local part also "@". */
+ * quoted local part also "@": the octets 0x21 + 0, 4 and 31, a bit each
+ * of a mask (one test an octet). */
 static int
 relay_local_routes(const llsmtp_path *r)
 {
+    uint32_t mask = 1u << ('!' - 0x21) | 1u << ('%' - 0x21);
     size_t i;
+    if (r->flags & LLSMTP_PATH_QUOTED)
+        mask |= 1u << ('@' - 0x21);
     for (i = 0; i < r->local.n; i++) {
-        char c = r->local.p[i];
-        if (c == '%' || c == '!')
-            return 1;
-        if (c == '@' && (r->flags & LLSMTP_PATH_QUOTED))
+        unsigned c = (unsigned char)r->local.p[i] - 0x21u;
+        if (c < 32 && (mask >> c & 1u))
             return 1;
     }
     return 0;
@@ -203,8 +239,8 @@ llsmtp_relay_check(const llsmtp_relay_policy *p, const llsmtp_ip *ip,
     if (rcpt->flags & LLSMTP_PATH_LITERAL)
         local = relay_literal_is_own(p, rcpt);
     else
-        local = relay_domain_in(rcpt->domain.p, rcpt->domain.n,
-                                p->local_domains, p->nlocal);
+        local = llsmtp__relay_domain_in(rcpt->domain.p, rcpt->domain.n,
+                                        p->local_domains, p->nlocal);
     tricks = relay_local_routes(rcpt);
     if (trusted)
         return local && !tricks ? LLSMTP_RELAY_LOCAL : LLSMTP_RELAY_ALLOWED;
@@ -213,8 +249,8 @@ llsmtp_relay_check(const llsmtp_relay_policy *p, const llsmtp_ip *ip,
     if (local)
         return LLSMTP_RELAY_LOCAL;
     if (!(rcpt->flags & LLSMTP_PATH_LITERAL) &&
-        relay_domain_in(rcpt->domain.p, rcpt->domain.n, p->relay_domains,
-                        p->nrelay))
+        llsmtp__relay_domain_in(rcpt->domain.p, rcpt->domain.n,
+                                p->relay_domains, p->nrelay))
         return LLSMTP_RELAY_ALLOWED;
     return LLSMTP_RELAY_DENIED;
 }

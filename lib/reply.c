@@ -8,8 +8,7 @@
  */
 #include "internal.h"
 
-/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. */
-#define RPL_LINE_MAX 512
+#define RPL_LINE_MAX LLSMTP__REPLY_LINE_MAX
 
 const char *
 llsmtp__reply_generic_text(int code)
@@ -284,8 +283,9 @@ rpl_put(rpl_writer *w, char c)
 }
 
 size_t
-llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
-                    const llsmtp_span *parts, size_t nparts)
+llsmtp__reply_write_general(char *out, size_t cap, int code,
+                            const char *enhanced, const llsmtp_span *parts,
+                            size_t nparts)
 {
     rpl_writer w;
     size_t i, j;
@@ -363,6 +363,81 @@ llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
         return 0;
     out[w.last_line + 3] = ' ';
     return w.o;
+}
+
+/* Whether p[0..n) is plain text: printable ASCII (0x20-0x7e) only, so
+ * nothing in it is sanitised. Eight octets at a time: a word has an
+ * octet under 0x20 when (x - 0x20..20) & ~x has a high bit set, one
+ * over 0x7e when (x + 0x01..01) | x has (exact for the word as a whole,
+ * whatever the carries and borrows do to single octets). */
+static int
+rpl_plain(const char *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t x, bad = 0;
+    size_t i = 0;
+    unsigned char t = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&x, p + i, 8);
+        bad |= ((x - 0x20 * ones) & ~x) | (x + ones) | x;
+    }
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        t |= (unsigned char)((unsigned char)(c - 0x20) >= 0x5f);
+    }
+    return (bad & high) == 0 && t == 0;
+}
+
+/* The common reply: one line of plain text that fits it, so the writer
+ * above would sanitise nothing and fold nothing. It is written as the
+ * writer writes it, a part at a time: "ddd", " ", the enhanced code and
+ * a space, the text, CRLF. 0 when the text does not fit one line (the
+ * caller goes the general way) or the reply does not fit cap. */
+size_t
+llsmtp__reply_write_plain(char *out, size_t cap, int code, const char *enh,
+                          size_t elen, const llsmtp_span *parts, size_t nparts)
+{
+    size_t prefix = 4 + (elen ? elen + 1 : 0), total = 0, i, o;
+    if (code < 200 || code > 599)
+        return 0;
+    for (i = 0; i < nparts; i++)
+        total += parts[i].n;
+    if (prefix > RPL_LINE_MAX - 2 || total > RPL_LINE_MAX - 2 - prefix ||
+        cap < prefix + 2 || total > cap - prefix - 2)
+        return 0;
+    out[0] = (char)('0' + code / 100);
+    out[1] = (char)('0' + code / 10 % 10);
+    out[2] = (char)('0' + code % 10);
+    out[3] = ' ';
+    o = 4;
+    if (elen) {
+        memcpy(out + o, enh, elen);
+        o += elen;
+        out[o++] = ' ';
+    }
+    for (i = 0; i < nparts; i++) {
+        if (parts[i].n)
+            memcpy(out + o, parts[i].p, parts[i].n);
+        o += parts[i].n;
+    }
+    out[o++] = '\r';
+    out[o++] = '\n';
+    return o;
+}
+
+size_t
+llsmtp__reply_write(char *out, size_t cap, int code, const char *enhanced,
+                    const llsmtp_span *parts, size_t nparts)
+{
+    size_t elen = enhanced != NULL ? strlen(enhanced) : 0, i, w;
+    for (i = 0; i < nparts && rpl_plain(parts[i].p, parts[i].n); i++)
+        ;
+    if (i == nparts &&
+        (w = llsmtp__reply_write_plain(out, cap, code, enhanced, elen, parts,
+                                       nparts)) != 0)
+        return w;
+    return llsmtp__reply_write_general(out, cap, code, enhanced, parts,
+                                       nparts);
 }
 
 size_t

@@ -205,8 +205,8 @@ static const sess_kind_row sess_kinds[] = {
      llsmtp__sess_text_ehlo, sess_apply_helo, RK_NO_ENH},
     {"on_mail_from", LLSMTP_PENDING_MAIL, 250, "2.1.0", "Sender <", "> OK",
      NULL, sess_apply_mail, RK_ARG},
-    {"on_rcpt", LLSMTP_PENDING_RCPT, 250, "2.1.5", "Recipient <", "> OK", NULL,
-     sess_apply_rcpt, RK_ARG},
+    {"on_rcpt", LLSMTP_PENDING_RCPT, 250, "2.1.5", SESS_RCPT_PRE,
+     SESS_RCPT_POST, NULL, sess_apply_rcpt, RK_ARG},
     {"on_data_start", LLSMTP_PENDING_DATA_START, 354, "",
      "Start mail input; end with <CRLF>.<CRLF>", NULL, NULL,
      sess_apply_data_start, RK_NO_ENH},
@@ -329,15 +329,25 @@ sess_cb_name(const llsmtp_server *s, int kind)
     return llsmtp__sess_kind(kind)->cb;
 }
 
+/* Whether a deciding callback left its reply as the library made it
+ * (llsmtp__sess_kind_default): no setter called, nothing edited. */
+static int
+sess_untouched(int kind, const llsmtp_reply *r)
+{
+    return r->is_default && r->id_len == 0 && !r->has_text &&
+           r->text_len == 0 && r->code == llsmtp__sess_kind(kind)->code &&
+           strcmp(r->enhanced, llsmtp__sess_kind(kind)->enh) == 0;
+}
+
 /* Handles a deciding callback's return: apply, defer or fail. */
 int
 llsmtp__sess_decided(llsmtp_server *s, int kind, int cbrc, llsmtp_reply *r,
                      llsmtp_span arg)
 {
-    if (cbrc == LLSMTP_PAUSED &&
-        (!r->is_default || r->id_len != 0 || r->has_text || r->text_len ||
-         r->code != llsmtp__sess_kind(kind)->code ||
-         strcmp(r->enhanced, llsmtp__sess_kind(kind)->enh) != 0)) {
+    int untouched = sess_untouched(kind, r);
+    if (cbrc == LLSMTP_OK && untouched)
+        return llsmtp__sess_apply(s, kind, r, arg); /* valid as it was made */
+    if (cbrc == LLSMTP_PAUSED && !untouched) {
         /* The decision comes with llsmtp_server_resume: a reply set here
          * would be lost, so it is the host's mistake, said at once. */
         return llsmtp__sess_fail(s, sess_cb_name(s, kind), LLSMTP_E_CALLBACK);
@@ -386,21 +396,6 @@ llsmtp__sess_kind_default(int kind, llsmtp_reply *r)
 }
 
 /* ---- commands ------------------------------------------------------------ */
-
-llsmtp_span
-llsmtp__sess_trim(const char *p, size_t n)
-{
-    llsmtp_span sp;
-    while (n && (*p == ' ' || *p == '\t')) {
-        p++;
-        n--;
-    }
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-        n--;
-    sp.p = p;
-    sp.n = n;
-    return sp;
-}
 
 static int
 sess_has_ctl(llsmtp_span a)
@@ -497,14 +492,28 @@ sess_key_is(const llsmtp_param *p, const char *lower)
     return p->key.n == n && llsmtp__ieq(p->key.p, lower, n);
 }
 
+/* Four octets folded to lower case (| 0x20: exact where the octets
+ * they are compared with are letters, as in every verb and keyword; a
+ * unit test checks the verbs), as one number; SESS_K4 is the same for
+ * letters at compile time. */
+#define SESS_K4(a, b, c, d)                                                   \
+    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 |               \
+     (uint32_t)(d) << 24)
+
+static uint32_t
+sess_k4(const char *v)
+{
+    const unsigned char *u = (const unsigned char *)v;
+    return SESS_K4(u[0], u[1], u[2], u[3]) | 0x20202020u;
+}
+
 /* Parses "FROM:" / "TO:", the path and the parameters. On a client
  * error queues the reply and sets *done; returns OK, CLOSE or <0. */
 static int
 sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
                     llsmtp_path *path, llsmtp_params *params, int *done)
 {
-    const char *kw = is_rcpt ? "to:" : "from:";
-    size_t kwn = strlen(kw), end = 0, i;
+    size_t kwn = is_rcpt ? sizeof "to:" - 1 : sizeof "from:" - 1, end = 0, i;
     unsigned opts = is_rcpt ? LLSMTP_PARSE_ALLOW_POSTMASTER
                             : LLSMTP_PARSE_ALLOW_NULL;
     int rc;
@@ -513,7 +522,10 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
         opts |= LLSMTP_PARSE_UTF8; /* RFC 6531; checked against the
                                       transaction by the caller */
     *done = 1;
-    if (arg.n < kwn || !llsmtp__ieq(arg.p, kw, kwn))
+    if (arg.n < kwn || arg.p[kwn - 1] != ':' ||
+        (is_rcpt ? ((unsigned char)arg.p[0] | 0x20u) != 't' ||
+                       ((unsigned char)arg.p[1] | 0x20u) != 'o'
+                 : sess_k4(arg.p) != SESS_K4('f', 'r', 'o', 'm')))
         return llsmtp__sess_err(s, 501, "5.5.4",
                                 is_rcpt ? "Syntax: RCPT TO:<address>"
                                         : "Syntax: MAIL FROM:<address>");
@@ -521,7 +533,8 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
     /* Tolerate spaces after the colon, as most servers do. */
     while (i < arg.n && arg.p[i] == ' ')
         i++;
-    rc = llsmtp_path_parse(arg.p + i, arg.n - i, opts, path, &end);
+    /* the line goes on after its argument: spaces, CR, LF */
+    rc = llsmtp__path_parse_line(arg.p + i, arg.n - i, opts, path, &end);
     if (rc == LLSMTP_OK && i + end < arg.n && arg.p[i + end] != ' ')
         rc = LLSMTP_E_SYNTAX;
     if (rc != LLSMTP_OK)
@@ -529,6 +542,11 @@ sess_parse_path_cmd(llsmtp_server *s, llsmtp_span arg, int is_rcpt,
                                 is_rcpt ? "Bad recipient address syntax"
                                         : "Bad sender address syntax");
     i += end;
+    if (i == arg.n) { /* no parameters, as mostly */
+        params->n = 0;
+        *done = 0;
+        return LLSMTP_OK;
+    }
     rc = llsmtp_params_parse(arg.p + i, arg.n - i, opts & LLSMTP_PARSE_UTF8,
                              params, &end);
     if (rc != LLSMTP_OK || sess_params_dup(params))
@@ -689,6 +707,25 @@ sess_relay_denied(llsmtp_server *s, const llsmtp_path *path)
 }
 #endif
 
+/* A recipient accepted with the default reply, which is most of them:
+ * what llsmtp__sess_decided does then (llsmtp__sess_apply: the reply of
+ * sess_put_default, sess_apply_rcpt), less the checks of a reply the
+ * host did not touch, and with the reply written pre-rendered. tests/
+ * test_server.c compares it with the general way (the same decision
+ * deferred and resumed). */
+static int
+sess_rcpt_accepted(llsmtp_server *s, llsmtp_span mailbox)
+{
+    int rc = llsmtp__sess_put_rcpt_ok(s, mailbox);
+    if (rc < 0)
+        return rc;
+    s->tx.rcpt_tried++;
+    s->tx.rcpt_count++;
+    if (s->phase == PH_TLS_WAIT)
+        return LLSMTP_START_TLS;
+    return s->phase == PH_CLOSED ? LLSMTP_CLOSE : LLSMTP_OK;
+}
+
 static int
 sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
 {
@@ -757,6 +794,13 @@ sess_cmd_rcpt(llsmtp_server *s, llsmtp_span arg)
     llsmtp__sess_default_reply(&r, 250, "2.1.5");
     if (s->cb->on_rcpt != NULL)
         SESS_CALL(s, cbrc, s->cb->on_rcpt(s, &path, &params, &r));
+    /* the default untouched, and the path printable ASCII */
+    if (cbrc == LLSMTP_OK && !(path.flags & LLSMTP_PATH_UTF8) &&
+        r.is_default && r.id_len == 0 && !r.has_text && r.text_len == 0 &&
+        r.code == 250 && r.enhanced[0] == '2' && r.enhanced[1] == '.' &&
+        r.enhanced[2] == '1' && r.enhanced[3] == '.' && r.enhanced[4] == '5' &&
+        r.enhanced[5] == '\0')
+        return sess_rcpt_accepted(s, path.mailbox);
     return llsmtp__sess_decided(s, LLSMTP_PENDING_RCPT, cbrc, &r,
                                 path.mailbox);
 }
@@ -1042,13 +1086,46 @@ static const sess_cmd sess_cmds[] = {
 static const sess_cmd sess_cmd_none = {"", CMD_NO_ECHO, 0, NULL,
                                        sess_cmd_unknown};
 
+/* The row of verb v[0..n), any case. The verbs of a transaction, which
+ * clients pipeline, by a switch on their four octets (the rows' indexes:
+ * test_verb_lookup finds every name in its own row); any other by its
+ * first letter and its octets folded, row by row. */
 static const sess_cmd *
 sess_verb(const char *v, size_t n)
 {
-    size_t i;
-    for (i = 0; i < SESS_CMDS; i++)
-        if (llsmtp__iequal(v, n, sess_cmds[i].name, strlen(sess_cmds[i].name)))
+    size_t i, k;
+    unsigned c0;
+    if (n == 4) {
+        switch (sess_k4(v)) {
+        case SESS_K4('m', 'a', 'i', 'l'):
+            return &sess_cmds[3];
+        case SESS_K4('r', 'c', 'p', 't'):
+            return &sess_cmds[4];
+        case SESS_K4('d', 'a', 't', 'a'):
+            return &sess_cmds[5];
+        case SESS_K4('r', 's', 'e', 't'):
+            return &sess_cmds[6];
+        case SESS_K4('b', 'd', 'a', 't'):
+            return &sess_cmds[14];
+        default:
+            break;
+        }
+    }
+    if (n == 0 || n >= sizeof sess_cmds[0].name)
+        return &sess_cmd_none;
+    c0 = (unsigned char)v[0] | 0x20u;
+    for (i = 0; i < SESS_CMDS; i++) {
+        const char *name = sess_cmds[i].name;
+        if (((unsigned char)name[0] | 0x20u) != c0 || name[n] != '\0' ||
+            name[n - 1] == '\0')
+            continue;
+        for (k = 1; k < n && ((unsigned char)v[k] | 0x20u) ==
+                                 ((unsigned char)name[k] | 0x20u);
+             k++)
+            ;
+        if (k == n)
             return &sess_cmds[i];
+    }
     return &sess_cmd_none;
 }
 
@@ -1057,6 +1134,13 @@ const char *
 llsmtp__server_cmd_row(size_t i)
 {
     return i < SESS_CMDS ? sess_cmds[i].name : NULL;
+}
+
+long
+llsmtp__server_cmd_find(const char *v, size_t n)
+{
+    const sess_cmd *c = sess_verb(v, n);
+    return c == &sess_cmd_none ? -1 : (long)(c - sess_cmds);
 }
 #endif
 
@@ -1166,11 +1250,18 @@ llsmtp__sess_line(llsmtp_server *s, const char *line, size_t n, int truncated)
     }
     if (sess_in_auth(s))
         return llsmtp__sess_auth_line(s, line, len);
-    for (v = 0; v < len && line[v] != ' '; v++)
-        ;
-    if (len == 0)
-        return llsmtp__sess_err(s, 500, "5.5.2", "Error: bad syntax");
-    c = sess_verb(line, v);
+    /* A four-letter verb found in its first four octets ends there (no
+     * name has a space); any other verb ends at the first space. */
+    if (len >= 4 && (len == 4 || line[4] == ' ') &&
+        (c = sess_verb(line, 4)) != &sess_cmd_none) {
+        v = 4;
+    } else {
+        for (v = 0; v < len && line[v] != ' '; v++)
+            ;
+        if (len == 0)
+            return llsmtp__sess_err(s, 500, "5.5.2", "Error: bad syntax");
+        c = sess_verb(line, v);
+    }
     s->rv_verb = c->name;
     arg = llsmtp__sess_trim(line + v, len - v);
     if (c->flags & CMD_SECRET)

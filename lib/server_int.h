@@ -229,6 +229,22 @@ sess_sync_mark(llsmtp_server *s, int ends_group)
         (s)->in_cb = 0;                                                       \
     } while (0)
 
+/* p[0..n) without the spaces and tabs around it. */
+static inline llsmtp_span
+llsmtp__sess_trim(const char *p, size_t n)
+{
+    llsmtp_span sp;
+    while (n && (*p == ' ' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    sp.p = p;
+    sp.n = n;
+    return sp;
+}
+
 /* Free room in the output queue. */
 static inline size_t
 sess_out_free(const llsmtp_server *s)
@@ -263,6 +279,11 @@ sess_parts_add(sess_parts *ps, const char *str)
 {
     sess_part(ps, str, strlen(str));
 }
+
+/* RCPT's default text, "Recipient <path> OK": sess_kinds' row, and
+ * what llsmtp__sess_put_rcpt_ok writes pre-rendered. */
+#define SESS_RCPT_PRE "Recipient <"
+#define SESS_RCPT_POST "> OK"
 
 /* How a decision kind's default text is put together (sess_kinds). */
 enum {
@@ -312,6 +333,8 @@ LLSMTP_INTERNAL int llsmtp__sess_ext_on(const llsmtp_server *s, unsigned ext);
 LLSMTP_INTERNAL int llsmtp__sess_put(llsmtp_server *s, int code,
                                      const char *enh, const llsmtp_span *parts,
                                      size_t np);
+LLSMTP_INTERNAL int llsmtp__sess_put_rcpt_ok(llsmtp_server *s,
+                                             llsmtp_span path);
 LLSMTP_INTERNAL int llsmtp__sess_put_challenge(llsmtp_server *s,
                                                const char *data, size_t n);
 LLSMTP_INTERNAL int llsmtp__sess_put_reply(llsmtp_server *s, int kind,
@@ -350,7 +373,6 @@ LLSMTP_INTERNAL int llsmtp__sess_line(llsmtp_server *s, const char *line,
                                       size_t n, int truncated);
 LLSMTP_INTERNAL void llsmtp__sess_normalize(int kind, llsmtp_reply *r);
 LLSMTP_INTERNAL int llsmtp__sess_reply_ok(const llsmtp_reply *r);
-LLSMTP_INTERNAL llsmtp_span llsmtp__sess_trim(const char *p, size_t n);
 LLSMTP_INTERNAL int llsmtp__sess_tx_end(llsmtp_server *s);
 LLSMTP_INTERNAL void llsmtp__sess_tx_reset(llsmtp_server *s);
 
@@ -393,6 +415,8 @@ LLSMTP_INTERNAL int llsmtp__sess_over_size(const llsmtp_server *s);
 LLSMTP_INTERNAL int llsmtp__server_kind_row(size_t i, const char **cb);
 /* Row i of the command table: its verb; NULL past the last row. */
 LLSMTP_INTERNAL const char *llsmtp__server_cmd_row(size_t i);
+/* The row a line's verb v[0..n) dispatches to, or -1 (unknown). */
+LLSMTP_INTERNAL long llsmtp__server_cmd_find(const char *v, size_t n);
 #endif
 
 #endif /* LLSMTP_SERVER_INT_H */

@@ -61,29 +61,23 @@ llsmtp__sess_rv_keep(llsmtp_server *s, const char *p, size_t n)
     s->rv_arg.n = n;
 }
 
-/* Tells on_reply about the reply just queued at w[0..n): "ddd" SP or
- * "-", the enhanced code when printed, the first line's text. Read back
+/* Tells on_reply about the reply just queued: its code, its enhanced
+ * code when printed, the text of its first line. Read back
  * from the queue, so it is what the client gets. */
 static void
-sess_report(llsmtp_server *s, int code, const char *enh, const char *w,
-            size_t n)
+sess_report(llsmtp_server *s, int code, const char *enh, const char *text,
+            size_t text_n)
 {
     llsmtp_reply_info ri;
-    const char *cr = (const char *)memchr(w, '\r', n);
-    size_t end = cr != NULL ? (size_t)(cr - w) : n, start = 4;
     unsigned char in_cb = s->in_cb;
-    if (enh != NULL)
-        start += strlen(enh) + 1;
-    if (start > end)
-        start = end;
     ri.verb = s->rv_verb != NULL ? s->rv_verb : "";
     ri.arg = s->rv_arg;
     if (ri.arg.p == NULL)
         ri.arg.p = "";
     ri.code = code;
     ri.enhanced = enh != NULL ? enh : "";
-    ri.text.p = w + start;
-    ri.text.n = end - start;
+    ri.text.p = text;
+    ri.text.n = text_n;
     ri.phase = s->rv_phase;
     ri.rcpt = s->lmtp.active && s->rv_phase == LLSMTP_RI_MESSAGE
                   ? (long)s->lmtp.next
@@ -91,6 +85,21 @@ sess_report(llsmtp_server *s, int code, const char *enh, const char *w,
     s->in_cb = 1; /* an observer: feed/resume from here is refused */
     s->cb->on_reply(s, &ri);
     s->in_cb = in_cb;
+}
+
+/* The same for a reply at w[0..n) of any shape: "ddd" SP or "-", the
+ * enhanced code and a space when printed, the first line's text. */
+static void
+sess_report_at(llsmtp_server *s, int code, const char *enh, const char *w,
+               size_t n)
+{
+    const char *cr = (const char *)memchr(w, '\r', n);
+    size_t end = cr != NULL ? (size_t)(cr - w) : n, start = 4;
+    if (enh != NULL)
+        start += strlen(enh) + 1;
+    if (start > end)
+        start = end;
+    sess_report(s, code, enh, w + start, end - start);
 }
 
 /* Queues one reply. enh is printed only when ENHANCEDSTATUSCODES is on. */
@@ -109,7 +118,46 @@ llsmtp__sess_put(llsmtp_server *s, int code, const char *enh,
         return llsmtp__sess_fail(s, NULL, LLSMTP_E_BUFFER);
     s->out_end += w;
     if (s->cb->on_reply != NULL)
-        sess_report(s, code, enh, tail, w);
+        sess_report_at(s, code, enh, tail, w);
+    return LLSMTP_OK;
+}
+
+/* "250 2.1.5 Recipient <path> OK", RCPT's default reply and the reply
+ * written most (one per recipient): the line around the path is rendered
+ * at compile time, and the path is printable ASCII (the caller's word: a
+ * path the parser took without UTF-8), so this is what llsmtp__sess_put
+ * writes for it, in three copies. A path too long for one line (a long
+ * line limit) goes to llsmtp__sess_put. tests/test_server.c compares
+ * the two. */
+int
+llsmtp__sess_put_rcpt_ok(llsmtp_server *s, llsmtp_span path)
+{
+    static const char post[] = SESS_RCPT_POST "\r\n";
+    int enh = (s->cfg->extensions & LLSMTP_EXT_ENHANCEDSTATUS) != 0;
+    size_t head = enh ? sizeof "250 2.1.5 " SESS_RCPT_PRE - 1
+                      : sizeof "250 " SESS_RCPT_PRE - 1,
+           w = head + path.n + sizeof post - 1, avail;
+    char *tail = sess_out_tail(s, &avail);
+    if (w > LLSMTP__REPLY_LINE_MAX || w > avail) {
+        llsmtp_span sp[3];
+        sp[0].p = SESS_RCPT_PRE;
+        sp[0].n = sizeof SESS_RCPT_PRE - 1;
+        sp[1] = path;
+        sp[2].p = SESS_RCPT_POST;
+        sp[2].n = sizeof SESS_RCPT_POST - 1;
+        return llsmtp__sess_put(s, 250, "2.1.5", sp, 3);
+    }
+    if (enh)
+        memcpy(tail, "250 2.1.5 " SESS_RCPT_PRE,
+               sizeof "250 2.1.5 " SESS_RCPT_PRE - 1);
+    else
+        memcpy(tail, "250 " SESS_RCPT_PRE, sizeof "250 " SESS_RCPT_PRE - 1);
+    memcpy(tail + head, path.p, path.n);
+    memcpy(tail + head + path.n, post, sizeof post - 1);
+    s->out_end += w;
+    if (s->cb->on_reply != NULL)
+        sess_report(s, 250, enh ? "2.1.5" : NULL, tail + (enh ? 10 : 4),
+                    w - (enh ? 10 : 4) - 2);
     return LLSMTP_OK;
 }
 
@@ -373,7 +421,7 @@ llsmtp__sess_put_challenge(llsmtp_server *s, const char *data, size_t n)
     tail[5 + w] = '\n';
     s->out_end += w + 6;
     if (s->cb->on_reply != NULL)
-        sess_report(s, 334, NULL, tail, w + 6);
+        sess_report(s, 334, NULL, tail + 4, w);
     s->auth.state = AUTH_STEP;
     sess_sync_mark(s, 1); /* the client waits for a challenge */
     return LLSMTP_OK;

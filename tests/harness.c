@@ -670,3 +670,189 @@ th_rand(uint64_t *st)
     *st = x;
     return x * 0x2545F4914F6CDD1DULL;
 }
+
+/* ---- generated paths (differential tests) ----------------------------- */
+
+typedef struct th_gen {
+    char *p;
+    size_t n, cap;
+} th_gen;
+
+static void
+th_gen_put(th_gen *g, const char *p, size_t n)
+{
+    if (n > g->cap - g->n)
+        n = g->cap - g->n;
+    memcpy(g->p + g->n, p, n);
+    g->n += n;
+}
+
+static void
+th_gen_puts(th_gen *g, const char *str)
+{
+    th_gen_put(g, str, strlen(str));
+}
+
+static void
+th_gen_c(th_gen *g, char c)
+{
+    th_gen_put(g, &c, 1);
+}
+
+/* One of a string's octets. */
+static char
+th_pick(uint64_t *seed, const char *set)
+{
+    return set[th_rand(seed) % strlen(set)];
+}
+
+static const char th_atext[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS"
+                               "TUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~";
+static const char th_ldh[] = "-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTU"
+                             "VWXYZ0123456789"; /* from +1: no '-' */
+/* UTF-8, valid and not: overlong, surrogate, past U+10FFFF, cut short */
+static const char *const th_utf8[] = {
+    "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "\xc3",
+    "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe0\x80\xaf",
+    "\x80",     "\xff",         "\xc3\xa9\xc3\xa9", "b\xc3\xbc"};
+static const char th_hostile[] = "\r\n\t\x01\x7f <>@.,:;\"\\[]()";
+
+static void
+th_gen_octet(uint64_t *seed, th_gen *g)
+{
+    uint64_t r = th_rand(seed) % 20;
+    if (r == 0)
+        th_gen_c(g, (char)(th_rand(seed) % 256)); /* any, NUL too */
+    else if (r == 1)
+        th_gen_c(g, th_pick(seed, th_hostile));
+    else
+        th_gen_puts(
+            g, th_utf8[th_rand(seed) % (sizeof th_utf8 / sizeof th_utf8[0])]);
+}
+
+static void
+th_gen_dom(uint64_t *seed, th_gen *g)
+{
+    uint64_t r = th_rand(seed) % 20;
+    size_t labels, l, k, len;
+    if (r == 0) {
+        static const char *const lits[] = {"[192.0.2.1]",
+                                           "[IPv6:2001:db8::1]",
+                                           "[ipv6:::ffff:192.0.2.1]",
+                                           "[tag:some-thing]",
+                                           "[300.1.1.1]",
+                                           "[]",
+                                           "[192.0.2.1",
+                                           "[010.0.0.1]",
+                                           "[IPv6:1:2:3:4:5:6:7:8:9]",
+                                           "[x-:y]"};
+        th_gen_puts(g, lits[th_rand(seed) % (sizeof lits / sizeof lits[0])]);
+        return;
+    }
+    if (r == 1) {
+        th_gen_puts(g, th_rand(seed) % 2 ? "example.test" : "EXAMPLE.Test");
+        return;
+    }
+    labels = 1 + (size_t)(th_rand(seed) % 4);
+    for (l = 0; l < labels; l++) {
+        if (l)
+            th_gen_c(g, '.');
+        len = th_rand(seed) % 30 == 0 ? 55 + (size_t)(th_rand(seed) % 15)
+                                      : 1 + (size_t)(th_rand(seed) % 12);
+        if (th_rand(seed) % 40 == 0)
+            len = 0; /* an empty label */
+        for (k = 0; k < len; k++) {
+            if (th_rand(seed) % 150 == 0)
+                th_gen_octet(seed, g);
+            else if ((k == 0 || k + 1 == len) && th_rand(seed) % 4 != 0)
+                th_gen_c(g, th_pick(seed, th_ldh + 1)); /* no '-' */
+            else
+                th_gen_c(g, th_pick(seed, th_ldh));
+        }
+    }
+    if (th_rand(seed) % 15 == 0)
+        th_gen_c(g, '.');        /* a trailing dot */
+    if (th_rand(seed) % 60 == 0) /* past 255 octets */
+        for (k = 0; k < 25; k++)
+            th_gen_puts(g, ".abcdefghi");
+}
+
+size_t
+th_gen_domain(uint64_t *seed, char *buf, size_t cap)
+{
+    th_gen g;
+    g.p = buf;
+    g.n = 0;
+    g.cap = cap;
+    th_gen_dom(seed, &g);
+    return g.n;
+}
+
+size_t
+th_gen_path(uint64_t *seed, char *buf, size_t cap)
+{
+    th_gen g;
+    uint64_t r = th_rand(seed) % 100;
+    size_t atoms, a, k, len;
+    g.p = buf;
+    g.n = 0;
+    g.cap = cap;
+    if (r <= 1) {
+        th_gen_puts(&g, r == 0                   ? "<>"
+                        : th_rand(seed) % 2 == 0 ? "<Postmaster>"
+                                                 : "<postMASTER>");
+        return g.n;
+    }
+    if (th_rand(seed) % 50 != 0)
+        th_gen_c(&g, '<');
+    if (th_rand(seed) % 10 == 0) { /* a source route */
+        th_gen_c(&g, '@');
+        th_gen_dom(seed, &g);
+        if (th_rand(seed) % 2) {
+            th_gen_puts(&g, ",@");
+            th_gen_dom(seed, &g);
+        }
+        th_gen_c(&g, ':');
+    }
+    r = th_rand(seed) % 10;
+    if (r == 0) { /* Quoted-string */
+        th_gen_c(&g, '"');
+        len = (size_t)(th_rand(seed) % 12);
+        for (k = 0; k < len; k++) {
+            uint64_t q = th_rand(seed) % 10;
+            if (q == 0)
+                th_gen_puts(&g, th_rand(seed) % 2 ? "\\\"" : "\\\\");
+            else if (q == 1)
+                th_gen_octet(seed, &g);
+            else
+                th_gen_c(&g, th_pick(seed, "ab >@,.:Xy"));
+        }
+        if (th_rand(seed) % 20 != 0)
+            th_gen_c(&g, '"');
+    } else if (r == 1) {
+        th_gen_puts(&g, th_rand(seed) % 2 ? "postmaster" : "PostMaster");
+    } else { /* Dot-string */
+        atoms = 1 + (size_t)(th_rand(seed) % 3);
+        for (a = 0; a < atoms; a++) {
+            if (a)
+                th_gen_c(&g, '.');
+            len = th_rand(seed) % 20 == 0 ? (size_t)(th_rand(seed) % 600)
+                                          : 1 + (size_t)(th_rand(seed) % 10);
+            for (k = 0; k < len; k++) {
+                if (th_rand(seed) % 150 == 0)
+                    th_gen_octet(seed, &g);
+                else
+                    th_gen_c(&g, th_pick(seed, th_atext));
+            }
+        }
+        if (th_rand(seed) % 30 == 0)
+            th_gen_c(&g, '.');
+    }
+    if (th_rand(seed) % 30 != 0) {
+        th_gen_c(&g, '@');
+        th_gen_dom(seed, &g);
+    }
+    if (th_rand(seed) % 40 != 0)
+        th_gen_c(&g, '>');
+    return g.n;
+}

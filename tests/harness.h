@@ -99,6 +99,16 @@ llsmtp_server *th_session(const llsmtp_config *cfg, th_host *h);
 void th_host_free(th_host *h);
 /* Deterministic PRNG for splits (xorshift64*). */
 uint64_t th_rand(uint64_t *st);
+/* A generated path for the differential tests (a fast path against the
+ * general one), at most cap octets, its length returned: mostly the
+ * common "<local@domain>" in mixed case, often not (quoted local parts
+ * with spaces, '>', '@' and escapes; UTF-8, valid and not; address
+ * literals; source routes; <>, <Postmaster>; empty, long and hyphenated
+ * labels; trailing dots; long paths; hostile octets, NUL included;
+ * missing brackets). */
+size_t th_gen_path(uint64_t *seed, char *buf, size_t cap);
+/* A generated domain (the same kinds), at most cap octets. */
+size_t th_gen_domain(uint64_t *seed, char *buf, size_t cap);
 
 /* The session's pending output as pointer and length. */
 static inline const char *

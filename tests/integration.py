@@ -195,6 +195,58 @@ def own_address_literals_are_local():
 
 
 @case
+def accepted_recipients_are_logged_together():
+    # a transaction's accepted recipients are logged together when its
+    # message starts (or the transaction ends without one: RSET, QUIT), as
+    # many to a line as fit in 1,024 octets, local and relayed ones on
+    # lines of their own; each exactly once; a refused one has its own
+    # "refused" line instead; one recipient is the line it always was
+    srv = Server('--relay-domain', 'partner.test')
+    try:
+        local = ['user%02d.with-a-longer-local-part@example.test' % i for i in range(60)]
+        relayed = ['far%d@partner.test' % i for i in range(3)]
+        with smtplib.SMTP('127.0.0.1', srv.port) as c:
+            c.ehlo('client.example.org')
+            c.mail('a@example.org')
+            for i, r in enumerate(local):
+                assert c.rcpt(r)[0] == 250
+                if i % 25 == 0:
+                    assert c.rcpt(relayed[i // 25])[0] == 250
+            assert c.rcpt('x@elsewhere.test')[0] == 550
+            assert c.data(b'Subject: many\r\n\r\nx\r\n')[0] == 250
+            c.mail('b@example.org')
+            assert c.rcpt('reset@example.test')[0] == 250
+            assert c.rset()[0] == 250
+            c.mail('c@example.org')
+            assert c.rcpt('Quit@Example.Test')[0] == 250
+        # QUIT: logged as the session ends (the probe Server makes closes
+        # first)
+        assert wait_log(srv, ' close', count=2)
+        lines = open(srv.log.name).read().splitlines()
+        rl = [l for l in lines if ' rcpt=<' in l]
+        assert all(len(l) + 1 <= 1024 for l in rl), rl
+        assert 4 < len(rl) < 20, rl  # 60 long paths take a few lines
+        seen = []
+        for l in rl:
+            assert l.endswith('> accepted=local') or l.endswith('> accepted=relay'), l
+            paths = [p.split('>')[0] for p in l.split(' rcpt=<')[1:]]
+            kind = 'relay' if l.endswith('relay') else 'local'
+            assert all((p in relayed) == (kind == 'relay') for p in paths), l
+            seen += paths
+        assert sorted(seen) == sorted(local + relayed + ['reset@example.test', 'Quit@Example.Test']), seen
+        # before the message's own line, after its sender's
+        text = '\n'.join(lines)
+        assert text.index('mail=<a@example.org>') < text.index('rcpt=<user00.') < text.index('queued=')
+        assert 'x@elsewhere.test' not in ''.join(rl)
+        assert wait_log(srv, 'cmd=RCPT arg=TO:<x@elsewhere.test> reply=550 5.7.1')
+        one = [l for l in rl if 'reset@' in l][0]
+        assert one.split(': ', 1)[1].split(' ', 1)[1] == 'rcpt=<reset@example.test> accepted=local', one
+        assert 'rcpt=<Quit@Example.Test> accepted=local' in text
+    finally:
+        srv.stop()
+
+
+@case
 def relay_domains_and_networks():
     srv = Server('--relay-domain', 'partner.test', '--relay-domain', '.hosted.test')
     try:

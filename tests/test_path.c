@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "internal.h"
 
 typedef struct path_case {
     const char *in;
@@ -245,6 +246,98 @@ test_params(void **state)
                      LLSMTP_E_RANGE);
 }
 
+/* The fast parser of the common path (lib/path.c, path_fast) and the
+ * general one agree on everything: status, end offset (an error's too)
+ * and every span and flag, for generated paths under every option, with
+ * and without parameters after them, and for each octet in each place
+ * of a path (the fast parser's class table). */
+static void
+path_same_as(const char *p, size_t n, unsigned opts, int line)
+{
+    llsmtp_path a, b;
+    size_t ea = 777, eb = 777;
+    int ra, rb;
+    memset(&a, 0x5a, sizeof a);
+    memset(&b, 0x5a, sizeof b);
+    ra = line ? llsmtp__path_parse_line(p, n, opts, &a, &ea)
+              : llsmtp_path_parse(p, n, opts, &a, &ea);
+    rb = llsmtp__path_parse_general(p, n, opts, &b, &eb);
+    assert_int_equal(ra, rb);
+    assert_int_equal(ea, eb);
+    /* field by field (padding is not the parsers'); untouched alike
+     * on error */
+    assert_ptr_equal(a.mailbox.p, b.mailbox.p);
+    assert_int_equal(a.mailbox.n, b.mailbox.n);
+    assert_ptr_equal(a.local.p, b.local.p);
+    assert_int_equal(a.local.n, b.local.n);
+    assert_ptr_equal(a.domain.p, b.domain.p);
+    assert_int_equal(a.domain.n, b.domain.n);
+    assert_ptr_equal(a.route.p, b.route.p);
+    assert_int_equal(a.route.n, b.route.n);
+    assert_int_equal(a.flags, b.flags);
+}
+
+/* The same through the public parser, and when p[n] is what ends a
+ * command line's argument (p is writable then, one octet past n) through
+ * the session's (llsmtp__path_parse_line) too. */
+static void
+path_same(const char *p, size_t n, unsigned opts)
+{
+    path_same_as(p, n, opts, 0);
+}
+
+static void
+path_same_in_line(char *p, size_t n, unsigned opts, char term)
+{
+    p[n] = term;
+    path_same_as(p, n, opts, 0);
+    path_same_as(p, n, opts, 1);
+}
+
+static void
+test_fast_path_matches_general(void **state)
+{
+    static const char *const tails[] = {"",  " NOTIFY=SUCCESS",  " ", "x",
+                                        ">", " ORCPT=rfc822;a@b"};
+    static const char *const shapes[] = {"<%@a.b>",  "<a%b@c.d>", "<a.%@b.c>",
+                                         "<a@%.b>",  "<a@b%.c>",  "<a@b.%>",
+                                         "<a@b.c%>", "<%>",       "%<a@b.c>"};
+    char buf[1400], p[16];
+    uint64_t seed = 77;
+    unsigned opts;
+    int round, c;
+    size_t k, ok = 0;
+    (void)state;
+    for (round = 0; round < 300000; round++) {
+        size_t n = th_gen_path(&seed, buf, 1200);
+        const char *t = tails[th_rand(&seed) % (sizeof tails / sizeof *tails)];
+        memcpy(buf + n, t, strlen(t));
+        n += strlen(t);
+        opts = (unsigned)(th_rand(&seed) % 8);
+        path_same_in_line(buf, n, opts, " \t\r\n"[th_rand(&seed) % 4]);
+        path_same(buf, th_rand(&seed) % (n + 1), opts); /* cut anywhere */
+        {
+            llsmtp_path x;
+            ok += llsmtp_path_parse(buf, n, opts, &x, NULL) == LLSMTP_OK;
+        }
+    }
+    print_message("%zu of 300000 parsed\n", ok);
+    assert_true(ok > 100000); /* most were the common path */
+    for (c = 0; c < 256; c++)
+        for (k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            const char *sh = shapes[k], *pc = strchr(sh, '%');
+            size_t pre = (size_t)(pc - sh), n = strlen(sh);
+            memcpy(p, sh, pre);
+            p[pre] = (char)c;
+            memcpy(p + pre + 1, pc + 1, n - pre - 1);
+            for (opts = 0; opts < 8; opts++)
+                path_same_in_line(p, n, opts, '\r');
+        }
+    path_same(NULL, 5, 0);
+    path_same("<a@b>", 5, 0);
+    path_same("<a@b>", 4, 0);
+}
+
 int
 main(void)
 {
@@ -254,6 +347,7 @@ main(void)
         cmocka_unit_test(test_domain_check),
         cmocka_unit_test(test_ip_text),
         cmocka_unit_test(test_params),
+        cmocka_unit_test(test_fast_path_matches_general),
     };
     return cmocka_run_group_tests_name("path", tests, NULL, NULL);
 }

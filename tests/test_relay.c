@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "internal.h"
 
 typedef struct cidr_case {
     const char *in;
@@ -449,6 +450,112 @@ test_proxy_address_drives_relay(void **state)
     th_host_free(&h);
 }
 
+/* The relay check's domain match takes a domain spelt as configured
+ * the fast way (octet for octet) and any other the general way (case,
+ * trailing dots, ".parent" entries): the two agree for generated domains
+ * against generated lists holding the domain as it is, in another case,
+ * with trailing dots, as a ".parent" entry, cut short, and unrelated
+ * names, empty ones, "." and NULL. */
+static void
+relay_mangle(uint64_t *seed, char *e, const char *d, size_t dn)
+{
+    size_t k, n = dn;
+    uint64_t r = th_rand(seed) % 8;
+    if (r == 0 && dn > 0) { /* a ".parent" of d, or of anything */
+        k = (size_t)(th_rand(seed) % dn);
+        e[0] = '.';
+        memcpy(e + 1, d + k, dn - k);
+        n = dn - k + 1;
+    } else if (r == 1) {
+        n = th_gen_domain(seed, e, 300);
+    } else {
+        memcpy(e, d, dn);
+        if (r == 2 && dn > 0)
+            n = (size_t)(th_rand(seed) % dn); /* cut short */
+    }
+    for (k = 0; k < n; k++) /* ASCII case games */
+        if (th_rand(seed) % 4 == 0 &&
+            ((e[k] | 0x20) >= 'a' && (e[k] | 0x20) <= 'z'))
+            e[k] = (char)(e[k] ^ 0x20);
+    r = th_rand(seed) % 6;
+    while (r-- > 3)
+        e[n++] = '.'; /* up to two trailing dots */
+    e[n] = '\0';
+}
+
+static void
+test_domain_match_fast_matches_general(void **state)
+{
+    static char d[400], es[5][700];
+    const char *list[5];
+    uint64_t seed = 4242;
+    int round;
+    size_t hits = 0;
+    (void)state;
+    for (round = 0; round < 300000; round++) {
+        size_t dn = th_gen_domain(&seed, d, 300), n, i;
+        int a, b;
+        if (th_rand(&seed) % 8 == 0)
+            d[dn++] = '.';
+        if (th_rand(&seed) % 16 == 0)
+            d[dn++] = '.';
+        n = (size_t)(th_rand(&seed) % 5);
+        for (i = 0; i < n; i++) {
+            uint64_t r = th_rand(&seed) % 16;
+            if (r == 0) {
+                list[i] = NULL;
+            } else if (r == 1) {
+                list[i] = th_rand(&seed) % 2   ? ""
+                          : th_rand(&seed) % 2 ? "."
+                                               : "..";
+            } else {
+                relay_mangle(&seed, es[i], d, dn);
+                list[i] = es[i];
+            }
+        }
+        a = llsmtp__relay_domain_in(d, dn, list, n);
+        b = llsmtp__relay_domain_in_general(d, dn, list, n);
+        assert_int_equal(a, b);
+        hits += (size_t)a;
+    }
+    print_message("%zu of 300000 matched\n", hits);
+    assert_true(hits > 50000);
+}
+
+/* The routing octets in a local part, whatever else it holds: "%" and
+ * "!" always, "@" when quoted; every other octet is none (the relay
+ * check finds them with a bit mask an octet). */
+static void
+test_local_route_octets(void **state)
+{
+    static const char *const local[] = {"company.test"};
+    llsmtp_relay_policy p;
+    char lp[3];
+    int c, quoted;
+    (void)state;
+    llsmtp_relay_policy_init(&p);
+    p.local_domains = local;
+    p.nlocal = 1;
+    for (quoted = 0; quoted < 2; quoted++)
+        for (c = 0; c < 256; c++) {
+            llsmtp_path r;
+            int routes = c == '%' || c == '!' || (c == '@' && quoted);
+            memset(&r, 0, sizeof r);
+            lp[0] = 'a';
+            lp[1] = (char)c;
+            lp[2] = 'b';
+            r.local.p = lp;
+            r.local.n = 3;
+            r.domain.p = "company.test";
+            r.domain.n = 12;
+            r.mailbox = r.local; /* not read by the check */
+            r.flags = quoted ? LLSMTP_PATH_QUOTED : 0;
+            assert_int_equal(llsmtp_relay_check(&p, NULL, 0, &r),
+                             routes ? LLSMTP_RELAY_DENIED
+                                    : LLSMTP_RELAY_LOCAL);
+        }
+}
+
 int
 main(void)
 {
@@ -459,6 +566,8 @@ main(void)
         cmocka_unit_test(test_relay_table_in_session),
         cmocka_unit_test(test_rejected_recipient_limit),
         cmocka_unit_test(test_proxy_address_drives_relay),
+        cmocka_unit_test(test_domain_match_fast_matches_general),
+        cmocka_unit_test(test_local_route_octets),
     };
     return cmocka_run_group_tests_name("relay", tests, NULL, NULL);
 }

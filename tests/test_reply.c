@@ -176,6 +176,79 @@ test_rendering_independent_of_parts(void **state)
     }
 }
 
+/* The fast way (one line of plain text, llsmtp__reply_write_plain) and
+ * the general way (octet by octet) write the same octets: generated
+ * replies of every shape, plain or not (control octets, DEL, UTF-8 and
+ * other high octets, CR, LF, tabs, spaces at the fold), lengths around
+ * the 512-octet line, with and without an enhanced code, any code, and
+ * output buffers from too small to ample. */
+static void
+test_fast_writer_matches_general(void **state)
+{
+    static const char *const enhs[] = {NULL,     "",         "2.1.5",
+                                       "5.7.1",  "4.5.3",    "2.0.0",
+                                       "5.1.10", "2.999.999"};
+    static const char hostile[] = " \r\n\t\x01\x7f\x80\xc3\xa9\xff\0<>@.\"\\";
+    static char text[1200], a[2048], b[2048];
+    llsmtp_span parts[6];
+    uint64_t seed = 20260715;
+    int round, plain_rounds = 0;
+    (void)state;
+    for (round = 0; round < 200000; round++) {
+        size_t np = (size_t)(th_rand(&seed) % 5), used = 0, i, j, cap;
+        size_t wa, wb, wp, elen, total = 0;
+        int code = (int)(150 + th_rand(&seed) % 500), plain = 1;
+        unsigned mix = (unsigned)(th_rand(&seed) % 4);
+        const char *enh = enhs[th_rand(&seed) % (sizeof enhs / sizeof *enhs)];
+        for (i = 0; i < np; i++) {
+            /* short parts mostly, some near a whole line */
+            size_t n = th_rand(&seed) % 4 == 0
+                           ? 480 + (size_t)(th_rand(&seed) % 60)
+                           : (size_t)(th_rand(&seed) % 40);
+            if (n > sizeof text - used)
+                n = sizeof text - used;
+            for (j = 0; j < n; j++) {
+                uint64_t r = th_rand(&seed);
+                char c = (char)(0x21 + r % 94);
+                if (mix != 0 && r % 97 == 0)
+                    c = hostile[(r >> 8) % (sizeof hostile - 1)];
+                else if (r % 11 == 0)
+                    c = ' ';
+                text[used + j] = c;
+                if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f)
+                    plain = 0;
+            }
+            parts[i].p = n ? text + used : (th_rand(&seed) % 2 ? NULL : text);
+            parts[i].n = n;
+            used += n;
+            total += n;
+        }
+        cap = th_rand(&seed) % 3 == 0 ? (size_t)(th_rand(&seed) % 560)
+                                      : sizeof a;
+        elen = enh != NULL ? strlen(enh) : 0;
+        memset(a, 'X', sizeof a);
+        memset(b, 'X', sizeof b);
+        wa = llsmtp__reply_write(a, cap, code, enh, parts, np);
+        wb = llsmtp__reply_write_general(b, cap, code, enh, parts, np);
+        assert_int_equal(wa, wb);
+        assert_memory_equal(a, b, sizeof a); /* nothing past the reply */
+        if (!plain)
+            continue;
+        memset(a, 'X', sizeof a);
+        wp = llsmtp__reply_write_plain(a, cap, code, enh, elen, parts, np);
+        if (wp == 0) {
+            /* only when it takes more than a line, or does not fit */
+            assert_true(wb == 0 ||
+                        total > 512 - 2 - 4 - (elen ? elen + 1 : 0));
+            continue;
+        }
+        plain_rounds++;
+        assert_int_equal(wp, wb);
+        assert_memory_equal(a, b, sizeof a);
+    }
+    assert_true(plain_rounds > 10000);
+}
+
 /* Every code has a text and a well-formed line; 3xx carry no enhanced
  * code, others the class or the code's usual one. */
 static void
@@ -209,6 +282,7 @@ main(void)
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_folding),
         cmocka_unit_test(test_rendering_independent_of_parts),
+        cmocka_unit_test(test_fast_writer_matches_general),
     };
     return cmocka_run_group_tests_name("reply", tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 /* lib/server_cmd.c's tables (LLSMTP_TEST_INTERNALS in the amalgamation) */
 int llsmtp__server_kind_row(size_t i, const char **cb);
 const char *llsmtp__server_cmd_row(size_t i);
+long llsmtp__server_cmd_find(const char *v, size_t n);
 
 static llsmtp_config
 cfg_default(const llsmtp_callbacks *cb)
@@ -1804,11 +1805,228 @@ test_no_output_pointer_without_a_loan(void **state)
     free(s);
 }
 
+/* RCPT accepted with the default reply goes the fast way (lib/
+ * server_cmd.c, sess_rcpt_accepted); the same decision deferred and
+ * resumed with the default goes the general way (llsmtp__sess_apply,
+ * sess_put_default). The two give the same octets, the same on_reply
+ * reports and the same session state, for generated paths (mixed case,
+ * quoted local parts, UTF-8 with and without SMTPUTF8, literals, routes,
+ * Postmaster, long paths, hostile octets) with and without parameters,
+ * enhanced status codes on and off, a short and a long line limit, and
+ * a relay policy (refused recipients go neither way, the same). */
+static void
+rd_on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
+{
+    th_host *h = TH_HOST(s);
+    char head[96];
+    int n = snprintf(head, sizeof head, "%s %d %s %d %ld ", ri->verb, ri->code,
+                     ri->enhanced, (int)ri->phase, ri->rcpt);
+    th_buf_add(&h->events, head, (size_t)n);
+    th_escape(&h->events, ri->arg.p, ri->arg.n);
+    th_buf_add(&h->events, " | ", 3);
+    th_escape(&h->events, ri->text.p, ri->text.n);
+    th_buf_add(&h->events, "\n", 1);
+}
+
+static void
+test_rcpt_fast_matches_general(void **state)
+{
+    static const char *const params[] = {"",
+                                         " NOTIFY=SUCCESS,DELAY",
+                                         " ORCPT=rfc822;a+20b@c.d",
+                                         " NOTIFY=BOGUS",
+                                         " FOO=bar",
+                                         "  ",
+                                         " NOTIFY=NEVER ORCPT=rfc822;x"};
+    static const char *const local[] = {"example.test", "company.test"};
+    llsmtp_callbacks cb = th_callbacks;
+    llsmtp_relay_policy policy;
+    th_buf in = {0};
+    uint64_t seed = 31337;
+    char path[1400];
+    int round;
+    size_t accepted = 0;
+    (void)state;
+    cb.on_reply = rd_on_reply;
+    llsmtp_relay_policy_init(&policy);
+    policy.local_domains = local;
+    policy.nlocal = 2;
+    for (round = 0; round < 400; round++) {
+        llsmtp_config cfg = cfg_default(&cb);
+        th_host fast, general;
+        llsmtp_server *a, *b;
+        int k, ra, rb;
+        memset(&fast, 0, sizeof fast);
+        memset(&general, 0, sizeof general);
+        cfg.extensions |= LLSMTP_EXT_ENHANCEDSTATUS | LLSMTP_EXT_SMTPUTF8 |
+                          LLSMTP_EXT_DSN | LLSMTP_EXT_PIPELINING;
+        if (round % 2)
+            cfg.extensions &= ~(unsigned)LLSMTP_EXT_ENHANCEDSTATUS;
+        if (round % 3 == 1)
+            cfg.max_line = 2048; /* paths past one reply line */
+        if (round % 5 == 2)
+            cfg.relay = &policy;
+        cfg.max_rcpt_rejects = 0;
+        cfg.max_errors = 0;
+        /* the general host defers every RCPT; th_run resumes it with
+         * the default reply */
+        snprintf(general.rules[0].kind, sizeof general.rules[0].kind, "rcpt");
+        snprintf(general.rules[0].match, sizeof general.rules[0].match, "*");
+        general.rules[0].defer = 1;
+        general.nrules = 1;
+        in.n = 0;
+        th_buf_adds(&in, "EHLO client.test\r\nMAIL FROM:<s@a.test>");
+        th_buf_adds(&in, round % 4 ? " SMTPUTF8\r\n" : "\r\n");
+        for (k = 0; k < 60; k++) {
+            size_t n = th_gen_path(&seed, path, cfg.max_line - 40);
+            th_buf_adds(&in, th_rand(&seed) % 7 ? "RCPT TO:" : "rcpt to: ");
+            th_buf_add(&in, path, n);
+            th_buf_adds(
+                &in,
+                params[th_rand(&seed) % (sizeof params / sizeof params[0])]);
+            th_buf_adds(&in, "\r\n");
+        }
+        if (cfg.max_line > 600) /* around one reply line's 512 octets */
+            for (k = 470; k < 500; k++) {
+                th_buf_adds(&in, "RCPT TO:<");
+                memset(path, 'a', (size_t)k);
+                th_buf_add(&in, path, (size_t)k);
+                th_buf_adds(&in, "@example.test>\r\n");
+            }
+        th_buf_adds(&in, "DATA\r\nx\r\n.\r\nQUIT\r\n");
+        a = th_session(&cfg, &fast);
+        b = th_session(&cfg, &general);
+        ra = th_run(a, &fast, in.p, in.n, NULL, 0, 1);
+        rb = th_run(b, &general, in.p, in.n, NULL, 0, 1);
+        assert_int_equal(ra, rb);
+        assert_int_equal(fast.out.n, general.out.n);
+        assert_memory_equal(fast.out.p, general.out.p, fast.out.n);
+        assert_int_equal(fast.events.n, general.events.n);
+        assert_memory_equal(fast.events.p, general.events.p, fast.events.n);
+        for (k = 0; (size_t)k + 11 <= fast.out.n; k++)
+            accepted += memcmp(fast.out.p + k, "Recipient <", 11) == 0;
+        free(a);
+        free(b);
+        th_host_free(&fast);
+        th_host_free(&general);
+    }
+    th_buf_free(&in);
+    print_message("%zu recipients accepted\n", accepted);
+    assert_true(accepted > 5000);
+}
+
+/* The dispatcher finds a verb by its first letter and octets folded
+ * with | 0x20, which is exact only for letters: every name must be
+ * upper-case letters, and each name with any octet replaced by any
+ * other, cut short or made longer, finds what an ASCII case-insensitive
+ * comparison with every row finds. */
+static long
+verb_reference(const char *v, size_t n)
+{
+    size_t i, k;
+    const char *name;
+    for (i = 0; (name = llsmtp__server_cmd_row(i)) != NULL; i++) {
+        if (strlen(name) != n)
+            continue;
+        for (k = 0; k < n; k++) {
+            unsigned char a = (unsigned char)v[k], b = (unsigned char)name[k];
+            if (a >= 'A' && a <= 'Z')
+                a = (unsigned char)(a + 32);
+            if (b >= 'A' && b <= 'Z')
+                b = (unsigned char)(b + 32);
+            if (a != b)
+                break;
+        }
+        if (k == n)
+            return (long)i;
+    }
+    return -1;
+}
+
+static void
+test_verb_lookup(void **state)
+{
+    size_t i, k, n;
+    const char *name;
+    char v[16];
+    int c;
+    (void)state;
+    for (i = 0; (name = llsmtp__server_cmd_row(i)) != NULL; i++) {
+        n = strlen(name);
+        for (k = 0; k < n; k++)
+            assert_true(name[k] >= 'A' && name[k] <= 'Z');
+        for (k = 0; k < n; k++)
+            for (c = 0; c < 256; c++) {
+                memcpy(v, name, n);
+                v[k] = (char)c;
+                assert_int_equal(llsmtp__server_cmd_find(v, n),
+                                 verb_reference(v, n));
+            }
+        for (c = 0; c < 256; c++) { /* one octet more, NUL too */
+            memcpy(v, name, n);
+            v[n] = (char)c;
+            assert_int_equal(llsmtp__server_cmd_find(v, n + 1),
+                             verb_reference(v, n + 1));
+        }
+        for (k = 0; k < n; k++) /* cut short */
+            assert_int_equal(llsmtp__server_cmd_find(name, k),
+                             verb_reference(name, k));
+        for (k = 0; k < n; k++) /* mixed case */
+            v[k] = (char)(k % 2 ? name[k] | 0x20 : name[k]);
+        assert_int_equal(llsmtp__server_cmd_find(v, n), (long)i);
+    }
+    assert_int_equal(llsmtp__server_cmd_find("RCPTTOOLONGVERB", 15), -1);
+    assert_int_equal(llsmtp__server_cmd_find("", 0), -1);
+}
+
+/* MAIL's "FROM:" and RCPT's "TO:" match in any case and nothing else
+ * does: each octet of each keyword replaced by every other, the reply
+ * compared with an ASCII case-insensitive comparison's verdict. */
+static void
+test_path_keywords(void **state)
+{
+    static const char *const kws[] = {"FROM:", "TO:"};
+    llsmtp_config cfg = cfg_default(&th_callbacks);
+    size_t k, w;
+    int c;
+    (void)state;
+    cfg.max_errors = 0;
+    for (w = 0; w < 2; w++)
+        for (k = 0; k < strlen(kws[w]); k++)
+            for (c = 1; c < 256; c++) {
+                th_host h;
+                llsmtp_server *s;
+                char kw[8], line[64];
+                int match, n;
+                if (c == '\n' || c == '\r')
+                    continue;
+                memcpy(kw, kws[w], strlen(kws[w]) + 1);
+                kw[k] = (char)c;
+                match = (c | 0x20) == (kws[w][k] | 0x20) &&
+                        (kws[w][k] != ':' || c == ':');
+                memset(&h, 0, sizeof h);
+                s = th_session(&cfg, &h);
+                n = snprintf(line, sizeof line, "EHLO x\r\n%s%s<a@b.c>\r\n%s",
+                             w ? "MAIL FROM:<s@b.c>\r\nRCPT " : "MAIL ", kw,
+                             "QUIT\r\n");
+                (void)th_run(s, &h, line, (size_t)n, NULL, 0, 1);
+                assert_int_equal(th_contains(h.out.p, h.out.n,
+                                             w ? "Syntax: RCPT"
+                                               : "Syntax: MAIL"),
+                                 !match);
+                free(s);
+                th_host_free(&h);
+            }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_rcpt_fast_matches_general),
+        cmocka_unit_test(test_verb_lookup),
+        cmocka_unit_test(test_path_keywords),
         cmocka_unit_test(test_memory_size),
         cmocka_unit_test(test_feed_before_start_and_args),
         cmocka_unit_test(test_pause_position),

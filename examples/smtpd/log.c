@@ -123,31 +123,68 @@ log_line(const char *fmt, ...)
 }
 
 void
-log_rcpt_accepted(unsigned long sid, const char *path, size_t n, int relay)
+log_rcpts_start(log_rcpts *b, unsigned long sid)
 {
-    char line[1024], num[24], *o = line;
-    size_t k, pn;
+    b->len = 0;
+    b->sid = sid;
+    b->relay = 0;
+}
+
+/* ">" and what the line's recipients are; the line out. */
+static void
+log_rcpts_flush(log_rcpts *b)
+{
+    const char *how = b->relay ? "> accepted=relay\n" : "> accepted=local\n";
+    if (b->len == 0)
+        return;
+    memcpy(b->line + b->len, how, 17);
+    log_put(b->line, b->len + 17);
+    b->len = 0;
+}
+
+/* A line's start: the prefix and "session=SID" (out of line: once a
+ * line). */
+static void
+log_rcpts_begin(log_rcpts *b, int relay)
+{
+    char num[24];
+    size_t k = sizeof num, pn;
     const char *p = log_prefix(&pn);
-    const char *how = relay ? "> accepted=relay\n" : "> accepted=local\n";
-    if (n > sizeof line - pn - sizeof num - 40)
-        n = sizeof line - pn - sizeof num - 40; /* paths are < 1000 */
-    k = sizeof num;
+    unsigned long sid = b->sid;
     do
         num[--k] = (char)('0' + sid % 10);
     while ((sid /= 10) != 0);
-    memcpy(o, p, pn);
-    o += pn;
-    memcpy(o, "session=", 8);
-    o += 8;
-    memcpy(o, num + k, sizeof num - k);
-    o += sizeof num - k;
-    memcpy(o, " rcpt=<", 7);
-    o += 7;
-    memcpy(o, path, n);
-    o += n;
-    memcpy(o, how, 17);
-    o += 17;
-    log_put(line, (size_t)(o - line));
+    memcpy(b->line, p, pn);
+    memcpy(b->line + pn, "session=", 8);
+    memcpy(b->line + pn + 8, num + k, sizeof num - k);
+    b->len = pn + 8 + sizeof num - k;
+    b->relay = relay;
+}
+
+void
+log_rcpts_add(log_rcpts *b, const char *path, size_t n, int relay)
+{
+    size_t room;
+    /* a line has room for ">", " rcpt=<", the path, "> accepted=...\n" */
+    if (b->len != 0 &&
+        (relay != b->relay || b->len + 1 + 7 + n + 17 > sizeof b->line))
+        log_rcpts_flush(b);
+    if (b->len == 0)
+        log_rcpts_begin(b, relay);
+    else
+        b->line[b->len++] = '>';
+    room = sizeof b->line - b->len - 7 - 17;
+    if (n > room)
+        n = room; /* one path longer than a line: cut, as always */
+    memcpy(b->line + b->len, " rcpt=<", 7);
+    memcpy(b->line + b->len + 7, path, n);
+    b->len += 7 + n;
+}
+
+void
+log_rcpts_end(log_rcpts *b)
+{
+    log_rcpts_flush(b);
 }
 
 void

@@ -24,12 +24,21 @@ void log_line(const char *fmt, ...);
 void log_buffer(void);
 void log_flush(void);
 
-/* "session=SID rcpt=<PATH> accepted=relay|local", each accepted
- * recipient's line, written as log_line would write it but without a
- * format to parse (with 50 recipients a message, vfprintf was a quarter
- * of smtpd's instructions). */
-void log_rcpt_accepted(unsigned long sid, const char *path, size_t n,
-                       int relay);
+/* A transaction's accepted recipients, a line for as many as fit in
+ * 1,024 octets: "session=SID rcpt=<PATH> [rcpt=<PATH>...]
+ * accepted=local|relay", the local ones and the relayed ones on lines
+ * of their own (one recipient: the line of one per recipient that smtpd
+ * wrote before). Built without a format to parse: log_rcpts_start, a
+ * log_rcpts_add per recipient, log_rcpts_end. */
+typedef struct log_rcpts {
+    char line[1024];
+    size_t len; /* 0: no line started */
+    unsigned long sid;
+    int relay; /* the started line's */
+} log_rcpts;
+void log_rcpts_start(log_rcpts *b, unsigned long sid);
+void log_rcpts_add(log_rcpts *b, const char *path, size_t n, int relay);
+void log_rcpts_end(log_rcpts *b);
 
 /* A session's lines held back (see log_held); zeroed: not holding. */
 typedef struct log_hold {

@@ -129,15 +129,40 @@ dupspan(const char *p, size_t n)
     return s;
 }
 
+/* The recipients accepted since the last call, into the log: lines of
+ * as many as fit (log_rcpts_add). Called when the list is complete, at
+ * the message's start (DATA, the first BDAT chunk), and when the
+ * transaction ends however it ends (free_tx): every accepted recipient
+ * is logged once, without a line and a write per recipient (with 50
+ * recipients a message, that line was an eighth of smtpd's instructions).
+ * Refused ones have their own line (on_reply). */
+static void
+log_accepted(conn *c)
+{
+    log_rcpts b;
+    size_t i;
+    if (c->rcpt_logged >= c->nrcpt)
+        return;
+    log_rcpts_start(&b, c->sid);
+    for (i = c->rcpt_logged; i < c->nrcpt; i++) {
+        const char *p = rcpt_path(c, i);
+        log_rcpts_add(&b, p, strlen(p), c->relay[i]);
+    }
+    log_rcpts_end(&b);
+    c->rcpt_logged = c->nrcpt;
+}
+
 void
 free_tx(conn *c)
 {
+    log_accepted(c);
     drop_message(c);
     free(c->sender);
     c->sender = NULL;
     free(c->params);
     c->params = NULL;
     c->nrcpt = 0;
+    c->rcpt_logged = 0;
     c->rtext_len = 0;
     if (c->rtext_cap > 64 * 1024) {
         /* a transaction with hundreds of long paths: not kept idle */
@@ -348,14 +373,16 @@ unquote_local(char *key, size_t ln)
     return ln - 2;
 }
 
+#define RCPT_KEY_MAX 600 /* a longer path is never known */
+
+static int rcpt_listed_as(const options *o, const llsmtp_path *to, int relay);
+
 static int
 rcpt_known(const options *o, const llsmtp_path *to, int relay)
 {
-    char key[600], *at;
-    size_t i, ln = to->local.n;
     if (to->flags & LLSMTP_PATH_POSTMASTER)
         return 1;
-    if (to->mailbox.n + 2 > sizeof key)
+    if (to->mailbox.n + 2 > RCPT_KEY_MAX)
         return 0;
     if (relay) {
         /* only the relay domains' recipients are known here; mail that
@@ -366,6 +393,16 @@ rcpt_known(const options *o, const llsmtp_path *to, int relay)
     } else if (!o->verify_local) {
         return 1;
     }
+    return rcpt_listed_as(o, to, relay);
+}
+
+/* rcpt_known's lookup in the lists, out of line (its key buffer is for
+ * the servers that verify recipients only). */
+static int
+rcpt_listed_as(const options *o, const llsmtp_path *to, int relay)
+{
+    char key[RCPT_KEY_MAX], *at;
+    size_t i, ln = to->local.n;
     snprintf(key, sizeof key, "%.*s", (int)to->mailbox.n, to->mailbox.p);
     ln = unquote_local(key, ln);
     ascii_lower(key);
@@ -397,24 +434,30 @@ rcpt_known(const options *o, const llsmtp_path *to, int relay)
            rcpt_listed(o->rcpts_local, o->nrcpts_local, at);
 }
 
+/* An unknown recipient: refused here, not bounced later (no
+ * backscatter; the reply copies the text). */
+static int
+rcpt_unknown(const llsmtp_path *to, llsmtp_reply *r)
+{
+    char text[600];
+    snprintf(text, sizeof text,
+             "<%.*s>: Recipient address rejected: User unknown",
+             (int)to->mailbox.n, to->mailbox.p);
+    llsmtp_reply_set(r, 550, "5.1.1", text);
+    return LLSMTP_OK;
+}
+
 static int
 on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
         llsmtp_reply *r)
 {
     conn *c = CONN(s);
-    char *t, text[600];
+    char *t;
     /* The library's relay policy already refused recipients we may not
      * take (and then this callback is not called). */
     int relay = llsmtp_server_rcpt_verdict(s) == LLSMTP_RELAY_ALLOWED;
-    if (!rcpt_known(&c->d->opt, to, relay)) {
-        /* refused here, not bounced later: no backscatter (the reply
-         * copies the text) */
-        snprintf(text, sizeof text,
-                 "<%.*s>: Recipient address rejected: User unknown",
-                 (int)to->mailbox.n, to->mailbox.p);
-        llsmtp_reply_set(r, 550, "5.1.1", text);
-        return LLSMTP_OK;
-    }
+    if (!rcpt_known(&c->d->opt, to, relay))
+        return rcpt_unknown(to, r);
     if (!rcpt_room(c, to->mailbox.n + params_len(ps) + 2))
         return LLSMTP_E_CALLBACK;
     t = c->rtext + c->rtext_len;
@@ -422,12 +465,12 @@ on_rcpt(llsmtp_server *s, const llsmtp_path *to, const llsmtp_params *ps,
     memcpy(t, to->mailbox.p, to->mailbox.n);
     t += to->mailbox.n;
     *t++ = '\0';
-    t = params_put(t, ps);
+    if (ps->n != 0)
+        t = params_put(t, ps);
     *t++ = '\0';
     c->rtext_len = (size_t)(t - c->rtext);
     c->relay[c->nrcpt] = (char)relay;
-    c->nrcpt++;
-    log_rcpt_accepted(c->sid, to->mailbox.p, to->mailbox.n, relay);
+    c->nrcpt++; /* logged with the others (log_accepted) */
     return LLSMTP_OK;
 }
 
@@ -447,6 +490,7 @@ static int
 on_data_start(llsmtp_server *s, llsmtp_reply *r)
 {
     conn *c = CONN(s);
+    log_accepted(c); /* the list is complete */
     c->write_errno = 0;
     new_id(c->d, c->id, sizeof c->id);
     c->hops = 0;
@@ -747,10 +791,21 @@ on_connect(llsmtp_server *s, llsmtp_reply *r)
  * command's 4xx/5xx, a message's or a chunk's, and those no client line
  * caused (421: timeout, shutdown, a failed callback).
  * --verbose adds a line for every reply, beside what it answers. */
+static void reply_log(conn *c, const llsmtp_reply_info *ri);
+
 static void
 on_reply(llsmtp_server *s, const llsmtp_reply_info *ri)
 {
     conn *c = CONN(s);
+    /* most replies (a 2xx or 3xx, no --verbose, no lines held): nothing */
+    if (ri->code < 400 && !c->log.on && !c->d->opt.verbose)
+        return;
+    reply_log(c, ri);
+}
+
+static void
+reply_log(conn *c, const llsmtp_reply_info *ri)
+{
     const char *verb = ri->verb[0] != '\0' ? ri->verb : "-";
     const char *sp = ri->enhanced[0] != '\0' ? " " : "";
     char arg[ARG_SHOWN + 1], text[TEXT_SHOWN + 1], what[ARG_SHOWN + 40];

@@ -169,6 +169,8 @@ struct conn {
     size_t *rcpt_at;
     char *relay; /* per recipient: 1 relayed, 0 local */
     size_t nrcpt, rcpt_cap;
+    /* recipients [0, rcpt_logged) are in the log (log_accepted) */
+    size_t rcpt_logged;
     char *params;    /* MAIL parameters as text */
     int write_errno; /* why storing the message failed, or 0 */
     FILE *msg;       /* the message while receiving: in memory (mem),
