@@ -238,7 +238,7 @@ def accepted_recipients_are_logged_together():
         text = '\n'.join(lines)
         assert text.index('mail=<a@example.org>') < text.index('rcpt=<user00.') < text.index('queued=')
         assert 'x@elsewhere.test' not in ''.join(rl)
-        assert wait_log(srv, 'cmd=RCPT arg=TO:<x@elsewhere.test> reply=550 5.7.1')
+        assert wait_log(srv, 'cmd=RCPT arg="TO:<x@elsewhere.test>" reply=550 5.7.1')
         one = [l for l in rl if 'reset@' in l][0]
         assert one.split(': ', 1)[1].split(' ', 1)[1] == 'rcpt=<reset@example.test> accepted=local', one
         assert 'rcpt=<Quit@Example.Test> accepted=local' in text
