@@ -315,7 +315,8 @@ test_fast_path_matches_general(void **state)
         n += strlen(t);
         opts = (unsigned)(th_rand(&seed) % 8);
         path_same_in_line(buf, n, opts, " \t\r\n"[th_rand(&seed) % 4]);
-        path_same(buf, (size_t)(th_rand(&seed) % (n + 1)), opts); /* cut anywhere */
+        path_same(buf, (size_t)(th_rand(&seed) % (n + 1)),
+                  opts); /* cut anywhere */
         {
             llsmtp_path x;
             ok += llsmtp_path_parse(buf, n, opts, &x, NULL) == LLSMTP_OK;

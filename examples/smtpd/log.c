@@ -17,8 +17,8 @@
 #include <unistd.h>
 
 #define LOG_HELD_MAX 16384 /* a session that logs more is not a check */
-#define LOG_BUF (1 << 16)   /* stderr's buffer, see log_buffer */
-#define LOG_LINE_MAX 8192   /* a longer line is cut */
+#define LOG_BUF (1 << 16)  /* stderr's buffer, see log_buffer */
+#define LOG_LINE_MAX 8192  /* a longer line is cut */
 
 /* The prefix cache: one per process, like stderr itself. The prefix
  * ("TIME PROG[PID]: ") is rebuilt when the second or the pid changes. */
@@ -103,8 +103,7 @@ log_prefix(size_t *len)
     return lg.prefix;
 }
 
-static size_t log_format(char *line, size_t cap, const char *fmt,
-                         va_list ap);
+static size_t log_format(char *line, size_t cap, const char *fmt, va_list ap);
 
 static void
 log_vline(const char *fmt, va_list ap)

@@ -74,7 +74,8 @@ typedef struct options {
     const char *tls_cert, *tls_key;
     const char *tls_ciphers; /* TLS 1.2 list (OpenSSL syntax) */
     int tls_min;             /* 12 or 13 */
-    int discard, no_fsync, flush_each_file, verbose, insecure_auth, proxy, lmtp;
+    int discard, no_fsync, flush_each_file, verbose, insecure_auth, proxy,
+        lmtp;
     unsigned no_ext; /* extensions switched off with --no-... */
     char **users;    /* "name:password" */
     size_t nusers;
