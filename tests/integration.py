@@ -1242,6 +1242,19 @@ def drain_counts_only_sessions_told_at_a_boundary():
         srv.stop()
 
 
+def message_that_never_ends(srv):
+    """A session in DATA whose message has begun and never ends:
+    (socket, its reader)."""
+    slow, fs = raw(srv.port)
+    reply(fs)
+    slow.sendall(b'EHLO s\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n'
+                 b'DATA\r\n')
+    assert [reply(fs)[0] for _ in range(4)] == [250, 250, 250, 354]
+    slow.sendall(b'Subject: never ends\r\n\r\n')
+    assert wait_log(srv, 'rcpt=<b@example.test>')
+    return slow, fs
+
+
 @case
 def drain_cuts_what_outlives_the_grace():
     # a message that does not end within --drain-timeout is cut (421,
@@ -1250,13 +1263,7 @@ def drain_cuts_what_outlives_the_grace():
     try:
         idle, fi = raw(srv.port)
         reply(fi)
-        slow, fs = raw(srv.port)
-        reply(fs)
-        slow.sendall(b'EHLO s\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n'
-                     b'DATA\r\n')
-        assert [reply(fs)[0] for _ in range(4)] == [250, 250, 250, 354]
-        slow.sendall(b'Subject: never ends\r\n\r\n')
-        assert wait_log(srv, 'rcpt=<b@example.test>')
+        slow, fs = message_that_never_ends(srv)
         srv.proc.send_signal(signal.SIGTERM)
         assert reply(fi)[0] == 421
         assert reply(fs) == (421, ['421 4.3.2 mx.example.test Service shutting down'])
@@ -1275,13 +1282,7 @@ def a_second_sigterm_ends_the_drain_at_once():
     # wait out --drain-timeout: what is still open is cut with the 421
     srv = Server('--drain-timeout', '600')
     try:
-        slow, fs = raw(srv.port)
-        reply(fs)
-        slow.sendall(b'EHLO s\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n'
-                     b'DATA\r\n')
-        assert [reply(fs)[0] for _ in range(4)] == [250, 250, 250, 354]
-        slow.sendall(b'Subject: never ends\r\n\r\n')
-        assert wait_log(srv, 'rcpt=<b@example.test>')
+        slow, fs = message_that_never_ends(srv)
         srv.proc.send_signal(signal.SIGTERM)
         assert wait_log(srv, 'stopping: draining 1 sessions')
         time.sleep(0.3)
