@@ -115,6 +115,17 @@ spool_open(smtpd *d)
     return 0;
 }
 
+/* v's low 4 * digits bits as that many upper-case hex digits at p. */
+static char *
+hex_put(char *p, unsigned long v, int digits)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int i;
+    for (i = digits - 1; i >= 0; i--, v >>= 4)
+        p[i] = hex[v & 15u];
+    return p + digits;
+}
+
 void
 new_id(smtpd *d, char *buf, size_t n)
 {
@@ -132,9 +143,23 @@ new_id(smtpd *d, char *buf, size_t n)
         d->id_rand_at -= sizeof r;
         memcpy(r, d->id_rand + d->id_rand_at, sizeof r);
     }
-    snprintf(buf, n, "%08lX%06lX%04lX%02X%02X%02X%02X%02X",
-             (unsigned long)time(NULL), (unsigned long)log_pid() & 0xffffff,
-             d->id_counter++ & 0xffff, r[0], r[1], r[2], r[3], r[4]);
+    /* What "%08lX%06lX%04lX" and five "%02X" would print (the time's low
+     * 32 bits: 8 digits until 2106), without snprintf's parsing: it was
+     * 5% of smtpd's instructions for a 50-recipient message, 20% for a
+     * one-recipient one (bench/rcpt-cost.sh). */
+    char id[8 + 6 + 4 + 10 + 1], *p = id;
+    size_t i;
+    p = hex_put(p, (unsigned long)time(NULL) & 0xffffffffUL, 8);
+    p = hex_put(p, (unsigned long)log_pid() & 0xffffffUL, 6);
+    p = hex_put(p, d->id_counter++ & 0xffffUL, 4);
+    for (i = 0; i < sizeof r; i++)
+        p = hex_put(p, r[i], 2);
+    *p = '\0';
+    if (n > 0) {
+        i = n - 1 < sizeof id - 1 ? n - 1 : sizeof id - 1;
+        memcpy(buf, id, i);
+        buf[i] = '\0';
+    }
 }
 
 static void
