@@ -380,8 +380,10 @@ def main():
     print('# bench/compare.sh, %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     print('# %d cores, %s; %d repetitions, interleaved' % (os.cpu_count(), cpu[0] if cpu else '?', REPS))
     t0 = time.monotonic()
-    servers = [Server('llsmtp', 'discard'), Server('smtp-sink', 'sink'), Server('floor-1', 'floor-1'),
-               Server('floor-50', 'floor-50'), Server('llsmtp+spool', 'spool'), Postfix('postfix')]
+    # (each floor measured right after smtpd: their ratio is taken a
+    # repetition at a time)
+    servers = [Server('llsmtp', 'discard'), Server('floor-1', 'floor-1'), Server('floor-50', 'floor-50'),
+               Server('smtp-sink', 'sink'), Server('llsmtp+spool', 'spool'), Postfix('postfix')]
     try:
         rows = throughput_table(servers)
         flushes = {sv.name: flush_calls(sv) for sv in servers
@@ -402,16 +404,22 @@ def main():
                 name, sv, fmt_range(thr), fmt_range(cpu), ' /GB' if unit == 'GB' else '',
                 '%.2fx' % ratio if sv != base else '1', '%.2fx' % (statistics.median(thr) / base_thr)
                 if sv != base else '1', num(statistics.median(lcpu))))
-    # the cost floor: smtpd's CPU per message over the floor's, same run
+    # the cost floor: smtpd's CPU per message over the floor's, same run;
+    # the ratio is taken in each repetition (the two measured one after
+    # the other) and its median given: the machine's speed drifts by a
+    # fifth from minute to minute (other guests), which a ratio of
+    # medians taken from different minutes would show as smtpd's cost
     floors = [(name, res) for name, unit, res, m, base in rows if any(k.startswith('floor') for k in res)]
     if floors:
         print()
-        print('| scenario | llsmtp CPU s per 1,000 msg | floor CPU s per 1,000 msg | llsmtp / floor |')
+        print('| scenario | llsmtp CPU us per msg | floor CPU us per msg | llsmtp / floor, median of the repetitions\' (min-max) |')
         print('|---|---|---|---|')
         for name, res in floors:
             fl = [k for k in res if k.startswith('floor')][0]
             a, b = statistics.median(res['llsmtp'][1]), statistics.median(res[fl][1])
-            print('| %s | %s | %s | %.2fx |' % (name, num(a), num(b), a / b if b > 0 else float('nan')))
+            pair = [x / y for x, y in zip(res['llsmtp'][1], res[fl][1]) if y > 0]
+            print('| %s | %.1f | %.1f | %s |' % (name, a * 1000, b * 1000, '%.2fx (%.2f-%.2f)' % (
+                statistics.median(pair), min(pair), max(pair)) if pair else '-'))
     # the loaders themselves: messages per CPU second of the load client
     a_src = [r for r in rows if r[0].endswith('smtp-source')]
     a_load = [r for r in rows if r[0].endswith('smtp-load') and r[0].startswith('a')]
