@@ -84,7 +84,7 @@ some_long(void)
                                 -10, LONG_MAX, LONG_MIN, INT_MAX, INT_MIN};
     if (next() % 2)
         return edge[next() % (sizeof edge / sizeof edge[0])];
-    return (long)next() * (next() % 2 ? 1 : -1);
+    return (long)(next() >> 1) * (next() % 2 ? 1 : -1); /* no overflow */
 }
 
 static unsigned long
@@ -94,7 +94,7 @@ some_ulong(void)
                                          99, 100, ULONG_MAX, UINT_MAX};
     if (next() % 2)
         return edge[next() % (sizeof edge / sizeof edge[0])];
-    return next() >> (next() % 40);
+    return next() >> (next() % (sizeof(unsigned long) * CHAR_BIT));
 }
 
 static void
