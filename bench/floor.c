@@ -2,9 +2,9 @@
  *
  * floor.c - the cost floor for bench/compare.sh: a responder that speaks
  * just enough SMTP for bench/smtp-load (pipelined, R recipients a
- * message) with the system calls a server needs for it (those
- * examples/smtpd makes, but for 50 recipients, whose envelope replies
- * smtpd sends in two writes: see README, Performance) and no parsing.
+ * message) with the system calls a server needs for it, those
+ * examples/smtpd makes (strace -c over 2,000 messages of 50 recipients:
+ * the same sendto and recvfrom counts), and no parsing.
  * One poll() loop over non-blocking sockets (TCP_NODELAY, as smtpd);
  * per connection one recv() of up to 64 KiB
  * when poll says so, and one send() of canned replies when the bytes
