@@ -7,7 +7,7 @@
 # 127.0.0.1 port with a fresh spool and stops it by PID.
 # Usage: python3 tests/integration.py [path/to/smtpd [CASE...]]
 # With CASE names (or LLSMTP_IT_CASES="a b"), only those cases run.
-import os, re, resource, shutil, signal, smtplib, socket, ssl, subprocess, sys, tempfile, threading, time
+import os, re, resource, shutil, signal, smtplib, socket, ssl, struct, subprocess, sys, tempfile, threading, time
 from email.message import EmailMessage
 
 from ports import free_port, free_udp_port
@@ -801,11 +801,12 @@ def bdat_binarymime_through_a_socket():
         srv.stop()
 
 
-@case
-def etrn_scan_does_not_stall_other_sessions():
-    # ETRN reads every queue envelope: in a child process, so a slow disk
-    # (here: an envelope that is a FIFO nobody writes) stalls only the
-    # client that asked, never the event loop
+def spool_with_a_blocking_envelope():
+    """A spool whose queue holds one entry for x@far.test, not due; once
+    smtpd has started on it, block() makes the envelope a FIFO nobody
+    writes (an ETRN scan waits in open() there, as on a stuck disk) and
+    unblock() lets every reader see its end. (dir, spool, block,
+    unblock)"""
     d = tempfile.mkdtemp(prefix='llsmtp-etrn-')
     spool = os.path.join(d, 'spool')
     os.makedirs(os.path.join(spool, 'queue'))
@@ -815,6 +816,10 @@ def etrn_scan_does_not_stall_other_sessions():
                           'rcpt <x@far.test> relay\n')
     open(fifo[:-4] + '.st', 'w').write('N 4000000000 1\n')  # not due: no runner
 
+    def block():
+        os.unlink(fifo)  # known to the queue; now reading it blocks
+        os.mkfifo(fifo)
+
     def unblock():
         # every reader blocked in open() sees end of file
         for _ in range(5):
@@ -823,10 +828,41 @@ def etrn_scan_does_not_stall_other_sessions():
             except OSError:
                 pass
             time.sleep(0.05)
+    return d, spool, block, unblock
+
+
+def live_children(pid):
+    """Processes whose parent is pid, zombies left out."""
+    out = []
+    for p in os.listdir('/proc'):
+        if p.isdigit():
+            try:
+                f = open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == pid and f[0] != 'Z':
+                out.append(int(p))
+    return out
+
+
+def wait_for(what, timeout=5):
+    end = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@case
+def etrn_scan_does_not_stall_other_sessions():
+    # ETRN reads every queue envelope: in a child process, so a slow disk
+    # (here: an envelope that is a FIFO nobody writes) stalls only the
+    # client that asked, never the event loop
+    d, spool, block, unblock = spool_with_a_blocking_envelope()
     srv = Server('--spool', spool)
     try:
-        os.unlink(fifo)  # known to the queue; now reading it blocks
-        os.mkfifo(fifo)
+        block()
         s, f = raw(srv.port)
         other, of = raw(srv.port)
         reply(f), reply(of)
@@ -841,6 +877,53 @@ def etrn_scan_does_not_stall_other_sessions():
         s.sendall(b'NOOP\r\n')
         assert reply(f)[0] == 250
         f.close(); s.close(); of.close(); other.close()
+    finally:
+        unblock()
+        srv.stop()
+        unblock()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def etrn_scans_end_with_their_sessions():
+    # At most 4 ETRN scans at once (each reads every envelope): counted by
+    # the scans that run, not by the sessions that wait for them, so a
+    # client that asks and resets the connection, again and again, cannot
+    # leave a process behind each time (here each would wait forever)
+    d, spool, block, unblock = spool_with_a_blocking_envelope()
+    srv = Server('--spool', spool)
+    try:
+        block()
+        for i in range(6):
+            s, f = raw(srv.port)
+            reply(f)
+            s.sendall(b'EHLO x\r\nETRN far.test\r\n')
+            assert reply(f)[0] == 250
+            assert wait_for(lambda: len(live_children(srv.proc.pid)) == 1), \
+                (i, live_children(srv.proc.pid))  # its scan runs
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            f.close(); s.close()  # RST
+            assert wait_for(lambda: not live_children(srv.proc.pid)), \
+                (i, live_children(srv.proc.pid))  # and ends with it
+        # and the limit still holds: 4 scans, the fifth client told to wait
+        waiting = []
+        for _ in range(4):
+            s, f = raw(srv.port)
+            reply(f)
+            s.sendall(b'EHLO x\r\nETRN far.test\r\n')
+            assert reply(f)[0] == 250
+            waiting.append((s, f))
+        assert wait_for(lambda: len(live_children(srv.proc.pid)) == 4), live_children(srv.proc.pid)
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\nETRN far.test\r\n')
+        assert reply(f)[0] == 250
+        assert reply(f) == (458, ['458 4.3.0 Unable to queue messages for node far.test'])
+        f.close(); s.close()
+        unblock()
+        for s, f in waiting:
+            assert reply(f) == (251, ['251 2.0.0 No messages waiting for node far.test'])
+            f.close(); s.close()
     finally:
         unblock()
         srv.stop()
@@ -2645,7 +2728,6 @@ def sessions_reset_while_their_messages_are_stored():
     # while it is with the storage thread or waiting for it: each message
     # is either stored whole (no 250 was seen: a duplicate at worst) or
     # not at all, nothing stays under DIR/tmp, and the server goes on.
-    import struct
     srv = Server('--relay-domain', 'relay.test')
     sent = []
 

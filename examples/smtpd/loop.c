@@ -336,8 +336,8 @@ conn_free(conn *c)
         free(c->loan); /* NULL once taken back; the session goes too */
     }
     if (c->etrn_fd >= 0) {
-        close(c->etrn_fd); /* the child's next write fails: it ends */
-        c->d->etrn_running--;
+        close(c->etrn_fd);
+        etrn_forget(c); /* its scan ends now, not after every envelope */
     }
     free(c->etrn_buf);
     tls_close(c);
@@ -1169,7 +1169,7 @@ loop_run(smtpd *d)
         time_t now = time(NULL);
         long long now_ms = mono_ms();
         if (!d->opt.discard)
-            queue_reap(d->outq, now);
+            queue_reap(d->outq, now, etrn_reaped, d);
         if (drain_over(d, now_ms)) {
             loop_cut(d);
             return 0;

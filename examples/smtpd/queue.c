@@ -857,13 +857,18 @@ queue_run(queue *qu, time_t now)
 }
 
 void
-queue_reap(queue *qu, time_t now)
+queue_reap(queue *qu, time_t now, void (*other)(void *arg, pid_t pid),
+           void *arg)
 {
     int status, any = 0;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         size_t i;
-        for (i = 0; i < qu->nents; i++) {
+        for (i = 0; i < qu->nents && qu->ents[i].pid != pid; i++)
+            ;
+        if (i == qu->nents && other != NULL)
+            other(arg, pid); /* not a runner */
+        for (; i < qu->nents; i++) {
             char path[4200];
             struct stat st;
             entry *e = &qu->ents[i];

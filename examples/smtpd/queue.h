@@ -79,8 +79,10 @@ void queue_release(queue *qu, const char *id);
 /* Starts runners for due entries. Returns the poll timeout in ms until
  * the next thing to do, or -1 for nothing. */
 int queue_run(queue *qu, time_t now);
-/* Collects finished runners (call when SIGCHLD arrived). */
-void queue_reap(queue *qu, time_t now);
+/* Collects every ended child process: its runners, and any other (an
+ * ETRN scan) handed to other(arg, pid) once it is reaped. */
+void queue_reap(queue *qu, time_t now, void (*other)(void *arg, pid_t pid),
+                void *arg);
 /* ETRN (RFC 1985) without blocking the server (smtpd scans in a child
  * process): how many entries there are; in the child, the ids of the
  * entries with an open recipient in node (or, for "@d", in d and its

@@ -629,10 +629,48 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
     return LLSMTP_OK;
 }
 
+/* A free ETRN slot, or NULL when MAX_ETRN scans run. */
+static etrn_scan *
+etrn_slot(smtpd *d)
+{
+    size_t k;
+    for (k = 0; k < MAX_ETRN; k++)
+        if (d->etrn[k].pid == 0)
+            return &d->etrn[k];
+    return NULL;
+}
+
+void
+etrn_forget(conn *c)
+{
+    size_t k;
+    for (k = 0; k < MAX_ETRN; k++)
+        if (c->d->etrn[k].waiter == c) {
+            /* not reaped yet (etrn_reaped clears waiter first), so the
+             * pid is still this child's */
+            kill(c->d->etrn[k].pid, SIGKILL);
+            c->d->etrn[k].waiter = NULL;
+        }
+}
+
+void
+etrn_reaped(void *arg, pid_t pid)
+{
+    smtpd *d = (smtpd *)arg;
+    size_t k;
+    for (k = 0; k < MAX_ETRN; k++)
+        if (d->etrn[k].pid == pid) {
+            d->etrn[k].pid = 0;
+            d->etrn[k].waiter = NULL;
+        }
+}
+
 /* ETRN (RFC 1985): a queue run now for what waits for the node. Finding
  * those entries means reading every envelope, so a child process does
  * it while this session waits (its decision deferred) and every other
- * session goes on; etrn_done() answers. */
+ * session goes on; etrn_read() answers. At most MAX_ETRN scans run: a
+ * session that goes takes its scan with it (etrn_forget), so clients
+ * that ask and hang up cannot leave scans behind. */
 static int
 on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
 {
@@ -640,9 +678,10 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
     conn *c = CONN(s);
     int p[2];
     pid_t pid;
+    etrn_scan *slot = etrn_slot(c->d);
     log_held(&c->log, "session=%lu etrn=%.*s", c->sid, (int)arg.n, arg.p);
     if (c->d->opt.discard || (arg.n > 0 && arg.p[0] == '#') || arg.n > 255 ||
-        c->d->etrn_running >= MAX_ETRN) {
+        slot == NULL) {
         snprintf(text, sizeof text, "Unable to queue messages for node %.*s",
                  (int)arg.n, arg.p);
         llsmtp_reply_set(r, 458, "4.3.0", text);
@@ -675,8 +714,9 @@ on_etrn(llsmtp_server *s, llsmtp_span arg, llsmtp_reply *r)
     fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
     c->etrn_fd = p[0];
     c->etrn_len = 0;
-    c->d->etrn_running++;
-    return LLSMTP_PAUSED; /* the child's runner is reaped by queue.c */
+    slot->pid = pid;
+    slot->waiter = c;
+    return LLSMTP_PAUSED; /* the child is reaped by queue_reap */
 }
 
 /* Reads the ETRN child's ids; at its end makes those entries due and
@@ -710,7 +750,7 @@ etrn_read(conn *c)
     }
     close(c->etrn_fd);
     c->etrn_fd = -1;
-    c->d->etrn_running--;
+    etrn_forget(c); /* its answer is in: the scan has no more to say */
     c->etrn_buf[c->etrn_len] = '\0';
     for (line = c->etrn_buf; (nl = strchr(line, '\n')) != NULL;
          line = nl + 1) {

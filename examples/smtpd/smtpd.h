@@ -99,6 +99,13 @@ typedef struct options {
 
 typedef struct conn conn;
 
+/* An ETRN scan's slot: its child (0: a free slot) and the session that
+ * waits for its answer (NULL when none waits any more). */
+typedef struct etrn_scan {
+    pid_t pid;
+    conn *waiter;
+} etrn_scan;
+
 /* One poll round's set: listeners, sessions, ETRN pipes, the signal
  * pipe, the storage thread's pipe, in that order. */
 typedef struct pollset {
@@ -140,7 +147,10 @@ typedef struct smtpd {
     unsigned long next_sid;     /* the last session's id */
     llsmtp_ip own_addrs[MAX_OWN];
     size_t nown;
-    int etrn_running; /* ETRN scans under way */
+    /* ETRN scans (child processes, session.c): a slot is taken at the
+     * fork and given back when the child has been reaped, so the slots
+     * count scans that run, not sessions that wait for one. */
+    etrn_scan etrn[MAX_ETRN];
     char rbuf[READ_BUF];
     /* Output buffers lent to sessions while their replies wait
      * (LLSMTP_CFG_LENT_OUTPUT): the spares, and their size. One is
@@ -241,6 +251,11 @@ int keep_text(char **dst, const char *p, size_t n);
 void session_forget(conn *c);
 int proxy_trusted(const smtpd *d, const llsmtp_ip *ip);
 int etrn_read(conn *c);
+/* A session goes: its scan, if one runs, is killed (its slot is given
+ * back when the child is reaped: etrn_reaped). */
+void etrn_forget(conn *c);
+/* queue_reap's hook for a child that was no runner (arg: the smtpd). */
+void etrn_reaped(void *arg, pid_t pid);
 const char *protocol(const conn *c);
 const char *rcpt_path(const conn *c, size_t i);
 const char *rcpt_params(const conn *c, size_t i);
