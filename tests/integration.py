@@ -931,6 +931,62 @@ def etrn_scans_end_with_their_sessions():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def zombie_children(pid):
+    """Ended children of pid that it has not reaped yet."""
+    out = []
+    for p in os.listdir('/proc'):
+        if p.isdigit():
+            try:
+                f = open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == pid and f[0] == 'Z':
+                out.append(int(p))
+    return out
+
+
+@case
+def etrn_slots_of_killed_scans_free_without_another_event():
+    # Four sessions ask for a scan (each blocks) and reset the connection:
+    # their scans are killed, so none runs. A fifth session, connected
+    # before, then asks: it must not be told 458 (no scan runs), yet the
+    # killed children wait unreaped until some other event wakes the loop
+    # (no SIGCHLD wakes poll), and their slots with them
+    d, spool, block, unblock = spool_with_a_blocking_envelope()
+    srv = Server('--spool', spool)
+    try:
+        block()
+        x, xf = raw(srv.port)
+        reply(xf)
+        x.sendall(b'EHLO x\r\n')
+        assert reply(xf)[0] == 250
+        waiting = []
+        for _ in range(4):
+            s, f = raw(srv.port)
+            reply(f)
+            s.sendall(b'EHLO x\r\nETRN far.test\r\n')
+            assert reply(f)[0] == 250
+            waiting.append((s, f))
+        assert wait_for(lambda: len(live_children(srv.proc.pid)) == 4), live_children(srv.proc.pid)
+        for s, f in waiting:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            f.close(); s.close()  # RST, all four at once
+        assert wait_for(lambda: not live_children(srv.proc.pid)), live_children(srv.proc.pid)
+        time.sleep(0.5)
+        zombies = zombie_children(srv.proc.pid)
+        x.sendall(b'ETRN far.test\r\n')
+        time.sleep(0.3)
+        unblock()
+        got = reply(xf)
+        assert got[0] != 458, (got, 'unreaped killed scans', zombies)
+        xf.close(); x.close()
+    finally:
+        unblock()
+        srv.stop()
+        unblock()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @case
 def smtputf8_with_smtplib():
     srv = Server()
