@@ -988,6 +988,40 @@ def etrn_slots_of_killed_scans_free_without_another_event():
 
 
 @case
+def etrn_four_sessions_asking_in_turn_are_never_refused():
+    # Four sessions, each asking again as soon as its ETRN is answered:
+    # never more than 4 scans at once, so none is told 458. A scan that
+    # has answered (its pipe at end of file) is over, even if the loop has
+    # not reaped its child yet
+    d, spool, block, unblock = spool_with_a_blocking_envelope()
+    srv = Server('--spool', spool)
+    codes = {}
+    lock = threading.Lock()
+
+    def worker():
+        s, f = raw(srv.port)
+        reply(f)
+        s.sendall(b'EHLO x\r\n')
+        reply(f)
+        for _ in range(200):
+            s.sendall(b'ETRN far.test\r\n')
+            c = reply(f)[0]
+            with lock:
+                codes[c] = codes.get(c, 0) + 1
+        f.close(); s.close()
+    try:
+        ts = [threading.Thread(target=worker) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert 458 not in codes, codes
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@case
 def smtputf8_with_smtplib():
     srv = Server()
     try:
