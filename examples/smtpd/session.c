@@ -629,13 +629,20 @@ on_auth(llsmtp_server *s, const llsmtp_auth *cred, llsmtp_reply *r)
     return LLSMTP_OK;
 }
 
-/* A free ETRN slot, or NULL when MAX_ETRN scans run. */
+/* A free ETRN slot, or NULL when MAX_ETRN scans run. A scan runs while
+ * a session waits for it: one that has answered (its pipe at end of
+ * file) or was killed with its session does no more work, though its
+ * child may not be reaped yet (nothing wakes poll() when a child ends:
+ * that is the next round's queue_reap, maybe a minute away). Its pid is
+ * then forgotten with the slot; only a waited-for scan's is ever
+ * killed, and etrn_reaped clears the waiter before its pid can be
+ * reused. */
 static etrn_scan *
 etrn_slot(smtpd *d)
 {
     size_t k;
     for (k = 0; k < MAX_ETRN; k++)
-        if (d->etrn[k].pid == 0)
+        if (d->etrn[k].waiter == NULL)
             return &d->etrn[k];
     return NULL;
 }

@@ -99,8 +99,9 @@ typedef struct options {
 
 typedef struct conn conn;
 
-/* An ETRN scan's slot: its child (0: a free slot) and the session that
- * waits for its answer (NULL when none waits any more). */
+/* An ETRN scan's slot: the session that waits for its answer (NULL: a
+ * free slot) and the scan's child (kept to kill it with the session;
+ * 0 once reaped). */
 typedef struct etrn_scan {
     pid_t pid;
     conn *waiter;
@@ -148,8 +149,10 @@ typedef struct smtpd {
     llsmtp_ip own_addrs[MAX_OWN];
     size_t nown;
     /* ETRN scans (child processes, session.c): a slot is taken at the
-     * fork and given back when the child has been reaped, so the slots
-     * count scans that run, not sessions that wait for one. */
+     * fork and given back when its session stops waiting (the answer
+     * came, or the session went and the scan was killed with it) or its
+     * child was reaped: the slots count the scans that work, not the
+     * sessions that were once served by one. */
     etrn_scan etrn[MAX_ETRN];
     char rbuf[READ_BUF];
     /* Output buffers lent to sessions while their replies wait
@@ -251,8 +254,8 @@ int keep_text(char **dst, const char *p, size_t n);
 void session_forget(conn *c);
 int proxy_trusted(const smtpd *d, const llsmtp_ip *ip);
 int etrn_read(conn *c);
-/* A session goes: its scan, if one runs, is killed (its slot is given
- * back when the child is reaped: etrn_reaped). */
+/* A session stops waiting for its scan (it went, or the answer came):
+ * the scan is killed if it still runs, its slot given back. */
 void etrn_forget(conn *c);
 /* queue_reap's hook for a child that was no runner (arg: the smtpd). */
 void etrn_reaped(void *arg, pid_t pid);
