@@ -14,7 +14,7 @@
 import os, re, shutil, signal, smtplib, socket, ssl, subprocess, sys, tempfile, threading, time
 
 from ports import free_port
-from skips import Skip, closing_line, run_case
+from skips import Skip, closing_line, run_case, wait_until
 
 EVHOST = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/evhost'
 ONLY = set(sys.argv[2:]) | set(os.environ.get('LLSMTP_IT_CASES', '').split())
@@ -25,16 +25,6 @@ SENDER = 'me@example.org'
 MSG = 'Subject: evhost\r\n\r\nhello\r\n.a line with a dot\r\n'
 OCTETS = str(len(MSG))  # smtplib stuffs the dot, the session removes it
 CERT = {}
-
-
-def wait_until(pred, timeout=60):
-    """A guard, never a measurement: polls pred until it holds."""
-    end = time.time() + timeout
-    while not pred():
-        if time.time() > end:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def certificate():

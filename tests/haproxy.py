@@ -13,7 +13,7 @@
 import os, shutil, signal, smtplib, socket, subprocess, sys, tempfile, threading, time
 
 from ports import free_port
-from skips import Skip, closing_line, run_case
+from skips import Skip, closing_line, run_case, wait_until
 
 SMTPD = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd'
 ONLY = set(sys.argv[2:]) | set(os.environ.get('LLSMTP_IT_CASES', '').split())
@@ -25,16 +25,6 @@ HAPROXY = shutil.which('haproxy') or ('/usr/sbin/haproxy' if os.path.exists('/us
 def need_haproxy():
     if HAPROXY is None:
         raise Skip('haproxy is not installed (apt-get install haproxy, or make deps)')
-
-
-def wait_until(pred, timeout=60):
-    """A guard, never a measurement: polls pred until it holds."""
-    end = time.time() + timeout
-    while not pred():
-        if time.time() > end:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class Backend:

@@ -11,7 +11,7 @@ import os, re, resource, shutil, signal, smtplib, socket, ssl, struct, subproces
 from email.message import EmailMessage
 
 from ports import free_port, free_udp_port
-from skips import Skip, require_tls, closing_line, run_case
+from skips import Skip, require_tls, closing_line, run_case, wait_until
 
 SMTPD = sys.argv[1] if len(sys.argv) > 1 else 'build/examples/smtpd'
 ONLY = set(sys.argv[2:]) | set(os.environ.get('LLSMTP_IT_CASES', '').split())
@@ -104,17 +104,6 @@ def reply(f):
         lines.append(line[:-2].decode('latin-1'))
         if line[3:4] == b' ':
             return int(line[:3]), lines
-
-
-def wait_until(pred, timeout=10):
-    """What the server does after its reply (closing, logging) comes a
-    little later: poll for it, bounded."""
-    end = time.time() + timeout
-    while not pred():
-        if time.time() > end:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def wait_log(srv, text, timeout=10, count=1):
@@ -487,7 +476,7 @@ def disconnect_mid_data_leaves_no_message():
         s.shutdown(socket.SHUT_RDWR)  # close() waits for the makefile too
         s.close()
         # the server notices the close on its next read
-        wait_until(lambda: os.listdir(os.path.join(srv.spool, "tmp")) == [])
+        wait_until(lambda: os.listdir(os.path.join(srv.spool, "tmp")) == [], 10)
         assert srv.messages() == []
         left = os.listdir(os.path.join(srv.spool, "tmp"))
         assert left == [], (left, open(srv.log.name).read())
@@ -831,8 +820,9 @@ def spool_with_a_blocking_envelope():
     return d, spool, block, unblock
 
 
-def live_children(pid):
-    """Processes whose parent is pid, zombies left out."""
+def children(pid, zombies=False):
+    """Processes whose parent is pid: the live ones, or (zombies=True)
+    the ended ones it has not reaped yet."""
     out = []
     for p in os.listdir('/proc'):
         if p.isdigit():
@@ -840,18 +830,19 @@ def live_children(pid):
                 f = open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()
             except OSError:
                 continue
-            if int(f[1]) == pid and f[0] != 'Z':
+            if int(f[1]) == pid and (f[0] == 'Z') == zombies:
                 out.append(int(p))
     return out
 
 
-def wait_for(what, timeout=5):
-    end = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.02)
-    return True
+def ask_etrn(port):
+    """A session that asked ETRN far.test (its EHLO answered; the ETRN's
+    answer not read). (socket, file)"""
+    s, f = raw(port)
+    reply(f)
+    s.sendall(b'EHLO x\r\nETRN far.test\r\n')
+    assert reply(f)[0] == 250
+    return s, f
 
 
 @case
@@ -895,29 +886,20 @@ def etrn_scans_end_with_their_sessions():
     try:
         block()
         for i in range(6):
-            s, f = raw(srv.port)
-            reply(f)
-            s.sendall(b'EHLO x\r\nETRN far.test\r\n')
-            assert reply(f)[0] == 250
-            assert wait_for(lambda: len(live_children(srv.proc.pid)) == 1), \
-                (i, live_children(srv.proc.pid))  # its scan runs
+            s, f = ask_etrn(srv.port)
+            assert wait_until(lambda: len(children(srv.proc.pid)) == 1, 5), \
+                (i, children(srv.proc.pid))  # its scan runs
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
             f.close(); s.close()  # RST
-            assert wait_for(lambda: not live_children(srv.proc.pid)), \
-                (i, live_children(srv.proc.pid))  # and ends with it
+            assert wait_until(lambda: not children(srv.proc.pid), 5), \
+                (i, children(srv.proc.pid))  # and ends with it
         # and the limit still holds: 4 scans, the fifth client told to wait
         waiting = []
         for _ in range(4):
-            s, f = raw(srv.port)
-            reply(f)
-            s.sendall(b'EHLO x\r\nETRN far.test\r\n')
-            assert reply(f)[0] == 250
+            s, f = ask_etrn(srv.port)
             waiting.append((s, f))
-        assert wait_for(lambda: len(live_children(srv.proc.pid)) == 4), live_children(srv.proc.pid)
-        s, f = raw(srv.port)
-        reply(f)
-        s.sendall(b'EHLO x\r\nETRN far.test\r\n')
-        assert reply(f)[0] == 250
+        assert wait_until(lambda: len(children(srv.proc.pid)) == 4, 5), children(srv.proc.pid)
+        s, f = ask_etrn(srv.port)
         assert reply(f) == (458, ['458 4.3.0 Unable to queue messages for node far.test'])
         f.close(); s.close()
         unblock()
@@ -929,20 +911,6 @@ def etrn_scans_end_with_their_sessions():
         srv.stop()
         unblock()
         shutil.rmtree(d, ignore_errors=True)
-
-
-def zombie_children(pid):
-    """Ended children of pid that it has not reaped yet."""
-    out = []
-    for p in os.listdir('/proc'):
-        if p.isdigit():
-            try:
-                f = open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
-            if int(f[1]) == pid and f[0] == 'Z':
-                out.append(int(p))
-    return out
 
 
 @case
@@ -962,18 +930,15 @@ def etrn_slots_of_killed_scans_free_without_another_event():
         assert reply(xf)[0] == 250
         waiting = []
         for _ in range(4):
-            s, f = raw(srv.port)
-            reply(f)
-            s.sendall(b'EHLO x\r\nETRN far.test\r\n')
-            assert reply(f)[0] == 250
+            s, f = ask_etrn(srv.port)
             waiting.append((s, f))
-        assert wait_for(lambda: len(live_children(srv.proc.pid)) == 4), live_children(srv.proc.pid)
+        assert wait_until(lambda: len(children(srv.proc.pid)) == 4, 5), children(srv.proc.pid)
         for s, f in waiting:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
             f.close(); s.close()  # RST, all four at once
-        assert wait_for(lambda: not live_children(srv.proc.pid)), live_children(srv.proc.pid)
+        assert wait_until(lambda: not children(srv.proc.pid), 5), children(srv.proc.pid)
         time.sleep(0.5)
-        zombies = zombie_children(srv.proc.pid)
+        zombies = children(srv.proc.pid, zombies=True)
         x.sendall(b'ETRN far.test\r\n')
         time.sleep(0.3)
         unblock()
@@ -1766,7 +1731,7 @@ def command_line_contract_details():
         assert reply(f)[0] == 250 and reply(f)[0] == 221
         f.close(); s.close()
         logname = os.path.join(d, 'log')
-        wait_until(lambda: open(logname).read().count(' close') >= 3)
+        wait_until(lambda: open(logname).read().count(' close') >= 3, 10)
         log = open(logname).read()
         # --verbose: a line per command and per reply; no secrets
         # (AUTH with its mechanism only: the library never reports more)
@@ -2371,7 +2336,7 @@ def smtp_send_to_postfix_smtp_sink():
                                  '--to', 'b@example.test', '--to', 'c@example.net',
                                  data=b'Subject: sink\n\n..two dots\n')
         assert rc == 0 and len(res) == 2, (rc, res, err)
-        wait_until(lambda: os.path.exists(dump) and b'..two dots' in open(dump, 'rb').read())
+        wait_until(lambda: os.path.exists(dump) and b'..two dots' in open(dump, 'rb').read(), 10)
         got = open(dump, 'rb').read()
         assert b'X-Rcpt-Args: <c@example.net>' in got and b'..two dots' in got, got
     finally:

@@ -4,9 +4,10 @@
 # this build says so instead of failing (today, the TLS cases when smtpd
 # was built without OpenSSL (no libssl-dev), and tests/haproxy.py's when
 # haproxy is not installed; CI sets LLSMTP_NO_SKIPS=1, so a skip there is
-# a failure: the native run must exercise every case), and the runner
-# that reports each case and the suite's closing line.
-import os, subprocess, traceback
+# a failure: the native run must exercise every case), the runner
+# that reports each case and the suite's closing line, and wait_until,
+# the bounded poll for what a server does a little later.
+import os, subprocess, time, traceback
 
 
 class Skip(Exception):
@@ -24,6 +25,17 @@ def require_tls(smtpd):
         _tls[smtpd] = ' tls ' in out and not out.rstrip().endswith(' tls none')
     if not _tls[smtpd]:
         raise Skip('smtpd was built without OpenSSL (install libssl-dev and rebuild)')
+
+
+def wait_until(pred, timeout=60):
+    """A guard, never a measurement: polls pred until it holds (True),
+    or timeout seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def run_case(fn, only, results, before=None):
